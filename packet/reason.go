@@ -87,8 +87,8 @@ var reasonNames = map[ReasonCode]string{
 	QuotaExceeded: "quota exceeded", AdministrativeAction: "administrative action",
 	PayloadFormatInvalid: "payload format invalid", RetainNotSupported: "retain not supported",
 	QoSNotSupported: "QoS not supported", UseAnotherServer: "use another server", ServerMoved: "server moved",
-	SharedSubscriptionsNotSupported:     "shared subscriptions not supported",
-	ConnectionRateExceeded:              "connection rate exceeded", MaximumConnectTime: "maximum connect time",
+	SharedSubscriptionsNotSupported: "shared subscriptions not supported",
+	ConnectionRateExceeded:          "connection rate exceeded", MaximumConnectTime: "maximum connect time",
 	SubscriptionIdentifiersNotSupported: "subscription identifiers not supported",
 	WildcardSubscriptionsNotSupported:   "wildcard subscriptions not supported",
 }
