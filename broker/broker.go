@@ -1,0 +1,284 @@
+// Package broker is Petrel's embeddable MQTT broker: Options, New, Serve and
+// Shutdown, and the small interfaces it needs (Authenticator, Authorizer).
+// It never imports a concrete implementation of those.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/retain"
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/internal/topic"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("broker: server closed")
+
+// Overflow policies for Options.QueuePolicy.
+const (
+	PolicyDropNew    = "drop-new"
+	PolicyDropOldest = "drop-oldest"
+)
+
+// UnauthorizedPublish behaviours for Options.UnauthorizedPublish.
+const (
+	UnauthorizedClose      = "close"
+	UnauthorizedAckAndDrop = "ack-and-drop"
+)
+
+// Options configure a Broker. The zero value is valid: every field has the
+// default documented on it.
+type Options struct {
+	// Logger receives the broker's logs; default slog.Default().
+	Logger *slog.Logger
+	// Authenticator and Authorizer; default AllowAll.
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	// UnauthorizedPublish: "close" (default) or "ack-and-drop".
+	UnauthorizedPublish string
+
+	// MaxPacketSize bounds an inbound packet, fixed header included; default
+	// 16 MiB, at most packet.MaxRemainingLength+5.
+	MaxPacketSize int
+	// ConnectTimeout is how long a new connection has to send CONNECT;
+	// default 10s.
+	ConnectTimeout time.Duration
+	// MaxKeepAlive caps the keepalive a client may ask for (0: no cap).
+	MaxKeepAlive time.Duration
+
+	// QueueMessages and QueueBytes bound each client's outbound queue;
+	// defaults 50,000 messages and 0 (no byte bound).
+	QueueMessages int
+	QueueBytes    int
+	// QueuePolicy is "drop-new" (default) or "drop-oldest".
+	QueuePolicy string
+	// QueueQoS0Offline queues QoS 0 messages for offline persistent sessions.
+	QueueQoS0Offline bool
+	// MaxInflight is the outbound window of unacknowledged QoS 1/2
+	// messages per client; default 1024.
+	MaxInflight int
+
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Broker is an MQTT broker. Create one with New, give it listeners with
+// Serve, stop it with Shutdown.
+type Broker struct {
+	opts   Options
+	log    *slog.Logger
+	limits session.Limits
+
+	subs     *topic.Trie[subKey, subscriber]
+	retained *retain.Index[*session.Message]
+	shared   sharedGroups
+	stats    counters
+
+	wg       sync.WaitGroup // connection goroutines
+	shutdown atomic.Bool
+	done     chan struct{}
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		conns     map[*conn]struct{}
+		clients   map[string]*conn            // online connection per client id
+		sessions  map[string]*session.Session // every session, online or not
+	}
+}
+
+// New returns a broker configured by o, or an error naming the bad option.
+func New(o Options) (*Broker, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Authenticator == nil {
+		o.Authenticator = AllowAll{}
+	}
+	if o.Authorizer == nil {
+		o.Authorizer = AllowAll{}
+	}
+	switch o.UnauthorizedPublish {
+	case "":
+		o.UnauthorizedPublish = UnauthorizedClose
+	case UnauthorizedClose, UnauthorizedAckAndDrop:
+	default:
+		return nil, fmt.Errorf("broker: unauthorized publish %q: want %q or %q", o.UnauthorizedPublish, UnauthorizedClose, UnauthorizedAckAndDrop)
+	}
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = 16 << 20
+	}
+	if o.MaxPacketSize < 2 || o.MaxPacketSize > packet.MaxRemainingLength+5 {
+		return nil, fmt.Errorf("broker: max packet size %d out of range 2..%d", o.MaxPacketSize, packet.MaxRemainingLength+5)
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.QueueMessages == 0 {
+		o.QueueMessages = 50_000
+	}
+	if o.QueueMessages < 0 || o.QueueBytes < 0 {
+		return nil, errors.New("broker: queue limits must not be negative")
+	}
+	policy := session.DropNew
+	switch o.QueuePolicy {
+	case "", PolicyDropNew:
+		o.QueuePolicy = PolicyDropNew
+	case PolicyDropOldest:
+		policy = session.DropOldest
+	default:
+		return nil, fmt.Errorf("broker: queue policy %q: want %q or %q", o.QueuePolicy, PolicyDropNew, PolicyDropOldest)
+	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = 1024
+	}
+	if o.MaxInflight < 1 || o.MaxInflight > 65535 {
+		return nil, fmt.Errorf("broker: max inflight %d out of range 1..65535", o.MaxInflight)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &Broker{
+		opts: o,
+		log:  o.Logger,
+		limits: session.Limits{
+			MaxMessages:      o.QueueMessages,
+			MaxBytes:         o.QueueBytes,
+			Policy:           policy,
+			QueueQoS0Offline: o.QueueQoS0Offline,
+		},
+		subs:     topic.NewTrie[subKey, subscriber](),
+		retained: retain.New[*session.Message](),
+		done:     make(chan struct{}),
+	}
+	b.shared.next = make(map[string]uint64)
+	b.mu.listeners = make(map[net.Listener]struct{})
+	b.mu.conns = make(map[*conn]struct{})
+	b.mu.clients = make(map[string]*conn)
+	b.mu.sessions = make(map[string]*session.Session)
+	return b, nil
+}
+
+// Serve accepts connections on l until Shutdown, serving each in its own
+// goroutines. It always returns a non-nil error: ErrServerClosed after
+// Shutdown. Serve may be called for several listeners at once.
+func (b *Broker) Serve(l net.Listener) error {
+	if !b.trackListener(l, true) {
+		return ErrServerClosed
+	}
+	defer b.trackListener(l, false)
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if b.shutdown.Load() {
+				return ErrServerClosed
+			}
+			if isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				select {
+				case <-time.After(delay):
+				case <-b.done:
+				}
+				continue
+			}
+			return fmt.Errorf("broker: accept: %w", err)
+		}
+		delay = 0
+		b.ServeConn(nc)
+	}
+}
+
+// isTemporary reports whether an accept error is worth retrying: a timeout,
+// running out of file descriptors, or a connection aborted before accept.
+func isTemporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+func (b *Broker) trackListener(l net.Listener, add bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if add {
+		if b.shutdown.Load() {
+			return false
+		}
+		b.mu.listeners[l] = struct{}{}
+	} else {
+		delete(b.mu.listeners, l)
+	}
+	return true
+}
+
+// ServeConn serves one already accepted connection (from any transport) in
+// new goroutines and returns at once. After Shutdown it closes nc.
+func (b *Broker) ServeConn(nc net.Conn) {
+	c := newConn(b, nc)
+	b.mu.Lock()
+	if b.shutdown.Load() {
+		b.mu.Unlock()
+		_ = nc.Close() // refusing during shutdown; the close error is of no use
+		return
+	}
+	b.mu.conns[c] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	b.stats.connections.Add(1)
+	go func() {
+		defer b.wg.Done()
+		c.serve()
+	}()
+}
+
+// Shutdown stops accepting, closes every client connection (5.0 clients
+// get DISCONNECT 0x8B) and waits for their goroutines to end, or for ctx.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.shutdown.Swap(true) {
+		close(b.done)
+	}
+	var errs []error
+	for l := range b.mu.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	conns := make([]*conn, 0, len(b.mu.conns))
+	for c := range b.mu.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(packet.ServerShuttingDown, reasonShutdown)
+	}
+	waited := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) forgetConn(c *conn) {
+	b.mu.Lock()
+	delete(b.mu.conns, c)
+	b.mu.Unlock()
+}

@@ -1,0 +1,417 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// closeReason says why a connection ended; it decides whether the will is
+// published and what is logged.
+type closeReason int
+
+const (
+	reasonNone closeReason = iota
+	reasonClientDisconnect
+	reasonTakeover
+	reasonShutdown
+	reasonProtocol
+	reasonNetwork
+	reasonKeepAlive
+	reasonNotAuthorized
+	reasonRefused
+)
+
+var reasonNames = [...]string{"none", "client disconnect", "session taken over", "server shutdown",
+	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused"}
+
+func (r closeReason) String() string { return reasonNames[r] }
+
+// sendsWill reports whether a connection ending this way publishes its will:
+// not after DISCONNECT [MQTT-3.14.4-3], not on takeover or shutdown (DESIGN.md).
+func (r closeReason) sendsWill() bool {
+	switch r {
+	case reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized:
+		return true
+	}
+	return false
+}
+
+// closeError ends a connection from a handler: the reason code (for a 5.0
+// DISCONNECT) and the close reason, with the underlying error for the log.
+type closeError struct {
+	code   packet.ReasonCode
+	reason closeReason
+	err    error
+}
+
+func (e *closeError) Error() string { return e.err.Error() }
+func (e *closeError) Unwrap() error { return e.err }
+
+func protocolError(format string, args ...any) error {
+	return &closeError{code: packet.ProtocolError, reason: reasonProtocol, err: fmt.Errorf(format, args...)}
+}
+
+// errClientDisconnect ends the read loop after a DISCONNECT packet.
+var errClientDisconnect = errors.New("broker: client sent DISCONNECT")
+
+// errDisconnectWithWill ends the read loop after a 5.0 DISCONNECT 0x04,
+// which asks for the will to be published.
+var errDisconnectWithWill = errors.New("broker: client sent DISCONNECT with will message")
+
+// Buffer sizes: the reader takes a pooled buffer only while data arrives;
+// the writer only while it has something to write.
+const (
+	readBufSize   = 16 << 10
+	writeBufSize  = 16 << 10
+	writeFlushAt  = 64 << 10
+	writeBatchMax = 256
+	closeTimeout  = 2 * time.Second
+)
+
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, writeBatchMax); return &b }}
+
+// conn is one client connection. Its reader goroutine (serve) decodes and
+// handles packets; a writer goroutine (writeLoop) runs only while there is
+// something to send and is the only code that writes to nc.
+type conn struct {
+	b      *Broker
+	nc     net.Conn
+	remote string
+
+	// Reader-owned state: set while handling CONNECT, read only by the
+	// reader afterwards (the writer reads copies kept in mu).
+	connected bool
+	version   packet.Version
+	clientID  string
+	clean     bool
+	id        *Identity
+	sess      *session.Session
+	will      *packet.Will
+	readWait  time.Duration // 1.5 x keepalive; 0 for none
+
+	// Read buffer: nil while idle; small holds the first bytes of a burst.
+	rbuf  *[]byte
+	r, w  int
+	small [8]byte
+
+	writing  atomic.Bool   // a writer goroutine is running (or being started)
+	finished chan struct{} // closed when serve has cleaned up
+
+	mu struct {
+		sync.Mutex
+		version   packet.Version
+		sess      *session.Session
+		connacked bool
+		ctrl      []packet.Packet // acks and other control packets to send
+		closing   bool            // no more session traffic; close after ctrl is flushed
+		reason    closeReason
+	}
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), finished: make(chan struct{})}
+}
+
+// serve runs the read loop and cleans up after it.
+func (c *conn) serve() {
+	defer close(c.finished)
+	defer c.b.forgetConn(c)
+	err := c.readLoop()
+	c.cleanup(err)
+}
+
+func (c *conn) readLoop() error {
+	for {
+		p, err := c.readPacket()
+		if err != nil {
+			if !c.connected && errors.Is(err, packet.ErrUnsupportedVersion) {
+				// Unsupported protocol level: CONNACK 0x01, then close [MQTT-3.1.2-2].
+				c.mu.Lock()
+				c.mu.version = packet.V311
+				c.mu.Unlock()
+				return c.refuse(packet.UnsupportedProtocolVersion, err)
+			}
+			return err
+		}
+		if err := c.handle(p); err != nil {
+			return err
+		}
+	}
+}
+
+// readPacket returns the next packet. The connection holds a pooled read
+// buffer only while bytes are buffered; an idle connection parks in Read
+// on its 8-byte array.
+func (c *conn) readPacket() (packet.Packet, error) {
+	for {
+		if c.r < c.w {
+			buf := (*c.rbuf)[c.r:c.w]
+			hdr, rem, n, err := packet.ParseFixedHeader(buf, c.b.opts.MaxPacketSize)
+			switch {
+			case err == nil:
+				total := n + rem
+				if !c.connected && packet.Type(hdr>>4) != packet.CONNECT {
+					// The first packet must be CONNECT [MQTT-3.1.0-1].
+					return nil, protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", packet.Type(hdr>>4))
+				}
+				if len(buf) >= total {
+					p, derr := packet.Decode(hdr, buf[n:total], c.version)
+					c.r += total
+					if derr != nil {
+						return nil, decodeError(derr)
+					}
+					return p, nil
+				}
+				if total > len(*c.rbuf) {
+					c.growReadBuf(total)
+				}
+			case errors.Is(err, packet.ErrIncomplete):
+			default:
+				return nil, decodeError(err)
+			}
+			if c.r > 0 { // keep the partial packet at the front
+				c.w = copy(*c.rbuf, (*c.rbuf)[c.r:c.w])
+				c.r = 0
+			}
+		} else {
+			c.r, c.w = 0, 0
+			c.releaseReadBuf()
+		}
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fill reads more bytes: into the pooled buffer when a packet is partly
+// buffered, otherwise into the small array so that an idle connection holds
+// no buffer.
+func (c *conn) fill() error {
+	c.setReadDeadline()
+	if c.rbuf == nil {
+		n, err := c.nc.Read(c.small[:])
+		if n > 0 {
+			c.rbuf = readBufPool.Get().(*[]byte)
+			c.w = copy(*c.rbuf, c.small[:n])
+			return nil
+		}
+		return readError(err)
+	}
+	n, err := c.nc.Read((*c.rbuf)[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	return readError(err)
+}
+
+func readError(err error) error {
+	if err == nil {
+		return io.ErrNoProgress
+	}
+	return err
+}
+
+func (c *conn) setReadDeadline() {
+	var d time.Duration
+	if !c.connected {
+		d = c.b.opts.ConnectTimeout
+	} else {
+		d = c.readWait
+	}
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	// An error here means the connection is closed; the Read that follows reports it.
+	_ = c.nc.SetReadDeadline(t)
+}
+
+func (c *conn) growReadBuf(total int) {
+	nb := make([]byte, total)
+	c.w = copy(nb, (*c.rbuf)[c.r:c.w])
+	c.r = 0
+	c.releaseReadBuf()
+	c.rbuf = &nb
+}
+
+func (c *conn) releaseReadBuf() {
+	if c.rbuf == nil {
+		return
+	}
+	if len(*c.rbuf) == readBufSize {
+		readBufPool.Put(c.rbuf)
+	}
+	c.rbuf = nil
+}
+
+// decodeError maps a codec error to the close it causes: a malformed packet
+// closes the connection (5.0: DISCONNECT with the code) [MQTT-4.8.0-1].
+func decodeError(err error) error {
+	code := packet.MalformedPacket
+	var rc packet.ReasonCode
+	if errors.As(err, &rc) {
+		code = rc
+	}
+	return &closeError{code: code, reason: reasonProtocol, err: err}
+}
+
+// handle dispatches one packet.
+func (c *conn) handle(p packet.Packet) error {
+	if !c.connected {
+		cp, ok := p.(*packet.Connect)
+		if !ok { // readPacket checked the type byte already
+			return protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", p.Type())
+		}
+		return c.handleConnect(cp)
+	}
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.handlePublish(p)
+	case *packet.Puback:
+		return c.handlePuback(p)
+	case *packet.Pubrec:
+		return c.handlePubrec(p)
+	case *packet.Pubrel:
+		return c.handlePubrel(p)
+	case *packet.Pubcomp:
+		return c.handlePubcomp(p)
+	case *packet.Subscribe:
+		return c.handleSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.handleUnsubscribe(p)
+	case *packet.Pingreq:
+		c.send(&packet.Pingresp{}) // [MQTT-3.12.4-1]
+		return nil
+	case *packet.Disconnect:
+		return c.handleDisconnect(p)
+	case *packet.Connect:
+		// A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+		return protocolError("second CONNECT [MQTT-3.1.0-2]")
+	default:
+		// CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH (before 5.0 support) are
+		// server-to-client packets.
+		return protocolError("unexpected %s from client", p.Type())
+	}
+}
+
+// send queues a control packet for the writer.
+func (c *conn) send(p packet.Packet) {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.ctrl = append(c.mu.ctrl, p)
+	c.mu.Unlock()
+	c.kick()
+}
+
+// sendAndClose queues p (nil for none) as the last packet and closes the
+// connection once it is written.
+func (c *conn) sendAndClose(p packet.Packet, reason closeReason) {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.closing = true
+	c.mu.reason = reason
+	if p != nil {
+		c.mu.ctrl = append(c.mu.ctrl, p)
+	}
+	c.mu.Unlock()
+	// The last write must not block for long on a peer that does not read.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout)) // closed conn: the close follows anyway
+	c.kick()
+}
+
+// closeWith ends the connection from outside its reader (takeover,
+// shutdown): a 5.0 client that got its CONNACK is sent DISCONNECT code.
+func (c *conn) closeWith(code packet.ReasonCode, reason closeReason) {
+	c.mu.Lock()
+	var p packet.Packet
+	if c.mu.connacked && c.mu.version == packet.V5 {
+		p = &packet.Disconnect{ReasonCode: code}
+	}
+	c.mu.Unlock()
+	c.sendAndClose(p, reason)
+}
+
+// kick starts the writer unless it is running. Cheap when it is.
+func (c *conn) kick() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.writeLoop()
+	}
+}
+
+// cleanup runs after the read loop ended with err: it stops the writer,
+// detaches or discards the session and publishes the will when due.
+func (c *conn) cleanup(err error) {
+	reason := reasonNetwork
+	var code packet.ReasonCode
+	var ce *closeError
+	switch {
+	case errors.Is(err, errClientDisconnect):
+		reason = reasonClientDisconnect
+	case errors.As(err, &ce):
+		reason, code = ce.reason, ce.code
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			reason, code = reasonKeepAlive, packet.KeepAliveTimeout
+			if !c.connected {
+				reason = reasonProtocol // no CONNECT within the connect timeout
+			}
+		}
+	}
+	c.mu.Lock()
+	if c.mu.reason != reasonNone { // closed from outside first (takeover, shutdown)
+		reason = c.mu.reason
+	}
+	var last packet.Packet
+	if c.mu.connacked && c.mu.version == packet.V5 && code.IsError() {
+		last = &packet.Disconnect{ReasonCode: code}
+	}
+	c.mu.Unlock()
+	c.sendAndClose(last, reason)
+	c.stopWriter()
+	// The writer closed nc after its last write; close again in case it never ran.
+	_ = c.nc.Close() // already closed or closing: nothing to report
+	c.releaseReadBuf()
+
+	if c.connected {
+		c.b.detach(c)
+		if reason.sendsWill() && c.will != nil {
+			c.publishWill()
+		}
+		c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "reason", reason.String(), "err", errString(err, reason))
+	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {
+		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remote, "reason", reason.String(), "err", err)
+	}
+}
+
+func errString(err error, reason closeReason) string {
+	if err == nil || reason == reasonClientDisconnect || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return ""
+	}
+	return err.Error()
+}
+
+// stopWriter waits until no writer runs and makes sure none starts again:
+// it holds the writing flag for good once it has it.
+func (c *conn) stopWriter() {
+	for !c.writing.CompareAndSwap(false, true) {
+		time.Sleep(time.Millisecond)
+	}
+}

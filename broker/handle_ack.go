@@ -1,0 +1,51 @@
+package broker
+
+import "github.com/petrel-mqtt/petrel/packet"
+
+// handlePuback completes an outbound QoS 1 delivery and lets the writer
+// use the freed inflight slot. An unknown id is ignored.
+func (c *conn) handlePuback(p *packet.Puback) error {
+	if c.sess.Puback(p.PacketID) {
+		c.kick()
+	}
+	return nil
+}
+
+// handlePubrec answers an outbound QoS 2 delivery's PUBREC with PUBREL
+// [MQTT-4.3.3-1].
+func (c *conn) handlePubrec(p *packet.Pubrec) error {
+	if c.sess.Pubrec(p.PacketID) {
+		c.send(&packet.Pubrel{PacketID: p.PacketID})
+	} else if c.version == packet.V5 {
+		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+	}
+	return nil
+}
+
+// handlePubrel releases an inbound QoS 2 packet id and answers PUBCOMP
+// [MQTT-4.3.3-2], also for an id already released (a resent PUBREL).
+func (c *conn) handlePubrel(p *packet.Pubrel) error {
+	ack := &packet.Pubcomp{PacketID: p.PacketID}
+	if !c.sess.Pubrel(p.PacketID) && c.version == packet.V5 {
+		ack.ReasonCode = packet.PacketIdentifierNotFound
+	}
+	c.send(ack)
+	return nil
+}
+
+// handlePubcomp completes an outbound QoS 2 delivery.
+func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
+	if c.sess.Pubcomp(p.PacketID) {
+		c.kick()
+	}
+	return nil
+}
+
+// handleDisconnect ends the connection normally: the will is discarded
+// [MQTT-3.14.4-3].
+func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	if c.version == packet.V5 && p.ReasonCode == packet.DisconnectWithWill {
+		return &closeError{code: packet.Success, reason: reasonNetwork, err: errDisconnectWithWill}
+	}
+	return errClientDisconnect
+}

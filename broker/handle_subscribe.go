@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"github.com/petrel-mqtt/petrel/internal/retain"
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/internal/topic"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// handleSubscribe adds or replaces each subscription the client may have,
+// answers SUBACK with a code per filter, and queues the retained messages
+// of each new subscription after it.
+func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+	codes := make([]packet.ReasonCode, len(p.Subscriptions))
+	var owed []session.Delivery
+	var subID uint32
+	if ids := p.Properties.SubscriptionIdentifiers; len(ids) > 0 {
+		subID = ids[0]
+	}
+	for i, s := range p.Subscriptions {
+		group, inner, shared, err := topic.ParseShared(s.Filter)
+		if err == nil && !shared {
+			err = topic.ValidateFilter(s.Filter)
+		}
+		if err != nil {
+			// An invalid filter is refused alone; the others of the packet
+			// are still granted.
+			codes[i] = packet.TopicFilterInvalid
+			continue
+		}
+		maxQoS, ok := c.b.opts.Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
+		if !ok {
+			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
+			continue
+		}
+		granted := min(s.QoS, maxQoS) // [MQTT-3.8.4-6]
+		sub := session.Subscription{
+			Filter: s.Filter, QoS: granted, NoLocal: s.NoLocal,
+			RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: subID,
+		}
+		existed := c.sess.Subscribe(sub)
+		// A subscription to the same filter replaces the old one [MQTT-3.8.4-3].
+		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: group}, subscriber{
+			filter: inner, qos: granted, noLocal: s.NoLocal && c.version == packet.V5,
+			retainAsPublished: s.RetainAsPublished && c.version == packet.V5, subID: subID,
+		})
+		codes[i] = packet.ReasonCode(granted)
+		if !shared && sendRetained(c.version, s.RetainHandling, existed) {
+			owed = c.b.retainedFor(inner, granted, subID, owed)
+		}
+	}
+	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.8.4-1] [MQTT-3.8.4-5]
+	if wake := c.sess.EnqueueRetained(owed); wake != nil {
+		wake()
+	}
+	return nil
+}
+
+// sendRetained applies 5.0 retain handling: 0 sends retained messages on
+// every subscribe, 1 only for a new subscription, 2 never. 3.x always sends
+// them [MQTT-3.3.1-6], also when a subscription is replaced [MQTT-3.8.4-3].
+func sendRetained(v packet.Version, handling byte, existed bool) bool {
+	if v != packet.V5 {
+		return true
+	}
+	switch handling {
+	case 1:
+		return !existed
+	case 2:
+		return false
+	}
+	return true
+}
+
+// retainedFor appends to dst a delivery of every retained message matching
+// filter, with the retain flag set [MQTT-3.3.1-8] at min(message QoS,
+// granted QoS).
+func (b *Broker) retainedFor(filter string, granted byte, subID uint32, dst []session.Delivery) []session.Delivery {
+	items := b.retained.Match(filter, nil)
+	var ids []uint32
+	if subID != 0 {
+		ids = []uint32{subID}
+	}
+	for _, it := range items {
+		dst = append(dst, retainedDelivery(it, granted, ids))
+	}
+	return dst
+}
+
+func retainedDelivery(it retain.Item[*session.Message], granted byte, ids []uint32) session.Delivery {
+	return session.Delivery{Msg: it.Value, QoS: min(it.Value.QoS, granted), Retain: true, SubIDs: ids}
+}
+
+// handleUnsubscribe removes each filter's subscription and answers UNSUBACK
+// even when none existed [MQTT-3.10.4-5].
+func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+	codes := make([]packet.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		if c.sess.Unsubscribe(f) {
+			group, inner := splitShared(f)
+			c.b.subs.Unsubscribe(inner, subKey{s: c.sess, group: group}) // [MQTT-3.10.4-1]
+		} else {
+			codes[i] = packet.NoSubscriptionExisted
+		}
+	}
+	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.10.4-4]
+	return nil
+}

@@ -1,0 +1,182 @@
+package broker
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/internal/topic"
+)
+
+// subKey identifies one subscriber in the trie: a session, and the share
+// group for a $share subscription ("" otherwise), so that a session may hold
+// a plain and shared subscriptions to the same filter.
+type subKey struct {
+	s     *session.Session
+	group string
+}
+
+// subscriber is the trie value: the subscription's options.
+type subscriber struct {
+	filter            string // inner filter (without $share/group/)
+	qos               byte
+	noLocal           bool
+	retainAsPublished bool
+	subID             uint32
+}
+
+type entry = topic.Entry[subKey, subscriber]
+
+var entryPool = sync.Pool{New: func() any { e := make([]entry, 0, 64); return &e }}
+
+// sharedGroups holds the round-robin position of each share group.
+type sharedGroups struct {
+	mu   sync.Mutex
+	next map[string]uint64 // group + "\x00" + filter -> deliveries so far
+}
+
+func (g *sharedGroups) pick(group, filter string) uint64 {
+	k := group + "\x00" + filter
+	g.mu.Lock()
+	n := g.next[k]
+	g.next[k] = n + 1
+	g.mu.Unlock()
+	return n
+}
+
+// publish routes msg to every matching session without blocking: each
+// session gets it once, at the highest QoS of its matching subscriptions
+// [MQTT-3.3.5-1]; each share group gets it once. It returns the number of
+// sessions it was queued for.
+func (b *Broker) publish(msg *session.Message) int {
+	ep := entryPool.Get().(*[]entry)
+	ents := b.subs.Match(msg.Topic, (*ep)[:0])
+	n := 0
+	switch len(ents) {
+	case 0:
+	case 1:
+		if ents[0].Key.group == "" {
+			n += b.deliver(msg, ents[0].Key.s, ents[0].Value, nil)
+		} else {
+			n += b.deliverShared(msg, ents)
+		}
+	default:
+		n += b.deliverMany(msg, ents)
+	}
+	clear(ents)
+	*ep = ents[:0]
+	entryPool.Put(ep)
+	return n
+}
+
+// deliverMany merges overlapping subscriptions per session and hands each
+// share group's entries to deliverShared.
+func (b *Broker) deliverMany(msg *session.Message, ents []entry) int {
+	// Plain subscriptions first, grouped by session; shared ones after,
+	// grouped by group and filter.
+	slices.SortFunc(ents, func(x, y entry) int {
+		if c := cmp.Compare(x.Key.group, y.Key.group); c != 0 {
+			return c
+		}
+		if x.Key.group != "" {
+			if c := cmp.Compare(x.Value.filter, y.Value.filter); c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(x.Key.s.ID, y.Key.s.ID)
+	})
+	n := 0
+	i := 0
+	for i < len(ents) && ents[i].Key.group == "" {
+		j := i + 1
+		for j < len(ents) && ents[j].Key.group == "" && ents[j].Key.s == ents[i].Key.s {
+			j++
+		}
+		n += b.deliverMerged(msg, ents[i:j])
+		i = j
+	}
+	for i < len(ents) {
+		j := i + 1
+		for j < len(ents) && ents[j].Key.group == ents[i].Key.group && ents[j].Value.filter == ents[i].Value.filter {
+			j++
+		}
+		n += b.deliverShared(msg, ents[i:j])
+		i = j
+	}
+	return n
+}
+
+// deliverMerged delivers once to a session matched by several filters, at
+// the highest granted QoS, carrying every subscription identifier.
+func (b *Broker) deliverMerged(msg *session.Message, ents []entry) int {
+	if len(ents) == 1 {
+		return b.deliver(msg, ents[0].Key.s, ents[0].Value, nil)
+	}
+	var best subscriber
+	var ids []uint32
+	found := false
+	for _, e := range ents {
+		if e.Value.noLocal && e.Key.s.ID == msg.Origin {
+			continue
+		}
+		if !found || e.Value.qos > best.qos {
+			best.qos = e.Value.qos
+		}
+		best.retainAsPublished = best.retainAsPublished || e.Value.retainAsPublished
+		if e.Value.subID != 0 {
+			ids = append(ids, e.Value.subID)
+		}
+		found = true
+	}
+	if !found {
+		return 0
+	}
+	return b.deliver(msg, ents[0].Key.s, best, ids)
+}
+
+// deliverShared gives the message to one member of a share group, round
+// robin, preferring members that are online.
+func (b *Broker) deliverShared(msg *session.Message, members []entry) int {
+	start := b.shared.pick(members[0].Key.group, members[0].Value.filter)
+	pick := int(start % uint64(len(members)))
+	for k := 0; k < len(members); k++ {
+		i := (pick + k) % len(members)
+		if members[i].Key.s.Online() {
+			pick = i
+			break
+		}
+	}
+	m := members[pick]
+	var ids []uint32
+	if m.Value.subID != 0 {
+		ids = []uint32{m.Value.subID}
+	}
+	return b.deliver(msg, m.Key.s, m.Value, ids)
+}
+
+// deliver enqueues msg for s under sub's options. It never blocks: a full
+// queue applies the overflow policy and the drop is counted.
+func (b *Broker) deliver(msg *session.Message, s *session.Session, sub subscriber, ids []uint32) int {
+	if sub.noLocal && s.ID == msg.Origin {
+		return 0
+	}
+	if ids == nil && sub.subID != 0 {
+		ids = []uint32{sub.subID}
+	}
+	d := session.Delivery{
+		Msg:    msg,
+		QoS:    min(msg.QoS, sub.qos),
+		Retain: msg.Retain && sub.retainAsPublished, // [MQTT-3.3.1-9]
+		SubIDs: ids,
+	}
+	ok, wake := s.Enqueue(d)
+	if wake != nil {
+		wake()
+	}
+	if !ok {
+		b.stats.messagesDropped.Add(1)
+		return 0
+	}
+	return 1
+}

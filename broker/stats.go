@@ -1,0 +1,72 @@
+package broker
+
+import "sync/atomic"
+
+// counters are the broker-wide statistics, updated without locks.
+type counters struct {
+	connections      atomic.Uint64
+	messagesReceived atomic.Uint64
+	messagesSent     atomic.Uint64
+	messagesDropped  atomic.Uint64
+	bytesSent        atomic.Uint64
+}
+
+// Stats is a snapshot of the broker's counters and gauges.
+type Stats struct {
+	Connections      uint64 // connections accepted since start
+	Clients          int    // clients connected now
+	Sessions         int    // sessions held, online or offline
+	Subscriptions    int    // (filter, session) subscriptions
+	Retained         int    // retained messages
+	MessagesReceived uint64 // PUBLISH packets accepted from clients
+	MessagesSent     uint64 // PUBLISH packets written to clients
+	MessagesDropped  uint64 // deliveries refused by a full queue or an offline QoS 0 session
+	BytesSent        uint64
+}
+
+// Stats returns a snapshot of the broker's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	clients, sessions := len(b.mu.clients), len(b.mu.sessions)
+	b.mu.Unlock()
+	return Stats{
+		Connections:      b.stats.connections.Load(),
+		Clients:          clients,
+		Sessions:         sessions,
+		Subscriptions:    b.subs.Len(),
+		Retained:         b.retained.Len(),
+		MessagesReceived: b.stats.messagesReceived.Load(),
+		MessagesSent:     b.stats.messagesSent.Load(),
+		MessagesDropped:  b.stats.messagesDropped.Load(),
+		BytesSent:        b.stats.bytesSent.Load(),
+	}
+}
+
+// ClientStats is a snapshot of one session's queue.
+type ClientStats struct {
+	Online        bool
+	Queued        int
+	Inflight      int
+	Dropped       uint64
+	Subscriptions int
+}
+
+// ClientStats returns the queue statistics of the session of clientID, and
+// false when the broker holds no such session.
+func (b *Broker) ClientStats(clientID string) (ClientStats, bool) {
+	b.mu.Lock()
+	s := b.mu.sessions[clientID]
+	_, online := b.mu.clients[clientID]
+	b.mu.Unlock()
+	if s == nil {
+		return ClientStats{}, false
+	}
+	st := s.Stats()
+	return ClientStats{
+		Online:        online,
+		Queued:        st.Queued,
+		Inflight:      st.Inflight,
+		Dropped:       st.Dropped + st.DroppedQoS0,
+		Subscriptions: st.Subscriptions,
+	}, true
+}

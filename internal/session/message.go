@@ -1,0 +1,46 @@
+// Package session holds the state of one MQTT client session: its
+// subscriptions, its bounded outbound queue, the inflight window with packet
+// identifiers, inbound QoS 2 state and its will. It owns no goroutine and
+// touches no network connection: the broker's connection writer drains it.
+package session
+
+import (
+	"time"
+
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// Message is an application message as the broker routes it. A Message is
+// immutable once routed: it is shared by every queue it is delivered to.
+type Message struct {
+	Topic      string
+	Payload    []byte
+	QoS        byte               // QoS as published
+	Retain     bool               // retain flag as published
+	Properties *packet.Properties // 5.0 properties to forward; nil for none
+	Origin     string             // client id of the publisher ("" for the broker)
+	Created    time.Time          // when the broker received it
+}
+
+// Size is the number of bytes the message counts against a queue's byte
+// limit: topic plus payload.
+func (m *Message) Size() int { return len(m.Topic) + len(m.Payload) }
+
+// Delivery is one message queued for one session, with the QoS and retain
+// flag it is to be sent with.
+type Delivery struct {
+	Msg    *Message
+	QoS    byte     // min(published QoS, granted QoS)
+	Retain bool     // retain flag on the outbound PUBLISH
+	SubIDs []uint32 // 5.0 subscription identifiers of the matching subscriptions
+}
+
+// Subscription is one topic filter a session subscribed to, with its options.
+type Subscription struct {
+	Filter            string // as subscribed, including a $share/group/ prefix
+	QoS               byte   // granted QoS
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	SubID             uint32 // 5.0 subscription identifier, 0 for none
+}

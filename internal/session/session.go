@@ -1,0 +1,452 @@
+package session
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// OverflowPolicy says what a full queue does with a new message.
+type OverflowPolicy int
+
+// The overflow policies.
+const (
+	DropNew    OverflowPolicy = iota // refuse the new message (default, as HiveMQ)
+	DropOldest                       // drop the oldest queued message to make room
+)
+
+// Limits bound a session's outbound queue. Zero MaxMessages or MaxBytes
+// means no limit of that kind.
+type Limits struct {
+	MaxMessages      int
+	MaxBytes         int
+	Policy           OverflowPolicy
+	QueueQoS0Offline bool // queue QoS 0 messages while the client is offline
+}
+
+// OutKind is the kind of an outbound item.
+type OutKind byte
+
+// The outbound item kinds.
+const (
+	OutPublish OutKind = iota
+	OutPubrel
+)
+
+// Outbound is one packet the connection writer is to send for the session.
+type Outbound struct {
+	Kind     OutKind
+	PacketID uint16 // 0 for QoS 0
+	Dup      bool
+	Delivery Delivery // for OutPublish
+}
+
+type inflightState byte
+
+const (
+	awaitPuback inflightState = iota
+	awaitPubrec
+	awaitPubcomp
+)
+
+type inflight struct {
+	d     Delivery
+	state inflightState
+}
+
+// Stats is a snapshot of a session's counters.
+type Stats struct {
+	Queued        int    // messages waiting in the queue (retained backlog included)
+	QueuedBytes   int    // bytes counted against the queue's byte limit
+	Inflight      int    // QoS 1/2 messages sent and not yet acknowledged
+	Dropped       uint64 // messages dropped by the overflow policy
+	DroppedQoS0   uint64 // QoS 0 messages dropped while offline
+	Subscriptions int
+}
+
+// Session is the state of one client session. All methods are safe for
+// concurrent use: publishers call Enqueue from any goroutine while the
+// connection's writer calls TakeBatch and its reader the acknowledgement
+// methods. No method blocks or calls out while holding the lock, except
+// that the wake function returned by Enqueue is for the caller to run.
+type Session struct {
+	// ID is the client identifier; it never changes.
+	ID     string
+	limits Limits
+
+	dropped     atomic.Uint64
+	droppedQoS0 atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		online      bool
+		wake        func()
+		subs        map[string]Subscription
+		q           queue
+		retained    []Delivery // retained messages owed to new subscriptions
+		inflight    map[uint16]*inflight
+		order       []uint16 // inflight packet ids in send order (may hold acked ids)
+		resend      []uint16 // inflight ids to send again after a reconnect
+		nextPID     uint16
+		maxInflight int
+		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
+	}
+}
+
+// New returns an empty, offline session.
+func New(id string, limits Limits) *Session {
+	s := &Session{ID: id, limits: limits}
+	s.mu.subs = make(map[string]Subscription)
+	s.mu.inflight = make(map[uint16]*inflight)
+	s.mu.maxInflight = 1
+	return s
+}
+
+// Attach marks the session online with the connection's wake function and
+// inflight window. Every message left unacknowledged by a previous
+// connection is scheduled to be sent again, in its original order: PUBLISH
+// with DUP set, or PUBREL for QoS 2 messages already received by the client
+// [MQTT-4.4.0-1].
+func (s *Session) Attach(wake func(), maxInflight int) {
+	if maxInflight < 1 {
+		maxInflight = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.online = true
+	s.mu.wake = wake
+	s.mu.maxInflight = maxInflight
+	s.mu.resend = s.mu.resend[:0]
+	for _, pid := range s.compactOrderLocked() {
+		s.mu.resend = append(s.mu.resend, pid)
+	}
+}
+
+// Detach marks the session offline. Queued QoS 0 messages are dropped unless
+// the limits say to keep them.
+func (s *Session) Detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.online = false
+	s.mu.wake = nil
+	s.mu.resend = s.mu.resend[:0]
+	if !s.limits.QueueQoS0Offline {
+		var keep queue
+		for s.mu.q.len() > 0 {
+			d := s.mu.q.pop()
+			if d.QoS > 0 {
+				keep.push(d)
+			} else {
+				s.droppedQoS0.Add(1)
+			}
+		}
+		s.mu.q = keep
+	}
+	s.mu.retained = nil
+}
+
+// Online reports whether a connection is attached.
+func (s *Session) Online() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.online
+}
+
+// Enqueue queues d for delivery without blocking. It returns whether the
+// message was accepted, and the attached connection's wake function when
+// the caller must run it (after Enqueue returned) to start the writer.
+// A full queue applies the overflow policy and counts the drop.
+func (s *Session) Enqueue(d Delivery) (accepted bool, wake func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
+		s.droppedQoS0.Add(1)
+		return false, nil
+	}
+	if s.fullLocked(d.Msg.Size()) {
+		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
+			s.dropped.Add(1)
+			return false, nil
+		}
+		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) {
+			s.mu.q.pop()
+			s.dropped.Add(1)
+		}
+		if s.fullLocked(d.Msg.Size()) { // a single message larger than the byte limit
+			s.dropped.Add(1)
+			return false, nil
+		}
+	}
+	s.mu.q.push(d)
+	if s.mu.online {
+		return true, s.mu.wake
+	}
+	return true, nil
+}
+
+func (s *Session) fullLocked(size int) bool {
+	if s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages {
+		return true
+	}
+	return s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes
+}
+
+// EnqueueRetained appends retained messages owed to a new subscription. They
+// are not subject to the queue limits (a subscription gets every retained
+// message, paced by the inflight window) and go out before the queue.
+func (s *Session) EnqueueRetained(ds []Delivery) (wake func()) {
+	if len(ds) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.retained = append(s.mu.retained, ds...)
+	if s.mu.online {
+		return s.mu.wake
+	}
+	return nil
+}
+
+// TakeBatch appends up to max items to send to dst and returns it: first the
+// packets owed after a reconnect, then retained messages for new
+// subscriptions, then the queue. QoS 1 and 2 messages get a packet
+// identifier and enter the inflight window; they stop at the window's limit
+// so that order is kept.
+func (s *Session) TakeBatch(dst []Outbound, max int) []Outbound {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.mu.resend) > 0 && max > 0 {
+		pid := s.mu.resend[0]
+		s.mu.resend = s.mu.resend[1:]
+		f, ok := s.mu.inflight[pid]
+		if !ok {
+			continue
+		}
+		if f.state == awaitPubcomp {
+			dst = append(dst, Outbound{Kind: OutPubrel, PacketID: pid})
+		} else {
+			dst = append(dst, Outbound{Kind: OutPublish, PacketID: pid, Dup: true, Delivery: f.d})
+		}
+		max--
+	}
+	for len(s.mu.retained) > 0 && max > 0 {
+		d := s.mu.retained[0]
+		o, ok := s.admitLocked(d)
+		if !ok {
+			return dst
+		}
+		s.mu.retained[0] = Delivery{}
+		s.mu.retained = s.mu.retained[1:]
+		if len(s.mu.retained) == 0 {
+			s.mu.retained = nil
+		}
+		dst = append(dst, o)
+		max--
+	}
+	for s.mu.q.len() > 0 && max > 0 {
+		o, ok := s.admitLocked(*s.mu.q.peek())
+		if !ok {
+			return dst
+		}
+		s.mu.q.pop()
+		dst = append(dst, o)
+		max--
+	}
+	return dst
+}
+
+// admitLocked turns d into an outbound publish, giving QoS 1/2 messages a
+// packet identifier and an inflight slot. ok is false when the window is full.
+func (s *Session) admitLocked(d Delivery) (Outbound, bool) {
+	if d.QoS == 0 {
+		return Outbound{Kind: OutPublish, Delivery: d}, true
+	}
+	if len(s.mu.inflight) >= s.mu.maxInflight {
+		return Outbound{}, false
+	}
+	pid := s.nextPIDLocked()
+	st := awaitPuback
+	if d.QoS == 2 {
+		st = awaitPubrec
+	}
+	s.mu.inflight[pid] = &inflight{d: d, state: st}
+	s.mu.order = append(s.mu.order, pid)
+	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}, true
+}
+
+// nextPIDLocked returns an unused non-zero packet identifier
+// [MQTT-2.3.1-1] [MQTT-2.3.1-2]. The inflight window is at most 65535, so
+// one is always free.
+func (s *Session) nextPIDLocked() uint16 {
+	for {
+		s.mu.nextPID++
+		if s.mu.nextPID == 0 {
+			s.mu.nextPID = 1
+		}
+		if _, used := s.mu.inflight[s.mu.nextPID]; !used {
+			return s.mu.nextPID
+		}
+	}
+}
+
+// compactOrderLocked drops acknowledged ids from the send order and returns it.
+func (s *Session) compactOrderLocked() []uint16 {
+	o := s.mu.order[:0]
+	for _, pid := range s.mu.order {
+		if _, ok := s.mu.inflight[pid]; ok {
+			o = append(o, pid)
+		}
+	}
+	s.mu.order = o
+	return o
+}
+
+// HasPending reports whether TakeBatch would return something now.
+func (s *Session) HasPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.resend) > 0 {
+		return true
+	}
+	var head *Delivery
+	if len(s.mu.retained) > 0 {
+		head = &s.mu.retained[0]
+	} else {
+		head = s.mu.q.peek()
+	}
+	return head != nil && (head.QoS == 0 || len(s.mu.inflight) < s.mu.maxInflight)
+}
+
+// removeLocked deletes an inflight entry and trims the send order when the
+// acknowledged id is at its head (the common, in-order case).
+func (s *Session) removeLocked(pid uint16) {
+	delete(s.mu.inflight, pid)
+	for len(s.mu.order) > 0 {
+		if _, ok := s.mu.inflight[s.mu.order[0]]; ok {
+			break
+		}
+		s.mu.order = s.mu.order[1:]
+	}
+	if len(s.mu.order) == 0 {
+		s.mu.order = s.mu.order[:0:0]
+	} else if len(s.mu.order) > 4*len(s.mu.inflight)+64 {
+		s.compactOrderLocked()
+	}
+}
+
+// Puback completes a QoS 1 delivery. It reports whether pid was awaiting a
+// PUBACK; an unknown id is ignored by the caller.
+func (s *Session) Puback(pid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.mu.inflight[pid]
+	if !ok || f.state != awaitPuback {
+		return false
+	}
+	s.removeLocked(pid)
+	return true
+}
+
+// Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
+// now released (it is never sent again) and the PUBREL is owed
+// [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,
+// in which case the caller sends PUBREL (also for a repeated PUBREC).
+func (s *Session) Pubrec(pid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.mu.inflight[pid]
+	if !ok || f.state == awaitPuback {
+		return false
+	}
+	f.state = awaitPubcomp
+	f.d = Delivery{}
+	return true
+}
+
+// Pubcomp completes a QoS 2 delivery. It reports whether pid was awaiting
+// a PUBCOMP.
+func (s *Session) Pubcomp(pid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.mu.inflight[pid]
+	if !ok || f.state != awaitPubcomp {
+		return false
+	}
+	s.removeLocked(pid)
+	return true
+}
+
+// ReceiveQoS2 records an inbound QoS 2 PUBLISH. It returns false when pid
+// is already awaiting its PUBREL: the message was delivered onward once and
+// must not be again [MQTT-4.3.3-2].
+func (s *Session) ReceiveQoS2(pid uint16) (first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.inbound == nil {
+		s.mu.inbound = make(map[uint16]struct{})
+	}
+	if _, dup := s.mu.inbound[pid]; dup {
+		return false
+	}
+	s.mu.inbound[pid] = struct{}{}
+	return true
+}
+
+// InboundQoS2 reports how many inbound QoS 2 packet ids await PUBREL.
+func (s *Session) InboundQoS2() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.inbound)
+}
+
+// Pubrel releases an inbound QoS 2 packet id; it reports whether it was held.
+func (s *Session) Pubrel(pid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.mu.inbound[pid]
+	delete(s.mu.inbound, pid)
+	return ok
+}
+
+// Subscribe records sub, replacing a subscription with the same filter; it
+// reports whether one was replaced.
+func (s *Session) Subscribe(sub Subscription) (replaced bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, replaced = s.mu.subs[sub.Filter]
+	s.mu.subs[sub.Filter] = sub
+	return replaced
+}
+
+// Unsubscribe removes the subscription to filter; it reports whether it existed.
+func (s *Session) Unsubscribe(filter string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.mu.subs[filter]
+	delete(s.mu.subs, filter)
+	return ok
+}
+
+// Subscriptions returns a copy of the session's subscriptions.
+func (s *Session) Subscriptions() []Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Subscription, 0, len(s.mu.subs))
+	for _, sub := range s.mu.subs {
+		out = append(out, sub)
+	}
+	return out
+}
+
+// Stats returns a snapshot of the session's counters.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Queued:        s.mu.q.len() + len(s.mu.retained),
+		QueuedBytes:   s.mu.q.bytes,
+		Inflight:      len(s.mu.inflight),
+		Dropped:       s.dropped.Load(),
+		DroppedQoS0:   s.droppedQoS0.Load(),
+		Subscriptions: len(s.mu.subs),
+	}
+}
