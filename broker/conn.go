@@ -20,6 +20,7 @@ type closeReason int
 const (
 	reasonNone closeReason = iota
 	reasonClientDisconnect
+	reasonDisconnectWithWill
 	reasonTakeover
 	reasonShutdown
 	reasonProtocol
@@ -29,7 +30,7 @@ const (
 	reasonRefused
 )
 
-var reasonNames = [...]string{"none", "client disconnect", "session taken over", "server shutdown",
+var reasonNames = [...]string{"none", "client disconnect", "client disconnect with will", "session taken over", "server shutdown",
 	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused"}
 
 func (r closeReason) String() string { return reasonNames[r] }
@@ -38,7 +39,7 @@ func (r closeReason) String() string { return reasonNames[r] }
 // not after DISCONNECT [MQTT-3.14.4-3], not on takeover or shutdown (DESIGN.md).
 func (r closeReason) sendsWill() bool {
 	switch r {
-	case reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized:
+	case reasonDisconnectWithWill, reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized:
 		return true
 	}
 	return false
@@ -402,7 +403,7 @@ func (c *conn) cleanup(err error) {
 }
 
 func errString(err error, reason closeReason) string {
-	if err == nil || reason == reasonClientDisconnect || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if err == nil || reason == reasonClientDisconnect || reason == reasonDisconnectWithWill || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return ""
 	}
 	return err.Error()

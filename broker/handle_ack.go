@@ -42,10 +42,10 @@ func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
 }
 
 // handleDisconnect ends the connection normally: the will is discarded
-// [MQTT-3.14.4-3].
+// [MQTT-3.14.4-3], unless a 5.0 client asks for it with reason 0x04.
 func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 	if c.version == packet.V5 && p.ReasonCode == packet.DisconnectWithWill {
-		return &closeError{code: packet.Success, reason: reasonNetwork, err: errDisconnectWithWill}
+		return &closeError{code: packet.Success, reason: reasonDisconnectWithWill, err: errDisconnectWithWill}
 	}
 	return errClientDisconnect
 }

@@ -20,7 +20,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	for i, s := range p.Subscriptions {
 		group, inner, shared, err := topic.ParseShared(s.Filter)
 		if err == nil && !shared {
-			err = topic.ValidateFilter(s.Filter)
+			inner, err = s.Filter, topic.ValidateFilter(s.Filter)
 		}
 		if err != nil {
 			// An invalid filter is refused alone; the others of the packet
