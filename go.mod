@@ -1,3 +1,16 @@
 module github.com/petrel-mqtt/petrel
 
 go 1.26.8
+
+require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1
+	go.uber.org/goleak v1.3.0
+	go.yaml.in/yaml/v3 v3.0.6
+)
+
+require (
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/stretchr/testify v1.11.1 // indirect
+	golang.org/x/net v0.44.0 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+)

@@ -1,0 +1,259 @@
+// Package config reads Petrel's YAML configuration: one file, every key
+// documented in docs/configuration.md with its default, unknown keys
+// rejected with their path, values validated with messages naming the key,
+// and PETREL_... environment variables overriding the file.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Log       Log        `yaml:"log"`
+	Listeners []Listener `yaml:"listeners"`
+	Limits    Limits     `yaml:"limits"`
+	// AllowAnonymousRemote accepts anonymous clients on non-loopback
+	// listeners (until authentication is configured, every client is
+	// anonymous).
+	AllowAnonymousRemote bool `yaml:"allow_anonymous_remote"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// Listener is one network listener.
+type Listener struct {
+	Name           string    `yaml:"name"`
+	Type           string    `yaml:"type"` // tcp, tls, ws, wss
+	Address        string    `yaml:"address"`
+	MaxConnections int       `yaml:"max_connections"`
+	ConnectionRate float64   `yaml:"connection_rate"` // new connections per second, 0: no limit
+	TLS            TLS       `yaml:"tls"`
+	WebSocket      WebSocket `yaml:"websocket"`
+}
+
+// TLS configures a tls or wss listener.
+type TLS struct {
+	CertFile         string        `yaml:"cert_file"`
+	KeyFile          string        `yaml:"key_file"`
+	MinVersion       string        `yaml:"min_version"` // "1.2" or "1.3"
+	ClientAuth       string        `yaml:"client_auth"` // none, optional, require
+	ClientCAFile     string        `yaml:"client_ca_file"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	MaxHandshakes    int           `yaml:"max_handshakes"`
+}
+
+// WebSocket configures a ws or wss listener.
+type WebSocket struct {
+	Path              string   `yaml:"path"`
+	AllowedOrigins    []string `yaml:"allowed_origins"`
+	TrustForwardedFor bool     `yaml:"trust_forwarded_for"`
+}
+
+// Limits bound what clients may do.
+type Limits struct {
+	MaxConnections    int           `yaml:"max_connections"`
+	MaxPacketSize     ByteSize      `yaml:"max_packet_size"`
+	MaxTopicLength    int           `yaml:"max_topic_length"`
+	MaxTopicLevels    int           `yaml:"max_topic_levels"`
+	MaxSubscriptions  int           `yaml:"max_subscriptions_per_client"`
+	MaxInflight       int           `yaml:"max_inflight"`
+	QueueMessages     int           `yaml:"queue_messages"`
+	QueueBytes        ByteSize      `yaml:"queue_bytes"`
+	QueuePolicy       string        `yaml:"queue_policy"`
+	QueueQoS0Offline  bool          `yaml:"queue_qos0_offline"`
+	ConnectTimeout    time.Duration `yaml:"connect_timeout"`
+	MinKeepAlive      time.Duration `yaml:"min_keepalive"`
+	MaxKeepAlive      time.Duration `yaml:"max_keepalive"`
+}
+
+// Default returns the configuration used when no file is given: one TCP
+// listener on 127.0.0.1:1883 and the documented default limits.
+func Default() *Config {
+	return &Config{
+		Log: Log{Level: "info", Format: "text"},
+		Listeners: []Listener{
+			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
+		},
+		Limits: defaultLimits(),
+	}
+}
+
+func defaultLimits() Limits {
+	return Limits{
+		MaxPacketSize:  16 << 20,
+		MaxTopicLength: 65535,
+		MaxInflight:    1024,
+		QueueMessages:  50_000,
+		QueuePolicy:    "drop-new",
+		ConnectTimeout: 10 * time.Second,
+	}
+}
+
+// applyDefaults fills what a file left out.
+func (c *Config) applyDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if len(c.Listeners) == 0 {
+		c.Listeners = Default().Listeners
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("%s-%d", l.Type, i)
+		}
+		if l.Type == "tls" || l.Type == "wss" {
+			if l.TLS.MinVersion == "" {
+				l.TLS.MinVersion = "1.2"
+			}
+			if l.TLS.ClientAuth == "" {
+				l.TLS.ClientAuth = "none"
+			}
+			if l.TLS.HandshakeTimeout == 0 {
+				l.TLS.HandshakeTimeout = 10 * time.Second
+			}
+			if l.TLS.MaxHandshakes == 0 {
+				l.TLS.MaxHandshakes = 1024
+			}
+		}
+		if (l.Type == "ws" || l.Type == "wss") && l.WebSocket.Path == "" {
+			l.WebSocket.Path = "/mqtt"
+		}
+	}
+	d := defaultLimits()
+	lim := &c.Limits
+	if lim.MaxPacketSize == 0 {
+		lim.MaxPacketSize = d.MaxPacketSize
+	}
+	if lim.MaxTopicLength == 0 {
+		lim.MaxTopicLength = d.MaxTopicLength
+	}
+	if lim.MaxInflight == 0 {
+		lim.MaxInflight = d.MaxInflight
+	}
+	if lim.QueueMessages == 0 {
+		lim.QueueMessages = d.QueueMessages
+	}
+	if lim.QueuePolicy == "" {
+		lim.QueuePolicy = d.QueuePolicy
+	}
+	if lim.ConnectTimeout == 0 {
+		lim.ConnectTimeout = d.ConnectTimeout
+	}
+}
+
+// Validate checks every value and returns all problems at once, each
+// naming its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	oneOf := func(path, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	names := map[string]bool{}
+	addrs := map[string]bool{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		oneOf(p+".type", l.Type, "tcp", "tls", "ws", "wss")
+		if names[l.Name] {
+			bad(p+".name", "%q used by another listener", l.Name)
+		}
+		names[l.Name] = true
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			bad(p+".address", "%q is not host:port", l.Address)
+		} else if addrs[l.Address] {
+			bad(p+".address", "%q used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		if l.MaxConnections < 0 {
+			bad(p+".max_connections", "must not be negative")
+		}
+		if l.ConnectionRate < 0 {
+			bad(p+".connection_rate", "must not be negative")
+		}
+		secure := l.Type == "tls" || l.Type == "wss"
+		if secure {
+			if l.TLS.CertFile == "" {
+				bad(p+".tls.cert_file", "required for a %s listener", l.Type)
+			}
+			if l.TLS.KeyFile == "" {
+				bad(p+".tls.key_file", "required for a %s listener", l.Type)
+			}
+			oneOf(p+".tls.min_version", l.TLS.MinVersion, "1.2", "1.3")
+			oneOf(p+".tls.client_auth", l.TLS.ClientAuth, "none", "optional", "require")
+			if l.TLS.ClientAuth != "none" && l.TLS.ClientCAFile == "" {
+				bad(p+".tls.client_ca_file", "required when client_auth is %q", l.TLS.ClientAuth)
+			}
+			if l.TLS.HandshakeTimeout < 0 {
+				bad(p+".tls.handshake_timeout", "must not be negative")
+			}
+			if l.TLS.MaxHandshakes < 0 {
+				bad(p+".tls.max_handshakes", "must not be negative")
+			}
+		} else if l.TLS != (TLS{}) {
+			bad(p+".tls", "only for tls and wss listeners")
+		}
+		web := l.Type == "ws" || l.Type == "wss"
+		if web {
+			if !strings.HasPrefix(l.WebSocket.Path, "/") {
+				bad(p+".websocket.path", "%q must start with /", l.WebSocket.Path)
+			}
+		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor {
+			bad(p+".websocket", "only for ws and wss listeners")
+		}
+	}
+	lim := c.Limits
+	nonNeg := func(path string, v int64) {
+		if v < 0 {
+			bad(path, "must not be negative")
+		}
+	}
+	nonNeg("limits.max_connections", int64(lim.MaxConnections))
+	nonNeg("limits.max_topic_levels", int64(lim.MaxTopicLevels))
+	nonNeg("limits.max_subscriptions_per_client", int64(lim.MaxSubscriptions))
+	nonNeg("limits.queue_messages", int64(lim.QueueMessages))
+	nonNeg("limits.queue_bytes", int64(lim.QueueBytes))
+	nonNeg("limits.min_keepalive", int64(lim.MinKeepAlive))
+	nonNeg("limits.max_keepalive", int64(lim.MaxKeepAlive))
+	if lim.MaxPacketSize < 16 || lim.MaxPacketSize > 268_435_460 {
+		bad("limits.max_packet_size", "%d out of range 16..268435460", lim.MaxPacketSize)
+	}
+	if lim.MaxTopicLength < 1 || lim.MaxTopicLength > 65535 {
+		bad("limits.max_topic_length", "%d out of range 1..65535", lim.MaxTopicLength)
+	}
+	if lim.MaxInflight < 1 || lim.MaxInflight > 65535 {
+		bad("limits.max_inflight", "%d out of range 1..65535", lim.MaxInflight)
+	}
+	oneOf("limits.queue_policy", lim.QueuePolicy, "drop-new", "drop-oldest")
+	if lim.ConnectTimeout <= 0 {
+		bad("limits.connect_timeout", "must be positive")
+	}
+	if lim.MaxKeepAlive > 0 && lim.MinKeepAlive > lim.MaxKeepAlive {
+		bad("limits.min_keepalive", "%v is above limits.max_keepalive %v", lim.MinKeepAlive, lim.MaxKeepAlive)
+	}
+	if lim.MaxKeepAlive > 65535*time.Second {
+		bad("limits.max_keepalive", "%v is above the protocol's 65535s", lim.MaxKeepAlive)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEmptyFileGivesDefaults(t *testing.T) {
+	c, err := Parse(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listeners) != 1 || c.Listeners[0].Address != "127.0.0.1:1883" || c.Listeners[0].Type != "tcp" {
+		t.Fatalf("default listener %+v", c.Listeners)
+	}
+	if c.Limits.QueueMessages != 50_000 || c.Limits.QueuePolicy != "drop-new" || c.Limits.MaxInflight != 1024 {
+		t.Fatalf("default limits %+v", c.Limits)
+	}
+}
+
+func TestFullFile(t *testing.T) {
+	c, err := Parse([]byte(`
+log: {level: debug, format: json}
+listeners:
+  - name: plain
+    type: tcp
+    address: 0.0.0.0:1883
+    max_connections: 100
+    connection_rate: 50
+  - type: tls
+    address: 0.0.0.0:8883
+    tls:
+      cert_file: server.crt
+      key_file: server.key
+      client_auth: require
+      client_ca_file: ca.crt
+      handshake_timeout: 5s
+  - type: ws
+    address: 127.0.0.1:8080
+    websocket: {allowed_origins: ["https://app.example"], trust_forwarded_for: true}
+limits:
+  max_packet_size: 1MiB
+  queue_messages: 1000
+  queue_bytes: 64KiB
+  queue_policy: drop-oldest
+  max_keepalive: 10m
+allow_anonymous_remote: true
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listeners[1].Name != "tls-1" || c.Listeners[1].TLS.HandshakeTimeout != 5*time.Second || c.Listeners[1].TLS.MinVersion != "1.2" {
+		t.Fatalf("tls listener %+v", c.Listeners[1])
+	}
+	if c.Listeners[2].WebSocket.Path != "/mqtt" || !c.Listeners[2].WebSocket.TrustForwardedFor {
+		t.Fatalf("ws listener %+v", c.Listeners[2])
+	}
+	if c.Limits.MaxPacketSize != 1<<20 || c.Limits.QueueBytes != 64<<10 || c.Limits.MaxKeepAlive != 10*time.Minute {
+		t.Fatalf("limits %+v", c.Limits)
+	}
+}
+
+func TestErrorsNameTheKeyPath(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown nested key", "listeners:\n  - type: tcp\n    address: :1883\n  - type: tls\n    address: :8883\n    tls: {cert_fil: x}\n", "listeners[1].tls.cert_fil: unknown key"},
+		{"unknown top key", "limitz: {}\n", "limitz: unknown key"},
+		{"bad type", "limits: {queue_messages: lots}\n", `limits.queue_messages: line 1: "lots" is not a whole number`},
+		{"bad duration", "limits: {connect_timeout: soon}\n", "limits.connect_timeout: line 1: \"soon\" is not a duration"},
+		{"bad size", "limits: {max_packet_size: huge}\n", "limits.max_packet_size"},
+		{"bad enum", "limits: {queue_policy: drop-all}\n", `limits.queue_policy: "drop-all" is not one of drop-new, drop-oldest`},
+		{"tls needs cert", "listeners: [{type: tls, address: ':8883'}]\n", "listeners[0].tls.cert_file: required"},
+		{"bad address", "listeners: [{type: tcp, address: nowhere}]\n", `listeners[0].address: "nowhere" is not host:port`},
+		{"tls on tcp", "listeners: [{type: tcp, address: ':1', tls: {cert_file: a}}]\n", "listeners[0].tls: only for tls and wss listeners"},
+		{"bad listener type", "listeners: [{type: udp, address: ':1'}]\n", `listeners[0].type: "udp" is not one of tcp, tls, ws, wss`},
+		{"not a mapping", "limits: 5\n", "limits: line 1: want a mapping"},
+		{"keepalive order", "limits: {min_keepalive: 10m, max_keepalive: 1m}\n", "limits.min_keepalive: 10m0s is above limits.max_keepalive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), nil)
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	env := []string{"PETREL_LIMITS_QUEUE_MESSAGES=7", "PETREL_LISTENERS_0_ADDRESS=127.0.0.1:1999", "PETREL_LOG_LEVEL=warn", "PATH=/bin", "PETREL_CONFIG=x.yaml"}
+	c, err := Parse([]byte("listeners: [{type: tcp, address: ':1883'}]\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.QueueMessages != 7 || c.Listeners[0].Address != "127.0.0.1:1999" || c.Log.Level != "warn" {
+		t.Fatalf("overrides not applied: %+v %+v %+v", c.Limits, c.Listeners[0], c.Log)
+	}
+	_, err = Parse(nil, []string{"PETREL_LIMITS_QUEUE_MESAGES=7"})
+	if err == nil || !strings.Contains(err.Error(), "PETREL_LIMITS_QUEUE_MESAGES: no such setting") {
+		t.Fatalf("misspelt variable: %v", err)
+	}
+	_, err = Parse(nil, []string{"PETREL_LIMITS_QUEUE_MESSAGES=many"})
+	if err == nil || !strings.Contains(err.Error(), "PETREL_LIMITS_QUEUE_MESSAGES") {
+		t.Fatalf("bad value: %v", err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"512": 512, "64KiB": 64 << 10, "16MiB": 16 << 20, "1GB": 1e9, "2 MiB": 2 << 20} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "MiB", "9999999999999GiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+}

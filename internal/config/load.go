@@ -1,0 +1,220 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid wraps every error Load and Parse return for bad content.
+var ErrInvalid = errors.New("config: invalid configuration")
+
+// Load reads the file at path, applies PETREL_... environment overrides
+// from environ (os.Environ() form), fills defaults and validates.
+func Load(path string, environ []string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, environ)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse is Load on bytes.
+func Parse(data []byte, environ []string) (*Config, error) {
+	c := &Config{}
+	if len(bytes.TrimSpace(data)) > 0 {
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if len(root.Content) > 0 {
+			if err := decode(root.Content[0], reflect.ValueOf(c).Elem(), ""); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+		}
+	} else {
+		c = Default()
+	}
+	if err := applyEnv(c, environ); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, err)
+	}
+	return c, nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// decode sets v from n, rejecting keys that v's type does not have, and
+// names the key path in every error.
+func decode(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Tag == "!!null" {
+		return nil
+	}
+	show := path
+	if show == "" {
+		show = "(top level)"
+	}
+	switch {
+	case v.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("%s: line %d: want a mapping of keys", show, n.Line)
+		}
+		fields := yamlFields(v.Type())
+		var errs []error
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			idx, ok := fields[key]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown key (line %d)", p, n.Content[i].Line))
+				continue
+			}
+			if err := decode(n.Content[i+1], v.Field(idx), p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%s: line %d: want a list", show, n.Line)
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		var errs []error
+		for i, item := range n.Content {
+			if err := decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		v.Set(s)
+		return errors.Join(errs...)
+	default:
+		if v.Type() == durationType {
+			if n.Kind != yaml.ScalarNode {
+				return fmt.Errorf("%s: line %d: want a duration such as 10s or 1m30s", show, n.Line)
+			}
+			d, err := time.ParseDuration(n.Value)
+			if err != nil {
+				return fmt.Errorf("%s: line %d: %q is not a duration such as 10s or 1m30s", show, n.Line, n.Value)
+			}
+			v.SetInt(int64(d))
+			return nil
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: line %d: %q is not %s", show, n.Line, n.Value, kindName(v))
+		}
+		return nil
+	}
+}
+
+func kindName(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64:
+		if v.Type() == reflect.TypeOf(ByteSize(0)) {
+			return "a size such as 1048576, 64KiB or 16MiB"
+		}
+		return "a whole number"
+	case reflect.Float64:
+		return "a number"
+	case reflect.Slice:
+		return "a list"
+	}
+	return "a " + v.Kind().String()
+}
+
+// yamlFields maps a struct's yaml key names to field indexes.
+func yamlFields(t reflect.Type) map[string]int {
+	m := make(map[string]int, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	return m
+}
+
+// applyEnv applies PETREL_<PATH> variables: the key path upper-cased with
+// "." and list indexes written as "_", e.g. PETREL_LIMITS_QUEUE_MESSAGES=100
+// or PETREL_LISTENERS_0_ADDRESS=0.0.0.0:1883 (the listener must exist).
+func applyEnv(c *Config, environ []string) error {
+	vars := map[string]string{}
+	for _, kv := range environ {
+		k, val, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "PETREL_") {
+			vars[k] = val
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	known := map[string]reflect.Value{}
+	collectEnv(reflect.ValueOf(c).Elem(), "PETREL", known)
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		v, ok := known[k]
+		if !ok {
+			if isCommandVar(k) {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("environment %s: no such setting", k))
+			continue
+		}
+		n := &yaml.Node{Kind: yaml.ScalarNode, Value: vars[k]}
+		if err := decode(n, v, "environment "+k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isCommandVar reports variables that belong to the command line rather
+// than to the file, such as PETREL_CONFIG.
+func isCommandVar(k string) bool { return k == "PETREL_CONFIG" }
+
+func collectEnv(v reflect.Value, prefix string, out map[string]reflect.Value) {
+	switch {
+	case v.Kind() == reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if name == "" || name == "-" {
+				continue
+			}
+			collectEnv(v.Field(i), prefix+"_"+strings.ToUpper(name), out)
+		}
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		for i := 0; i < v.Len(); i++ {
+			collectEnv(v.Index(i), prefix+"_"+strconv.Itoa(i), out)
+		}
+	default:
+		out[prefix] = v
+	}
+}
