@@ -60,19 +60,19 @@ type WebSocket struct {
 
 // Limits bound what clients may do.
 type Limits struct {
-	MaxConnections    int           `yaml:"max_connections"`
-	MaxPacketSize     ByteSize      `yaml:"max_packet_size"`
-	MaxTopicLength    int           `yaml:"max_topic_length"`
-	MaxTopicLevels    int           `yaml:"max_topic_levels"`
-	MaxSubscriptions  int           `yaml:"max_subscriptions_per_client"`
-	MaxInflight       int           `yaml:"max_inflight"`
-	QueueMessages     int           `yaml:"queue_messages"`
-	QueueBytes        ByteSize      `yaml:"queue_bytes"`
-	QueuePolicy       string        `yaml:"queue_policy"`
-	QueueQoS0Offline  bool          `yaml:"queue_qos0_offline"`
-	ConnectTimeout    time.Duration `yaml:"connect_timeout"`
-	MinKeepAlive      time.Duration `yaml:"min_keepalive"`
-	MaxKeepAlive      time.Duration `yaml:"max_keepalive"`
+	MaxConnections   int           `yaml:"max_connections"`
+	MaxPacketSize    ByteSize      `yaml:"max_packet_size"`
+	MaxTopicLength   int           `yaml:"max_topic_length"`
+	MaxTopicLevels   int           `yaml:"max_topic_levels"`
+	MaxSubscriptions int           `yaml:"max_subscriptions_per_client"`
+	MaxInflight      int           `yaml:"max_inflight"`
+	QueueMessages    int           `yaml:"queue_messages"`
+	QueueBytes       ByteSize      `yaml:"queue_bytes"`
+	QueuePolicy      string        `yaml:"queue_policy"`
+	QueueQoS0Offline bool          `yaml:"queue_qos0_offline"`
+	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
+	MinKeepAlive     time.Duration `yaml:"min_keepalive"`
+	MaxKeepAlive     time.Duration `yaml:"max_keepalive"`
 }
 
 // Default returns the configuration used when no file is given: one TCP
