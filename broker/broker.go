@@ -52,8 +52,26 @@ type Options struct {
 	// ConnectTimeout is how long a new connection has to send CONNECT;
 	// default 10s.
 	ConnectTimeout time.Duration
-	// MaxKeepAlive caps the keepalive a client may ask for (0: no cap).
+	// MinKeepAlive and MaxKeepAlive bound the keepalive a client may ask
+	// for (0: no bound). Keepalive 0 (none) counts as above any maximum. A
+	// 3.x client outside the bounds is refused (CONNACK 3, server
+	// unavailable); a 5.0 client above the maximum is told the maximum in
+	// CONNACK's Server Keep Alive, below the minimum it is refused.
+	MinKeepAlive time.Duration
 	MaxKeepAlive time.Duration
+
+	// MaxConnections bounds concurrent client connections (0: no bound);
+	// CONNECTs beyond it are refused with server unavailable (3.x) or
+	// server busy (5.0).
+	MaxConnections int
+	// MaxTopicLength bounds topic names and filters in bytes (default
+	// 65535); MaxTopicLevels bounds their levels (0: no bound).
+	MaxTopicLength int
+	MaxTopicLevels int
+	// MaxSubscriptionsPerClient bounds a session's subscriptions (0: no
+	// bound); a SUBSCRIBE beyond it is refused for that filter (0x80, 5.0:
+	// quota exceeded).
+	MaxSubscriptionsPerClient int
 
 	// QueueMessages and QueueBytes bound each client's outbound queue;
 	// defaults 50,000 messages and 0 (no byte bound).
@@ -143,6 +161,15 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.MaxInflight < 1 || o.MaxInflight > 65535 {
 		return nil, fmt.Errorf("broker: max inflight %d out of range 1..65535", o.MaxInflight)
+	}
+	if o.MinKeepAlive < 0 || o.MaxKeepAlive < 0 || (o.MaxKeepAlive > 0 && o.MinKeepAlive > o.MaxKeepAlive) {
+		return nil, fmt.Errorf("broker: keepalive bounds %v..%v invalid", o.MinKeepAlive, o.MaxKeepAlive)
+	}
+	if o.MaxTopicLength == 0 {
+		o.MaxTopicLength = 65535
+	}
+	if o.MaxTopicLength < 1 || o.MaxTopicLength > 65535 || o.MaxTopicLevels < 0 || o.MaxConnections < 0 || o.MaxSubscriptionsPerClient < 0 {
+		return nil, errors.New("broker: topic, connection and subscription limits must be positive (topic length at most 65535)")
 	}
 	if o.Now == nil {
 		o.Now = time.Now

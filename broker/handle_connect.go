@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/topic"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -45,13 +44,31 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		// A 5.0 session ends with the connection unless it has an expiry interval.
 		c.clean = p.Properties.SessionExpiryInterval == 0
 	}
+	ka := time.Duration(p.KeepAlive) * time.Second
+	serverKA := false
+	if max := c.b.opts.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
+		if p.Version != packet.V5 {
+			return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v above the maximum %v", ka, max))
+		}
+		p.KeepAlive, serverKA = uint16(max/time.Second), true // [MQTT-3.2.2-21]
+	}
+	if min := c.b.opts.MinKeepAlive; min > 0 && ka > 0 && ka < min {
+		return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v below the minimum %v", ka, min))
+	}
+	if c.b.overConnectionLimit(id) {
+		code := packet.ServerUnavailable
+		if p.Version == packet.V5 {
+			code = packet.ServerBusy
+		}
+		return c.refuse(code, fmt.Errorf("connection limit %d reached", c.b.opts.MaxConnections))
+	}
 	if p.KeepAlive > 0 {
 		// Close after one and a half keepalive periods without a packet,
 		// counted in milliseconds [MQTT-3.1.2-24].
 		c.readWait = time.Duration(p.KeepAlive) * 1500 * time.Millisecond
 	}
 	if p.Will != nil {
-		if err := topic.ValidateName(p.Will.Topic); err != nil {
+		if err := c.b.validateName(p.Will.Topic); err != nil {
 			return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("will topic: %w", err)}
 		}
 	}
@@ -90,6 +107,10 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	if p.Version == packet.V5 && assigned {
 		ack.Properties.AssignedClientIdentifier = id // [MQTT-3.2.2-16]
 		ack.Properties.Set(packet.PropAssignedClientIdentifier)
+	}
+	if serverKA {
+		ack.Properties.ServerKeepAlive = p.KeepAlive // [MQTT-3.2.2-21]
+		ack.Properties.Set(packet.PropServerKeepAlive)
 	}
 	// The CONNACK is queued before the session is handed to the writer, so
 	// it is the first packet the client receives [MQTT-3.2.0-1].

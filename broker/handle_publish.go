@@ -5,14 +5,13 @@ import (
 	"strings"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
-	"github.com/petrel-mqtt/petrel/internal/topic"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // handlePublish authorizes an inbound PUBLISH, stores or clears the
 // retained message, routes it to the matching sessions and acknowledges it.
 func (c *conn) handlePublish(p *packet.Publish) error {
-	if err := topic.ValidateName(p.Topic); err != nil {
+	if err := c.b.validateName(p.Topic); err != nil {
 		// A topic name must be valid and wildcard-free [MQTT-3.3.2-2] [MQTT-4.7.3-1].
 		return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("publish: %w", err)}
 	}

@@ -22,6 +22,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		if err == nil && !shared {
 			inner, err = s.Filter, topic.ValidateFilter(s.Filter)
 		}
+		if err == nil {
+			err = c.b.checkTopicLimits(s.Filter)
+		}
 		if err != nil {
 			// An invalid filter is refused alone; the others of the packet
 			// are still granted.
@@ -31,6 +34,10 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		maxQoS, ok := c.b.opts.Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
 		if !ok {
 			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
+			continue
+		}
+		if max := c.b.opts.MaxSubscriptionsPerClient; max > 0 && c.sess.SubscriptionCount() >= max && !c.sess.Subscribed(s.Filter) {
+			codes[i] = packet.QuotaExceeded // 0x80 in 3.x
 			continue
 		}
 		granted := min(s.QoS, maxQoS) // [MQTT-3.8.4-6]

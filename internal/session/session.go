@@ -426,6 +426,21 @@ func (s *Session) Unsubscribe(filter string) bool {
 	return ok
 }
 
+// SubscriptionCount returns the number of subscriptions.
+func (s *Session) SubscriptionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.subs)
+}
+
+// Subscribed reports whether the session has a subscription to filter.
+func (s *Session) Subscribed(filter string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.mu.subs[filter]
+	return ok
+}
+
 // Subscriptions returns a copy of the session's subscriptions.
 func (s *Session) Subscriptions() []Subscription {
 	s.mu.Lock()

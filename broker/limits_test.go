@@ -1,0 +1,70 @@
+package broker_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+func TestMaxConnectionsRefusesBeyondLimit(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{MaxConnections: 2})
+	mqtttest.Connect(t, addr, packet.V311, "a", true)
+	mqtttest.Connect(t, addr, packet.V311, "b", true)
+	c := mqtttest.Dial(t, addr, packet.V311)
+	if ack := c.Connect(&packet.Connect{ClientID: "c", CleanStart: true}); ack.ReasonCode != packet.ServerUnavailable {
+		t.Fatalf("third client got %v, want server unavailable (3.x return code 3)", ack.ReasonCode)
+	}
+	c.ExpectClosed()
+	c5 := mqtttest.Dial(t, addr, packet.V5)
+	if ack := c5.Connect(&packet.Connect{ClientID: "c5", CleanStart: true}); ack.ReasonCode != packet.ServerBusy {
+		t.Fatalf("5.0 client got %v, want server busy", ack.ReasonCode)
+	}
+	// Taking over a connected id adds no connection.
+	mqtttest.Connect(t, addr, packet.V311, "a", true)
+}
+
+func TestTopicLimits(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{MaxTopicLength: 10, MaxTopicLevels: 3})
+	c, _ := mqtttest.Connect(t, addr, packet.V311, "s", true)
+	codes := c.Subscribe(1,
+		packet.Subscription{Filter: "a/b/c"},
+		packet.Subscription{Filter: "a/b/c/d"},
+		packet.Subscription{Filter: strings.Repeat("x", 11)})
+	if codes[0] != 0 || codes[1] != 0x80 || codes[2] != 0x80 {
+		t.Fatalf("SUBACK codes %v, want granted then two refusals (0x80)", codes)
+	}
+	c.Send(&packet.Publish{Topic: "a/b/c/d", Payload: []byte("x")})
+	c.ExpectClosed()
+}
+
+func TestMaxSubscriptionsPerClient(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{MaxSubscriptionsPerClient: 2})
+	c, _ := mqtttest.Connect(t, addr, packet.V5, "s", true)
+	codes := c.Subscribe(1, packet.Subscription{Filter: "a"}, packet.Subscription{Filter: "b"}, packet.Subscription{Filter: "c"}, packet.Subscription{Filter: "a", QoS: 1})
+	want := []packet.ReasonCode{0, 0, packet.QuotaExceeded, 1}
+	for i := range want {
+		if codes[i] != want[i] {
+			t.Fatalf("SUBACK codes %v, want %v (replacing an existing filter is not a new subscription)", codes, want)
+		}
+	}
+}
+
+func TestKeepAliveBounds(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{MinKeepAlive: 5 * time.Second, MaxKeepAlive: 60 * time.Second})
+	for _, ka := range []uint16{0, 61, 4} {
+		c := mqtttest.Dial(t, addr, packet.V311)
+		if ack := c.Connect(&packet.Connect{ClientID: "k", CleanStart: true, KeepAlive: ka}); ack.ReasonCode != packet.ServerUnavailable {
+			t.Fatalf("3.1.1 keepalive %d: CONNACK %v, want refusal", ka, ack.ReasonCode)
+		}
+	}
+	c := mqtttest.Dial(t, addr, packet.V5)
+	ack := c.Connect(&packet.Connect{ClientID: "k5", CleanStart: true, KeepAlive: 0})
+	if ack.ReasonCode != packet.Success || !ack.Properties.Has(packet.PropServerKeepAlive) || ack.Properties.ServerKeepAlive != 60 {
+		t.Fatalf("5.0 keepalive 0: CONNACK %v server keepalive %v, want 60 [MQTT-3.2.2-21]", ack.ReasonCode, ack.Properties.ServerKeepAlive)
+	}
+	mqtttest.Connect(t, addr, packet.V311, "ok", true) // keepalive 60 is within bounds
+}
