@@ -99,6 +99,7 @@ type Broker struct {
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
 	shared   sharedGroups
+	flapping flapTracker // guarded by mu
 	stats    counters
 
 	wg       sync.WaitGroup // connection goroutines

@@ -68,3 +68,15 @@ func TestKeepAliveBounds(t *testing.T) {
 	}
 	mqtttest.Connect(t, addr, packet.V311, "ok", true) // keepalive 60 is within bounds
 }
+
+func TestFlappingClientIDIsDamped(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	start := time.Now()
+	for i := 0; i < 7; i++ {
+		mqtttest.Connect(t, addr, packet.V311, "flapper", true)
+	}
+	// Six takeovers: the sixth is past the limit of five and waits a second.
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Fatalf("7 connects with one id took %v; the flapping takeover was not delayed", el)
+	}
+}

@@ -36,8 +36,18 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 			b.mu.Unlock()
 			return s, present
 		}
+		jail := b.flapping.note(id, b.opts.Now())
 		b.mu.Unlock()
 		b.log.Info("client id taken over", "client", id, "old_remote", old.remote, "new_remote", c.remote)
+		if jail {
+			// Two clients fighting over one id reconnect in a loop; make
+			// the newcomer wait so the fight costs little (DESIGN.md).
+			b.log.Warn("client id flapping: delaying takeover", "client", id, "delay", flapDelay)
+			select {
+			case <-time.After(flapDelay):
+			case <-b.done:
+			}
+		}
 		old.closeWith(packet.SessionTakenOver, reasonTakeover)
 		select {
 		case <-old.finished:
@@ -52,6 +62,45 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 			b.mu.Unlock()
 		}
 	}
+}
+
+// Flap damping: more than flapLimit takeovers of one id within flapWindow
+// delay each further takeover by flapDelay.
+const (
+	flapLimit  = 5
+	flapWindow = 10 * time.Second
+	flapDelay  = time.Second
+)
+
+// flapTracker counts recent takeovers per client id. Guarded by Broker.mu.
+type flapTracker struct {
+	m map[string]*flapCount
+}
+
+type flapCount struct {
+	since time.Time
+	n     int
+}
+
+// note records a takeover of id at now and reports whether id is flapping.
+func (f *flapTracker) note(id string, now time.Time) bool {
+	if f.m == nil {
+		f.m = make(map[string]*flapCount)
+	}
+	if len(f.m) > 10_000 { // forget stale entries so the map stays small
+		for k, v := range f.m {
+			if now.Sub(v.since) > flapWindow {
+				delete(f.m, k)
+			}
+		}
+	}
+	fc := f.m[id]
+	if fc == nil || now.Sub(fc.since) > flapWindow {
+		fc = &flapCount{since: now}
+		f.m[id] = fc
+	}
+	fc.n++
+	return fc.n > flapLimit
 }
 
 // detach ends c's hold on its session: the session goes offline, or is
