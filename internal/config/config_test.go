@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,16 @@ func TestByteSize(t *testing.T) {
 		if _, err := ParseByteSize(in); err == nil {
 			t.Errorf("ParseByteSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestExampleFileIsValid(t *testing.T) {
+	c, err := Load("../../petrel.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log {
+		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
 }
