@@ -1,0 +1,316 @@
+// Package listener provides the transports Petrel accepts clients on: plain
+// TCP, TLS, WebSocket and secure WebSocket. Each produces a net.Listener whose
+// Accept returns ready byte streams; the package knows nothing of MQTT beyond
+// the WebSocket subprotocol names.
+//
+// TLS handshakes run in the background, bounded in number and time, so a slow
+// or malicious peer never holds up Accept for others. Certificates can be
+// reloaded (on SIGHUP, say) without dropping established connections.
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Transport types accepted in Config.Type.
+const (
+	TypeTCP = "tcp" // plain TCP
+	TypeTLS = "tls" // TLS over TCP
+	TypeWS  = "ws"  // WebSocket over HTTP
+	TypeWSS = "wss" // WebSocket over HTTPS
+)
+
+// Defaults applied by Listen to zero Config fields.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxHandshakes    = 1024
+	DefaultPath             = "/mqtt"
+	DefaultMinVersion       = "1.2"
+	DefaultClientAuth       = "none"
+)
+
+// ErrConfig is wrapped by every error Validate returns.
+var ErrConfig = errors.New("listener: invalid config")
+
+// Config describes one listener. The zero value of every optional field
+// selects the documented default.
+type Config struct {
+	// Name identifies the listener in logs, e.g. "tcp" or "tls-public".
+	Name string
+	// Type is the transport: "tcp", "tls", "ws" or "wss".
+	Type string
+	// Address is the host:port to listen on; port 0 picks a free port.
+	Address string
+
+	// CertFile and KeyFile are the PEM server certificate (chain) and key
+	// (tls and wss only; required there).
+	CertFile, KeyFile string
+	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
+	MinVersion string
+	// ClientAuth selects client certificate checking: "none" (default),
+	// "optional" (verified when presented) or "require".
+	ClientAuth string
+	// ClientCAFile holds the PEM CA certificates that client certificates
+	// must chain to; required when ClientAuth is not "none".
+	ClientCAFile string
+	// HandshakeTimeout bounds a TLS handshake (and, for ws/wss, reading the
+	// HTTP upgrade request). Default 10s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds the TLS handshakes in progress at once. Default
+	// 1024. Beyond it a new connection waits for a slot at most
+	// HandshakeTimeout, then is closed.
+	MaxHandshakes int
+
+	// Path is the HTTP path WebSocket upgrades are served on (ws, wss).
+	// Default "/mqtt".
+	Path string
+	// CheckOrigin lists the allowed Origin header values, e.g.
+	// "https://app.example.com" (compared case-insensitively; an entry without
+	// "://" matches the Origin's host only). Empty allows every origin.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	CheckOrigin []string
+	// TrustForwardedFor makes the X-Forwarded-For header (its last entry, the
+	// one added by the proxy in front of us) the connection's remote address.
+	// Enable it only behind a proxy that sets the header.
+	TrustForwardedFor bool
+}
+
+func (c Config) isTLS() bool { return c.Type == TypeTLS || c.Type == TypeWSS }
+func (c Config) isWS() bool  { return c.Type == TypeWS || c.Type == TypeWSS }
+
+// Validate checks c without touching the network or the file system beyond
+// checking that named files exist. Its errors wrap ErrConfig and name the
+// offending field.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		name := c.Name
+		if name == "" {
+			name = c.Type
+		}
+		return fmt.Errorf("%w: listener %q: %s: %s", ErrConfig, name, field, fmt.Sprintf(format, args...))
+	}
+	switch c.Type {
+	case TypeTCP, TypeTLS, TypeWS, TypeWSS:
+	case "":
+		return bad("type", "missing; want one of tcp, tls, ws, wss")
+	default:
+		return bad("type", "%q unknown; want one of tcp, tls, ws, wss", c.Type)
+	}
+	if c.Address == "" {
+		return bad("address", "missing; want host:port")
+	}
+	if _, port, err := net.SplitHostPort(c.Address); err != nil {
+		return bad("address", "%q is not host:port: %v", c.Address, err)
+	} else if port == "" {
+		return bad("address", "%q has no port", c.Address)
+	}
+	if c.HandshakeTimeout < 0 {
+		return bad("handshake_timeout", "%v is negative", c.HandshakeTimeout)
+	}
+	if c.MaxHandshakes < 0 {
+		return bad("max_handshakes", "%d is negative", c.MaxHandshakes)
+	}
+	if c.isTLS() {
+		if err := c.validateTLS(bad); err != nil {
+			return err
+		}
+	} else {
+		tlsOnly := []struct{ field, v string }{
+			{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"client_ca_file", c.ClientCAFile},
+			{"min_version", c.MinVersion}, {"client_auth", c.ClientAuth},
+		}
+		for _, f := range tlsOnly {
+			if f.v != "" {
+				return bad(f.field, "only valid for tls and wss listeners")
+			}
+		}
+	}
+	if c.isWS() {
+		if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
+			return bad("path", "%q must start with /", c.Path)
+		}
+	} else {
+		if c.Path != "" {
+			return bad("path", "only valid for ws and wss listeners")
+		}
+		if len(c.CheckOrigin) > 0 {
+			return bad("check_origin", "only valid for ws and wss listeners")
+		}
+		if c.TrustForwardedFor {
+			return bad("trust_forwarded_for", "only valid for ws and wss listeners")
+		}
+	}
+	for i, o := range c.CheckOrigin {
+		if strings.TrimSpace(o) == "" {
+			return bad(fmt.Sprintf("check_origin[%d]", i), "empty")
+		}
+	}
+	return nil
+}
+
+func (c Config) validateTLS(bad func(field, format string, args ...any) error) error {
+	if c.CertFile == "" {
+		return bad("cert_file", "missing; required for %s", c.Type)
+	}
+	if c.KeyFile == "" {
+		return bad("key_file", "missing; required for %s", c.Type)
+	}
+	if _, err := tlsVersion(c.MinVersion); err != nil {
+		return bad("min_version", "%v", err)
+	}
+	auth, err := clientAuth(c.ClientAuth)
+	if err != nil {
+		return bad("client_auth", "%v", err)
+	}
+	if auth != 0 && c.ClientCAFile == "" {
+		return bad("client_ca_file", "missing; required when client_auth is %q", c.ClientAuth)
+	}
+	files := []struct{ field, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"client_ca_file", c.ClientCAFile}}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return bad(f.field, "%v", err)
+		}
+	}
+	return nil
+}
+
+// withDefaults returns c with zero optional fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = c.Type
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.isTLS() {
+		if c.MinVersion == "" {
+			c.MinVersion = DefaultMinVersion
+		}
+		if c.ClientAuth == "" {
+			c.ClientAuth = DefaultClientAuth
+		}
+	}
+	if c.isWS() && c.Path == "" {
+		c.Path = DefaultPath
+	}
+	return c
+}
+
+// Listener is a net.Listener for one configured transport. Accept returns
+// connections ready for the application protocol: TLS connections are
+// *tls.Conn with the handshake complete; WebSocket connections carry the
+// binary message stream as a byte stream. Its methods are safe for
+// concurrent use.
+type Listener struct {
+	cfg   Config
+	log   *slog.Logger
+	raw   net.Listener  // the TCP socket
+	inner net.Listener  // tcp: raw; tls: the handshaking listener
+	certs *certificates // tls, wss
+	ws    *wsServer     // ws, wss
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Listen validates c, opens its socket and starts serving the transport. ctx
+// bounds the opening only; the Listener lives until Close. log may be nil.
+func Listen(ctx context.Context, c Config, log *slog.Logger) (*Listener, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("listener", c.Name, "type", c.Type)
+	l := &Listener{cfg: c, log: log}
+	var tlsCfg *tls.Config
+	if c.isTLS() {
+		var err error
+		l.certs, err = loadCertificates(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if tlsCfg, err = newTLSConfig(c, l.certs); err != nil {
+			return nil, err
+		}
+	}
+	var lc net.ListenConfig
+	raw, err := lc.Listen(ctx, "tcp", c.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", c.Name, err)
+	}
+	l.raw = raw
+	l.inner = raw
+	if c.isTLS() {
+		l.inner = newHandshakeListener(raw, tlsCfg, c.MaxHandshakes, c.HandshakeTimeout, log)
+	}
+	if c.isWS() {
+		l.ws = newWSServer(c, l.inner, log)
+	}
+	log.Info("listening", "addr", raw.Addr().String())
+	return l, nil
+}
+
+// Accept waits for and returns the next ready connection. After Close it
+// returns an error wrapping net.ErrClosed.
+func (l *Listener) Accept() (net.Conn, error) {
+	if l.ws != nil {
+		return l.ws.accept()
+	}
+	return l.inner.Accept()
+}
+
+// Close stops listening; calling it again returns the first call's result. Connections not yet returned by Accept (TLS
+// handshakes in progress, upgraded WebSockets waiting) are closed;
+// connections already returned stay open. Close waits for the listener's
+// goroutines to end.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		if l.ws != nil {
+			l.closeErr = l.ws.close()
+		} else {
+			l.closeErr = l.inner.Close()
+		}
+		l.log.Info("closed")
+	})
+	return l.closeErr
+}
+
+// Addr returns the listening socket's address.
+func (l *Listener) Addr() net.Addr { return l.raw.Addr() }
+
+// Config returns the listener's configuration with defaults applied.
+func (l *Listener) Config() Config { return l.cfg }
+
+// ReloadCertificates re-reads CertFile and KeyFile. New handshakes use the
+// new certificate; established connections are untouched. On error the
+// previous certificate stays in use. It returns an error for tcp and ws
+// listeners.
+func (l *Listener) ReloadCertificates() error {
+	if l.certs == nil {
+		return fmt.Errorf("listener %q: %s has no certificates to reload", l.cfg.Name, l.cfg.Type)
+	}
+	if err := l.certs.reload(); err != nil {
+		l.log.Error("certificate reload failed; keeping the previous certificate", "err", err)
+		return err
+	}
+	l.log.Info("certificates reloaded", "cert_file", l.cfg.CertFile)
+	return nil
+}
