@@ -197,13 +197,18 @@ func New(o Options) (*Broker, error) {
 }
 
 // Serve accepts connections on l until Shutdown, serving each in its own
-// goroutines. It always returns a non-nil error: ErrServerClosed after
+// goroutines. A listener with a Name() string method names the connections
+// it accepts in logs and in ConnectInfo.Listener. It always returns a non-nil error: ErrServerClosed after
 // Shutdown. Serve may be called for several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
 	if !b.trackListener(l, true) {
 		return ErrServerClosed
 	}
 	defer b.trackListener(l, false)
+	name := ""
+	if n, ok := l.(interface{ Name() string }); ok {
+		name = n.Name()
+	}
 	var delay time.Duration
 	for {
 		nc, err := l.Accept()
@@ -223,7 +228,7 @@ func (b *Broker) Serve(l net.Listener) error {
 			return fmt.Errorf("broker: accept: %w", err)
 		}
 		delay = 0
-		b.ServeConn(nc)
+		b.serveConn(nc, name)
 	}
 }
 
@@ -253,8 +258,11 @@ func (b *Broker) trackListener(l net.Listener, add bool) bool {
 
 // ServeConn serves one already accepted connection (from any transport) in
 // new goroutines and returns at once. After Shutdown it closes nc.
-func (b *Broker) ServeConn(nc net.Conn) {
+func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, "") }
+
+func (b *Broker) serveConn(nc net.Conn, listener string) {
 	c := newConn(b, nc)
+	c.listener = listener
 	b.mu.Lock()
 	if b.shutdown.Load() {
 		b.mu.Unlock()

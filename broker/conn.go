@@ -85,9 +85,10 @@ var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, wri
 // handles packets; a writer goroutine (writeLoop) runs only while there is
 // something to send and is the only code that writes to nc.
 type conn struct {
-	b      *Broker
-	nc     net.Conn
-	remote string
+	b        *Broker
+	nc       net.Conn
+	remote   string
+	listener string
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).
@@ -396,7 +397,8 @@ func (c *conn) cleanup(err error) {
 		if reason.sendsWill() && c.will != nil {
 			c.publishWill()
 		}
-		c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "reason", reason.String(), "err", errString(err, reason))
+		c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.listener,
+			"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {
 		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remote, "reason", reason.String(), "err", err)
 	}

@@ -77,7 +77,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	ident, err := c.b.opts.Authenticator.Authenticate(ctx, &ConnectInfo{
 		ClientID: id, Username: p.Username, HasUser: p.UsernameFlag,
 		Password: p.Password, HasPass: p.PasswordFlag, Version: p.Version,
-		RemoteAddr: c.nc.RemoteAddr(), Connect: p,
+		RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Connect: p,
 	})
 	cancel()
 	if err != nil {
@@ -120,7 +120,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	c.mu.Unlock()
 	sess.Attach(c.kick, c.b.opts.MaxInflight)
 	c.kick()
-	c.b.log.Info("client connected", "client", id, "remote", c.remote, "version", p.Version.String(),
+	c.b.log.Info("client connected", "client", id, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
 		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", p.Username)
 	return nil
 }
@@ -129,7 +129,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 // [MQTT-3.2.2-5].
 func (c *conn) refuse(code packet.ReasonCode, err error) error {
 	c.sendAndClose(&packet.Connack{ReasonCode: code}, reasonRefused)
-	c.b.log.Info("connection refused", "remote", c.remote, "code", code.String(), "err", err)
+	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.listener, "version", c.version.String(), "code", code.String(), "err", err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }
 

@@ -314,3 +314,6 @@ func (l *Listener) ReloadCertificates() error {
 	l.log.Info("certificates reloaded", "cert_file", l.cfg.CertFile)
 	return nil
 }
+
+// Name returns the listener's configured name.
+func (l *Listener) Name() string { return l.cfg.Name }
