@@ -180,9 +180,9 @@ func (c *Config) Validate() error {
 			bad(p+".name", "%q used by another listener", l.Name)
 		}
 		names[l.Name] = true
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+		if _, port, err := net.SplitHostPort(l.Address); err != nil {
 			bad(p+".address", "%q is not host:port", l.Address)
-		} else if addrs[l.Address] {
+		} else if addrs[l.Address] && port != "0" {
 			bad(p+".address", "%q used by another listener", l.Address)
 		}
 		addrs[l.Address] = true

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/listener"
+)
+
+// BrokerOptions returns the broker options the configuration sets; the
+// caller adds the logger and the security implementations.
+func (c *Config) BrokerOptions() broker.Options {
+	l := c.Limits
+	return broker.Options{
+		MaxPacketSize:             int(l.MaxPacketSize),
+		ConnectTimeout:            l.ConnectTimeout,
+		MinKeepAlive:              l.MinKeepAlive,
+		MaxKeepAlive:              l.MaxKeepAlive,
+		MaxConnections:            l.MaxConnections,
+		MaxTopicLength:            l.MaxTopicLength,
+		MaxTopicLevels:            l.MaxTopicLevels,
+		MaxSubscriptionsPerClient: l.MaxSubscriptions,
+		QueueMessages:             l.QueueMessages,
+		QueueBytes:                int(l.QueueBytes),
+		QueuePolicy:               l.QueuePolicy,
+		QueueQoS0Offline:          l.QueueQoS0Offline,
+		MaxInflight:               l.MaxInflight,
+	}
+}
+
+// ListenerConfig returns the transport configuration of listener i.
+func (c *Config) ListenerConfig(i int) listener.Config {
+	l := c.Listeners[i]
+	return listener.Config{
+		Name:              l.Name,
+		Type:              l.Type,
+		Address:           l.Address,
+		CertFile:          l.TLS.CertFile,
+		KeyFile:           l.TLS.KeyFile,
+		MinVersion:        l.TLS.MinVersion,
+		ClientAuth:        l.TLS.ClientAuth,
+		ClientCAFile:      l.TLS.ClientCAFile,
+		HandshakeTimeout:  l.TLS.HandshakeTimeout,
+		MaxHandshakes:     l.TLS.MaxHandshakes,
+		Path:              l.WebSocket.Path,
+		CheckOrigin:       l.WebSocket.AllowedOrigins,
+		TrustForwardedFor: l.WebSocket.TrustForwardedFor,
+	}
+}
+
+// Check runs every validation that needs the outside world as well:
+// certificate files readable, listener settings accepted by the
+// transports, and anonymous access only on loopback unless allowed.
+func (c *Config) Check() error {
+	var errs []error
+	for i := range c.Listeners {
+		if err := c.ListenerConfig(i).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
+		}
+		if !c.AllowAnonymousRemote && !IsLoopback(c.Listeners[i].Address) {
+			errs = append(errs, fmt.Errorf("listeners[%d].address: %q is not a loopback address and every client is anonymous until authentication is configured; set allow_anonymous_remote: true to accept that", i, c.Listeners[i].Address))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a host:port address listens on loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
