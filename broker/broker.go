@@ -92,9 +92,8 @@ type Options struct {
 // Broker is an MQTT broker. Create one with New, give it listeners with
 // Serve, stop it with Shutdown.
 type Broker struct {
-	opts   Options
-	log    *slog.Logger
-	limits session.Limits
+	cur atomic.Pointer[Options] // replaced whole by SetLimits
+	log *slog.Logger
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -115,8 +114,8 @@ type Broker struct {
 	}
 }
 
-// New returns a broker configured by o, or an error naming the bad option.
-func New(o Options) (*Broker, error) {
+// normalize fills defaults into o and checks every value.
+func normalize(o Options) (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -131,13 +130,13 @@ func New(o Options) (*Broker, error) {
 		o.UnauthorizedPublish = UnauthorizedClose
 	case UnauthorizedClose, UnauthorizedAckAndDrop:
 	default:
-		return nil, fmt.Errorf("broker: unauthorized publish %q: want %q or %q", o.UnauthorizedPublish, UnauthorizedClose, UnauthorizedAckAndDrop)
+		return o, fmt.Errorf("broker: unauthorized publish %q: want %q or %q", o.UnauthorizedPublish, UnauthorizedClose, UnauthorizedAckAndDrop)
 	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = 16 << 20
 	}
 	if o.MaxPacketSize < 2 || o.MaxPacketSize > packet.MaxRemainingLength+5 {
-		return nil, fmt.Errorf("broker: max packet size %d out of range 2..%d", o.MaxPacketSize, packet.MaxRemainingLength+5)
+		return o, fmt.Errorf("broker: max packet size %d out of range 2..%d", o.MaxPacketSize, packet.MaxRemainingLength+5)
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
@@ -146,48 +145,49 @@ func New(o Options) (*Broker, error) {
 		o.QueueMessages = 50_000
 	}
 	if o.QueueMessages < 0 || o.QueueBytes < 0 {
-		return nil, errors.New("broker: queue limits must not be negative")
+		return o, errors.New("broker: queue limits must not be negative")
 	}
-	policy := session.DropNew
 	switch o.QueuePolicy {
-	case "", PolicyDropNew:
+	case "":
 		o.QueuePolicy = PolicyDropNew
-	case PolicyDropOldest:
-		policy = session.DropOldest
+	case PolicyDropNew, PolicyDropOldest:
 	default:
-		return nil, fmt.Errorf("broker: queue policy %q: want %q or %q", o.QueuePolicy, PolicyDropNew, PolicyDropOldest)
+		return o, fmt.Errorf("broker: queue policy %q: want %q or %q", o.QueuePolicy, PolicyDropNew, PolicyDropOldest)
 	}
 	if o.MaxInflight == 0 {
 		o.MaxInflight = 1024
 	}
 	if o.MaxInflight < 1 || o.MaxInflight > 65535 {
-		return nil, fmt.Errorf("broker: max inflight %d out of range 1..65535", o.MaxInflight)
+		return o, fmt.Errorf("broker: max inflight %d out of range 1..65535", o.MaxInflight)
 	}
 	if o.MinKeepAlive < 0 || o.MaxKeepAlive < 0 || (o.MaxKeepAlive > 0 && o.MinKeepAlive > o.MaxKeepAlive) {
-		return nil, fmt.Errorf("broker: keepalive bounds %v..%v invalid", o.MinKeepAlive, o.MaxKeepAlive)
+		return o, fmt.Errorf("broker: keepalive bounds %v..%v invalid", o.MinKeepAlive, o.MaxKeepAlive)
 	}
 	if o.MaxTopicLength == 0 {
 		o.MaxTopicLength = 65535
 	}
 	if o.MaxTopicLength < 1 || o.MaxTopicLength > 65535 || o.MaxTopicLevels < 0 || o.MaxConnections < 0 || o.MaxSubscriptionsPerClient < 0 {
-		return nil, errors.New("broker: topic, connection and subscription limits must be positive (topic length at most 65535)")
+		return o, errors.New("broker: topic, connection and subscription limits must be positive (topic length at most 65535)")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	return o, nil
+}
+
+// New returns a broker configured by o, or an error naming the bad option.
+func New(o Options) (*Broker, error) {
+	o, err := normalize(o)
+	if err != nil {
+		return nil, err
+	}
 	b := &Broker{
-		opts: o,
-		log:  o.Logger,
-		limits: session.Limits{
-			MaxMessages:      o.QueueMessages,
-			MaxBytes:         o.QueueBytes,
-			Policy:           policy,
-			QueueQoS0Offline: o.QueueQoS0Offline,
-		},
+		log:      o.Logger,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
 		done:     make(chan struct{}),
 	}
+	b.cur.Store(&o)
 	b.shared.next = make(map[string]uint64)
 	b.mu.listeners = make(map[net.Listener]struct{})
 	b.mu.conns = make(map[*conn]struct{})
@@ -196,10 +196,46 @@ func New(o Options) (*Broker, error) {
 	return b, nil
 }
 
+// opts returns the options in force. The result is never modified.
+func (b *Broker) opts() *Options { return b.cur.Load() }
+
+// SetLimits applies the limits of o (every field but Logger,
+// Authenticator, Authorizer and Now, which stay as they are) while the
+// broker runs. Connections and sessions pick them up as they next use
+// them: a new CONNECT, a new packet, a new session's queue; sessions
+// already held keep their queue limits. It returns an error naming a bad
+// value and changes nothing then.
+func (b *Broker) SetLimits(o Options) error {
+	cur := b.opts()
+	o.Logger, o.Authenticator, o.Authorizer, o.Now = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now
+	o, err := normalize(o)
+	if err != nil {
+		return err
+	}
+	b.cur.Store(&o)
+	return nil
+}
+
+// sessionLimits returns the queue limits a new session gets.
+func (b *Broker) sessionLimits() session.Limits {
+	o := b.opts()
+	policy := session.DropNew
+	if o.QueuePolicy == PolicyDropOldest {
+		policy = session.DropOldest
+	}
+	return session.Limits{
+		MaxMessages:      o.QueueMessages,
+		MaxBytes:         o.QueueBytes,
+		Policy:           policy,
+		QueueQoS0Offline: o.QueueQoS0Offline,
+	}
+}
+
 // Serve accepts connections on l until Shutdown, serving each in its own
 // goroutines. A listener with a Name() string method names the connections
-// it accepts in logs and in ConnectInfo.Listener. It always returns a non-nil error: ErrServerClosed after
-// Shutdown. Serve may be called for several listeners at once.
+// it accepts in logs and in ConnectInfo.Listener. It always returns a
+// non-nil error: ErrServerClosed after Shutdown. Serve may be called for
+// several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
 	if !b.trackListener(l, true) {
 		return ErrServerClosed

@@ -158,7 +158,7 @@ func (c *conn) readPacket() (packet.Packet, error) {
 	for {
 		if c.r < c.w {
 			buf := (*c.rbuf)[c.r:c.w]
-			hdr, rem, n, err := packet.ParseFixedHeader(buf, c.b.opts.MaxPacketSize)
+			hdr, rem, n, err := packet.ParseFixedHeader(buf, c.b.opts().MaxPacketSize)
 			switch {
 			case err == nil:
 				total := n + rem
@@ -227,7 +227,7 @@ func readError(err error) error {
 func (c *conn) setReadDeadline() {
 	var d time.Duration
 	if !c.connected {
-		d = c.b.opts.ConnectTimeout
+		d = c.b.opts().ConnectTimeout
 	} else {
 		d = c.readWait
 	}

@@ -46,13 +46,13 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	}
 	ka := time.Duration(p.KeepAlive) * time.Second
 	serverKA := false
-	if max := c.b.opts.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
+	if max := c.b.opts().MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
 		if p.Version != packet.V5 {
 			return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v above the maximum %v", ka, max))
 		}
 		p.KeepAlive, serverKA = uint16(max/time.Second), true // [MQTT-3.2.2-21]
 	}
-	if min := c.b.opts.MinKeepAlive; min > 0 && ka > 0 && ka < min {
+	if min := c.b.opts().MinKeepAlive; min > 0 && ka > 0 && ka < min {
 		return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v below the minimum %v", ka, min))
 	}
 	if c.b.overConnectionLimit(id) {
@@ -60,7 +60,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		if p.Version == packet.V5 {
 			code = packet.ServerBusy
 		}
-		return c.refuse(code, fmt.Errorf("connection limit %d reached", c.b.opts.MaxConnections))
+		return c.refuse(code, fmt.Errorf("connection limit %d reached", c.b.opts().MaxConnections))
 	}
 	if p.KeepAlive > 0 {
 		// Close after one and a half keepalive periods without a packet,
@@ -73,8 +73,8 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.ConnectTimeout)
-	ident, err := c.b.opts.Authenticator.Authenticate(ctx, &ConnectInfo{
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts().ConnectTimeout)
+	ident, err := c.b.opts().Authenticator.Authenticate(ctx, &ConnectInfo{
 		ClientID: id, Username: p.Username, HasUser: p.UsernameFlag,
 		Password: p.Password, HasPass: p.PasswordFlag, Version: p.Version,
 		RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Connect: p,
@@ -92,7 +92,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		ident.ClientID = id
 	}
 	c.id = ident
-	if p.Will != nil && !c.b.opts.Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
+	if p.Will != nil && !c.b.opts().Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
 		return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not authorized", p.Will.Topic))
 	}
 	c.will = p.Will
@@ -118,7 +118,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	c.mu.Lock()
 	c.mu.sess = sess
 	c.mu.Unlock()
-	sess.Attach(c.kick, c.b.opts.MaxInflight)
+	sess.Attach(c.kick, c.b.opts().MaxInflight)
 	c.kick()
 	c.b.log.Info("client connected", "client", id, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
 		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", p.Username)

@@ -21,8 +21,8 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		c.send(&packet.Pubrec{PacketID: p.PacketID})
 		return nil
 	}
-	if !c.b.opts.Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
-		if c.b.opts.UnauthorizedPublish == UnauthorizedClose {
+	if !c.b.opts().Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
+		if c.b.opts().UnauthorizedPublish == UnauthorizedClose {
 			return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
 				err: fmt.Errorf("publish to %q (QoS %d, retain %v) not authorized", p.Topic, p.QoS, p.Retain)}
 		}

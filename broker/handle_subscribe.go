@@ -31,12 +31,12 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			codes[i] = packet.TopicFilterInvalid
 			continue
 		}
-		maxQoS, ok := c.b.opts.Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
+		maxQoS, ok := c.b.opts().Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
 		if !ok {
 			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
 			continue
 		}
-		if max := c.b.opts.MaxSubscriptionsPerClient; max > 0 && c.sess.SubscriptionCount() >= max && !c.sess.Subscribed(s.Filter) {
+		if max := c.b.opts().MaxSubscriptionsPerClient; max > 0 && c.sess.SubscriptionCount() >= max && !c.sess.Subscribed(s.Filter) {
 			codes[i] = packet.QuotaExceeded // 0x80 in 3.x
 			continue
 		}

@@ -80,3 +80,19 @@ func TestFlappingClientIDIsDamped(t *testing.T) {
 		t.Fatalf("7 connects with one id took %v; the flapping takeover was not delayed", el)
 	}
 }
+
+func TestSetLimitsAppliesWhileRunning(t *testing.T) {
+	b, addr := mqtttest.StartBroker(t, broker.Options{})
+	mqtttest.Connect(t, addr, packet.V311, "a", true)
+	if err := b.SetLimits(broker.Options{MaxConnections: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := mqtttest.Dial(t, addr, packet.V311)
+	if ack := c.Connect(&packet.Connect{ClientID: "b", CleanStart: true}); ack.ReasonCode != packet.ServerUnavailable {
+		t.Fatalf("CONNACK %v after lowering max connections to 1, want refusal", ack.ReasonCode)
+	}
+	if err := b.SetLimits(broker.Options{QueuePolicy: "drop-everything"}); err == nil {
+		t.Fatal("bad limits accepted")
+	}
+	mqtttest.Dial(t, addr, packet.V311).Connect(&packet.Connect{ClientID: "a", CleanStart: true}) // still limited to 1: takeover allowed
+}

@@ -170,12 +170,14 @@ func (b *Broker) deliver(msg *session.Message, s *session.Session, sub subscribe
 		Retain: msg.Retain && sub.retainAsPublished, // [MQTT-3.3.1-9]
 		SubIDs: ids,
 	}
-	ok, wake := s.Enqueue(d)
+	ok, dropped, wake := s.Enqueue(d)
 	if wake != nil {
 		wake()
 	}
+	if dropped > 0 {
+		b.stats.messagesDropped.Add(uint64(dropped))
+	}
 	if !ok {
-		b.stats.messagesDropped.Add(1)
 		return 0
 	}
 	return 1

@@ -27,7 +27,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 				s = nil
 			}
 			if s == nil {
-				s = session.New(id, b.limits)
+				s = session.New(id, b.sessionLimits())
 				b.mu.sessions[id] = s
 			} else {
 				present = true
@@ -36,7 +36,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 			b.mu.Unlock()
 			return s, present
 		}
-		jail := b.flapping.note(id, b.opts.Now())
+		jail := b.flapping.note(id, b.opts().Now())
 		b.mu.Unlock()
 		b.log.Info("client id taken over", "client", id, "old_remote", old.remote, "new_remote", c.remote)
 		if jail {

@@ -108,7 +108,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			shutdown(b, lns, logger)
 			return 1
 		case <-hup:
-			cfg = reload(*path, environ, overrides, cfg, lns, level, logger)
+			cfg = reload(*path, environ, overrides, cfg, b, lns, level, logger)
 			continue
 		case <-ctx.Done():
 		}
@@ -140,10 +140,11 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 }
 
 // reload re-reads the configuration on SIGHUP: certificates are reloaded,
-// the log level applied, and every other changed key is logged as needing
-// a restart. A bad file is logged and the running configuration kept.
+// the log level and the limits applied (limits.*: new connections and
+// sessions get them), and every other changed key is logged as needing a
+// restart. A bad file is logged and the running configuration kept.
 func reload(path string, environ []string, overrides func(*config.Config), old *config.Config,
-	lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) *config.Config {
+	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) *config.Config {
 	logger.Info("SIGHUP: reloading configuration", "file", path)
 	next, err := loadConfig(path, environ)
 	if err == nil {
@@ -168,8 +169,16 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 			logger.Info("log level changed", "from", old.Log.Level, "to", next.Log.Level)
 		}
 	}
+	if err := b.SetLimits(next.BrokerOptions()); err != nil {
+		logger.Error("new limits refused; keeping the running ones", "err", err)
+		next.Limits = old.Limits
+	}
 	for _, k := range changedKeys(old, next) {
-		if k != "log.level" {
+		switch {
+		case k == "log.level":
+		case strings.HasPrefix(k, "limits."):
+			logger.Info("limit changed", "key", k)
+		default:
 			logger.Warn("setting changed; it takes effect after a restart", "key", k)
 		}
 	}

@@ -123,10 +123,39 @@ listeners:
 	}
 	connack(t, websocket.NetConn(ctx, ws, websocket.MessageBinary))
 
+	// SIGHUP: certificates reload, a changed limit applies, a changed
+	// listener is reported as needing a restart.
+	before, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, cfg, strings.Replace(string(before), "name: web", "name: webby", 1)+"limits: {max_connections: 1}\n")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitLog(t, logs, `msg="certificates reloaded" listener=secure`)
+	waitLog(t, logs, `msg="limit changed" key=limits.max_connections`)
+	waitLog(t, logs, `msg="setting changed; it takes effect after a restart" key=listeners`)
+	one, err := net.Dial("tcp", addrs["plain"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	buf, _ := (&packet.Connect{ClientID: "first", CleanStart: true}).Append(nil, packet.V311)
+	one.Write(buf)
+	if p, err := packet.ReadPacket(one, packet.V311, 0); err != nil || p.(*packet.Connack).ReasonCode != packet.Success {
+		t.Fatalf("first client: %v %v", p, err)
+	}
+	two, err := net.Dial("tcp", addrs["plain"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	buf, _ = (&packet.Connect{ClientID: "second", CleanStart: true}).Append(nil, packet.V311)
+	two.Write(buf)
+	if p, err := packet.ReadPacket(two, packet.V311, 0); err != nil || p.(*packet.Connack).ReasonCode != packet.ServerUnavailable {
+		t.Fatalf("second client after max_connections 1 was reloaded: %v %v, want refusal", p, err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

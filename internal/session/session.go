@@ -151,36 +151,39 @@ func (s *Session) Online() bool {
 	return s.mu.online
 }
 
-// Enqueue queues d for delivery without blocking. It returns whether the
-// message was accepted, and the attached connection's wake function when
-// the caller must run it (after Enqueue returned) to start the writer.
-// A full queue applies the overflow policy and counts the drop.
-func (s *Session) Enqueue(d Delivery) (accepted bool, wake func()) {
+// Enqueue queues d for delivery without blocking. It returns whether d was
+// accepted, how many messages were dropped (d itself when refused, older
+// ones under drop-oldest), and the attached connection's wake function when
+// the caller must run it (after Enqueue returned) to start the writer. A
+// full queue applies the overflow policy and counts every drop.
+func (s *Session) Enqueue(d Delivery) (accepted bool, dropped int, wake func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
 		s.droppedQoS0.Add(1)
-		return false, nil
+		return false, 1, nil
 	}
 	if s.fullLocked(d.Msg.Size()) {
 		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
 			s.dropped.Add(1)
-			return false, nil
+			return false, 1, nil
 		}
 		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) {
 			s.mu.q.pop()
-			s.dropped.Add(1)
+			dropped++
 		}
 		if s.fullLocked(d.Msg.Size()) { // a single message larger than the byte limit
-			s.dropped.Add(1)
-			return false, nil
+			dropped++
+			s.dropped.Add(uint64(dropped))
+			return false, dropped, nil
 		}
+		s.dropped.Add(uint64(dropped))
 	}
 	s.mu.q.push(d)
 	if s.mu.online {
-		return true, s.mu.wake
+		return true, dropped, s.mu.wake
 	}
-	return true, nil
+	return true, dropped, nil
 }
 
 func (s *Session) fullLocked(size int) bool {

@@ -20,11 +20,11 @@ func online(t *testing.T, limits Limits, inflight int) (*Session, *int) {
 
 func TestEnqueueWakesOnlineSessionOnly(t *testing.T) {
 	s := New("c", Limits{MaxMessages: 10})
-	if ok, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake != nil {
+	if ok, _, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake != nil {
 		t.Fatalf("offline enqueue: ok=%v wake=%v, want queued without wake", ok, wake != nil)
 	}
 	s.Attach(func() {}, 10)
-	if ok, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake == nil {
+	if ok, _, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake == nil {
 		t.Fatalf("online enqueue: ok=%v wake=%v, want queued with wake", ok, wake != nil)
 	}
 }
@@ -61,14 +61,14 @@ func TestOverflowPolicies(t *testing.T) {
 
 func TestOfflineQoS0DroppedUnlessConfigured(t *testing.T) {
 	s := New("c", Limits{MaxMessages: 10})
-	if ok, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); ok {
+	if ok, _, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); ok {
 		t.Fatal("QoS 0 queued for an offline session")
 	}
 	if s.Stats().DroppedQoS0 != 1 {
 		t.Fatal("offline QoS 0 drop not counted")
 	}
 	s = New("c", Limits{MaxMessages: 10, QueueQoS0Offline: true})
-	if ok, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); !ok {
+	if ok, _, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); !ok {
 		t.Fatal("QoS 0 not queued with QueueQoS0Offline")
 	}
 }
