@@ -337,3 +337,36 @@ func TestPublishInflightWindowPacesDelivery(t *testing.T) {
 	}
 	sub.ExpectNone(quiet)
 }
+
+func TestPublishAcksForUnknownIDsIgnored(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t)
+	c := connect(t, addr, "stray-acks", true)
+	// Acknowledgements for packet ids the broker never used: not a reason
+	// to close; no answer (3.1.1 has no reason codes).
+	c.Send(&packet.Puback{PacketID: 555})
+	c.Send(&packet.Pubrec{PacketID: 556})
+	c.Send(&packet.Pubcomp{PacketID: 557})
+	c.ExpectNone(quiet)
+	c.Send(&packet.Pingreq{})
+	expect[*packet.Pingresp](t, c)
+}
+
+func TestPublishTopicNames(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t)
+	sub := connect(t, addr, "names-sub", true)
+	pub := connect(t, addr, "names-pub", true)
+	long := "long/" + string(bytes.Repeat([]byte("x"), 65535-5))
+	for i, topic := range []string{"ünïcødé/主题/тема", "with space/ and tab\t", "/leading", "trailing/", "a//b", "$notsys/x", long} {
+		subscribe(t, sub, uint16(i+1), topic, 1) // an exact filter equal to the name
+		publish(t, pub, topic, 1, false, "n", uint16(i+1))
+		// Topic names are UTF-8, case sensitive, may contain spaces and
+		// empty levels, up to 65535 bytes [MQTT-4.7.3-3] [MQTT-4.7.3-4] [MQTT-1.5.3-1].
+		p := sub.ExpectPublish()
+		if p.Topic != topic {
+			t.Fatalf("got topic %.40q, want %.40q", p.Topic, topic)
+		}
+		ackPublish(t, sub, p)
+	}
+}

@@ -333,3 +333,128 @@ func TestShutdownClosesClients(t *testing.T) {
 	}
 	idle.ExpectClosed()
 }
+
+func TestSessionRefusedConnectDoesNotTakeOver(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t)
+	owner := connect(t, addr, "owned", false)
+	subscribe(t, owner, 1, "owned/t", 1)
+	// A CONNECT for the same id that is refused (unsupported level) or
+	// malformed must not disconnect the connected client: takeover happens
+	// only for an accepted connection [MQTT-3.1.4-2] (DESIGN.md: after it
+	// authenticates).
+	bad := mqtttest.Dial(t, addr, packet.V311)
+	bad.SendRaw(rawConnect("MQTT", 9, 0x00, 60, "owned"))
+	expectRefused(t, bad, 1)
+	bad = mqtttest.Dial(t, addr, packet.V311)
+	bad.SendRaw(rawConnect("MQTT", 4, 0x01, 60, "owned"))
+	expectClosedSilently(t, bad)
+
+	pub := connect(t, addr, "owned-pub", true)
+	publish(t, pub, "owned/t", 1, false, "still mine", 1)
+	receive(t, owner, "owned/t", "still mine", 1)
+}
+
+func TestSessionSubscriptionsAndUnsubscribePersist(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t)
+	c := connect(t, addr, "subs-persist", false)
+	c.Subscribe(1, packet.Subscription{Filter: "sp/keep", QoS: 1}, packet.Subscription{Filter: "sp/drop", QoS: 2})
+	c.Send(&packet.Unsubscribe{PacketID: 2, Filters: []string{"sp/drop"}})
+	expect[*packet.Unsuback](t, c)
+	disconnect(t, b, c, "subs-persist")
+
+	pub := connect(t, addr, "subs-persist-pub", true)
+	publish(t, pub, "sp/drop", 2, false, "no", 1)
+	publish(t, pub, "sp/keep", 2, false, "yes", 2)
+	// The stored session keeps the subscription with its granted QoS, and
+	// not the removed one [MQTT-3.1.2-4].
+	c = reconnect(t, addr, "subs-persist", true)
+	receive(t, c, "sp/keep", "yes", 1)
+	c.ExpectNone(quiet)
+}
+
+func TestSessionRetainedPublishedWhileOfflineIsLiveDelivery(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t)
+	c := connect(t, addr, "ret-offline", false)
+	subscribe(t, c, 1, "ro/t", 1)
+	disconnect(t, b, c, "ret-offline")
+	pub := connect(t, addr, "ret-offline-pub", true)
+	publish(t, pub, "ro/t", 1, true, "r", 1)
+	// The message matched an established subscription: it is queued once and
+	// sent with RETAIN 0 [MQTT-3.3.1-9]; no new subscription, so the
+	// retained copy is not sent as well.
+	c = reconnect(t, addr, "ret-offline", true)
+	if p := receive(t, c, "ro/t", "r", 1); p.Retain {
+		t.Fatalf("queued delivery has the retain flag set [MQTT-3.3.1-9]")
+	}
+	c.ExpectNone(quiet)
+}
+
+func TestSessionWillAndPersistentSessionTogether(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t)
+	watcher := connect(t, addr, "watcher", true)
+	subscribe(t, watcher, 1, "wp/will", 1)
+	c := mqtttest.Dial(t, addr, packet.V311)
+	c.Connect(&packet.Connect{ClientID: "will-persist", KeepAlive: 60, Will: &packet.Will{Topic: "wp/will", Payload: []byte("lost"), QoS: 1}})
+	subscribe(t, c, 1, "wp/data", 1)
+	dropConn(t, b, c, "will-persist")
+	receive(t, watcher, "wp/will", "lost", 1) // [MQTT-3.1.2-8]
+	pub := connect(t, addr, "wp-pub", true)
+	publish(t, pub, "wp/data", 1, false, "kept", 1)
+	c = reconnect(t, addr, "will-persist", true) // the session outlives the will
+	receive(t, c, "wp/data", "kept", 1)
+}
+
+// stuckSubscriber connects id, subscribes to topic at QoS 0 and never reads,
+// then floods topic until the broker cannot write to it any more.
+func stuckSubscriber(t *testing.T, b *broker.Broker, addr, id, topic string, clean bool) *mqtttest.Client {
+	t.Helper()
+	stuck := connect(t, addr, id, clean)
+	subscribe(t, stuck, 1, topic, 0)
+	pub := connect(t, addr, id+"-flood", true)
+	for i := 0; ; i++ {
+		if i > 3000 {
+			t.Fatalf("client %s never backed up", id)
+		}
+		publish(t, pub, topic, 1, false, string(make([]byte, 64<<10)), uint16(i%65535+1))
+		if st, _ := b.ClientStats(id); i > 50 && st.Queued > 20 {
+			return stuck
+		}
+	}
+}
+
+func TestSessionTakeoverOfStuckConnection(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t)
+	stuck := stuckSubscriber(t, b, addr, "wedged", "wedged/t", false)
+	start := time.Now()
+	// The new connection is accepted even though the old one's writer is
+	// blocked on a full socket [MQTT-3.1.4-2].
+	c, ack := mqtttest.Connect(t, addr, packet.V311, "wedged", true)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("takeover of a stuck connection took %v", d)
+	}
+	if ack.SessionPresent {
+		t.Fatalf("session present with clean session")
+	}
+	if err := stuck.Conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Send(&packet.Pingreq{})
+	expect[*packet.Pingresp](t, c)
+}
+
+func TestShutdownWithStuckClient(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t)
+	stuckSubscriber(t, b, addr, "stuck-at-shutdown", "sas/t", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a client that does not read: %v after %v", err, time.Since(start))
+	}
+}

@@ -251,3 +251,25 @@ func TestSubscribeInvalidPacketsClose(t *testing.T) {
 	})
 	roundTrip(t, addr)
 }
+
+func TestSubscribeManyFiltersInOnePacket(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t)
+	c := connect(t, addr, "many-filters", true)
+	var subs []packet.Subscription
+	for i := range 200 {
+		subs = append(subs, packet.Subscription{Filter: fmt.Sprintf("mf/%d", i), QoS: byte(i % 3)})
+	}
+	codes := c.Subscribe(9, subs...)
+	if len(codes) != len(subs) { // [MQTT-3.8.4-5]
+		t.Fatalf("%d codes for %d filters", len(codes), len(subs))
+	}
+	for i, code := range codes {
+		if code != packet.ReasonCode(i%3) {
+			t.Fatalf("code %d is %v, want %d", i, code, i%3)
+		}
+	}
+	pub := connect(t, addr, "many-filters-pub", true)
+	publish(t, pub, "mf/199", 2, false, "last", 1)
+	receive(t, c, "mf/199", "last", 1)
+}
