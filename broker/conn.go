@@ -121,12 +121,15 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), finished: make(chan struct{})}
+	return &conn{b: b, nc: nc, finished: make(chan struct{})}
 }
 
 // serve runs the read loop and cleans up after it.
 func (c *conn) serve() {
 	defer close(c.finished)
+	// RemoteAddr may read (a PROXY protocol header), so it is asked here,
+	// in the connection's goroutine, not in the accept loop.
+	c.remote = c.nc.RemoteAddr().String()
 	defer c.b.forgetConn(c)
 	err := c.readLoop()
 	c.cleanup(err)

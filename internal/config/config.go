@@ -36,6 +36,7 @@ type Listener struct {
 	Address        string    `yaml:"address"`
 	MaxConnections int       `yaml:"max_connections"`
 	ConnectionRate float64   `yaml:"connection_rate"` // new connections per second, 0: no limit
+	ProxyProtocol  bool      `yaml:"proxy_protocol"`
 	TLS            TLS       `yaml:"tls"`
 	WebSocket      WebSocket `yaml:"websocket"`
 }

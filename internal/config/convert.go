@@ -47,6 +47,7 @@ func (c *Config) ListenerConfig(i int) listener.Config {
 		Path:              l.WebSocket.Path,
 		CheckOrigin:       l.WebSocket.AllowedOrigins,
 		TrustForwardedFor: l.WebSocket.TrustForwardedFor,
+		ProxyProtocol:     l.ProxyProtocol,
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // Transport types accepted in Config.Type.
@@ -82,6 +84,12 @@ type Config struct {
 	// one added by the proxy in front of us) the connection's remote address.
 	// Enable it only behind a proxy that sets the header.
 	TrustForwardedFor bool
+
+	// ProxyProtocol requires a PROXY protocol v1 or v2 header (as sent by
+	// HAProxy, AWS NLB and other load balancers) at the start of every
+	// connection and takes the client's address from it. A connection
+	// without one fails. The header must arrive within HandshakeTimeout.
+	ProxyProtocol bool
 }
 
 func (c Config) isTLS() bool { return c.Type == TypeTLS || c.Type == TypeWSS }
@@ -255,6 +263,12 @@ func Listen(ctx context.Context, c Config, log *slog.Logger) (*Listener, error) 
 	raw, err := lc.Listen(ctx, "tcp", c.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", c.Name, err)
+	}
+	if c.ProxyProtocol {
+		// The header is read on the connection's first Read or RemoteAddr,
+		// in the goroutine serving it, never in Accept.
+		raw = &proxyproto.Listener{Listener: raw, ReadHeaderTimeout: c.HandshakeTimeout,
+			ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
 	}
 	l.raw = raw
 	l.inner = raw
