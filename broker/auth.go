@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 
 	"github.com/petrel-mqtt/petrel/packet"
@@ -17,7 +19,13 @@ type ConnectInfo struct {
 	Version    packet.Version
 	RemoteAddr net.Addr
 	Listener   string // listener name, "" when unnamed
-	Connect    *packet.Connect
+	// PeerCertificates is the client's verified certificate chain on a
+	// TLS listener (leaf first), nil otherwise.
+	PeerCertificates []*x509.Certificate
+	// CertUsername is true when Username was taken from the client
+	// certificate (a listener with cert_username set), not from CONNECT.
+	CertUsername bool
+	Connect      *packet.Connect
 }
 
 // Identity is who a connection is, once authenticated: the tenant and roles
@@ -66,3 +74,38 @@ func (AllowAll) CanPublish(*Identity, string, byte, bool) bool { return true }
 
 // CanSubscribe grants every subscription at the requested QoS.
 func (AllowAll) CanSubscribe(_ *Identity, _ string, qos byte) (byte, bool) { return qos, true }
+
+// peerCertificates finds the TLS state under nc (through wrappers with a
+// NetConn method) and returns the verified client certificate chain.
+func peerCertificates(nc net.Conn) []*x509.Certificate {
+	for i := 0; i < 8 && nc != nil; i++ {
+		if cs, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+			st := cs.ConnectionState()
+			if len(st.VerifiedChains) == 0 {
+				return nil
+			}
+			return st.VerifiedChains[0]
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		nc = u.NetConn()
+	}
+	return nil
+}
+
+// certUsername names a client by its certificate: "cn" the subject common
+// name, "subject" the whole subject.
+func certUsername(mode string, certs []*x509.Certificate) (string, bool) {
+	if len(certs) == 0 {
+		return "", false
+	}
+	switch mode {
+	case "cn":
+		return certs[0].Subject.CommonName, certs[0].Subject.CommonName != ""
+	case "subject":
+		return certs[0].Subject.String(), true
+	}
+	return "", false
+}

@@ -233,7 +233,9 @@ func (b *Broker) sessionLimits() session.Limits {
 
 // Serve accepts connections on l until Shutdown, serving each in its own
 // goroutines. A listener with a Name() string method names the connections
-// it accepts in logs and in ConnectInfo.Listener. It always returns a
+// it accepts in logs and in ConnectInfo.Listener; one with a CertUsername()
+// string method returning "cn" or "subject" makes a verified client
+// certificate the client's username. It always returns a
 // non-nil error: ErrServerClosed after Shutdown. Serve may be called for
 // several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
@@ -241,9 +243,12 @@ func (b *Broker) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer b.trackListener(l, false)
-	name := ""
+	var info listenerInfo
 	if n, ok := l.(interface{ Name() string }); ok {
-		name = n.Name()
+		info.name = n.Name()
+	}
+	if n, ok := l.(interface{ CertUsername() string }); ok {
+		info.certUsername = n.CertUsername()
 	}
 	var delay time.Duration
 	for {
@@ -264,7 +269,7 @@ func (b *Broker) Serve(l net.Listener) error {
 			return fmt.Errorf("broker: accept: %w", err)
 		}
 		delay = 0
-		b.serveConn(nc, name)
+		b.serveConn(nc, info)
 	}
 }
 
@@ -294,11 +299,17 @@ func (b *Broker) trackListener(l net.Listener, add bool) bool {
 
 // ServeConn serves one already accepted connection (from any transport) in
 // new goroutines and returns at once. After Shutdown it closes nc.
-func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, "") }
+func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, listenerInfo{}) }
 
-func (b *Broker) serveConn(nc net.Conn, listener string) {
+// listenerInfo is what the broker learns of a listener passed to Serve.
+type listenerInfo struct {
+	name         string
+	certUsername string // "cn", "subject" or ""
+}
+
+func (b *Broker) serveConn(nc net.Conn, li listenerInfo) {
 	c := newConn(b, nc)
-	c.listener = listener
+	c.listener, c.certUsername = li.name, li.certUsername
 	b.mu.Lock()
 	if b.shutdown.Load() {
 		b.mu.Unlock()

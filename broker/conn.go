@@ -89,6 +89,9 @@ type conn struct {
 	nc       net.Conn
 	remote   string
 	listener string
+	// certUsername: "cn" or "subject" to take the username from the
+	// client certificate, "" to keep CONNECT's.
+	certUsername string
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).

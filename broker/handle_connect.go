@@ -73,12 +73,21 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts().ConnectTimeout)
-	ident, err := c.b.opts().Authenticator.Authenticate(ctx, &ConnectInfo{
+	ci := &ConnectInfo{
 		ClientID: id, Username: p.Username, HasUser: p.UsernameFlag,
 		Password: p.Password, HasPass: p.PasswordFlag, Version: p.Version,
 		RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Connect: p,
-	})
+		PeerCertificates: peerCertificates(c.nc),
+	}
+	if c.certUsername != "" {
+		name, ok := certUsername(c.certUsername, ci.PeerCertificates)
+		if !ok {
+			return c.refuse(packet.NotAuthorized, errors.New("listener names clients by certificate and none was presented"))
+		}
+		ci.Username, ci.HasUser, ci.CertUsername = name, true, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts().ConnectTimeout)
+	ident, err := c.b.opts().Authenticator.Authenticate(ctx, ci)
 	cancel()
 	if err != nil {
 		code := packet.ServerUnavailable
@@ -121,7 +130,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	sess.Attach(c.kick, c.b.opts().MaxInflight)
 	c.kick()
 	c.b.log.Info("client connected", "client", id, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
-		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", p.Username)
+		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", ci.Username)
 	return nil
 }
 

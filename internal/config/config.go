@@ -50,6 +50,7 @@ type TLS struct {
 	ClientCAFile     string        `yaml:"client_ca_file"`
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxHandshakes    int           `yaml:"max_handshakes"`
+	CertUsername     string        `yaml:"cert_username"` // none, cn, subject
 }
 
 // WebSocket configures a ws or wss listener.
@@ -208,6 +209,9 @@ func (c *Config) Validate() error {
 			}
 			if l.TLS.HandshakeTimeout < 0 {
 				bad(p+".tls.handshake_timeout", "must not be negative")
+			}
+			if l.TLS.CertUsername != "" {
+				oneOf(p+".tls.cert_username", l.TLS.CertUsername, "none", "cn", "subject")
 			}
 			if l.TLS.MaxHandshakes < 0 {
 				bad(p+".tls.max_handshakes", "must not be negative")

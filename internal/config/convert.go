@@ -48,6 +48,7 @@ func (c *Config) ListenerConfig(i int) listener.Config {
 		CheckOrigin:       l.WebSocket.AllowedOrigins,
 		TrustForwardedFor: l.WebSocket.TrustForwardedFor,
 		ProxyProtocol:     l.ProxyProtocol,
+		CertUsername:      l.TLS.CertUsername,
 	}
 }
 

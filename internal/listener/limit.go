@@ -92,6 +92,14 @@ func (l *Limited) Name() string {
 	return ""
 }
 
+// CertUsername returns the wrapped listener's CertUsername, if it has one.
+func (l *Limited) CertUsername() string {
+	if n, ok := l.Listener.(interface{ CertUsername() string }); ok {
+		return n.CertUsername()
+	}
+	return ""
+}
+
 // NetConn returns the wrapped connection (a *tls.Conn for a TLS listener),
 // as tls.Conn.NetConn does.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }

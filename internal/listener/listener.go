@@ -90,6 +90,12 @@ type Config struct {
 	// connection and takes the client's address from it. A connection
 	// without one fails. The header must arrive within HandshakeTimeout.
 	ProxyProtocol bool
+
+	// CertUsername makes a verified client certificate name the client:
+	// "cn" takes its subject common name, "subject" its whole subject
+	// (RFC 2253 form), "" or "none" leaves the CONNECT username alone. The
+	// broker asks through the listener's CertUsername method.
+	CertUsername string
 }
 
 func (c Config) isTLS() bool { return c.Type == TypeTLS || c.Type == TypeWSS }
@@ -181,6 +187,16 @@ func (c Config) validateTLS(bad func(field, format string, args ...any) error) e
 	}
 	if auth != 0 && c.ClientCAFile == "" {
 		return bad("client_ca_file", "missing; required when client_auth is %q", c.ClientAuth)
+	}
+	switch c.CertUsername {
+	case "", "none", "cn", "subject":
+	default:
+		return bad("cert_username", "%q is not one of none, cn, subject", c.CertUsername)
+	}
+	if c.CertUsername == "cn" || c.CertUsername == "subject" {
+		if auth == 0 {
+			return bad("cert_username", "needs client_auth optional or require")
+		}
 	}
 	files := []struct{ field, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"client_ca_file", c.ClientCAFile}}
 	for _, f := range files {
@@ -327,6 +343,15 @@ func (l *Listener) ReloadCertificates() error {
 	}
 	l.log.Info("certificates reloaded", "cert_file", l.cfg.CertFile)
 	return nil
+}
+
+// CertUsername returns how a client certificate names the client: "cn",
+// "subject" or "" (not at all).
+func (l *Listener) CertUsername() string {
+	if l.cfg.CertUsername == "none" {
+		return ""
+	}
+	return l.cfg.CertUsername
 }
 
 // Name returns the listener's configured name.

@@ -221,3 +221,10 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what stri
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// NewClient wraps an established connection (TLS, WebSocket, ...) as a
+// Client; the connection is closed when the test ends.
+func NewClient(t testing.TB, nc net.Conn, v packet.Version) *Client {
+	t.Cleanup(func() { _ = nc.Close() }) // closing twice is harmless here
+	return &Client{t: t, Conn: nc, Version: v}
+}
