@@ -18,18 +18,31 @@ step "go version"
 go version
 
 # Debian's mosquitto clients drive the interop tests.
+sudo=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+	sudo=(sudo)
+fi
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
 	step "installing mosquitto-clients"
-	sudo=()
-	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-		sudo=(sudo)
-	fi
 	if [ "$(id -u)" -eq 0 ] || [ "${#sudo[@]}" -gt 0 ]; then
 		"${sudo[@]}" apt-get update
 		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y mosquitto-clients
 	else
 		echo "warning: mosquitto-clients missing and neither root nor sudo; install with: apt-get install mosquitto-clients" >&2
 	fi
+fi
+
+# The `mqtt` npm package drives the WebSocket interop test, as a browser would.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	step "installing nodejs and npm"
+	if [ "$(id -u)" -eq 0 ] || [ "${#sudo[@]}" -gt 0 ]; then
+		"${sudo[@]}" apt-get update
+		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y nodejs npm
+	fi
+fi
+if command -v npm >/dev/null 2>&1 && [ ! -d interop/node/node_modules/mqtt ]; then
+	step "npm ci (interop/node)"
+	npm ci --prefix interop/node --no-audit --no-fund
 fi
 
 step "gofmt -l"
