@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"time"
 
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -37,6 +38,10 @@ type Identity struct {
 	Roles    []string
 	// Attrs carries authenticator-specific facts for the Authorizer.
 	Attrs map[string]string
+	// ExpiresAt, when not zero, is when the credentials expire (a JWT's
+	// exp): the broker disconnects the client then (5.0: DISCONNECT 0x87,
+	// not authorized). Authenticators set it only when configured to.
+	ExpiresAt time.Time
 }
 
 // Authenticator decides whether a CONNECT may proceed. It is called from the
@@ -47,6 +52,29 @@ type Identity struct {
 // keep ci.Password.
 type Authenticator interface {
 	Authenticate(ctx context.Context, ci *ConnectInfo) (*Identity, error)
+}
+
+// EnhancedAuthenticator is an Authenticator that also takes part in 5.0
+// enhanced authentication: a CONNECT with an Authentication Method, and
+// re-authentication with AUTH 0x19 [MQTT-4.12.0-1]. The broker drives the
+// exchange of AUTH packets; the implementation only computes.
+type EnhancedAuthenticator interface {
+	Authenticator
+	// StartAuth begins an exchange for method. It returns
+	// packet.BadAuthenticationMethod when it does not support method.
+	StartAuth(ctx context.Context, ci *ConnectInfo, method string) (AuthExchange, error)
+}
+
+// AuthExchange is one enhanced authentication in progress. It is used by
+// one goroutine at a time.
+type AuthExchange interface {
+	// Step takes the client's Authentication Data (from CONNECT or AUTH
+	// 0x18) and returns the server's. A non-nil identity means the client
+	// is authenticated (serverData, if any, goes in CONNACK or AUTH 0x00);
+	// otherwise the broker sends AUTH 0x18 with serverData and waits. An
+	// error ends the exchange: a packet.ReasonCode (NotAuthorized,
+	// BadUsernameOrPassword, BadAuthenticationMethod) chooses the code.
+	Step(ctx context.Context, data []byte) (serverData []byte, id *Identity, err error)
 }
 
 // Authorizer decides what an authenticated connection may do. Its methods
