@@ -85,6 +85,22 @@ type Options struct {
 	// messages per client; default 1024.
 	MaxInflight int
 
+	// ReceiveMaximum is how many inbound QoS 2 messages a 5.0 client may
+	// have awaiting PUBREL at once (the broker acknowledges QoS 1 at
+	// once); default 65535. Exceeding it is DISCONNECT 0x93.
+	ReceiveMaximum int
+	// TopicAliasMaximum is the highest inbound topic alias a 5.0 client
+	// may use; default 100, -1 disables inbound aliases.
+	TopicAliasMaximum int
+	// MaxSessionExpiry caps a 5.0 client's session expiry interval (0: no
+	// cap). 3.x persistent sessions do not expire.
+	MaxSessionExpiry time.Duration
+	// Redirect, when set, refuses every CONNECT pointing the client at
+	// this server (5.0 Server Reference, 0x9C use another server, or 0x9D
+	// server moved when RedirectPermanent); 3.x clients get CONNACK 3.
+	Redirect          string
+	RedirectPermanent bool
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -111,6 +127,8 @@ type Broker struct {
 		conns     map[*conn]struct{}
 		clients   map[string]*conn            // online connection per client id
 		sessions  map[string]*session.Session // every session, online or not
+		expiries  map[*session.Session]*time.Timer
+		wills     map[string]*pendingWill // delayed 5.0 wills by client id
 	}
 }
 
@@ -169,6 +187,24 @@ func normalize(o Options) (Options, error) {
 	if o.MaxTopicLength < 1 || o.MaxTopicLength > 65535 || o.MaxTopicLevels < 0 || o.MaxConnections < 0 || o.MaxSubscriptionsPerClient < 0 {
 		return o, errors.New("broker: topic, connection and subscription limits must be positive (topic length at most 65535)")
 	}
+	if o.ReceiveMaximum == 0 {
+		o.ReceiveMaximum = 65535
+	}
+	if o.ReceiveMaximum < 1 || o.ReceiveMaximum > 65535 {
+		return o, fmt.Errorf("broker: receive maximum %d out of range 1..65535", o.ReceiveMaximum)
+	}
+	if o.TopicAliasMaximum == 0 {
+		o.TopicAliasMaximum = 100
+	}
+	if o.TopicAliasMaximum < 0 { // -1: no inbound aliases
+		o.TopicAliasMaximum = 0
+	}
+	if o.TopicAliasMaximum > 65535 {
+		return o, fmt.Errorf("broker: topic alias maximum %d above 65535", o.TopicAliasMaximum)
+	}
+	if o.MaxSessionExpiry < 0 {
+		return o, errors.New("broker: max session expiry must not be negative")
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -193,6 +229,8 @@ func New(o Options) (*Broker, error) {
 	b.mu.conns = make(map[*conn]struct{})
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
+	b.mu.expiries = make(map[*session.Session]*time.Timer)
+	b.mu.wills = make(map[string]*pendingWill)
 	return b, nil
 }
 

@@ -35,12 +35,16 @@ var reasonNames = [...]string{"none", "client disconnect", "client disconnect wi
 
 func (r closeReason) String() string { return reasonNames[r] }
 
-// sendsWill reports whether a connection ending this way publishes its will:
-// not after DISCONNECT [MQTT-3.14.4-3], not on takeover or shutdown (DESIGN.md).
-func (r closeReason) sendsWill() bool {
+// sendsWill reports whether a connection of version v ending this way
+// publishes its will: not after DISCONNECT [MQTT-3.14.4-3], not on
+// shutdown, and on takeover only in 5.0, where the closed connection's
+// will follows its delay rules (DESIGN.md; 5.0 section 3.1.4).
+func (r closeReason) sendsWill(v packet.Version) bool {
 	switch r {
 	case reasonDisconnectWithWill, reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized:
 		return true
+	case reasonTakeover:
+		return v == packet.V5
 	}
 	return false
 }
@@ -95,14 +99,21 @@ type conn struct {
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).
-	connected bool
-	version   packet.Version
-	clientID  string
-	clean     bool
-	id        *Identity
-	sess      *session.Session
-	will      *packet.Will
-	readWait  time.Duration // 1.5 x keepalive; 0 for none
+	connected  bool
+	version    packet.Version
+	clientID   string
+	clean      bool
+	id         *Identity
+	sess       *session.Session
+	will       *packet.Will
+	readWait   time.Duration // 1.5 x keepalive; 0 for none
+	expiry     uint32        // 5.0 session expiry interval in seconds
+	pending    *pendingConnect
+	authMethod string            // 5.0 enhanced authentication method, "" for none
+	inAlias    map[uint16]string // 5.0 inbound topic aliases
+
+	// Writer-owned (one writer goroutine at a time): 5.0 outbound topic aliases.
+	outAlias map[string]uint16
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte
@@ -117,6 +128,9 @@ type conn struct {
 		version   packet.Version
 		sess      *session.Session
 		connacked bool
+		maxPacket int             // the client's 5.0 Maximum Packet Size, 0 for none
+		aliasMax  uint16          // the client's 5.0 Topic Alias Maximum
+		expiry    *time.Timer     // credentials expiry
 		ctrl      []packet.Packet // acks and other control packets to send
 		closing   bool            // no more session traffic; close after ctrl is flushed
 		reason    closeReason
@@ -168,7 +182,7 @@ func (c *conn) readPacket() (packet.Packet, error) {
 			switch {
 			case err == nil:
 				total := n + rem
-				if !c.connected && packet.Type(hdr>>4) != packet.CONNECT {
+				if t := packet.Type(hdr >> 4); !c.connected && t != packet.CONNECT && (t != packet.AUTH || c.pending == nil) {
 					// The first packet must be CONNECT [MQTT-3.1.0-1].
 					return nil, protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", packet.Type(hdr>>4))
 				}
@@ -277,11 +291,16 @@ func decodeError(err error) error {
 // handle dispatches one packet.
 func (c *conn) handle(p packet.Packet) error {
 	if !c.connected {
-		cp, ok := p.(*packet.Connect)
-		if !ok { // readPacket checked the type byte already
-			return protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", p.Type())
+		switch p := p.(type) {
+		case *packet.Connect:
+			if c.pending != nil {
+				return protocolError("second CONNECT [MQTT-3.1.0-2]")
+			}
+			return c.handleConnect(p)
+		case *packet.Auth: // readPacket let it through only during enhanced authentication
+			return c.handleAuth(p)
 		}
-		return c.handleConnect(cp)
+		return protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", p.Type())
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
@@ -303,12 +322,13 @@ func (c *conn) handle(p packet.Packet) error {
 		return nil
 	case *packet.Disconnect:
 		return c.handleDisconnect(p)
+	case *packet.Auth:
+		return c.handleAuth(p)
 	case *packet.Connect:
 		// A second CONNECT is a protocol violation [MQTT-3.1.0-2].
 		return protocolError("second CONNECT [MQTT-3.1.0-2]")
 	default:
-		// CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH (before 5.0 support) are
-		// server-to-client packets.
+		// CONNACK, SUBACK, UNSUBACK and PINGRESP go from server to client.
 		return protocolError("unexpected %s from client", p.Type())
 	}
 }
@@ -394,15 +414,21 @@ func (c *conn) cleanup(err error) {
 	c.mu.Unlock()
 	c.sendAndClose(last, reason)
 	c.stopWriter()
+	c.mu.Lock()
+	if c.mu.expiry != nil {
+		c.mu.expiry.Stop()
+	}
+	c.mu.Unlock()
 	// The writer closed nc after its last write; close again in case it never ran.
 	_ = c.nc.Close() // already closed or closing: nothing to report
 	c.releaseReadBuf()
 
 	if c.connected {
-		c.b.detach(c)
-		if reason.sendsWill() && c.will != nil {
+		shared := c.b.detach(c)
+		if c.will != nil && reason.sendsWill(c.version) {
 			c.publishWill()
 		}
+		c.b.redistribute(shared, c.sess)
 		c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.listener,
 			"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {

@@ -44,6 +44,15 @@ func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
 // handleDisconnect ends the connection normally: the will is discarded
 // [MQTT-3.14.4-3], unless a 5.0 client asks for it with reason 0x04.
 func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	if c.version == packet.V5 && p.Properties.Has(packet.PropSessionExpiryInterval) {
+		e := p.Properties.SessionExpiryInterval
+		if c.expiry == 0 && e != 0 {
+			// Expiry 0 at CONNECT cannot become non-zero at DISCONNECT [MQTT-3.14.2-2].
+			return protocolError("DISCONNECT sets session expiry %d after CONNECT set 0 [MQTT-3.14.2-2]", e)
+		}
+		c.expiry = e
+		c.clean = e == 0
+	}
 	if c.version == packet.V5 && p.ReasonCode == packet.DisconnectWithWill {
 		return &closeError{code: packet.Success, reason: reasonDisconnectWithWill, err: errDisconnectWithWill}
 	}

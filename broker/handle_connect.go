@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -14,13 +15,26 @@ import (
 // maxClientID31 is MQTT 3.1's client identifier limit (3.1 section 3.1).
 const maxClientID31 = 23
 
-// handleConnect authenticates the client, takes over an existing connection
-// with the same client id, attaches the session and answers CONNACK.
+// pendingConnect is a CONNECT whose 5.0 enhanced authentication is under
+// way: the reader accepts AUTH packets until the exchange ends.
+type pendingConnect struct {
+	p        *packet.Connect
+	ci       *ConnectInfo
+	assigned bool
+	serverKA bool
+	method   string
+	ex       AuthExchange
+}
+
+// handleConnect checks the CONNECT, authenticates the client (simply, or
+// by starting an enhanced authentication exchange) and, once
+// authenticated, completes the connection in finishConnect.
 func (c *conn) handleConnect(p *packet.Connect) error {
 	c.version = p.Version
 	c.mu.Lock()
 	c.mu.version = p.Version
 	c.mu.Unlock()
+	o := c.b.opts()
 
 	id, assigned := p.ClientID, false
 	switch p.Version {
@@ -39,20 +53,22 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		id, assigned = newClientID(), true // [MQTT-3.1.3-6]
 	}
 	c.clientID = id
-	c.clean = p.CleanStart
-	if p.Version == packet.V5 {
-		// A 5.0 session ends with the connection unless it has an expiry interval.
-		c.clean = p.Properties.SessionExpiryInterval == 0
+	if o.Redirect != "" {
+		code := packet.UseAnotherServer
+		if o.RedirectPermanent {
+			code = packet.ServerMoved
+		}
+		return c.redirect(code, o.Redirect)
 	}
 	ka := time.Duration(p.KeepAlive) * time.Second
 	serverKA := false
-	if max := c.b.opts().MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
+	if max := o.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
 		if p.Version != packet.V5 {
 			return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v above the maximum %v", ka, max))
 		}
 		p.KeepAlive, serverKA = uint16(max/time.Second), true // [MQTT-3.2.2-21]
 	}
-	if min := c.b.opts().MinKeepAlive; min > 0 && ka > 0 && ka < min {
+	if min := o.MinKeepAlive; min > 0 && ka > 0 && ka < min {
 		return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v below the minimum %v", ka, min))
 	}
 	if c.b.overConnectionLimit(id) {
@@ -60,16 +76,21 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		if p.Version == packet.V5 {
 			code = packet.ServerBusy
 		}
-		return c.refuse(code, fmt.Errorf("connection limit %d reached", c.b.opts().MaxConnections))
-	}
-	if p.KeepAlive > 0 {
-		// Close after one and a half keepalive periods without a packet,
-		// counted in milliseconds [MQTT-3.1.2-24].
-		c.readWait = time.Duration(p.KeepAlive) * 1500 * time.Millisecond
+		return c.refuse(code, fmt.Errorf("connection limit %d reached", o.MaxConnections))
 	}
 	if p.Will != nil {
 		if err := c.b.validateName(p.Will.Topic); err != nil {
 			return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("will topic: %w", err)}
+		}
+		if p.Will.Properties.Has(packet.PropResponseTopic) {
+			if err := c.b.validateName(p.Will.Properties.ResponseTopic); err != nil {
+				// A Response Topic is a topic name [MQTT-3.1.3-11].
+				return &closeError{code: packet.ProtocolError, reason: reasonProtocol, err: fmt.Errorf("will response topic: %w", err)}
+			}
+		}
+		if p.Will.Properties.PayloadFormatIndicator == 1 && !utf8.Valid(p.Will.Payload) {
+			// A will payload said to be UTF-8 must be [MQTT-3.1.3-10].
+			return c.refuse(packet.PayloadFormatInvalid, errors.New("will payload is not UTF-8"))
 		}
 	}
 
@@ -86,40 +107,75 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 		ci.Username, ci.HasUser, ci.CertUsername = name, true, true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts().ConnectTimeout)
-	ident, err := c.b.opts().Authenticator.Authenticate(ctx, ci)
-	cancel()
-	if err != nil {
-		code := packet.ServerUnavailable
-		var rc packet.ReasonCode
-		if errors.As(err, &rc) && rc.IsError() {
-			code = rc
-		}
-		return c.refuse(code, fmt.Errorf("authentication: %w", err))
+	pc := &pendingConnect{p: p, ci: ci, assigned: assigned, serverKA: serverKA}
+	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	defer cancel()
+	if p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod) {
+		pc.method = p.Properties.AuthenticationMethod
+		return c.startAuth(ctx, pc, p.Properties.AuthenticationData)
 	}
+	ident, err := o.Authenticator.Authenticate(ctx, ci)
+	if err != nil {
+		return c.refuse(refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
+	}
+	return c.finishConnect(pc, ident, nil)
+}
+
+// refusalCode returns the failure ReasonCode err carries, or def.
+func refusalCode(err error, def packet.ReasonCode) packet.ReasonCode {
+	var rc packet.ReasonCode
+	if errors.As(err, &rc) && rc.IsError() {
+		return rc
+	}
+	return def
+}
+
+// finishConnect completes an authenticated CONNECT: will authorization,
+// takeover, session and CONNACK.
+func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byte) error {
+	p, o := pc.p, c.b.opts()
+	c.pending = nil
 	if ident.ClientID == "" {
-		ident.ClientID = id
+		ident.ClientID = c.clientID
 	}
 	c.id = ident
-	if p.Will != nil && !c.b.opts().Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
+	if p.Will != nil && !o.Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
 		return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not authorized", p.Will.Topic))
 	}
 	c.will = p.Will
+	c.clean = p.CleanStart
+	c.authMethod = pc.method
+	inflight := o.MaxInflight
+	if p.Version == packet.V5 {
+		// A 5.0 session ends with the connection unless it has an expiry
+		// interval [MQTT-3.1.2-23].
+		c.expiry = p.Properties.SessionExpiryInterval
+		c.clean = c.expiry == 0
+		if p.Properties.Has(packet.PropReceiveMaximum) {
+			// Never more unacknowledged QoS 1/2 messages in flight than
+			// the client's Receive Maximum [MQTT-3.3.4-9].
+			inflight = min(inflight, int(p.Properties.ReceiveMaximum))
+		}
+		c.mu.Lock()
+		c.mu.maxPacket = int(p.Properties.MaximumPacketSize) // 0: no limit
+		c.mu.aliasMax = p.Properties.TopicAliasMaximum
+		c.mu.Unlock()
+	}
+	if p.KeepAlive > 0 {
+		// Close after one and a half keepalive periods without a packet,
+		// counted in milliseconds [MQTT-3.1.2-24].
+		c.readWait = time.Duration(p.KeepAlive) * 1500 * time.Millisecond
+	}
 
 	// Only now, authenticated, may the client take over an existing
 	// connection with its id [MQTT-3.1.4-2].
-	sess, present := c.b.attach(c, id, p.CleanStart)
+	sess, present := c.b.attach(c, c.clientID, p.CleanStart)
 	c.sess = sess
 	c.connected = true
 
 	ack := &packet.Connack{SessionPresent: present} // [MQTT-3.2.2-1] [MQTT-3.2.2-2]
-	if p.Version == packet.V5 && assigned {
-		ack.Properties.AssignedClientIdentifier = id // [MQTT-3.2.2-16]
-		ack.Properties.Set(packet.PropAssignedClientIdentifier)
-	}
-	if serverKA {
-		ack.Properties.ServerKeepAlive = p.KeepAlive // [MQTT-3.2.2-21]
-		ack.Properties.Set(packet.PropServerKeepAlive)
+	if p.Version == packet.V5 {
+		c.connackProperties(&ack.Properties, pc, authData)
 	}
 	// The CONNACK is queued before the session is handed to the writer, so
 	// it is the first packet the client receives [MQTT-3.2.0-1].
@@ -127,19 +183,73 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	c.mu.Lock()
 	c.mu.sess = sess
 	c.mu.Unlock()
-	sess.Attach(c.kick, c.b.opts().MaxInflight)
+	sess.Attach(c.kick, inflight)
 	c.kick()
-	c.b.log.Info("client connected", "client", id, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
-		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", ci.Username)
+	if !ident.ExpiresAt.IsZero() {
+		c.watchExpiry(ident.ExpiresAt)
+	}
+	c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
+		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
 	return nil
 }
 
+// connackProperties fills the 5.0 CONNACK properties: what the broker
+// assigned or limits, and what it does not support left at the defaults.
+func (c *conn) connackProperties(props *packet.Properties, pc *pendingConnect, authData []byte) {
+	o := c.b.opts()
+	if pc.assigned {
+		props.AssignedClientIdentifier = c.clientID // [MQTT-3.2.2-16]
+		props.Set(packet.PropAssignedClientIdentifier)
+	}
+	if pc.serverKA {
+		props.ServerKeepAlive = pc.p.KeepAlive // [MQTT-3.2.2-21]
+		props.Set(packet.PropServerKeepAlive)
+	}
+	if o.ReceiveMaximum < 65535 {
+		props.ReceiveMaximum = uint16(o.ReceiveMaximum)
+		props.Set(packet.PropReceiveMaximum)
+	}
+	props.MaximumPacketSize = uint32(o.MaxPacketSize)
+	props.Set(packet.PropMaximumPacketSize)
+	if o.TopicAliasMaximum > 0 {
+		props.TopicAliasMaximum = uint16(o.TopicAliasMaximum)
+		props.Set(packet.PropTopicAliasMaximum)
+	}
+	if pc.method != "" {
+		props.AuthenticationMethod = pc.method
+		props.Set(packet.PropAuthenticationMethod)
+		if len(authData) > 0 {
+			props.AuthenticationData = authData
+			props.Set(packet.PropAuthenticationData)
+		}
+	}
+}
+
 // refuse answers CONNACK with code and closes the connection
-// [MQTT-3.2.2-5].
+// [MQTT-3.2.2-5] [MQTT-3.2.2-6].
 func (c *conn) refuse(code packet.ReasonCode, err error) error {
-	c.sendAndClose(&packet.Connack{ReasonCode: code}, reasonRefused)
+	ack := &packet.Connack{ReasonCode: code}
+	if c.version == packet.V5 { // a reason string is always allowed on CONNACK [MQTT-3.1.2-29]
+		ack.Properties.ReasonString = err.Error()
+		ack.Properties.Set(packet.PropReasonString)
+	}
+	c.sendAndClose(ack, reasonRefused)
 	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.listener, "version", c.version.String(), "code", code.String(), "err", err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
+}
+
+// redirect refuses the connection pointing the client at another server
+// (5.0 server redirection); 3.x clients get server unavailable.
+func (c *conn) redirect(code packet.ReasonCode, server string) error {
+	if c.version != packet.V5 {
+		return c.refuse(packet.ServerUnavailable, fmt.Errorf("redirected to %s (3.x has no server reference)", server))
+	}
+	ack := &packet.Connack{ReasonCode: code}
+	ack.Properties.ServerReference = server
+	ack.Properties.Set(packet.PropServerReference)
+	c.sendAndClose(ack, reasonRefused)
+	c.b.log.Info("connection redirected", "remote", c.remote, "server", server, "code", code.String())
+	return &closeError{code: code, reason: reasonRefused, err: fmt.Errorf("redirected to %s", server)}
 }
 
 // newClientID returns a unique identifier for a client that sent none.

@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
@@ -11,28 +14,50 @@ import (
 // handlePublish authorizes an inbound PUBLISH, stores or clears the
 // retained message, routes it to the matching sessions and acknowledges it.
 func (c *conn) handlePublish(p *packet.Publish) error {
+	o := c.b.opts()
+	if c.version == packet.V5 {
+		if err := c.checkPublish5(p, o); err != nil {
+			return err
+		}
+	}
 	if err := c.b.validateName(p.Topic); err != nil {
 		// A topic name must be valid and wildcard-free [MQTT-3.3.2-2] [MQTT-4.7.3-1].
 		return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("publish: %w", err)}
 	}
-	if p.QoS == 2 && !c.sess.ReceiveQoS2(p.PacketID) {
-		// A resent QoS 2 PUBLISH whose PUBREL is pending was routed once
-		// already: acknowledge again, do not deliver again [MQTT-4.3.3-2].
-		c.send(&packet.Pubrec{PacketID: p.PacketID})
-		return nil
+	if p.QoS == 2 {
+		if c.version == packet.V5 && c.sess.InboundQoS2() >= o.ReceiveMaximum && !c.sess.AwaitingPubrel(p.PacketID) {
+			// More QoS 2 messages unacknowledged than the Receive Maximum
+			// the broker announced [MQTT-3.3.4-7].
+			return &closeError{code: packet.ReceiveMaximumExceeded, reason: reasonProtocol,
+				err: fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL", o.ReceiveMaximum)}
+		}
+		if !c.sess.ReceiveQoS2(p.PacketID) {
+			// A resent QoS 2 PUBLISH whose PUBREL is pending was routed once
+			// already: acknowledge again, do not deliver again [MQTT-4.3.3-2].
+			c.send(&packet.Pubrec{PacketID: p.PacketID})
+			return nil
+		}
 	}
-	if !c.b.opts().Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
-		if c.b.opts().UnauthorizedPublish == UnauthorizedClose {
+	if !o.Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
+		if o.UnauthorizedPublish == UnauthorizedClose {
 			return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
 				err: fmt.Errorf("publish to %q (QoS %d, retain %v) not authorized", p.Topic, p.QoS, p.Retain)}
 		}
-		c.ackPublish(p)
+		c.ackPublish(p, packet.NotAuthorized)
 		return nil
 	}
 	if strings.HasPrefix(p.Topic, "$SYS") {
 		// $SYS topics are the broker's own: a client's publish there is
 		// acknowledged and dropped (DESIGN.md section 3).
-		c.ackPublish(p)
+		c.ackPublish(p, packet.Success)
+		return nil
+	}
+	if c.version == packet.V5 && p.Properties.PayloadFormatIndicator == 1 && !utf8.Valid(p.Payload) {
+		// A payload declared UTF-8 that is not [MQTT-3.3.2-4].
+		if p.QoS == 0 {
+			return &closeError{code: packet.PayloadFormatInvalid, reason: reasonProtocol, err: errors.New("payload is not UTF-8 as its format indicator says")}
+		}
+		c.ackPublish(p, packet.PayloadFormatInvalid)
 		return nil
 	}
 	c.b.stats.messagesReceived.Add(1)
@@ -45,15 +70,62 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	}
 	if c.version == packet.V5 && !p.Properties.IsZero() {
 		props := p.Properties
-		props.Clear(packet.PropTopicAlias)
-		props.Clear(packet.PropSubscriptionIdentifier)
-		msg.Properties = &props
+		props.Clear(packet.PropTopicAlias) // aliases are per connection [MQTT-3.3.2-8]
+		if props.Has(packet.PropMessageExpiryInterval) {
+			msg.Expiry = o.Now().Add(time.Duration(props.MessageExpiryInterval) * time.Second)
+			props.Clear(packet.PropMessageExpiryInterval) // the writer sends what remains [MQTT-3.3.2-6]
+		}
+		if !props.IsZero() {
+			msg.Properties = &props
+		}
 	}
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
-	c.b.publish(msg)
-	c.ackPublish(p)
+	n := c.b.publish(msg)
+	code := packet.Success
+	if n == 0 && c.version == packet.V5 {
+		code = packet.NoMatchingSubscribers
+	}
+	c.ackPublish(p, code)
+	return nil
+}
+
+// checkPublish5 applies the 5.0 rules on an inbound PUBLISH's properties
+// and resolves its topic alias.
+func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
+	props := &p.Properties
+	if props.Has(packet.PropSubscriptionIdentifier) {
+		// A client's PUBLISH carries no Subscription Identifier [MQTT-3.3.4-6].
+		return protocolError("PUBLISH from a client with a subscription identifier [MQTT-3.3.4-6]")
+	}
+	if props.Has(packet.PropTopicAlias) {
+		a := props.TopicAlias
+		if a == 0 || int(a) > o.TopicAliasMaximum {
+			// An alias of 0 or above the broker's Topic Alias Maximum [MQTT-3.3.2-8] [MQTT-3.3.2-9].
+			return &closeError{code: packet.TopicAliasInvalid, reason: reasonProtocol, err: fmt.Errorf("topic alias %d outside 1..%d", a, o.TopicAliasMaximum)}
+		}
+		if p.Topic == "" {
+			t, ok := c.inAlias[a]
+			if !ok {
+				return protocolError("topic alias %d used before it was set", a)
+			}
+			p.Topic = t
+		} else {
+			if c.inAlias == nil {
+				c.inAlias = make(map[uint16]string)
+			}
+			c.inAlias[a] = p.Topic
+		}
+	} else if p.Topic == "" {
+		return protocolError("empty topic name without a topic alias")
+	}
+	if props.Has(packet.PropResponseTopic) {
+		if err := c.b.validateName(props.ResponseTopic); err != nil {
+			// A Response Topic is a topic name, without wildcards [MQTT-3.3.2-13] [MQTT-3.3.2-14].
+			return protocolError("response topic: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -68,28 +140,49 @@ func (b *Broker) retainMessage(msg *session.Message) {
 }
 
 // ackPublish answers PUBACK for QoS 1 [MQTT-4.3.2-2] and PUBREC for QoS 2
-// [MQTT-4.3.3-2]; QoS 0 gets no answer.
-func (c *conn) ackPublish(p *packet.Publish) {
+// [MQTT-4.3.3-2]; QoS 0 gets no answer. The reason code goes to 5.0
+// clients only. A QoS 2 message refused with an error code will not see
+// a PUBREL, so its packet id is released at once.
+func (c *conn) ackPublish(p *packet.Publish, code packet.ReasonCode) {
+	if c.version != packet.V5 {
+		code = packet.Success
+	}
 	switch p.QoS {
 	case 1:
-		c.send(&packet.Puback{PacketID: p.PacketID})
+		c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: code})
 	case 2:
-		c.send(&packet.Pubrec{PacketID: p.PacketID})
+		if code.IsError() {
+			c.sess.Pubrel(p.PacketID) // [MQTT-4.3.3-4]
+		}
+		c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
 	}
 }
 
-// publishWill publishes the connection's will message, as a PUBLISH from
-// the client would be [MQTT-3.1.2-8].
+// publishWill publishes the connection's will message [MQTT-3.1.2-8], at
+// once, or for a 5.0 session after its Will Delay Interval unless the
+// session is resumed or ends first [MQTT-3.1.3-9].
 func (c *conn) publishWill() {
 	w := c.will
 	msg := &session.Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.clientID}
+	var delay time.Duration
 	if c.version == packet.V5 && !w.Properties.IsZero() {
 		props := w.Properties
+		delay = time.Duration(props.WillDelayInterval) * time.Second
 		props.Clear(packet.PropWillDelayInterval)
-		msg.Properties = &props
+		if props.Has(packet.PropMessageExpiryInterval) {
+			msg.Expiry = c.b.opts().Now().Add(delay + time.Duration(props.MessageExpiryInterval)*time.Second)
+			props.Clear(packet.PropMessageExpiryInterval)
+		}
+		if !props.IsZero() {
+			msg.Properties = &props
+		}
 	}
-	if w.Retain { // [MQTT-3.1.2-17]
-		c.b.retainMessage(msg)
+	if delay > 0 && !c.clean {
+		if c.expiry != noExpiry {
+			delay = min(delay, time.Duration(c.expiry)*time.Second)
+		}
+		c.b.scheduleWill(c.clientID, msg, delay)
+		return
 	}
-	c.b.publish(msg)
+	c.b.sendWill(msg)
 }

@@ -31,6 +31,10 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			codes[i] = packet.TopicFilterInvalid
 			continue
 		}
+		if shared && s.NoLocal && c.version == packet.V5 {
+			// No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
+			return protocolError("no local set on shared subscription %q [MQTT-3.8.3-4]", s.Filter)
+		}
 		maxQoS, ok := c.b.opts().Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
 		if !ok {
 			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
@@ -88,7 +92,12 @@ func (b *Broker) retainedFor(filter string, granted byte, subID uint32, dst []se
 	if subID != 0 {
 		ids = []uint32{subID}
 	}
+	now := b.opts().Now()
 	for _, it := range items {
+		if it.Value.Expired(now) { // [MQTT-3.3.2-5]
+			b.retained.Delete(it.Topic)
+			continue
+		}
 		dst = append(dst, retainedDelivery(it, granted, ids))
 	}
 	return dst

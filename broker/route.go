@@ -147,17 +147,50 @@ func (b *Broker) deliverShared(msg *session.Message, members []entry) int {
 			break
 		}
 	}
-	m := members[pick]
+	return b.deliverTo(msg, members[pick])
+}
+
+// deliverTo delivers a shared-subscription message to the chosen member.
+func (b *Broker) deliverTo(msg *session.Message, m entry) int {
 	var ids []uint32
 	if m.Value.subID != 0 {
 		ids = []uint32{m.Value.subID}
 	}
-	return b.deliver(msg, m.Key.s, m.Value, ids)
+	return b.deliverShare(msg, m.Key.s, m.Value, ids, m.Key.group)
+}
+
+// redistribute gives shared-subscription messages taken from a session
+// that went away to other members of their groups, online ones first
+// (5.0 section 4.8.2). Messages whose group has no other member are
+// dropped and counted.
+func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
+	for _, d := range ds {
+		ep := entryPool.Get().(*[]entry)
+		ents := b.subs.Match(d.Msg.Topic, (*ep)[:0])
+		members := ents[:0]
+		for _, e := range ents {
+			if e.Key.group == d.Share && e.Value.filter == d.ShareFilter && e.Key.s != gone {
+				members = append(members, e)
+			}
+		}
+		if len(members) == 0 || b.deliverShared(d.Msg, members) == 0 {
+			b.stats.messagesDropped.Add(1)
+		}
+		clear(ents)
+		*ep = ents[:0]
+		entryPool.Put(ep)
+	}
 }
 
 // deliver enqueues msg for s under sub's options. It never blocks: a full
 // queue applies the overflow policy and the drop is counted.
 func (b *Broker) deliver(msg *session.Message, s *session.Session, sub subscriber, ids []uint32) int {
+	return b.deliverShare(msg, s, sub, ids, "")
+}
+
+// deliverShare is deliver for a message that came through share group
+// group ("" for none).
+func (b *Broker) deliverShare(msg *session.Message, s *session.Session, sub subscriber, ids []uint32, group string) int {
 	if sub.noLocal && s.ID == msg.Origin {
 		return 0
 	}
@@ -169,6 +202,9 @@ func (b *Broker) deliver(msg *session.Message, s *session.Session, sub subscribe
 		QoS:    min(msg.QoS, sub.qos),
 		Retain: msg.Retain && sub.retainAsPublished, // [MQTT-3.3.1-9]
 		SubIDs: ids,
+	}
+	if group != "" {
+		d.Share, d.ShareFilter = group, sub.filter
 	}
 	ok, dropped, wake := s.Enqueue(d)
 	if wake != nil {

@@ -22,6 +22,21 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 		old := b.mu.clients[id]
 		if old == nil {
 			s = b.mu.sessions[id]
+			if t := b.mu.expiries[s]; t != nil { // the session lives on
+				t.Stop()
+				delete(b.mu.expiries, s)
+			}
+			// A delayed will is not sent when the session is resumed in
+			// time [MQTT-3.1.3-9]; when it is not resumed (clean start) the
+			// old session ends now, and with it the delay.
+			w := b.mu.wills[id]
+			delete(b.mu.wills, id)
+			if w != nil {
+				fired := !w.timer.Stop() // fired but not yet sent: its func finds the map changed
+				if fired || cleanStart || s == nil {
+					defer b.sendWill(w.msg)
+				}
+			}
 			if s != nil && cleanStart {
 				b.dropSessionLocked(s)
 				s = nil
@@ -104,17 +119,94 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 }
 
 // detach ends c's hold on its session: the session goes offline, or is
-// discarded when it ends with the connection (clean session).
-func (b *Broker) detach(c *conn) {
+// discarded when it ends with the connection (clean session, 5.0 expiry
+// 0); a 5.0 session with an expiry interval is discarded when it runs out
+// [MQTT-3.1.2-23]. It returns the shared-subscription messages the session
+// held (also for a session that lives on: they go to members that are
+// online), for the caller to give to other members of their groups.
+func (b *Broker) detach(c *conn) []session.Delivery {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mu.clients[c.clientID] == c {
 		delete(b.mu.clients, c.clientID)
 	}
 	c.sess.Detach()
-	if c.clean && b.mu.sessions[c.clientID] == c.sess {
-		b.dropSessionLocked(c.sess)
+	if b.mu.sessions[c.clientID] != c.sess {
+		return nil
 	}
+	shared := c.sess.TakeShared()
+	if c.clean {
+		b.dropSessionLocked(c.sess)
+		return shared
+	}
+	if c.version == packet.V5 && c.expiry != noExpiry {
+		d := time.Duration(c.expiry) * time.Second
+		if max := b.opts().MaxSessionExpiry; max > 0 && d > max {
+			d = max
+		}
+		s, id := c.sess, c.clientID
+		b.mu.expiries[s] = time.AfterFunc(d, func() { b.expire(id, s) })
+	}
+	return shared
+}
+
+// noExpiry is the 5.0 session expiry interval that means "never".
+const noExpiry = 0xFFFFFFFF
+
+// expire ends an offline session whose expiry interval ran out, sending
+// its delayed will, if any, now [MQTT-3.1.3-9].
+func (b *Broker) expire(id string, s *session.Session) {
+	b.mu.Lock()
+	if b.mu.expiries[s] == nil || b.mu.sessions[id] != s || b.mu.clients[id] != nil {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.mu.expiries, s)
+	b.dropSessionLocked(s)
+	w := b.mu.wills[id]
+	delete(b.mu.wills, id)
+	b.mu.Unlock()
+	b.log.Info("session expired", "client", id)
+	if w != nil {
+		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
+		b.sendWill(w.msg)
+	}
+}
+
+// pendingWill is a 5.0 will waiting out its Will Delay Interval.
+type pendingWill struct {
+	msg   *session.Message
+	timer *time.Timer
+}
+
+// scheduleWill publishes msg after delay unless the client's session is
+// resumed or has ended first.
+func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := &pendingWill{msg: msg}
+	w.timer = time.AfterFunc(delay, func() {
+		b.mu.Lock()
+		if b.mu.wills[id] != w {
+			b.mu.Unlock()
+			return
+		}
+		delete(b.mu.wills, id)
+		b.mu.Unlock()
+		b.sendWill(msg)
+	})
+	if old := b.mu.wills[id]; old != nil {
+		old.timer.Stop()
+	}
+	b.mu.wills[id] = w
+}
+
+// sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8].
+func (b *Broker) sendWill(msg *session.Message) {
+	if msg.Retain { // [MQTT-3.1.2-17]
+		b.retainMessage(msg)
+	}
+	b.publish(msg)
 }
 
 // dropSessionLocked discards a session and its subscriptions.

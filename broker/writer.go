@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"time"
+
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -23,7 +25,11 @@ func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
 		sess, v, closing := c.mu.sess, c.mu.version, c.mu.closing
+		lim := outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
 		c.mu.Unlock()
+		if v == packet.V5 {
+			lim.now = c.b.opts().Now()
+		}
 		batch = batch[:0]
 		if sess != nil && !closing {
 			batch = sess.TakeBatch(batch, writeBatchMax)
@@ -45,7 +51,7 @@ func (c *conn) writeLoop() {
 			if err != nil {
 				break
 			}
-			buf, err = c.appendOutbound(buf, &batch[i], v)
+			buf, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
 			batch[i] = session.Outbound{}
 			if err == nil && len(buf) >= writeFlushAt {
 				err = c.write(buf)
@@ -124,7 +130,19 @@ func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version) ([]by
 	return p.Append(buf, v)
 }
 
-func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version) ([]byte, error) {
+// outLimits are what a 5.0 client asked of the messages sent to it.
+type outLimits struct {
+	now       time.Time
+	maxPacket int    // 0: none
+	aliasMax  uint16 // 0: no topic aliases
+}
+
+// appendOutbound encodes one session item. For 5.0 it drops a message that
+// expired [MQTT-3.3.2-5] or would exceed the client's Maximum Packet Size
+// [MQTT-3.1.2-24] (as if acknowledged), sends the remaining expiry
+// interval [MQTT-3.3.2-6], the subscription identifiers and, when the
+// client allows them, a topic alias.
+func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version, sess *session.Session, lim *outLimits) ([]byte, error) {
 	if o.Kind == session.OutPubrel {
 		p := packet.Pubrel{PacketID: o.PacketID}
 		return p.Append(buf, v)
@@ -139,11 +157,59 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version)
 		Payload:  d.Msg.Payload,
 	}
 	if v == packet.V5 {
+		if d.Msg.Expired(lim.now) {
+			c.abandon(sess, o)
+			return buf, nil
+		}
 		if d.Msg.Properties != nil {
 			p.Properties = *d.Msg.Properties
 		}
 		p.Properties.SubscriptionIdentifiers = d.SubIDs
+		if !d.Msg.Expiry.IsZero() {
+			left := d.Msg.Expiry.Sub(lim.now)
+			p.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
+			p.Properties.Set(packet.PropMessageExpiryInterval)
+		}
+		if lim.maxPacket > 0 && p.Size(v) > lim.maxPacket {
+			c.abandon(sess, o)
+			return buf, nil
+		}
+		if lim.aliasMax > 0 {
+			c.alias(&p, lim.aliasMax)
+		}
 	}
 	c.b.stats.messagesSent.Add(1)
 	return p.Append(buf, v)
+}
+
+// abandon drops an outbound message the client must not be sent, freeing
+// its inflight slot as if it had been acknowledged.
+func (c *conn) abandon(sess *session.Session, o *session.Outbound) {
+	c.b.stats.messagesDropped.Add(1)
+	if o.PacketID != 0 {
+		sess.Abandon(o.PacketID)
+	}
+}
+
+// alias gives p's topic an outbound topic alias: the first message on a
+// topic carries topic and alias, later ones the alias alone
+// [MQTT-3.3.2-12]. Aliases are never reassigned; once the client's
+// maximum is used up, new topics go without one.
+func (c *conn) alias(p *packet.Publish, max uint16) {
+	if a, ok := c.outAlias[p.Topic]; ok {
+		p.Topic = ""
+		p.Properties.TopicAlias = a
+		p.Properties.Set(packet.PropTopicAlias)
+		return
+	}
+	if len(c.outAlias) >= int(max) {
+		return
+	}
+	if c.outAlias == nil {
+		c.outAlias = make(map[string]uint16)
+	}
+	a := uint16(len(c.outAlias) + 1)
+	c.outAlias[p.Topic] = a
+	p.Properties.TopicAlias = a
+	p.Properties.Set(packet.PropTopicAlias)
 }

@@ -19,7 +19,12 @@ type Message struct {
 	Retain     bool               // retain flag as published
 	Properties *packet.Properties // 5.0 properties to forward; nil for none
 	Origin     string             // client id of the publisher ("" for the broker)
-	Created    time.Time          // when the broker received it
+	Expiry     time.Time          // 5.0 message expiry; zero for none
+}
+
+// Expired reports whether the message's expiry has passed at now.
+func (m *Message) Expired(now time.Time) bool {
+	return !m.Expiry.IsZero() && !now.Before(m.Expiry)
 }
 
 // Size is the number of bytes the message counts against a queue's byte
@@ -33,6 +38,9 @@ type Delivery struct {
 	QoS    byte     // min(published QoS, granted QoS)
 	Retain bool     // retain flag on the outbound PUBLISH
 	SubIDs []uint32 // 5.0 subscription identifiers of the matching subscriptions
+	// Share and ShareFilter name the share group and its filter when the
+	// message came through a $share subscription ("" otherwise).
+	Share, ShareFilter string
 }
 
 // Subscription is one topic filter a session subscribed to, with its options.

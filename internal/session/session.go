@@ -349,6 +349,46 @@ func (s *Session) Puback(pid uint16) bool {
 	return true
 }
 
+// Abandon removes an inflight delivery that will not be sent (expired, or
+// too large for the client), as if it had been acknowledged.
+func (s *Session) Abandon(pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.mu.inflight[pid]; ok {
+		s.removeLocked(pid)
+	}
+}
+
+// TakeShared removes and returns the QoS 1/2 messages that came through
+// shared subscriptions and are queued or in flight but not yet received by
+// the client, oldest first, so they can go to another member of their
+// group. QoS 0 ones are dropped.
+func (s *Session) TakeShared() []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Delivery
+	for _, pid := range s.compactOrderLocked() {
+		f := s.mu.inflight[pid]
+		if f.d.Share != "" && f.state != awaitPubcomp {
+			out = append(out, f.d)
+			delete(s.mu.inflight, pid)
+		}
+	}
+	s.compactOrderLocked()
+	var keep queue
+	for s.mu.q.len() > 0 {
+		d := s.mu.q.pop()
+		switch {
+		case d.Share == "":
+			keep.push(d)
+		case d.QoS > 0:
+			out = append(out, d)
+		}
+	}
+	s.mu.q = keep
+	return out
+}
+
 // Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
 // now released (it is never sent again) and the PUBREL is owed
 // [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,
@@ -392,6 +432,14 @@ func (s *Session) ReceiveQoS2(pid uint16) (first bool) {
 	}
 	s.mu.inbound[pid] = struct{}{}
 	return true
+}
+
+// AwaitingPubrel reports whether inbound QoS 2 packet id pid awaits its PUBREL.
+func (s *Session) AwaitingPubrel(pid uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.mu.inbound[pid]
+	return ok
 }
 
 // InboundQoS2 reports how many inbound QoS 2 packet ids await PUBREL.
