@@ -17,10 +17,19 @@ type Config struct {
 	Log       Log        `yaml:"log"`
 	Listeners []Listener `yaml:"listeners"`
 	Limits    Limits     `yaml:"limits"`
+	// Redirect sends every 5.0 client to another server (CONNACK 0x9C, or
+	// 0x9D when permanent).
+	Redirect Redirect `yaml:"redirect"`
 	// AllowAnonymousRemote accepts anonymous clients on non-loopback
 	// listeners (until authentication is configured, every client is
 	// anonymous).
 	AllowAnonymousRemote bool `yaml:"allow_anonymous_remote"`
+}
+
+// Redirect configures 5.0 server redirection.
+type Redirect struct {
+	Server    string `yaml:"server"`
+	Permanent bool   `yaml:"permanent"`
 }
 
 // Log configures logging.
@@ -75,6 +84,10 @@ type Limits struct {
 	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
 	MinKeepAlive     time.Duration `yaml:"min_keepalive"`
 	MaxKeepAlive     time.Duration `yaml:"max_keepalive"`
+	// 5.0
+	ReceiveMaximum    int           `yaml:"receive_maximum"`
+	TopicAliasMaximum int           `yaml:"topic_alias_maximum"`
+	MaxSessionExpiry  time.Duration `yaml:"max_session_expiry"`
 }
 
 // Default returns the configuration used when no file is given: one TCP
@@ -97,6 +110,9 @@ func defaultLimits() Limits {
 		QueueMessages:  50_000,
 		QueuePolicy:    "drop-new",
 		ConnectTimeout: 10 * time.Second,
+		ReceiveMaximum: 65535,
+		// 100 inbound aliases per 5.0 connection
+		TopicAliasMaximum: 100,
 	}
 }
 
@@ -153,6 +169,9 @@ func (c *Config) applyDefaults() {
 	}
 	if lim.ConnectTimeout == 0 {
 		lim.ConnectTimeout = d.ConnectTimeout
+	}
+	if lim.ReceiveMaximum == 0 {
+		lim.ReceiveMaximum = d.ReceiveMaximum
 	}
 }
 
@@ -259,6 +278,16 @@ func (c *Config) Validate() error {
 	}
 	if lim.MaxKeepAlive > 65535*time.Second {
 		bad("limits.max_keepalive", "%v is above the protocol's 65535s", lim.MaxKeepAlive)
+	}
+	if lim.ReceiveMaximum < 1 || lim.ReceiveMaximum > 65535 {
+		bad("limits.receive_maximum", "%d out of range 1..65535", lim.ReceiveMaximum)
+	}
+	if lim.TopicAliasMaximum < 0 || lim.TopicAliasMaximum > 65535 {
+		bad("limits.topic_alias_maximum", "%d out of range 0..65535 (0: no inbound aliases)", lim.TopicAliasMaximum)
+	}
+	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
+	if c.Redirect.Permanent && c.Redirect.Server == "" {
+		bad("redirect.server", "required when redirect.permanent is true")
 	}
 	return errors.Join(errs...)
 }

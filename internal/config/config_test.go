@@ -139,3 +139,20 @@ func TestExampleFileIsValid(t *testing.T) {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
 }
+
+func TestOmittedKeysKeepDefaultsExplicitZeroKept(t *testing.T) {
+	c, err := Parse([]byte("limits: {queue_bytes: 0}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.TopicAliasMaximum != 100 || c.Limits.ReceiveMaximum != 65535 {
+		t.Fatalf("omitted 5.0 limits not defaulted: %+v", c.Limits)
+	}
+	c, err = Parse([]byte("limits: {topic_alias_maximum: 0}\nredirect: {server: 'other:1883'}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.TopicAliasMaximum != 0 || c.BrokerOptions().TopicAliasMaximum != -1 || c.BrokerOptions().Redirect != "other:1883" {
+		t.Fatalf("explicit topic_alias_maximum 0 must disable aliases: %+v", c.Limits)
+	}
+}

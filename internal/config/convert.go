@@ -27,7 +27,20 @@ func (c *Config) BrokerOptions() broker.Options {
 		QueuePolicy:               l.QueuePolicy,
 		QueueQoS0Offline:          l.QueueQoS0Offline,
 		MaxInflight:               l.MaxInflight,
+		ReceiveMaximum:            l.ReceiveMaximum,
+		TopicAliasMaximum:         aliasMax(l.TopicAliasMaximum),
+		MaxSessionExpiry:          l.MaxSessionExpiry,
+		Redirect:                  c.Redirect.Server,
+		RedirectPermanent:         c.Redirect.Permanent,
 	}
+}
+
+// aliasMax maps the file's 0 (no inbound aliases) to the broker's -1.
+func aliasMax(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // ListenerConfig returns the transport configuration of listener i.

@@ -33,7 +33,9 @@ func Load(path string, environ []string) (*Config, error) {
 
 // Parse is Load on bytes.
 func Parse(data []byte, environ []string) (*Config, error) {
-	c := &Config{}
+	// Keys the file leaves out keep their defaults; listeners given in the
+	// file replace the default listener.
+	c := &Config{Log: Default().Log, Limits: defaultLimits()}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
