@@ -377,6 +377,14 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	for s, t := range b.mu.expiries { // sessions end with the broker anyway
+		t.Stop()
+		delete(b.mu.expiries, s)
+	}
+	for id, w := range b.mu.wills { // the broker stops: delayed wills go unsent, as on shutdown
+		w.timer.Stop()
+		delete(b.mu.wills, id)
+	}
 	conns := make([]*conn, 0, len(b.mu.conns))
 	for c := range b.mu.conns {
 		conns = append(conns, c)
