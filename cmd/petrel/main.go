@@ -4,6 +4,7 @@
 //	petrel check --config petrel.yaml        validate a configuration
 //	petrel pub -t TOPIC -m MESSAGE           publish (mosquitto_pub style)
 //	petrel sub -t FILTER                     subscribe and print (mosquitto_sub style)
+//	petrel bench SCENARIO [flags]            load generator (fanin, fanout, ...)
 //	petrel version                           print the version
 package main
 
@@ -23,6 +24,7 @@ Usage:
   petrel check --config F validate a configuration file and exit
   petrel pub [flags]      publish messages (petrel pub --help for flags)
   petrel sub [flags]      subscribe and print messages (petrel sub --help for flags)
+  petrel bench SCENARIO   load a broker and report msg/s, loss, latency (petrel bench -h)
   petrel version          print the version
 
 With no flags, petrel serve listens on 127.0.0.1:1883 and allows anonymous
@@ -47,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pubMain(args[1:], stdout, stderr)
 	case "sub":
 		return subMain(args[1:], stdout, stderr)
+	case "bench":
+		return benchMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "petrel", version)
 		return 0
