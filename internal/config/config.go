@@ -24,6 +24,9 @@ type Config struct {
 	// listeners (until authentication is configured, every client is
 	// anonymous).
 	AllowAnonymousRemote bool `yaml:"allow_anonymous_remote"`
+	// Auth, when present, turns authentication and authorization on
+	// (auth.go, docs/security.md).
+	Auth *Auth `yaml:"auth"`
 }
 
 // Redirect configures 5.0 server redirection.
@@ -173,6 +176,9 @@ func (c *Config) applyDefaults() {
 	if lim.ReceiveMaximum == 0 {
 		lim.ReceiveMaximum = d.ReceiveMaximum
 	}
+	if c.Auth != nil {
+		c.Auth.applyDefaults()
+	}
 }
 
 // Validate checks every value and returns all problems at once, each
@@ -288,6 +294,9 @@ func (c *Config) Validate() error {
 	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
 	if c.Redirect.Permanent && c.Redirect.Server == "" {
 		bad("redirect.server", "required when redirect.permanent is true")
+	}
+	if c.Auth != nil {
+		c.Auth.validate(bad)
 	}
 	return errors.Join(errs...)
 }

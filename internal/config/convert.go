@@ -13,7 +13,7 @@ import (
 // caller adds the logger and the security implementations.
 func (c *Config) BrokerOptions() broker.Options {
 	l := c.Limits
-	return broker.Options{
+	o := broker.Options{
 		MaxPacketSize:             int(l.MaxPacketSize),
 		ConnectTimeout:            l.ConnectTimeout,
 		MinKeepAlive:              l.MinKeepAlive,
@@ -33,6 +33,10 @@ func (c *Config) BrokerOptions() broker.Options {
 		Redirect:                  c.Redirect.Server,
 		RedirectPermanent:         c.Redirect.Permanent,
 	}
+	if c.Auth != nil {
+		o.UnauthorizedPublish = c.Auth.UnauthorizedPublish
+	}
+	return o
 }
 
 // aliasMax maps the file's 0 (no inbound aliases) to the broker's -1.
@@ -74,10 +78,16 @@ func (c *Config) Check() error {
 		if err := c.ListenerConfig(i).Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
 		}
-		if !c.AllowAnonymousRemote && !IsLoopback(c.Listeners[i].Address) {
-			errs = append(errs, fmt.Errorf("listeners[%d].address: %q is not a loopback address and every client is anonymous until authentication is configured; set allow_anonymous_remote: true to accept that", i, c.Listeners[i].Address))
+		anonymous := c.Auth == nil || c.Auth.Anonymous.Enabled
+		if anonymous && !c.AllowAnonymousRemote && !IsLoopback(c.Listeners[i].Address) {
+			why := "every client is anonymous until authentication (auth:) is configured"
+			if c.Auth != nil {
+				why = "auth.anonymous.enabled is true"
+			}
+			errs = append(errs, fmt.Errorf("listeners[%d].address: %q is not a loopback address and %s; set allow_anonymous_remote: true to accept that", i, c.Listeners[i].Address, why))
 		}
 	}
+	errs = append(errs, c.checkAuth())
 	return errors.Join(errs...)
 }
 

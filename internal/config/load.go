@@ -67,6 +67,13 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct {
+		// An optional section (auth:): present, even empty, means set.
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		v = v.Elem()
+	}
 	if n.Tag == "!!null" {
 		return nil
 	}
@@ -202,6 +209,13 @@ func applyEnv(c *Config, environ []string) error {
 func isCommandVar(k string) bool { return k == "PETREL_CONFIG" }
 
 func collectEnv(v reflect.Value, prefix string, out map[string]reflect.Value) {
+	if v.Kind() == reflect.Pointer {
+		// An optional section is overridable only when the file has it.
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
 	switch {
 	case v.Kind() == reflect.Struct:
 		t := v.Type()

@@ -1,0 +1,163 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/auth"
+)
+
+func TestNoAuthSectionMeansAnonymous(t *testing.T) {
+	c, err := Parse([]byte("log: {level: info}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.AuthConfig(); ok || c.Auth != nil {
+		t.Fatal("auth configured without an auth: section")
+	}
+	if c.BrokerOptions().UnauthorizedPublish != "" {
+		t.Fatal("unauthorized publish set without auth")
+	}
+}
+
+func TestEmptyAuthSectionLocksDown(t *testing.T) {
+	for _, y := range []string{"auth: {}\n", "auth:\n"} {
+		c, err := Parse([]byte(y), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ac, ok := c.AuthConfig()
+		if !ok || ac.Anonymous.Enabled || ac.DefaultTenant != "ssni" || ac.JWT.ClockSkew != 30*time.Second {
+			t.Fatalf("%q: %+v %v", y, ac, ok)
+		}
+		if ac.Roles != nil {
+			t.Fatal("default roles should be left to auth (nil)")
+		}
+		if c.BrokerOptions().UnauthorizedPublish != "close" {
+			t.Fatal("unauthorized publish default")
+		}
+	}
+}
+
+func TestAuthSection(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := auth.HashBcrypt([]byte("x"), 4)
+	users := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(users, []byte("users:\n  - {username: gw, password: '"+hash+"', roles: [GATEWAY_PUBLISHER]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := `
+listeners: [{type: tcp, address: "0.0.0.0:1883"}]
+auth:
+  users_file: ` + users + `
+  default_tenant: internal
+  unauthorized_publish: ack-and-drop
+  anonymous: {enabled: false}
+  jwt:
+    secret_file: ` + secret + `
+    issuer: petrel
+    clock_skew: 5s
+    disconnect_on_expiry: true
+  certificate: {enabled: true, users: [{name: bridge, tenant: B, roles: [GATEWAY_PUBLISHER]}]}
+  roles:
+    - name: READER
+      activity: subscribe
+      max_qos: 1
+      topics: ["{tenantId}/read/#"]
+      deny: ["{tenantId}/read/secret/#"]
+  token_endpoint:
+    address: 127.0.0.1:0
+    key_file: ` + secret + `
+    ttl: 10m
+    clients: [{client_id: app, secret_hash: '` + hash + `', tenant: A, roles: [READER]}]
+`
+	c, err := Parse([]byte(y), []string{"PETREL_AUTH_JWT_AUDIENCE=mqtt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	ac, ok := c.AuthConfig()
+	if !ok || ac.DefaultTenant != "internal" || ac.JWT.Audience != "mqtt" || !ac.JWT.DisconnectOnExpiry || len(ac.Roles) != 1 || ac.Roles[0].MaxQoS != 1 {
+		t.Fatalf("%+v", ac)
+	}
+	if c.BrokerOptions().UnauthorizedPublish != "ack-and-drop" {
+		t.Fatal("unauthorized_publish not passed on")
+	}
+	tc, on, err := c.TokenEndpointConfig()
+	if err != nil || !on || tc.TTL != 10*time.Minute || tc.Issuer != "petrel" || tc.Audience != "mqtt" || len(tc.Clients) != 1 {
+		t.Fatalf("%+v %v %v", tc, on, err)
+	}
+
+	// A token endpoint whose key the JWT settings do not accept is refused by Check.
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("ffffffffffffffffffffffffffffffffffff"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Auth.TokenEndpoint.KeyFile = other
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "would be refused") {
+		t.Fatalf("mismatched endpoint key: %v", err)
+	}
+}
+
+func TestAuthErrorsNameTheKeyPath(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"auth: {jwt: {secrt: x}}\n", "auth.jwt.secrt: unknown key"},
+		{"auth: {unauthorized_publish: drop}\n", "auth.unauthorized_publish"},
+		{"auth: {jwt: {secret: short}}\n", "auth.jwt.secret: 5 bytes"},
+		{"auth: {jwt: {algorithms: [none]}}\n", "auth.jwt.algorithms[0]"},
+		{"auth: {roles: [{name: R, activity: read, topics: [a]}]}\n", "auth.roles[0]"},
+		{"auth: {roles: [{name: R, activity: both, max_qos: 3, topics: [a]}]}\n", "auth.roles[0].max_qos"},
+		{"auth: {roles: [{name: R, activity: both, topics: ['a/#/b']}]}\n", "auth.roles[0]"},
+		{"auth: {roles: [{name: R, activity: both, topics: [a]}, {name: R, activity: both, topics: [b]}]}\n", "auth.roles[1].name"},
+		{"auth: {token_endpoint: {address: nowhere}}\n", "auth.token_endpoint.address"},
+		{"auth: {token_endpoint: {address: ':1', clients: [{client_id: a, secret_hash: plain}]}}\n", "auth.token_endpoint.clients[0].secret_hash"},
+		{"auth: {certificate: {username: email}}\n", "auth.certificate.username"},
+		{"auth: {jwt: {clock_skew: soon}}\n", "auth.jwt.clock_skew"},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(tt.yaml), nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestAuthCheckLoadsFiles(t *testing.T) {
+	for _, y := range []string{
+		"auth: {users_file: /nonexistent/users.yaml}\n",
+		"auth: {jwt: {public_key_file: /nonexistent.pem}}\n",
+	} {
+		c, err := Parse([]byte(y), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Check(); err == nil {
+			t.Errorf("%q: Check passed", y)
+		}
+	}
+	// Anonymous on a public listener still needs allow_anonymous_remote.
+	c, err := Parse([]byte("listeners: [{type: tcp, address: '0.0.0.0:1883'}]\nauth: {anonymous: {enabled: true}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "auth.anonymous.enabled") {
+		t.Fatalf("anonymous remote: %v", err)
+	}
+	// An auth section without anonymous may listen anywhere.
+	c, err = Parse([]byte("listeners: [{type: tcp, address: '0.0.0.0:1883'}]\nauth: {}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
