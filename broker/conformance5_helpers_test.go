@@ -6,6 +6,8 @@ package broker_test
 // where the specification states a rule without a tag, the section is named.
 
 import (
+	"errors"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -130,6 +132,20 @@ func expectPub(t testing.TB, c *mqtttest.Client, topic, payload string) *packet.
 		t.Fatalf("got PUBLISH %q %q, want %q %q", p.Topic, p.Payload, topic, payload)
 	}
 	return p
+}
+
+// expectNothing fails, naming why, if a packet arrives on c within d or
+// the connection fails.
+func expectNothing(t testing.TB, c *mqtttest.Client, d time.Duration, why string) {
+	t.Helper()
+	p, err := c.Read(d)
+	if err == nil {
+		t.Fatalf("%s: got %s %+v, want nothing", why, p.Type(), p)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("%s: connection failed: %v", why, err)
+	}
 }
 
 // expectDisconnect fails unless the broker sends DISCONNECT with code and
