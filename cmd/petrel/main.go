@@ -5,6 +5,8 @@
 //	petrel pub -t TOPIC -m MESSAGE           publish (mosquitto_pub style)
 //	petrel sub -t FILTER                     subscribe and print (mosquitto_sub style)
 //	petrel bench SCENARIO [flags]            load generator (fanin, fanout, ...)
+//	petrel token --tenant T --scope R --key F  print a signed JWT
+//	petrel passwd [--scram]                  hash a password for the users file
 //	petrel version                           print the version
 package main
 
@@ -25,6 +27,8 @@ Usage:
   petrel pub [flags]      publish messages (petrel pub --help for flags)
   petrel sub [flags]      subscribe and print messages (petrel sub --help for flags)
   petrel bench SCENARIO   load a broker and report msg/s, loss, latency (petrel bench -h)
+  petrel token [flags]    print a signed JWT (petrel token -h for flags)
+  petrel passwd [--scram] hash a password from stdin for the users file
   petrel version          print the version
 
 With no flags, petrel serve listens on 127.0.0.1:1883 and allows anonymous
@@ -51,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return subMain(args[1:], stdout, stderr)
 	case "bench":
 		return benchMain(args[1:], stdout, stderr)
+	case "token":
+		return tokenMain(args[1:], stdout, stderr)
+	case "passwd":
+		return passwdMain(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "petrel", version)
 		return 0

@@ -77,6 +77,13 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	}
 	opts := cfg.BrokerOptions()
 	opts.Logger = logger
+	sec, err := startSecurity(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
+		return 2
+	}
+	defer sec.close()
+	sec.apply(&opts)
 	b, err := broker.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
@@ -109,6 +116,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			return 1
 		case <-hup:
 			cfg = reload(*path, environ, overrides, cfg, b, lns, level, logger)
+			sec.reload(cfg) // the users file is re-read even when the configuration is unchanged
 			continue
 		case <-ctx.Done():
 		}
@@ -176,6 +184,7 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 	for _, k := range changedKeys(old, next) {
 		switch {
 		case k == "log.level":
+		case k == "auth": // applied by security.reload
 		case strings.HasPrefix(k, "limits."):
 			logger.Info("limit changed", "key", k)
 		default:
