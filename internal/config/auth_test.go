@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +160,48 @@ func TestAuthCheckLoadsFiles(t *testing.T) {
 	}
 	if err := c.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExampleAuthSection uncomments the example file's auth: block and
+// checks it parses, and that the roles it shows are the defaults.
+func TestExampleAuthSection(t *testing.T) {
+	data, err := os.ReadFile("../../petrel.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(data), "\n# auth:\n")
+	if !ok {
+		t.Fatal("no commented auth: block in the example")
+	}
+	var b strings.Builder
+	b.WriteString("auth:\n")
+	for _, line := range strings.Split(block, "\n") {
+		if rest, ok := strings.CutPrefix(line, "# "); ok {
+			b.WriteString(rest + "\n")
+		} else if line != "" {
+			t.Fatalf("line %q in the auth block is not commented", line)
+		}
+	}
+	c, err := Parse([]byte(b.String()), nil)
+	if err != nil {
+		t.Fatalf("uncommented example: %v\n%s", err, b.String())
+	}
+	ac, _ := c.AuthConfig()
+	def := auth.DefaultRoles()
+	if len(ac.Roles) != len(def) {
+		t.Fatalf("example roles %+v, defaults %+v", ac.Roles, def)
+	}
+	for i := range def {
+		if r := ac.Roles[i]; r.Name != def[i].Name || r.Activity != def[i].Activity || r.MaxQoS != def[i].MaxQoS ||
+			r.Retain != def[i].Retain || strings.Join(r.Topics, ",") != strings.Join(def[i].Topics, ",") {
+			t.Errorf("example role %+v differs from the default %+v", r, def[i])
+		}
+	}
+	empty, _ := Parse([]byte("auth: {}\n"), nil)
+	a, d := *c.Auth, *empty.Auth
+	a.UsersFile, a.JWT.SecretFile, a.Roles, d.Roles = "", "", nil, nil
+	if fmt.Sprint(a) != fmt.Sprint(d) {
+		t.Errorf("example values differ from the defaults:\n%+v\n%+v", a, d)
 	}
 }
