@@ -432,3 +432,25 @@ func TestPublish5InboundPacketTooLarge(t *testing.T) {
 	expectDisconnect(t, c, packet.PacketTooLarge)
 	sub.ExpectNone(quiet)
 }
+
+func TestPublish5UnknownPacketIdentifierReasonCodes(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	c := client5(t, addr, "pid")
+	// PUBREL for a packet identifier the broker does not hold: PUBCOMP
+	// 0x92 (5.0 section 3.7.2.1).
+	c.Send(&packet.Pubrel{PacketID: 42})
+	if p := expect[*packet.Pubcomp](t, c); p.PacketID != 42 || p.ReasonCode != packet.PacketIdentifierNotFound {
+		t.Fatalf("PUBCOMP %d %v, want 42 0x92", p.PacketID, p.ReasonCode)
+	}
+	// PUBREC for a delivery the broker never sent: PUBREL 0x92 (5.0
+	// section 3.6.2.1).
+	c.Send(&packet.Pubrec{PacketID: 43})
+	if p := expect[*packet.Pubrel](t, c); p.PacketID != 43 || p.ReasonCode != packet.PacketIdentifierNotFound {
+		t.Fatalf("PUBREL %d %v, want 43 0x92", p.PacketID, p.ReasonCode)
+	}
+	// The connection goes on.
+	sub5(t, c, 1, "pid/#", 1, 0)
+	pub5(t, c, "pid/x", 0, false, "ok", 0)
+	expectPub(t, c, "pid/x", "ok")
+}

@@ -402,3 +402,26 @@ func TestSubscribe5SharedRedeliveryToWaitingMember(t *testing.T) {
 	ackPublish(t, m2, p)
 	m2.ExpectNone(quiet)
 }
+
+func TestSubscribe5SharedSubscriptionIdentifierAndQoS(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	m := client5(t, addr, "member")
+	sub5(t, m, 1, "$share/g/sq/#", 0, 33)
+	pub := client5(t, addr, "pub")
+	pub5(t, pub, "sq/x", 1, false, "x", 1)
+	p := expectPub(t, m, "sq/x", "x")
+	// The member's granted QoS applies [MQTT-4.8.2-3] and the delivery
+	// carries its subscription identifier [MQTT-3.3.4-3].
+	if p.QoS != 0 {
+		t.Fatalf("QoS %d through a shared subscription granted QoS 0 [MQTT-4.8.2-3]", p.QoS)
+	}
+	if !slices.Equal(sortedIDs(p), []uint32{33}) {
+		t.Fatalf("subscription identifiers %v, want [33]", p.Properties.SubscriptionIdentifiers)
+	}
+	// Unsubscribing a share group the client is not in: 0x11.
+	m.Send(&packet.Unsubscribe{PacketID: 2, Filters: []string{"$share/other/sq/#"}})
+	if u := expect[*packet.Unsuback](t, m); !slices.Equal(u.ReasonCodes, []packet.ReasonCode{packet.NoSubscriptionExisted}) {
+		t.Fatalf("UNSUBACK %v, want [0x11]", u.ReasonCodes)
+	}
+}
