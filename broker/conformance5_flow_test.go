@@ -123,3 +123,29 @@ func TestFlow5BrokerReceiveMaximumExceeded(t *testing.T) {
 	c.Send(&packet.Publish{Topic: "rx/q2", QoS: 2, PacketID: 4, Payload: []byte("x")})
 	expectDisconnect(t, c, packet.ReceiveMaximumExceeded)
 }
+
+func TestFlow5ClientReceiveMaximumPacesRetainedMessages(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	pub := client5(t, addr, "pub")
+	for i := range 3 {
+		pub5(t, pub, fmt.Sprintf("rr/%d", i), 1, true, fmt.Sprint(i), uint16(i+1))
+	}
+	sub, _ := receiveMax5(t, addr, "rr", 1, true, 0)
+	sub5(t, sub, 1, "rr/#", 1, 0)
+	// Retained messages sent for a new subscription are paced by the
+	// client's Receive Maximum too [MQTT-3.3.4-9], and all arrive.
+	seen := map[string]bool{}
+	for range 3 {
+		p := sub.ExpectPublish()
+		if !p.Retain {
+			t.Fatalf("retained message %q without RETAIN", p.Topic)
+		}
+		seen[p.Topic] = true
+		expectNothing(t, sub, quiet, "one retained message unacknowledged with Receive Maximum 1 [MQTT-3.3.4-9]")
+		sub.Send(&packet.Puback{PacketID: p.PacketID})
+	}
+	if len(seen) != 3 {
+		t.Fatalf("got retained messages %v, want rr/0..rr/2", seen)
+	}
+}

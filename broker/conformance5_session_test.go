@@ -332,3 +332,42 @@ func TestSession5WillProperties(t *testing.T) {
 		t.Fatalf("will delivered with a Will Delay Interval")
 	}
 }
+
+func TestSession5WillDelayShortenedByDisconnectExpiry(t *testing.T) {
+	t.Parallel()
+	b, addr := mqtttest.StartBroker(t, broker.Options{})
+	w := client5(t, addr, "watch")
+	sub5(t, w, 1, "will/#", 1, 0)
+	c := willConnect5(t, addr, "wx", false, 3600, 30, "will/wx")
+	start := time.Now()
+	// DISCONNECT 0x04 asks for the will; its Session Expiry Interval of 1s
+	// ends the session before the 30s will delay: the will goes then
+	// (5.0 sections 3.1.3.2.2, 3.14.2.2.2).
+	disconnect5(t, b, c, "wx", packet.DisconnectWithWill, u32(1))
+	expectPub(t, w, "will/wx", "gone")
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("will sent after %v, before the session's 1s expiry", d)
+	}
+}
+
+func TestSession5TakeoverWithCleanStartSendsDelayedWill(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	w := client5(t, addr, "watch")
+	sub5(t, w, 1, "will/#", 1, 0)
+	old := willConnect5(t, addr, "tc", false, 60, 30, "will/tc")
+	_, ack := session5(t, addr, "tc", true, 60)
+	expectDisconnect(t, old, packet.SessionTakenOver)
+	if ack.SessionPresent {
+		t.Fatalf("clean start takeover: session present 1 [MQTT-3.2.2-2]")
+	}
+	// The clean start ended the old session, and with it the will delay:
+	// the will goes now (5.0 sections 3.1.2.4, 3.1.3.2.2).
+	p, err := w.Read(2 * time.Second)
+	if err != nil {
+		t.Fatalf("no will within 2s of a clean start ending the session: %v", err)
+	}
+	if pub, ok := p.(*packet.Publish); !ok || pub.Topic != "will/tc" {
+		t.Fatalf("got %s %+v, want the will", p.Type(), p)
+	}
+}
