@@ -318,7 +318,10 @@ func (e *engine) jwtAuth(ci *broker.ConnectInfo) authnResult {
 	if err != nil {
 		return authnResult{d: deny, method: "jwt", code: packet.NotAuthorized, err: err}
 	}
-	id := &broker.Identity{Tenant: tc.tenant, Username: ci.Username, Roles: tc.roles}
+	// The CONNECT username of a token client is its own choice, not
+	// vouched for by the token: it is not the identity's username, so a
+	// role substituting {username} refuses token clients.
+	id := &broker.Identity{Tenant: tc.tenant, Roles: tc.roles}
 	if e.cfg.JWT.DisconnectOnExpiry {
 		id.ExpiresAt = tc.expires
 	}

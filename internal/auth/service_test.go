@@ -132,6 +132,12 @@ func TestClientIDInjection(t *testing.T) {
 			t.Errorf("client id %q: %v, want client identifier not valid", cid, err)
 		}
 	}
+	// {username} is not substituted from a token client's CONNECT username.
+	userRole := []Role{{Name: "MINE", Activity: ActivityBoth, Topics: []string{"users/{username}/#"}}}
+	s2 := newService(t, Config{JWT: JWTConfig{Secret: testSecret}, Roles: userRole})
+	if _, err := connect(s2, "c", "alice", []byte(sign(t, jwt.SigningMethodHS256, []byte(testSecret), claims("A", "MINE"), ""))); !errors.Is(err, packet.NotAuthorized) {
+		t.Errorf("token client with a {username} role: %v, want not authorized", err)
+	}
 	id, err := connect(s, "dev1", "", tok)
 	if err != nil {
 		t.Fatal(err)
