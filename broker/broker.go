@@ -101,6 +101,11 @@ type Options struct {
 	Redirect          string
 	RedirectPermanent bool
 
+	// Store keeps persistent sessions, their QoS 1/2 messages and the
+	// retained messages across restarts; New loads it. Nil keeps
+	// everything in memory only.
+	Store Store
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -108,8 +113,9 @@ type Options struct {
 // Broker is an MQTT broker. Create one with New, give it listeners with
 // Serve, stop it with Shutdown.
 type Broker struct {
-	cur atomic.Pointer[Options] // replaced whole by SetLimits
-	log *slog.Logger
+	cur   atomic.Pointer[Options] // replaced whole by SetLimits
+	log   *slog.Logger
+	store Store // nil: memory only
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -219,6 +225,7 @@ func New(o Options) (*Broker, error) {
 	}
 	b := &Broker{
 		log:      o.Logger,
+		store:    o.Store,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
 		done:     make(chan struct{}),
@@ -231,6 +238,11 @@ func New(o Options) (*Broker, error) {
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
 	b.mu.wills = make(map[string]*pendingWill)
+	if b.store != nil {
+		if err := b.restore(context.Background()); err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -238,14 +250,14 @@ func New(o Options) (*Broker, error) {
 func (b *Broker) opts() *Options { return b.cur.Load() }
 
 // SetLimits applies the limits of o (every field but Logger,
-// Authenticator, Authorizer and Now, which stay as they are) while the
+// Authenticator, Authorizer, Store and Now, which stay as they are) while the
 // broker runs. Connections and sessions pick them up as they next use
 // them: a new CONNECT, a new packet, a new session's queue; sessions
 // already held keep their queue limits. It returns an error naming a bad
 // value and changes nothing then.
 func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
-	o.Logger, o.Authenticator, o.Authorizer, o.Now = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now
+	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
 	o, err := normalize(o)
 	if err != nil {
 		return err

@@ -112,8 +112,10 @@ type conn struct {
 	authMethod string            // 5.0 enhanced authentication method, "" for none
 	inAlias    map[uint16]string // 5.0 inbound topic aliases
 
-	// Writer-owned (one writer goroutine at a time): 5.0 outbound topic aliases.
+	// Writer-owned (one writer goroutine at a time): 5.0 outbound topic
+	// aliases, and the batch recording sent stored deliveries.
 	outAlias map[string]uint16
+	wbatch   Batch
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte

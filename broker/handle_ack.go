@@ -5,16 +5,42 @@ import "github.com/petrel-mqtt/petrel/packet"
 // handlePuback completes an outbound QoS 1 delivery and lets the writer
 // use the freed inflight slot. An unknown id is ignored.
 func (c *conn) handlePuback(p *packet.Puback) error {
-	if c.sess.Puback(p.PacketID) {
+	if seq, ok := c.sess.Puback(p.PacketID); ok {
+		c.dequeue(seq)
 		c.kick()
 	}
 	return nil
 }
 
+// dequeue removes an acknowledged stored delivery from the store. The
+// write is not synced: if it is lost, the message is sent again after a
+// restart, with DUP, as QoS 1 allows. A failed write is logged and
+// counted by commit.
+func (c *conn) dequeue(seq uint64) {
+	if seq != 0 {
+		_ = c.b.commitOne(Op{Kind: OpDequeue, ClientID: c.clientID, Seq: seq}, false)
+	}
+}
+
 // handlePubrec answers an outbound QoS 2 delivery's PUBREC with PUBREL
 // [MQTT-4.3.3-1].
 func (c *conn) handlePubrec(p *packet.Pubrec) error {
-	if c.sess.Pubrec(p.PacketID) {
+	if c.version == packet.V5 && p.ReasonCode.IsError() {
+		// A PUBREC with an error code ends the QoS 2 exchange: no PUBREL
+		// [MQTT-4.3.3-4]; the packet id is free again.
+		c.dequeue(c.sess.Abandon(p.PacketID))
+		c.kick()
+		return nil
+	}
+	if seq, ok := c.sess.Pubrec(p.PacketID); ok {
+		if seq != 0 {
+			// Synced: after a restart the broker must send PUBREL, never
+			// the PUBLISH again [MQTT-4.3.3-1].
+			op := Op{Kind: OpSetInflight, ClientID: c.clientID, Delivery: &StoredDelivery{Seq: seq, PacketID: p.PacketID, State: AwaitPubcomp}}
+			if err := c.b.commitOne(op, true); err != nil {
+				return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
+			}
+		}
 		c.send(&packet.Pubrel{PacketID: p.PacketID})
 	} else if c.version == packet.V5 {
 		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
@@ -26,7 +52,13 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 // [MQTT-4.3.3-2], also for an id already released (a resent PUBREL).
 func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	ack := &packet.Pubcomp{PacketID: p.PacketID}
-	if !c.sess.Pubrel(p.PacketID) && c.version == packet.V5 {
+	if c.sess.Pubrel(p.PacketID) {
+		if c.b.store != nil && c.sess.Persistent() {
+			// A failed write is logged and counted by commit; the id then
+			// comes back at restart and a later PUBREL releases it.
+			_ = c.b.commitOne(Op{Kind: OpDeleteInbound, ClientID: c.clientID, PacketID: p.PacketID}, false)
+		}
+	} else if c.version == packet.V5 {
 		ack.ReasonCode = packet.PacketIdentifierNotFound
 	}
 	c.send(ack)
@@ -35,7 +67,8 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 
 // handlePubcomp completes an outbound QoS 2 delivery.
 func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
-	if c.sess.Pubcomp(p.PacketID) {
+	if seq, ok := c.sess.Pubcomp(p.PacketID); ok {
+		c.dequeue(seq)
 		c.kick()
 	}
 	return nil

@@ -60,8 +60,9 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	if !c.connected {
 		pc := c.pending
 		if pc == nil || p.ReasonCode != packet.ContinueAuthentication || method != pc.method {
-			// AUTH only continues the exchange the CONNECT began, with its method [MQTT-4.12.0-5].
-			return protocolError("unexpected AUTH during CONNECT")
+			// AUTH only continues the exchange the CONNECT began, with its
+			// method [MQTT-4.12.0-5]; before CONNACK the refusal is a CONNACK.
+			return c.refuse(packet.ProtocolError, fmt.Errorf("AUTH %v with method %q during CONNECT with method %q", p.ReasonCode, method, pc.method))
 		}
 		c.pending = nil
 		return c.stepAuth(ctx, pc, p.Properties.AuthenticationData)

@@ -23,6 +23,9 @@ type pendingConnect struct {
 	assigned bool
 	serverKA bool
 	method   string
+	// expiryCapped: the session expiry interval granted is below the
+	// client's and goes in CONNACK.
+	expiryCapped bool
 	ex       AuthExchange
 }
 
@@ -33,6 +36,10 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	c.version = p.Version
 	c.mu.Lock()
 	c.mu.version = p.Version
+	if p.Version == packet.V5 {
+		// Even a refusing CONNACK respects it [MQTT-3.2.2-19].
+		c.mu.maxPacket = int(p.Properties.MaximumPacketSize)
+	}
 	c.mu.Unlock()
 	o := c.b.opts()
 
@@ -139,6 +146,9 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		ident.ClientID = c.clientID
 	}
 	c.id = ident
+	if !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(o.Now()) {
+		return c.refuse(packet.NotAuthorized, errors.New("credentials already expired"))
+	}
 	if p.Will != nil && !o.Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
 		return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not authorized", p.Will.Topic))
 	}
@@ -150,6 +160,10 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		// A 5.0 session ends with the connection unless it has an expiry
 		// interval [MQTT-3.1.2-23].
 		c.expiry = p.Properties.SessionExpiryInterval
+		if max := o.MaxSessionExpiry; max > 0 && c.expiry != 0 && time.Duration(c.expiry)*time.Second > max {
+			c.expiry = uint32(max / time.Second) // announced in CONNACK
+			pc.expiryCapped = true
+		}
 		c.clean = c.expiry == 0
 		if p.Properties.Has(packet.PropReceiveMaximum) {
 			// Never more unacknowledged QoS 1/2 messages in flight than
@@ -172,6 +186,10 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	sess, present := c.b.attach(c, c.clientID, p.CleanStart)
 	c.sess = sess
 	c.connected = true
+	if err := c.persistSession(present, p.CleanStart); err != nil {
+		c.b.detach(c)
+		return c.refuse(packet.ServerUnavailable, err)
+	}
 
 	ack := &packet.Connack{SessionPresent: present} // [MQTT-3.2.2-1] [MQTT-3.2.2-2]
 	if p.Version == packet.V5 {
@@ -193,6 +211,29 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	return nil
 }
 
+// persistSession records the session in the store before CONNACK: a
+// persistent one is written (its expiry updated when resumed), one that
+// ends with this connection is removed, and so is the old session a clean
+// start discards. Clean sessions never reach the store otherwise.
+func (c *conn) persistSession(present, cleanStart bool) error {
+	if c.b.store == nil {
+		return nil
+	}
+	persistent := !c.clean
+	c.sess.SetPersistent(persistent)
+	var batch Batch
+	if cleanStart || (present && !persistent) {
+		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.clientID})
+	}
+	if persistent {
+		batch.Add(Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, time.Time{})})
+	}
+	if !persistent && !present && !cleanStart {
+		return nil // a new session that ends with the connection: nothing stored
+	}
+	return c.b.commit(&batch, persistent)
+}
+
 // connackProperties fills the 5.0 CONNACK properties: what the broker
 // assigned or limits, and what it does not support left at the defaults.
 func (c *conn) connackProperties(props *packet.Properties, pc *pendingConnect, authData []byte) {
@@ -204,6 +245,11 @@ func (c *conn) connackProperties(props *packet.Properties, pc *pendingConnect, a
 	if pc.serverKA {
 		props.ServerKeepAlive = pc.p.KeepAlive // [MQTT-3.2.2-21]
 		props.Set(packet.PropServerKeepAlive)
+	}
+	if pc.expiryCapped {
+		// The server's Session Expiry Interval overrides the client's (5.0 §3.2.2.3.2).
+		props.SessionExpiryInterval = c.expiry
+		props.Set(packet.PropSessionExpiryInterval)
 	}
 	if o.ReceiveMaximum < 65535 {
 		props.ReceiveMaximum = uint16(o.ReceiveMaximum)

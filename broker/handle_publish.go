@@ -79,10 +79,26 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			msg.Properties = &props
 		}
 	}
+	var extra Batch
+	if c.b.store != nil {
+		if p.QoS == 2 && c.sess.Persistent() {
+			// Recorded with the message so a resend after a restart is
+			// recognised [MQTT-4.3.3-2].
+			extra.Add(Op{Kind: OpPutInbound, ClientID: c.clientID, PacketID: p.PacketID})
+		}
+		if p.Retain {
+			extra.Add(retainOp(msg))
+		}
+	}
+	// A PUBACK/PUBREC means the message is on disk for every persistent
+	// session it was queued for (DESIGN.md section 3).
+	n, err := c.b.publishWith(msg, &extra, p.QoS > 0)
+	if err != nil {
+		return c.storeFailed(p, err)
+	}
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
-	n := c.b.publish(msg)
 	code := packet.Success
 	if n == 0 && c.version == packet.V5 {
 		code = packet.NoMatchingSubscribers
@@ -127,6 +143,28 @@ func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
 		}
 	}
 	return nil
+}
+
+// storeFailed answers a publish the store could not take: 5.0 QoS 1/2
+// publishers get the failure in PUBACK/PUBREC (0x80); 3.x ones, which have
+// no way to hear it, lose the connection, so that nothing unstored is
+// acknowledged.
+func (c *conn) storeFailed(p *packet.Publish, err error) error {
+	if c.version == packet.V5 && p.QoS > 0 {
+		c.ackPublish(p, packet.UnspecifiedError)
+		return nil
+	}
+	return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
+}
+
+// retainOp is the store operation that sets or clears msg's topic's
+// retained message.
+func retainOp(msg *session.Message) Op {
+	if len(msg.Payload) == 0 {
+		return Op{Kind: OpDeleteRetained, Topic: msg.Topic}
+	}
+	sm := storedMessage(msg)
+	return Op{Kind: OpPutRetained, Retained: &sm}
 }
 
 // retainMessage stores msg as the topic's retained message, or clears it

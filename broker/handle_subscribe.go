@@ -60,11 +60,31 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			owed = c.b.retainedFor(inner, granted, subID, owed)
 		}
 	}
+	if err := c.persistSubscriptions(p.Subscriptions, codes, subID); err != nil {
+		return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
+	}
 	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.8.4-1] [MQTT-3.8.4-5]
 	if wake := c.sess.EnqueueRetained(owed); wake != nil {
 		wake()
 	}
 	return nil
+}
+
+// persistSubscriptions writes a persistent session's granted
+// subscriptions to the store before SUBACK.
+func (c *conn) persistSubscriptions(subs []packet.Subscription, codes []packet.ReasonCode, subID uint32) error {
+	if c.b.store == nil || !c.sess.Persistent() {
+		return nil
+	}
+	var batch Batch
+	for i, s := range subs {
+		if !codes[i].IsError() {
+			sub := session.Subscription{Filter: s.Filter, QoS: byte(codes[i]), NoLocal: s.NoLocal,
+				RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: subID}
+			batch.Add(Op{Kind: OpPutSubscription, ClientID: c.clientID, Sub: storedSubscription(sub)})
+		}
+	}
+	return c.b.commit(&batch, true)
 }
 
 // sendRetained applies 5.0 retain handling: 0 sends retained messages on
@@ -117,6 +137,17 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			c.b.subs.Unsubscribe(inner, subKey{s: c.sess, group: group}) // [MQTT-3.10.4-1]
 		} else {
 			codes[i] = packet.NoSubscriptionExisted
+		}
+	}
+	if c.b.store != nil && c.sess.Persistent() {
+		var batch Batch
+		for i, f := range p.Filters {
+			if codes[i] == packet.Success {
+				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: c.clientID, Filter: f})
+			}
+		}
+		if err := c.b.commit(&batch, true); err != nil {
+			return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 		}
 	}
 	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.10.4-4]

@@ -45,11 +45,23 @@ func (g *sharedGroups) pick(group, filter string) uint64 {
 	return n
 }
 
-// publish routes msg to every matching session without blocking: each
-// session gets it once, at the highest QoS of its matching subscriptions
-// [MQTT-3.3.5-1]; each share group gets it once. It returns the number of
-// sessions it was queued for.
+// publish routes msg to every matching session and returns the number
+// of sessions it was queued for; see publishWith.
 func (b *Broker) publish(msg *session.Message) int {
+	n, _ := b.publishWith(msg, nil, false) // a failed write is logged and counted by commit
+	return n
+}
+
+// publishWith routes msg to every matching session without blocking on
+// any of them: each session gets it once, at the highest QoS of its
+// matching subscriptions [MQTT-3.3.5-1]; each share group gets it once.
+// Deliveries to persistent sessions (QoS 1/2) are written to the store
+// first, in one commit with extra (durable when asked), and queued only
+// once it returned; on a store error they are not queued and the error is
+// returned. It returns the number of sessions the message was queued for.
+func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (int, error) {
+	rt := routingPool.Get().(*routing)
+	defer rt.release()
 	ep := entryPool.Get().(*[]entry)
 	ents := b.subs.Match(msg.Topic, (*ep)[:0])
 	n := 0
@@ -57,22 +69,25 @@ func (b *Broker) publish(msg *session.Message) int {
 	case 0:
 	case 1:
 		if ents[0].Key.group == "" {
-			n += b.deliver(msg, ents[0].Key.s, ents[0].Value, nil)
+			n += b.deliver(rt, msg, ents[0].Key.s, ents[0].Value, nil)
 		} else {
-			n += b.deliverShared(msg, ents)
+			n += b.deliverShared(rt, msg, ents)
 		}
 	default:
-		n += b.deliverMany(msg, ents)
+		n += b.deliverMany(rt, msg, ents)
 	}
 	clear(ents)
 	*ep = ents[:0]
 	entryPool.Put(ep)
-	return n
+	if err := b.finishRouting(rt, extra, durable); err != nil {
+		return n - len(rt.staged), err
+	}
+	return n, nil
 }
 
 // deliverMany merges overlapping subscriptions per session and hands each
 // share group's entries to deliverShared.
-func (b *Broker) deliverMany(msg *session.Message, ents []entry) int {
+func (b *Broker) deliverMany(rt *routing, msg *session.Message, ents []entry) int {
 	// Plain subscriptions first, grouped by session; shared ones after,
 	// grouped by group and filter.
 	slices.SortFunc(ents, func(x, y entry) int {
@@ -93,7 +108,7 @@ func (b *Broker) deliverMany(msg *session.Message, ents []entry) int {
 		for j < len(ents) && ents[j].Key.group == "" && ents[j].Key.s == ents[i].Key.s {
 			j++
 		}
-		n += b.deliverMerged(msg, ents[i:j])
+		n += b.deliverMerged(rt, msg, ents[i:j])
 		i = j
 	}
 	for i < len(ents) {
@@ -101,7 +116,7 @@ func (b *Broker) deliverMany(msg *session.Message, ents []entry) int {
 		for j < len(ents) && ents[j].Key.group == ents[i].Key.group && ents[j].Value.filter == ents[i].Value.filter {
 			j++
 		}
-		n += b.deliverShared(msg, ents[i:j])
+		n += b.deliverShared(rt, msg, ents[i:j])
 		i = j
 	}
 	return n
@@ -109,9 +124,9 @@ func (b *Broker) deliverMany(msg *session.Message, ents []entry) int {
 
 // deliverMerged delivers once to a session matched by several filters, at
 // the highest granted QoS, carrying every subscription identifier.
-func (b *Broker) deliverMerged(msg *session.Message, ents []entry) int {
+func (b *Broker) deliverMerged(rt *routing, msg *session.Message, ents []entry) int {
 	if len(ents) == 1 {
-		return b.deliver(msg, ents[0].Key.s, ents[0].Value, nil)
+		return b.deliver(rt, msg, ents[0].Key.s, ents[0].Value, nil)
 	}
 	var best subscriber
 	var ids []uint32
@@ -132,12 +147,12 @@ func (b *Broker) deliverMerged(msg *session.Message, ents []entry) int {
 	if !found {
 		return 0
 	}
-	return b.deliver(msg, ents[0].Key.s, best, ids)
+	return b.deliver(rt, msg, ents[0].Key.s, best, ids)
 }
 
 // deliverShared gives the message to one member of a share group, round
 // robin, preferring members that are online.
-func (b *Broker) deliverShared(msg *session.Message, members []entry) int {
+func (b *Broker) deliverShared(rt *routing, msg *session.Message, members []entry) int {
 	start := b.shared.pick(members[0].Key.group, members[0].Value.filter)
 	pick := int(start % uint64(len(members)))
 	for k := 0; k < len(members); k++ {
@@ -147,16 +162,16 @@ func (b *Broker) deliverShared(msg *session.Message, members []entry) int {
 			break
 		}
 	}
-	return b.deliverTo(msg, members[pick])
+	return b.deliverTo(rt, msg, members[pick])
 }
 
 // deliverTo delivers a shared-subscription message to the chosen member.
-func (b *Broker) deliverTo(msg *session.Message, m entry) int {
+func (b *Broker) deliverTo(rt *routing, msg *session.Message, m entry) int {
 	var ids []uint32
 	if m.Value.subID != 0 {
 		ids = []uint32{m.Value.subID}
 	}
-	return b.deliverShare(msg, m.Key.s, m.Value, ids, m.Key.group)
+	return b.deliverShare(rt, msg, m.Key.s, m.Value, ids, m.Key.group)
 }
 
 // redistribute gives shared-subscription messages taken from a session
@@ -164,7 +179,15 @@ func (b *Broker) deliverTo(msg *session.Message, m entry) int {
 // (5.0 section 4.8.2). Messages whose group has no other member are
 // dropped and counted.
 func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
+	if len(ds) == 0 {
+		return
+	}
+	rt := routingPool.Get().(*routing)
+	defer rt.release()
 	for _, d := range ds {
+		if d.Seq != 0 {
+			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: gone.ID, Seq: d.Seq})
+		}
 		ep := entryPool.Get().(*[]entry)
 		ents := b.subs.Match(d.Msg.Topic, (*ep)[:0])
 		members := ents[:0]
@@ -173,24 +196,26 @@ func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
 				members = append(members, e)
 			}
 		}
-		if len(members) == 0 || b.deliverShared(d.Msg, members) == 0 {
+		if len(members) == 0 || b.deliverShared(rt, d.Msg, members) == 0 {
 			b.stats.messagesDropped.Add(1)
 		}
 		clear(ents)
 		*ep = ents[:0]
 		entryPool.Put(ep)
 	}
+	// A failed write is logged and counted by commit.
+	_ = b.finishRouting(rt, nil, false)
 }
 
 // deliver enqueues msg for s under sub's options. It never blocks: a full
 // queue applies the overflow policy and the drop is counted.
-func (b *Broker) deliver(msg *session.Message, s *session.Session, sub subscriber, ids []uint32) int {
-	return b.deliverShare(msg, s, sub, ids, "")
+func (b *Broker) deliver(rt *routing, msg *session.Message, s *session.Session, sub subscriber, ids []uint32) int {
+	return b.deliverShare(rt, msg, s, sub, ids, "")
 }
 
 // deliverShare is deliver for a message that came through share group
 // group ("" for none).
-func (b *Broker) deliverShare(msg *session.Message, s *session.Session, sub subscriber, ids []uint32, group string) int {
+func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Session, sub subscriber, ids []uint32, group string) int {
 	if sub.noLocal && s.ID == msg.Origin {
 		return 0
 	}
@@ -206,15 +231,30 @@ func (b *Broker) deliverShare(msg *session.Message, s *session.Session, sub subs
 	if group != "" {
 		d.Share, d.ShareFilter = group, sub.filter
 	}
-	ok, dropped, wake := s.Enqueue(d)
-	if wake != nil {
-		wake()
+	if d.QoS > 0 && b.store != nil && s.Persistent() {
+		// Written to the store first; queued by finishRouting.
+		d.Seq = s.NextSeq()
+		rt.staged = append(rt.staged, staged{s: s, d: d})
+		return 1
 	}
-	if dropped > 0 {
-		b.stats.messagesDropped.Add(uint64(dropped))
-	}
-	if !ok {
+	if !b.enqueue(rt, s, d) {
 		return 0
 	}
 	return 1
+}
+
+// enqueue queues d for s, wakes its writer and accounts for drops (stored
+// ones are removed from the store with the routing's next commit).
+func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bool {
+	r := s.Enqueue(d)
+	if r.Wake != nil {
+		r.Wake()
+	}
+	if r.Dropped > 0 {
+		b.stats.messagesDropped.Add(uint64(r.Dropped))
+		for _, seq := range r.DroppedSeqs {
+			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})
+		}
+	}
+	return r.Accepted
 }

@@ -125,6 +125,16 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 // held (also for a session that lives on: they go to members that are
 // online), for the caller to give to other members of their groups.
 func (b *Broker) detach(c *conn) []session.Delivery {
+	op := Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, b.opts().Now())}
+	if c.clean {
+		op = Op{Kind: OpDeleteSession, ClientID: c.clientID}
+	}
+	defer func() {
+		if op.Kind != 0 && c.sess.Persistent() {
+			// A failed write is logged and counted by commit.
+			_ = b.commitOne(op, false)
+		}
+	}()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mu.clients[c.clientID] == c {
@@ -132,6 +142,7 @@ func (b *Broker) detach(c *conn) []session.Delivery {
 	}
 	c.sess.Detach()
 	if b.mu.sessions[c.clientID] != c.sess {
+		op.Kind = 0
 		return nil
 	}
 	shared := c.sess.TakeShared()
@@ -167,6 +178,9 @@ func (b *Broker) expire(id string, s *session.Session) {
 	delete(b.mu.wills, id)
 	b.mu.Unlock()
 	b.log.Info("session expired", "client", id)
+	// A failed write is logged and counted by commit; the session then
+	// comes back at restart and expires again.
+	_ = b.commitOne(Op{Kind: OpDeleteSession, ClientID: id}, false)
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
 		b.sendWill(w.msg)
@@ -203,10 +217,16 @@ func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Durati
 
 // sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8].
 func (b *Broker) sendWill(msg *session.Message) {
+	var extra Batch
+	if msg.Retain && b.store != nil {
+		extra.Add(retainOp(msg))
+	}
+	if _, err := b.publishWith(msg, &extra, false); err != nil {
+		return // logged and counted by commit
+	}
 	if msg.Retain { // [MQTT-3.1.2-17]
 		b.retainMessage(msg)
 	}
-	b.publish(msg)
 }
 
 // dropSessionLocked discards a session and its subscriptions.

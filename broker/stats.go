@@ -9,6 +9,7 @@ type counters struct {
 	messagesSent     atomic.Uint64
 	messagesDropped  atomic.Uint64
 	bytesSent        atomic.Uint64
+	storeErrors      atomic.Uint64
 }
 
 // Stats is a snapshot of the broker's counters and gauges.
@@ -22,6 +23,7 @@ type Stats struct {
 	MessagesSent     uint64 // PUBLISH packets written to clients
 	MessagesDropped  uint64 // deliveries refused by a full queue or an offline QoS 0 session
 	BytesSent        uint64
+	StoreErrors      uint64 // failed store writes
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -39,6 +41,7 @@ func (b *Broker) Stats() Stats {
 		MessagesSent:     b.stats.messagesSent.Load(),
 		MessagesDropped:  b.stats.messagesDropped.Load(),
 		BytesSent:        b.stats.bytesSent.Load(),
+		StoreErrors:      b.stats.storeErrors.Load(),
 	}
 }
 

@@ -34,6 +34,12 @@ func (c *conn) writeLoop() {
 		if sess != nil && !closing {
 			batch = sess.TakeBatch(batch, writeBatchMax)
 		}
+		if err := c.recordInflight(batch); err != nil {
+			c.b.log.Warn("recording sent messages failed; closing", "client", c.clientID, "err", err)
+			c.failWrite()
+			c.writing.Store(false)
+			return
+		}
 		c.mu.Lock()
 		ctrl, c.mu.ctrl = c.mu.ctrl, spare[:0]
 		closing = c.mu.closing
@@ -41,7 +47,7 @@ func (c *conn) writeLoop() {
 
 		var err error
 		for i, p := range ctrl {
-			if buf, err = c.appendPacket(buf, p, v); err != nil {
+			if buf, err = c.appendPacket(buf, p, v, lim.maxPacket); err != nil {
 				break
 			}
 			ctrl[i] = nil
@@ -92,6 +98,32 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// recordInflight writes to the store, before they are sent, the packet
+// ids given to stored deliveries: synced when a QoS 2 message is among
+// them, so that a restart resends it under the same id and the client can
+// tell the duplicate [MQTT-4.3.3-2]; not synced for QoS 1 alone, whose
+// loss only means a resend.
+func (c *conn) recordInflight(batch []session.Outbound) error {
+	if c.b.store == nil {
+		return nil
+	}
+	c.wbatch.Reset()
+	durable := false
+	for i := range batch {
+		o := &batch[i]
+		if o.Kind != session.OutPublish || o.Dup || o.PacketID == 0 || o.Delivery.Seq == 0 {
+			continue
+		}
+		st := AwaitPuback
+		if o.Delivery.QoS == 2 {
+			st, durable = AwaitPubrec, true
+		}
+		c.wbatch.Add(Op{Kind: OpSetInflight, ClientID: c.clientID,
+			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: st}})
+	}
+	return c.b.commit(&c.wbatch, durable)
+}
+
 // hasWork reports whether the writer would find something to send.
 func (c *conn) hasWork() bool {
 	c.mu.Lock()
@@ -121,13 +153,53 @@ func (c *conn) failWrite() {
 	_ = c.nc.Close() // the write already failed; the close error adds nothing
 }
 
-func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version) ([]byte, error) {
+func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version, maxPacket int) ([]byte, error) {
 	if p.Type() == packet.CONNACK {
 		c.mu.Lock()
 		c.mu.connacked = true
 		c.mu.Unlock()
 	}
-	return p.Append(buf, v)
+	n := len(buf)
+	buf, err := p.Append(buf, v)
+	if err != nil || maxPacket == 0 || len(buf)-n <= maxPacket {
+		return buf, err
+	}
+	// Too large for the client: without Reason String and User Properties
+	// [MQTT-3.1.2-25], or not at all [MQTT-3.2.2-19].
+	if props := diagnostics(p); props != nil {
+		props.Clear(packet.PropReasonString)
+		props.Clear(packet.PropUserProperty)
+		if buf, err = p.Append(buf[:n], v); err != nil || len(buf)-n <= maxPacket {
+			return buf, err
+		}
+	}
+	return buf[:n], nil
+}
+
+// diagnostics returns the properties of the packets the broker may put a
+// Reason String in.
+func diagnostics(p packet.Packet) *packet.Properties {
+	switch p := p.(type) {
+	case *packet.Connack:
+		return &p.Properties
+	case *packet.Disconnect:
+		return &p.Properties
+	case *packet.Puback:
+		return &p.Properties
+	case *packet.Pubrec:
+		return &p.Properties
+	case *packet.Pubrel:
+		return &p.Properties
+	case *packet.Pubcomp:
+		return &p.Properties
+	case *packet.Suback:
+		return &p.Properties
+	case *packet.Unsuback:
+		return &p.Properties
+	case *packet.Auth:
+		return &p.Properties
+	}
+	return nil
 }
 
 // outLimits are what a 5.0 client asked of the messages sent to it.
@@ -157,7 +229,9 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 		Payload:  d.Msg.Payload,
 	}
 	if v == packet.V5 {
-		if d.Msg.Expired(lim.now) {
+		if !o.Dup && d.Msg.Expired(lim.now) {
+			// Expired before onward delivery started [MQTT-3.3.2-5]; a message
+			// already sent once is sent again whatever its expiry.
 			c.abandon(sess, o)
 			return buf, nil
 		}
@@ -166,7 +240,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 		}
 		p.Properties.SubscriptionIdentifiers = d.SubIDs
 		if !d.Msg.Expiry.IsZero() {
-			left := d.Msg.Expiry.Sub(lim.now)
+			left := max(d.Msg.Expiry.Sub(lim.now), 0)
 			p.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
 			p.Properties.Set(packet.PropMessageExpiryInterval)
 		}
@@ -187,7 +261,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 func (c *conn) abandon(sess *session.Session, o *session.Outbound) {
 	c.b.stats.messagesDropped.Add(1)
 	if o.PacketID != 0 {
-		sess.Abandon(o.PacketID)
+		c.dequeue(sess.Abandon(o.PacketID))
 	}
 }
 

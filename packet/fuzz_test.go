@@ -19,7 +19,7 @@ func checkSentinel(t *testing.T, err error) {
 		t.Fatalf("error %v carries no reason code", err)
 	}
 	switch rc {
-	case MalformedPacket, ProtocolError, UnsupportedProtocolVersion, PacketTooLarge:
+	case MalformedPacket, ProtocolError, UnsupportedProtocolVersion, PacketTooLarge, TopicAliasInvalid:
 	default:
 		t.Fatalf("error %v has reason code %v", err, rc)
 	}

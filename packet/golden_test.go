@@ -276,7 +276,7 @@ func goldenCases() []goldenCase {
 			want: &Publish{Topic: "t", Properties: P(PropCorrelationData, []byte(nil),
 				PropUserProperty, UserProperty{"a", "b"}, PropUserProperty, UserProperty{})}},
 		goldenCase{name: "PUBLISH missing property length", raw: pk(0x30, "0001 't'"), err: ErrMalformedPacket},
-		goldenCase{name: "PUBLISH topic alias 0 [MQTT-3.3.2-8]", raw: pk(0x30, "0001 't' 03 23 0000"), err: ErrProtocolError},
+		goldenCase{name: "PUBLISH topic alias 0 [MQTT-3.3.2-8]", raw: pk(0x30, "0001 't' 03 23 0000"), err: TopicAliasInvalid},
 		goldenCase{name: "PUBLISH subscription id 0 [5.0 §3.3.2.3.8]", raw: pk(0x30, "0001 't' 02 0b 00"), err: ErrProtocolError},
 		goldenCase{name: "PUBLISH payload format 2 [5.0 §3.3.2.3.2]", raw: pk(0x30, "0001 't' 02 01 02"), err: ErrProtocolError},
 		goldenCase{name: "PUBLISH property not allowed: session expiry [5.0 table 2-4]", raw: pk(0x30, "0001 't' 05 11 00000001"), err: ErrProtocolError},

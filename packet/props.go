@@ -243,8 +243,11 @@ func (p *Properties) decode(d *decoder, kind propKind) error {
 			if err != nil {
 				return err
 			}
-			if x == 0 && (id == PropReceiveMaximum || id == PropTopicAlias) { // 5.0 §3.1.2.11.3, [MQTT-3.3.2-8]
+			if x == 0 && id == PropReceiveMaximum { // 5.0 §3.1.2.11.3
 				return pd.errorf(ErrProtocolError, "property %s has value 0", name)
+			}
+			if x == 0 && id == PropTopicAlias { // [MQTT-3.3.2-8]: DISCONNECT 0x94
+				return pd.errorf(TopicAliasInvalid, "property %s has value 0", name)
 			}
 			*p.uint16Field(id) = x
 		case ptUint32:

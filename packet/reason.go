@@ -54,7 +54,8 @@ const (
 	WildcardSubscriptionsNotSupported   ReasonCode = 0xA2
 )
 
-// Decode errors. Every error Decode returns wraps one of these, so callers
+// Decode errors. Every error Decode returns wraps one of these (or, for a
+// 5.0 Topic Alias of 0, TopicAliasInvalid [MQTT-3.3.2-8]), so callers
 // choose the DISCONNECT reason with errors.As(err, &code).
 var (
 	// ErrMalformedPacket: the bytes do not form a valid packet.

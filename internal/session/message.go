@@ -41,6 +41,8 @@ type Delivery struct {
 	// Share and ShareFilter name the share group and its filter when the
 	// message came through a $share subscription ("" otherwise).
 	Share, ShareFilter string
+	// Seq numbers a delivery kept in the broker's store (0: not stored).
+	Seq uint64
 }
 
 // Subscription is one topic filter a session subscribed to, with its options.

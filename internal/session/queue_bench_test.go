@@ -20,7 +20,7 @@ func BenchmarkQueue(b *testing.B) {
 				out := make([]Outbound, 0, batch)
 				cycle := func() {
 					for range batch {
-						if ok, _, _ := s.Enqueue(d); !ok {
+						if !s.Enqueue(d).Accepted {
 							b.Fatal("enqueue refused")
 						}
 					}
@@ -30,7 +30,7 @@ func BenchmarkQueue(b *testing.B) {
 					}
 					if qos > 0 {
 						for i := range out {
-							if !s.Puback(out[i].PacketID) {
+							if _, ok := s.Puback(out[i].PacketID); !ok {
 								b.Fatalf("puback %d refused", out[i].PacketID)
 							}
 						}

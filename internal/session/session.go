@@ -50,6 +50,7 @@ const (
 
 type inflight struct {
 	d     Delivery
+	seq   uint64 // the delivery's Seq, kept after PUBREC drops the message
 	state inflightState
 }
 
@@ -75,6 +76,7 @@ type Session struct {
 
 	dropped     atomic.Uint64
 	droppedQoS0 atomic.Uint64
+	persistent  atomic.Bool // its QoS 1/2 deliveries are written to the store
 
 	mu struct {
 		sync.Mutex
@@ -89,6 +91,7 @@ type Session struct {
 		nextPID     uint16
 		maxInflight int
 		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
+		nextSeq     uint64
 	}
 }
 
@@ -151,39 +154,57 @@ func (s *Session) Online() bool {
 	return s.mu.online
 }
 
-// Enqueue queues d for delivery without blocking. It returns whether d was
-// accepted, how many messages were dropped (d itself when refused, older
-// ones under drop-oldest), and the attached connection's wake function when
-// the caller must run it (after Enqueue returned) to start the writer. A
-// full queue applies the overflow policy and counts every drop.
-func (s *Session) Enqueue(d Delivery) (accepted bool, dropped int, wake func()) {
+// Enqueued is what Enqueue did with a delivery.
+type Enqueued struct {
+	Accepted bool
+	// Dropped counts the messages dropped: the new one when refused, older
+	// ones under drop-oldest. DroppedSeqs lists the stored ones (Seq != 0)
+	// among them, for the caller to remove from the store.
+	Dropped     int
+	DroppedSeqs []uint64
+	// Wake is the attached connection's wake function when the caller must
+	// run it (after Enqueue returned) to start the writer.
+	Wake func()
+}
+
+// Enqueue queues d for delivery without blocking. A full queue applies the
+// overflow policy and counts every drop.
+func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	drop := func(x Delivery) {
+		r.Dropped++
+		if x.Seq != 0 {
+			r.DroppedSeqs = append(r.DroppedSeqs, x.Seq)
+		}
+	}
 	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
 		s.droppedQoS0.Add(1)
-		return false, 1, nil
+		drop(d)
+		return r
 	}
 	if s.fullLocked(d.Msg.Size()) {
 		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
 			s.dropped.Add(1)
-			return false, 1, nil
+			drop(d)
+			return r
 		}
 		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) {
-			s.mu.q.pop()
-			dropped++
+			drop(s.mu.q.pop())
 		}
 		if s.fullLocked(d.Msg.Size()) { // a single message larger than the byte limit
-			dropped++
-			s.dropped.Add(uint64(dropped))
-			return false, dropped, nil
+			drop(d)
+			s.dropped.Add(uint64(r.Dropped))
+			return r
 		}
-		s.dropped.Add(uint64(dropped))
+		s.dropped.Add(uint64(r.Dropped))
 	}
 	s.mu.q.push(d)
+	r.Accepted = true
 	if s.mu.online {
-		return true, dropped, s.mu.wake
+		r.Wake = s.mu.wake
 	}
-	return true, dropped, nil
+	return r
 }
 
 func (s *Session) fullLocked(size int) bool {
@@ -217,7 +238,9 @@ func (s *Session) EnqueueRetained(ds []Delivery) (wake func()) {
 func (s *Session) TakeBatch(dst []Outbound, max int) []Outbound {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.mu.resend) > 0 && max > 0 {
+	// Resent messages count against the window too [MQTT-3.3.4-9]: those
+	// still in resend have not been sent on this connection yet.
+	for len(s.mu.resend) > 0 && max > 0 && len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight {
 		pid := s.mu.resend[0]
 		s.mu.resend = s.mu.resend[1:]
 		f, ok := s.mu.inflight[pid]
@@ -230,6 +253,9 @@ func (s *Session) TakeBatch(dst []Outbound, max int) []Outbound {
 			dst = append(dst, Outbound{Kind: OutPublish, PacketID: pid, Dup: true, Delivery: f.d})
 		}
 		max--
+	}
+	if len(s.mu.resend) > 0 { // nothing overtakes a message owed again
+		return dst
 	}
 	for len(s.mu.retained) > 0 && max > 0 {
 		d := s.mu.retained[0]
@@ -271,7 +297,7 @@ func (s *Session) admitLocked(d Delivery) (Outbound, bool) {
 	if d.QoS == 2 {
 		st = awaitPubrec
 	}
-	s.mu.inflight[pid] = &inflight{d: d, state: st}
+	s.mu.inflight[pid] = &inflight{d: d, seq: d.Seq, state: st}
 	s.mu.order = append(s.mu.order, pid)
 	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}, true
 }
@@ -308,7 +334,7 @@ func (s *Session) HasPending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mu.resend) > 0 {
-		return true
+		return len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight
 	}
 	var head *Delivery
 	if len(s.mu.retained) > 0 {
@@ -337,26 +363,29 @@ func (s *Session) removeLocked(pid uint16) {
 }
 
 // Puback completes a QoS 1 delivery. It reports whether pid was awaiting a
-// PUBACK; an unknown id is ignored by the caller.
-func (s *Session) Puback(pid uint16) bool {
+// PUBACK (an unknown id is ignored by the caller) and the delivery's Seq.
+func (s *Session) Puback(pid uint16) (seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.mu.inflight[pid]
 	if !ok || f.state != awaitPuback {
-		return false
+		return 0, false
 	}
 	s.removeLocked(pid)
-	return true
+	return f.seq, true
 }
 
 // Abandon removes an inflight delivery that will not be sent (expired, or
-// too large for the client), as if it had been acknowledged.
-func (s *Session) Abandon(pid uint16) {
+// too large for the client), as if it had been acknowledged, and returns
+// its Seq.
+func (s *Session) Abandon(pid uint16) (seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.mu.inflight[pid]; ok {
+	if f, ok := s.mu.inflight[pid]; ok {
 		s.removeLocked(pid)
+		return f.seq
 	}
+	return 0
 }
 
 // TakeShared removes and returns the QoS 1/2 messages that came through
@@ -392,30 +421,31 @@ func (s *Session) TakeShared() []Delivery {
 // Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
 // now released (it is never sent again) and the PUBREL is owed
 // [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,
-// in which case the caller sends PUBREL (also for a repeated PUBREC).
-func (s *Session) Pubrec(pid uint16) bool {
+// in which case the caller sends PUBREL (also for a repeated PUBREC), and
+// the delivery's Seq.
+func (s *Session) Pubrec(pid uint16) (seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.mu.inflight[pid]
 	if !ok || f.state == awaitPuback {
-		return false
+		return 0, false
 	}
 	f.state = awaitPubcomp
 	f.d = Delivery{}
-	return true
+	return f.seq, true
 }
 
 // Pubcomp completes a QoS 2 delivery. It reports whether pid was awaiting
-// a PUBCOMP.
-func (s *Session) Pubcomp(pid uint16) bool {
+// a PUBCOMP, and the delivery's Seq.
+func (s *Session) Pubcomp(pid uint16) (seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.mu.inflight[pid]
 	if !ok || f.state != awaitPubcomp {
-		return false
+		return 0, false
 	}
 	s.removeLocked(pid)
-	return true
+	return f.seq, true
 }
 
 // ReceiveQoS2 records an inbound QoS 2 PUBLISH. It returns false when pid

@@ -20,12 +20,12 @@ func online(t *testing.T, limits Limits, inflight int) (*Session, *int) {
 
 func TestEnqueueWakesOnlineSessionOnly(t *testing.T) {
 	s := New("c", Limits{MaxMessages: 10})
-	if ok, _, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake != nil {
-		t.Fatalf("offline enqueue: ok=%v wake=%v, want queued without wake", ok, wake != nil)
+	if r := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !r.Accepted || r.Wake != nil {
+		t.Fatalf("offline enqueue: %+v, want queued without wake", r)
 	}
 	s.Attach(func() {}, 10)
-	if ok, _, wake := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !ok || wake == nil {
-		t.Fatalf("online enqueue: ok=%v wake=%v, want queued with wake", ok, wake != nil)
+	if r := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !r.Accepted || r.Wake == nil {
+		t.Fatalf("online enqueue: %+v, want queued with wake", r)
 	}
 }
 
@@ -61,14 +61,14 @@ func TestOverflowPolicies(t *testing.T) {
 
 func TestOfflineQoS0DroppedUnlessConfigured(t *testing.T) {
 	s := New("c", Limits{MaxMessages: 10})
-	if ok, _, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); ok {
+	if s.Enqueue(Delivery{Msg: msg("a", 0)}).Accepted {
 		t.Fatal("QoS 0 queued for an offline session")
 	}
 	if s.Stats().DroppedQoS0 != 1 {
 		t.Fatal("offline QoS 0 drop not counted")
 	}
 	s = New("c", Limits{MaxMessages: 10, QueueQoS0Offline: true})
-	if ok, _, _ := s.Enqueue(Delivery{Msg: msg("a", 0)}); !ok {
+	if !s.Enqueue(Delivery{Msg: msg("a", 0)}).Accepted {
 		t.Fatal("QoS 0 not queued with QueueQoS0Offline")
 	}
 }
@@ -85,10 +85,10 @@ func TestInflightWindowHoldsOrder(t *testing.T) {
 	if s.HasPending() {
 		t.Fatal("HasPending with a full window")
 	}
-	if !s.Puback(out[0].PacketID) {
+	if _, ok := s.Puback(out[0].PacketID); !ok {
 		t.Fatal("puback of an inflight id refused")
 	}
-	if s.Puback(out[0].PacketID) {
+	if _, ok := s.Puback(out[0].PacketID); ok {
 		t.Fatal("second puback of the same id accepted")
 	}
 	out2 := s.TakeBatch(nil, 10)
@@ -128,7 +128,7 @@ func TestReattachResendsInOrderWithDup(t *testing.T) {
 	s.Enqueue(Delivery{Msg: msg("q2", 2), QoS: 2})
 	s.Enqueue(Delivery{Msg: msg("q2b", 2), QoS: 2})
 	out := s.TakeBatch(nil, 10)
-	if !s.Pubrec(out[2].PacketID) {
+	if _, ok := s.Pubrec(out[2].PacketID); !ok {
 		t.Fatal("pubrec refused")
 	}
 	s.Detach()
@@ -149,7 +149,7 @@ func TestReattachResendsInOrderWithDup(t *testing.T) {
 			t.Fatalf("resend %d without DUP", i)
 		}
 	}
-	if !s.Pubcomp(out[2].PacketID) || s.Stats().Inflight != 2 {
+	if _, ok := s.Pubcomp(out[2].PacketID); !ok || s.Stats().Inflight != 2 {
 		t.Fatal("pubcomp did not complete the QoS 2 delivery")
 	}
 }

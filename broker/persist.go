@@ -1,0 +1,167 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// routing collects, while one message is routed, the deliveries to
+// persistent sessions that must be written to the store before they are
+// queued, and the store removals the routing caused (dropped deliveries).
+type routing struct {
+	staged  []staged
+	batch   Batch
+	cleanup Batch
+}
+
+type staged struct {
+	s *session.Session
+	d session.Delivery
+}
+
+var routingPool = sync.Pool{New: func() any { return new(routing) }}
+
+func (rt *routing) release() {
+	clear(rt.staged)
+	rt.staged = rt.staged[:0]
+	rt.batch.Reset()
+	rt.cleanup.Reset()
+	routingPool.Put(rt)
+}
+
+// finishRouting writes the staged deliveries with extra in one commit,
+// then queues them; it also commits the routing's removals. Without a
+// store it only queues.
+func (b *Broker) finishRouting(rt *routing, extra *Batch, durable bool) error {
+	if len(rt.staged) > 0 || (extra != nil && extra.Len() > 0) {
+		if extra != nil {
+			rt.batch.Ops = append(rt.batch.Ops, extra.Ops...)
+		}
+		for i := range rt.staged {
+			st := &rt.staged[i]
+			rt.batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
+		}
+		if err := b.commit(&rt.batch, durable); err != nil {
+			return err
+		}
+		for _, st := range rt.staged {
+			b.enqueue(rt, st.s, st.d)
+		}
+	}
+	if rt.cleanup.Len() > 0 {
+		// A removal that fails to be written is logged and counted by
+		// commit; the delivery comes back at restart, as at-least-once allows.
+		_ = b.commit(&rt.cleanup, false)
+	}
+	return nil
+}
+
+// errStore marks a failed store write.
+var errStore = fmt.Errorf("broker: store write failed")
+
+// commit writes batch to the store, if there is one.
+func (b *Broker) commit(batch *Batch, durable bool) error {
+	if b.store == nil || batch.Len() == 0 {
+		return nil
+	}
+	if err := b.store.Commit(batch, durable); err != nil {
+		b.stats.storeErrors.Add(1)
+		b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable)
+		return fmt.Errorf("%w: %w", errStore, err)
+	}
+	return nil
+}
+
+// commitOne writes a single operation.
+func (b *Broker) commitOne(op Op, durable bool) error {
+	if b.store == nil {
+		return nil
+	}
+	var batch Batch
+	batch.Add(op)
+	return b.commit(&batch, durable)
+}
+
+func storedMessage(m *session.Message) StoredMessage {
+	return StoredMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		Properties: m.Properties, Expiry: m.Expiry, Origin: m.Origin}
+}
+
+func storedDelivery(d *session.Delivery) *StoredDelivery {
+	return &StoredDelivery{Seq: d.Seq, Msg: storedMessage(d.Msg), QoS: d.QoS, Retain: d.Retain,
+		SubIDs: d.SubIDs, Share: d.Share, ShareFilter: d.ShareFilter}
+}
+
+func restoredMessage(m *StoredMessage) *session.Message {
+	return &session.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		Properties: m.Properties, Expiry: m.Expiry, Origin: m.Origin}
+}
+
+func storedSubscription(s session.Subscription) *StoredSubscription {
+	return &StoredSubscription{Filter: s.Filter, QoS: s.QoS, NoLocal: s.NoLocal,
+		RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: s.SubID}
+}
+
+// sessionRecord is the store's record of c's session.
+func sessionRecord(c *conn, disconnected time.Time) *StoredSession {
+	exp := uint32(NoExpiry)
+	if c.version == packet.V5 {
+		exp = c.expiry
+	}
+	return &StoredSession{ClientID: c.clientID, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
+}
+
+// restore loads the store's content into the broker at startup: sessions
+// (offline, with subscriptions, queues, inflight messages to resend and
+// inbound QoS 2 ids), expiry timers for 5.0 sessions, retained messages.
+func (b *Broker) restore(ctx context.Context) error {
+	st, err := b.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("broker: loading the store: %w", err)
+	}
+	now := b.opts().Now()
+	queued := 0
+	for _, ss := range st.Sessions {
+		s := session.New(ss.ClientID, b.sessionLimits())
+		s.SetPersistent(true)
+		for _, sub := range ss.Subscriptions {
+			s.Subscribe(session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID})
+			group, inner := splitShared(sub.Filter)
+			b.subs.Subscribe(inner, subKey{s: s, group: group}, subscriber{filter: inner, qos: sub.QoS,
+				noLocal: sub.NoLocal, retainAsPublished: sub.RetainAsPublished, subID: sub.SubID})
+		}
+		for i := range ss.Queue {
+			sd := &ss.Queue[i]
+			d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
+				SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
+			s.Restore(d, sd.PacketID, session.RestoreState(sd.State))
+			queued++
+		}
+		for _, pid := range ss.InboundQoS2 {
+			s.RestoreInbound(pid)
+		}
+		b.mu.Lock()
+		b.mu.sessions[ss.ClientID] = s
+		if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
+			since := ss.DisconnectedAt
+			if since.IsZero() {
+				since = now
+			}
+			left := since.Add(time.Duration(ss.ExpiryInterval) * time.Second).Sub(now)
+			id := ss.ClientID
+			b.mu.expiries[s] = time.AfterFunc(max(left, 0), func() { b.expire(id, s) })
+		}
+		b.mu.Unlock()
+	}
+	for _, m := range st.Retained {
+		b.retained.Set(m.Topic, restoredMessage(m))
+	}
+	b.log.Info("store loaded", "sessions", len(st.Sessions), "queued", queued, "retained", len(st.Retained))
+	return nil
+}

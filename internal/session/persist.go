@@ -1,0 +1,64 @@
+package session
+
+// SetPersistent marks whether the session's QoS 1/2 deliveries are kept in
+// the broker's store. The session itself only carries the flag and the
+// sequence numbers; the broker does the writing.
+func (s *Session) SetPersistent(p bool) { s.persistent.Store(p) }
+
+// Persistent reports the flag SetPersistent set.
+func (s *Session) Persistent() bool { return s.persistent.Load() }
+
+// NextSeq returns a new, increasing sequence number for a stored delivery.
+func (s *Session) NextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.nextSeq++
+	return s.mu.nextSeq
+}
+
+// RestoreState is where a restored delivery stood when the broker stopped.
+type RestoreState byte
+
+// The states of a restored delivery.
+const (
+	RestoreQueued       RestoreState = iota // not sent
+	RestoreAwaitPuback                      // QoS 1 sent
+	RestoreAwaitPubrec                      // QoS 2 sent
+	RestoreAwaitPubcomp                     // QoS 2 received by the client, PUBREL owed
+)
+
+// Restore puts back a stored delivery, at startup and in Seq order: a
+// queued one at the end of the queue (outside the limits: it was accepted
+// once), an inflight one in the inflight window under its packet id, to be
+// sent again when a connection attaches [MQTT-4.4.0-1].
+func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.Seq > s.mu.nextSeq {
+		s.mu.nextSeq = d.Seq
+	}
+	if st == RestoreQueued || pid == 0 {
+		s.mu.q.push(d)
+		return
+	}
+	f := &inflight{d: d, seq: d.Seq}
+	switch st {
+	case RestoreAwaitPuback:
+		f.state = awaitPuback
+	case RestoreAwaitPubrec:
+		f.state = awaitPubrec
+	default:
+		f.state = awaitPubcomp
+		f.d = Delivery{}
+	}
+	s.mu.inflight[pid] = f
+	s.mu.order = append(s.mu.order, pid)
+	if pid > s.mu.nextPID {
+		s.mu.nextPID = pid
+	}
+}
+
+// RestoreInbound puts back an inbound QoS 2 packet id awaiting PUBREL.
+func (s *Session) RestoreInbound(pid uint16) {
+	s.ReceiveQoS2(pid)
+}
