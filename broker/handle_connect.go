@@ -26,7 +26,7 @@ type pendingConnect struct {
 	// expiryCapped: the session expiry interval granted is below the
 	// client's and goes in CONNACK.
 	expiryCapped bool
-	ex       AuthExchange
+	ex           AuthExchange
 }
 
 // handleConnect checks the CONNECT, authenticates the client (simply, or
