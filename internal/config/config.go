@@ -20,6 +20,8 @@ type Config struct {
 	// Redirect sends every 5.0 client to another server (CONNACK 0x9C, or
 	// 0x9D when permanent).
 	Redirect Redirect `yaml:"redirect"`
+	// Store is where persistent sessions and retained messages are kept.
+	Store Store `yaml:"store"`
 	// AllowAnonymousRemote accepts anonymous clients on non-loopback
 	// listeners (until authentication is configured, every client is
 	// anonymous).
@@ -27,6 +29,17 @@ type Config struct {
 	// Auth, when present, turns authentication and authorization on
 	// (auth.go, docs/security.md).
 	Auth *Auth `yaml:"auth"`
+}
+
+// Store configures the embedded store.
+type Store struct {
+	// Type is "disk" (default: under DataDir) or "memory" (nothing
+	// survives a restart; also petrel serve --ephemeral).
+	Type         string        `yaml:"type"`
+	DataDir      string        `yaml:"data_dir"`
+	Sync         string        `yaml:"sync"` // always, interval, none
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	SkipCorrupt  bool          `yaml:"skip_corrupt"`
 }
 
 // Redirect configures 5.0 server redirection.
@@ -97,7 +110,8 @@ type Limits struct {
 // listener on 127.0.0.1:1883 and the documented default limits.
 func Default() *Config {
 	return &Config{
-		Log: Log{Level: "info", Format: "text"},
+		Log:   Log{Level: "info", Format: "text"},
+		Store: Store{Type: "disk", DataDir: "data", Sync: "always", SyncInterval: 100 * time.Millisecond},
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
@@ -121,6 +135,18 @@ func defaultLimits() Limits {
 
 // applyDefaults fills what a file left out.
 func (c *Config) applyDefaults() {
+	if c.Store.Type == "" {
+		c.Store.Type = "disk"
+	}
+	if c.Store.DataDir == "" {
+		c.Store.DataDir = "data"
+	}
+	if c.Store.Sync == "" {
+		c.Store.Sync = "always"
+	}
+	if c.Store.SyncInterval == 0 {
+		c.Store.SyncInterval = 100 * time.Millisecond
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -292,6 +318,11 @@ func (c *Config) Validate() error {
 		bad("limits.topic_alias_maximum", "%d out of range 0..65535 (0: no inbound aliases)", lim.TopicAliasMaximum)
 	}
 	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
+	oneOf("store.type", c.Store.Type, "disk", "memory")
+	oneOf("store.sync", c.Store.Sync, "always", "interval", "none")
+	if c.Store.SyncInterval < 0 {
+		bad("store.sync_interval", "must not be negative")
+	}
 	if c.Redirect.Permanent && c.Redirect.Server == "" {
 		bad("redirect.server", "required when redirect.permanent is true")
 	}
