@@ -192,7 +192,9 @@ type Report struct {
 	Acked         int64    `json:"acked"`                    // QoS 1/2 publishes completed by the broker
 	Expected      int64    `json:"expected"`                 // deliveries owed to subscribers for what was sent
 	Received      int64    `json:"received"`                 // unique deliveries
-	Lost          int64    `json:"lost"`                     // expected - received
+	Lost          int64    `json:"lost"`                     // expected - received = gaps + tail
+	LostGaps      int64    `json:"lost_gaps"`                // missing below a publisher's highest sequence received
+	LostTail      int64    `json:"lost_tail"`                // missing above it: still queued when the drain ended, or dropped at the tail
 	Duplicates    int64    `json:"duplicates"`               // deliveries of a (publisher, sequence) already received
 	OutOfOrder    int64    `json:"out_of_order"`             // deliveries after a later message of the same publisher
 	Foreign       int64    `json:"foreign"`                  // deliveries not stamped by this run

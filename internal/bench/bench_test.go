@@ -205,7 +205,14 @@ func TestTracker(t *testing.T) {
 	}
 	stamp(p, 8, 1, 9, 0)
 	tr.record(p, 1000)
-	if tr.received.Load() != 5 || tr.dups != 1 || tr.ooo != 1 || tr.foreign != 1 {
-		t.Errorf("received %d dups %d ooo %d foreign %d", tr.received.Load(), tr.dups, tr.ooo, tr.foreign)
+	if tr.received.Load() != 5 || tr.dups != 1 || tr.ooo != 1 || tr.foreign != 1 || tr.gaps() != 0 {
+		t.Errorf("received %d dups %d ooo %d foreign %d gaps %d", tr.received.Load(), tr.dups, tr.ooo, tr.foreign, tr.gaps())
+	}
+	stamp(p, 7, 1, 7, 0)
+	tr.record(p, 1000)
+	stamp(p, 7, 0, 1, 0)
+	tr.record(p, 1000)
+	if tr.gaps() != 3 {
+		t.Errorf("gaps %d, want 3 (1/5, 1/6, 0/0)", tr.gaps())
 	}
 }

@@ -278,6 +278,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 		r.Duplicates += s.t.dups
 		r.OutOfOrder += s.t.ooo
 		r.Foreign += s.t.foreign
+		r.LostGaps += s.t.gaps()
 		hist.merge(&s.t.hist)
 		lastRecv = max(lastRecv, s.t.last.Load())
 	}
@@ -287,6 +288,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	r.Expected = expected
 	r.Lost = expected - r.Received
+	r.LostTail = r.Lost - r.LostGaps
 	r.Duration = time.Duration(pubEnd.Load() - start).Seconds()
 	if r.Duration > 0 {
 		r.SentRate = float64(r.Sent) / r.Duration

@@ -25,7 +25,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("load", "QoS %d, %d B payload, window %d, %s", r.QoS, r.Size, r.Window, rate)
 		row("sent", "%d in %.2f s (%s msg/s), %d acknowledged", r.Sent, r.Duration, si(r.SentRate), r.Acked)
 		row("delivered", "%d of %d owed in %.2f s (%s msg/s)", r.Received, r.Expected, r.Elapsed, si(r.DeliveredRate))
-		row("lost", "%d (duplicates %d, out of order %d, foreign %d)", r.Lost, r.Duplicates, r.OutOfOrder, r.Foreign)
+		row("lost", "%d: %d in gaps, %d at the tail (undelivered when the drain ended)", r.Lost, r.LostGaps, r.LostTail)
+		row("duplicates", "%d (out of order %d, foreign %d)", r.Duplicates, r.OutOfOrder, r.Foreign)
 		if r.Scenario == "retained" {
 			row("time to all", "%.3f s from SUBSCRIBE", r.TimeToAll)
 		} else {

@@ -31,6 +31,7 @@ func stamp(payload []byte, run, pub uint16, seq uint32, now int64) {
 type stream struct {
 	seen []uint64 // bit seq set: seq received
 	next uint32   // highest sequence received + 1
+	n    uint32   // unique messages received
 }
 
 // tracker counts what one subscriber receives: unique messages by
@@ -77,6 +78,7 @@ func (t *tracker) record(payload []byte, now int64) {
 		return
 	}
 	s.seen[w] |= bit
+	s.n++
 	if seq+1 < s.next {
 		t.ooo++
 	} else {
@@ -85,6 +87,16 @@ func (t *tracker) record(payload []byte, now int64) {
 	t.hist.record(now - sent)
 	t.received.Add(1)
 	t.last.Store(now)
+}
+
+// gaps returns the messages missing below the highest sequence received
+// from each publisher: lost for sure when a publisher's messages arrive in
+// order.
+func (t *tracker) gaps() (n int64) {
+	for i := range t.streams {
+		n += int64(t.streams[i].next - t.streams[i].n)
+	}
+	return n
 }
 
 // histogram is a log-linear latency histogram in nanoseconds: 128

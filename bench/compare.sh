@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# bench/compare.sh: Petrel, Mosquitto and NATS (MQTT) side by side on this
+# machine, with the same load generator (petrel bench), interleaved
+# A B C A B C, each run against a freshly started broker on loopback.
+# It writes medians and ratios between the compare.sh markers of
+# BENCHMARKS.md (the rest of the file is kept).
+#
+#   bench/compare.sh                 3 rounds, 2 s per throughput run (~8 min)
+#   ROUNDS=5 DURATION=3s bench/compare.sh
+#   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" bench/compare.sh
+#
+# Installs mosquitto, nats-server and jq (Debian packages) when missing.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-2s}
+DRAIN=${DRAIN:-2s}
+BROKERS=${BROKERS:-petrel mosquitto mosquitto-nd nats}
+OUT=${OUT:-BENCHMARKS.md}
+PETREL_PORT=18831 MOSQUITTO_PORT=18832 NATS_PORT=18833 NATS_CLIENT_PORT=14223 MOSQUITTO_ND_PORT=18834
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# name|petrel bench arguments|metrics (see report_rows)
+SCENARIOS=(
+	"fanin-q0-16|fanin --qos 0 --size 16 --clients 8|tput"
+	"fanin-q0-256|fanin --qos 0 --size 256 --clients 8|tput"
+	"fanin-q1|fanin --qos 1 --window 64 --clients 8|tput"
+	"fanin-q2|fanin --qos 2 --window 16 --clients 8|tput"
+	"fanout-q0|fanout --qos 0 --clients 50|tput"
+	"pairs-q0|pairs --qos 0 --clients 100|tput"
+	"durable-q1|durable --qos 1 --clients 10|tput"
+	"lat-1k|latency --rate 1000|lat"
+	"lat-50k|latency --rate 50000|lat"
+	"retained-20k|retained --count 20000|ret"
+	"conns-10k|conns --clients 10000|conn"
+	"conns-19k|conns --clients 19000|conn"
+)
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+need_pkg() { # command package
+	command -v "$1" >/dev/null 2>&1 && return 0
+	log "installing $2"
+	if ! apt-get install -y "$2" >/dev/null 2>&1; then
+		apt-get update >/dev/null 2>&1 || true
+		apt-get install -y "$2" >/dev/null 2>&1 || return 1
+	fi
+}
+need_pkg jq jq
+for b in $BROKERS; do
+	case $b in
+	mosquitto*) need_pkg mosquitto mosquitto || { log "mosquitto unavailable"; exit 1; } ;;
+	nats)
+		if ! need_pkg nats-server nats-server; then
+			log "nats-server is not available from Debian here: comparing without NATS"
+			BROKERS=${BROKERS/nats/}
+		fi
+		;;
+	esac
+done
+# Debian starts the packaged services when systemd runs; they use the
+# default ports, not ours, so they do not interfere.
+
+TMP=$(mktemp -d)
+RES=$TMP/results
+mkdir -p "$RES"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+log "building petrel"
+go build -o "$TMP/petrel" ./cmd/petrel
+PETREL="$TMP/petrel"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cat >"$TMP/mosquitto.conf" <<EOF
+listener $MOSQUITTO_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000000
+max_inflight_messages 1024
+log_dest none
+EOF
+# The same with Nagle's algorithm off (set_tcp_nodelay), as a second variant.
+sed "s/^listener .*/listener $MOSQUITTO_ND_PORT 127.0.0.1/" "$TMP/mosquitto.conf" >"$TMP/mosquitto-nd.conf"
+echo "set_tcp_nodelay true" >>"$TMP/mosquitto-nd.conf"
+
+cat >"$TMP/nats.conf" <<EOF
+listen: 127.0.0.1:$NATS_CLIENT_PORT
+server_name: petrel_compare
+jetstream { store_dir: "$TMP/nats-js" }
+mqtt { listen: 127.0.0.1:$NATS_PORT, max_ack_pending: 1024 }
+EOF
+
+port_of() { case $1 in petrel) echo $PETREL_PORT ;; mosquitto) echo $MOSQUITTO_PORT ;; mosquitto-nd) echo $MOSQUITTO_ND_PORT ;; nats) echo $NATS_PORT ;; esac; }
+
+BROKER_PID=
+start_broker() { # name
+	case $1 in
+	petrel)
+		PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 \
+			"$PETREL" serve --listen "127.0.0.1:$PETREL_PORT" --log-level error 2>>"$TMP/petrel.log" &
+		;;
+	mosquitto | mosquitto-nd) mosquitto -c "$TMP/$1.conf" 2>>"$TMP/mosquitto.log" & ;;
+	nats)
+		rm -rf "$TMP/nats-js"
+		nats-server -c "$TMP/nats.conf" 2>>"$TMP/nats.log" &
+		;;
+	esac
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	local port
+	port=$(port_of "$1")
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	log "$1 did not start listening on $port"
+	return 1
+}
+
+stop_broker() {
+	kill "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	local keep=() p
+	for p in "${PIDS[@]}"; do [ "$p" = "$BROKER_PID" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+START=$(date +%s)
+for round in $(seq "$ROUNDS"); do
+	for s in "${SCENARIOS[@]}"; do
+		IFS='|' read -r name args _ <<<"$s"
+		selected "$name" || continue
+		for b in $BROKERS; do
+			start_broker "$b" || continue
+			out="$RES/$name.$b.$round.json"
+			# shellcheck disable=SC2086 # args are words
+			if ! "$PETREL" bench $args --port "$(port_of "$b")" --pid "$BROKER_PID" \
+				--duration "$DURATION" --drain "$DRAIN" --json >"$out" 2>"$out.err"; then
+				log "$name $b round $round failed: $(head -c 300 "$out.err")"
+				rm -f "$out"
+			elif [ "$(jq '.received == 0 and .connections == 0 and (.errors|length) > 0' "$out")" = true ]; then
+				log "$name $b round $round failed: $(jq -c '.errors' "$out" | head -c 300)"
+				mv "$out" "$out.failed"
+			else
+				log "$name $b round $round: $(jq -c '{d: .delivered_per_s|floor, lost, p99: .latency.p99_us, c: .conn_per_s|floor, rss: .broker_rss_per_conn|floor, err: (.errors|length)}' "$out")"
+			fi
+			stop_broker
+		done
+	done
+done
+ELAPSED=$(($(date +%s) - START))
+
+# median FILES... JQ: the median of a jq expression over the runs (n/a when none).
+median() {
+	local expr=$1
+	shift
+	local f
+	for f in "$@"; do if [ -f "$f" ]; then jq -r "$expr // empty" "$f"; fi; done |
+		sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+# fmt KIND VALUE: rate (312k), us, bytes, secs, int.
+fmtv() {
+	awk -v k="$1" -v v="$2" 'BEGIN {
+		if (v == "n/a") { print "n/a"; exit }
+		if (k == "rate") { if (v >= 1e6) printf "%.2fM", v/1e6; else if (v >= 1e3) printf "%.1fk", v/1e3; else printf "%.0f", v }
+		else if (k == "us") printf "%.0f", v
+		else if (k == "bytes") { if (v >= 1024) printf "%.1f KB", v/1024; else printf "%.0f B", v }
+		else if (k == "secs") printf "%.3f", v
+		else if (k == "cpu") printf "%.2f", v
+		else printf "%.0f", v
+	}'
+}
+
+# ratio A B: A/B to 2 decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+
+row() { # label kind jq-expr name
+	local label=$1 kind=$2 expr=$3 name=$4 b vals=() cells=""
+	for b in $BROKERS; do
+		local m
+		m=$(median "$expr" "$RES/$name.$b".*.json)
+		vals+=("$m")
+		cells+=" $(fmtv "$kind" "$m") |"
+	done
+	local ratios=""
+	if [[ " $BROKERS " == *" petrel "* ]]; then
+		local i=0
+		for b in $BROKERS; do
+			if [ "$b" != petrel ]; then
+				if [ "$kind" = int ]; then ratios+=" |"; else ratios+=" $(ratio "${vals[0]}" "${vals[$i]}") |"; fi
+			fi
+			i=$((i + 1))
+		done
+	fi
+	echo "| $name | $label |$cells$ratios"
+}
+
+report_rows() {
+	local s name args kind
+	for s in "${SCENARIOS[@]}"; do
+		IFS='|' read -r name args kind <<<"$s"
+		selected "$name" || continue
+		case $kind in
+		tput)
+			row "delivered msg/s" rate '.delivered_per_s' "$name"
+			row "lost: gaps (dropped)" int '.lost_gaps' "$name"
+			row "lost: tail (undelivered at drain end)" int '.lost_tail' "$name"
+			row "latency p99 us" us '.latency.p99_us' "$name"
+			row "broker CPU s per M delivered" cpu '.broker_cpu_s_per_million' "$name"
+			;;
+		lat)
+			row "latency p50 us" us '.latency.p50_us' "$name"
+			row "latency p99 us" us '.latency.p99_us' "$name"
+			row "latency p99.9 us" us '.latency.p999_us' "$name"
+			row "broker CPU s per M delivered" cpu '.broker_cpu_s_per_million' "$name"
+			;;
+		ret)
+			row "time to all s" secs '.time_to_all_s' "$name"
+			row "delivered msg/s" rate '.delivered_per_s' "$name"
+			;;
+		conn)
+			row "connections/s" rate '.conn_per_s' "$name"
+			row "broker RSS per connection" bytes '.broker_rss_per_conn' "$name"
+			;;
+		esac
+	done
+}
+
+header() {
+	local h="| scenario | metric |" sep="|---|---|" b
+	for b in $BROKERS; do h+=" $b |"; sep+="---|"; done
+	for b in $BROKERS; do [ "$b" = petrel ] || { h+=" petrel/$b |"; sep+="---|"; }; done
+	echo "$h"
+	echo "$sep"
+}
+
+failures() {
+	local f
+	for f in "$RES"/*.json; do
+		[ -f "$f" ] || continue
+		jq -r --arg f "$(basename "$f" .json)" 'select((.errors|length) > 0) | "- \($f): \(.errors|join("; "))"' "$f"
+	done | head -40
+	for f in "$RES"/*.failed; do
+		[ -f "$f" ] && echo "- $(basename "$f" .json.failed): run failed: $(jq -r '.errors[0]' "$f" | head -c 200)"
+	done | head -20
+	for f in "$RES"/*.err; do
+		[ -s "$f" ] && [ ! -f "${f%.err}" ] && [ ! -f "${f%.err}.failed" ] && echo "- $(basename "$f" .json.err): run failed: $(head -c 200 "$f" | tr '\n' ' ')"
+	done | sort | head -40
+	true
+}
+
+versions() {
+	echo "- petrel $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) ($(go version | awk '{print $3}'))"
+	for b in $BROKERS; do
+		case $b in
+		mosquitto) echo "- $(mosquitto -h 2>/dev/null | head -1) (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))" ;;
+		nats) echo "- nats-server $(nats-server --version 2>/dev/null | awk '{print $2}') (Debian $(dpkg-query -W -f='${Version}' nats-server 2>/dev/null)), MQTT on JetStream" ;;
+		esac
+	done
+}
+
+commands() {
+	local s name args
+	echo '```'
+	for s in "${SCENARIOS[@]}"; do
+		IFS='|' read -r name args _ <<<"$s"
+		selected "$name" || continue
+		echo "petrel bench $args --port PORT --pid BROKER_PID --duration $DURATION --drain $DRAIN --json"
+	done
+	echo '```'
+}
+
+{
+	echo "<!-- compare.sh:begin (generated by bench/compare.sh; edits here are overwritten) -->"
+	echo "## Side by side: medians of $ROUNDS interleaved rounds"
+	echo
+	echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s. Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), open-file limit $(ulimit -n)."
+	echo "The machine is shared with other work and noisy: compare ratios within one run, not absolute figures across runs."
+	echo
+	echo "Versions:"
+	echo
+	versions
+	echo
+	echo "Broker settings (equivalent, no persistence for the in-memory scenarios):"
+	echo
+	echo "- petrel: \`PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 petrel serve --listen 127.0.0.1:$PETREL_PORT --log-level error\`"
+	echo "- mosquitto: \`$(grep -v '^$' "$TMP/mosquitto.conf" | tr '\n' ';' | sed 's/;$//; s/;/; /g')\` (default Nagle)"
+	echo "- mosquitto-nd: the same plus \`set_tcp_nodelay true\`"
+	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a temp dir)"
+	echo
+	echo "Each run starts the broker afresh, runs one command, and stops the broker by PID. Ratios are petrel/peer"
+	echo "(above 1 is better for Petrel in msg/s and connections/s, worse in latency, loss, CPU and memory)."
+	echo
+	header
+	report_rows
+	echo
+	echo "Commands (PORT and BROKER_PID per broker):"
+	echo
+	commands
+	echo
+	echo "Errors and warnings reported by the runs (first few):"
+	echo
+	f=$(failures)
+	if [ -n "$f" ]; then echo "$f"; else echo "- none"; fi
+	echo "<!-- compare.sh:end -->"
+} >"$TMP/section.md"
+
+if [ -f "$OUT" ] && grep -q '<!-- compare.sh:begin' "$OUT"; then
+	awk -v sec="$TMP/section.md" '
+		/<!-- compare.sh:begin/ { while ((getline l < sec) > 0) print l; skip = 1; next }
+		/<!-- compare.sh:end -->/ { skip = 0; next }
+		!skip { print }' "$OUT" >"$TMP/out.md"
+	cp "$TMP/out.md" "$OUT"
+else
+	{ [ -f "$OUT" ] && cat "$OUT" && echo; cat "$TMP/section.md"; } >"$TMP/out.md"
+	cp "$TMP/out.md" "$OUT"
+fi
+log "wrote $OUT (${ELAPSED} s)"
