@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -294,4 +295,48 @@ func TestAuth5ReauthenticationExtendsExpiry(t *testing.T) {
 	// the first one passed, disconnected (0x87) after the second.
 	expectNothing(t, c, time.Until(start.Add(1300*time.Millisecond)), "credentials renewed by re-authentication")
 	expectDisconnect(t, c, packet.NotAuthorized)
+}
+
+func TestAuth5AnotherMethodDuringConnect(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: challengeAuth{}})
+	c := startChallenge(t, addr, "switch", challengeMethod, []byte("alice"))
+	nonce := expectAuth(t, c, packet.ContinueAuthentication)
+	c.Send(authPacket5(packet.ContinueAuthentication, "other-method", reversed(nonce)))
+	// AUTH must carry the CONNECT's method [MQTT-4.12.0-5]; another one is
+	// a protocol error. Before CONNACK the broker may not send DISCONNECT
+	// [MQTT-3.14.0-1]: it refuses with CONNACK 0x82 and closes (5.0
+	// section 4.13.1) [MQTT-3.2.2-7].
+	expectConnackRefused(t, c, packet.ProtocolError)
+}
+
+func TestAuth5CredentialsAlreadyExpired(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: challengeAuth{}})
+	for i := range 20 {
+		c := mqtttest.Dial(t, addr, packet.V5)
+		c.Send(&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: fmt.Sprint("expired-", i), CleanStart: true,
+			KeepAlive: 60, UsernameFlag: true, Username: "expired"})
+		// Credentials that expired before CONNECT completed: refused with
+		// CONNACK 0x87, or accepted and at once disconnected with
+		// DISCONNECT 0x87; never closed without a reason.
+		got := c.ExpectClosed()
+		if len(got) == 1 {
+			if ack, ok := got[0].(*packet.Connack); ok && ack.ReasonCode == packet.NotAuthorized {
+				continue
+			}
+		}
+		if len(got) == 2 {
+			ack, ok1 := got[0].(*packet.Connack)
+			d, ok2 := got[1].(*packet.Disconnect)
+			if ok1 && ok2 && ack.ReasonCode == packet.Success && d.ReasonCode == packet.NotAuthorized {
+				continue
+			}
+		}
+		var desc []string
+		for _, p := range got {
+			desc = append(desc, fmt.Sprintf("%s %+v", p.Type(), p))
+		}
+		t.Fatalf("attempt %d: got %v before close, want CONNACK 0x87, or CONNACK 0x00 then DISCONNECT 0x87", i, desc)
+	}
 }

@@ -266,3 +266,26 @@ func TestConnect5RequestProblemInformationZero(t *testing.T) {
 		}
 	}
 }
+
+func TestConnack5RespectsClientMaximumPacketSize(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	c := mqtttest.Dial(t, addr, packet.V5)
+	p := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "tiny", CleanStart: true, KeepAlive: 60}
+	p.Properties.MaximumPacketSize = 24
+	p.Properties.Set(packet.PropMaximumPacketSize)
+	p.Properties.AuthenticationMethod = "no-such-method"
+	p.Properties.Set(packet.PropAuthenticationMethod)
+	c.Send(p)
+	ack := expectConnackRefused(t, c, packet.BadAuthenticationMethod)
+	// The Reason String is left out when it would make the CONNACK larger
+	// than the client's Maximum Packet Size [MQTT-3.2.2-19]
+	// [MQTT-3.1.2-24].
+	raw, err := ack.Append(nil, packet.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 24 {
+		t.Fatalf("CONNACK of %d bytes (reason string %q) to a client with Maximum Packet Size 24 [MQTT-3.2.2-19]", len(raw), ack.Properties.ReasonString)
+	}
+}

@@ -149,3 +149,68 @@ func TestFlow5ClientReceiveMaximumPacesRetainedMessages(t *testing.T) {
 		t.Fatalf("got retained messages %v, want rr/0..rr/2", seen)
 	}
 }
+
+func TestFlow5ReceiveMaximumAppliesToResentMessages(t *testing.T) {
+	t.Parallel()
+	b, addr := mqtttest.StartBroker(t, broker.Options{})
+	sub, _ := receiveMax5(t, addr, "resend", 10, false, 60)
+	sub5(t, sub, 1, "rs/#", 1, 0)
+	pub := client5(t, addr, "pub")
+	for i := range 4 {
+		pub5(t, pub, "rs/t", 1, false, fmt.Sprint(i), uint16(i+1))
+	}
+	for i := range 4 {
+		expectPub(t, sub, "rs/t", fmt.Sprint(i)) // not acknowledged
+	}
+	dropConn5(t, b, sub, "resend")
+	// The resumed connection states Receive Maximum 2: the broker resends
+	// the unacknowledged messages [MQTT-4.4.0-1] but never has more than
+	// 2 in flight [MQTT-3.3.4-9].
+	sub, _ = receiveMax5(t, addr, "resend", 2, false, 60)
+	var got []*packet.Publish
+	for range 2 {
+		p := sub.ExpectPublish()
+		if !p.Dup {
+			t.Fatalf("resent PUBLISH %q without DUP [MQTT-3.3.1-1]", p.Payload)
+		}
+		got = append(got, p)
+	}
+	expectNothing(t, sub, quiet, "2 resent messages unacknowledged with Receive Maximum 2 [MQTT-3.3.4-9]")
+	for i := range 2 {
+		sub.Send(&packet.Puback{PacketID: got[i].PacketID})
+		p := sub.ExpectPublish()
+		got = append(got, p)
+	}
+	for i, p := range got {
+		if string(p.Payload) != fmt.Sprint(i) {
+			t.Fatalf("resent message %d is %q, want %q (order kept)", i, p.Payload, fmt.Sprint(i))
+		}
+	}
+	sub.Send(&packet.Puback{PacketID: got[2].PacketID})
+	sub.Send(&packet.Puback{PacketID: got[3].PacketID})
+	sub.ExpectNone(quiet)
+}
+
+func TestFlow5PubrecErrorEndsQoS2Flow(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	sub, _ := receiveMax5(t, addr, "refuser", 1, true, 0)
+	sub5(t, sub, 1, "pe/#", 2, 0)
+	pub := client5(t, addr, "pub")
+	pub5(t, pub, "pe/t", 2, false, "refused", 1)
+	pub5(t, pub, "pe/t", 2, false, "next", 2)
+	p := expectPub(t, sub, "pe/t", "refused")
+	sub.Send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: packet.UnspecifiedError})
+	// A PUBREC of 0x80 or more ends the QoS 2 flow: no PUBREL
+	// [MQTT-4.3.3-4], and the slot is free [MQTT-3.3.4-9]: the next
+	// message comes.
+	q := sub.Expect()
+	if r, ok := q.(*packet.Pubrel); ok {
+		t.Fatalf("PUBREL %d after PUBREC 0x80 [MQTT-4.3.3-4]", r.PacketID)
+	}
+	n, ok := q.(*packet.Publish)
+	if !ok || string(n.Payload) != "next" {
+		t.Fatalf("got %s %+v, want the next PUBLISH", q.Type(), q)
+	}
+	ackPublish(t, sub, n)
+}

@@ -454,3 +454,37 @@ func TestPublish5UnknownPacketIdentifierReasonCodes(t *testing.T) {
 	pub5(t, c, "pid/x", 0, false, "ok", 0)
 	expectPub(t, c, "pid/x", "ok")
 }
+
+func TestPublish5InboundTopicAliasZero(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	c := client5(t, addr, "alias0")
+	c.Send(aliasPub("x/y", 0, "p"))
+	// Topic Alias 0 is not permitted [MQTT-3.3.2-8]: DISCONNECT 0x94,
+	// Topic Alias invalid (5.0 section 3.3.2.3.4).
+	expectDisconnect(t, c, packet.TopicAliasInvalid)
+}
+
+func TestPublish5ExpiredInflightMessageStillResent(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	b, addr := mqtttest.StartBroker(t, broker.Options{Now: clock.Now})
+	sub, _ := session5(t, addr, "inflight", false, 60)
+	sub5(t, sub, 1, "ie/#", 1, 0)
+	pub := client5(t, addr, "pub")
+	m := &packet.Publish{Topic: "ie/t", QoS: 1, PacketID: 1, Payload: []byte("started")}
+	m.Properties.MessageExpiryInterval = 5
+	m.Properties.Set(packet.PropMessageExpiryInterval)
+	publish5(t, pub, m)
+	first := expectPub(t, sub, "ie/t", "started") // not acknowledged
+	dropConn5(t, b, sub, "inflight")
+	clock.Advance(10 * time.Second)
+	// Onward delivery had started: only a message whose delivery has not
+	// started is deleted at expiry [MQTT-3.3.2-5]; an unacknowledged one is
+	// resent with its packet identifier [MQTT-4.4.0-1].
+	sub = resume5(t, addr, "inflight", 60, true)
+	p := expectPub(t, sub, "ie/t", "started")
+	if !p.Dup || p.PacketID != first.PacketID {
+		t.Fatalf("resent PUBLISH dup %v id %d, want DUP with id %d [MQTT-4.4.0-1]", p.Dup, p.PacketID, first.PacketID)
+	}
+}

@@ -371,3 +371,20 @@ func TestSession5TakeoverWithCleanStartSendsDelayedWill(t *testing.T) {
 		t.Fatalf("got %s %+v, want the will", p.Type(), p)
 	}
 }
+
+func TestSession5MaxSessionExpiryAnnouncedInConnack(t *testing.T) {
+	t.Parallel()
+	_, addr := mqtttest.StartBroker(t, broker.Options{MaxSessionExpiry: time.Second})
+	_, ack := session5(t, addr, "capped", false, 3600)
+	// The server uses CONNACK's Session Expiry Interval to tell the client
+	// it uses another value than the one sent (5.0 section 3.2.2.3.2).
+	if !ack.Properties.Has(packet.PropSessionExpiryInterval) || ack.Properties.SessionExpiryInterval != 1 {
+		t.Fatalf("CONNACK Session Expiry Interval %v %d, want 1 (the broker's cap)",
+			ack.Properties.Has(packet.PropSessionExpiryInterval), ack.Properties.SessionExpiryInterval)
+	}
+	// Below the cap nothing is announced.
+	_, ack = session5(t, addr, "below", false, 1)
+	if ack.Properties.Has(packet.PropSessionExpiryInterval) && ack.Properties.SessionExpiryInterval != 1 {
+		t.Fatalf("CONNACK Session Expiry Interval %d for a client within the cap", ack.Properties.SessionExpiryInterval)
+	}
+}
