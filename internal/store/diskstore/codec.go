@@ -1,0 +1,336 @@
+package diskstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// formatV1 is the first byte of every value written by this version. A
+// record with another first byte is refused with ErrUnknownFormat, so a
+// future format can be told apart from garbage.
+const formatV1 = 1
+
+// schemaVersion is stored under M/"version": the layout of the key space.
+const schemaVersion = 1
+
+// Value layouts (after the format byte; uv = uvarint, str = uv length +
+// bytes, time = flag bit + varint Unix nanoseconds):
+//
+//	session:      uv cid, version, uv expiry, flags (1: disconnected at), [varint disconnected at]
+//	subscription: qos, flags (1: no local, 2: retain as published), retain handling, uv sub id
+//	delivery:     qos, flags (1: retain), uv packet id, state, uv n, n × uv sub id, str share, str share filter, message
+//	inflight out: uv packet id, state
+//	inflight in:  (nothing)
+//	retained:     message
+//	meta:         uv value
+//	message:      flags (1: expiry), [varint expiry], str origin, a 5.0 PUBLISH packet to the end
+//
+// The message's PUBLISH carries topic, payload, QoS, retain and the
+// properties, encoded with the packet codec (packet identifier 1 when
+// QoS > 0).
+
+// Errors of the record codec. A corrupt record's error wraps one of them
+// and names the key.
+var (
+	// ErrCorrupt means a record could not be decoded.
+	ErrCorrupt = errors.New("diskstore: corrupt record")
+	// ErrTruncated means a record ends early (it also matches ErrCorrupt).
+	ErrTruncated = fmt.Errorf("%w: truncated", ErrCorrupt)
+	// ErrUnknownFormat means a record has a format version this build does
+	// not know (it also matches ErrCorrupt).
+	ErrUnknownFormat = fmt.Errorf("%w: unknown format version", ErrCorrupt)
+)
+
+func appendStr(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
+}
+
+func appendTime(dst []byte, flags byte, bit byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(dst, flags)
+	}
+	return binary.AppendVarint(append(dst, flags|bit), t.UnixNano())
+}
+
+func encodeSession(dst []byte, cid uint64, s *broker.StoredSession) []byte {
+	dst = append(dst, formatV1)
+	dst = binary.AppendUvarint(dst, cid)
+	dst = append(dst, byte(s.Version))
+	dst = binary.AppendUvarint(dst, uint64(s.ExpiryInterval))
+	return appendTime(dst, 0, 1, s.DisconnectedAt)
+}
+
+func encodeSub(dst []byte, s *broker.StoredSubscription) []byte {
+	var flags byte
+	if s.NoLocal {
+		flags |= 1
+	}
+	if s.RetainAsPublished {
+		flags |= 2
+	}
+	dst = append(dst, formatV1, s.QoS, flags, s.RetainHandling)
+	return binary.AppendUvarint(dst, uint64(s.SubID))
+}
+
+func encodeDelivery(dst []byte, d *broker.StoredDelivery) ([]byte, error) {
+	var flags byte
+	if d.Retain {
+		flags |= 1
+	}
+	dst = append(dst, formatV1, d.QoS, flags)
+	dst = binary.AppendUvarint(dst, uint64(d.PacketID))
+	dst = append(dst, byte(d.State))
+	dst = binary.AppendUvarint(dst, uint64(len(d.SubIDs)))
+	for _, id := range d.SubIDs {
+		dst = binary.AppendUvarint(dst, uint64(id))
+	}
+	dst = appendStr(dst, d.Share)
+	dst = appendStr(dst, d.ShareFilter)
+	return appendMessage(dst, &d.Msg)
+}
+
+func encodeInflight(dst []byte, pid uint16, st broker.InflightState) []byte {
+	dst = append(dst, formatV1)
+	dst = binary.AppendUvarint(dst, uint64(pid))
+	return append(dst, byte(st))
+}
+
+func encodeRetained(dst []byte, m *broker.StoredMessage) ([]byte, error) {
+	return appendMessage(append(dst, formatV1), m)
+}
+
+func encodeMeta(v uint64) []byte {
+	return binary.AppendUvarint([]byte{formatV1}, v)
+}
+
+func appendMessage(dst []byte, m *broker.StoredMessage) ([]byte, error) {
+	dst = appendTime(dst, 0, 1, m.Expiry)
+	dst = appendStr(dst, m.Origin)
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Payload: m.Payload}
+	if m.QoS > 0 {
+		p.PacketID = 1
+	}
+	if m.Properties != nil {
+		p.Properties = *m.Properties
+	}
+	out, err := p.Append(dst, packet.V5)
+	if err != nil {
+		return dst, fmt.Errorf("diskstore: encode message on %q: %w", m.Topic, err)
+	}
+	return out, nil
+}
+
+// decoder reads a value; the first failure sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func newDecoder(v []byte) decoder {
+	d := decoder{b: v}
+	switch {
+	case len(v) == 0:
+		d.err = ErrTruncated
+	case v[0] != formatV1:
+		d.err = fmt.Errorf("%w %d", ErrUnknownFormat, v[0])
+	default:
+		d.b = v[1:]
+	}
+	return d
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail(ErrTruncated)
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint(max uint64) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(ErrTruncated)
+		return 0
+	}
+	if x > max {
+		d.fail(fmt.Errorf("%w: value %d out of range", ErrCorrupt, x))
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint(1 << 28)
+	if d.err != nil {
+		return ""
+	}
+	if uint64(len(d.b)) < n {
+		d.fail(ErrTruncated)
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// time reads a time whose presence is flag bit of flags.
+func (d *decoder) time(flags, bit byte) time.Time {
+	if flags&bit == 0 || d.err != nil {
+		return time.Time{}
+	}
+	x, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(ErrTruncated)
+		return time.Time{}
+	}
+	d.b = d.b[n:]
+	return time.Unix(0, x)
+}
+
+// limit fails when c is above max.
+func (d *decoder) limit(what string, c, max byte) byte {
+	if c > max && d.err == nil {
+		d.fail(fmt.Errorf("%w: %s %d", ErrCorrupt, what, c))
+	}
+	return c
+}
+
+// end fails if bytes are left, and returns the error.
+func (d *decoder) end() error {
+	if d.err == nil && len(d.b) > 0 {
+		d.fail(fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b)))
+	}
+	return d.err
+}
+
+func decodeSession(v []byte) (cid uint64, s *broker.StoredSession, err error) {
+	d := newDecoder(v)
+	cid = d.uvarint(1<<64 - 1)
+	s = &broker.StoredSession{}
+	s.Version = packet.Version(d.byte())
+	if d.err == nil && s.Version != packet.V31 && s.Version != packet.V311 && s.Version != packet.V5 {
+		d.fail(fmt.Errorf("%w: protocol version %d", ErrCorrupt, s.Version))
+	}
+	s.ExpiryInterval = uint32(d.uvarint(1<<32 - 1))
+	flags := d.limit("flags", d.byte(), 1)
+	s.DisconnectedAt = d.time(flags, 1)
+	if err := d.end(); err != nil {
+		return 0, nil, err
+	}
+	if cid == 0 {
+		return 0, nil, fmt.Errorf("%w: cid 0", ErrCorrupt)
+	}
+	return cid, s, nil
+}
+
+func decodeSub(v []byte, filter string) (broker.StoredSubscription, error) {
+	d := newDecoder(v)
+	s := broker.StoredSubscription{Filter: filter}
+	s.QoS = d.limit("QoS", d.byte(), 2)
+	flags := d.limit("flags", d.byte(), 3)
+	s.NoLocal, s.RetainAsPublished = flags&1 != 0, flags&2 != 0
+	s.RetainHandling = d.limit("retain handling", d.byte(), 2)
+	s.SubID = uint32(d.uvarint(1<<32 - 1))
+	return s, d.end()
+}
+
+func decodeDelivery(v []byte, seq uint64) (broker.StoredDelivery, error) {
+	d := newDecoder(v)
+	del := broker.StoredDelivery{Seq: seq}
+	del.QoS = d.limit("QoS", d.byte(), 2)
+	del.Retain = d.limit("flags", d.byte(), 1) != 0
+	del.PacketID = uint16(d.uvarint(0xffff))
+	del.State = broker.InflightState(d.limit("state", d.byte(), byte(broker.AwaitPubcomp)))
+	n := d.uvarint(uint64(len(d.b)))
+	if n > 0 {
+		del.SubIDs = make([]uint32, n)
+		for i := range del.SubIDs {
+			del.SubIDs[i] = uint32(d.uvarint(1<<32 - 1))
+		}
+	}
+	del.Share = d.str()
+	del.ShareFilter = d.str()
+	d.message(&del.Msg)
+	return del, d.end()
+}
+
+func decodeInflight(v []byte) (uint16, broker.InflightState, error) {
+	d := newDecoder(v)
+	pid := uint16(d.uvarint(0xffff))
+	st := broker.InflightState(d.limit("state", d.byte(), byte(broker.AwaitPubcomp)))
+	return pid, st, d.end()
+}
+
+func decodeEmpty(v []byte) error {
+	d := newDecoder(v)
+	return d.end()
+}
+
+func decodeRetained(v []byte) (*broker.StoredMessage, error) {
+	d := newDecoder(v)
+	m := &broker.StoredMessage{}
+	d.message(m)
+	return m, d.end()
+}
+
+func decodeMeta(v []byte) (uint64, error) {
+	d := newDecoder(v)
+	x := d.uvarint(1<<64 - 1)
+	return x, d.end()
+}
+
+// message reads a message that extends to the end of the value.
+func (d *decoder) message(m *broker.StoredMessage) {
+	flags := d.limit("message flags", d.byte(), 1)
+	m.Expiry = d.time(flags, 1)
+	m.Origin = d.str()
+	if d.err != nil {
+		return
+	}
+	h, rem, n, err := packet.ParseFixedHeader(d.b, 0)
+	switch {
+	case errors.Is(err, packet.ErrIncomplete):
+		d.fail(ErrTruncated)
+		return
+	case err != nil:
+		d.fail(fmt.Errorf("%w: %w", ErrCorrupt, err))
+		return
+	case packet.Type(h>>4) != packet.PUBLISH:
+		d.fail(fmt.Errorf("%w: message is not a PUBLISH", ErrCorrupt))
+		return
+	case n+rem > len(d.b):
+		d.fail(ErrTruncated)
+		return
+	}
+	pk, err := packet.Decode(h, d.b[n:n+rem], packet.V5)
+	if err != nil {
+		d.fail(fmt.Errorf("%w: %w", ErrCorrupt, err))
+		return
+	}
+	d.b = d.b[n+rem:]
+	p := pk.(*packet.Publish)
+	m.Topic, m.Payload, m.QoS, m.Retain = p.Topic, p.Payload, p.QoS, p.Retain
+	if !p.Properties.IsZero() {
+		props := p.Properties
+		m.Properties = &props
+	}
+}

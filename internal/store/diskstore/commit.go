@@ -1,0 +1,329 @@
+package diskstore
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/petrel-mqtt/petrel/broker"
+)
+
+// Bounds of one commit group.
+const (
+	maxGroupReqs  = 1024
+	maxGroupBytes = 16 << 20
+)
+
+// request is one Commit handed to the committer.
+type request struct {
+	b       *pebble.Batch
+	durable bool
+	lastCid uint64 // highest cid the batch allocated, 0 for none
+	undo    []undo
+	done    chan error // buffered 1
+}
+
+// undo reverts one change of the ClientID to cid map when the commit that
+// made it fails: cid is what the batch set (0: it deleted), prev what was
+// there before (0: nothing).
+type undo struct {
+	clientID  string
+	cid, prev uint64
+}
+
+// encoded holds the values Commit encodes before it takes the lock.
+type encoded struct {
+	buf  []byte
+	offs []int // offs[i], offs[i+1]: the value of op i (empty for none)
+	key  []byte
+}
+
+var encodedPool = sync.Pool{New: func() any { return new(encoded) }}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
+
+func (e *encoded) value(i int) []byte { return e.buf[e.offs[i]:e.offs[i+1]] }
+
+// encodeValues encodes the values of the ops that do not depend on a cid.
+func (e *encoded) encodeValues(b *broker.Batch) error {
+	e.buf, e.offs = e.buf[:0], append(e.offs[:0], 0)
+	var err error
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		switch op.Kind {
+		case broker.OpPutSubscription:
+			if op.Sub == nil {
+				return fmt.Errorf("diskstore: op %d: OpPutSubscription without Sub", i)
+			}
+			e.buf = encodeSub(e.buf, op.Sub)
+		case broker.OpEnqueue:
+			if op.Delivery == nil {
+				return fmt.Errorf("diskstore: op %d: OpEnqueue without Delivery", i)
+			}
+			if e.buf, err = encodeDelivery(e.buf, op.Delivery); err != nil {
+				return err
+			}
+		case broker.OpSetInflight:
+			if op.Delivery == nil {
+				return fmt.Errorf("diskstore: op %d: OpSetInflight without Delivery", i)
+			}
+			e.buf = encodeInflight(e.buf, op.Delivery.PacketID, op.Delivery.State)
+		case broker.OpPutInbound:
+			e.buf = append(e.buf, formatV1)
+		case broker.OpPutRetained:
+			if op.Retained == nil {
+				return fmt.Errorf("diskstore: op %d: OpPutRetained without Retained", i)
+			}
+			if e.buf, err = encodeRetained(e.buf, op.Retained); err != nil {
+				return err
+			}
+		case broker.OpPutSession:
+			if op.Session == nil {
+				return fmt.Errorf("diskstore: op %d: OpPutSession without Session", i)
+			}
+		case broker.OpDeleteSession, broker.OpDeleteSubscription, broker.OpDequeue,
+			broker.OpDeleteInbound, broker.OpDeleteRetained:
+		default:
+			return fmt.Errorf("diskstore: op %d: unknown kind %d", i, op.Kind)
+		}
+		e.offs = append(e.offs, len(e.buf))
+	}
+	return nil
+}
+
+// Commit implements broker.Store. Ops naming a ClientID without a session
+// (no OpPutSession yet, or deleted) are ignored, except OpPutSession.
+func (s *Store) Commit(b *broker.Batch, durable bool) error {
+	if err := s.failure(); err != nil {
+		return err
+	}
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	if b == nil || len(b.Ops) == 0 {
+		return nil
+	}
+	e := encodedPool.Get().(*encoded)
+	defer encodedPool.Put(e)
+	if err := e.encodeValues(b); err != nil {
+		return err
+	}
+	pb := s.db.NewBatchWithSize(len(e.buf) + 32*len(b.Ops))
+	r := requestPool.Get().(*request)
+	r.b, r.durable, r.lastCid, r.undo = pb, durable, 0, r.undo[:0]
+
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		_ = pb.Close() // never committed; Close only recycles it
+		requestPool.Put(r)
+		return ErrClosed
+	}
+	s.buildLocked(r, b, e)
+	if pb.Empty() {
+		s.mu.Unlock()
+		_ = pb.Close() // nothing to write
+		requestPool.Put(r)
+		return nil
+	}
+	s.reqs <- r // under mu: the committer sees batches in map order
+	s.mu.Unlock()
+
+	select {
+	case err := <-r.done:
+		r.b, r.undo = nil, r.undo[:0]
+		requestPool.Put(r)
+		return err
+	case <-s.failed:
+		return s.failErr // r stays with the wedged committer
+	}
+}
+
+// buildLocked writes b's ops into r.b, resolving and allocating cids.
+func (s *Store) buildLocked(r *request, b *broker.Batch, e *encoded) {
+	pb := r.b
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		if op.Kind == broker.OpPutRetained {
+			e.key = retainedKey(e.key[:0], op.Retained.Topic)
+			_ = pb.Set(e.key, e.value(i), nil) // batch writes fail only on a committed batch
+			continue
+		}
+		if op.Kind == broker.OpDeleteRetained {
+			e.key = retainedKey(e.key[:0], op.Topic)
+			_ = pb.Delete(e.key, nil) // as above
+			continue
+		}
+		cid, ok := s.mu.cids[op.ClientID]
+		if op.Kind == broker.OpPutSession {
+			if !ok {
+				s.mu.lastCid++
+				cid = s.mu.lastCid
+				s.mu.cids[op.ClientID] = cid
+				r.lastCid = cid
+				r.undo = append(r.undo, undo{clientID: op.ClientID, cid: cid})
+			}
+			e.key = sessionKey(e.key[:0], op.ClientID)
+			start := len(e.buf)
+			e.buf = encodeSession(e.buf, cid, op.Session)
+			_ = pb.Set(e.key, e.buf[start:], nil) // as above
+			continue
+		}
+		if !ok {
+			continue // no such session
+		}
+		switch op.Kind {
+		case broker.OpDeleteSession:
+			delete(s.mu.cids, op.ClientID)
+			r.undo = append(r.undo, undo{clientID: op.ClientID, prev: cid})
+			e.key = sessionKey(e.key[:0], op.ClientID)
+			_ = pb.Delete(e.key, nil) // as above
+			for _, tag := range []byte{tagSub, tagQueue, tagInflight} {
+				lo, hi := cidRange(tag, cid)
+				_ = pb.DeleteRange(lo, hi, nil) // as above
+			}
+		case broker.OpPutSubscription:
+			e.key = subKey(e.key[:0], cid, op.Sub.Filter)
+			_ = pb.Set(e.key, e.value(i), nil) // as above
+		case broker.OpDeleteSubscription:
+			e.key = subKey(e.key[:0], cid, op.Filter)
+			_ = pb.Delete(e.key, nil) // as above
+		case broker.OpEnqueue:
+			e.key = queueKey(e.key[:0], cid, op.Delivery.Seq)
+			_ = pb.Set(e.key, e.value(i), nil) // as above
+		case broker.OpSetInflight:
+			e.key = outKey(e.key[:0], cid, op.Delivery.Seq)
+			_ = pb.Set(e.key, e.value(i), nil) // as above
+		case broker.OpDequeue:
+			e.key = queueKey(e.key[:0], cid, op.Seq)
+			_ = pb.Delete(e.key, nil) // as above
+			e.key = outKey(e.key[:0], cid, op.Seq)
+			_ = pb.Delete(e.key, nil) // as above
+		case broker.OpPutInbound:
+			e.key = inKey(e.key[:0], cid, op.PacketID)
+			_ = pb.Set(e.key, e.value(i), nil) // as above
+		case broker.OpDeleteInbound:
+			e.key = inKey(e.key[:0], cid, op.PacketID)
+			_ = pb.Delete(e.key, nil) // as above
+		}
+	}
+}
+
+// run is the committer: the only goroutine that writes to the engine
+// after Open. It returns when Close closed s.reqs and every request
+// before was completed. persisted is the value of M/"cid" at Open.
+func (s *Store) run(persisted uint64) {
+	defer close(s.stopped)
+	var tick <-chan time.Time
+	if s.mode == modeInterval {
+		t := time.NewTicker(s.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var (
+		group []*request
+		dirty bool // written without fsync since the last sync
+	)
+	for {
+		var first *request
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				if dirty {
+					s.syncWAL()
+				}
+				return
+			}
+			first = r
+		case <-tick:
+			if dirty {
+				s.syncWAL()
+				dirty = false
+			}
+			continue
+		}
+		group = append(group[:0], first)
+		size := len(first.b.Repr())
+	drain:
+		for len(group) < maxGroupReqs && size < maxGroupBytes {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain // the closed channel is seen again at the top
+				}
+				group = append(group, r)
+				size += len(r.b.Repr())
+			default:
+				break drain
+			}
+		}
+		synced := s.commitGroup(group, &persisted)
+		dirty = !synced
+		clear(group)
+	}
+}
+
+// commitGroup commits group as one batch and completes its waiters. It
+// reports whether the commit was synced.
+func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
+	big := group[0].b
+	durable, lastCid := group[0].durable, group[0].lastCid
+	for _, r := range group[1:] {
+		if err := big.Apply(r.b, nil); err != nil {
+			panic(fmt.Sprintf("diskstore: merge batches: %v", err)) // our own batches: cannot be invalid
+		}
+		_ = r.b.Close() // Apply copied it
+		durable = durable || r.durable
+		lastCid = max(lastCid, r.lastCid)
+	}
+	if lastCid > *persisted {
+		_ = big.Set(metaKey(metaCid), encodeMeta(lastCid), nil) // cannot fail before Commit
+	}
+	wo := pebble.NoSync
+	if durable && s.mode == modeAlways {
+		wo = pebble.Sync
+	}
+	err := big.Commit(wo)
+	if ferr := s.failure(); ferr != nil {
+		err = ferr // Pebble reports a failed WAL write through Logger.Fatalf
+	}
+	if err != nil {
+		err = fmt.Errorf("diskstore: commit: %w", err)
+		s.revert(group)
+	} else {
+		*persisted = max(*persisted, lastCid)
+		_ = big.Close() // recycles the batch; committed batches close cleanly
+	}
+	for _, r := range group {
+		r.done <- err
+	}
+	return err == nil && wo == pebble.Sync
+}
+
+// revert reverts the map changes of the failed group, latest first, where a
+// later batch did not change the entry again.
+func (s *Store) revert(group []*request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(group) - 1; i >= 0; i-- {
+		u := group[i].undo
+		for j := len(u) - 1; j >= 0; j-- {
+			cur, ok := s.mu.cids[u[j].clientID]
+			switch {
+			case u[j].cid != 0 && ok && cur == u[j].cid:
+				delete(s.mu.cids, u[j].clientID)
+			case u[j].cid == 0 && !ok:
+				s.mu.cids[u[j].clientID] = u[j].prev
+			}
+		}
+	}
+}
+
+// syncWAL makes everything committed so far durable.
+func (s *Store) syncWAL() {
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		s.log.Error("diskstore: sync WAL", "err", err)
+	}
+}
