@@ -183,10 +183,10 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 
 	// Only now, authenticated, may the client take over an existing
 	// connection with its id [MQTT-3.1.4-2].
-	sess, present := c.b.attach(c, c.clientID, p.CleanStart)
+	sess, present, discarded := c.b.attach(c, c.clientID, p.CleanStart)
 	c.sess = sess
 	c.connected = true
-	if err := c.persistSession(present, p.CleanStart); err != nil {
+	if err := c.persistSession(present, discarded); err != nil {
 		c.b.detach(c)
 		return c.refuse(packet.ServerUnavailable, err)
 	}
@@ -215,21 +215,19 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 // persistent one is written (its expiry updated when resumed), one that
 // ends with this connection is removed, and so is the old session a clean
 // start discards. Clean sessions never reach the store otherwise.
-func (c *conn) persistSession(present, cleanStart bool) error {
+func (c *conn) persistSession(present, discarded bool) error {
 	if c.b.store == nil {
 		return nil
 	}
 	persistent := !c.clean
+	wasStored := c.sess.Persistent() && present
 	c.sess.SetPersistent(persistent)
 	var batch Batch
-	if cleanStart || (present && !persistent) {
+	if discarded || (wasStored && !persistent) {
 		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.clientID})
 	}
 	if persistent {
 		batch.Add(Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, time.Time{})})
-	}
-	if !persistent && !present && !cleanStart {
-		return nil // a new session that ends with the connection: nothing stored
 	}
 	return c.b.commit(&batch, persistent)
 }

@@ -15,8 +15,9 @@ const takeoverWait = 3 * closeTimeout
 // attach makes c the connection of client id: an existing connection with
 // that id is closed first and its cleanup awaited [MQTT-3.1.4-2]. With
 // cleanStart the old session is discarded [MQTT-3.1.2-6]; otherwise it is
-// resumed. present reports a resumed session.
-func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session, present bool) {
+// resumed. present reports a resumed session, discardedStored a discarded
+// one that was in the store.
+func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session, present, discardedStored bool) {
 	for {
 		b.mu.Lock()
 		old := b.mu.clients[id]
@@ -38,6 +39,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 				}
 			}
 			if s != nil && cleanStart {
+				discardedStored = s.Persistent()
 				b.dropSessionLocked(s)
 				s = nil
 			}
@@ -49,7 +51,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 			}
 			b.mu.clients[id] = c
 			b.mu.Unlock()
-			return s, present
+			return s, present, discardedStored
 		}
 		jail := b.flapping.note(id, b.opts().Now())
 		b.mu.Unlock()
