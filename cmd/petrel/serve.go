@@ -17,6 +17,7 @@ import (
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
+	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
 )
 
 // loadConfig reads the file named by --config (or PETREL_CONFIG), or the
@@ -42,6 +43,8 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	listen := fs.String("listen", "", "listen on this TCP address instead of the configured listeners")
 	logLevel := fs.String("log-level", "", "override log.level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "", "override log.format: text or json")
+	ephemeral := fs.Bool("ephemeral", false, "keep everything in memory (store.type: memory): nothing survives a restart")
+	dataDir := fs.String("data", "", "override store.data_dir")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -58,6 +61,12 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		}
 		if *logFormat != "" {
 			c.Log.Format = *logFormat
+		}
+		if *ephemeral {
+			c.Store.Type = "memory"
+		}
+		if *dataDir != "" {
+			c.Store.DataDir = *dataDir
 		}
 	}
 	cfg, err := loadConfig(*path, environ)
@@ -84,6 +93,19 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	}
 	defer sec.close()
 	sec.apply(&opts)
+	st, err := openStore(cfg.Store, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
+		return 1
+	}
+	if st != nil {
+		defer func() {
+			if err := st.Close(); err != nil {
+				logger.Error("closing the store", "err", err)
+			}
+		}()
+		opts.Store = st
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
@@ -127,6 +149,21 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// openStore opens the configured store: nil for memory only.
+func openStore(c config.Store, logger *slog.Logger) (*diskstore.Store, error) {
+	if c.Type == "memory" {
+		logger.Warn("store: memory only; sessions and retained messages do not survive a restart")
+		return nil, nil
+	}
+	st, err := diskstore.Open(c.DataDir, diskstore.Options{Sync: c.Sync, SyncInterval: c.SyncInterval,
+		Logger: logger, SkipCorrupt: c.SkipCorrupt})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("store opened", "data_dir", c.DataDir, "sync", c.Sync)
+	return st, nil
 }
 
 // shutdown stops the broker and its listeners; it reports success.

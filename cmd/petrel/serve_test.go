@@ -72,6 +72,7 @@ func TestServeFromConfig(t *testing.T) {
 	cfg := filepath.Join(dir, "petrel.yaml")
 	write(t, cfg, `
 log: {level: info, format: text}
+store: {data_dir: `+filepath.Join(dir, "data")+`}
 listeners:
   - {name: plain, type: tcp, address: "127.0.0.1:0"}
   - name: secure
