@@ -306,8 +306,9 @@ func (s *Store) loadCids() error {
 			if s.opts.SkipCorrupt {
 				continue // Load counts and logs it
 			}
+			err = keyError(it.Key(), err)
 			_ = it.Close() // the record error is the one to report
-			return keyError(it.Key(), err)
+			return err
 		}
 		s.mu.cids[string(it.Key()[2:])] = cid
 		s.mu.lastCid = max(s.mu.lastCid, cid)
@@ -386,13 +387,14 @@ func (s *Store) Corrupt() int {
 	return s.corrupt
 }
 
-// pebbleLogger routes the engine's messages to the store's logger. A
+// pebbleLogger routes the engine's messages to the store's logger (its
+// informational ones at debug level). A
 // Fatalf (a failed WAL write) marks the store failed instead of exiting
 // the process, and Commit reports it.
 type pebbleLogger struct{ s *Store }
 
 func (l pebbleLogger) Infof(format string, args ...any) {
-	l.s.log.Info("pebble: " + fmt.Sprintf(format, args...))
+	l.s.log.Debug("pebble: " + fmt.Sprintf(format, args...))
 }
 
 func (l pebbleLogger) Errorf(format string, args ...any) {
