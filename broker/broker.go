@@ -77,6 +77,15 @@ type Options struct {
 	// defaults 50,000 messages and 0 (no byte bound).
 	QueueMessages int
 	QueueBytes    int
+	// TenantQueueMessages and TenantQueueBytes bound the messages queued
+	// for all the sessions of one tenant together (Identity.Tenant); 0: no
+	// bound. A full tenant applies QueuePolicy like a full queue.
+	TenantQueueMessages int
+	TenantQueueBytes    int
+	// AssignedIDMaxSessionExpiry caps the session expiry of 5.0 clients
+	// whose client id the broker assigned: without a stable id they can
+	// never resume it (0: no cap beyond MaxSessionExpiry).
+	AssignedIDMaxSessionExpiry time.Duration
 	// QueuePolicy is "drop-new" (default) or "drop-oldest".
 	QueuePolicy string
 	// QueueQoS0Offline queues QoS 0 messages for offline persistent sessions.
@@ -134,7 +143,8 @@ type Broker struct {
 		clients   map[string]*conn            // online connection per client id
 		sessions  map[string]*session.Session // every session, online or not
 		expiries  map[*session.Session]*time.Timer
-		wills     map[string]*pendingWill // delayed 5.0 wills by client id
+		wills     map[string]*pendingWill   // delayed 5.0 wills by client id
+		quotas    map[string]*session.Quota // per tenant
 	}
 }
 
@@ -208,6 +218,9 @@ func normalize(o Options) (Options, error) {
 	if o.TopicAliasMaximum > 65535 {
 		return o, fmt.Errorf("broker: topic alias maximum %d above 65535", o.TopicAliasMaximum)
 	}
+	if o.TenantQueueMessages < 0 || o.TenantQueueBytes < 0 || o.AssignedIDMaxSessionExpiry < 0 {
+		return o, errors.New("broker: tenant queue limits and assigned-id session expiry must not be negative")
+	}
 	if o.MaxSessionExpiry < 0 {
 		return o, errors.New("broker: max session expiry must not be negative")
 	}
@@ -238,6 +251,7 @@ func New(o Options) (*Broker, error) {
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
 	b.mu.wills = make(map[string]*pendingWill)
+	b.mu.quotas = make(map[string]*session.Quota)
 	if b.store != nil {
 		if err := b.restore(context.Background()); err != nil {
 			return nil, err
@@ -264,6 +278,23 @@ func (b *Broker) SetLimits(o Options) error {
 	}
 	b.cur.Store(&o)
 	return nil
+}
+
+// tenantQuota returns the shared queue bound of tenant, nil when tenants
+// are not bounded. Bounds changed by SetLimits apply to quotas made later.
+func (b *Broker) tenantQuota(tenant string) *session.Quota {
+	o := b.opts()
+	if o.TenantQueueMessages == 0 && o.TenantQueueBytes == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.mu.quotas[tenant]
+	if q == nil {
+		q = &session.Quota{MaxMessages: int64(o.TenantQueueMessages), MaxBytes: int64(o.TenantQueueBytes)}
+		b.mu.quotas[tenant] = q
+	}
+	return q
 }
 
 // sessionLimits returns the queue limits a new session gets.

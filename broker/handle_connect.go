@@ -160,7 +160,11 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		// A 5.0 session ends with the connection unless it has an expiry
 		// interval [MQTT-3.1.2-23].
 		c.expiry = p.Properties.SessionExpiryInterval
-		if max := o.MaxSessionExpiry; max > 0 && c.expiry != 0 && time.Duration(c.expiry)*time.Second > max {
+		max := o.MaxSessionExpiry
+		if a := o.AssignedIDMaxSessionExpiry; pc.assigned && a > 0 && (max == 0 || a < max) {
+			max = a
+		}
+		if max > 0 && c.expiry != 0 && time.Duration(c.expiry)*time.Second > max {
 			c.expiry = uint32(max / time.Second) // announced in CONNACK
 			pc.expiryCapped = true
 		}
@@ -184,6 +188,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	// Only now, authenticated, may the client take over an existing
 	// connection with its id [MQTT-3.1.4-2].
 	sess, present, discarded := c.b.attach(c, c.clientID, p.CleanStart)
+	sess.SetQuota(c.b.tenantQuota(ident.Tenant))
 	c.sess = sess
 	c.connected = true
 	if err := c.persistSession(present, discarded); err != nil {

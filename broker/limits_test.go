@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +96,53 @@ func TestSetLimitsAppliesWhileRunning(t *testing.T) {
 		t.Fatal("bad limits accepted")
 	}
 	mqtttest.Dial(t, addr, packet.V311).Connect(&packet.Connect{ClientID: "a", CleanStart: true}) // still limited to 1: takeover allowed
+}
+
+// tenantAuth puts every client in the tenant named by its username.
+type tenantAuth struct{ broker.AllowAll }
+
+func (tenantAuth) Authenticate(_ context.Context, ci *broker.ConnectInfo) (*broker.Identity, error) {
+	return &broker.Identity{Tenant: ci.Username, ClientID: ci.ClientID}, nil
+}
+
+func TestTenantQueueLimitIsShared(t *testing.T) {
+	b, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: tenantAuth{}, TenantQueueMessages: 5})
+	for _, who := range []struct{ id, tenant string }{{"a1", "A"}, {"a2", "A"}, {"b1", "B"}} {
+		c := mqtttest.Dial(t, addr, packet.V311)
+		c.Connect(&packet.Connect{ClientID: who.id, UsernameFlag: true, Username: who.tenant, KeepAlive: 60})
+		c.Subscribe(1, packet.Subscription{Filter: "q", QoS: 1})
+		c.Send(&packet.Disconnect{})
+		c.ExpectClosed()
+	}
+	pub, _ := mqtttest.Connect(t, addr, packet.V311, "pub", true)
+	for i := range 4 {
+		pub.Send(&packet.Publish{Topic: "q", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("m")})
+		pub.Expect()
+	}
+	a1, _ := b.ClientStats("a1")
+	a2, _ := b.ClientStats("a2")
+	b1, _ := b.ClientStats("b1")
+	if a1.Queued+a2.Queued != 5 || a1.Dropped+a2.Dropped != 3 {
+		t.Fatalf("tenant A queued %d+%d, dropped %d+%d; want 5 queued in all and 3 dropped", a1.Queued, a2.Queued, a1.Dropped, a2.Dropped)
+	}
+	if b1.Queued != 4 || b1.Dropped != 0 {
+		t.Fatalf("tenant B (alone under its bound) queued %d dropped %d, want 4 and 0", b1.Queued, b1.Dropped)
+	}
+}
+
+func TestAssignedClientIDSessionExpiryCapped(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{AssignedIDMaxSessionExpiry: 30 * time.Second})
+	c := mqtttest.Dial(t, addr, packet.V5)
+	con := &packet.Connect{CleanStart: true, KeepAlive: 60}
+	con.Properties.SessionExpiryInterval = 3600
+	con.Properties.Set(packet.PropSessionExpiryInterval)
+	ack := c.Connect(con)
+	if !ack.Properties.Has(packet.PropSessionExpiryInterval) || ack.Properties.SessionExpiryInterval != 30 {
+		t.Fatalf("CONNACK session expiry %v (present %v), want 30 for an assigned client id", ack.Properties.SessionExpiryInterval, ack.Properties.Has(packet.PropSessionExpiryInterval))
+	}
+	named := mqtttest.Dial(t, addr, packet.V5)
+	con.ClientID = "named"
+	if ack := named.Connect(con); ack.Properties.Has(packet.PropSessionExpiryInterval) {
+		t.Fatal("a client with its own id had its session expiry capped")
+	}
 }

@@ -101,9 +101,12 @@ type Limits struct {
 	MinKeepAlive     time.Duration `yaml:"min_keepalive"`
 	MaxKeepAlive     time.Duration `yaml:"max_keepalive"`
 	// 5.0
-	ReceiveMaximum    int           `yaml:"receive_maximum"`
-	TopicAliasMaximum int           `yaml:"topic_alias_maximum"`
-	MaxSessionExpiry  time.Duration `yaml:"max_session_expiry"`
+	TenantQueueMessages        int           `yaml:"tenant_queue_messages"`
+	TenantQueueBytes           ByteSize      `yaml:"tenant_queue_bytes"`
+	AssignedIDMaxSessionExpiry time.Duration `yaml:"assigned_id_max_session_expiry"`
+	ReceiveMaximum             int           `yaml:"receive_maximum"`
+	TopicAliasMaximum          int           `yaml:"topic_alias_maximum"`
+	MaxSessionExpiry           time.Duration `yaml:"max_session_expiry"`
 }
 
 // Default returns the configuration used when no file is given: one TCP
@@ -318,6 +321,9 @@ func (c *Config) Validate() error {
 		bad("limits.topic_alias_maximum", "%d out of range 0..65535 (0: no inbound aliases)", lim.TopicAliasMaximum)
 	}
 	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
+	nonNeg("limits.tenant_queue_messages", int64(lim.TenantQueueMessages))
+	nonNeg("limits.tenant_queue_bytes", int64(lim.TenantQueueBytes))
+	nonNeg("limits.assigned_id_max_session_expiry", int64(lim.AssignedIDMaxSessionExpiry))
 	oneOf("store.type", c.Store.Type, "disk", "memory")
 	oneOf("store.sync", c.Store.Sync, "always", "interval", "none")
 	if c.Store.SyncInterval < 0 {

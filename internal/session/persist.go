@@ -62,3 +62,23 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 func (s *Session) RestoreInbound(pid uint16) {
 	s.ReceiveQoS2(pid)
 }
+
+// SetQuota makes the session's queue count against q (a tenant's shared
+// bound; nil for none), moving what is queued from the previous quota.
+func (s *Session) SetQuota(q *Quota) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.mu.q.quota
+	if old == q {
+		return
+	}
+	n, size := s.mu.q.len(), s.mu.q.bytes
+	if old != nil {
+		old.add(-n, -size)
+	}
+	if q != nil {
+		q.add(n, size)
+	}
+	s.mu.q.quota = q
+	s.limits.Quota = q
+}

@@ -1,5 +1,7 @@
 package session
 
+import "sync/atomic"
+
 // queue is a FIFO ring of deliveries that grows on demand (so an idle
 // session costs no queue memory) up to the session's message limit.
 type queue struct {
@@ -7,6 +9,7 @@ type queue struct {
 	head  int
 	n     int
 	bytes int
+	quota *Quota // shared with the other sessions of the tenant; nil for none
 }
 
 func (q *queue) len() int { return q.n }
@@ -18,6 +21,9 @@ func (q *queue) push(d Delivery) {
 	q.buf[(q.head+q.n)%len(q.buf)] = d
 	q.n++
 	q.bytes += d.Msg.Size()
+	if q.quota != nil {
+		q.quota.add(1, d.Msg.Size())
+	}
 }
 
 func (q *queue) grow() {
@@ -46,6 +52,9 @@ func (q *queue) pop() Delivery {
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
 	q.bytes -= d.Msg.Size()
+	if q.quota != nil {
+		q.quota.add(-1, -d.Msg.Size())
+	}
 	if q.n == 0 {
 		q.head = 0
 		if len(q.buf) > 1024 {
@@ -55,7 +64,28 @@ func (q *queue) pop() Delivery {
 	return d
 }
 
-// reset empties the queue and returns what was in it.
-func (q *queue) reset() {
-	*q = queue{}
+// Quota bounds the messages queued by a group of sessions, a tenant's:
+// every queue sharing it counts against MaxMessages and MaxBytes (0: no
+// bound of that kind). Safe for concurrent use.
+type Quota struct {
+	MaxMessages int64
+	MaxBytes    int64
+	messages    atomic.Int64
+	bytes       atomic.Int64
 }
+
+func (q *Quota) add(n, size int) {
+	q.messages.Add(int64(n))
+	q.bytes.Add(int64(size))
+}
+
+// full reports whether one more message of size bytes would exceed q.
+func (q *Quota) full(size int) bool {
+	if q.MaxMessages > 0 && q.messages.Load() >= q.MaxMessages {
+		return true
+	}
+	return q.MaxBytes > 0 && q.bytes.Load()+int64(size) > q.MaxBytes
+}
+
+// Queued returns the messages and bytes queued under q.
+func (q *Quota) Queued() (messages, bytes int64) { return q.messages.Load(), q.bytes.Load() }

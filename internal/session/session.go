@@ -20,7 +20,8 @@ type Limits struct {
 	MaxMessages      int
 	MaxBytes         int
 	Policy           OverflowPolicy
-	QueueQoS0Offline bool // queue QoS 0 messages while the client is offline
+	QueueQoS0Offline bool   // queue QoS 0 messages while the client is offline
+	Quota            *Quota // the tenant's shared bound; nil for none
 }
 
 // OutKind is the kind of an outbound item.
@@ -98,6 +99,7 @@ type Session struct {
 // New returns an empty, offline session.
 func New(id string, limits Limits) *Session {
 	s := &Session{ID: id, limits: limits}
+	s.mu.q.quota = limits.Quota
 	s.mu.subs = make(map[string]Subscription)
 	s.mu.inflight = make(map[uint16]*inflight)
 	s.mu.maxInflight = 1
@@ -133,7 +135,7 @@ func (s *Session) Detach() {
 	s.mu.wake = nil
 	s.mu.resend = s.mu.resend[:0]
 	if !s.limits.QueueQoS0Offline {
-		var keep queue
+		keep := queue{quota: s.mu.q.quota}
 		for s.mu.q.len() > 0 {
 			d := s.mu.q.pop()
 			if d.QoS > 0 {
@@ -211,7 +213,10 @@ func (s *Session) fullLocked(size int) bool {
 	if s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages {
 		return true
 	}
-	return s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes
+	if s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes {
+		return true
+	}
+	return s.limits.Quota != nil && s.limits.Quota.full(size)
 }
 
 // EnqueueRetained appends retained messages owed to a new subscription. They
@@ -404,7 +409,7 @@ func (s *Session) TakeShared() []Delivery {
 		}
 	}
 	s.compactOrderLocked()
-	var keep queue
+	keep := queue{quota: s.mu.q.quota}
 	for s.mu.q.len() > 0 {
 		d := s.mu.q.pop()
 		switch {

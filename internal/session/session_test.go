@@ -223,3 +223,29 @@ func TestConcurrentEnqueueAndTake(t *testing.T) {
 		}
 	}
 }
+
+func TestQuotaSharedAndMoved(t *testing.T) {
+	q := &Quota{MaxMessages: 3}
+	a := New("a", Limits{Quota: q})
+	b := New("b", Limits{Quota: q})
+	a.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1})
+	a.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1})
+	b.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1})
+	if r := b.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1}); r.Accepted {
+		t.Fatal("a fourth message accepted under a shared bound of 3")
+	}
+	a.SetQuota(nil) // a leaves the tenant: its two messages stop counting
+	if n, _ := q.Queued(); n != 1 {
+		t.Fatalf("quota counts %d after a left, want 1", n)
+	}
+	if r := b.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1}); !r.Accepted {
+		t.Fatal("room freed by a was not usable by b")
+	}
+	b.Attach(func() {}, 10)
+	for _, o := range b.TakeBatch(nil, 10) {
+		b.Puback(o.PacketID)
+	}
+	if n, size := q.Queued(); n != 0 || size != 0 {
+		t.Fatalf("quota counts %d messages %d bytes after b's queue drained", n, size)
+	}
+}
