@@ -80,8 +80,8 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 	if c.version == packet.V5 && p.Properties.Has(packet.PropSessionExpiryInterval) {
 		e := p.Properties.SessionExpiryInterval
 		if c.expiry == 0 && e != 0 {
-			// Expiry 0 at CONNECT cannot become non-zero at DISCONNECT [MQTT-3.14.2-2].
-			return protocolError("DISCONNECT sets session expiry %d after CONNECT set 0 [MQTT-3.14.2-2]", e)
+			// Expiry 0 at CONNECT cannot become non-zero at DISCONNECT (5.0 §3.14.2.2.2).
+			return protocolError("DISCONNECT sets session expiry %d after CONNECT set 0 (5.0 section 3.14.2.2.2)", e)
 		}
 		c.expiry = e
 		c.clean = e == 0
