@@ -278,13 +278,23 @@ func (c *conn) connackProperties(props *packet.Properties, pc *pendingConnect, a
 // [MQTT-3.2.2-5] [MQTT-3.2.2-6].
 func (c *conn) refuse(code packet.ReasonCode, err error) error {
 	ack := &packet.Connack{ReasonCode: code}
-	if c.version == packet.V5 { // a reason string is always allowed on CONNACK [MQTT-3.1.2-29]
+	if c.version == packet.V5 && !secret(code) { // a reason string is always allowed on CONNACK [MQTT-3.1.2-29]
 		ack.Properties.ReasonString = err.Error()
 		ack.Properties.Set(packet.PropReasonString)
 	}
 	c.sendAndClose(ack, reasonRefused)
 	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.listener, "version", c.version.String(), "code", code.String(), "err", err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
+}
+
+// secret reports refusals whose details stay in the broker's log: an
+// authentication failure tells the client its code and nothing more.
+func secret(code packet.ReasonCode) bool {
+	switch code {
+	case packet.BadUsernameOrPassword, packet.NotAuthorized, packet.BadAuthenticationMethod, packet.Banned:
+		return true
+	}
+	return false
 }
 
 // redirect refuses the connection pointing the client at another server

@@ -143,9 +143,11 @@ func TestPubSubPubStdinFileAndNull(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait := startSub(t, b, withArgs(hp, "-C", "3", "-v", "-t", "s/#")...)
-	expectResult(t, runClientCmd(t, pub, "a\nb\n", withArgs(hp, "-t", "s/stdin", "-s")...), 0, "")
-	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "s/file", "-f", file)...), 0, "")
-	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "s/null", "-n")...), 0, "")
+	// QoS 1: each publisher has its message routed before it exits, so the
+	// three arrive in order (QoS 0 publishes from separate connections race).
+	expectResult(t, runClientCmd(t, pub, "a\nb\n", withArgs(hp, "-t", "s/stdin", "-s", "-q", "1")...), 0, "")
+	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "s/file", "-f", file, "-q", "1")...), 0, "")
+	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "s/null", "-n", "-q", "1")...), 0, "")
 	expectResult(t, wait(), 0, "s/stdin a\nb\n\ns/file from file\ns/null (null)\n")
 }
 
