@@ -1,6 +1,7 @@
 package diskstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -129,7 +130,13 @@ func appendMessage(dst []byte, m *broker.StoredMessage) ([]byte, error) {
 type decoder struct {
 	b   []byte
 	err error
+	in  *interner // nil: no sharing
 }
+
+// interner holds the topic and origin of the previous message, shared by
+// the next one when equal: consecutive messages of a queue often have the
+// same.
+type interner struct{ topic, origin string }
 
 func newDecoder(v []byte) decoder {
 	d := decoder{b: v}
@@ -253,8 +260,9 @@ func decodeSub(v []byte, filter string) (broker.StoredSubscription, error) {
 	return s, d.end()
 }
 
-func decodeDelivery(v []byte, seq uint64) (broker.StoredDelivery, error) {
+func decodeDelivery(v []byte, seq uint64, in *interner) (broker.StoredDelivery, error) {
 	d := newDecoder(v)
+	d.in = in
 	del := broker.StoredDelivery{Seq: seq}
 	del.QoS = d.limit("QoS", d.byte(), 2)
 	del.Retain = d.limit("flags", d.byte(), 1) != 0
@@ -298,11 +306,13 @@ func decodeMeta(v []byte) (uint64, error) {
 	return x, d.end()
 }
 
-// message reads a message that extends to the end of the value.
+// message reads a message that extends to the end of the value. A
+// PUBLISH without properties (the common case) is parsed here; one with
+// properties goes through the packet codec.
 func (d *decoder) message(m *broker.StoredMessage) {
 	flags := d.limit("message flags", d.byte(), 1)
 	m.Expiry = d.time(flags, 1)
-	m.Origin = d.str()
+	m.Origin = d.intern(originField, d.rawStr())
 	if d.err != nil {
 		return
 	}
@@ -321,16 +331,68 @@ func (d *decoder) message(m *broker.StoredMessage) {
 		d.fail(ErrTruncated)
 		return
 	}
-	pk, err := packet.Decode(h, d.b[n:n+rem], packet.V5)
+	body := d.b[n : n+rem]
+	d.b = d.b[n+rem:]
+	m.QoS, m.Retain = h>>1&3, h&1 != 0
+	if m.QoS > 2 {
+		d.fail(fmt.Errorf("%w: QoS %d", ErrCorrupt, m.QoS))
+		return
+	}
+	// Fast path: topic, packet id, property length 0, payload.
+	if len(body) >= 2 {
+		tl := int(binary.BigEndian.Uint16(body))
+		off := 2 + tl
+		if m.QoS > 0 {
+			off += 2
+		}
+		if off < len(body) && body[off] == 0 {
+			m.Topic = d.intern(topicField, body[2:2+tl])
+			if p := body[off+1:]; len(p) > 0 {
+				m.Payload = bytes.Clone(p)
+			}
+			return
+		}
+	}
+	pk, err := packet.Decode(h, body, packet.V5)
 	if err != nil {
 		d.fail(fmt.Errorf("%w: %w", ErrCorrupt, err))
 		return
 	}
-	d.b = d.b[n+rem:]
 	p := pk.(*packet.Publish)
-	m.Topic, m.Payload, m.QoS, m.Retain = p.Topic, p.Payload, p.QoS, p.Retain
+	m.Topic, m.Payload = d.intern(topicField, []byte(p.Topic)), p.Payload
 	if !p.Properties.IsZero() {
 		props := p.Properties
 		m.Properties = &props
 	}
 }
+
+// rawStr reads a length-prefixed string without copying it.
+func (d *decoder) rawStr() []byte {
+	n := d.uvarint(1 << 28)
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.fail(ErrTruncated)
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+// intern returns b as a string, reusing the previous one (field of the
+// interner) when equal.
+func (d *decoder) intern(field func(*interner) *string, b []byte) string {
+	if d.in == nil {
+		return string(b)
+	}
+	last := field(d.in)
+	if string(b) != *last {
+		*last = string(b)
+	}
+	return *last
+}
+
+func topicField(in *interner) *string  { return &in.topic }
+func originField(in *interner) *string { return &in.origin }

@@ -286,6 +286,11 @@ func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
 		wo = pebble.Sync
 	}
 	err := big.Commit(wo)
+	s.stats.groups.Add(1)
+	s.stats.commits.Add(uint64(len(group)))
+	if wo == pebble.Sync {
+		s.stats.syncs.Add(1)
+	}
 	if ferr := s.failure(); ferr != nil {
 		err = ferr // Pebble reports a failed WAL write through Logger.Fatalf
 	}
@@ -323,6 +328,7 @@ func (s *Store) revert(group []*request) {
 
 // syncWAL makes everything committed so far durable.
 func (s *Store) syncWAL() {
+	s.stats.syncs.Add(1)
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		s.log.Error("diskstore: sync WAL", "err", err)
 	}

@@ -53,6 +53,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -149,6 +150,8 @@ type Store struct {
 	failOnce sync.Once
 	failed   chan struct{} // closed on a fatal engine error
 	failErr  error         // set before failed is closed
+
+	stats struct{ commits, groups, syncs atomic.Uint64 }
 
 	corrupt int // records skipped by the last Load; guarded by loadMu
 	loadMu  sync.Mutex
@@ -325,7 +328,7 @@ func keyError(key []byte, err error) error {
 }
 
 // Close stops the committer after the commits already handed to it,
-// syncs the WAL, closes the engine and releases the directory lock.
+// syncs the WAL, flushes the memtables, closes the engine and releases the directory lock.
 // Commit fails with ErrClosed afterwards; a second Close returns nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -342,13 +345,28 @@ func (s *Store) Close() error {
 		select {
 		case <-s.stopped:
 		case <-s.failed:
-			// The engine's commit pipeline may be wedged: leave the
-			// committer and the engine, release the directory.
-			s.unlock()
-			return s.failErr
+			// After a fatal engine error the committer may be stuck in
+			// the engine's commit pipeline: give it a moment.
+			select {
+			case <-s.stopped:
+			case <-time.After(closeGrace):
+				s.unlock()
+				return s.failErr // leaves the committer and the engine
+			}
 		}
 	}
-	err := s.db.Close()
+	var err error
+	if s.failure() != nil {
+		err = s.closeFailed()
+	} else {
+		if !s.opts.ReadOnly {
+			// Flushing the memtables now spares the next Open a WAL replay.
+			err = s.db.Flush()
+		}
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
+	}
 	s.unlock()
 	if err != nil {
 		return fmt.Errorf("diskstore: close: %w", err)
@@ -359,6 +377,26 @@ func (s *Store) Close() error {
 	default:
 	}
 	return nil
+}
+
+// closeGrace bounds the wait for the committer and the engine in Close
+// after a fatal engine error.
+const closeGrace = 2 * time.Second
+
+// closeFailed closes the engine after a fatal error, giving up (and
+// leaving its goroutines) if it does not return within closeGrace.
+func (s *Store) closeFailed() error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }() // the engine may panic on its broken state: we are closing anyway
+		_ = s.db.Close()                 // the fatal error is the one to report
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+	}
+	return s.failErr
 }
 
 // fail records a fatal engine error; later commits return it.
@@ -385,6 +423,19 @@ func (s *Store) Corrupt() int {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
 	return s.corrupt
+}
+
+// Stats counts the work of the committer since Open.
+type Stats struct {
+	Commits uint64 // Commit calls that wrote something
+	Groups  uint64 // engine commits (each one WAL write)
+	Syncs   uint64 // WAL fsyncs
+}
+
+// Stats returns the committer's counters: Commits/Groups is the average
+// group size, Syncs the number of fsyncs.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.stats.commits.Load(), Groups: s.stats.groups.Load(), Syncs: s.stats.syncs.Load()}
 }
 
 // pebbleLogger routes the engine's messages to the store's logger (its

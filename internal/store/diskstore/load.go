@@ -116,6 +116,7 @@ func (l *loader) load() (*broker.StoredState, error) {
 
 	var cur *broker.StoredSession // the session of the previous queue record
 	var curCid uint64
+	var in interner
 	err = l.scan(tagQueue, func(k, v []byte) error {
 		if len(k) != 18 {
 			return fmt.Errorf("%w: malformed key", ErrCorrupt)
@@ -127,7 +128,7 @@ func (l *loader) load() (*broker.StoredState, error) {
 		if cur == nil {
 			return nil
 		}
-		d, err := decodeDelivery(v, seq)
+		d, err := decodeDelivery(v, seq, &in)
 		if err != nil {
 			return err
 		}
