@@ -7,6 +7,7 @@
 //	petrel bench SCENARIO [flags]            load generator (fanin, fanout, ...)
 //	petrel token --tenant T --scope R --key F  print a signed JWT
 //	petrel passwd [--scram]                  hash a password for the users file
+//	petrel store inspect [--data DIR]        show a data directory's sessions and queues
 //	petrel version                           print the version
 package main
 
@@ -29,6 +30,7 @@ Usage:
   petrel bench SCENARIO   load a broker and report msg/s, loss, latency (petrel bench -h)
   petrel token [flags]    print a signed JWT (petrel token -h for flags)
   petrel passwd [--scram] hash a password from stdin for the users file
+  petrel store inspect    show the sessions, queues and retained count of a data directory
   petrel version          print the version
 
 With no flags, petrel serve listens on 127.0.0.1:1883 and allows anonymous
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return tokenMain(args[1:], stdout, stderr)
 	case "passwd":
 		return passwdMain(args[1:], os.Stdin, stdout, stderr)
+	case "store":
+		return storeMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "petrel", version)
 		return 0
