@@ -17,6 +17,26 @@ type routing struct {
 	staged  []staged
 	batch   Batch
 	cleanup Batch
+	seen    map[*session.Session]struct{} // distinctPlain's scratch
+}
+
+// distinctPlain reports whether ents are plain subscriptions of distinct
+// sessions, which need no merging.
+func (rt *routing) distinctPlain(ents []entry) bool {
+	if rt.seen == nil {
+		rt.seen = make(map[*session.Session]struct{}, len(ents))
+	}
+	defer clear(rt.seen)
+	for _, e := range ents {
+		if e.Key.group != "" {
+			return false
+		}
+		if _, dup := rt.seen[e.Key.s]; dup {
+			return false
+		}
+		rt.seen[e.Key.s] = struct{}{}
+	}
+	return true
 }
 
 type staged struct {

@@ -88,6 +88,13 @@ func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (
 // deliverMany merges overlapping subscriptions per session and hands each
 // share group's entries to deliverShared.
 func (b *Broker) deliverMany(rt *routing, msg *session.Message, ents []entry) int {
+	if rt.distinctPlain(ents) { // the common fan-out: no sorting needed
+		n := 0
+		for _, e := range ents {
+			n += b.deliver(rt, msg, e.Key.s, e.Value, nil)
+		}
+		return n
+	}
 	// Plain subscriptions first, grouped by session; shared ones after,
 	// grouped by group and filter.
 	slices.SortFunc(ents, func(x, y entry) int {

@@ -51,6 +51,9 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 		f.state = awaitPubcomp
 		f.d = Delivery{}
 	}
+	if s.mu.inflight == nil {
+		s.mu.inflight = make(map[uint16]*inflight)
+	}
 	s.mu.inflight[pid] = f
 	s.mu.order = append(s.mu.order, pid)
 	if pid > s.mu.nextPID {

@@ -57,8 +57,11 @@ func (q *queue) pop() Delivery {
 	}
 	if q.n == 0 {
 		q.head = 0
-		if len(q.buf) > 1024 {
-			q.buf = nil // a drained burst gives its memory back
+		if len(q.buf) > 4096 {
+			// A drained large burst gives its memory back; smaller buffers
+			// stay, so a queue that keeps filling and draining does not
+			// regrow each time.
+			q.buf = nil
 		}
 	}
 	return d

@@ -100,8 +100,6 @@ type Session struct {
 func New(id string, limits Limits) *Session {
 	s := &Session{ID: id, limits: limits}
 	s.mu.q.quota = limits.Quota
-	s.mu.subs = make(map[string]Subscription)
-	s.mu.inflight = make(map[uint16]*inflight)
 	s.mu.maxInflight = 1
 	return s
 }
@@ -302,6 +300,9 @@ func (s *Session) admitLocked(d Delivery) (Outbound, bool) {
 	if d.QoS == 2 {
 		st = awaitPubrec
 	}
+	if s.mu.inflight == nil { // made on first use: an idle session costs no maps
+		s.mu.inflight = make(map[uint16]*inflight)
+	}
 	s.mu.inflight[pid] = &inflight{d: d, seq: d.Seq, state: st}
 	s.mu.order = append(s.mu.order, pid)
 	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}, true
@@ -499,6 +500,9 @@ func (s *Session) Subscribe(sub Subscription) (replaced bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, replaced = s.mu.subs[sub.Filter]
+	if s.mu.subs == nil {
+		s.mu.subs = make(map[string]Subscription)
+	}
 	s.mu.subs[sub.Filter] = sub
 	return replaced
 }
