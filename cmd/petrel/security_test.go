@@ -104,6 +104,7 @@ func TestServeWithAuth(t *testing.T) {
 	cfg := filepath.Join(dir, "petrel.yaml")
 	write(t, cfg, `
 listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
+store: {type: memory}
 auth:
   users_file: `+users+`
   jwt: {secret_file: `+secret+`}
