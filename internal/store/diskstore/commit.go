@@ -106,7 +106,11 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 		return nil
 	}
 	e := encodedPool.Get().(*encoded)
-	defer encodedPool.Put(e)
+	defer func() {
+		if cap(e.buf) <= 1<<20 { // a huge batch's buffer is not kept
+			encodedPool.Put(e)
+		}
+	}()
 	if err := e.encodeValues(b); err != nil {
 		return err
 	}
@@ -128,16 +132,25 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 		requestPool.Put(r)
 		return nil
 	}
-	s.reqs <- r // under mu: the committer sees batches in map order
+	select {
+	case s.reqs <- r: // under mu: the committer sees batches in map order
+	case <-s.failed:
+		s.mu.Unlock()
+		return s.failErr
+	}
 	s.mu.Unlock()
 
 	select {
 	case err := <-r.done:
+		if err != nil {
+			s.revert(r.undo)
+		}
 		r.b, r.undo = nil, r.undo[:0]
 		requestPool.Put(r)
 		return err
 	case <-s.failed:
-		return s.failErr // r stays with the wedged committer
+		s.revert(r.undo) // a failed store commits nothing more: keep the map as on disk
+		return s.failErr // r stays with the committer, which may be wedged
 	}
 }
 
@@ -296,7 +309,6 @@ func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
 	}
 	if err != nil {
 		err = fmt.Errorf("diskstore: commit: %w", err)
-		s.revert(group)
 	} else {
 		*persisted = max(*persisted, lastCid)
 		_ = big.Close() // recycles the batch; committed batches close cleanly
@@ -307,21 +319,19 @@ func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
 	return err == nil && wo == pebble.Sync
 }
 
-// revert reverts the map changes of the failed group, latest first, where a
-// later batch did not change the entry again.
-func (s *Store) revert(group []*request) {
+// revert undoes the map changes of a failed commit, latest first, where a
+// later batch did not change the entry again. The waiter calls it, not
+// the committer, which never takes mu.
+func (s *Store) revert(u []undo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := len(group) - 1; i >= 0; i-- {
-		u := group[i].undo
-		for j := len(u) - 1; j >= 0; j-- {
-			cur, ok := s.mu.cids[u[j].clientID]
-			switch {
-			case u[j].cid != 0 && ok && cur == u[j].cid:
-				delete(s.mu.cids, u[j].clientID)
-			case u[j].cid == 0 && !ok:
-				s.mu.cids[u[j].clientID] = u[j].prev
-			}
+	for j := len(u) - 1; j >= 0; j-- {
+		cur, ok := s.mu.cids[u[j].clientID]
+		switch {
+		case u[j].cid != 0 && ok && cur == u[j].cid:
+			delete(s.mu.cids, u[j].clientID)
+		case u[j].cid == 0 && !ok:
+			s.mu.cids[u[j].clientID] = u[j].prev
 		}
 	}
 }

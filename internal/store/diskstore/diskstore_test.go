@@ -188,6 +188,21 @@ func TestSyncOptions(t *testing.T) {
 			t.Fatalf("%+v: Commit: %v", o, err)
 		}
 		time.Sleep(5 * time.Millisecond) // let an interval sync run
+		syncs := s.Stats().Syncs
+		switch o.Sync {
+		case "", SyncAlways:
+			if syncs != 1 {
+				t.Errorf("%+v: %d syncs for one durable commit, want 1", o, syncs)
+			}
+		case SyncInterval:
+			if o.SyncInterval == time.Millisecond && syncs == 0 {
+				t.Errorf("%+v: no interval sync", o)
+			}
+		case SyncNone:
+			if syncs != 0 {
+				t.Errorf("%+v: %d syncs, want none", o, syncs)
+			}
+		}
 		closeT(t, s)
 	}
 	for _, o := range []Options{{Sync: "fsync"}, {Sync: "Always"}, {Sync: "interval", SyncInterval: -time.Second}} {

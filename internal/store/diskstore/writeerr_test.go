@@ -42,6 +42,12 @@ func TestWriteError(t *testing.T) {
 		t.Fatal("durable Commit on a full disk succeeded")
 	}
 	t.Logf("Commit: %v", err)
+	s.mu.Lock()
+	_, kept := s.mu.cids["during"]
+	s.mu.Unlock()
+	if kept {
+		t.Error("the failed commit's new session stayed in the cid map")
+	}
 	if err := put("after"); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Commit after a failed write: %v; want ErrFailed", err)
 	}
