@@ -13,10 +13,13 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/petrel-mqtt/petrel/internal/client"
 	"github.com/petrel-mqtt/petrel/packet"
@@ -53,6 +56,10 @@ TLS:
   --cafile FILE             CA certificates (PEM) to verify the broker (implies --tls)
   --cert FILE, --key FILE   client certificate and key (PEM; implies --tls)
   --insecure                do not verify the broker's certificate or host name
+WebSocket:
+  --ws                      connect over WebSocket (with TLS: secure WebSocket;
+                            default port 80, with TLS 443)
+  --ws-path PATH            the WebSocket endpoint's path (default /mqtt)
 `
 
 // stringList is a repeatable string flag.
@@ -67,8 +74,8 @@ type clientFlags struct {
 	port, keepAlive, willQoS, qos         int
 	persistent, debug, willRetain         bool
 	willTopic, willPayload                string
-	tls, insecure                         bool
-	caFile, certFile, keyFile             string
+	tls, insecure, ws                     bool
+	caFile, certFile, keyFile, wsPath     string
 }
 
 // register defines the flags on fs, short and long names sharing a value.
@@ -110,6 +117,8 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	str(&f.certFile, "", "cert", "")
 	str(&f.keyFile, "", "key", "")
 	boolean(&f.insecure, "", "insecure")
+	boolean(&f.ws, "", "ws")
+	str(&f.wsPath, "", "ws-path", "/mqtt")
 }
 
 // parseFlags parses args into fs. It returns the exit code to end with and
@@ -183,9 +192,15 @@ func (f *clientFlags) options(fs *flag.FlagSet, cmd string, stderr io.Writer) (c
 	useTLS := f.tls || f.caFile != "" || f.certFile != "" || f.keyFile != "" || f.insecure
 	port := f.port
 	if !isSet(fs, "p", "port") {
-		port = 1883
-		if useTLS {
+		switch {
+		case f.ws && useTLS:
+			port = 443
+		case f.ws:
+			port = 80
+		case useTLS:
 			port = 8883
+		default:
+			port = 1883
 		}
 	}
 	if port <= 0 || port > math.MaxUint16 {
@@ -219,12 +234,20 @@ func (f *clientFlags) options(fs *flag.FlagSet, cmd string, stderr io.Writer) (c
 	} else if isSet(fs, "will-payload", "will-qos", "will-retain") {
 		return o, errors.New("--will-payload, --will-qos and --will-retain need --will-topic")
 	}
+	var tlsCfg *tls.Config
 	if useTLS {
-		cfg, err := f.tlsConfig()
-		if err != nil {
+		if tlsCfg, err = f.tlsConfig(); err != nil {
 			return o, err
 		}
-		d := &tls.Dialer{Config: cfg}
+	}
+	switch {
+	case f.ws:
+		if !strings.HasPrefix(f.wsPath, "/") {
+			return o, fmt.Errorf("--ws-path %q must start with /", f.wsPath)
+		}
+		o.Dialer = wsDialer(o.Addr, f.wsPath, tlsCfg)
+	case useTLS:
+		d := &tls.Dialer{Config: tlsCfg}
 		addr := o.Addr
 		o.Dialer = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
@@ -240,6 +263,25 @@ func (f *clientFlags) options(fs *flag.FlagSet, cmd string, stderr io.Writer) (c
 		}))
 	}
 	return o, nil
+}
+
+// wsDialer dials MQTT over WebSocket (subprotocol "mqtt", binary frames),
+// over TLS when tlsCfg is set, and returns the stream as a net.Conn.
+func wsDialer(addr, path string, tlsCfg *tls.Config) func(context.Context) (net.Conn, error) {
+	scheme, hc := "ws", http.DefaultClient
+	if tlsCfg != nil {
+		scheme = "wss"
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	}
+	url := scheme + "://" + addr + path
+	return func(ctx context.Context) (net.Conn, error) {
+		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"mqtt"}, HTTPClient: hc})
+		if err != nil {
+			return nil, fmt.Errorf("websocket %s: %w", url, err)
+		}
+		// The connection lives until closed, not as long as ctx.
+		return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	}
 }
 
 // tlsConfig builds the TLS configuration from --cafile, --cert, --key and
