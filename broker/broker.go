@@ -115,6 +115,11 @@ type Options struct {
 	// everything in memory only.
 	Store Store
 
+	// SweepInterval is how often expired 5.0 messages are removed from
+	// offline sessions' queues and from the retained messages (and the
+	// store); default 30s.
+	SweepInterval time.Duration
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -132,9 +137,10 @@ type Broker struct {
 	flapping flapTracker // guarded by mu
 	stats    counters
 
-	wg       sync.WaitGroup // connection goroutines
-	shutdown atomic.Bool
-	done     chan struct{}
+	wg         sync.WaitGroup // connection goroutines and the sweeper
+	sweepStart sync.Once
+	shutdown   atomic.Bool
+	done       chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -223,6 +229,12 @@ func normalize(o Options) (Options, error) {
 	}
 	if o.MaxSessionExpiry < 0 {
 		return o, errors.New("broker: max session expiry must not be negative")
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	if o.SweepInterval < 0 {
+		return o, errors.New("broker: sweep interval must not be negative")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -323,6 +335,7 @@ func (b *Broker) Serve(l net.Listener) error {
 	if !b.trackListener(l, true) {
 		return ErrServerClosed
 	}
+	b.startSweep()
 	defer b.trackListener(l, false)
 	var info listenerInfo
 	if n, ok := l.(interface{ Name() string }); ok {

@@ -15,6 +15,12 @@ import (
 //
 // The broker keeps the live state in memory and writes every change
 // through Commit; it reads the store only in Load, at startup.
+//
+// Contract details both implementations keep (storetest checks them):
+// operations naming a ClientID that has no session are ignored, except
+// OpPutSession; a session's Seq numbers only grow, a Seq is never reused
+// within a session; the message of an AwaitPubcomp delivery may or may not
+// be kept.
 type Store interface {
 	// Load returns everything stored. The broker calls it once, before
 	// serving. A corrupt or truncated record is an error naming its key.

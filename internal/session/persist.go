@@ -1,5 +1,7 @@
 package session
 
+import "time"
+
 // SetPersistent marks whether the session's QoS 1/2 deliveries are kept in
 // the broker's store. The session itself only carries the flag and the
 // sequence numbers; the broker does the writing.
@@ -84,4 +86,26 @@ func (s *Session) SetQuota(q *Quota) {
 	}
 	s.mu.q.quota = q
 	s.limits.Quota = q
+}
+
+// DropExpired removes from the queue the messages whose expiry has passed
+// at now (their onward delivery has not started [MQTT-3.3.2-5]) and
+// returns how many it removed and the Seqs of the stored ones.
+func (s *Session) DropExpired(now time.Time) (n int, seqs []uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := queue{quota: s.mu.q.quota}
+	for s.mu.q.len() > 0 {
+		d := s.mu.q.pop()
+		if !d.Msg.Expired(now) {
+			keep.push(d)
+			continue
+		}
+		n++
+		if d.Seq != 0 {
+			seqs = append(seqs, d.Seq)
+		}
+	}
+	s.mu.q = keep
+	return n, seqs
 }
