@@ -48,6 +48,12 @@ var layers = []layer{
 		"internal/cluster/...", "internal/config/...", "internal/listener/...", "internal/client/...", "cmd/...",
 	}, why: "broker never imports a concrete implementation; those import broker"},
 	{pkg: "internal/listener/...", allow: []string{}, why: "listeners know nothing of MQTT"},
+	{pkg: "internal/store/...", allow: []string{"broker", "packet", "internal/store/..."},
+		why: "stores implement broker.Store on the broker's record types"},
+	{pkg: "internal/auth/...", allow: []string{"broker", "packet", "internal/topic"},
+		why: "auth implements the broker's Authenticator and Authorizer"},
+	{pkg: "internal/client/...", allow: []string{"packet", "internal/topic"}, why: "the client is a small client on packet/ (and topic validation)"},
+	{pkg: "internal/bench/...", allow: []string{"packet", "internal/client/..."}, why: "the load generator drives any broker over the wire"},
 }
 
 // Rules for every package, test files included.
