@@ -43,7 +43,7 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 		s.mu.q.push(d)
 		return
 	}
-	f := &inflight{d: d, seq: d.Seq}
+	f := inflight{d: d, seq: d.Seq}
 	switch st {
 	case RestoreAwaitPuback:
 		f.state = awaitPuback
@@ -54,7 +54,7 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 		f.d = Delivery{}
 	}
 	if s.mu.inflight == nil {
-		s.mu.inflight = make(map[uint16]*inflight)
+		s.mu.inflight = make(map[uint16]inflight)
 	}
 	s.mu.inflight[pid] = f
 	s.mu.order = append(s.mu.order, pid)

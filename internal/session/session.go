@@ -86,7 +86,7 @@ type Session struct {
 		subs        map[string]Subscription
 		q           queue
 		retained    []Delivery // retained messages owed to new subscriptions
-		inflight    map[uint16]*inflight
+		inflight    map[uint16]inflight // by value: no allocation per message
 		order       []uint16 // inflight packet ids in send order (may hold acked ids)
 		resend      []uint16 // inflight ids to send again after a reconnect
 		nextPID     uint16
@@ -301,9 +301,9 @@ func (s *Session) admitLocked(d Delivery) (Outbound, bool) {
 		st = awaitPubrec
 	}
 	if s.mu.inflight == nil { // made on first use: an idle session costs no maps
-		s.mu.inflight = make(map[uint16]*inflight)
+		s.mu.inflight = make(map[uint16]inflight)
 	}
-	s.mu.inflight[pid] = &inflight{d: d, seq: d.Seq, state: st}
+	s.mu.inflight[pid] = inflight{d: d, seq: d.Seq, state: st}
 	s.mu.order = append(s.mu.order, pid)
 	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}, true
 }
@@ -438,6 +438,7 @@ func (s *Session) Pubrec(pid uint16) (seq uint64, ok bool) {
 	}
 	f.state = awaitPubcomp
 	f.d = Delivery{}
+	s.mu.inflight[pid] = f
 	return f.seq, true
 }
 
