@@ -426,8 +426,9 @@ func (c *conn) cleanup(err error) {
 	c.releaseReadBuf()
 
 	if c.connected {
-		shared := c.b.detach(c)
-		if c.will != nil && reason.sendsWill(c.version) {
+		sendWill := c.will != nil && reason.sendsWill(c.version)
+		shared := c.b.detach(c, sendWill && !c.clean && willDelay(c.will, c.version) > 0)
+		if sendWill {
 			c.publishWill()
 		}
 		c.b.redistribute(shared, c.sess)

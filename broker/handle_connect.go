@@ -192,7 +192,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	c.sess = sess
 	c.connected = true
 	if err := c.persistSession(present, discarded); err != nil {
-		c.b.detach(c)
+		c.b.detach(c, false)
 		return c.refuse(packet.ServerUnavailable, err)
 	}
 
@@ -232,7 +232,9 @@ func (c *conn) persistSession(present, discarded bool) error {
 		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.clientID})
 	}
 	if persistent {
-		batch.Add(Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, time.Time{})})
+		// With the will: if the broker stops while the client is
+		// connected, the connection ends abnormally and the will is due.
+		batch.Add(Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, time.Time{}, true)})
 	}
 	return c.b.commit(&batch, persistent)
 }

@@ -200,27 +200,45 @@ func (c *conn) ackPublish(p *packet.Publish, code packet.ReasonCode) {
 // once, or for a 5.0 session after its Will Delay Interval unless the
 // session is resumed or ends first [MQTT-3.1.3-9].
 func (c *conn) publishWill() {
-	w := c.will
-	msg := &session.Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.clientID}
-	var delay time.Duration
-	if c.version == packet.V5 && !w.Properties.IsZero() {
+	msg, delay := willMessage(c.will, c.version, c.clientID, c.b.opts().Now())
+	if delay > 0 && !c.clean {
+		if c.expiry != noExpiry {
+			delay = min(delay, time.Duration(c.expiry)*time.Second)
+		}
+		var rec *StoredSession
+		if c.sess.Persistent() {
+			rec = sessionRecord(c, c.b.opts().Now(), false)
+		}
+		c.b.scheduleWill(c.clientID, msg, delay, rec)
+		return
+	}
+	c.b.sendWill(msg)
+}
+
+// willDelay returns the 5.0 Will Delay Interval of w.
+func willDelay(w *packet.Will, v packet.Version) time.Duration {
+	if v != packet.V5 || w == nil {
+		return 0
+	}
+	return time.Duration(w.Properties.WillDelayInterval) * time.Second
+}
+
+// willMessage turns a will into the message to publish, and its delay:
+// the Will Delay Interval is not forwarded, a Message Expiry Interval
+// counts from when the will is published (now + delay).
+func willMessage(w *packet.Will, v packet.Version, origin string, now time.Time) (*session.Message, time.Duration) {
+	msg := &session.Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: origin}
+	delay := willDelay(w, v)
+	if v == packet.V5 && !w.Properties.IsZero() {
 		props := w.Properties
-		delay = time.Duration(props.WillDelayInterval) * time.Second
 		props.Clear(packet.PropWillDelayInterval)
 		if props.Has(packet.PropMessageExpiryInterval) {
-			msg.Expiry = c.b.opts().Now().Add(delay + time.Duration(props.MessageExpiryInterval)*time.Second)
+			msg.Expiry = now.Add(delay + time.Duration(props.MessageExpiryInterval)*time.Second)
 			props.Clear(packet.PropMessageExpiryInterval)
 		}
 		if !props.IsZero() {
 			msg.Properties = &props
 		}
 	}
-	if delay > 0 && !c.clean {
-		if c.expiry != noExpiry {
-			delay = min(delay, time.Duration(c.expiry)*time.Second)
-		}
-		c.b.scheduleWill(c.clientID, msg, delay)
-		return
-	}
-	c.b.sendWill(msg)
+	return msg, delay
 }

@@ -127,13 +127,53 @@ func storedSubscription(s session.Subscription) *StoredSubscription {
 		RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: s.SubID}
 }
 
-// sessionRecord is the store's record of c's session.
-func sessionRecord(c *conn, disconnected time.Time) *StoredSession {
+// sessionRecord is the store's record of c's session, with the
+// connection's will when withWill.
+func sessionRecord(c *conn, disconnected time.Time, withWill bool) *StoredSession {
 	exp := uint32(NoExpiry)
 	if c.version == packet.V5 {
 		exp = c.expiry
 	}
-	return &StoredSession{ClientID: c.clientID, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
+	rec := &StoredSession{ClientID: c.clientID, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
+	if w := c.will; withWill && w != nil {
+		props := w.Properties
+		rec.Will = &StoredMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.clientID}
+		if c.version == packet.V5 && !props.IsZero() {
+			rec.Will.Properties = &props
+		}
+		rec.WillDelay = uint32(willDelay(w, c.version) / time.Second)
+	}
+	return rec
+}
+
+// restoreWill schedules, at start-up, the will of a stored session: one
+// whose connection was open when the broker stopped (it ended then,
+// abnormally) or whose delay was running. It returns the will to send at
+// once, if it is due already.
+func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message {
+	sw := ss.Will
+	w := &packet.Will{Topic: sw.Topic, Payload: sw.Payload, QoS: sw.QoS, Retain: sw.Retain}
+	if sw.Properties != nil {
+		w.Properties = *sw.Properties
+	}
+	ended := ss.DisconnectedAt
+	if ended.IsZero() {
+		ended = now
+	}
+	msg, delay := willMessage(w, ss.Version, ss.ClientID, ended)
+	if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
+		delay = min(delay, time.Duration(ss.ExpiryInterval)*time.Second)
+	}
+	rec := *ss
+	rec.Will, rec.WillDelay, rec.DisconnectedAt = nil, 0, ended
+	rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
+	if left := ended.Add(delay).Sub(now); left > 0 {
+		b.scheduleWill(ss.ClientID, msg, left, &rec)
+		return nil
+	}
+	// A failed write is logged and counted by commit.
+	_ = b.commitOne(Op{Kind: OpPutSession, ClientID: ss.ClientID, Session: &rec}, false)
+	return msg
 }
 
 // restore loads the store's content into the broker at startup: sessions
@@ -181,6 +221,14 @@ func (b *Broker) restore(ctx context.Context) error {
 	}
 	for _, m := range st.Retained {
 		b.retained.Set(m.Topic, restoredMessage(m))
+	}
+	// Wills last: they may publish to the sessions just restored.
+	for _, ss := range st.Sessions {
+		if ss.Will != nil {
+			if msg := b.restoreWill(ss, now); msg != nil {
+				b.sendWill(msg)
+			}
+		}
 	}
 	b.log.Info("store loaded", "sessions", len(st.Sessions), "queued", queued, "retained", len(st.Retained))
 	return nil

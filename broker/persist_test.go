@@ -260,3 +260,87 @@ func TestRestartedSessionExpires(t *testing.T) {
 		t.Fatalf("expired session still stored: %+v", st.Sessions[0])
 	}
 }
+
+// crashSnapshot starts a broker on a copy of the store as it is now, as if
+// the running broker had been killed: nothing was shut down gracefully.
+func (r *restartable) crashSnapshot() string {
+	r.t.Helper()
+	r.st = r.st.Reopen()
+	r.o.Store = r.st
+	var addr string
+	r.b, addr = mqtttest.StartBroker(r.t, r.o)
+	return addr
+}
+
+func TestWillOfAClientConnectedAtACrashIsSentAfterRestart(t *testing.T) {
+	r, addr := newRestartable(t, broker.Options{})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "watcher", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "status/#", QoS: 1})
+	sub.Send(&packet.Disconnect{})
+	sub.ExpectClosed()
+	dev := mqtttest.Dial(t, addr, packet.V311)
+	dev.Connect(&packet.Connect{ClientID: "dev", KeepAlive: 60,
+		Will: &packet.Will{Topic: "status/dev", Payload: []byte("gone"), QoS: 1}})
+
+	addr = r.crashSnapshot() // dev's connection ends with the crash, abnormally
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	sub.Connect(&packet.Connect{ClientID: "watcher", KeepAlive: 60})
+	p := sub.ExpectPublish()
+	if p.Topic != "status/dev" || string(p.Payload) != "gone" {
+		t.Fatalf("got %+v, want the will [MQTT-3.1.2-8]", p)
+	}
+	sub.Send(&packet.Puback{PacketID: p.PacketID})
+	sub.Send(&packet.Disconnect{})
+	sub.ExpectClosed()
+
+	// Sent once: another restart does not send it again.
+	addr = r.restart()
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	sub.Connect(&packet.Connect{ClientID: "watcher", KeepAlive: 60})
+	sub.ExpectNone(300 * time.Millisecond)
+}
+
+func TestNoWillAfterAGracefulShutdown(t *testing.T) {
+	r, addr := newRestartable(t, broker.Options{})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "watcher", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "status/#", QoS: 1})
+	sub.Send(&packet.Disconnect{})
+	sub.ExpectClosed()
+	dev := mqtttest.Dial(t, addr, packet.V311)
+	dev.Connect(&packet.Connect{ClientID: "dev", KeepAlive: 60,
+		Will: &packet.Will{Topic: "status/dev", Payload: []byte("gone"), QoS: 1}})
+	addr = r.restart() // Shutdown: wills are not sent (DESIGN.md)
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	sub.Connect(&packet.Connect{ClientID: "watcher", KeepAlive: 60})
+	sub.ExpectNone(300 * time.Millisecond)
+}
+
+func TestDelayedWillSurvivesACrash(t *testing.T) {
+	r, addr := newRestartable(t, broker.Options{})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "watcher", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "status/#", QoS: 1})
+	dev := mqtttest.Dial(t, addr, packet.V5)
+	c := &packet.Connect{ClientID: "dev5", CleanStart: true, KeepAlive: 60,
+		Will: &packet.Will{Topic: "status/dev5", Payload: []byte("gone"), QoS: 1}}
+	c.Properties.SessionExpiryInterval = 60
+	c.Properties.Set(packet.PropSessionExpiryInterval)
+	c.Will.Properties.WillDelayInterval = 1
+	c.Will.Properties.Set(packet.PropWillDelayInterval)
+	dev.Connect(c)
+	dev.Conn.Close() // abnormal: the will waits out its delay
+	mqtttest.Eventually(t, 5*time.Second, func() bool {
+		cs, ok := r.b.ClientStats("dev5")
+		return ok && !cs.Online
+	}, "dev5 offline")
+	start := time.Now()
+	addr = r.crashSnapshot()
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	sub.Connect(&packet.Connect{ClientID: "watcher", KeepAlive: 60})
+	p := sub.ExpectPublish()
+	if p.Topic != "status/dev5" {
+		t.Fatalf("got %+v, want the delayed will", p)
+	}
+	if time.Since(start) < 500*time.Millisecond {
+		t.Fatal("the restored will did not wait out its delay [MQTT-3.1.3-9]")
+	}
+}

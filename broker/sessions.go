@@ -126,8 +126,11 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 // [MQTT-3.1.2-23]. It returns the shared-subscription messages the session
 // held (also for a session that lives on: they go to members that are
 // online), for the caller to give to other members of their groups.
-func (b *Broker) detach(c *conn) []session.Delivery {
-	op := Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, b.opts().Now())}
+//
+// keepWill says the connection's will is now delayed: the store record
+// keeps it, so that a restart still sends it.
+func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
+	op := Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, b.opts().Now(), keepWill)}
 	if c.clean {
 		op = Op{Kind: OpDeleteSession, ClientID: c.clientID}
 	}
@@ -197,7 +200,9 @@ type pendingWill struct {
 
 // scheduleWill publishes msg after delay unless the client's session is
 // resumed or has ended first.
-func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Duration) {
+// rec, when not nil, is the session's store record without the will,
+// written once the will is sent so that a restart does not send it again.
+func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Duration, rec *StoredSession) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := &pendingWill{msg: msg}
@@ -208,8 +213,14 @@ func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Durati
 			return
 		}
 		delete(b.mu.wills, id)
+		_, exists := b.mu.sessions[id]
 		b.mu.Unlock()
 		b.sendWill(msg)
+		if rec != nil && exists {
+			// A failed write is logged and counted by commit; the will
+			// would then be sent again after a restart.
+			_ = b.commitOne(Op{Kind: OpPutSession, ClientID: id, Session: rec}, false)
+		}
 	})
 	if old := b.mu.wills[id]; old != nil {
 		old.timer.Stop()

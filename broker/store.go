@@ -52,9 +52,15 @@ type StoredSession struct {
 	Version        packet.Version
 	ExpiryInterval uint32    // seconds; NoExpiry for never
 	DisconnectedAt time.Time // when it last went offline; zero when not recorded
-	Subscriptions  []StoredSubscription
-	Queue          []StoredDelivery // by Seq, ascending
-	InboundQoS2    []uint16         // packet ids awaiting PUBREL, ascending
+	// Will is the will of the session's connection, while it may still be
+	// published: the connection is open (a crash ends it abnormally) or its
+	// 5.0 Will Delay Interval is running. Nil for none.
+	Will *StoredMessage
+	// WillDelay is the will's 5.0 Will Delay Interval in seconds.
+	WillDelay     uint32
+	Subscriptions []StoredSubscription
+	Queue         []StoredDelivery // by Seq, ascending
+	InboundQoS2   []uint16         // packet ids awaiting PUBREL, ascending
 }
 
 // StoredSubscription is one subscription of a persistent session.
@@ -108,8 +114,9 @@ type OpKind uint8
 // The operations a Batch carries. Each names the fields of Op it uses.
 const (
 	// OpPutSession creates or updates a session's record (ClientID,
-	// Session: Version, ExpiryInterval, DisconnectedAt; its lists are
-	// ignored). Updating keeps the session's subscriptions and queue.
+	// Session: Version, ExpiryInterval, DisconnectedAt, Will, WillDelay;
+	// its lists are ignored). Updating keeps the session's subscriptions
+	// and queue.
 	OpPutSession OpKind = iota + 1
 	// OpDeleteSession removes a session with its subscriptions, queue and
 	// inbound ids (ClientID). A later OpPutSession starts a new, empty one.

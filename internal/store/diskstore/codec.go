@@ -58,12 +58,17 @@ func appendTime(dst []byte, flags byte, bit byte, t time.Time) []byte {
 	return binary.AppendVarint(append(dst, flags|bit), t.UnixNano())
 }
 
-func encodeSession(dst []byte, cid uint64, s *broker.StoredSession) []byte {
+func encodeSession(dst []byte, cid uint64, s *broker.StoredSession) ([]byte, error) {
 	dst = append(dst, formatV1)
 	dst = binary.AppendUvarint(dst, cid)
 	dst = append(dst, byte(s.Version))
 	dst = binary.AppendUvarint(dst, uint64(s.ExpiryInterval))
-	return appendTime(dst, 0, 1, s.DisconnectedAt)
+	dst = appendTime(dst, 0, 1, s.DisconnectedAt)
+	if s.Will == nil {
+		return dst, nil // a record without a will ends here
+	}
+	dst = binary.AppendUvarint(dst, uint64(s.WillDelay))
+	return appendMessage(dst, s.Will)
 }
 
 func encodeSub(dst []byte, s *broker.StoredSubscription) []byte {
@@ -240,6 +245,11 @@ func decodeSession(v []byte) (cid uint64, s *broker.StoredSession, err error) {
 	s.ExpiryInterval = uint32(d.uvarint(1<<32 - 1))
 	flags := d.limit("flags", d.byte(), 1)
 	s.DisconnectedAt = d.time(flags, 1)
+	if d.err == nil && len(d.b) > 0 { // the will, when there is one
+		s.WillDelay = uint32(d.uvarint(1<<32 - 1))
+		s.Will = &broker.StoredMessage{}
+		d.message(s.Will)
+	}
 	if err := d.end(); err != nil {
 		return 0, nil, err
 	}

@@ -83,6 +83,11 @@ func (e *encoded) encodeValues(b *broker.Batch) error {
 			if op.Session == nil {
 				return fmt.Errorf("diskstore: op %d: OpPutSession without Session", i)
 			}
+			if op.Session.Will != nil { // checked here: the record is encoded under the lock
+				if _, err := appendMessage(nil, op.Session.Will); err != nil {
+					return err
+				}
+			}
 		case broker.OpDeleteSession, broker.OpDeleteSubscription, broker.OpDequeue,
 			broker.OpDeleteInbound, broker.OpDeleteRetained:
 		default:
@@ -180,7 +185,7 @@ func (s *Store) buildLocked(r *request, b *broker.Batch, e *encoded) {
 			}
 			e.key = sessionKey(e.key[:0], op.ClientID)
 			start := len(e.buf)
-			e.buf = encodeSession(e.buf, cid, op.Session)
+			e.buf, _ = encodeSession(e.buf, cid, op.Session) // its will encoded once already, without error
 			_ = pb.Set(e.key, e.buf[start:], nil) // as above
 			continue
 		}

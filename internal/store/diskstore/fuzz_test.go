@@ -20,7 +20,11 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(v, queueKey(nil, 1, 1))
-	f.Add(encodeSession(nil, 4, &broker.StoredSession{Version: packet.V5, ExpiryInterval: 9}), sessionKey(nil, "c"))
+	sv, err := encodeSession(nil, 4, &broker.StoredSession{Version: packet.V5, ExpiryInterval: 9, WillDelay: 5, Will: &d.Msg})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sv, sessionKey(nil, "c"))
 	f.Add(encodeSub(nil, &broker.StoredSubscription{Filter: "x", QoS: 1, NoLocal: true}), subKey(nil, 2, "x"))
 	f.Add(encodeInflight(nil, 5, broker.AwaitPubcomp), outKey(nil, 1, 2))
 	f.Add([]byte{formatV1}, inKey(nil, 1, 2))

@@ -85,6 +85,9 @@ func (s *Store) Load(ctx context.Context) (*broker.StoredState, error) {
 		sess := s.mu.sessions[id]
 		out := sess.rec
 		out.ClientID = id
+		if out.Will != nil {
+			out.Will = cloneMessage(out.Will)
+		}
 		for _, f := range slices.Sorted(maps.Keys(sess.subs)) {
 			out.Subscriptions = append(out.Subscriptions, sess.subs[f])
 		}
@@ -178,6 +181,10 @@ func (s *Store) applyLocked(op *broker.Op) {
 			Version:        op.Session.Version,
 			ExpiryInterval: op.Session.ExpiryInterval,
 			DisconnectedAt: op.Session.DisconnectedAt,
+			WillDelay:      op.Session.WillDelay,
+		}
+		if op.Session.Will != nil {
+			sess.rec.Will = cloneMessage(op.Session.Will)
 		}
 		return
 	}

@@ -45,6 +45,27 @@ func testSessionPutUpdate(t *testing.T, h *harness) {
 	equal(t, "updated c31", h.mustSession("c31"), wantSession("c31", packet.V31, 0, zeroTime))
 }
 
+func testSessionWill(t *testing.T, h *harness) {
+	will := &broker.StoredMessage{Topic: "dev/1/status", Payload: []byte("offline"), QoS: 1, Retain: true, Properties: fullProperties()}
+	put := putSession("w", packet.V5, 600, t0)
+	put.Session.Will, put.Session.WillDelay = will, 30
+	h.commit(true, put, putSub("w", broker.StoredSubscription{Filter: "x", QoS: 1}))
+	h.restart()
+	got := h.mustSession("w")
+	want := wantSession("w", packet.V5, 600, t0)
+	want.Will, want.WillDelay = will, 30
+	want.Subscriptions = []broker.StoredSubscription{{Filter: "x", QoS: 1}}
+	normMessage(want.Will)
+	equal(t, "session with a will", got, want)
+
+	// Updating without a will clears it and keeps the rest.
+	h.commit(true, putSession("w", packet.V5, 600, t1))
+	h.restart()
+	want = wantSession("w", packet.V5, 600, t1)
+	want.Subscriptions = []broker.StoredSubscription{{Filter: "x", QoS: 1}}
+	equal(t, "will cleared", h.mustSession("w"), want)
+}
+
 func testSessionDelete(t *testing.T, h *harness) {
 	for _, id := range []string{"gone", "kept"} {
 		h.commit(true,

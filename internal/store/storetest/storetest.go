@@ -48,6 +48,7 @@ var cases = []struct {
 }{
 	{"Empty", testEmpty},
 	{"SessionPutUpdate", testSessionPutUpdate},
+	{"SessionWill", testSessionWill},
 	{"SessionDelete", testSessionDelete},
 	{"Subscriptions", testSubscriptions},
 	{"Queue", testQueue},
@@ -157,6 +158,9 @@ func normalize(st *broker.StoredState) {
 		}
 		for i := range s.Queue {
 			normDelivery(&s.Queue[i])
+		}
+		if s.Will != nil {
+			normMessage(s.Will)
 		}
 	}
 	if len(st.Sessions) == 0 {
