@@ -36,7 +36,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	start := func() (*exec.Cmd, string) {
 		t.Helper()
 		cmd := exec.Command(bin, "serve", "--config", cfg, "--log-level", "info")
-		logs := &logBuffer{}
+		logs := &cmdOutput{}
 		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -114,7 +114,7 @@ auth:
     clients: [{client_id: app, secret_hash: '`+apiHash+`', tenant: A, roles: [BUBBLE_UP_READ_CONSUMER]}]
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	logs := &logBuffer{}
+	logs := &cmdOutput{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

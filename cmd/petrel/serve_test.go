@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,7 +81,7 @@ listeners:
   - {name: web, type: ws, address: "127.0.0.1:0"}
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	logs := &logBuffer{}
+	logs := &cmdOutput{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -170,7 +169,7 @@ listeners:
 
 var listenRE = regexp.MustCompile(`msg="petrel listening".* listener=(\S+) .*addr=(\S+)`)
 
-func waitFor(t *testing.T, logs *logBuffer, n int) map[string]string {
+func waitFor(t *testing.T, logs *cmdOutput, n int) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -190,7 +189,7 @@ func waitFor(t *testing.T, logs *logBuffer, n int) map[string]string {
 	return nil
 }
 
-func waitLog(t *testing.T, logs *logBuffer, s string) {
+func waitLog(t *testing.T, logs *cmdOutput, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), s) {
@@ -199,23 +198,6 @@ func waitLog(t *testing.T, logs *logBuffer, s string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func write(t *testing.T, path, content string) {
