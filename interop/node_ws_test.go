@@ -2,8 +2,6 @@ package interop_test
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/listener"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 )
 
 // TestNodeMQTTOverWebSocket drives Petrel over WebSocket with the `mqtt`
@@ -30,7 +29,7 @@ func TestNodeMQTTOverWebSocket(t *testing.T) {
 	}
 	for _, v := range []string{"3", "4", "5"} {
 		t.Run("protocol level "+v, func(t *testing.T) {
-			addr := startWSBroker(t)
+			_, addr := mqtttest.StartOn(t, broker.Options{}, listener.Config{Name: "ws", Type: listener.TypeWS})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, node, filepath.Join("node", "ws_client.mjs"), "ws://"+addr+"/mqtt", v).CombinedOutput()
@@ -39,31 +38,4 @@ func TestNodeMQTTOverWebSocket(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startWSBroker serves a broker on a ws listener at 127.0.0.1:0.
-func startWSBroker(t *testing.T) string {
-	t.Helper()
-	ln, err := listener.Listen(context.Background(), listener.Config{Name: "ws", Type: listener.TypeWS, Address: "127.0.0.1:0"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, broker.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-		_ = ln.Close() // Shutdown closed it already
-	})
-	return ln.Addr().String()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -227,4 +228,39 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what stri
 func NewClient(t testing.TB, nc net.Conn, v packet.Version) *Client {
 	t.Cleanup(func() { _ = nc.Close() }) // closing twice is harmless here
 	return &Client{t: t, Conn: nc, Version: v}
+}
+
+// StartOn starts a broker with o serving the listener lc (a ws or tls
+// listener, say) on 127.0.0.1:0, shut down when the test ends. It returns
+// the broker and the listener's address.
+func StartOn(t testing.TB, o broker.Options, lc listener.Config) (*broker.Broker, string) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if lc.Address == "" {
+		lc.Address = "127.0.0.1:0"
+	}
+	ln, err := listener.Listen(context.Background(), lc, nil)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	b, err := broker.New(o)
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, broker.ErrServerClosed) {
+			t.Errorf("serve returned %v, want ErrServerClosed", err)
+		}
+		_ = ln.Close() // Shutdown closed it already
+	})
+	return b, ln.Addr().String()
 }
