@@ -10,6 +10,13 @@
 #   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" bench/compare.sh
 #
 # Installs mosquitto, nats-server and jq (Debian packages) when missing.
+#
+# Stores: the in-memory scenarios run Petrel with --ephemeral and Mosquitto
+# with persistence false. The "disk" scenario (durable-q1) runs Petrel with a
+# disk store (sync always, its default) and Mosquitto with persistence true,
+# each in a fresh directory under the temp dir; NATS always uses JetStream's
+# file store in a fresh temp dir. Brokers run with the temp dir as working
+# directory, so nothing (no data/) is written in the repository.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -22,20 +29,20 @@ PETREL_PORT=18831 MOSQUITTO_PORT=18832 NATS_PORT=18833 NATS_CLIENT_PORT=14223 MO
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# name|petrel bench arguments|metrics (see report_rows)
+# name|petrel bench arguments|metrics (see report_rows)|store: mem or disk
 SCENARIOS=(
-	"fanin-q0-16|fanin --qos 0 --size 16 --clients 8|tput"
-	"fanin-q0-256|fanin --qos 0 --size 256 --clients 8|tput"
-	"fanin-q1|fanin --qos 1 --window 64 --clients 8|tput"
-	"fanin-q2|fanin --qos 2 --window 16 --clients 8|tput"
-	"fanout-q0|fanout --qos 0 --clients 50|tput"
-	"pairs-q0|pairs --qos 0 --clients 100|tput"
-	"durable-q1|durable --qos 1 --clients 10|tput"
-	"lat-1k|latency --rate 1000|lat"
-	"lat-50k|latency --rate 50000|lat"
-	"retained-20k|retained --count 20000|ret"
-	"conns-10k|conns --clients 10000|conn"
-	"conns-19k|conns --clients 19000|conn"
+	"fanin-q0-16|fanin --qos 0 --size 16 --clients 8|tput|mem"
+	"fanin-q0-256|fanin --qos 0 --size 256 --clients 8|tput|mem"
+	"fanin-q1|fanin --qos 1 --window 64 --clients 8|tput|mem"
+	"fanin-q2|fanin --qos 2 --window 16 --clients 8|tput|mem"
+	"fanout-q0|fanout --qos 0 --clients 50|tput|mem"
+	"pairs-q0|pairs --qos 0 --clients 100|tput|mem"
+	"durable-q1|durable --qos 1 --clients 10|tput|disk"
+	"lat-1k|latency --rate 1000|lat|mem"
+	"lat-50k|latency --rate 50000|lat|mem"
+	"retained-20k|retained --count 20000|ret|mem"
+	"conns-10k|conns --clients 10000|conn|mem"
+	"conns-19k|conns --clients 19000|conn|mem"
 )
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
@@ -89,6 +96,12 @@ EOF
 # The same with Nagle's algorithm off (set_tcp_nodelay), as a second variant.
 sed "s/^listener .*/listener $MOSQUITTO_ND_PORT 127.0.0.1/" "$TMP/mosquitto.conf" >"$TMP/mosquitto-nd.conf"
 echo "set_tcp_nodelay true" >>"$TMP/mosquitto-nd.conf"
+# Disk variants (durable-q1): persistence on, in a fresh directory per run.
+# Mosquitto writes its in-memory state as a snapshot (on shutdown and every
+# autosave_interval, default 1800 s); it does not fsync before PUBACK.
+for m in mosquitto mosquitto-nd; do
+	sed "s|^persistence false|persistence true\npersistence_location $TMP/store/$m/|" "$TMP/$m.conf" >"$TMP/$m-disk.conf"
+done
 
 cat >"$TMP/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_CLIENT_PORT
@@ -100,16 +113,26 @@ EOF
 port_of() { case $1 in petrel) echo $PETREL_PORT ;; mosquitto) echo $MOSQUITTO_PORT ;; mosquitto-nd) echo $MOSQUITTO_ND_PORT ;; nats) echo $NATS_PORT ;; esac; }
 
 BROKER_PID=
-start_broker() { # name
-	case $1 in
-	petrel)
-		PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 \
-			"$PETREL" serve --listen "127.0.0.1:$PETREL_PORT" --log-level error 2>>"$TMP/petrel.log" &
+start_broker() { # name store(mem|disk)
+	# A fresh store directory per run (disk scenarios), removed by stop_broker.
+	rm -rf "$TMP/store"
+	mkdir -p "$TMP/store/$1"
+	# Brokers run in $TMP (a subshell that execs, so $! is the broker's PID):
+	# a default relative path such as petrel's data/ can never land in the repo.
+	case $1.$2 in
+	petrel.mem)
+		(cd "$TMP" && PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 \
+			exec "$PETREL" serve --ephemeral --listen "127.0.0.1:$PETREL_PORT" --log-level error 2>>"$TMP/petrel.log") &
 		;;
-	mosquitto | mosquitto-nd) mosquitto -c "$TMP/$1.conf" 2>>"$TMP/mosquitto.log" & ;;
-	nats)
+	petrel.disk)
+		(cd "$TMP" && PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 PETREL_STORE_SYNC=always \
+			exec "$PETREL" serve --data "$TMP/store/petrel" --listen "127.0.0.1:$PETREL_PORT" --log-level error 2>>"$TMP/petrel.log") &
+		;;
+	mosquitto.mem | mosquitto-nd.mem) (cd "$TMP" && exec mosquitto -c "$TMP/$1.conf" 2>>"$TMP/mosquitto.log") & ;;
+	mosquitto.disk | mosquitto-nd.disk) (cd "$TMP" && exec mosquitto -c "$TMP/$1-disk.conf" 2>>"$TMP/mosquitto.log") & ;;
+	nats.*)
 		rm -rf "$TMP/nats-js"
-		nats-server -c "$TMP/nats.conf" 2>>"$TMP/nats.log" &
+		(cd "$TMP" && exec nats-server -c "$TMP/nats.conf" 2>>"$TMP/nats.log") &
 		;;
 	esac
 	BROKER_PID=$!
@@ -130,6 +153,7 @@ stop_broker() {
 	local keep=() p
 	for p in "${PIDS[@]}"; do [ "$p" = "$BROKER_PID" ] || keep+=("$p"); done
 	PIDS=("${keep[@]}")
+	rm -rf "$TMP/store" "$TMP/nats-js"
 }
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -137,10 +161,10 @@ selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
 	for s in "${SCENARIOS[@]}"; do
-		IFS='|' read -r name args _ <<<"$s"
+		IFS='|' read -r name args _ store <<<"$s"
 		selected "$name" || continue
 		for b in $BROKERS; do
-			start_broker "$b" || continue
+			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
 			# shellcheck disable=SC2086 # args are words
 			if ! "$PETREL" bench $args --port "$(port_of "$b")" --pid "$BROKER_PID" \
@@ -208,7 +232,7 @@ row() { # label kind jq-expr name
 report_rows() {
 	local s name args kind
 	for s in "${SCENARIOS[@]}"; do
-		IFS='|' read -r name args kind <<<"$s"
+		IFS='|' read -r name args kind _ <<<"$s"
 		selected "$name" || continue
 		case $kind in
 		tput)
@@ -291,12 +315,14 @@ commands() {
 	echo
 	versions
 	echo
-	echo "Broker settings (equivalent, no persistence for the in-memory scenarios):"
+	echo "Broker settings (equivalent; no persistence in the in-memory scenarios, a store on disk in a fresh temp dir for \`durable-q1\`):"
 	echo
-	echo "- petrel: \`PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 petrel serve --listen 127.0.0.1:$PETREL_PORT --log-level error\`"
-	echo "- mosquitto: \`$(grep -v '^$' "$TMP/mosquitto.conf" | tr '\n' ';' | sed 's/;$//; s/;/; /g')\` (default Nagle)"
+	echo "- petrel: \`PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 petrel serve --ephemeral --listen 127.0.0.1:$PETREL_PORT --log-level error\`;"
+	echo "  durable-q1: \`--data TMPDIR/store/petrel\` instead of \`--ephemeral\`, with \`PETREL_STORE_SYNC=always\` (the default: fsync before PUBACK)"
+	echo "- mosquitto: \`$(grep -v '^$' "$TMP/mosquitto.conf" | tr '\n' ';' | sed 's/;$//; s/;/; /g')\` (default Nagle);"
+	echo "  durable-q1: \`persistence true; persistence_location TMPDIR/store/mosquitto/\` (snapshots on shutdown and every autosave_interval, default 1800 s; no fsync before PUBACK)"
 	echo "- mosquitto-nd: the same plus \`set_tcp_nodelay true\`"
-	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a temp dir)"
+	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a fresh temp dir, every scenario)"
 	echo
 	echo "Each run starts the broker afresh, runs one command, and stops the broker by PID. Ratios are petrel/peer"
 	echo "(above 1 is better for Petrel in msg/s and connections/s, worse in latency, loss, CPU and memory)."
