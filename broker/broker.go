@@ -127,9 +127,10 @@ type Options struct {
 // Broker is an MQTT broker. Create one with New, give it listeners with
 // Serve, stop it with Shutdown.
 type Broker struct {
-	cur   atomic.Pointer[Options] // replaced whole by SetLimits
-	log   *slog.Logger
-	store Store // nil: memory only
+	cur     atomic.Pointer[Options] // replaced whole by SetLimits
+	log     *slog.Logger
+	store   Store // nil: memory only
+	lazyOps lazyOps
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -459,6 +460,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+	b.flushLazy()
 	return errors.Join(errs...)
 }
 

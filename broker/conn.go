@@ -122,6 +122,15 @@ type conn struct {
 	r, w  int
 	small [8]byte
 
+	// dur is the durable pipeline: publishes waiting for their store
+	// write, acknowledged in order by one goroutine while any wait.
+	dur struct {
+		mu      sync.Mutex
+		cond    sync.Cond
+		jobs    []durableJob
+		running bool
+	}
+
 	writing  atomic.Bool   // a writer goroutine is running (or being started)
 	finished chan struct{} // closed when serve has cleaned up
 
@@ -140,7 +149,9 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{b: b, nc: nc, finished: make(chan struct{})}
+	c := &conn{b: b, nc: nc, finished: make(chan struct{})}
+	c.dur.cond.L = &c.dur.mu
+	return c
 }
 
 // serve runs the read loop and cleans up after it.
@@ -415,6 +426,7 @@ func (c *conn) cleanup(err error) {
 	}
 	c.mu.Unlock()
 	c.sendAndClose(last, reason)
+	c.waitDurable() // its deliveries are on disk: they are queued before the session is let go
 	c.stopWriter()
 	c.mu.Lock()
 	if c.mu.expiry != nil {

@@ -12,13 +12,13 @@ func (c *conn) handlePuback(p *packet.Puback) error {
 	return nil
 }
 
-// dequeue removes an acknowledged stored delivery from the store. The
-// write is not synced: if it is lost, the message is sent again after a
-// restart, with DUP, as QoS 1 allows. A failed write is logged and
-// counted by commit.
+// dequeue removes an acknowledged stored delivery from the store, lazily:
+// if the removal is lost in a crash, the message is sent again after the
+// restart, with DUP, as QoS 1 allows (for QoS 2 the client answers the
+// resent PUBREL with PUBCOMP).
 func (c *conn) dequeue(seq uint64) {
 	if seq != 0 {
-		_ = c.b.commitOne(Op{Kind: OpDequeue, ClientID: c.clientID, Seq: seq}, false)
+		c.b.lazy(Op{Kind: OpDequeue, ClientID: c.clientID, Seq: seq})
 	}
 }
 
@@ -54,9 +54,9 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	ack := &packet.Pubcomp{PacketID: p.PacketID}
 	if c.sess.Pubrel(p.PacketID) {
 		if c.b.store != nil && c.sess.Persistent() {
-			// A failed write is logged and counted by commit; the id then
-			// comes back at restart and a later PUBREL releases it.
-			_ = c.b.commitOne(Op{Kind: OpDeleteInbound, ClientID: c.clientID, PacketID: p.PacketID}, false)
+			// Lazily: if lost, the id comes back at restart and the
+			// client's resent PUBREL releases it.
+			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.clientID, PacketID: p.PacketID})
 		}
 	} else if c.version == packet.V5 {
 		ack.ReasonCode = packet.PacketIdentifierNotFound

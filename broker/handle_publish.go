@@ -90,20 +90,24 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			extra.Add(retainOp(msg))
 		}
 	}
-	// A PUBACK/PUBREC means the message is on disk for every persistent
-	// session it was queued for (DESIGN.md section 3).
-	n, err := c.b.publishWith(msg, &extra, p.QoS > 0)
-	if err != nil {
+	rt, n := c.b.route(msg)
+	if p.QoS > 0 && c.b.store != nil && (len(rt.staged) > 0 || extra.Len() > 0 || c.durablePending()) {
+		// A PUBACK/PUBREC means the message is on disk for every
+		// persistent session it was queued for (DESIGN.md section 3): the
+		// write and the ack go to the connection's durable pipeline, which
+		// groups the messages waiting into one commit and acknowledges in
+		// order [MQTT-4.6.0-2] while the reader goes on reading.
+		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra, n: n})
+		return nil
+	}
+	defer rt.release()
+	if err := c.b.finishRouting(rt, &extra, p.QoS > 0); err != nil {
 		return c.storeFailed(p, err)
 	}
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
-	code := packet.Success
-	if n == 0 && c.version == packet.V5 {
-		code = packet.NoMatchingSubscribers
-	}
-	c.ackPublish(p, code)
+	c.ackPublish(p, publishCode(c.version, n))
 	return nil
 }
 
@@ -143,6 +147,14 @@ func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
 		}
 	}
 	return nil
+}
+
+// publishCode is the PUBACK/PUBREC code for a message queued for n sessions.
+func publishCode(v packet.Version, n int) packet.ReasonCode {
+	if n == 0 && v == packet.V5 {
+		return packet.NoMatchingSubscribers
+	}
+	return packet.Success
 }
 
 // storeFailed answers a publish the store could not take: 5.0 QoS 1/2

@@ -84,9 +84,17 @@ func (b *Broker) finishRouting(rt *routing, extra *Batch, durable bool) error {
 // errStore marks a failed store write.
 var errStore = fmt.Errorf("broker: store write failed")
 
-// commit writes batch to the store, if there is one.
+// commit writes batch to the store, if there is one, after the lazy
+// operations waiting (they were made before batch, so they go first).
 func (b *Broker) commit(batch *Batch, durable bool) error {
-	if b.store == nil || batch.Len() == 0 {
+	if b.store == nil {
+		return nil
+	}
+	if lazy := b.takeLazy(); lazy != nil {
+		lazy.Ops = append(lazy.Ops, batch.Ops...)
+		batch = lazy
+	}
+	if batch.Len() == 0 {
 		return nil
 	}
 	if err := b.store.Commit(batch, durable); err != nil {
@@ -95,6 +103,53 @@ func (b *Broker) commit(batch *Batch, durable bool) error {
 		return fmt.Errorf("%w: %w", errStore, err)
 	}
 	return nil
+}
+
+// lazyFlushAt is how many lazy operations make the next one flush them.
+const lazyFlushAt = 1024
+
+// lazyOps holds store operations whose loss in a crash costs only a
+// resend: removals of acknowledged deliveries, released inbound QoS 2 ids,
+// packet ids of sent QoS 1 deliveries. They ride along with the next
+// commit, or are flushed by the sweeper every lazyInterval, at Shutdown,
+// or when lazyFlushAt of them wait. Guarded by its own mutex, a leaf.
+type lazyOps struct {
+	mu    sync.Mutex
+	batch *Batch
+}
+
+// lazy queues op for a later commit (see lazyOps).
+func (b *Broker) lazy(op Op) {
+	if b.store == nil {
+		return
+	}
+	b.lazyOps.mu.Lock()
+	if b.lazyOps.batch == nil {
+		b.lazyOps.batch = new(Batch)
+	}
+	b.lazyOps.batch.Add(op)
+	full := b.lazyOps.batch.Len() >= lazyFlushAt
+	b.lazyOps.mu.Unlock()
+	if full {
+		b.flushLazy()
+	}
+}
+
+// takeLazy returns the waiting lazy operations, or nil.
+func (b *Broker) takeLazy() *Batch {
+	b.lazyOps.mu.Lock()
+	defer b.lazyOps.mu.Unlock()
+	l := b.lazyOps.batch
+	b.lazyOps.batch = nil
+	return l
+}
+
+// flushLazy writes the waiting lazy operations, not synced.
+func (b *Broker) flushLazy() {
+	var empty Batch
+	// A failed write is logged and counted by commit; the operations only
+	// spare resends after a restart.
+	_ = b.commit(&empty, false)
 }
 
 // commitOne writes a single operation.

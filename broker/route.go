@@ -60,11 +60,21 @@ func (b *Broker) publish(msg *session.Message) int {
 // once it returned; on a store error they are not queued and the error is
 // returned. It returns the number of sessions the message was queued for.
 func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (int, error) {
-	rt := routingPool.Get().(*routing)
+	rt, n := b.route(msg)
 	defer rt.release()
+	if err := b.finishRouting(rt, extra, durable); err != nil {
+		return n - len(rt.staged), err
+	}
+	return n, nil
+}
+
+// route matches msg and delivers it to the sessions that need no store
+// write; the deliveries to persistent sessions are staged in the returned
+// routing for finishRouting. n counts both.
+func (b *Broker) route(msg *session.Message) (rt *routing, n int) {
+	rt = routingPool.Get().(*routing)
 	ep := entryPool.Get().(*[]entry)
 	ents := b.subs.Match(msg.Topic, (*ep)[:0])
-	n := 0
 	switch len(ents) {
 	case 0:
 	case 1:
@@ -79,10 +89,7 @@ func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (
 	clear(ents)
 	*ep = ents[:0]
 	entryPool.Put(ep)
-	if err := b.finishRouting(rt, extra, durable); err != nil {
-		return n - len(rt.staged), err
-	}
-	return n, nil
+	return rt, n
 }
 
 // deliverMany merges overlapping subscriptions per session and hands each

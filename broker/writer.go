@@ -98,30 +98,31 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// recordInflight writes to the store, before they are sent, the packet
-// ids given to stored deliveries: synced when a QoS 2 message is among
-// them, so that a restart resends it under the same id and the client can
-// tell the duplicate [MQTT-4.3.3-2]; not synced for QoS 1 alone, whose
-// loss only means a resend.
+// recordInflight writes to the store the packet ids given to stored
+// deliveries: for QoS 2 synced before they are sent, so that a restart
+// resends them under the same id and the client can tell the duplicate
+// [MQTT-4.3.3-2]; for QoS 1 lazily, as losing the record only means a
+// resend.
 func (c *conn) recordInflight(batch []session.Outbound) error {
 	if c.b.store == nil {
 		return nil
 	}
 	c.wbatch.Reset()
-	durable := false
 	for i := range batch {
 		o := &batch[i]
 		if o.Kind != session.OutPublish || o.Dup || o.PacketID == 0 || o.Delivery.Seq == 0 {
 			continue
 		}
-		st := AwaitPuback
-		if o.Delivery.QoS == 2 {
-			st, durable = AwaitPubrec, true
+		op := Op{Kind: OpSetInflight, ClientID: c.clientID,
+			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: AwaitPuback}}
+		if o.Delivery.QoS == 1 {
+			c.b.lazy(op)
+			continue
 		}
-		c.wbatch.Add(Op{Kind: OpSetInflight, ClientID: c.clientID,
-			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: st}})
+		op.Delivery.State = AwaitPubrec
+		c.wbatch.Add(op)
 	}
-	return c.b.commit(&c.wbatch, durable)
+	return c.b.commit(&c.wbatch, c.wbatch.Len() > 0)
 }
 
 // hasWork reports whether the writer would find something to send.

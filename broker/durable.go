@@ -1,0 +1,115 @@
+package broker
+
+import (
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// durableMax bounds the publishes waiting in a connection's durable
+// pipeline; beyond it the reader waits (a publisher that does not wait for
+// its acks is slowed to the disk's pace).
+const durableMax = 1024
+
+// durableJob is one QoS 1/2 publish waiting for its store write.
+type durableJob struct {
+	p     *packet.Publish
+	msg   *session.Message
+	rt    *routing // its staged deliveries
+	extra Batch    // its inbound QoS 2 id, retained message
+	n     int      // sessions it was routed to
+}
+
+// durablePending reports whether publishes wait in the pipeline; later
+// ones must then wait too, for acks to keep their order.
+func (c *conn) durablePending() bool {
+	c.dur.mu.Lock()
+	defer c.dur.mu.Unlock()
+	return c.dur.running
+}
+
+// submitDurable hands a publish to the pipeline, starting its goroutine
+// when it is not running.
+func (c *conn) submitDurable(j durableJob) {
+	c.dur.mu.Lock()
+	for len(c.dur.jobs) >= durableMax {
+		c.dur.cond.Wait()
+	}
+	c.dur.jobs = append(c.dur.jobs, j)
+	start := !c.dur.running
+	c.dur.running = true
+	c.dur.mu.Unlock()
+	if start {
+		go c.durableLoop()
+	}
+}
+
+// durableLoop writes every waiting publish in one durable commit, then
+// queues their deliveries and sends their acks in order, until none waits.
+func (c *conn) durableLoop() {
+	var batch Batch
+	for {
+		c.dur.mu.Lock()
+		jobs := c.dur.jobs
+		c.dur.jobs = nil
+		if len(jobs) == 0 {
+			c.dur.running = false
+			c.dur.cond.Broadcast()
+			c.dur.mu.Unlock()
+			return
+		}
+		c.dur.cond.Broadcast()
+		c.dur.mu.Unlock()
+
+		batch.Reset()
+		for i := range jobs {
+			j := &jobs[i]
+			batch.Ops = append(batch.Ops, j.extra.Ops...)
+			for k := range j.rt.staged {
+				st := &j.rt.staged[k]
+				batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
+			}
+		}
+		err := c.b.commit(&batch, true)
+		for i := range jobs {
+			c.finishDurable(&jobs[i], err)
+			jobs[i] = durableJob{}
+		}
+	}
+}
+
+// finishDurable completes one publish after its commit: on success its
+// staged deliveries are queued, its retained message set and the ack sent.
+func (c *conn) finishDurable(j *durableJob, err error) {
+	defer j.rt.release()
+	if err != nil {
+		if c.version == packet.V5 {
+			c.ackPublish(j.p, packet.UnspecifiedError)
+		} else {
+			// 3.x has no way to say it: the connection ends, nothing
+			// unstored is acknowledged.
+			c.closeWith(packet.UnspecifiedError, reasonNetwork)
+		}
+		return
+	}
+	for _, st := range j.rt.staged {
+		c.b.enqueue(j.rt, st.s, st.d)
+	}
+	if j.rt.cleanup.Len() > 0 {
+		// A removal that fails to be written is logged and counted by
+		// commit; the delivery comes back at restart.
+		_ = c.b.commit(&j.rt.cleanup, false)
+	}
+	if j.p.Retain {
+		c.b.retainMessage(j.msg)
+	}
+	c.ackPublish(j.p, publishCode(c.version, j.n))
+}
+
+// waitDurable waits until the pipeline is empty and its goroutine gone.
+func (c *conn) waitDurable() {
+	c.dur.mu.Lock()
+	for c.dur.running {
+		c.dur.cond.Wait()
+	}
+	c.dur.mu.Unlock()
+}
