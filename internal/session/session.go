@@ -85,10 +85,10 @@ type Session struct {
 		wake        func()
 		subs        map[string]Subscription
 		q           queue
-		retained    []Delivery // retained messages owed to new subscriptions
+		retained    []Delivery          // retained messages owed to new subscriptions
 		inflight    map[uint16]inflight // by value: no allocation per message
-		order       []uint16 // inflight packet ids in send order (may hold acked ids)
-		resend      []uint16 // inflight ids to send again after a reconnect
+		order       []uint16            // inflight packet ids in send order (may hold acked ids)
+		resend      []uint16            // inflight ids to send again after a reconnect
 		nextPID     uint16
 		maxInflight int
 		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending

@@ -186,7 +186,7 @@ func (s *Store) buildLocked(r *request, b *broker.Batch, e *encoded) {
 			e.key = sessionKey(e.key[:0], op.ClientID)
 			start := len(e.buf)
 			e.buf, _ = encodeSession(e.buf, cid, op.Session) // its will encoded once already, without error
-			_ = pb.Set(e.key, e.buf[start:], nil) // as above
+			_ = pb.Set(e.key, e.buf[start:], nil)            // as above
 			continue
 		}
 		if !ok {
