@@ -10,13 +10,27 @@ import (
 // its acks is slowed to the disk's pace).
 const durableMax = 1024
 
-// durableJob is one QoS 1/2 publish waiting for its store write.
+// durableJob is one QoS 1/2 publish waiting for its store write, or,
+// with ackOnly, an acknowledgement that must not overtake those waiting.
 type durableJob struct {
-	p     *packet.Publish
-	msg   *session.Message
-	rt    *routing // its staged deliveries
-	extra Batch    // its inbound QoS 2 id, retained message
-	n     int      // sessions it was routed to
+	p       *packet.Publish
+	msg     *session.Message
+	rt      *routing // its staged deliveries
+	extra   Batch    // its inbound QoS 2 id, retained message
+	n       int      // sessions it was routed to
+	ackOnly bool
+	code    packet.ReasonCode // the ack's code, with ackOnly
+}
+
+// ackInOrder acknowledges a publish that needs no store write (refused,
+// dropped), behind the publishes still waiting for theirs so that acks
+// keep the order of the publishes [MQTT-4.6.0-2].
+func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
+	if p.QoS > 0 && c.durablePending() {
+		c.submitDurable(durableJob{p: p, ackOnly: true, code: code})
+		return
+	}
+	c.ackPublish(p, code)
 }
 
 // durablePending reports whether publishes wait in the pipeline; later
@@ -63,6 +77,9 @@ func (c *conn) durableLoop() {
 		batch.Reset()
 		for i := range jobs {
 			j := &jobs[i]
+			if j.ackOnly {
+				continue
+			}
 			batch.Ops = append(batch.Ops, j.extra.Ops...)
 			for k := range j.rt.staged {
 				st := &j.rt.staged[k]
@@ -80,6 +97,10 @@ func (c *conn) durableLoop() {
 // finishDurable completes one publish after its commit: on success its
 // staged deliveries are queued, its retained message set and the ack sent.
 func (c *conn) finishDurable(j *durableJob, err error) {
+	if j.ackOnly {
+		c.ackPublish(j.p, j.code)
+		return
+	}
 	defer j.rt.release()
 	if err != nil {
 		if c.version == packet.V5 {

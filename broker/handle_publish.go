@@ -43,13 +43,13 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
 				err: fmt.Errorf("publish to %q (QoS %d, retain %v) not authorized", p.Topic, p.QoS, p.Retain)}
 		}
-		c.ackPublish(p, packet.NotAuthorized)
+		c.ackInOrder(p, packet.NotAuthorized)
 		return nil
 	}
 	if strings.HasPrefix(p.Topic, "$SYS") {
 		// $SYS topics are the broker's own: a client's publish there is
 		// acknowledged and dropped (DESIGN.md section 3).
-		c.ackPublish(p, packet.Success)
+		c.ackInOrder(p, packet.Success)
 		return nil
 	}
 	if c.version == packet.V5 && p.Properties.PayloadFormatIndicator == 1 && !utf8.Valid(p.Payload) {
@@ -57,7 +57,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if p.QoS == 0 {
 			return &closeError{code: packet.PayloadFormatInvalid, reason: reasonProtocol, err: errors.New("payload is not UTF-8 as its format indicator says")}
 		}
-		c.ackPublish(p, packet.PayloadFormatInvalid)
+		c.ackInOrder(p, packet.PayloadFormatInvalid)
 		return nil
 	}
 	c.b.stats.messagesReceived.Add(1)

@@ -344,3 +344,32 @@ func TestDelayedWillSurvivesACrash(t *testing.T) {
 		t.Fatal("the restored will did not wait out its delay [MQTT-3.1.3-9]")
 	}
 }
+
+// TestDurableAcksKeepPublishOrder: publishes that need a store write and
+// publishes that need none (no persistent subscriber, refused) are
+// acknowledged in the order they were sent [MQTT-4.6.0-2].
+func TestDurableAcksKeepPublishOrder(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{Store: memstore.New()})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "durable", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "stored", QoS: 1})
+	pub, _ := mqtttest.Connect(t, addr, packet.V311, "orderly", true)
+	const n = 300
+	var buf []byte
+	for i := range n {
+		topic := "stored"
+		switch i % 3 {
+		case 1:
+			topic = "nobody"
+		case 2:
+			topic = "$SYS/dropped"
+		}
+		buf, _ = (&packet.Publish{Topic: topic, QoS: 1, PacketID: uint16(i + 1), Payload: []byte("x")}).Append(buf, packet.V311)
+	}
+	pub.SendRaw(buf) // all at once: the reader runs ahead of the store
+	for i := range n {
+		ack, ok := pub.Expect().(*packet.Puback)
+		if !ok || ack.PacketID != uint16(i+1) {
+			t.Fatalf("ack %d: got %+v, want PUBACK %d", i, ack, i+1)
+		}
+	}
+}
