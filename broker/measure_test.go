@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -195,16 +196,16 @@ func BenchmarkRestart1M(b *testing.B) {
 
 // fillQueues writes sessions persistent 3.1.1 sessions client-NN, each
 // subscribed to devices/client-NN/# at QoS 1 with perSession queued QoS 1
-// messages of size bytes.
+// messages of size random bytes.
 func fillQueues(b *testing.B, dir string, sessions, perSession, size int) {
 	st, err := diskstore.Open(dir, diskstore.Options{Sync: diskstore.SyncNone, Logger: measureLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	payload := make([]byte, size)
-	for i := range payload {
-		payload[i] = byte('a' + i%26)
-	}
+	// Payloads are slices of 1 MiB of random bytes, so that Pebble's block
+	// compression does not shrink the data set to nothing.
+	rnd := make([]byte, 1<<20)
+	_, _ = rand.NewChaCha8([32]byte{}).Read(rnd)
 	var batch broker.Batch
 	flush := func() {
 		if err := st.Commit(&batch, false); err != nil {
@@ -218,8 +219,9 @@ func fillQueues(b *testing.B, dir string, sessions, perSession, size int) {
 		batch.Add(broker.Op{Kind: broker.OpPutSubscription, ClientID: id, Sub: &broker.StoredSubscription{Filter: "devices/" + id + "/#", QoS: 1}})
 		topic := "devices/" + id + "/telemetry"
 		for seq := range perSession {
+			off := ((c*perSession + seq) * 7919) % (len(rnd) - size)
 			batch.Add(broker.Op{Kind: broker.OpEnqueue, ClientID: id, Delivery: &broker.StoredDelivery{
-				Seq: uint64(seq + 1), QoS: 1, Msg: broker.StoredMessage{Topic: topic, Payload: payload, QoS: 1, Origin: "sensor"},
+				Seq: uint64(seq + 1), QoS: 1, Msg: broker.StoredMessage{Topic: topic, Payload: rnd[off : off+size], QoS: 1, Origin: "sensor"},
 			}})
 			if batch.Len() == 5000 {
 				flush()
