@@ -94,6 +94,9 @@ func (s *Session) SetQuota(q *Quota) {
 func (s *Session) DropExpired(now time.Time) (n int, seqs []uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mu.q.expiring == 0 { // nothing in the queue can expire: no copy
+		return 0, nil
+	}
 	keep := queue{quota: s.mu.q.quota}
 	for s.mu.q.len() > 0 {
 		d := s.mu.q.pop()

@@ -10,6 +10,9 @@ type queue struct {
 	n     int
 	bytes int
 	quota *Quota // shared with the other sessions of the tenant; nil for none
+	// expiring counts queued messages with an expiry, so that a sweep
+	// skips queues where nothing can expire.
+	expiring int
 }
 
 func (q *queue) len() int { return q.n }
@@ -21,6 +24,9 @@ func (q *queue) push(d Delivery) {
 	q.buf[(q.head+q.n)%len(q.buf)] = d
 	q.n++
 	q.bytes += d.Msg.Size()
+	if !d.Msg.Expiry.IsZero() {
+		q.expiring++
+	}
 	if q.quota != nil {
 		q.quota.add(1, d.Msg.Size())
 	}
@@ -52,6 +58,9 @@ func (q *queue) pop() Delivery {
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
 	q.bytes -= d.Msg.Size()
+	if !d.Msg.Expiry.IsZero() {
+		q.expiring--
+	}
 	if q.quota != nil {
 		q.quota.add(-1, -d.Msg.Size())
 	}

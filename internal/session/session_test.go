@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func msg(topic string, qos byte) *Message {
@@ -247,5 +248,25 @@ func TestQuotaSharedAndMoved(t *testing.T) {
 	}
 	if n, size := q.Queued(); n != 0 || size != 0 {
 		t.Fatalf("quota counts %d messages %d bytes after b's queue drained", n, size)
+	}
+}
+
+func TestDropExpired(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := New("c", Limits{Quota: &Quota{}})
+	s.Enqueue(Delivery{Msg: &Message{Topic: "a", QoS: 1, Expiry: now.Add(-time.Second)}, QoS: 1, Seq: 1})
+	s.Enqueue(Delivery{Msg: &Message{Topic: "b", QoS: 1}, QoS: 1, Seq: 2})
+	s.Enqueue(Delivery{Msg: &Message{Topic: "c", QoS: 1, Expiry: now.Add(time.Hour)}, QoS: 1, Seq: 3})
+	if n, seqs := s.DropExpired(now); n != 1 || len(seqs) != 1 || seqs[0] != 1 {
+		t.Fatalf("dropped %d %v, want the one expired message (seq 1)", n, seqs)
+	}
+	if s.Stats().Queued != 2 || s.mu.q.expiring != 1 {
+		t.Fatalf("queued %d, expiring %d; want 2 and 1", s.Stats().Queued, s.mu.q.expiring)
+	}
+	if n, _ := s.DropExpired(now.Add(2 * time.Hour)); n != 1 || s.mu.q.expiring != 0 {
+		t.Fatalf("second sweep dropped %d, expiring left %d", n, s.mu.q.expiring)
+	}
+	if n, _ := s.DropExpired(now.Add(10 * time.Hour)); n != 0 || s.Stats().Queued != 1 {
+		t.Fatal("a message without expiry was dropped")
 	}
 }
