@@ -131,6 +131,7 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
+	parker  *parker
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -257,6 +258,7 @@ func New(o Options) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
+	b.parker = newParker(b)
 	b.shared.next = make(map[string]uint64)
 	b.mu.listeners = make(map[net.Listener]struct{})
 	b.mu.conns = make(map[*conn]struct{})
@@ -415,10 +417,7 @@ func (b *Broker) serveConn(nc net.Conn, li listenerInfo) {
 	b.wg.Add(1)
 	b.mu.Unlock()
 	b.stats.connections.Add(1)
-	go func() {
-		defer b.wg.Done()
-		c.serve()
-	}()
+	go c.serve() // the connection's last goroutine calls b.wg.Done
 }
 
 // Shutdown stops accepting, closes every client connection (5.0 clients
@@ -450,6 +449,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(packet.ServerShuttingDown, reasonShutdown)
 	}
+	b.parker.stop()
 	waited := make(chan struct{})
 	go func() {
 		b.wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -122,6 +123,16 @@ type conn struct {
 	r, w  int
 	small [8]byte
 
+	// Idle parking (park_linux.go): lastRead is when bytes last arrived
+	// (the keepalive deadline counts from it); raw is the TCP descriptor's
+	// access, rawChecked whether raw was looked for.
+	lastRead   time.Time
+	raw        syscall.RawConn
+	rawChecked bool
+	parked     atomic.Bool
+	parkFD     int
+	woken      bool // set by the parker before it resumes the reader
+
 	// dur is the durable pipeline: publishes waiting for their store
 	// write, acknowledged in order by one goroutine while any wait.
 	dur struct {
@@ -139,6 +150,7 @@ type conn struct {
 		version   packet.Version
 		sess      *session.Session
 		connacked bool
+		parkTimer *time.Timer     // keepalive deadline while parked
 		maxPacket int             // the client's 5.0 Maximum Packet Size, 0 for none
 		aliasMax  uint16          // the client's 5.0 Topic Alias Maximum
 		expiry    *time.Timer     // credentials expiry
@@ -156,13 +168,71 @@ func newConn(b *Broker, nc net.Conn) *conn {
 
 // serve runs the read loop and cleans up after it.
 func (c *conn) serve() {
-	defer close(c.finished)
 	// RemoteAddr may read (a PROXY protocol header), so it is asked here,
 	// in the connection's goroutine, not in the accept loop.
 	c.remote = c.nc.RemoteAddr().String()
-	defer c.b.forgetConn(c)
+	c.lastRead = time.Now()
+	c.resume()
+}
+
+// resume runs the read loop until the connection ends, then cleans up; or
+// until it parks idle, leaving the rest to a later resume.
+func (c *conn) resume() {
 	err := c.readLoop()
+	if errors.Is(err, errParked) {
+		return
+	}
+	defer c.b.wg.Done()
+	defer close(c.finished)
+	defer c.b.forgetConn(c)
 	c.cleanup(err)
+}
+
+// errParked ends the read loop of a connection parked idle.
+var errParked = errors.New("broker: connection parked")
+
+// park lets an idle connection wait without its goroutine, where it can:
+// a plain TCP connection, connected, not in an authentication exchange.
+func (c *conn) park() bool {
+	if !c.connected || c.pending != nil {
+		return false
+	}
+	if !c.rawChecked {
+		c.rawChecked = true
+		c.raw = rawTCP(c.nc)
+	}
+	if c.raw == nil {
+		return false
+	}
+	var deadline time.Time
+	if c.readWait > 0 {
+		deadline = c.lastRead.Add(c.readWait)
+	}
+	return c.b.parker.park(c, c.raw, deadline)
+}
+
+// rawTCP returns the descriptor access of a plain TCP connection, seen
+// through wrappers that pass reads straight through; nil otherwise (TLS
+// and WebSocket connections buffer inside their libraries).
+func rawTCP(nc net.Conn) syscall.RawConn {
+	for range 4 {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			rc, err := tc.SyscallConn()
+			if err != nil {
+				return nil
+			}
+			return rc
+		}
+		w, ok := nc.(interface {
+			NetConn() net.Conn
+			PassThrough()
+		})
+		if !ok {
+			return nil
+		}
+		nc = w.NetConn()
+	}
+	return nil
 }
 
 func (c *conn) readLoop() error {
@@ -232,10 +302,15 @@ func (c *conn) readPacket() (packet.Packet, error) {
 // buffered, otherwise into the small array so that an idle connection holds
 // no buffer.
 func (c *conn) fill() error {
+	if c.rbuf == nil && !c.woken && c.park() {
+		return errParked
+	}
+	c.woken = false // woken from parking: read once before parking again
 	c.setReadDeadline()
 	if c.rbuf == nil {
 		n, err := c.nc.Read(c.small[:])
 		if n > 0 {
+			c.lastRead = time.Now()
 			c.rbuf = readBufPool.Get().(*[]byte)
 			c.w = copy(*c.rbuf, c.small[:n])
 			return nil
@@ -245,6 +320,7 @@ func (c *conn) fill() error {
 	n, err := c.nc.Read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
+		c.lastRead = time.Now()
 		return nil
 	}
 	return readError(err)
@@ -266,7 +342,9 @@ func (c *conn) setReadDeadline() {
 	}
 	var t time.Time
 	if d > 0 {
-		t = time.Now().Add(d)
+		// Counted from the last bytes received, so a connection resumed
+		// from parking at its deadline times out at once.
+		t = c.lastRead.Add(d)
 	}
 	// An error here means the connection is closed; the Read that follows reports it.
 	_ = c.nc.SetReadDeadline(t)

@@ -81,8 +81,10 @@ func (c *conn) writeLoop() {
 			more := len(c.mu.ctrl) > 0
 			c.mu.Unlock()
 			if !more {
-				// Last packet written: closing nc ends the reader too.
+				// Last packet written: closing nc ends the reader too (a
+				// parked one is woken to see it).
 				_ = c.nc.Close() // the error of a close we initiated is of no use
+				c.b.parker.wake(c)
 				c.writing.Store(false)
 				return
 			}
@@ -152,6 +154,7 @@ func (c *conn) failWrite() {
 	c.mu.ctrl = nil
 	c.mu.Unlock()
 	_ = c.nc.Close() // the write already failed; the close error adds nothing
+	c.b.parker.wake(c)
 }
 
 func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version, maxPacket int) ([]byte, error) {

@@ -103,3 +103,8 @@ func (l *Limited) CertUsername() string {
 // NetConn returns the wrapped connection (a *tls.Conn for a TLS listener),
 // as tls.Conn.NetConn does.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
+// PassThrough marks a wrapper whose reads go straight to the wrapped
+// connection, with no buffering of its own: a reader may wait for the
+// wrapped connection's readiness instead (the broker's idle parking).
+func (c *limitedConn) PassThrough() {}

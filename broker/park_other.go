@@ -1,0 +1,19 @@
+//go:build !linux
+
+package broker
+
+import (
+	"syscall"
+	"time"
+)
+
+// parker is Linux-only; elsewhere idle connections keep their goroutine.
+type parker struct{}
+
+func newParker(*Broker) *parker { return &parker{} }
+
+func (*parker) park(*conn, syscall.RawConn, time.Time) bool { return false }
+
+func (*parker) wake(*conn) {}
+
+func (*parker) stop() {}

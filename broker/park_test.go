@@ -1,0 +1,46 @@
+//go:build linux
+
+package broker_test
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// TestIdleConnectionsHoldNoGoroutine: connected idle clients park without
+// a reader goroutine, and wake for traffic and for their keepalive.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	first, _ := mqtttest.Connect(t, addr, packet.V311, "idle-0", true)
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	const n = 100
+	clients := []*mqtttest.Client{first}
+	for i := 1; i <= n; i++ {
+		c, _ := mqtttest.Connect(t, addr, packet.V311, fmt.Sprintf("idle-%d", i), true)
+		clients = append(clients, c)
+	}
+	mqtttest.Eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() < base+n/10 },
+		fmt.Sprintf("%d idle connections to park (goroutines %d, base %d)", n, runtime.NumGoroutine(), base))
+	// Parked connections wake for traffic...
+	for _, c := range clients[:10] {
+		c.Send(&packet.Pingreq{})
+		if _, ok := c.Expect().(*packet.Pingresp); !ok {
+			t.Fatal("want PINGRESP from a parked connection")
+		}
+	}
+	// ... and for their keepalive deadline [MQTT-3.1.2-24].
+	k := mqtttest.Dial(t, addr, packet.V311)
+	k.Connect(&packet.Connect{ClientID: "sleepy", CleanStart: true, KeepAlive: 1})
+	start := time.Now()
+	k.ExpectClosed()
+	if el := time.Since(start); el < time.Second || el > 3*time.Second {
+		t.Fatalf("parked connection with keepalive 1 s closed after %v, want about 1.5 s", el)
+	}
+}
