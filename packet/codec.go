@@ -420,3 +420,16 @@ func (s *sizer) check(t Type, v Version) error {
 }
 
 var errPacketIDZero = errors.New("packet identifier 0")
+
+// readFilter reads a topic filter of SUBSCRIBE or UNSUBSCRIBE: a non-empty
+// UTF-8 string [MQTT-4.7.3-1] (wildcards are the broker's to check).
+func (d *decoder) readFilter() (string, error) {
+	f, err := d.readString("topic filter")
+	if err != nil {
+		return "", err
+	}
+	if f == "" {
+		return "", d.errorf(ErrMalformedPacket, "empty topic filter [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]
+	}
+	return f, nil
+}

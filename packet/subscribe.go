@@ -15,12 +15,9 @@ func decodeSubscribe(body []byte, v Version) (*Subscribe, error) {
 		}
 	}
 	for len(d.b) > 0 {
-		f, err := d.readString("topic filter")
+		f, err := d.readFilter()
 		if err != nil {
 			return nil, err
-		}
-		if f == "" {
-			return nil, d.errorf(ErrMalformedPacket, "empty topic filter [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]
 		}
 		o, err := d.readByte("subscription options")
 		if err != nil {

@@ -15,12 +15,9 @@ func decodeUnsubscribe(body []byte, v Version) (*Unsubscribe, error) {
 		}
 	}
 	for len(d.b) > 0 {
-		f, err := d.readString("topic filter")
+		f, err := d.readFilter()
 		if err != nil {
 			return nil, err
-		}
-		if f == "" {
-			return nil, d.errorf(ErrMalformedPacket, "empty topic filter [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]
 		}
 		p.Filters = append(p.Filters, f)
 	}
