@@ -122,7 +122,7 @@ func TestPubSubCountVerbose(t *testing.T) {
 	b, addr := mqtttest.StartBroker(t, broker.Options{})
 	hp := brokerFlags(t, addr)
 	wait := startSub(t, b, withArgs(hp, "-C", "2", "-v", "-t", "a/#", "-q", "1")...)
-	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "a/1", "-m", "one")...), 0, "")
+	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "a/1", "-m", "one", "-q", "1")...), 0, "")
 	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "--topic", "a/2", "--message", "two", "-q", "2")...), 0, "")
 	expectResult(t, wait(), 0, "a/1 one\na/2 two\n")
 }
@@ -157,7 +157,7 @@ func TestPubSubRetained(t *testing.T) {
 	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "r/1", "-m", "kept", "-r", "-q", "1")...), 0, "")
 	expectResult(t, runClientCmd(t, sub, "", withArgs(hp, "-t", "r/#", "-C", "1", "-F", `%r %q %t %p`, "-q", "1")...), 0, "1 1 r/1 kept\n")
 	// -r -n clears it: a new subscriber times out with nothing (exit 27).
-	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "r/1", "-n", "--retain")...), 0, "")
+	expectResult(t, runClientCmd(t, pub, "", withArgs(hp, "-t", "r/1", "-n", "--retain", "-q", "1")...), 0, "")
 	r := runClientCmd(t, sub, "", withArgs(hp, "-t", "r/#", "-W", "1", "-v")...)
 	expectResult(t, r, exitTimeout, "")
 	if !strings.Contains(r.stderr, "timed out") {
