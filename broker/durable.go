@@ -81,10 +81,7 @@ func (c *conn) durableLoop() {
 				continue
 			}
 			batch.Ops = append(batch.Ops, j.extra.Ops...)
-			for k := range j.rt.staged {
-				st := &j.rt.staged[k]
-				batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
-			}
+			j.rt.appendStaged(&batch)
 		}
 		err := c.b.commit(&batch, true)
 		for i := range jobs {
@@ -112,14 +109,7 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 		}
 		return
 	}
-	for _, st := range j.rt.staged {
-		c.b.enqueue(j.rt, st.s, st.d)
-	}
-	if j.rt.cleanup.Len() > 0 {
-		// A removal that fails to be written is logged and counted by
-		// commit; the delivery comes back at restart.
-		_ = c.b.commit(&j.rt.cleanup, false)
-	}
+	c.b.queueStaged(j.rt)
 	if j.p.Retain {
 		c.b.retainMessage(j.msg)
 	}

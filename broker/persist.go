@@ -62,23 +62,34 @@ func (b *Broker) finishRouting(rt *routing, extra *Batch, durable bool) error {
 		if extra != nil {
 			rt.batch.Ops = append(rt.batch.Ops, extra.Ops...)
 		}
-		for i := range rt.staged {
-			st := &rt.staged[i]
-			rt.batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
-		}
+		rt.appendStaged(&rt.batch)
 		if err := b.commit(&rt.batch, durable); err != nil {
 			return err
 		}
-		for _, st := range rt.staged {
-			b.enqueue(rt, st.s, st.d)
-		}
+	}
+	b.queueStaged(rt)
+	return nil
+}
+
+// appendStaged adds the store writes of the staged deliveries to batch.
+func (rt *routing) appendStaged(batch *Batch) {
+	for i := range rt.staged {
+		st := &rt.staged[i]
+		batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
+	}
+}
+
+// queueStaged queues the staged deliveries once their write returned, and
+// commits the removals the routing caused.
+func (b *Broker) queueStaged(rt *routing) {
+	for _, st := range rt.staged {
+		b.enqueue(rt, st.s, st.d)
 	}
 	if rt.cleanup.Len() > 0 {
 		// A removal that fails to be written is logged and counted by
 		// commit; the delivery comes back at restart, as at-least-once allows.
 		_ = b.commit(&rt.cleanup, false)
 	}
-	return nil
 }
 
 // errStore marks a failed store write.
