@@ -191,9 +191,10 @@ func (c *conn) resume() {
 // errParked ends the read loop of a connection parked idle.
 var errParked = errors.New("broker: connection parked")
 
-// park lets an idle connection wait without its goroutine, where it can:
-// a plain TCP connection, connected, not in an authentication exchange.
-func (c *conn) park() bool {
+// parkable reports whether c could wait idle without its goroutine: a
+// plain TCP connection, connected, not in an authentication exchange, on a
+// platform with a parker.
+func (c *conn) parkable() bool {
 	if !c.connected || c.pending != nil {
 		return false
 	}
@@ -201,15 +202,23 @@ func (c *conn) park() bool {
 		c.rawChecked = true
 		c.raw = rawTCP(c.nc)
 	}
-	if c.raw == nil {
-		return false
-	}
+	return c.raw != nil && c.b.parker.available()
+}
+
+// park lets an idle connection wait without its goroutine; false when it
+// must go on reading with it.
+func (c *conn) park() bool {
 	var deadline time.Time
 	if c.readWait > 0 {
 		deadline = c.lastRead.Add(c.readWait)
 	}
 	return c.b.parker.park(c, c.raw, deadline)
 }
+
+// parkGrace is how long a connection with nothing buffered keeps its
+// goroutine before it parks: a client publishing more often than this
+// never pays for parking and waking per message, an idle one parks soon.
+const parkGrace = 100 * time.Millisecond
 
 // rawTCP returns the descriptor access of a plain TCP connection, seen
 // through wrappers that pass reads straight through; nil otherwise (TLS
@@ -302,21 +311,10 @@ func (c *conn) readPacket() (packet.Packet, error) {
 // buffered, otherwise into the small array so that an idle connection holds
 // no buffer.
 func (c *conn) fill() error {
-	if c.rbuf == nil && !c.woken && c.park() {
-		return errParked
-	}
-	c.woken = false // woken from parking: read once before parking again
-	c.setReadDeadline()
 	if c.rbuf == nil {
-		n, err := c.nc.Read(c.small[:])
-		if n > 0 {
-			c.lastRead = time.Now()
-			c.rbuf = readBufPool.Get().(*[]byte)
-			c.w = copy(*c.rbuf, c.small[:n])
-			return nil
-		}
-		return readError(err)
+		return c.fillIdle()
 	}
+	c.setReadDeadline()
 	n, err := c.nc.Read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
@@ -324,6 +322,43 @@ func (c *conn) fill() error {
 		return nil
 	}
 	return readError(err)
+}
+
+// fillIdle reads the first bytes after the buffer emptied, into the small
+// array. A parkable connection reads for parkGrace first and parks when
+// nothing came (a reader just woken from parking reads once before it
+// parks again).
+func (c *conn) fillIdle() error {
+	grace := !c.woken && c.parkable()
+	c.woken = false
+	for {
+		deadline := c.readDeadline()
+		if grace {
+			if g := time.Now().Add(parkGrace); deadline.IsZero() || g.Before(deadline) {
+				deadline = g
+			} else {
+				grace = false // the keepalive deadline comes first
+			}
+		}
+		_ = c.nc.SetReadDeadline(deadline) // a closed connection reports itself in Read
+		n, err := c.nc.Read(c.small[:])
+		if n > 0 {
+			c.lastRead = time.Now()
+			c.rbuf = readBufPool.Get().(*[]byte)
+			c.w = copy(*c.rbuf, c.small[:n])
+			return nil
+		}
+		var ne net.Error
+		if grace && errors.As(err, &ne) && ne.Timeout() {
+			if c.park() {
+				c.b.stats.parks.Add(1)
+				return errParked
+			}
+			grace = false
+			continue
+		}
+		return readError(err)
+	}
 }
 
 func readError(err error) error {
@@ -334,6 +369,12 @@ func readError(err error) error {
 }
 
 func (c *conn) setReadDeadline() {
+	// An error here means the connection is closed; the Read that follows reports it.
+	_ = c.nc.SetReadDeadline(c.readDeadline())
+}
+
+// readDeadline is the connect or keepalive deadline (zero for none).
+func (c *conn) readDeadline() time.Time {
 	var d time.Duration
 	if !c.connected {
 		d = c.b.opts().ConnectTimeout
@@ -346,8 +387,7 @@ func (c *conn) setReadDeadline() {
 		// from parking at its deadline times out at once.
 		t = c.lastRead.Add(d)
 	}
-	// An error here means the connection is closed; the Read that follows reports it.
-	_ = c.nc.SetReadDeadline(t)
+	return t
 }
 
 func (c *conn) growReadBuf(total int) {

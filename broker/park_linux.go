@@ -50,6 +50,10 @@ func (p *parker) start() bool {
 	return p.mu.epfd >= 0 && !p.mu.stopped
 }
 
+// available reports whether connections can park (epoll works and the
+// broker is not stopping).
+func (p *parker) available() bool { return p.start() }
+
 // park registers c's descriptor, reached through raw, for one readiness
 // event and arms the keepalive timer. It reports false when c must go on
 // reading with its goroutine (parking unavailable, connection closed).

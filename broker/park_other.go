@@ -12,6 +12,8 @@ type parker struct{}
 
 func newParker(*Broker) *parker { return &parker{} }
 
+func (*parker) available() bool { return false }
+
 func (*parker) park(*conn, syscall.RawConn, time.Time) bool { return false }
 
 func (*parker) wake(*conn) {}

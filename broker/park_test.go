@@ -44,3 +44,26 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		t.Fatalf("parked connection with keepalive 1 s closed after %v, want about 1.5 s", el)
 	}
 }
+
+// TestBusyConnectionDoesNotPark: a client sending more often than the
+// parking grace keeps its reader; parking and waking per packet would
+// cost a goroutine start and two epoll calls each time.
+func TestBusyConnectionDoesNotPark(t *testing.T) {
+	b, addr := mqtttest.StartBroker(t, broker.Options{})
+	c, _ := mqtttest.Connect(t, addr, packet.V311, "busy", true)
+	// Once idle, it parks.
+	mqtttest.Eventually(t, 5*time.Second, func() bool { return b.Stats().Parks == 1 }, "the idle connection to park once")
+	for range 20 {
+		c.Send(&packet.Pingreq{})
+		if _, ok := c.Expect().(*packet.Pingresp); !ok {
+			t.Fatal("want PINGRESP")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Woken by the first PINGREQ, it reads the next 19 without parking
+	// (a few parks are tolerated for a CI machine stalling the test for
+	// more than the grace; parking per packet would give 20).
+	if p := b.Stats().Parks; p > 5 {
+		t.Fatalf("parks = %d after 20 packets 10 ms apart, want about 1 (no park between packets)", p)
+	}
+}

@@ -10,6 +10,7 @@ type counters struct {
 	messagesDropped  atomic.Uint64
 	bytesSent        atomic.Uint64
 	storeErrors      atomic.Uint64
+	parks            atomic.Uint64
 }
 
 // Stats is a snapshot of the broker's counters and gauges.
@@ -24,6 +25,7 @@ type Stats struct {
 	MessagesDropped  uint64 // deliveries refused by a full queue or an offline QoS 0 session
 	BytesSent        uint64
 	StoreErrors      uint64 // failed store writes
+	Parks            uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -42,6 +44,7 @@ func (b *Broker) Stats() Stats {
 		MessagesDropped:  b.stats.messagesDropped.Load(),
 		BytesSent:        b.stats.bytesSent.Load(),
 		StoreErrors:      b.stats.storeErrors.Load(),
+		Parks:            b.stats.parks.Load(),
 	}
 }
 
