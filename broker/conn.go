@@ -117,21 +117,29 @@ type conn struct {
 	// aliases, and the batch recording sent stored deliveries.
 	outAlias map[string]uint16
 	wbatch   Batch
+	wspare   []packet.Packet // the control packet slice handed back to mu.ctrl
+	rw       rawWrite        // writeInline's non-blocking write
+
+	// Reader-owned: connections whose writers this reader starts before
+	// it next waits for input (see flushWakes).
+	wakes []*conn
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte
 	r, w  int
 	small [8]byte
 
+	// raw is the TCP descriptor's access of a plain TCP connection (nil
+	// for TLS and WebSocket), set before the connection is seen by others.
+	raw syscall.RawConn
+
 	// Idle parking (park_linux.go): lastRead is when bytes last arrived
-	// (the keepalive deadline counts from it); raw is the TCP descriptor's
-	// access, rawChecked whether raw was looked for.
-	lastRead   time.Time
-	raw        syscall.RawConn
-	rawChecked bool
-	parked     atomic.Bool
-	parkFD     int
-	woken      bool // set by the parker before it resumes the reader
+	// (the keepalive deadline counts from it).
+	lastRead time.Time
+	parked   atomic.Bool
+	parkFD   int
+	woken    bool // set by the parker before it resumes the reader
+	active   bool // a packet came after CONNECT: park only after parkGrace
 
 	// dur is the durable pipeline: publishes waiting for their store
 	// write, acknowledged in order by one goroutine while any wait.
@@ -171,6 +179,7 @@ func (c *conn) serve() {
 	// RemoteAddr may read (a PROXY protocol header), so it is asked here,
 	// in the connection's goroutine, not in the accept loop.
 	c.remote = c.nc.RemoteAddr().String()
+	c.raw = rawTCP(c.nc)
 	c.lastRead = time.Now()
 	c.resume()
 }
@@ -197,10 +206,6 @@ var errParked = errors.New("broker: connection parked")
 func (c *conn) parkable() bool {
 	if !c.connected || c.pending != nil {
 		return false
-	}
-	if !c.rawChecked {
-		c.rawChecked = true
-		c.raw = rawTCP(c.nc)
 	}
 	return c.raw != nil && c.b.parker.available()
 }
@@ -248,6 +253,12 @@ func (c *conn) readLoop() error {
 	for {
 		p, err := c.readPacket()
 		if err != nil {
+			if errors.Is(err, errParked) {
+				// Flushed before the read that parked; another reader
+				// goroutine may run c already.
+				return err
+			}
+			c.flushWakes() // for the packets handled before the error
 			if !c.connected && errors.Is(err, packet.ErrUnsupportedVersion) {
 				// Unsupported protocol level: CONNACK 0x01, then close [MQTT-3.1.2-2].
 				c.mu.Lock()
@@ -257,7 +268,9 @@ func (c *conn) readLoop() error {
 			}
 			return err
 		}
+		c.active = c.connected // a packet after CONNECT
 		if err := c.handle(p); err != nil {
+			c.flushWakes()
 			return err
 		}
 	}
@@ -301,6 +314,7 @@ func (c *conn) readPacket() (packet.Packet, error) {
 			c.r, c.w = 0, 0
 			c.releaseReadBuf()
 		}
+		c.flushWakes() // what was read is handled: start the writers before waiting for more
 		if err := c.fill(); err != nil {
 			return nil, err
 		}
@@ -329,8 +343,18 @@ func (c *conn) fill() error {
 // nothing came (a reader just woken from parking reads once before it
 // parks again).
 func (c *conn) fillIdle() error {
+	// Right after CONNECT a connection parks at once: most clients then
+	// stay quiet, and thousands connecting at once would otherwise hold
+	// their goroutines for the grace.
 	grace := !c.woken && c.parkable()
 	c.woken = false
+	if grace && !c.active {
+		if c.park() {
+			c.b.stats.parks.Add(1)
+			return errParked
+		}
+		grace = false
+	}
 	for {
 		deadline := c.readDeadline()
 		if grace {
@@ -449,7 +473,7 @@ func (c *conn) handle(p packet.Packet) error {
 	case *packet.Unsubscribe:
 		return c.handleUnsubscribe(p)
 	case *packet.Pingreq:
-		c.send(&packet.Pingresp{}) // [MQTT-3.12.4-1]
+		c.reply(&packet.Pingresp{}) // [MQTT-3.12.4-1]
 		return nil
 	case *packet.Disconnect:
 		return c.handleDisconnect(p)
@@ -475,6 +499,68 @@ func (c *conn) send(p packet.Packet) {
 	c.mu.Unlock()
 	c.kick()
 }
+
+// reply queues a control packet from the reader goroutine: the writer is
+// started when the reader has handled what it read (flushWakes), so that
+// the acks of a burst go out in one write.
+func (c *conn) reply(p packet.Packet) {
+	c.mu.Lock()
+	if c.mu.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.ctrl = append(c.mu.ctrl, p)
+	c.mu.Unlock()
+	c.deferWake(c)
+}
+
+// deferWake notes, in c's reader goroutine, that to's writer must be
+// started: flushWakes does it before c's reader waits for input.
+func (c *conn) deferWake(to *conn) {
+	if to.writing.Load() {
+		return // its running writer finds the new item (see writeLoop's end)
+	}
+	if n := len(c.wakes); n > 0 && c.wakes[n-1] == to {
+		return
+	}
+	c.wakes = append(c.wakes, to)
+}
+
+// inlineWritesMax is how many writers one flushWakes may run in the
+// reader's goroutine; with more (a fan-out) they all get their own
+// goroutine and run in parallel while the reader goes on reading.
+const inlineWritesMax = 2
+
+// flushWakes starts the writers deferWake noted. A few write in this
+// goroutine, with one non-blocking write each (writeInline): at low and
+// moderate rates a message then goes from the publisher's read to the
+// subscriber's socket without waking another goroutine.
+func (c *conn) flushWakes() {
+	inline := 0
+	if len(c.wakes) > inlineWritesMax {
+		inline = inlineWritesMax
+	}
+	for i, to := range c.wakes {
+		c.wakes[i] = nil
+		if !to.writing.CompareAndSwap(false, true) {
+			continue
+		}
+		// Not its own connection: its writer runs beside the reader (a
+		// reader writing its own acks and messages would stop reading
+		// meanwhile, and acking a flood sooner only fills subscriber
+		// queues faster).
+		if inline < inlineWritesMax && to != c {
+			inline++
+			to.writeInline()
+		} else {
+			go to.writeLoop()
+		}
+	}
+	c.wakes = c.wakes[:0]
+}
+
+// Wake starts c's writer (session.Waker).
+func (c *conn) Wake() { c.kick() }
 
 // sendAndClose queues p (nil for none) as the last packet and closes the
 // connection once it is written.

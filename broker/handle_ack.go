@@ -7,7 +7,7 @@ import "github.com/petrel-mqtt/petrel/packet"
 func (c *conn) handlePuback(p *packet.Puback) error {
 	if seq, ok := c.sess.Puback(p.PacketID); ok {
 		c.dequeue(seq)
-		c.kick()
+		c.deferWake(c)
 	}
 	return nil
 }
@@ -29,7 +29,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		// A PUBREC with an error code ends the QoS 2 exchange: no PUBREL
 		// [MQTT-4.3.3-4]; the packet id is free again.
 		c.dequeue(c.sess.Abandon(p.PacketID))
-		c.kick()
+		c.deferWake(c)
 		return nil
 	}
 	if seq, ok := c.sess.Pubrec(p.PacketID); ok {
@@ -41,9 +41,9 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 				return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 			}
 		}
-		c.send(&packet.Pubrel{PacketID: p.PacketID})
+		c.reply(&packet.Pubrel{PacketID: p.PacketID})
 	} else if c.version == packet.V5 {
-		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+		c.reply(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
 	}
 	return nil
 }
@@ -61,7 +61,7 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	} else if c.version == packet.V5 {
 		ack.ReasonCode = packet.PacketIdentifierNotFound
 	}
-	c.send(ack)
+	c.reply(ack)
 	return nil
 }
 
@@ -69,7 +69,7 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
 	if seq, ok := c.sess.Pubcomp(p.PacketID); ok {
 		c.dequeue(seq)
-		c.kick()
+		c.deferWake(c)
 	}
 	return nil
 }

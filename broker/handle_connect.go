@@ -206,7 +206,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	c.mu.Lock()
 	c.mu.sess = sess
 	c.mu.Unlock()
-	sess.Attach(c.kick, inflight)
+	sess.Attach(c, inflight)
 	c.kick()
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)

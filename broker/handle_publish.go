@@ -34,7 +34,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if !c.sess.ReceiveQoS2(p.PacketID) {
 			// A resent QoS 2 PUBLISH whose PUBREL is pending was routed once
 			// already: acknowledge again, do not deliver again [MQTT-4.3.3-2].
-			c.send(&packet.Pubrec{PacketID: p.PacketID})
+			c.reply(&packet.Pubrec{PacketID: p.PacketID})
 			return nil
 		}
 	}
@@ -90,7 +90,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			extra.Add(retainOp(msg))
 		}
 	}
-	rt, n := c.b.route(msg)
+	rt, n := c.b.route(msg, c)
 	if p.QoS > 0 && c.b.store != nil && (len(rt.staged) > 0 || extra.Len() > 0 || c.durablePending()) {
 		// A PUBACK/PUBREC means the message is on disk for every
 		// persistent session it was queued for (DESIGN.md section 3): the
@@ -107,7 +107,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
-	c.ackPublish(p, publishCode(c.version, n))
+	c.ackPublishWith(p, publishCode(c.version, n), (*conn).reply)
 	return nil
 }
 
@@ -163,7 +163,7 @@ func publishCode(v packet.Version, n int) packet.ReasonCode {
 // acknowledged.
 func (c *conn) storeFailed(p *packet.Publish, err error) error {
 	if c.version == packet.V5 && p.QoS > 0 {
-		c.ackPublish(p, packet.UnspecifiedError)
+		c.ackPublishWith(p, packet.UnspecifiedError, (*conn).reply)
 		return nil
 	}
 	return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
@@ -194,17 +194,23 @@ func (b *Broker) retainMessage(msg *session.Message) {
 // clients only. A QoS 2 message refused with an error code will not see
 // a PUBREL, so its packet id is released at once.
 func (c *conn) ackPublish(p *packet.Publish, code packet.ReasonCode) {
+	c.ackPublishWith(p, code, (*conn).send)
+}
+
+// ackPublishWith is ackPublish with the sending function: the reader uses
+// reply, other goroutines send.
+func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send func(*conn, packet.Packet)) {
 	if c.version != packet.V5 {
 		code = packet.Success
 	}
 	switch p.QoS {
 	case 1:
-		c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: code})
+		send(c, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
 	case 2:
 		if code.IsError() {
 			c.sess.Pubrel(p.PacketID) // [MQTT-4.3.3-4]
 		}
-		c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
+		send(c, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
 	}
 }
 

@@ -63,10 +63,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	if err := c.persistSubscriptions(p.Subscriptions, codes, subID); err != nil {
 		return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 	}
-	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.8.4-1] [MQTT-3.8.4-5]
-	if wake := c.sess.EnqueueRetained(owed); wake != nil {
-		wake()
-	}
+	c.reply(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.8.4-1] [MQTT-3.8.4-5]
+	// The writer started for the SUBACK sends them too, after it.
+	c.sess.EnqueueRetained(owed)
 	return nil
 }
 
@@ -150,6 +149,6 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 		}
 	}
-	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.10.4-4]
+	c.reply(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}) // [MQTT-3.10.4-4]
 	return nil
 }

@@ -18,6 +18,7 @@ type routing struct {
 	batch   Batch
 	cleanup Batch
 	seen    map[*session.Session]struct{} // distinctPlain's scratch
+	from    *conn                         // the publishing reader, while route runs (see route)
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct

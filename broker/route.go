@@ -60,7 +60,7 @@ func (b *Broker) publish(msg *session.Message) int {
 // once it returned; on a store error they are not queued and the error is
 // returned. It returns the number of sessions the message was queued for.
 func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (int, error) {
-	rt, n := b.route(msg)
+	rt, n := b.route(msg, nil)
 	defer rt.release()
 	if err := b.finishRouting(rt, extra, durable); err != nil {
 		return n - len(rt.staged), err
@@ -70,9 +70,14 @@ func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (
 
 // route matches msg and delivers it to the sessions that need no store
 // write; the deliveries to persistent sessions are staged in the returned
-// routing for finishRouting. n counts both.
-func (b *Broker) route(msg *session.Message) (rt *routing, n int) {
+// routing for finishRouting. n counts both. from is the publishing
+// connection when route runs in its reader goroutine: the writers of the
+// connections the message was queued for are then started by that reader
+// once it has handled what it read (see conn.flushWakes), so that a burst
+// of publishes wakes each writer once; nil wakes them at once.
+func (b *Broker) route(msg *session.Message, from *conn) (rt *routing, n int) {
 	rt = routingPool.Get().(*routing)
+	rt.from = from
 	ep := entryPool.Get().(*[]entry)
 	ents := b.subs.Match(msg.Topic, (*ep)[:0])
 	switch len(ents) {
@@ -89,6 +94,7 @@ func (b *Broker) route(msg *session.Message) (rt *routing, n int) {
 	clear(ents)
 	*ep = ents[:0]
 	entryPool.Put(ep)
+	rt.from = nil // staged deliveries may be queued by another goroutine: they wake at once
 	return rt, n
 }
 
@@ -262,7 +268,11 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bool {
 	r := s.Enqueue(d)
 	if r.Wake != nil {
-		r.Wake()
+		if to, ok := r.Wake.(*conn); ok && rt.from != nil {
+			rt.from.deferWake(to)
+		} else {
+			r.Wake.Wake()
+		}
 	}
 	if r.Dropped > 0 {
 		b.stats.messagesDropped.Add(uint64(r.Dropped))

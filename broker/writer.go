@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -12,16 +13,31 @@ import (
 // control packets queued until then (so an ack queued before a message was
 // enqueued goes out first), encodes them into one buffer and writes it with
 // one call. When nothing is left it returns its buffers and exits.
-func (c *conn) writeLoop() {
-	bufp := writeBufPool.Get().(*[]byte)
+func (c *conn) writeLoop() { c.writeLoopFrom(nil) }
+
+// writeLoopFrom is writeLoop starting with the bytes in *pending (a pooled
+// write buffer), which writeInline could not write without blocking.
+func (c *conn) writeLoopFrom(pending *[]byte) {
+	bufp := pending
+	if bufp == nil {
+		bufp = writeBufPool.Get().(*[]byte)
+	}
 	batchp := batchPool.Get().(*[]session.Outbound)
 	buf, batch := (*bufp)[:0], (*batchp)[:0]
-	var ctrl, spare []packet.Packet
+	var ctrl []packet.Packet
 	defer func() {
 		*bufp, *batchp = buf[:0], batch[:0]
-		writeBufPool.Put(bufp)
+		putWriteBuf(bufp)
 		batchPool.Put(batchp)
 	}()
+	if pending != nil && len(*pending) > 0 {
+		if err := c.write(*pending); err != nil {
+			c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
+			c.failWrite()
+			c.writing.Store(false)
+			return
+		}
+	}
 	for {
 		c.mu.Lock()
 		sess, v, closing := c.mu.sess, c.mu.version, c.mu.closing
@@ -41,7 +57,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.mu.Lock()
-		ctrl, c.mu.ctrl = c.mu.ctrl, spare[:0]
+		ctrl, c.mu.ctrl = c.mu.ctrl, c.wspare[:0]
 		closing = c.mu.closing
 		c.mu.Unlock()
 
@@ -52,7 +68,7 @@ func (c *conn) writeLoop() {
 			}
 			ctrl[i] = nil
 		}
-		spare = ctrl
+		c.wspare = ctrl[:0]
 		for i := range batch {
 			if err != nil {
 				break
@@ -98,6 +114,136 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// inlineBatchMax bounds the messages one writeInline pass takes.
+const inlineBatchMax = 64
+
+// writeInline makes one write pass for c in the calling goroutine, another
+// connection's reader that just queued for c, instead of starting c's
+// writer goroutine: what there is to send (up to inlineBatchMax messages
+// and the control packets) goes out in one non-blocking write. The caller
+// holds c.writing; writeInline releases it, or hands it to a writer
+// goroutine for what is left: bytes the socket did not take (a subscriber
+// that reads slowly never blocks the caller), more messages, a closing
+// connection, or a persistent session (its pass may need a store write).
+func (c *conn) writeInline() {
+	if c.raw == nil {
+		go c.writeLoop() // TLS and WebSocket buffer in their libraries
+		return
+	}
+	c.mu.Lock()
+	sess, v, closing := c.mu.sess, c.mu.version, c.mu.closing
+	lim := outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
+	c.mu.Unlock()
+	if closing || (c.b.store != nil && sess != nil && sess.Persistent()) {
+		go c.writeLoop()
+		return
+	}
+	if v == packet.V5 {
+		lim.now = c.b.opts().Now()
+	}
+	bufp := writeBufPool.Get().(*[]byte)
+	batchp := batchPool.Get().(*[]session.Outbound)
+	buf, batch := (*bufp)[:0], (*batchp)[:0]
+	if sess != nil {
+		batch = sess.TakeBatch(batch, inlineBatchMax)
+	}
+	full := len(batch) == inlineBatchMax
+	c.mu.Lock()
+	ctrl := c.mu.ctrl
+	c.mu.ctrl = c.wspare[:0]
+	c.mu.Unlock()
+	var err error
+	for i, p := range ctrl {
+		if err == nil {
+			buf, err = c.appendPacket(buf, p, v, lim.maxPacket)
+		}
+		ctrl[i] = nil
+	}
+	c.wspare = ctrl[:0]
+	for i := range batch {
+		if err == nil {
+			buf, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
+		}
+		batch[i] = session.Outbound{}
+	}
+	*batchp = batch[:0]
+	batchPool.Put(batchp)
+	n := 0
+	if err == nil && len(buf) > 0 {
+		n, err = c.rw.write(c.raw, buf)
+	}
+	if err != nil {
+		c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
+		c.failWrite()
+		*bufp = buf[:0]
+		putWriteBuf(bufp)
+		c.writing.Store(false)
+		return
+	}
+	c.b.stats.bytesSent.Add(uint64(n))
+	if n < len(buf) { // the socket is full: a goroutine waits to write the rest
+		*bufp = buf[:copy(buf, buf[n:])]
+		go c.writeLoopFrom(bufp)
+		return
+	}
+	*bufp = buf[:0]
+	putWriteBuf(bufp)
+	if full {
+		go c.writeLoop()
+		return
+	}
+	c.writing.Store(false)
+	if c.hasWork() && c.writing.CompareAndSwap(false, true) {
+		go c.writeLoop()
+	}
+}
+
+// putWriteBuf returns a write buffer to the pool, unless a batch of large
+// messages grew it far beyond the usual size.
+func putWriteBuf(bufp *[]byte) {
+	if cap(*bufp) <= 4*writeFlushAt {
+		*bufp = (*bufp)[:0]
+		writeBufPool.Put(bufp)
+	}
+}
+
+// rawWrite is a non-blocking write on a descriptor, with the function
+// given to RawConn.Write made once per connection (no allocation per write).
+type rawWrite struct {
+	fn  func(fd uintptr) bool
+	buf []byte
+	n   int
+	err error
+}
+
+// write writes what the socket takes of buf without waiting: n < len(buf)
+// with a nil error when the socket buffer is full.
+func (w *rawWrite) write(raw syscall.RawConn, buf []byte) (int, error) {
+	if w.fn == nil {
+		w.fn = func(fd uintptr) bool {
+			for {
+				n, err := syscall.Write(int(fd), w.buf)
+				if err == syscall.EINTR {
+					continue
+				}
+				w.n, w.err = max(n, 0), err
+				return true // never wait for writability here
+			}
+		}
+	}
+	w.buf = buf
+	err := raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.buf, w.n, w.err = nil, 0, nil
+	if err != nil {
+		return 0, err
+	}
+	if werr == syscall.EAGAIN {
+		return n, nil
+	}
+	return n, werr
 }
 
 // recordInflight writes to the store the packet ids given to stored

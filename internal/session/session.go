@@ -69,7 +69,7 @@ type Stats struct {
 // concurrent use: publishers call Enqueue from any goroutine while the
 // connection's writer calls TakeBatch and its reader the acknowledgement
 // methods. No method blocks or calls out while holding the lock, except
-// that the wake function returned by Enqueue is for the caller to run.
+// that the Waker returned by Enqueue is for the caller to run.
 type Session struct {
 	// ID is the client identifier; it never changes.
 	ID     string
@@ -82,7 +82,7 @@ type Session struct {
 	mu struct {
 		sync.Mutex
 		online      bool
-		wake        func()
+		wake        Waker
 		subs        map[string]Subscription
 		q           queue
 		retained    []Delivery          // retained messages owed to new subscriptions
@@ -104,12 +104,24 @@ func New(id string, limits Limits) *Session {
 	return s
 }
 
-// Attach marks the session online with the connection's wake function and
+// Waker is the attached connection: Wake starts its writer. The caller of
+// Enqueue may also recognise its own connection type and start the writer
+// later, in a batch (the broker does so for the connections a reader's
+// publishes were queued for).
+type Waker interface{ Wake() }
+
+// WakeFunc is a function as a Waker.
+type WakeFunc func()
+
+// Wake calls f.
+func (f WakeFunc) Wake() { f() }
+
+// Attach marks the session online with the connection's Waker and
 // inflight window. Every message left unacknowledged by a previous
 // connection is scheduled to be sent again, in its original order: PUBLISH
 // with DUP set, or PUBREL for QoS 2 messages already received by the client
 // [MQTT-4.4.0-1].
-func (s *Session) Attach(wake func(), maxInflight int) {
+func (s *Session) Attach(wake Waker, maxInflight int) {
 	if maxInflight < 1 {
 		maxInflight = 1
 	}
@@ -162,9 +174,9 @@ type Enqueued struct {
 	// among them, for the caller to remove from the store.
 	Dropped     int
 	DroppedSeqs []uint64
-	// Wake is the attached connection's wake function when the caller must
-	// run it (after Enqueue returned) to start the writer.
-	Wake func()
+	// Wake is the attached connection's Waker when the caller must wake it
+	// (after Enqueue returned) to start the writer.
+	Wake Waker
 }
 
 // Enqueue queues d for delivery without blocking. A full queue applies the
@@ -220,7 +232,7 @@ func (s *Session) fullLocked(size int) bool {
 // EnqueueRetained appends retained messages owed to a new subscription. They
 // are not subject to the queue limits (a subscription gets every retained
 // message, paced by the inflight window) and go out before the queue.
-func (s *Session) EnqueueRetained(ds []Delivery) (wake func()) {
+func (s *Session) EnqueueRetained(ds []Delivery) (wake Waker) {
 	if len(ds) == 0 {
 		return nil
 	}
