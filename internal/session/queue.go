@@ -1,27 +1,78 @@
 package session
 
-import "sync/atomic"
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+)
 
-// queue is a FIFO ring of deliveries that grows on demand (so an idle
-// session costs no queue memory) up to the session's message limit.
+// queue is a FIFO of deliveries in a chain of segments: pushing never
+// copies what is queued (a ring would copy it all at each doubling, with a
+// GC write barrier per pointer), and a drained segment goes back to a pool
+// for the next burst of any session. An idle session holds no segment; a
+// few queued messages hold one small segment.
 type queue struct {
-	buf   []Delivery
-	head  int
-	n     int
-	bytes int
-	quota *Quota // shared with the other sessions of the tenant; nil for none
+	head, tail *segment
+	n          int
+	bytes      int
+	quota      *Quota // shared with the other sessions of the tenant; nil for none
 	// expiring counts queued messages with an expiry, so that a sweep
 	// skips queues where nothing can expire.
 	expiring int
 }
 
+// segment holds deliveries buf[r:w].
+type segment struct {
+	buf  []Delivery
+	r, w int
+	next *segment
+}
+
+// Segment sizes: 16 x 80 B deliveries first, doubling up to 256 (20 KiB).
+const (
+	segMin = 16
+	segMax = 256
+	// segKeep is the largest segment an emptied queue keeps.
+	segKeep = 32
+)
+
+// segPools holds free segments by size class (segMin << i).
+var segPools [5]sync.Pool
+
+func segClass(size int) int { return bits.Len(uint(size/segMin)) - 1 }
+
+func getSegment(size int) *segment {
+	if s, ok := segPools[segClass(size)].Get().(*segment); ok {
+		return s
+	}
+	return &segment{buf: make([]Delivery, size)}
+}
+
+// putSegment returns an emptied segment (its slots already cleared by pop).
+func putSegment(s *segment) {
+	s.r, s.w, s.next = 0, 0, nil
+	segPools[segClass(len(s.buf))].Put(s)
+}
+
 func (q *queue) len() int { return q.n }
 
 func (q *queue) push(d Delivery) {
-	if q.n == len(q.buf) {
-		q.grow()
+	t := q.tail
+	if t == nil || t.w == len(t.buf) {
+		size := segMin // doubling up to segMax: pooled, so a burst allocates nothing in steady state
+		if t != nil {
+			size = min(2*len(t.buf), segMax)
+		}
+		s := getSegment(size)
+		if t == nil {
+			q.head = s
+		} else {
+			t.next = s
+		}
+		q.tail, t = s, s
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = d
+	t.buf[t.w] = d
+	t.w++
 	q.n++
 	q.bytes += d.Msg.Size()
 	if !d.Msg.Expiry.IsZero() {
@@ -32,30 +83,18 @@ func (q *queue) push(d Delivery) {
 	}
 }
 
-func (q *queue) grow() {
-	size := 2 * len(q.buf)
-	if size < 8 {
-		size = 8
-	}
-	nb := make([]Delivery, size)
-	for i := 0; i < q.n; i++ {
-		nb[i] = q.buf[(q.head+i)%len(q.buf)]
-	}
-	q.buf = nb
-	q.head = 0
-}
-
 func (q *queue) peek() *Delivery {
 	if q.n == 0 {
 		return nil
 	}
-	return &q.buf[q.head]
+	return &q.head.buf[q.head.r]
 }
 
 func (q *queue) pop() Delivery {
-	d := q.buf[q.head]
-	q.buf[q.head] = Delivery{} // release the message for the collector
-	q.head = (q.head + 1) % len(q.buf)
+	h := q.head
+	d := h.buf[h.r]
+	h.buf[h.r] = Delivery{} // release the message for the collector
+	h.r++
 	q.n--
 	q.bytes -= d.Msg.Size()
 	if !d.Msg.Expiry.IsZero() {
@@ -64,14 +103,16 @@ func (q *queue) pop() Delivery {
 	if q.quota != nil {
 		q.quota.add(-1, -d.Msg.Size())
 	}
-	if q.n == 0 {
-		q.head = 0
-		if len(q.buf) > 4096 {
-			// A drained large burst gives its memory back; smaller buffers
-			// stay, so a queue that keeps filling and draining does not
-			// regrow each time.
-			q.buf = nil
-		}
+	switch {
+	case h.r < h.w:
+	case h.next != nil: // the next segment holds the rest
+		q.head = h.next
+		putSegment(h)
+	case len(h.buf) <= segKeep: // drained: a small segment stays for the next message
+		h.r, h.w = 0, 0
+	default: // drained after a burst: the memory goes back to the pool
+		q.head, q.tail = nil, nil
+		putSegment(h)
 	}
 	return d
 }

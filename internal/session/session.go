@@ -87,8 +87,9 @@ type Session struct {
 		q           queue
 		retained    []Delivery          // retained messages owed to new subscriptions
 		inflight    map[uint16]inflight // by value: no allocation per message
-		order       []uint16            // inflight packet ids in send order (may hold acked ids)
-		resend      []uint16            // inflight ids to send again after a reconnect
+		order       []uint16            // inflight packet ids in send order from orderHead (may hold acked ids)
+		orderHead   int
+		resend      []uint16 // inflight ids to send again after a reconnect
 		nextPID     uint16
 		maxInflight int
 		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
@@ -338,12 +339,12 @@ func (s *Session) nextPIDLocked() uint16 {
 // compactOrderLocked drops acknowledged ids from the send order and returns it.
 func (s *Session) compactOrderLocked() []uint16 {
 	o := s.mu.order[:0]
-	for _, pid := range s.mu.order {
+	for _, pid := range s.mu.order[s.mu.orderHead:] {
 		if _, ok := s.mu.inflight[pid]; ok {
 			o = append(o, pid)
 		}
 	}
-	s.mu.order = o
+	s.mu.order, s.mu.orderHead = o, 0
 	return o
 }
 
@@ -367,15 +368,16 @@ func (s *Session) HasPending() bool {
 // acknowledged id is at its head (the common, in-order case).
 func (s *Session) removeLocked(pid uint16) {
 	delete(s.mu.inflight, pid)
-	for len(s.mu.order) > 0 {
-		if _, ok := s.mu.inflight[s.mu.order[0]]; ok {
+	for s.mu.orderHead < len(s.mu.order) {
+		if _, ok := s.mu.inflight[s.mu.order[s.mu.orderHead]]; ok {
 			break
 		}
-		s.mu.order = s.mu.order[1:]
+		s.mu.orderHead++
 	}
-	if len(s.mu.order) == 0 {
-		s.mu.order = s.mu.order[:0:0]
-	} else if len(s.mu.order) > 4*len(s.mu.inflight)+64 {
+	if s.mu.orderHead == len(s.mu.order) {
+		// All acknowledged: start again at the front, keeping the array.
+		s.mu.order, s.mu.orderHead = s.mu.order[:0], 0
+	} else if len(s.mu.order)-s.mu.orderHead > 4*len(s.mu.inflight)+64 || s.mu.orderHead > 1024 {
 		s.compactOrderLocked()
 	}
 }
