@@ -84,6 +84,7 @@ const (
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+var publishPool = sync.Pool{New: func() any { return new(packet.Publish) }}
 var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, writeBatchMax); return &b }}
 
 // conn is one client connection. Its reader goroutine (serve) decodes and
@@ -269,7 +270,13 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		c.active = c.connected // a packet after CONNECT
-		if err := c.handle(p); err != nil {
+		err = c.handle(p)
+		if pub, ok := p.(*packet.Publish); ok {
+			// Handled: nothing kept it (the durable pipeline keeps a copy).
+			*pub = packet.Publish{}
+			publishPool.Put(pub)
+		}
+		if err != nil {
 			c.flushWakes()
 			return err
 		}
@@ -292,7 +299,20 @@ func (c *conn) readPacket() (packet.Packet, error) {
 					return nil, protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", packet.Type(hdr>>4))
 				}
 				if len(buf) >= total {
-					p, derr := packet.Decode(hdr, buf[n:total], c.version)
+					var p packet.Packet
+					var derr error
+					if packet.Type(hdr>>4) == packet.PUBLISH && c.connected {
+						// Into a pooled packet, which readLoop puts back
+						// once handled.
+						pub := publishPool.Get().(*packet.Publish)
+						if derr = packet.DecodePublish(pub, hdr, buf[n:total], c.version); derr != nil {
+							publishPool.Put(pub)
+						} else {
+							p = pub
+						}
+					} else {
+						p, derr = packet.Decode(hdr, buf[n:total], c.version)
+					}
 					c.r += total
 					if derr != nil {
 						return nil, decodeError(derr)

@@ -44,6 +44,8 @@ func (c *conn) durablePending() bool {
 // submitDurable hands a publish to the pipeline, starting its goroutine
 // when it is not running.
 func (c *conn) submitDurable(j durableJob) {
+	pub := *j.p // the reader reuses the packet it decoded into
+	j.p = &pub
 	c.dur.mu.Lock()
 	for len(c.dur.jobs) >= durableMax {
 		c.dur.cond.Wait()

@@ -135,7 +135,7 @@ func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
 			if c.inAlias == nil {
 				c.inAlias = make(map[uint16]string)
 			}
-			c.inAlias[a] = p.Topic
+			c.inAlias[a] = strings.Clone(p.Topic) // apart from the payload it shares memory with
 		}
 	} else if p.Topic == "" {
 		return protocolError("empty topic name without a topic alias")

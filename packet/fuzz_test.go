@@ -53,6 +53,17 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, header byte, body []byte, ver byte) {
 		v := fuzzVersion(ver)
 		p, err := Decode(header, body, v)
+		if Type(header>>4) == PUBLISH {
+			// DecodePublish into a reused packet agrees with Decode.
+			reused := &Publish{Dup: true, QoS: 2, Topic: "old", PacketID: 7, Payload: []byte("old"), Properties: Properties{UserProperties: []UserProperty{{"k", "v"}}}}
+			rerr := DecodePublish(reused, header, body, v)
+			if (err == nil) != (rerr == nil) {
+				t.Fatalf("Decode error %v, DecodePublish error %v", err, rerr)
+			}
+			if err == nil && !reflect.DeepEqual(p, reused) {
+				t.Fatalf("DecodePublish into a used packet:\n got %#v\nwant %#v", reused, p)
+			}
+		}
 		if err != nil {
 			if p != nil {
 				t.Fatalf("packet %#v with error %v", p, err)

@@ -116,8 +116,10 @@ type Connack struct {
 	Properties     Properties
 }
 
-// Publish is the PUBLISH packet. Payload is owned by the packet after Decode
-// (it does not alias the frame).
+// Publish is the PUBLISH packet. After Decode, Topic and Payload are owned
+// by the packet (they do not alias the frame) and share one allocation: a
+// Topic kept alone keeps the payload's memory too (clone it to keep it
+// apart). Writing into Payload never changes Topic.
 type Publish struct {
 	Dup        bool
 	QoS        byte

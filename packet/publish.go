@@ -3,42 +3,75 @@ package packet
 import (
 	"bytes"
 	"fmt"
+	"unsafe"
 )
 
 func decodePublish(flags byte, body []byte, v Version) (*Publish, error) {
+	p := new(Publish)
+	if err := decodePublishInto(p, flags, body, v); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// DecodePublish is Decode for a PUBLISH, into p, which it resets first: a
+// reader may reuse one Publish for many packets. The topic and payload do
+// not share memory with body, nor with p's previous contents.
+func DecodePublish(p *Publish, header byte, body []byte, v Version) error {
+	if t := Type(header >> 4); t != PUBLISH {
+		return fmt.Errorf("packet: DecodePublish on a %v", t)
+	}
+	if !v.valid() {
+		return fmt.Errorf("%w: PUBLISH: unknown protocol version %d", ErrUnsupportedVersion, byte(v))
+	}
+	*p = Publish{}
+	return decodePublishInto(p, header&0x0f, body, v)
+}
+
+func decodePublishInto(p *Publish, flags byte, body []byte, v Version) error {
 	d := decoder{b: body, pkt: "publish"}
-	p := &Publish{Dup: flags&8 != 0, QoS: flags >> 1 & 3, Retain: flags&1 != 0}
+	p.Dup, p.QoS, p.Retain = flags&8 != 0, flags>>1&3, flags&1 != 0
 	if p.QoS == 3 {
-		return nil, d.errorf(ErrMalformedPacket, "QoS 3 [MQTT-3.3.1-4]") // [MQTT-3.3.1-4]
+		return d.errorf(ErrMalformedPacket, "QoS 3 [MQTT-3.3.1-4]") // [MQTT-3.3.1-4]
 	}
 	if p.Dup && p.QoS == 0 {
-		return nil, d.errorf(ErrMalformedPacket, "DUP set with QoS 0 [MQTT-3.3.1-2]") // [MQTT-3.3.1-2]
+		return d.errorf(ErrMalformedPacket, "DUP set with QoS 0 [MQTT-3.3.1-2]") // [MQTT-3.3.1-2]
 	}
 	topic, err := d.readStringAlias("topic name") // [MQTT-3.3.2-1]
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(topic) == 0 && v != V5 {
-		return nil, d.errorf(ErrMalformedPacket, "empty topic name [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]; 5.0 allows it with a topic alias (the broker checks)
+		return d.errorf(ErrMalformedPacket, "empty topic name [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]; 5.0 allows it with a topic alias (the broker checks)
 	}
 	if bytes.ContainsAny(topic, "+#") {
-		return nil, d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", topic) // [MQTT-3.3.2-2]
+		return d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", topic) // [MQTT-3.3.2-2]
 	}
-	p.Topic = string(topic)
 	if p.QoS > 0 {
 		if p.PacketID, err = d.readPacketID(); err != nil { // [MQTT-2.3.1-1]
-			return nil, err
+			return err
 		}
 	}
 	if v == V5 {
 		if err := p.Properties.decode(&d, propsPublish); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if len(d.b) > 0 {
-		p.Payload = bytes.Clone(d.b) // the only copy of the payload
+	// The only copy of topic and payload, in one allocation: the topic is a
+	// string over the first bytes, which nothing writes to afterwards (the
+	// payload slice starts after them, its capacity ends with it).
+	if n := len(topic) + len(d.b); n > 0 {
+		buf := make([]byte, n)
+		copy(buf, topic)
+		copy(buf[len(topic):], d.b)
+		if len(topic) > 0 {
+			p.Topic = unsafe.String(&buf[0], len(topic))
+		}
+		if len(d.b) > 0 {
+			p.Payload = buf[len(topic):n:n]
+		}
 	}
-	return p, nil
+	return nil
 }
 
 // remaining returns the remaining length and the property length of p.

@@ -156,6 +156,45 @@ func TestDecodeDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestDecodePublishTopicAndPayload: topic and payload share one
+// allocation, yet writing into the payload, or appending to it, leaves the
+// topic alone; DecodePublish resets a reused packet.
+func TestDecodePublishTopicAndPayload(t *testing.T) {
+	in := &Publish{QoS: 1, PacketID: 9, Topic: "a/b", Payload: []byte("xyz"),
+		Properties: Properties{UserProperties: []UserProperty{{"k", "v"}}}}
+	b, err := in.Append(nil, V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, n, _ := ParseFixedHeader(b, 0)
+	var p Publish
+	if err := DecodePublish(&p, h, b[n:], V5); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&p, in) {
+		t.Fatalf("got %#v, want %#v", p, *in)
+	}
+	for i := range p.Payload {
+		p.Payload[i] = '#'
+	}
+	_ = append(p.Payload, "more"...)
+	if p.Topic != "a/b" {
+		t.Fatalf("topic %q changed with the payload", p.Topic)
+	}
+	// Reused for a 3.1.1 QoS 0 packet without payload: nothing is left of the first.
+	b, _ = (&Publish{Topic: "c"}).Append(nil, V311)
+	h, _, n, _ = ParseFixedHeader(b, 0)
+	if err := DecodePublish(&p, h, b[n:], V311); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, Publish{Topic: "c"}) {
+		t.Fatalf("reused packet: got %#v", p)
+	}
+	if err := DecodePublish(&p, byte(PUBACK)<<4, []byte{0, 1}, V311); err == nil {
+		t.Fatal("DecodePublish accepted a PUBACK")
+	}
+}
+
 // Test3xEncoding checks the 3.x specific encodings: SUBACK failure codes as
 // 0x80, no 3.1 session present, CONNACK return codes, no properties.
 func Test3xEncoding(t *testing.T) {
