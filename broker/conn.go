@@ -385,8 +385,20 @@ func (c *conn) fillIdle() error {
 			}
 		}
 		_ = c.nc.SetReadDeadline(deadline) // a closed connection reports itself in Read
-		n, err := c.nc.Read(c.small[:])
-		if n > 0 {
+		var n int
+		var err error
+		if grace {
+			// A busy connection reads straight into a pooled buffer (one
+			// read for a packet, not 8 bytes first); the buffer goes back
+			// to the pool when the grace passes.
+			c.rbuf = readBufPool.Get().(*[]byte)
+			if n, err = c.nc.Read(*c.rbuf); n > 0 {
+				c.lastRead = time.Now()
+				c.r, c.w = 0, n
+				return nil
+			}
+			c.releaseReadBuf()
+		} else if n, err = c.nc.Read(c.small[:]); n > 0 {
 			c.lastRead = time.Now()
 			c.rbuf = readBufPool.Get().(*[]byte)
 			c.w = copy(*c.rbuf, c.small[:n])
