@@ -123,7 +123,8 @@ type conn struct {
 
 	// Reader-owned: connections whose writers this reader starts before
 	// it next waits for input (see flushWakes).
-	wakes []*conn
+	wakes      []*conn
+	inlineSelf bool // flushWakes may write for c itself (after CONNACK)
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte
@@ -581,7 +582,7 @@ func (c *conn) flushWakes() {
 		// reader writing its own acks and messages would stop reading
 		// meanwhile, and acking a flood sooner only fills subscriber
 		// queues faster).
-		if inline < inlineWritesMax && to != c {
+		if inline < inlineWritesMax && (to != c || c.inlineSelf) {
 			inline++
 			to.writeInline()
 		} else {
@@ -589,6 +590,7 @@ func (c *conn) flushWakes() {
 		}
 	}
 	c.wakes = c.wakes[:0]
+	c.inlineSelf = false
 }
 
 // Wake starts c's writer (session.Waker).

@@ -202,12 +202,13 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	}
 	// The CONNACK is queued before the session is handed to the writer, so
 	// it is the first packet the client receives [MQTT-3.2.0-1].
-	c.send(ack)
+	c.reply(ack)
 	c.mu.Lock()
 	c.mu.sess = sess
 	c.mu.Unlock()
 	sess.Attach(c, inflight)
-	c.kick()
+	c.deferWake(c)
+	c.inlineSelf = true // the CONNACK goes out from this goroutine, no writer started for it
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)
 	}
