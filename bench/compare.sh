@@ -40,7 +40,7 @@ SCENARIOS=(
 	"durable-q1|durable --qos 1 --clients 10|tput|disk"
 	"lat-1k|latency --rate 1000|lat|mem"
 	"lat-50k|latency --rate 50000|lat|mem"
-	"retained-20k|retained --count 20000|ret|mem"
+	"retained-100k|retained --count 100000|ret|mem"
 	"conns-10k|conns --clients 10000|conn|mem"
 	"conns-19k|conns --clients 19000|conn|mem"
 )

@@ -232,14 +232,19 @@ func (s *Session) fullLocked(size int) bool {
 
 // EnqueueRetained appends retained messages owed to a new subscription. They
 // are not subject to the queue limits (a subscription gets every retained
-// message, paced by the inflight window) and go out before the queue.
+// message, paced by the inflight window) and go out before the queue. The
+// session takes ds over: the caller must not use it afterwards.
 func (s *Session) EnqueueRetained(ds []Delivery) (wake Waker) {
 	if len(ds) == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.mu.retained = append(s.mu.retained, ds...)
+	if len(s.mu.retained) == 0 {
+		s.mu.retained = ds // no copy of a large backlog
+	} else {
+		s.mu.retained = append(s.mu.retained, ds...)
+	}
 	if s.mu.online {
 		return s.mu.wake
 	}
