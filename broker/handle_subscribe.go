@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"slices"
+
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
@@ -51,10 +53,8 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		}
 		existed := c.sess.Subscribe(sub)
 		// A subscription to the same filter replaces the old one [MQTT-3.8.4-3].
-		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: group}, subscriber{
-			filter: inner, qos: granted, noLocal: s.NoLocal && c.version == packet.V5,
-			retainAsPublished: s.RetainAsPublished && c.version == packet.V5, subID: subID,
-		})
+		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: group}, newSubscriber(inner, group, granted,
+			s.NoLocal && c.version == packet.V5, s.RetainAsPublished && c.version == packet.V5, subID))
 		codes[i] = packet.ReasonCode(granted)
 		if !shared && sendRetained(c.version, s.RetainHandling, existed) {
 			owed = c.b.retainedFor(inner, granted, subID, owed)
@@ -112,6 +112,7 @@ func (b *Broker) retainedFor(filter string, granted byte, subID uint32, dst []se
 		ids = []uint32{subID}
 	}
 	now := b.opts().Now()
+	dst = slices.Grow(dst, len(items))
 	for _, it := range items {
 		if it.Value.Expired(now) { // [MQTT-3.3.2-5]
 			b.retained.Delete(it.Topic)

@@ -260,8 +260,8 @@ func (b *Broker) restore(ctx context.Context) error {
 			s.Subscribe(session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
 				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID})
 			group, inner := splitShared(sub.Filter)
-			b.subs.Subscribe(inner, subKey{s: s, group: group}, subscriber{filter: inner, qos: sub.QoS,
-				noLocal: sub.NoLocal, retainAsPublished: sub.RetainAsPublished, subID: sub.SubID})
+			b.subs.Subscribe(inner, subKey{s: s, group: group}, newSubscriber(inner, group, sub.QoS,
+				sub.NoLocal, sub.RetainAsPublished, sub.SubID))
 		}
 		for i := range ss.Queue {
 			sd := &ss.Queue[i]

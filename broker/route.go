@@ -23,7 +23,19 @@ type subscriber struct {
 	qos               byte
 	noLocal           bool
 	retainAsPublished bool
-	subID             uint32
+	subIDs            []uint32 // the 5.0 subscription identifier as sent (nil for none), made once
+	shareKey          string   // group + "\x00" + filter for a $share subscription, made once
+}
+
+func newSubscriber(filter, group string, qos byte, noLocal, retainAsPublished bool, subID uint32) subscriber {
+	sub := subscriber{filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished}
+	if subID != 0 {
+		sub.subIDs = []uint32{subID}
+	}
+	if group != "" {
+		sub.shareKey = group + "\x00" + filter
+	}
+	return sub
 }
 
 type entry = topic.Entry[subKey, subscriber]
@@ -36,8 +48,7 @@ type sharedGroups struct {
 	next map[string]uint64 // group + "\x00" + filter -> deliveries so far
 }
 
-func (g *sharedGroups) pick(group, filter string) uint64 {
-	k := group + "\x00" + filter
+func (g *sharedGroups) pick(k string) uint64 {
 	g.mu.Lock()
 	n := g.next[k]
 	g.next[k] = n + 1
@@ -101,6 +112,9 @@ func (b *Broker) route(msg *session.Message, from *conn) (rt *routing, n int) {
 // deliverMany merges overlapping subscriptions per session and hands each
 // share group's entries to deliverShared.
 func (b *Broker) deliverMany(rt *routing, msg *session.Message, ents []entry) int {
+	if oneShareGroup(ents) { // the members of one share group: no sorting needed
+		return b.deliverShared(rt, msg, ents)
+	}
 	if rt.distinctPlain(ents) { // the common fan-out: no sorting needed
 		n := 0
 		for _, e := range ents {
@@ -159,9 +173,7 @@ func (b *Broker) deliverMerged(rt *routing, msg *session.Message, ents []entry) 
 			best.qos = e.Value.qos
 		}
 		best.retainAsPublished = best.retainAsPublished || e.Value.retainAsPublished
-		if e.Value.subID != 0 {
-			ids = append(ids, e.Value.subID)
-		}
+		ids = append(ids, e.Value.subIDs...)
 		found = true
 	}
 	if !found {
@@ -170,10 +182,25 @@ func (b *Broker) deliverMerged(rt *routing, msg *session.Message, ents []entry) 
 	return b.deliver(rt, msg, ents[0].Key.s, best, ids)
 }
 
+// oneShareGroup reports whether ents are all members of one share group
+// (same group, same filter).
+func oneShareGroup(ents []entry) bool {
+	k := ents[0].Value.shareKey
+	if k == "" {
+		return false
+	}
+	for _, e := range ents[1:] {
+		if e.Value.shareKey != k {
+			return false
+		}
+	}
+	return true
+}
+
 // deliverShared gives the message to one member of a share group, round
 // robin, preferring members that are online.
 func (b *Broker) deliverShared(rt *routing, msg *session.Message, members []entry) int {
-	start := b.shared.pick(members[0].Key.group, members[0].Value.filter)
+	start := b.shared.pick(members[0].Value.shareKey)
 	pick := int(start % uint64(len(members)))
 	for k := 0; k < len(members); k++ {
 		i := (pick + k) % len(members)
@@ -187,11 +214,7 @@ func (b *Broker) deliverShared(rt *routing, msg *session.Message, members []entr
 
 // deliverTo delivers a shared-subscription message to the chosen member.
 func (b *Broker) deliverTo(rt *routing, msg *session.Message, m entry) int {
-	var ids []uint32
-	if m.Value.subID != 0 {
-		ids = []uint32{m.Value.subID}
-	}
-	return b.deliverShare(rt, msg, m.Key.s, m.Value, ids, m.Key.group)
+	return b.deliverShare(rt, msg, m.Key.s, m.Value, m.Value.subIDs, m.Key.group)
 }
 
 // redistribute gives shared-subscription messages taken from a session
@@ -239,8 +262,8 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 	if sub.noLocal && s.ID == msg.Origin {
 		return 0
 	}
-	if ids == nil && sub.subID != 0 {
-		ids = []uint32{sub.subID}
+	if ids == nil {
+		ids = sub.subIDs // shared by every delivery, never written to
 	}
 	d := session.Delivery{
 		Msg:    msg,
