@@ -138,6 +138,8 @@ type conn struct {
 	// Idle parking (park_linux.go): lastRead is when bytes last arrived
 	// (the keepalive deadline counts from it).
 	lastRead time.Time
+	rdl      time.Time // the read deadline set last (valid once rdlSet)
+	rdlSet   bool
 	parked   atomic.Bool
 	parkFD   int
 	woken    bool // set by the parker before it resumes the reader
@@ -385,7 +387,7 @@ func (c *conn) fillIdle() error {
 				grace = false // the keepalive deadline comes first
 			}
 		}
-		_ = c.nc.SetReadDeadline(deadline) // a closed connection reports itself in Read
+		c.setDeadline(deadline)
 		var n int
 		var err error
 		if grace {
@@ -425,9 +427,17 @@ func readError(err error) error {
 	return err
 }
 
-func (c *conn) setReadDeadline() {
+func (c *conn) setReadDeadline() { c.setDeadline(c.readDeadline()) }
+
+// setDeadline sets the read deadline unless it is already set to t (each
+// set costs a runtime timer update).
+func (c *conn) setDeadline(t time.Time) {
+	if c.rdlSet && t.Equal(c.rdl) {
+		return
+	}
+	c.rdl, c.rdlSet = t, true
 	// An error here means the connection is closed; the Read that follows reports it.
-	_ = c.nc.SetReadDeadline(c.readDeadline())
+	_ = c.nc.SetReadDeadline(t)
 }
 
 // readDeadline is the connect or keepalive deadline (zero for none).
@@ -662,8 +672,20 @@ func (c *conn) cleanup(err error) {
 	if c.mu.connacked && c.mu.version == packet.V5 && code.IsError() {
 		last = &packet.Disconnect{ReasonCode: code}
 	}
+	nothing := last == nil && len(c.mu.ctrl) == 0
 	c.mu.Unlock()
-	c.sendAndClose(last, reason)
+	if nothing && c.writing.CompareAndSwap(false, true) {
+		// Nothing left to send and no writer: close here rather than
+		// start a writer to do it (stopWriter below takes the flag back).
+		c.mu.Lock()
+		if !c.mu.closing {
+			c.mu.closing, c.mu.reason = true, reason
+		}
+		c.mu.Unlock()
+		c.writing.Store(false)
+	} else {
+		c.sendAndClose(last, reason)
+	}
 	c.waitDurable() // its deliveries are on disk: they are queued before the session is let go
 	c.stopWriter()
 	c.mu.Lock()
