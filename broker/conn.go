@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -704,8 +706,10 @@ func (c *conn) cleanup(err error) {
 			c.publishWill()
 		}
 		c.b.redistribute(shared, c.sess)
-		c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.listener,
-			"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
+		if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
+			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.listener,
+				"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
+		}
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {
 		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remote, "reason", reason.String(), "err", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 	"unicode/utf8"
 
@@ -212,8 +213,10 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)
 	}
-	c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
-		"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
+	if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
+		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
+			"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
+	}
 	return nil
 }
 
