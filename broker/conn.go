@@ -136,6 +136,7 @@ type conn struct {
 	// raw is the TCP descriptor's access of a plain TCP connection (nil
 	// for TLS and WebSocket), set before the connection is seen by others.
 	raw syscall.RawConn
+	rr  rawRead // the reader's raw reads
 
 	// Idle parking (park_linux.go): lastRead is when bytes last arrived
 	// (the keepalive deadline counts from it).
@@ -230,30 +231,6 @@ func (c *conn) park() bool {
 // goroutine before it parks: a client publishing more often than this
 // never pays for parking and waking per message, an idle one parks soon.
 const parkGrace = 100 * time.Millisecond
-
-// rawTCP returns the descriptor access of a plain TCP connection, seen
-// through wrappers that pass reads straight through; nil otherwise (TLS
-// and WebSocket connections buffer inside their libraries).
-func rawTCP(nc net.Conn) syscall.RawConn {
-	for range 4 {
-		if tc, ok := nc.(*net.TCPConn); ok {
-			rc, err := tc.SyscallConn()
-			if err != nil {
-				return nil
-			}
-			return rc
-		}
-		w, ok := nc.(interface {
-			NetConn() net.Conn
-			PassThrough()
-		})
-		if !ok {
-			return nil
-		}
-		nc = w.NetConn()
-	}
-	return nil
-}
 
 func (c *conn) readLoop() error {
 	for {
@@ -354,7 +331,7 @@ func (c *conn) fill() error {
 		return c.fillIdle()
 	}
 	c.setReadDeadline()
-	n, err := c.nc.Read((*c.rbuf)[c.w:])
+	n, err := c.read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
 		c.lastRead = time.Now()
@@ -397,13 +374,13 @@ func (c *conn) fillIdle() error {
 			// read for a packet, not 8 bytes first); the buffer goes back
 			// to the pool when the grace passes.
 			c.rbuf = readBufPool.Get().(*[]byte)
-			if n, err = c.nc.Read(*c.rbuf); n > 0 {
+			if n, err = c.read(*c.rbuf); n > 0 {
 				c.lastRead = time.Now()
 				c.r, c.w = 0, n
 				return nil
 			}
 			c.releaseReadBuf()
-		} else if n, err = c.nc.Read(c.small[:]); n > 0 {
+		} else if n, err = c.read(c.small[:]); n > 0 {
 			c.lastRead = time.Now()
 			c.rbuf = readBufPool.Get().(*[]byte)
 			c.w = copy(*c.rbuf, c.small[:n])
@@ -420,6 +397,15 @@ func (c *conn) fillIdle() error {
 		}
 		return readError(err)
 	}
+}
+
+// read reads from the connection: through the descriptor for plain TCP
+// (raw_unix.go), through net.Conn otherwise.
+func (c *conn) read(buf []byte) (int, error) {
+	if c.raw != nil {
+		return c.rr.read(c.raw, buf)
+	}
+	return c.nc.Read(buf)
 }
 
 func readError(err error) error {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -209,43 +208,6 @@ func putWriteBuf(bufp *[]byte) {
 	}
 }
 
-// rawWrite is a non-blocking write on a descriptor, with the function
-// given to RawConn.Write made once per connection (no allocation per write).
-type rawWrite struct {
-	fn  func(fd uintptr) bool
-	buf []byte
-	n   int
-	err error
-}
-
-// write writes what the socket takes of buf without waiting: n < len(buf)
-// with a nil error when the socket buffer is full.
-func (w *rawWrite) write(raw syscall.RawConn, buf []byte) (int, error) {
-	if w.fn == nil {
-		w.fn = func(fd uintptr) bool {
-			for {
-				n, err := syscall.Write(int(fd), w.buf)
-				if err == syscall.EINTR {
-					continue
-				}
-				w.n, w.err = max(n, 0), err
-				return true // never wait for writability here
-			}
-		}
-	}
-	w.buf = buf
-	err := raw.Write(w.fn)
-	n, werr := w.n, w.err
-	w.buf, w.n, w.err = nil, 0, nil
-	if err != nil {
-		return 0, err
-	}
-	if werr == syscall.EAGAIN {
-		return n, nil
-	}
-	return n, werr
-}
-
 // recordInflight writes to the store the packet ids given to stored
 // deliveries: for QoS 2 synced before they are sent, so that a restart
 // resends them under the same id and the client can tell the duplicate
@@ -282,7 +244,12 @@ func (c *conn) hasWork() bool {
 }
 
 func (c *conn) write(buf []byte) error {
-	_, err := c.nc.Write(buf)
+	var err error
+	if c.raw != nil {
+		err = c.rw.writeAll(c.raw, buf) // raw_unix.go
+	} else {
+		_, err = c.nc.Write(buf)
+	}
 	if err == nil {
 		c.b.stats.bytesSent.Add(uint64(len(buf)))
 	}
