@@ -127,6 +127,7 @@ type conn struct {
 	// it next waits for input (see flushWakes).
 	wakes      []*conn
 	inlineSelf bool // flushWakes may write for c itself (after CONNACK)
+	handled    int  // packets handled since the last flushWakes
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte
@@ -252,6 +253,7 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		c.active = c.connected // a packet after CONNECT
+		c.handled++
 		err = c.handle(p)
 		if pub, ok := p.(*packet.Publish); ok {
 			// Handled: nothing kept it (the durable pipeline keeps a copy).
@@ -576,11 +578,12 @@ func (c *conn) flushWakes() {
 		if !to.writing.CompareAndSwap(false, true) {
 			continue
 		}
-		// Not its own connection: its writer runs beside the reader (a
-		// reader writing its own acks and messages would stop reading
-		// meanwhile, and acking a flood sooner only fills subscriber
-		// queues faster).
-		if inline < inlineWritesMax && (to != c || c.inlineSelf) {
+		// Its own connection only after a few packets (a client at a
+		// low or moderate rate, or CONNACK): in a flood its writer runs
+		// beside the reader (a reader writing its own acks and messages
+		// would stop reading meanwhile, and acking a flood sooner only
+		// fills subscriber queues faster).
+		if inline < inlineWritesMax && (to != c || c.inlineSelf || c.handled <= inlineSelfMax) {
 			inline++
 			to.writeInline()
 		} else {
@@ -589,7 +592,12 @@ func (c *conn) flushWakes() {
 	}
 	c.wakes = c.wakes[:0]
 	c.inlineSelf = false
+	c.handled = 0
 }
+
+// inlineSelfMax is how many packets a reader may have handled since its
+// last flushWakes and still write its own replies itself.
+const inlineSelfMax = 4
 
 // Wake starts c's writer (session.Waker).
 func (c *conn) Wake() { c.kick() }
