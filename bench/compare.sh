@@ -40,6 +40,7 @@ SCENARIOS=(
 	"durable-q1|durable --qos 1 --clients 10|tput|disk"
 	"lat-1k|latency --rate 1000|lat|mem"
 	"lat-50k|latency --rate 50000|lat|mem"
+	"fanin-q1-40k|fanin --qos 1 --window 64 --clients 8 --rate 40000|plat|mem"
 	"retained-100k|retained --count 100000|ret|mem"
 	"conns-10k|conns --clients 10000|conn|mem"
 	"conns-19k|conns --clients 19000|conn|mem"
@@ -240,6 +241,14 @@ report_rows() {
 			row "lost: gaps (dropped)" int '.lost_gaps' "$name"
 			row "lost: tail (undelivered at drain end)" int '.lost_tail' "$name"
 			row "latency p99 us" us '.latency.p99_us' "$name"
+			row "broker CPU s per M delivered" cpu '.broker_cpu_s_per_million' "$name"
+			;;
+		plat) # a paced throughput run: the latency at a load every broker sustains
+			row "delivered msg/s" rate '.delivered_per_s' "$name"
+			row "lost: gaps (dropped)" int '.lost_gaps' "$name"
+			row "latency p50 us" us '.latency.p50_us' "$name"
+			row "latency p99 us" us '.latency.p99_us' "$name"
+			row "latency p99.9 us" us '.latency.p999_us' "$name"
 			row "broker CPU s per M delivered" cpu '.broker_cpu_s_per_million' "$name"
 			;;
 		lat)
