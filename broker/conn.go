@@ -125,9 +125,8 @@ type conn struct {
 
 	// Reader-owned: connections whose writers this reader starts before
 	// it next waits for input (see flushWakes).
-	wakes      []*conn
-	inlineSelf bool // flushWakes may write for c itself (after CONNACK)
-	handled    int  // packets handled since the last flushWakes
+	wakes   []*conn
+	handled int // packets handled since the last flushWakes
 
 	// Read buffer: nil while idle; small holds the first bytes of a burst.
 	rbuf  *[]byte
@@ -225,7 +224,11 @@ func (c *conn) park() bool {
 	if c.readWait > 0 {
 		deadline = c.lastRead.Add(c.readWait)
 	}
-	return c.b.parker.park(c, c.raw, deadline)
+	if !c.b.parker.park(c, c.raw, deadline) {
+		return false
+	}
+	c.b.stats.parks.Add(1)
+	return true
 }
 
 // parkGrace is how long a connection with nothing buffered keeps its
@@ -354,7 +357,6 @@ func (c *conn) fillIdle() error {
 	c.woken = false
 	if grace && !c.active {
 		if c.park() {
-			c.b.stats.parks.Add(1)
 			return errParked
 		}
 		grace = false
@@ -391,7 +393,6 @@ func (c *conn) fillIdle() error {
 		var ne net.Error
 		if grace && errors.As(err, &ne) && ne.Timeout() {
 			if c.park() {
-				c.b.stats.parks.Add(1)
 				return errParked
 			}
 			grace = false
@@ -523,28 +524,29 @@ func (c *conn) handle(p packet.Packet) error {
 
 // send queues a control packet for the writer.
 func (c *conn) send(p packet.Packet) {
+	if c.queueCtrl(p) {
+		c.kick()
+	}
+}
+
+// queueCtrl queues a control packet unless the connection is closing.
+func (c *conn) queueCtrl(p packet.Packet) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.mu.closing {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	c.mu.ctrl = append(c.mu.ctrl, p)
-	c.mu.Unlock()
-	c.kick()
+	return true
 }
 
 // reply queues a control packet from the reader goroutine: the writer is
 // started when the reader has handled what it read (flushWakes), so that
 // the acks of a burst go out in one write.
 func (c *conn) reply(p packet.Packet) {
-	c.mu.Lock()
-	if c.mu.closing {
-		c.mu.Unlock()
-		return
+	if c.queueCtrl(p) {
+		c.deferWake(c)
 	}
-	c.mu.ctrl = append(c.mu.ctrl, p)
-	c.mu.Unlock()
-	c.deferWake(c)
 }
 
 // deferWake notes, in c's reader goroutine, that to's writer must be
@@ -569,29 +571,25 @@ const inlineWritesMax = 2
 // moderate rates a message then goes from the publisher's read to the
 // subscriber's socket without waking another goroutine.
 func (c *conn) flushWakes() {
-	inline := 0
-	if len(c.wakes) > inlineWritesMax {
-		inline = inlineWritesMax
-	}
+	inline := len(c.wakes) <= inlineWritesMax // a fan-out writes in parallel
+	// Its own connection only after a few packets (a client at a low or
+	// moderate rate, or CONNACK): in a flood its writer runs beside the
+	// reader (a reader writing its own acks and messages would stop
+	// reading meanwhile, and acking a flood sooner only fills subscriber
+	// queues faster).
+	self := c.handled <= inlineSelfMax
 	for i, to := range c.wakes {
 		c.wakes[i] = nil
 		if !to.writing.CompareAndSwap(false, true) {
 			continue
 		}
-		// Its own connection only after a few packets (a client at a
-		// low or moderate rate, or CONNACK): in a flood its writer runs
-		// beside the reader (a reader writing its own acks and messages
-		// would stop reading meanwhile, and acking a flood sooner only
-		// fills subscriber queues faster).
-		if inline < inlineWritesMax && (to != c || c.inlineSelf || c.handled <= inlineSelfMax) {
-			inline++
+		if inline && (to != c || self) {
 			to.writeInline()
 		} else {
 			go to.writeLoop()
 		}
 	}
 	c.wakes = c.wakes[:0]
-	c.inlineSelf = false
 	c.handled = 0
 }
 

@@ -208,8 +208,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	c.mu.sess = sess
 	c.mu.Unlock()
 	sess.Attach(c, inflight)
-	c.deferWake(c)
-	c.inlineSelf = true // the CONNACK goes out from this goroutine, no writer started for it
+	c.deferWake(c) // a reader that just handled CONNECT writes the CONNACK itself (flushWakes)
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)
 	}

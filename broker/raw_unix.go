@@ -41,6 +41,17 @@ func rawTCP(nc net.Conn) syscall.RawConn {
 	return nil
 }
 
+// sysRW makes one read(2) or write(2) (trap) on fd with buf, without the
+// scheduler's system call bookkeeping, again when interrupted.
+func sysRW(trap, fd uintptr, buf []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
+}
+
 // rawWrite is a non-blocking write on a descriptor, with the function
 // given to RawConn.Write made once per connection (no allocation per write).
 type rawWrite struct {
@@ -57,11 +68,10 @@ func (w *rawWrite) writeAll(raw syscall.RawConn, buf []byte) error {
 	if w.fnAll == nil {
 		w.fnAll = func(fd uintptr) bool {
 			for len(w.buf) > 0 {
-				n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.buf))), uintptr(len(w.buf)))
+				n, e := sysRW(syscall.SYS_WRITE, fd, w.buf)
 				switch e {
 				case 0:
 					w.buf = w.buf[n:]
-				case syscall.EINTR:
 				case syscall.EAGAIN:
 					return false // wait for room, then call again
 				default:
@@ -90,18 +100,12 @@ func (w *rawWrite) writeAll(raw syscall.RawConn, buf []byte) error {
 func (w *rawWrite) write(raw syscall.RawConn, buf []byte) (int, error) {
 	if w.fn == nil {
 		w.fn = func(fd uintptr) bool {
-			for {
-				n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.buf))), uintptr(len(w.buf)))
-				if e == syscall.EINTR {
-					continue
-				}
-				if e != 0 {
-					w.n, w.err = 0, e
-				} else {
-					w.n, w.err = int(n), nil
-				}
-				return true // never wait for writability here
+			if n, e := sysRW(syscall.SYS_WRITE, fd, w.buf); e != 0 {
+				w.n, w.err = 0, e
+			} else {
+				w.n, w.err = n, nil
 			}
+			return true // never wait for writability here
 		}
 	}
 	w.buf = buf
@@ -135,21 +139,16 @@ type rawRead struct {
 func (r *rawRead) read(raw syscall.RawConn, buf []byte) (int, error) {
 	if r.fn == nil {
 		r.fn = func(fd uintptr) bool {
-			for {
-				n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))), uintptr(len(r.buf)))
-				switch e {
-				case 0:
-					r.n, r.err = int(n), nil
-					return true
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					return false // wait for readiness, then call again
-				default:
-					r.n, r.err = 0, e
-					return true
-				}
+			n, e := sysRW(syscall.SYS_READ, fd, r.buf)
+			switch e {
+			case 0:
+				r.n, r.err = n, nil
+			case syscall.EAGAIN:
+				return false // wait for readiness, then call again
+			default:
+				r.n, r.err = 0, e
 			}
+			return true
 		}
 	}
 	r.buf = buf

@@ -23,7 +23,6 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 	}
 	batchp := batchPool.Get().(*[]session.Outbound)
 	buf, batch := (*bufp)[:0], (*batchp)[:0]
-	var ctrl []packet.Packet
 	defer func() {
 		*bufp, *batchp = buf[:0], batch[:0]
 		putWriteBuf(bufp)
@@ -31,20 +30,12 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 	}()
 	if pending != nil && len(*pending) > 0 {
 		if err := c.write(*pending); err != nil {
-			c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
-			c.failWrite()
-			c.writing.Store(false)
+			c.writeFailed(err)
 			return
 		}
 	}
 	for {
-		c.mu.Lock()
-		sess, v, closing := c.mu.sess, c.mu.version, c.mu.closing
-		lim := outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
-		c.mu.Unlock()
-		if v == packet.V5 {
-			lim.now = c.b.opts().Now()
-		}
+		sess, v, closing, lim := c.passState()
 		batch = batch[:0]
 		if sess != nil && !closing {
 			batch = sess.TakeBatch(batch, writeBatchMax)
@@ -55,19 +46,8 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 			c.writing.Store(false)
 			return
 		}
-		c.mu.Lock()
-		ctrl, c.mu.ctrl = c.mu.ctrl, c.wspare[:0]
-		closing = c.mu.closing
-		c.mu.Unlock()
-
 		var err error
-		for i, p := range ctrl {
-			if buf, err = c.appendPacket(buf, p, v, lim.maxPacket); err != nil {
-				break
-			}
-			ctrl[i] = nil
-		}
-		c.wspare = ctrl[:0]
+		buf, closing, err = c.appendCtrl(buf, v, lim.maxPacket)
 		for i := range batch {
 			if err != nil {
 				break
@@ -83,10 +63,8 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 			err = c.write(buf)
 		}
 		if err != nil {
-			c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
-			c.failWrite()
+			c.writeFailed(err)
 			buf = buf[:0]
-			c.writing.Store(false)
 			return
 		}
 		wrote := len(buf) > 0 || len(batch) > 0
@@ -131,16 +109,10 @@ func (c *conn) writeInline() {
 		go c.writeLoop() // TLS and WebSocket buffer in their libraries
 		return
 	}
-	c.mu.Lock()
-	sess, v, closing := c.mu.sess, c.mu.version, c.mu.closing
-	lim := outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
-	c.mu.Unlock()
+	sess, v, closing, lim := c.passState()
 	if closing || (c.b.store != nil && sess != nil && sess.Persistent()) {
 		go c.writeLoop()
 		return
-	}
-	if v == packet.V5 {
-		lim.now = c.b.opts().Now()
 	}
 	bufp := writeBufPool.Get().(*[]byte)
 	batchp := batchPool.Get().(*[]session.Outbound)
@@ -149,18 +121,7 @@ func (c *conn) writeInline() {
 		batch = sess.TakeBatch(batch, inlineBatchMax)
 	}
 	full := len(batch) == inlineBatchMax
-	c.mu.Lock()
-	ctrl := c.mu.ctrl
-	c.mu.ctrl = c.wspare[:0]
-	c.mu.Unlock()
-	var err error
-	for i, p := range ctrl {
-		if err == nil {
-			buf, err = c.appendPacket(buf, p, v, lim.maxPacket)
-		}
-		ctrl[i] = nil
-	}
-	c.wspare = ctrl[:0]
+	buf, _, err := c.appendCtrl(buf, v, lim.maxPacket)
 	for i := range batch {
 		if err == nil {
 			buf, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
@@ -174,11 +135,9 @@ func (c *conn) writeInline() {
 		n, err = c.rw.write(c.raw, buf)
 	}
 	if err != nil {
-		c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
-		c.failWrite()
-		*bufp = buf[:0]
+		*bufp = buf
 		putWriteBuf(bufp)
-		c.writing.Store(false)
+		c.writeFailed(err)
 		return
 	}
 	c.b.stats.bytesSent.Add(uint64(n))
@@ -197,6 +156,44 @@ func (c *conn) writeInline() {
 	if c.hasWork() && c.writing.CompareAndSwap(false, true) {
 		go c.writeLoop()
 	}
+}
+
+// passState is what a write pass needs from conn.mu, read once per pass.
+func (c *conn) passState() (sess *session.Session, v packet.Version, closing bool, lim outLimits) {
+	c.mu.Lock()
+	sess, v, closing = c.mu.sess, c.mu.version, c.mu.closing
+	lim = outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
+	c.mu.Unlock()
+	if v == packet.V5 {
+		lim.now = c.b.opts().Now()
+	}
+	return sess, v, closing, lim
+}
+
+// appendCtrl takes the control packets queued so far and appends them to
+// buf; closing is read with them. The slice goes back to mu.ctrl next time.
+func (c *conn) appendCtrl(buf []byte, v packet.Version, maxPacket int) (_ []byte, closing bool, err error) {
+	c.mu.Lock()
+	ctrl := c.mu.ctrl
+	c.mu.ctrl = c.wspare[:0]
+	closing = c.mu.closing
+	c.mu.Unlock()
+	for i, p := range ctrl {
+		if err == nil {
+			buf, err = c.appendPacket(buf, p, v, maxPacket)
+		}
+		ctrl[i] = nil
+	}
+	c.wspare = ctrl[:0]
+	return buf, closing, err
+}
+
+// writeFailed ends a write pass whose write failed: the connection closes
+// (see failWrite) and the writing flag is released.
+func (c *conn) writeFailed(err error) {
+	c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
+	c.failWrite()
+	c.writing.Store(false)
 }
 
 // putWriteBuf returns a write buffer to the pool, unless a batch of large
