@@ -132,6 +132,7 @@ type Broker struct {
 	store   Store // nil: memory only
 	lazyOps lazyOps
 	parker  *parker
+	gor     *goroutines // reused connection goroutines
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -259,6 +260,7 @@ func New(o Options) (*Broker, error) {
 	}
 	b.cur.Store(&o)
 	b.parker = newParker(b)
+	b.gor = newGoroutines(b.done)
 	b.shared.next = make(map[string]uint64)
 	b.mu.listeners = make(map[net.Listener]struct{})
 	b.mu.conns = make(map[*conn]struct{})
@@ -417,7 +419,7 @@ func (b *Broker) serveConn(nc net.Conn, li listenerInfo) {
 	b.wg.Add(1)
 	b.mu.Unlock()
 	b.stats.connections.Add(1)
-	go c.serve() // the connection's last goroutine calls b.wg.Done
+	b.gor.run(job{c, taskServe}) // the connection's last reader calls b.wg.Done
 }
 
 // Shutdown stops accepting, closes every client connection (5.0 clients
@@ -453,6 +455,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	waited := make(chan struct{})
 	go func() {
 		b.wg.Wait()
+		b.gor.wait()
 		close(waited)
 	}()
 	select {

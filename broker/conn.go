@@ -85,6 +85,13 @@ const (
 )
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// connectBufSize is the buffer a new connection reads its CONNECT into:
+// one read for most CONNECTs (a JWT password included), and a connection
+// that never sends one holds 1 KiB, not a 16 KiB buffer.
+const connectBufSize = 1 << 10
+
+var connectBufPool = sync.Pool{New: func() any { b := make([]byte, connectBufSize); return &b }}
 var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
 var publishPool = sync.Pool{New: func() any { return new(packet.Publish) }}
 var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, writeBatchMax); return &b }}
@@ -145,6 +152,7 @@ type conn struct {
 	rdlSet   bool
 	parked   atomic.Bool
 	parkFD   int
+	parkReg  bool // parkFD is in the parker's set (parking again re-arms it)
 	woken    bool // set by the parker before it resumes the reader
 	active   bool // a packet came after CONNECT: park only after parkGrace
 
@@ -202,6 +210,26 @@ func (c *conn) resume() {
 	defer close(c.finished)
 	defer c.b.forgetConn(c)
 	c.cleanup(err)
+}
+
+// tcpConn returns the TCP connection under nc, seen through wrappers that
+// pass reads and writes straight through; nil for anything else (TLS and
+// WebSocket connections buffer inside their libraries).
+func tcpConn(nc net.Conn) *net.TCPConn {
+	for range 4 {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			return tc
+		}
+		w, ok := nc.(interface {
+			NetConn() net.Conn
+			PassThrough()
+		})
+		if !ok {
+			return nil
+		}
+		nc = w.NetConn()
+	}
+	return nil
 }
 
 // errParked ends the read loop of a connection parked idle.
@@ -355,6 +383,19 @@ func (c *conn) fillIdle() error {
 	// their goroutines for the grace.
 	grace := !c.woken && c.parkable()
 	c.woken = false
+	if !c.connected && c.pending == nil {
+		// The CONNECT comes at once: one read straight into a buffer.
+		c.setReadDeadline()
+		c.rbuf = connectBufPool.Get().(*[]byte)
+		n, err := c.read(*c.rbuf)
+		if n > 0 {
+			c.lastRead = time.Now()
+			c.r, c.w = 0, n
+			return nil
+		}
+		c.releaseReadBuf()
+		return readError(err)
+	}
 	if grace && !c.active {
 		if c.park() {
 			return errParked
@@ -460,8 +501,11 @@ func (c *conn) releaseReadBuf() {
 	if c.rbuf == nil {
 		return
 	}
-	if len(*c.rbuf) == readBufSize {
+	switch len(*c.rbuf) {
+	case readBufSize:
 		readBufPool.Put(c.rbuf)
+	case connectBufSize:
+		connectBufPool.Put(c.rbuf)
 	}
 	c.rbuf = nil
 }
@@ -586,7 +630,7 @@ func (c *conn) flushWakes() {
 		if inline && (to != c || self) {
 			to.writeInline()
 		} else {
-			go to.writeLoop()
+			c.b.gor.run(job{to, taskWrite})
 		}
 	}
 	c.wakes = c.wakes[:0]
@@ -634,7 +678,7 @@ func (c *conn) closeWith(code packet.ReasonCode, reason closeReason) {
 // kick starts the writer unless it is running. Cheap when it is.
 func (c *conn) kick() {
 	if c.writing.CompareAndSwap(false, true) {
-		go c.writeLoop()
+		c.b.gor.run(job{c, taskWrite})
 	}
 }
 

@@ -184,6 +184,12 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		// Close after one and a half keepalive periods without a packet,
 		// counted in milliseconds [MQTT-3.1.2-24].
 		c.readWait = time.Duration(p.KeepAlive) * 1500 * time.Millisecond
+	} else if tc := tcpConn(c.nc); tc != nil {
+		// No MQTT keepalive: TCP's, with the system's timing, ends a
+		// half-open connection instead (the listener leaves it off for
+		// everyone else). One setsockopt; an error means the connection
+		// is closed, which the next read reports.
+		_ = tc.SetKeepAlive(true)
 	}
 
 	// Only now, authenticated, may the client take over an existing

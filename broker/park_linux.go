@@ -3,9 +3,11 @@
 package broker
 
 import (
+	"os"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // parker lets idle plain-TCP connections wait without a goroutine: their
@@ -13,12 +15,19 @@ import (
 // goroutine is started again when bytes arrive, when the keepalive
 // deadline passes, or when the connection is being closed. An idle
 // connection then costs its heap state, not a parked goroutine's stack.
+//
+// The set's own descriptor waits in Go's netpoller (an epoll set is
+// readable while it has events), so the loop holds no thread in a blocking
+// epoll_wait: a goroutine blocked in a system call keeps its P until the
+// runtime's monitor takes it back, and each such hand-off kept the monitor
+// waking every 20 us.
 type parker struct {
 	b    *Broker
 	once sync.Once
 	mu   struct {
 		sync.Mutex
 		epfd    int
+		file    *os.File // epfd, as the netpoller waits on it
 		stopped bool
 		conns   map[int]*conn // by file descriptor
 	}
@@ -39,11 +48,23 @@ func (p *parker) start() bool {
 			p.b.log.Warn("idle connections keep their goroutine: epoll unavailable", "err", err)
 			return
 		}
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			_ = syscall.Close(fd) // never used
+			p.b.log.Warn("idle connections keep their goroutine: epoll set not pollable", "err", err)
+			return
+		}
+		f := os.NewFile(uintptr(fd), "petrel-parker") // non-blocking: registered with the netpoller
+		rc, err := f.SyscallConn()
+		if err != nil {
+			_ = f.Close() // never used
+			p.b.log.Warn("idle connections keep their goroutine: epoll set not pollable", "err", err)
+			return
+		}
 		p.mu.Lock()
-		p.mu.epfd = fd
+		p.mu.epfd, p.mu.file = fd, f
 		p.mu.Unlock()
 		p.b.wg.Add(1)
-		go p.loop(fd)
+		go p.loop(rc, fd)
 	})
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -72,21 +93,35 @@ func (p *parker) park(c *conn, raw syscall.RawConn, deadline time.Time) bool {
 		c.parkFD = int(fd)
 		c.parked.Store(true)
 		p.mu.conns[int(fd)] = c
+		// A descriptor stays in the set, disarmed, after its one-shot
+		// event (and leaves it when closed): parking again re-arms it.
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(fd)}
-		if syscall.EpollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev) != nil {
+		op := syscall.EPOLL_CTL_ADD
+		if c.parkReg {
+			op = syscall.EPOLL_CTL_MOD
+		}
+		err := epollCtl(p.mu.epfd, op, int(fd), &ev)
+		if err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD {
+			err = epollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+		if err != 0 {
 			delete(p.mu.conns, int(fd))
 			c.parked.Store(false)
 			return
 		}
+		c.parkReg = true
 		parked = true
 	})
 	if err != nil || !parked {
 		return false
 	}
 	if !deadline.IsZero() {
-		t := time.AfterFunc(time.Until(deadline), func() { p.wake(c) })
 		c.mu.Lock()
-		c.mu.parkTimer = t
+		if c.mu.parkTimer == nil {
+			c.mu.parkTimer = time.AfterFunc(time.Until(deadline), func() { p.wake(c) })
+		} else {
+			c.mu.parkTimer.Reset(time.Until(deadline))
+		}
 		c.mu.Unlock()
 	}
 	return true
@@ -99,50 +134,104 @@ func (p *parker) wake(c *conn) {
 	}
 	p.mu.Lock()
 	if p.mu.conns[c.parkFD] == c {
+		// Its registration stays: disarmed once its event fired, and an
+		// event still to come for a reader that runs again is ignored.
 		delete(p.mu.conns, c.parkFD)
-		// The descriptor may be closed already (then it left the set by
-		// itself); the error says nothing more.
-		_ = syscall.EpollCtl(p.mu.epfd, syscall.EPOLL_CTL_DEL, c.parkFD, nil)
 	}
 	p.mu.Unlock()
 	c.mu.Lock()
 	if c.mu.parkTimer != nil {
 		c.mu.parkTimer.Stop()
-		c.mu.parkTimer = nil
 	}
 	c.mu.Unlock()
 	c.woken = true // read by the resumed reader, which starts after this
-	go c.resume()
+	p.b.gor.run(job{c, taskResume})
 }
 
-// loop waits for readiness events until stop.
-func (p *parker) loop(epfd int) {
+// loop waits, in the netpoller, until the set has events, takes them
+// without blocking, and wakes their connections; until stop.
+func (p *parker) loop(rc syscall.RawConn, epfd int) {
 	defer p.b.wg.Done()
 	events := make([]syscall.EpollEvent, 128)
+	ready := make([]*conn, 0, len(events))
+	var n int
 	for {
-		n, err := syscall.EpollWait(epfd, events, 100) // ms: bounds how long stop waits
-		p.mu.Lock()
-		if p.mu.stopped {
-			p.mu.Unlock()
-			_ = syscall.Close(epfd) // nothing is registered any more
+		err := rc.Read(func(uintptr) bool {
+			var werr syscall.Errno
+			n, werr = epollWaitNow(epfd, events)
+			if werr != 0 { // EINTR: nothing taken, look again
+				n = 0
+				return werr != syscall.EINTR
+			}
+			return n > 0 // none yet: wait for the set to become readable
+		})
+		if err != nil {
+			p.fail(err)
 			return
 		}
-		var ready []*conn
-		for i := 0; i < n && err == nil; i++ {
+		p.mu.Lock()
+		for i := range n {
 			if c := p.mu.conns[int(events[i].Fd)]; c != nil {
 				ready = append(ready, c)
 			}
 		}
 		p.mu.Unlock()
-		for _, c := range ready {
+		for i, c := range ready {
 			p.wake(c)
+			ready[i] = nil
 		}
+		ready = ready[:0]
 	}
 }
 
-// stop ends the loop; connections still parked are woken by their close.
+// fail ends parking after the loop's wait failed: unless stop closed the
+// set, every parked connection gets its reader goroutine back and no
+// connection parks again.
+func (p *parker) fail(err error) {
+	p.mu.Lock()
+	if p.mu.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.stopped = true
+	parked := make([]*conn, 0, len(p.mu.conns))
+	for _, c := range p.mu.conns {
+		parked = append(parked, c)
+	}
+	p.mu.Unlock()
+	p.b.log.Error("idle connections keep their goroutine from now on: waiting on the epoll set failed", "err", err)
+	for _, c := range parked {
+		p.wake(c)
+	}
+}
+
+// stop closes the set, which ends the loop; connections still parked are
+// woken by their close.
 func (p *parker) stop() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.stopped {
+		return
+	}
 	p.mu.stopped = true
-	p.mu.Unlock()
+	if p.mu.file != nil {
+		// Closing the set ends the loop's wait; an error would mean it is
+		// closed already.
+		_ = p.mu.file.Close()
+		p.mu.epfd = -1
+	}
+}
+
+// epollCtl and epollWaitNow are epoll_ctl and a non-blocking epoll_pwait
+// as raw system calls: neither blocks, and the scheduler's system call
+// bookkeeping would wake the runtime's monitor thread from its deep sleep
+// (and set it polling every 20 us again) each time.
+func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) syscall.Errno {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	return e
+}
+
+func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
+	return int(n), e
 }

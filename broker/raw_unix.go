@@ -21,24 +21,15 @@ import (
 // through wrappers that pass reads and writes straight through; nil
 // otherwise (TLS and WebSocket connections buffer inside their libraries).
 func rawTCP(nc net.Conn) syscall.RawConn {
-	for range 4 {
-		if tc, ok := nc.(*net.TCPConn); ok {
-			rc, err := tc.SyscallConn()
-			if err != nil {
-				return nil
-			}
-			return rc
-		}
-		w, ok := nc.(interface {
-			NetConn() net.Conn
-			PassThrough()
-		})
-		if !ok {
-			return nil
-		}
-		nc = w.NetConn()
+	tc := tcpConn(nc)
+	if tc == nil {
+		return nil
 	}
-	return nil
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // sysRW makes one read(2) or write(2) (trap) on fd with buf, without the

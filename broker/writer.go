@@ -106,12 +106,12 @@ const inlineBatchMax = 64
 // connection, or a persistent session (its pass may need a store write).
 func (c *conn) writeInline() {
 	if c.raw == nil {
-		go c.writeLoop() // TLS and WebSocket buffer in their libraries
+		c.b.gor.run(job{c, taskWrite}) // TLS and WebSocket buffer in their libraries
 		return
 	}
 	sess, v, closing, lim := c.passState()
 	if closing || (c.b.store != nil && sess != nil && sess.Persistent()) {
-		go c.writeLoop()
+		c.b.gor.run(job{c, taskWrite})
 		return
 	}
 	bufp := writeBufPool.Get().(*[]byte)
@@ -149,12 +149,12 @@ func (c *conn) writeInline() {
 	*bufp = buf[:0]
 	putWriteBuf(bufp)
 	if full {
-		go c.writeLoop()
+		c.b.gor.run(job{c, taskWrite})
 		return
 	}
 	c.writing.Store(false)
 	if c.hasWork() && c.writing.CompareAndSwap(false, true) {
-		go c.writeLoop()
+		c.b.gor.run(job{c, taskWrite})
 	}
 }
 
