@@ -101,6 +101,8 @@ var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, wri
 // something to send and is the only code that writes to nc.
 type conn struct {
 	b        *Broker
+	stripe   uint32  // this connection's stripe: of the counters, of the trie's locks
+	stats    *stripe // this connection's stripe of the per-message counters
 	nc       net.Conn
 	remote   string
 	listener string
@@ -184,7 +186,8 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	c := &conn{b: b, nc: nc, finished: make(chan struct{})}
+	c := &conn{b: b, nc: nc, stripe: b.stats.stripeOf(), finished: make(chan struct{})}
+	c.stats = &b.stats.stripes[c.stripe]
 	c.dur.cond.L = &c.dur.mu
 	return c
 }

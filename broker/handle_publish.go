@@ -60,7 +60,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		c.ackInOrder(p, packet.PayloadFormatInvalid)
 		return nil
 	}
-	c.b.stats.messagesReceived.Add(1)
+	c.stats.messagesReceived.Add(1)
 	msg := &session.Message{
 		Topic:   p.Topic,
 		Payload: p.Payload,

@@ -90,7 +90,11 @@ func (b *Broker) route(msg *session.Message, from *conn) (rt *routing, n int) {
 	rt = routingPool.Get().(*routing)
 	rt.from = from
 	ep := entryPool.Get().(*[]entry)
-	ents := b.subs.Match(msg.Topic, (*ep)[:0])
+	var hint uint32
+	if from != nil {
+		hint = from.stripe
+	}
+	ents := b.subs.MatchHint(msg.Topic, hint, (*ep)[:0])
 	switch len(ents) {
 	case 0:
 	case 1:

@@ -4,13 +4,39 @@ import "sync/atomic"
 
 // counters are the broker-wide statistics, updated without locks.
 type counters struct {
-	connections      atomic.Uint64
+	connections     atomic.Uint64
+	messagesDropped atomic.Uint64
+	storeErrors     atomic.Uint64
+	parks           atomic.Uint64
+	// The counters every message updates are striped: a connection adds
+	// to its own stripe (stripeOf), so readers and writers on different
+	// cores do not contend for one cache line per message; a snapshot
+	// sums the stripes.
+	stripes    [statStripes]stripe
+	nextStripe atomic.Uint32
+}
+
+// statStripes is the number of stripes of the per-message counters.
+const statStripes = 16
+
+// stripe holds per-message counters, alone on its cache lines.
+type stripe struct {
 	messagesReceived atomic.Uint64
 	messagesSent     atomic.Uint64
-	messagesDropped  atomic.Uint64
 	bytesSent        atomic.Uint64
-	storeErrors      atomic.Uint64
-	parks            atomic.Uint64
+	_                [128 - 24]byte
+}
+
+// stripeOf returns the stripe number for a new connection, round robin.
+func (s *counters) stripeOf() uint32 { return s.nextStripe.Add(1) % statStripes }
+
+// sum adds up one counter over the stripes.
+func (s *counters) sum(f func(*stripe) *atomic.Uint64) uint64 {
+	var n uint64
+	for i := range s.stripes {
+		n += f(&s.stripes[i]).Load()
+	}
+	return n
 }
 
 // Stats is a snapshot of the broker's counters and gauges.
@@ -39,10 +65,10 @@ func (b *Broker) Stats() Stats {
 		Sessions:         sessions,
 		Subscriptions:    b.subs.Len(),
 		Retained:         b.retained.Len(),
-		MessagesReceived: b.stats.messagesReceived.Load(),
-		MessagesSent:     b.stats.messagesSent.Load(),
+		MessagesReceived: b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.messagesReceived }),
+		MessagesSent:     b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.messagesSent }),
 		MessagesDropped:  b.stats.messagesDropped.Load(),
-		BytesSent:        b.stats.bytesSent.Load(),
+		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
 		StoreErrors:      b.stats.storeErrors.Load(),
 		Parks:            b.stats.parks.Load(),
 	}

@@ -140,7 +140,7 @@ func (c *conn) writeInline() {
 		c.writeFailed(err)
 		return
 	}
-	c.b.stats.bytesSent.Add(uint64(n))
+	c.stats.bytesSent.Add(uint64(n))
 	if n < len(buf) { // the socket is full: a goroutine waits to write the rest
 		*bufp = buf[:copy(buf, buf[n:])]
 		go c.writeLoopFrom(bufp)
@@ -248,7 +248,7 @@ func (c *conn) write(buf []byte) error {
 		_, err = c.nc.Write(buf)
 	}
 	if err == nil {
-		c.b.stats.bytesSent.Add(uint64(len(buf)))
+		c.stats.bytesSent.Add(uint64(len(buf)))
 	}
 	return err
 }
@@ -366,7 +366,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 			c.alias(&p, lim.aliasMax)
 		}
 	}
-	c.b.stats.messagesSent.Add(1)
+	c.stats.messagesSent.Add(1)
 	return p.Append(buf, v)
 }
 

@@ -19,9 +19,34 @@ type Entry[K comparable, V any] struct {
 //
 // The zero value is not usable; call NewTrie.
 type Trie[K comparable, V any] struct {
-	mu   sync.RWMutex
-	root node[K, V]
-	n    int
+	// A match read-locks one of the stripes, chosen by its caller's hint;
+	// a change write-locks them all. Taking a read lock writes its lock
+	// word, so matches on several cores sharing one RWMutex made its cache
+	// line travel between them at every message.
+	locks [lockStripes]rwStripe
+	root  node[K, V]
+	n     int
+}
+
+// lockStripes is the number of read lock stripes of a Trie.
+const lockStripes = 16
+
+// rwStripe is one read lock stripe, alone on its cache lines.
+type rwStripe struct {
+	sync.RWMutex
+	_ [128 - 24]byte
+}
+
+func (t *Trie[K, V]) lock() {
+	for i := range t.locks {
+		t.locks[i].Lock()
+	}
+}
+
+func (t *Trie[K, V]) unlock() {
+	for i := range t.locks {
+		t.locks[i].Unlock()
+	}
 }
 
 // kidsMax is the number of literal children kept in a slice before a node
@@ -203,8 +228,8 @@ func (n *node[K, V]) remove(key K) bool {
 // a replacement. The filter must already be valid (ValidateFilter); a shared
 // subscription should be indexed by its inner filter.
 func (t *Trie[K, V]) Subscribe(filter string, key K, value V) (existed bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	n := &t.root
 	cloned := false
 	for {
@@ -236,8 +261,8 @@ func (t *Trie[K, V]) Subscribe(filter string, key K, value V) (existed bool) {
 // Unsubscribe removes key's subscription to filter and reports whether it
 // existed. Nodes left empty are pruned so their memory can be reclaimed.
 func (t *Trie[K, V]) Unsubscribe(filter string, key K) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	if !unsubscribe(&t.root, filter, key) {
 		return false
 	}
@@ -271,8 +296,16 @@ func unsubscribe[K comparable, V any](n *node[K, V], filter string, key K) bool 
 // Match calls no user code while holding the lock and does not allocate when
 // dst has enough capacity.
 func (t *Trie[K, V]) Match(name string, dst []Entry[K, V]) []Entry[K, V] {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	return t.MatchHint(name, 0, dst)
+}
+
+// MatchHint is Match taking the read lock stripe hint chooses: callers on
+// different cores that pass different hints (one per connection, say) do
+// not contend for a lock word.
+func (t *Trie[K, V]) MatchHint(name string, hint uint32, dst []Entry[K, V]) []Entry[K, V] {
+	l := &t.locks[hint%lockStripes]
+	l.RLock()
+	defer l.RUnlock()
 	root := &t.root
 	if len(name) > 0 && name[0] == '$' {
 		// [MQTT-4.7.2-1]: skip the root '+' and '#' children.
@@ -317,7 +350,7 @@ func matchNode[K comparable, V any](c *node[K, V], rest string, more bool, dst [
 
 // Len returns the number of (filter, key) subscriptions in the trie.
 func (t *Trie[K, V]) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	t.locks[0].RLock()
+	defer t.locks[0].RUnlock()
 	return t.n
 }
