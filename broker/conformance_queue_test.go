@@ -261,3 +261,42 @@ func TestQueueOfflineSessionLimited(t *testing.T) {
 	}
 	sub.ExpectNone(quiet)
 }
+
+// TestQueuedMessagesOwnTheirBytes: the reader decodes a PUBLISH in place
+// and the broker copies topic and payload once, into the message it
+// queues. Messages still queued for a subscriber that is not reading keep
+// their own bytes while the publisher's read buffer is filled again and
+// again, by many packets per read, with other topics and payloads, a
+// retained message among them.
+func TestQueuedMessagesOwnTheirBytes(t *testing.T) {
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "own-sub", true)
+	sub.Subscribe(1, packet.Subscription{Filter: "own/keep/#", QoS: 1})
+	pub, _ := mqtttest.Connect(t, addr, packet.V311, "own-pub", true)
+	const n = 300
+	var burst []byte
+	for i := range n {
+		keep := &packet.Publish{Topic: fmt.Sprintf("own/keep/%d", i), Payload: []byte(fmt.Sprintf("payload-%d", i)), QoS: 1, PacketID: uint16(i + 1), Retain: i == n-1}
+		other := &packet.Publish{Topic: fmt.Sprintf("own/other/%d", i), Payload: []byte(fmt.Sprintf("XXXXXXXX-%d", i))}
+		burst, _ = keep.Append(burst, packet.V311) // valid packets always encode
+		burst, _ = other.Append(burst, packet.V311)
+	}
+	pub.SendRaw(burst)
+	for range n {
+		if _, ok := pub.Expect().(*packet.Puback); !ok {
+			t.Fatal("expected PUBACK")
+		}
+	}
+	for i := range n {
+		p := sub.ExpectPublish()
+		if want := fmt.Sprintf("own/keep/%d", i); p.Topic != want || string(p.Payload) != fmt.Sprintf("payload-%d", i) {
+			t.Fatalf("delivery %d: %q %q, want %q payload-%d", i, p.Topic, p.Payload, want, i)
+		}
+		sub.Send(&packet.Puback{PacketID: p.PacketID})
+	}
+	late, _ := mqtttest.Connect(t, addr, packet.V311, "own-late", true)
+	late.Subscribe(1, packet.Subscription{Filter: "own/keep/#"})
+	if p := late.ExpectPublish(); p.Topic != fmt.Sprintf("own/keep/%d", n-1) || string(p.Payload) != fmt.Sprintf("payload-%d", n-1) || !p.Retain {
+		t.Fatalf("retained: %q %q retain=%v", p.Topic, p.Payload, p.Retain)
+	}
+}

@@ -321,9 +321,11 @@ func (c *conn) readPacket() (packet.Packet, error) {
 					var derr error
 					if packet.Type(hdr>>4) == packet.PUBLISH && c.connected {
 						// Into a pooled packet, which readLoop puts back
-						// once handled.
+						// once handled, topic and payload left in the
+						// buffer: handlePublish copies them into the
+						// message, before the buffer is read into again.
 						pub := publishPool.Get().(*packet.Publish)
-						if derr = packet.DecodePublish(pub, hdr, buf[n:total], c.version); derr != nil {
+						if derr = packet.DecodePublishInPlace(pub, hdr, buf[n:total], c.version); derr != nil {
 							publishPool.Put(pub)
 						} else {
 							p = pub

@@ -20,8 +20,15 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			return err
 		}
 	}
-	if err := c.b.validateName(p.Topic); err != nil {
-		// A topic name must be valid and wildcard-free [MQTT-3.3.2-2] [MQTT-4.7.3-1].
+	// The reader decoded p in place: its topic and payload are in the read
+	// buffer. They are copied once, into the message routed, before
+	// anything can keep them.
+	msg := session.NewMessage(p.Topic, p.Payload)
+	p.Topic, p.Payload = msg.Topic, msg.Payload
+	// The decoder refused a wildcard, U+0000 or (3.x) an empty topic name
+	// [MQTT-3.3.2-2] [MQTT-4.7.3-1], checkPublish5 an empty one without an
+	// alias; what is left are the configured limits.
+	if err := c.b.checkTopicLimits(p.Topic); err != nil {
 		return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("publish: %w", err)}
 	}
 	if p.QoS == 2 {
@@ -61,13 +68,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return nil
 	}
 	c.stats.messagesReceived.Add(1)
-	msg := &session.Message{
-		Topic:   p.Topic,
-		Payload: p.Payload,
-		QoS:     p.QoS,
-		Retain:  p.Retain,
-		Origin:  c.clientID,
-	}
+	msg.QoS, msg.Retain, msg.Origin = p.QoS, p.Retain, c.clientID
 	if c.version == packet.V5 && !p.Properties.IsZero() {
 		props := p.Properties
 		props.Clear(packet.PropTopicAlias) // aliases are per connection [MQTT-3.3.2-8]

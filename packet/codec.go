@@ -273,6 +273,17 @@ func (d *decoder) readStringAlias(field string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, b := range s {
+		if b == 0 || b >= utf8.RuneSelf {
+			return d.checkString(field, s)
+		}
+	}
+	return s, nil // ASCII without U+0000: valid, in one pass
+}
+
+// checkString applies readStringAlias's checks to a string that is not
+// plain ASCII or holds a NUL.
+func (d *decoder) checkString(field string, s []byte) ([]byte, error) {
 	if !utf8.Valid(s) {
 		return nil, d.errorf(ErrMalformedPacket, "%s: invalid UTF-8 [MQTT-1.5.3-1]", field) // [MQTT-1.5.3-1] (surrogates included)
 	}

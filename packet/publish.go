@@ -8,7 +8,7 @@ import (
 
 func decodePublish(flags byte, body []byte, v Version) (*Publish, error) {
 	p := new(Publish)
-	if err := decodePublishInto(p, flags, body, v); err != nil {
+	if err := decodePublishInto(p, flags, body, v, true); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -25,10 +25,27 @@ func DecodePublish(p *Publish, header byte, body []byte, v Version) error {
 		return fmt.Errorf("%w: PUBLISH: unknown protocol version %d", ErrUnsupportedVersion, byte(v))
 	}
 	*p = Publish{}
-	return decodePublishInto(p, header&0x0f, body, v)
+	return decodePublishInto(p, header&0x0f, body, v, true)
 }
 
-func decodePublishInto(p *Publish, flags byte, body []byte, v Version) error {
+// DecodePublishInPlace is DecodePublish leaving the topic and payload in
+// body: p.Topic and p.Payload are valid only until body's memory is reused,
+// and a caller that keeps them copies them (a broker copies them once, into
+// the message it routes). The properties are copies as always.
+func DecodePublishInPlace(p *Publish, header byte, body []byte, v Version) error {
+	if t := Type(header >> 4); t != PUBLISH {
+		return fmt.Errorf("packet: DecodePublishInPlace on a %v", t)
+	}
+	if !v.valid() {
+		return fmt.Errorf("%w: PUBLISH: unknown protocol version %d", ErrUnsupportedVersion, byte(v))
+	}
+	*p = Publish{}
+	return decodePublishInto(p, header&0x0f, body, v, false)
+}
+
+// decodePublishInto decodes a PUBLISH body into the zero p; with copyData
+// its topic and payload are copied out of body, otherwise they alias it.
+func decodePublishInto(p *Publish, flags byte, body []byte, v Version, copyData bool) error {
 	d := decoder{b: body, pkt: "publish"}
 	p.Dup, p.QoS, p.Retain = flags&8 != 0, flags>>1&3, flags&1 != 0
 	if p.QoS == 3 {
@@ -56,6 +73,15 @@ func decodePublishInto(p *Publish, flags byte, body []byte, v Version) error {
 		if err := p.Properties.decode(&d, propsPublish); err != nil {
 			return err
 		}
+	}
+	if !copyData {
+		if len(topic) > 0 {
+			p.Topic = unsafe.String(&topic[0], len(topic))
+		}
+		if len(d.b) > 0 {
+			p.Payload = d.b[:len(d.b):len(d.b)]
+		}
+		return nil
 	}
 	// The only copy of topic and payload, in one allocation: the topic is a
 	// string over the first bytes, which nothing writes to afterwards (the

@@ -6,6 +6,7 @@ package session
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -25,6 +26,63 @@ type Message struct {
 // Expired reports whether the message's expiry has passed at now.
 func (m *Message) Expired(now time.Time) bool {
 	return !m.Expiry.IsZero() && !now.Before(m.Expiry)
+}
+
+// NewMessage returns a Message with copies of topic and payload (nil for
+// an empty one) and its other fields zero. When topic and payload are small
+// they share one allocation with the Message: an inbound PUBLISH then costs
+// the broker one allocation, whatever the number of its subscribers.
+func NewMessage(topic string, payload []byte) *Message {
+	n := len(topic) + len(payload)
+	var m *Message
+	var buf []byte
+	// The Message is 96 bytes: these fill the size classes of 128, 192,
+	// 256, 384 and 512 bytes.
+	switch {
+	case n <= 32:
+		b := new(struct {
+			Message
+			data [32]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 96:
+		b := new(struct {
+			Message
+			data [96]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 160:
+		b := new(struct {
+			Message
+			data [160]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 288:
+		b := new(struct {
+			Message
+			data [288]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 416:
+		b := new(struct {
+			Message
+			data [416]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	default:
+		m, buf = new(Message), make([]byte, n)
+	}
+	copy(buf, topic)
+	copy(buf[len(topic):], payload)
+	// The topic is a string over the first bytes, which nothing writes to
+	// afterwards: the payload slice starts after them.
+	if len(topic) > 0 {
+		m.Topic = unsafe.String(&buf[0], len(topic))
+	}
+	if len(payload) > 0 {
+		m.Payload = buf[len(topic):n:n]
+	}
+	return m
 }
 
 // Size is the number of bytes the message counts against a queue's byte
