@@ -63,6 +63,18 @@ func FuzzDecode(f *testing.F) {
 			if err == nil && !reflect.DeepEqual(p, reused) {
 				t.Fatalf("DecodePublish into a used packet:\n got %#v\nwant %#v", reused, p)
 			}
+			// DecodePublishInPlace agrees too, its topic and payload in body.
+			inPlace := &Publish{Topic: "old", Payload: []byte("old")}
+			ierr := DecodePublishInPlace(inPlace, header, body, v)
+			if (err == nil) != (ierr == nil) {
+				t.Fatalf("Decode error %v, DecodePublishInPlace error %v", err, ierr)
+			}
+			if err == nil && !reflect.DeepEqual(p, inPlace) {
+				t.Fatalf("DecodePublishInPlace:\n got %#v\nwant %#v", inPlace, p)
+			}
+			if err == nil && len(inPlace.Payload) > 0 && &inPlace.Payload[len(inPlace.Payload)-1] != &body[len(body)-1] {
+				t.Fatal("DecodePublishInPlace payload is not the end of body")
+			}
 		}
 		if err != nil {
 			if p != nil {
