@@ -82,37 +82,13 @@ func (p *parker) park(c *conn, raw syscall.RawConn, deadline time.Time) bool {
 	if !p.start() {
 		return false
 	}
-	parked := false
+	if c.parkFn == nil { // made once per connection, not per park
+		c.parkFn = func(fd uintptr) { c.parkOK = p.register(c, fd) }
+	}
+	c.parkOK = false
 	// Inside Control the descriptor cannot be closed and reused.
-	err := raw.Control(func(fd uintptr) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.mu.stopped {
-			return
-		}
-		c.parkFD = int(fd)
-		c.parked.Store(true)
-		p.mu.conns[int(fd)] = c
-		// A descriptor stays in the set, disarmed, after its one-shot
-		// event (and leaves it when closed): parking again re-arms it.
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(fd)}
-		op := syscall.EPOLL_CTL_ADD
-		if c.parkReg {
-			op = syscall.EPOLL_CTL_MOD
-		}
-		err := epollCtl(p.mu.epfd, op, int(fd), &ev)
-		if err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD {
-			err = epollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-		}
-		if err != 0 {
-			delete(p.mu.conns, int(fd))
-			c.parked.Store(false)
-			return
-		}
-		c.parkReg = true
-		parked = true
-	})
-	if err != nil || !parked {
+	err := raw.Control(c.parkFn)
+	if err != nil || !c.parkOK {
 		return false
 	}
 	if !deadline.IsZero() {
@@ -124,6 +100,37 @@ func (p *parker) park(c *conn, raw syscall.RawConn, deadline time.Time) bool {
 		}
 		c.mu.Unlock()
 	}
+	return true
+}
+
+// register adds c's descriptor fd to the set, armed for one event, unless
+// the parker stopped.
+func (p *parker) register(c *conn, fd uintptr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.stopped {
+		return false
+	}
+	c.parkFD = int(fd)
+	c.parked.Store(true)
+	p.mu.conns[int(fd)] = c
+	// A descriptor stays in the set, disarmed, after its one-shot
+	// event (and leaves it when closed): parking again re-arms it.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(fd)}
+	op := syscall.EPOLL_CTL_ADD
+	if c.parkReg {
+		op = syscall.EPOLL_CTL_MOD
+	}
+	err := epollCtl(p.mu.epfd, op, int(fd), &ev)
+	if err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD {
+		err = epollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	if err != 0 {
+		delete(p.mu.conns, int(fd))
+		c.parked.Store(false)
+		return false
+	}
+	c.parkReg = true
 	return true
 }
 
