@@ -17,6 +17,7 @@ import (
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
+	"github.com/petrel-mqtt/petrel/internal/procs"
 	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
 )
 
@@ -114,6 +115,18 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
+		pc := procs.New()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pc.Run(ctx)
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
 	var lns []*listener.Listener
 	errc := make(chan error, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {

@@ -43,6 +43,7 @@ var layers = []layer{
 		why: "session sits on packet and topic only"},
 	{pkg: "internal/retain", stdOnly: true, allow: []string{"packet", "internal/topic"},
 		why: "retain sits on packet and topic only"},
+	{pkg: "internal/procs", stdOnly: true, allow: []string{}, why: "the GOMAXPROCS controller knows nothing of MQTT"},
 	{pkg: "broker", deny: []string{
 		"internal/auth/...", "internal/store/...", "internal/admin/...", "internal/bridge/...",
 		"internal/cluster/...", "internal/config/...", "internal/listener/...", "internal/client/...", "cmd/...",

@@ -29,6 +29,16 @@ type Config struct {
 	// Auth, when present, turns authentication and authorization on
 	// (auth.go, docs/security.md).
 	Auth *Auth `yaml:"auth"`
+	// Runtime tunes the Go runtime under petrel serve.
+	Runtime Runtime `yaml:"runtime"`
+}
+
+// Runtime tunes the Go runtime.
+type Runtime struct {
+	// AdaptiveProcs runs on one P while the broker uses well under a core
+	// and on every CPU when it needs more (internal/procs); ignored when
+	// the GOMAXPROCS environment variable is set.
+	AdaptiveProcs bool `yaml:"adaptive_procs"`
 }
 
 // Store configures the embedded store.
@@ -118,7 +128,8 @@ func Default() *Config {
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
-		Limits: defaultLimits(),
+		Limits:  defaultLimits(),
+		Runtime: Runtime{AdaptiveProcs: true},
 	}
 }
 
