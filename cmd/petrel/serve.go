@@ -117,6 +117,9 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	defer stop()
 	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		pc := procs.New()
+		pc.OnChange = func(from, to int, cores float64) {
+			logger.Debug("GOMAXPROCS changed", "from", from, "to", to, "cores_used", cores)
+		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

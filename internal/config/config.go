@@ -36,8 +36,10 @@ type Config struct {
 // Runtime tunes the Go runtime.
 type Runtime struct {
 	// AdaptiveProcs runs on one P while the broker uses well under a core
-	// and on every CPU when it needs more (internal/procs); ignored when
-	// the GOMAXPROCS environment variable is set.
+	// and on every CPU when it needs more (internal/procs): less CPU per
+	// message at moderate rates, a longer latency tail while the garbage
+	// collector shares the one P. Ignored when the GOMAXPROCS environment
+	// variable is set.
 	AdaptiveProcs bool `yaml:"adaptive_procs"`
 }
 
@@ -128,8 +130,7 @@ func Default() *Config {
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
-		Limits:  defaultLimits(),
-		Runtime: Runtime{AdaptiveProcs: true},
+		Limits: defaultLimits(),
 	}
 }
 

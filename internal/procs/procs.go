@@ -12,6 +12,11 @@
 //
 // Controller is the only code that sets GOMAXPROCS; it reads the process's
 // CPU time (getrusage) every Interval. It uses the standard library only.
+//
+// The price: while the garbage collector runs at one P, its mark work
+// shares that P with the connections, so the latency tail grows (QoS 0 at
+// 50,000 messages/s: p99 up to 1.5 ms instead of 0.35 ms). petrel serve
+// runs a Controller only when runtime.adaptive_procs asks for it.
 package procs
 
 import (
@@ -40,6 +45,9 @@ type Controller struct {
 	High     float64       // cores: above this at one P, go to Max
 	Low      float64       // cores: below this LowCount samples in a row, go to 1
 	LowCount int
+	// OnChange, when set, is told of each change and the load that
+	// caused it (cores used over the last interval).
+	OnChange func(from, to int, cores float64)
 
 	cpu  func() (time.Duration, bool) // process CPU time so far; false: unknown here
 	set  func(int)                    // sets GOMAXPROCS
@@ -81,6 +89,9 @@ func (c *Controller) Step(used, elapsed time.Duration) int {
 		c.lows = 0
 	}
 	if next != c.cur {
+		if c.OnChange != nil {
+			c.OnChange(c.cur, next, cores)
+		}
 		c.cur = next
 		c.set(next)
 		c.Changes++
