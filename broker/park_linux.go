@@ -61,9 +61,16 @@ func (p *parker) start() bool {
 			return
 		}
 		p.mu.Lock()
+		if p.mu.stopped { // Shutdown came first: no loop to end later
+			p.mu.Unlock()
+			_ = f.Close() // never used
+			return
+		}
 		p.mu.epfd, p.mu.file = fd, f
-		p.mu.Unlock()
+		// Counted under the lock: stop, which Shutdown calls before it
+		// waits, either comes after this or kept the loop from starting.
 		p.b.wg.Add(1)
+		p.mu.Unlock()
 		go p.loop(rc, fd)
 	})
 	p.mu.Lock()

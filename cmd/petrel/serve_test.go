@@ -11,12 +11,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -243,4 +247,76 @@ func writeCert(t *testing.T, dir string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return pool
+}
+
+// TestServeAdaptiveProcs: with runtime.adaptive_procs, an idle petrel
+// serve goes down to one P, and a flood brings every P back.
+func TestServeAdaptiveProcs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: there is no parallelism to adapt") // CI machines have two
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "petrel")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "petrel.yaml")
+	write(t, cfg, `
+log: {level: debug}
+store: {type: memory}
+runtime: {adaptive_procs: true}
+listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
+`)
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	// The controller stands aside when GOMAXPROCS is set.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
+	logs := &cmdOutput{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }() // already exited on success
+	addr := waitFor(t, logs, 1)["plain"]
+	waitLog(t, logs, `msg="GOMAXPROCS changed" from=`+strconv.Itoa(runtime.NumCPU())+` to=1`)
+
+	// A QoS 0 flood from one publisher to one subscriber that reads.
+	dial := func(id string) net.Conn {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, _ := (&packet.Connect{ClientID: id, CleanStart: true}).Append(nil, packet.V311)
+		nc.Write(buf)
+		if _, err := packet.ReadPacket(nc, packet.V311, 0); err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	sub := dial("flood-sub")
+	defer sub.Close()
+	buf, _ := (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "flood/#"}}}).Append(nil, packet.V311)
+	sub.Write(buf)
+	go io.Copy(io.Discard, sub) // ends when sub is closed
+	pub := dial("flood-pub")
+	defer pub.Close()
+	var burst []byte
+	for i := range 2000 {
+		burst, _ = (&packet.Publish{Topic: "flood/" + strconv.Itoa(i%10), Payload: []byte("0123456789abcdef")}).Append(burst, packet.V311)
+	}
+	until := time.Now().Add(5 * time.Second)
+	for time.Now().Before(until) && !strings.Contains(logs.String(), `to=`+strconv.Itoa(runtime.NumCPU())) {
+		if _, err := pub.Write(burst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog(t, logs, `msg="GOMAXPROCS changed" from=1 to=`+strconv.Itoa(runtime.NumCPU()))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("petrel serve exited with %v after SIGTERM\n%s", err, logs.String())
+	}
 }
