@@ -117,6 +117,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	defer stop()
 	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		pc := procs.New()
+		logger.Info("adapting GOMAXPROCS to the load", "max", pc.Max)
 		pc.OnChange = func(from, to int, cores float64) {
 			logger.Debug("GOMAXPROCS changed", "from", from, "to", to, "cores_used", cores)
 		}
