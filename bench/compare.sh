@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/compare.sh: Petrel, Mosquitto and NATS (MQTT) side by side on this
 # machine, with the same load generator (petrel bench), interleaved
-# A B C A B C, each run against a freshly started broker on loopback.
+# A B C, B C A, C A B (rotated each round), each run against a freshly
+# started broker on loopback.
 # It writes medians and ratios between the compare.sh markers of
 # BENCHMARKS.md (the rest of the file is kept).
 #
@@ -159,12 +160,23 @@ stop_broker() {
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
+# rotated ROUND: the brokers in this round's order. Each round starts one
+# broker later (A B C D, B C D A, ...), so that no broker always runs
+# right after another's run (the connection runs leave thousands of
+# sockets in TIME_WAIT, which slow the next run's port search).
+rotated() {
+	local bs=($BROKERS) n i out=()
+	n=${#bs[@]}
+	for ((i = 0; i < n; i++)); do out+=("${bs[$(((i + $1 - 1) % n))]}"); done
+	echo "${out[@]}"
+}
+
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
 	for s in "${SCENARIOS[@]}"; do
 		IFS='|' read -r name args _ store <<<"$s"
 		selected "$name" || continue
-		for b in $BROKERS; do
+		for b in $(rotated "$round"); do
 			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
 			# shellcheck disable=SC2086 # args are words
@@ -263,6 +275,7 @@ report_rows() {
 			;;
 		conn)
 			row "connections/s" rate '.conn_per_s' "$name"
+			row "broker CPU us per connection" cpu 'if .connections > 0 then .broker_cpu_s / .connections * 1e6 else null end' "$name"
 			row "broker RSS per connection" bytes '.broker_rss_per_conn' "$name"
 			;;
 		esac

@@ -251,6 +251,16 @@ func appendAck(dst []byte, t packet.Type, pid uint16) []byte {
 // close closes the network connection.
 func (c *conn) close() { _ = c.nc.Close() } // closing an already-closed conn is harmless
 
+// abort closes with a reset (SO_LINGER 0): the connection leaves no socket
+// in TIME_WAIT, whose thousands would slow the port search of the next
+// run's connects.
+func (c *conn) abort() {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // best effort: a plain close follows anyway
+	}
+	c.close()
+}
+
 // disconnect sends DISCONNECT (best effort) and closes.
 func (c *conn) disconnect() {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // best effort
