@@ -36,13 +36,19 @@ func NewMessage(topic string, payload []byte) *Message {
 	n := len(topic) + len(payload)
 	var m *Message
 	var buf []byte
-	// The Message is 96 bytes: these fill the size classes of 128, 192,
-	// 256, 384 and 512 bytes.
+	// The Message is 96 bytes: these fill the size classes of 128, 160,
+	// 192, 256, 320, 384 and 512 bytes.
 	switch {
 	case n <= 32:
 		b := new(struct {
 			Message
 			data [32]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 64:
+		b := new(struct {
+			Message
+			data [64]byte
 		})
 		m, buf = &b.Message, b.data[:n:n]
 	case n <= 96:
@@ -55,6 +61,12 @@ func NewMessage(topic string, payload []byte) *Message {
 		b := new(struct {
 			Message
 			data [160]byte
+		})
+		m, buf = &b.Message, b.data[:n:n]
+	case n <= 224:
+		b := new(struct {
+			Message
+			data [224]byte
 		})
 		m, buf = &b.Message, b.data[:n:n]
 	case n <= 288:

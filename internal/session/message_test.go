@@ -14,7 +14,7 @@ func TestNewMessage(t *testing.T) {
 	if s := unsafe.Sizeof(Message{}); s != 96 {
 		t.Fatalf("Message is %d bytes; NewMessage's size classes assume 96", s)
 	}
-	for _, n := range []int{0, 1, 31, 32, 33, 95, 96, 97, 160, 161, 288, 289, 416, 417, 5000} {
+	for _, n := range []int{0, 1, 31, 32, 33, 64, 65, 95, 96, 97, 160, 161, 224, 225, 288, 289, 416, 417, 5000} {
 		topic := []byte(strings.Repeat("t", 1+n%7))
 		payload := bytes.Repeat([]byte{'p'}, n)
 		m := NewMessage(string(topic), payload)

@@ -64,3 +64,18 @@ func BenchmarkQueueParallelEnqueue(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkNewMessage: the broker's one allocation per inbound PUBLISH,
+// the message with its topic and payload.
+func BenchmarkNewMessage(b *testing.B) {
+	topic := "petrel-bench/0001/pair/17"
+	for _, size := range []int{16, 256, 1024} {
+		payload := make([]byte, size)
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = NewMessage(topic, payload)
+			}
+		})
+	}
+}
