@@ -25,11 +25,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and kills it several times")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "petrel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildPetrel(t)
 	cfg := filepath.Join(dir, "petrel.yaml")
 	write(t, cfg, "log: {level: warn}\nstore: {data_dir: "+filepath.Join(dir, "data")+"}\nlisteners: [{type: tcp, address: '127.0.0.1:0'}]\n")
 

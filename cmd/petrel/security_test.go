@@ -90,11 +90,7 @@ func TestServeWithAuth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "petrel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildPetrel(t)
 	secret := filepath.Join(dir, "secret")
 	write(t, secret, testSecret+"\n")
 	users := filepath.Join(dir, "users.yaml")

@@ -65,11 +65,7 @@ func TestServeFromConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "petrel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildPetrel(t)
 	certPool := writeCert(t, dir)
 	cfg := filepath.Join(dir, "petrel.yaml")
 	write(t, cfg, `
@@ -170,6 +166,18 @@ listeners:
 	}
 }
 
+// buildPetrel builds the petrel binary into a new temporary directory and
+// returns the directory and the binary.
+func buildPetrel(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "petrel")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir, bin
+}
+
 var listenRE = regexp.MustCompile(`msg="petrel listening".* listener=(\S+) .*addr=(\S+)`)
 
 func waitFor(t *testing.T, logs *cmdOutput, n int) map[string]string {
@@ -254,11 +262,7 @@ func TestServeAdaptiveProcs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "petrel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildPetrel(t)
 	cfg := filepath.Join(dir, "petrel.yaml")
 	write(t, cfg, `
 log: {level: debug}

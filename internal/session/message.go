@@ -40,47 +40,19 @@ func NewMessage(topic string, payload []byte) *Message {
 	// 192, 256, 320, 384 and 512 bytes.
 	switch {
 	case n <= 32:
-		b := new(struct {
-			Message
-			data [32]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[32]byte](n)
 	case n <= 64:
-		b := new(struct {
-			Message
-			data [64]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[64]byte](n)
 	case n <= 96:
-		b := new(struct {
-			Message
-			data [96]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[96]byte](n)
 	case n <= 160:
-		b := new(struct {
-			Message
-			data [160]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[160]byte](n)
 	case n <= 224:
-		b := new(struct {
-			Message
-			data [224]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[224]byte](n)
 	case n <= 288:
-		b := new(struct {
-			Message
-			data [288]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[288]byte](n)
 	case n <= 416:
-		b := new(struct {
-			Message
-			data [416]byte
-		})
-		m, buf = &b.Message, b.data[:n:n]
+		m, buf = withData[[416]byte](n)
 	default:
 		m, buf = new(Message), make([]byte, n)
 	}
@@ -95,6 +67,16 @@ func NewMessage(topic string, payload []byte) *Message {
 		m.Payload = buf[len(topic):n:n]
 	}
 	return m
+}
+
+// withData allocates a Message followed by the byte array A and returns
+// the message and the first n bytes of the array (n <= len(A)).
+func withData[A any](n int) (*Message, []byte) {
+	b := new(struct {
+		Message
+		data A
+	})
+	return &b.Message, unsafe.Slice((*byte)(unsafe.Pointer(&b.data)), unsafe.Sizeof(b.data))[:n:n]
 }
 
 // Size is the number of bytes the message counts against a queue's byte
