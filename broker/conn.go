@@ -154,11 +154,9 @@ type conn struct {
 	rdlSet   bool
 	parked   atomic.Bool
 	parkFD   int
-	parkReg  bool             // parkFD is in the parker's set (parking again re-arms it)
-	parkFn   func(fd uintptr) // the parker's registration, given to RawConn.Control
-	parkOK   bool             // parkFn registered the descriptor
-	woken    bool             // set by the parker before it resumes the reader
-	active   bool             // a packet came after CONNECT: park only after parkGrace
+	parkReg  bool // parkFD is in the parker's set (parking again re-arms it)
+	woken    bool // set by the parker before it resumes the reader
+	active   bool // a packet came after CONNECT: park only after parkGrace
 
 	// dur is the durable pipeline: publishes waiting for their store
 	// write, acknowledged in order by one goroutine while any wait.

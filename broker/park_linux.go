@@ -89,13 +89,13 @@ func (p *parker) park(c *conn, raw syscall.RawConn, deadline time.Time) bool {
 	if !p.start() {
 		return false
 	}
-	if c.parkFn == nil { // made once per connection, not per park
-		c.parkFn = func(fd uintptr) { c.parkOK = p.register(c, fd) }
-	}
-	c.parkOK = false
-	// Inside Control the descriptor cannot be closed and reused.
-	err := raw.Control(c.parkFn)
-	if err != nil || !c.parkOK {
+	// Inside Control the descriptor cannot be closed and reused. The
+	// result is this call's own: once registered, c may be resumed by
+	// another goroutine at once and park again, so nothing of c says
+	// whether this call succeeded.
+	parked := false
+	err := raw.Control(func(fd uintptr) { parked = p.register(c, fd) })
+	if err != nil || !parked {
 		return false
 	}
 	if !deadline.IsZero() {
