@@ -342,7 +342,7 @@ func (b *Broker) Serve(l net.Listener) error {
 	}
 	b.startSweep()
 	defer b.trackListener(l, false)
-	var info listenerInfo
+	info := new(listenerInfo) // shared by this listener's connections
 	if n, ok := l.(interface{ Name() string }); ok {
 		info.name = n.Name()
 	}
@@ -398,17 +398,18 @@ func (b *Broker) trackListener(l net.Listener, add bool) bool {
 
 // ServeConn serves one already accepted connection (from any transport) in
 // new goroutines and returns at once. After Shutdown it closes nc.
-func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, listenerInfo{}) }
+func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, new(listenerInfo)) }
 
-// listenerInfo is what the broker learns of a listener passed to Serve.
+// listenerInfo is what the broker learns of a listener passed to Serve;
+// its connections share it, read-only.
 type listenerInfo struct {
 	name         string
 	certUsername string // "cn", "subject" or ""
 }
 
-func (b *Broker) serveConn(nc net.Conn, li listenerInfo) {
+func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) {
 	c := newConn(b, nc)
-	c.listener, c.certUsername = li.name, li.certUsername
+	c.li = li
 	b.mu.Lock()
 	if b.shutdown.Load() {
 		b.mu.Unlock()

@@ -100,15 +100,12 @@ var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, wri
 // handles packets; a writer goroutine (writeLoop) runs only while there is
 // something to send and is the only code that writes to nc.
 type conn struct {
-	b        *Broker
-	stripe   uint32  // this connection's stripe: of the counters, of the trie's locks
-	stats    *stripe // this connection's stripe of the per-message counters
-	nc       net.Conn
-	remote   string
-	listener string
-	// certUsername: "cn" or "subject" to take the username from the
-	// client certificate, "" to keep CONNECT's.
-	certUsername string
+	b      *Broker
+	stripe uint32  // this connection's stripe: of the counters, of the trie's locks
+	stats  *stripe // this connection's stripe of the per-message counters
+	nc     net.Conn
+	remote string
+	li     *listenerInfo // the listener's name and certificate naming
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).
@@ -158,14 +155,10 @@ type conn struct {
 	woken    bool // set by the parker before it resumes the reader
 	active   bool // a packet came after CONNECT: park only after parkGrace
 
-	// dur is the durable pipeline: publishes waiting for their store
-	// write, acknowledged in order by one goroutine while any wait.
-	dur struct {
-		mu      sync.Mutex
-		cond    sync.Cond
-		jobs    []durableJob
-		running bool
-	}
+	// dur is the durable pipeline (durable.go), nil until the reader's
+	// first durable publish; read by the reader and by the pipeline's
+	// goroutine, which the reader starts after making it.
+	dur *durablePipe
 
 	writing  atomic.Bool   // a writer goroutine is running (or being started)
 	finished chan struct{} // closed when serve has cleaned up
@@ -188,7 +181,6 @@ type conn struct {
 func newConn(b *Broker, nc net.Conn) *conn {
 	c := &conn{b: b, nc: nc, stripe: b.stats.stripeOf(), finished: make(chan struct{})}
 	c.stats = &b.stats.stripes[c.stripe]
-	c.dur.cond.L = &c.dur.mu
 	return c
 }
 
@@ -748,7 +740,7 @@ func (c *conn) cleanup(err error) {
 		}
 		c.b.redistribute(shared, c.sess)
 		if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.listener,
+			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.li.name,
 				"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 		}
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {

@@ -1,9 +1,22 @@
 package broker
 
 import (
+	"sync"
+
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
 )
+
+// durablePipe is a connection's durable pipeline: publishes waiting for
+// their store write, acknowledged in order by one goroutine while any wait.
+// The reader makes it at its first durable publish (most connections never
+// have one).
+type durablePipe struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	jobs    []durableJob
+	running bool
+}
 
 // durableMax bounds the publishes waiting in a connection's durable
 // pipeline; beyond it the reader waits (a publisher that does not wait for
@@ -36,6 +49,9 @@ func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
 // durablePending reports whether publishes wait in the pipeline; later
 // ones must then wait too, for acks to keep their order.
 func (c *conn) durablePending() bool {
+	if c.dur == nil {
+		return false
+	}
 	c.dur.mu.Lock()
 	defer c.dur.mu.Unlock()
 	return c.dur.running
@@ -46,6 +62,10 @@ func (c *conn) durablePending() bool {
 func (c *conn) submitDurable(j durableJob) {
 	pub := *j.p // the reader reuses the packet it decoded into
 	j.p = &pub
+	if c.dur == nil {
+		c.dur = &durablePipe{}
+		c.dur.cond.L = &c.dur.mu
+	}
 	c.dur.mu.Lock()
 	for len(c.dur.jobs) >= durableMax {
 		c.dur.cond.Wait()
@@ -120,6 +140,9 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 
 // waitDurable waits until the pipeline is empty and its goroutine gone.
 func (c *conn) waitDurable() {
+	if c.dur == nil {
+		return
+	}
 	c.dur.mu.Lock()
 	for c.dur.running {
 		c.dur.cond.Wait()

@@ -81,7 +81,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	if p.ReasonCode == packet.ReAuthenticate {
 		ea := c.b.opts().Authenticator.(EnhancedAuthenticator) // c.authMethod is set only for one
 		ex, err := ea.StartAuth(ctx, &ConnectInfo{ClientID: c.clientID, Username: c.id.Username, Version: c.version,
-			RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener}, method)
+			RemoteAddr: c.nc.RemoteAddr(), Listener: c.li.name}, method)
 		if err != nil {
 			return reauthFailed(err)
 		}

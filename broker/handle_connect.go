@@ -105,11 +105,11 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	ci := &ConnectInfo{
 		ClientID: id, Username: p.Username, HasUser: p.UsernameFlag,
 		Password: p.Password, HasPass: p.PasswordFlag, Version: p.Version,
-		RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Connect: p,
+		RemoteAddr: c.nc.RemoteAddr(), Listener: c.li.name, Connect: p,
 		PeerCertificates: peerCertificates(c.nc),
 	}
-	if c.certUsername != "" {
-		name, ok := certUsername(c.certUsername, ci.PeerCertificates)
+	if c.li.certUsername != "" {
+		name, ok := certUsername(c.li.certUsername, ci.PeerCertificates)
 		if !ok {
 			return c.refuse(packet.NotAuthorized, errors.New("listener names clients by certificate and none was presented"))
 		}
@@ -219,7 +219,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		c.watchExpiry(ident.ExpiresAt)
 	}
 	if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.listener, "version", p.Version.String(),
+		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.li.name, "version", p.Version.String(),
 			"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
 	}
 	return nil
@@ -294,7 +294,7 @@ func (c *conn) refuse(code packet.ReasonCode, err error) error {
 		ack.Properties.Set(packet.PropReasonString)
 	}
 	c.sendAndClose(ack, reasonRefused)
-	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.listener, "version", c.version.String(), "code", code.String(), "err", err)
+	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.li.name, "version", c.version.String(), "code", code.String(), "err", err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }
 
