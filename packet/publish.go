@@ -18,14 +18,7 @@ func decodePublish(flags byte, body []byte, v Version) (*Publish, error) {
 // reader may reuse one Publish for many packets. The topic and payload do
 // not share memory with body, nor with p's previous contents.
 func DecodePublish(p *Publish, header byte, body []byte, v Version) error {
-	if t := Type(header >> 4); t != PUBLISH {
-		return fmt.Errorf("packet: DecodePublish on a %v", t)
-	}
-	if !v.valid() {
-		return fmt.Errorf("%w: PUBLISH: unknown protocol version %d", ErrUnsupportedVersion, byte(v))
-	}
-	*p = Publish{}
-	return decodePublishInto(p, header&0x0f, body, v, true)
+	return decodeReused(p, header, body, v, true)
 }
 
 // DecodePublishInPlace is DecodePublish leaving the topic and payload in
@@ -33,14 +26,19 @@ func DecodePublish(p *Publish, header byte, body []byte, v Version) error {
 // and a caller that keeps them copies them (a broker copies them once, into
 // the message it routes). The properties are copies as always.
 func DecodePublishInPlace(p *Publish, header byte, body []byte, v Version) error {
+	return decodeReused(p, header, body, v, false)
+}
+
+// decodeReused checks the header and version, resets p and decodes into it.
+func decodeReused(p *Publish, header byte, body []byte, v Version, copyData bool) error {
 	if t := Type(header >> 4); t != PUBLISH {
-		return fmt.Errorf("packet: DecodePublishInPlace on a %v", t)
+		return fmt.Errorf("packet: DecodePublish on a %v", t)
 	}
 	if !v.valid() {
 		return fmt.Errorf("%w: PUBLISH: unknown protocol version %d", ErrUnsupportedVersion, byte(v))
 	}
 	*p = Publish{}
-	return decodePublishInto(p, header&0x0f, body, v, false)
+	return decodePublishInto(p, header&0x0f, body, v, copyData)
 }
 
 // decodePublishInto decodes a PUBLISH body into the zero p; with copyData
