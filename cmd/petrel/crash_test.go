@@ -32,12 +32,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	start := func() (*exec.Cmd, string) {
 		t.Helper()
 		cmd := exec.Command(bin, "serve", "--config", cfg, "--log-level", "info")
-		logs := &cmdOutput{}
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // ends it if a failure left it running
+		logs := startServe(t, cmd)
 		return cmd, waitFor(t, logs, 1)["tcp-0"]
 	}
 	connect := func(addr, id string, clean bool) *mqtttest.Client {

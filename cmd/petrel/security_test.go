@@ -110,12 +110,7 @@ auth:
     clients: [{client_id: app, secret_hash: '`+apiHash+`', tenant: A, roles: [BUBBLE_UP_READ_CONSUMER]}]
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	logs := &cmdOutput{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // already exited on success
+	logs := startServe(t, cmd)
 	addr := waitFor(t, logs, 1)["plain"]
 
 	connect := func(user string, pass []byte) packet.ReasonCode {

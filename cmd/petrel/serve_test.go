@@ -80,12 +80,7 @@ listeners:
   - {name: web, type: ws, address: "127.0.0.1:0"}
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	logs := &cmdOutput{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // already exited on success
+	logs := startServe(t, cmd)
 	addrs := waitFor(t, logs, 3)
 
 	connack := func(t *testing.T, nc net.Conn) {
@@ -176,6 +171,19 @@ func buildPetrel(t *testing.T) (dir, bin string) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return dir, bin
+}
+
+// startServe starts cmd (a petrel serve) with its standard error in the
+// returned buffer, and ends it when the test ends if it still runs.
+func startServe(t *testing.T, cmd *exec.Cmd) *cmdOutput {
+	t.Helper()
+	logs := &cmdOutput{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // already exited on success
+	return logs
 }
 
 var listenRE = regexp.MustCompile(`msg="petrel listening".* listener=(\S+) .*addr=(\S+)`)
@@ -273,12 +281,7 @@ listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	// The controller stands aside when GOMAXPROCS is set.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
-	logs := &cmdOutput{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // already exited on success
+	logs := startServe(t, cmd)
 	addr := waitFor(t, logs, 1)["plain"]
 	m := regexp.MustCompile(`msg="adapting GOMAXPROCS to the load" max=(\d+)`).FindStringSubmatch(logs.String())
 	if m == nil {
