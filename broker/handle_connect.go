@@ -116,9 +116,16 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		ci.Username, ci.HasUser, ci.CertUsername = name, true, true
 	}
 	pc := &pendingConnect{p: p, ci: ci, assigned: assigned, serverKA: serverKA}
-	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
-	defer cancel()
-	if p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod) {
+	enhanced := p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod)
+	ctx := context.Background()
+	if enhanced || !quickAuthenticator(o.Authenticator) {
+		// A quick authenticator gets no deadline: it never waits (one
+		// timer fewer per connection).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.ConnectTimeout)
+		defer cancel()
+	}
+	if enhanced {
 		pc.method = p.Properties.AuthenticationMethod
 		return c.startAuth(ctx, pc, p.Properties.AuthenticationData)
 	}
@@ -127,6 +134,13 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		return c.refuse(refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
 	}
 	return c.finishConnect(pc, ident, nil)
+}
+
+// quickAuthenticator reports whether a never returns late
+// (QuickAuthenticator).
+func quickAuthenticator(a Authenticator) bool {
+	q, ok := a.(QuickAuthenticator)
+	return ok && q.AuthenticatesQuickly()
 }
 
 // refusalCode returns the failure ReasonCode err carries, or def.
