@@ -278,7 +278,7 @@ func Listen(ctx context.Context, c Config, log *slog.Logger) (*Listener, error) 
 	// No TCP keepalive by default (Go sets it with four setsockopt calls
 	// per accepted connection): an MQTT keepalive finds a dead peer, and the
 	// broker turns TCP keepalive on for clients that asked for none.
-	lc := net.ListenConfig{KeepAlive: -1}
+	lc := net.ListenConfig{KeepAlive: -1, Control: deferAccept}
 	raw, err := lc.Listen(ctx, "tcp", c.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", c.Name, err)
