@@ -368,7 +368,9 @@ func (b *Broker) Serve(l net.Listener) error {
 			return fmt.Errorf("broker: accept: %w", err)
 		}
 		delay = 0
-		b.serveConn(nc, info)
+		if c := b.serveConn(nc, info); c != nil {
+			c.serveInline()
+		}
 	}
 }
 
@@ -398,7 +400,11 @@ func (b *Broker) trackListener(l net.Listener, add bool) bool {
 
 // ServeConn serves one already accepted connection (from any transport) in
 // new goroutines and returns at once. After Shutdown it closes nc.
-func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc, new(listenerInfo)) }
+func (b *Broker) ServeConn(nc net.Conn) {
+	if c := b.serveConn(nc, new(listenerInfo)); c != nil {
+		b.gor.run(job{c, taskServe}) // the connection's last reader calls b.wg.Done
+	}
+}
 
 // listenerInfo is what the broker learns of a listener passed to Serve;
 // its connections share it, read-only.
@@ -407,20 +413,47 @@ type listenerInfo struct {
 	certUsername string // "cn", "subject" or ""
 }
 
-func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) {
+// serveConn registers a new connection for its reader to serve; nil after
+// Shutdown (nc closed). The connection's last reader calls b.wg.Done.
+func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 	c := newConn(b, nc)
 	c.li = li
 	b.mu.Lock()
 	if b.shutdown.Load() {
 		b.mu.Unlock()
 		_ = nc.Close() // refusing during shutdown; the close error is of no use
-		return
+		return nil
 	}
 	b.mu.conns[c] = struct{}{}
 	b.wg.Add(1)
 	b.mu.Unlock()
 	b.stats.connections.Add(1)
-	b.gor.run(job{c, taskServe}) // the connection's last reader calls b.wg.Done
+	return c
+}
+
+// quickConnect reports whether an inline reader (conn.serveInline) may
+// handle p: nothing in it waits. The authenticator is quick, there is no
+// enhanced authentication, and the client id names no connection to take
+// over, no delayed will to send and, with a store, no session to write or
+// discard.
+func (b *Broker) quickConnect(p *packet.Connect) bool {
+	o := b.opts()
+	if !quickAuthenticator(o.Authenticator) || p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod) {
+		return false
+	}
+	persistent := !p.CleanStart
+	if p.Version == packet.V5 {
+		persistent = p.Properties.SessionExpiryInterval != 0
+	}
+	if b.store != nil && persistent {
+		return false
+	}
+	if p.ClientID == "" {
+		return true // a new id is assigned
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.clients[p.ClientID] == nil && b.mu.wills[p.ClientID] == nil && (b.store == nil || b.mu.sessions[p.ClientID] == nil)
 }
 
 // Shutdown stops accepting, closes every client connection (5.0 clients

@@ -155,6 +155,15 @@ type conn struct {
 	woken    bool // set by the parker before it resumes the reader
 	active   bool // a packet came after CONNECT: park only after parkGrace
 
+	// Served on its accepting goroutine (Broker.Serve): inline is set
+	// while the accept loop runs the reader, which then never waits; what
+	// would wait goes on in a connection goroutine, with the CONNECT that
+	// could not be handled inline in handoff, or the read loop's error for
+	// the cleanup in endErr.
+	inline  bool
+	handoff packet.Packet
+	endErr  error
+
 	// dur is the durable pipeline (durable.go), nil until the reader's
 	// first durable publish; read by the reader and by the pipeline's
 	// goroutine, which the reader starts after making it.
@@ -194,6 +203,26 @@ func (c *conn) serve() {
 	c.resume()
 }
 
+// serveInline serves a new connection on the goroutine that accepted it,
+// as far as it goes without waiting: a plain TCP connection whose CONNECT
+// is already buffered, with a quick authenticator and nothing to wait for
+// in the session table, is connected, sent its CONNACK and parked, with no
+// goroutine of its own started. Anything that would wait (no CONNECT yet,
+// a takeover, a store write, more packets) goes on in a connection
+// goroutine, from where the inline reader stopped.
+func (c *conn) serveInline() {
+	c.raw = rawTCP(c.nc)
+	if c.raw == nil || !c.b.parker.available() {
+		// TLS, WebSocket, PROXY protocol (whose RemoteAddr reads).
+		c.b.gor.run(job{c, taskServe})
+		return
+	}
+	c.remote = c.nc.RemoteAddr().String() // a plain TCP connection's: no reading
+	c.lastRead = time.Now()
+	c.inline = true
+	c.resume()
+}
+
 // resume runs the read loop until the connection ends, then cleans up; or
 // until it parks idle, leaving the rest to a later resume.
 func (c *conn) resume() {
@@ -201,6 +230,24 @@ func (c *conn) resume() {
 	if errors.Is(err, errParked) {
 		return
 	}
+	if c.inline {
+		// The accepting goroutine's turn ends; a connection goroutine
+		// goes on reading, or cleans up.
+		c.inline = false
+		if errors.Is(err, errHandOff) {
+			c.b.gor.run(job{c, taskResume})
+		} else {
+			c.endErr = err
+			c.b.gor.run(job{c, taskEnd})
+		}
+		return
+	}
+	c.end(err)
+}
+
+// end cleans up after the read loop ended with err.
+func (c *conn) end(err error) {
+	c.endErr = nil
 	defer c.b.wg.Done()
 	defer close(c.finished)
 	defer c.b.forgetConn(c)
@@ -230,6 +277,9 @@ func tcpConn(nc net.Conn) *net.TCPConn {
 // errParked ends the read loop of a connection parked idle.
 var errParked = errors.New("broker: connection parked")
 
+// errHandOff ends an inline read loop (serveInline) where it would wait.
+var errHandOff = errors.New("broker: handed to a connection goroutine")
+
 // parkable reports whether c could wait idle without its goroutine: a
 // plain TCP connection, connected, not in an authentication exchange, on a
 // platform with a parker.
@@ -247,7 +297,12 @@ func (c *conn) park() bool {
 	if c.readWait > 0 {
 		deadline = c.lastRead.Add(c.readWait)
 	}
+	// Once parked, c is the parker's, and whichever goroutine it resumes
+	// c on is not the accepting one.
+	inline := c.inline
+	c.inline = false
 	if !c.b.parker.park(c, c.raw, deadline) {
+		c.inline = inline
 		return false
 	}
 	c.b.stats.parks.Add(1)
@@ -261,7 +316,22 @@ const parkGrace = 100 * time.Millisecond
 
 func (c *conn) readLoop() error {
 	for {
-		p, err := c.readPacket()
+		var p packet.Packet
+		var err error
+		switch {
+		case c.handoff != nil: // the CONNECT the inline reader left
+			p, c.handoff = c.handoff, nil
+		case c.inline && c.connected && c.r < c.w:
+			// More than CONNECT came: a connection goroutine handles it
+			// (SUBSCRIBE and PUBLISH may wait for the store).
+			return errHandOff
+		default:
+			p, err = c.readPacket()
+		}
+		if cp, ok := p.(*packet.Connect); ok && c.inline && !c.b.quickConnect(cp) {
+			c.handoff = p
+			return errHandOff
+		}
 		if err != nil {
 			if errors.Is(err, errParked) {
 				// Flushed before the read that parked; another reader
@@ -360,7 +430,9 @@ func (c *conn) fill() error {
 	if c.rbuf == nil {
 		return c.fillIdle()
 	}
-	c.setReadDeadline()
+	if !c.inline {
+		c.setReadDeadline()
+	}
 	n, err := c.read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
@@ -382,7 +454,9 @@ func (c *conn) fillIdle() error {
 	c.woken = false
 	if !c.connected && c.pending == nil {
 		// The CONNECT comes at once: one read straight into a buffer.
-		c.setReadDeadline()
+		if !c.inline { // an inline read does not wait
+			c.setReadDeadline()
+		}
 		c.rbuf = connectBufPool.Get().(*[]byte)
 		n, err := c.read(*c.rbuf)
 		if n > 0 {
@@ -444,6 +518,9 @@ func (c *conn) fillIdle() error {
 // (raw_unix.go), through net.Conn otherwise.
 func (c *conn) read(buf []byte) (int, error) {
 	if c.raw != nil {
+		if c.inline {
+			return c.rr.tryRead(c.raw, buf)
+		}
 		return c.rr.read(c.raw, buf)
 	}
 	return c.nc.Read(buf)

@@ -22,6 +22,7 @@ const (
 	taskServe  task = iota // conn.serve: a new connection's reader
 	taskResume             // conn.resume: a parked connection's reader
 	taskWrite              // conn.writeLoop
+	taskEnd                // conn.end: cleanup after an inline reader (serveInline)
 )
 
 type job struct {
@@ -37,6 +38,8 @@ func (j job) run() {
 		j.c.resume()
 	case taskWrite:
 		j.c.writeLoop()
+	case taskEnd:
+		j.c.end(j.c.endErr)
 	}
 }
 

@@ -23,3 +23,5 @@ func (*rawWrite) writeAll(syscall.RawConn, []byte) error { return errNoRaw }
 type rawRead struct{}
 
 func (*rawRead) read(syscall.RawConn, []byte) (int, error) { return 0, errNoRaw }
+
+func (*rawRead) tryRead(syscall.RawConn, []byte) (int, error) { return 0, errNoRaw }

@@ -123,6 +123,7 @@ type rawRead struct {
 	buf []byte
 	n   int
 	err error
+	try bool // tryRead: return EAGAIN instead of waiting
 }
 
 // read reads into buf like net.Conn's Read: at least one byte, or an
@@ -135,6 +136,10 @@ func (r *rawRead) read(raw syscall.RawConn, buf []byte) (int, error) {
 			case 0:
 				r.n, r.err = n, nil
 			case syscall.EAGAIN:
+				if r.try {
+					r.n, r.err = 0, e
+					return true
+				}
 				return false // wait for readiness, then call again
 			default:
 				r.n, r.err = 0, e
@@ -149,10 +154,20 @@ func (r *rawRead) read(raw syscall.RawConn, buf []byte) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err // closed, or the deadline passed (a timeout net.Error)
+	case rerr == syscall.EAGAIN:
+		return 0, errHandOff
 	case rerr != nil:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", rerr)}
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// tryRead is read without waiting: errHandOff when nothing is buffered.
+func (r *rawRead) tryRead(raw syscall.RawConn, buf []byte) (int, error) {
+	r.try = true
+	n, err := r.read(raw, buf)
+	r.try = false
+	return n, err
 }
