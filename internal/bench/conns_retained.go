@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/packet"
@@ -13,22 +12,6 @@ import (
 // connSettle is how long conns waits after the last CONNACK before it
 // reads the broker's memory.
 const connSettle = 500 * time.Millisecond
-
-// raiseFileLimit raises the soft open-file limit to the hard one and
-// returns it.
-func raiseFileLimit() (uint64, error) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0, err
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return 0, err
-		}
-	}
-	return l.Cur, nil
-}
 
 // runConns opens c.Clients idle connections (CONNECT, clean session, no
 // keepalive), reports the connection rate and, given the broker's pid, its

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -58,15 +57,6 @@ func sampleProc(pid int) (procSample, error) {
 		}
 	}
 	return s, nil
-}
-
-// selfCPU returns this process's user + system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procMeter measures a broker process across a run; with pid 0 it does
