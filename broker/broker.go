@@ -438,7 +438,7 @@ func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 // discard.
 func (b *Broker) quickConnect(p *packet.Connect) bool {
 	o := b.opts()
-	if !quickAuthenticator(o.Authenticator) || p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod) {
+	if !quickAuthenticator(o.Authenticator) || enhancedAuth(p) {
 		return false
 	}
 	persistent := !p.CleanStart

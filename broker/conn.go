@@ -328,10 +328,6 @@ func (c *conn) readLoop() error {
 		default:
 			p, err = c.readPacket()
 		}
-		if cp, ok := p.(*packet.Connect); ok && c.inline && !c.b.quickConnect(cp) {
-			c.handoff = p
-			return errHandOff
-		}
 		if err != nil {
 			if errors.Is(err, errParked) {
 				// Flushed before the read that parked; another reader
@@ -347,6 +343,12 @@ func (c *conn) readLoop() error {
 				return c.refuse(packet.UnsupportedProtocolVersion, err)
 			}
 			return err
+		}
+		if c.inline {
+			if cp, ok := p.(*packet.Connect); ok && !c.b.quickConnect(cp) {
+				c.handoff = p // handled first by the goroutine handed over to
+				return errHandOff
+			}
 		}
 		c.active = c.connected // a packet after CONNECT
 		c.handled++
@@ -430,9 +432,7 @@ func (c *conn) fill() error {
 	if c.rbuf == nil {
 		return c.fillIdle()
 	}
-	if !c.inline {
-		c.setReadDeadline()
-	}
+	c.setReadDeadline()
 	n, err := c.read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
@@ -454,9 +454,7 @@ func (c *conn) fillIdle() error {
 	c.woken = false
 	if !c.connected && c.pending == nil {
 		// The CONNECT comes at once: one read straight into a buffer.
-		if !c.inline { // an inline read does not wait
-			c.setReadDeadline()
-		}
+		c.setReadDeadline()
 		c.rbuf = connectBufPool.Get().(*[]byte)
 		n, err := c.read(*c.rbuf)
 		if n > 0 {
@@ -536,9 +534,10 @@ func readError(err error) error {
 func (c *conn) setReadDeadline() { c.setDeadline(c.readDeadline()) }
 
 // setDeadline sets the read deadline unless it is already set to t (each
-// set costs a runtime timer update).
+// set costs a runtime timer update) or the reader is inline (serveInline:
+// its reads never wait; the goroutine it hands over to sets the deadline).
 func (c *conn) setDeadline(t time.Time) {
-	if c.rdlSet && t.Equal(c.rdl) {
+	if c.inline || c.rdlSet && t.Equal(c.rdl) {
 		return
 	}
 	c.rdl, c.rdlSet = t, true

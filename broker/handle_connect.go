@@ -116,7 +116,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		ci.Username, ci.HasUser, ci.CertUsername = name, true, true
 	}
 	pc := &pendingConnect{p: p, ci: ci, assigned: assigned, serverKA: serverKA}
-	enhanced := p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod)
+	enhanced := enhancedAuth(p)
 	ctx := context.Background()
 	if enhanced || !quickAuthenticator(o.Authenticator) {
 		// A quick authenticator gets no deadline: it never waits (one
@@ -134,6 +134,12 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		return c.refuse(refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
 	}
 	return c.finishConnect(pc, ident, nil)
+}
+
+// enhancedAuth reports whether p starts a 5.0 enhanced authentication
+// exchange (it names an Authentication Method) [MQTT-4.12.0-1].
+func enhancedAuth(p *packet.Connect) bool {
+	return p.Version == packet.V5 && p.Properties.Has(packet.PropAuthenticationMethod)
 }
 
 // quickAuthenticator reports whether a never returns late
