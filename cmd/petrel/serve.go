@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/config"
+	"github.com/petrel-mqtt/petrel/internal/heapfloor"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/procs"
 	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
@@ -115,6 +116,12 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Getenv("GOGC") == "" {
+		if f := heapfloor.Start(uint64(cfg.Runtime.GCHeapFloor), 100); f != nil {
+			logger.Debug("garbage collector heap floor", "bytes", uint64(cfg.Runtime.GCHeapFloor))
+			defer f.Stop()
+		}
+	}
 	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		pc := procs.New()
 		logger.Info("adapting GOMAXPROCS to the load", "max", pc.Max)

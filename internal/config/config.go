@@ -41,7 +41,18 @@ type Runtime struct {
 	// collector shares the one P. Ignored when the GOMAXPROCS environment
 	// variable is set.
 	AdaptiveProcs bool `yaml:"adaptive_procs"`
+	// GCHeapFloor keeps the garbage collector's heap goal at or above
+	// this size (internal/heapfloor): while the live heap is small, the
+	// collector runs once the heap reaches it instead of each time the
+	// heap doubles. 0 turns it off. Ignored when the GOGC environment
+	// variable is set.
+	GCHeapFloor ByteSize `yaml:"gc_heap_floor"`
 }
+
+// DefaultGCHeapFloor is runtime.gc_heap_floor's default.
+const DefaultGCHeapFloor = 32 << 20
+
+func defaultRuntime() Runtime { return Runtime{GCHeapFloor: DefaultGCHeapFloor} }
 
 // Store configures the embedded store.
 type Store struct {
@@ -130,7 +141,8 @@ func Default() *Config {
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
-		Limits: defaultLimits(),
+		Limits:  defaultLimits(),
+		Runtime: defaultRuntime(),
 	}
 }
 
@@ -300,6 +312,7 @@ func (c *Config) Validate() error {
 			bad(path, "must not be negative")
 		}
 	}
+	nonNeg("runtime.gc_heap_floor", int64(c.Runtime.GCHeapFloor))
 	nonNeg("limits.max_connections", int64(lim.MaxConnections))
 	nonNeg("limits.max_topic_levels", int64(lim.MaxTopicLevels))
 	nonNeg("limits.max_subscriptions_per_client", int64(lim.MaxSubscriptions))

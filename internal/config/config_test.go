@@ -135,8 +135,39 @@ func TestExampleFileIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log {
+	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
+	}
+}
+
+// TestGCHeapFloor: runtime.gc_heap_floor defaults to 32 MiB when left
+// out (file or no file), 0 turns it off, a unit is read and a negative
+// size is refused.
+func TestGCHeapFloor(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ByteSize
+	}{
+		{"", DefaultGCHeapFloor},
+		{"log: {level: info}\n", DefaultGCHeapFloor},
+		{"runtime: {adaptive_procs: true}\n", DefaultGCHeapFloor},
+		{"runtime: {gc_heap_floor: 0}\n", 0},
+		{"runtime: {gc_heap_floor: 128MiB}\n", 128 << 20},
+	} {
+		c, err := Parse([]byte(tc.in), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if c.Runtime.GCHeapFloor != tc.want {
+			t.Errorf("%q: gc_heap_floor %d, want %d", tc.in, c.Runtime.GCHeapFloor, tc.want)
+		}
+	}
+	c, err := Parse(nil, []string{"PETREL_RUNTIME_GC_HEAP_FLOOR=0"})
+	if err != nil || c.Runtime.GCHeapFloor != 0 {
+		t.Errorf("PETREL_RUNTIME_GC_HEAP_FLOOR=0: %v, floor %d", err, c.Runtime.GCHeapFloor)
+	}
+	if _, err := Parse([]byte("runtime: {gc_heap_floor: -1}\n"), nil); err == nil || !strings.Contains(err.Error(), "runtime.gc_heap_floor") {
+		t.Errorf("a negative floor: %v, want an error naming runtime.gc_heap_floor", err)
 	}
 }
 
