@@ -104,8 +104,12 @@ type conn struct {
 	stripe uint32  // this connection's stripe: of the counters, of the trie's locks
 	stats  *stripe // this connection's stripe of the per-message counters
 	nc     net.Conn
-	remote string
-	li     *listenerInfo // the listener's name and certificate naming
+	// remote is the client's address for logs, set by serve; an inline
+	// reader (serveInline) keeps remoteAddr instead and leaves the
+	// formatting to the logs that need it (remoteString).
+	remote     string
+	remoteAddr net.Addr
+	li         *listenerInfo // the listener's name and certificate naming
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).
@@ -217,7 +221,7 @@ func (c *conn) serveInline() {
 		c.b.gor.run(job{c, taskServe})
 		return
 	}
-	c.remote = c.nc.RemoteAddr().String() // a plain TCP connection's: no reading
+	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading; formatted when logged
 	c.lastRead = time.Now()
 	c.inline = true
 	c.resume()
@@ -816,12 +820,20 @@ func (c *conn) cleanup(err error) {
 		}
 		c.b.redistribute(shared, c.sess)
 		if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remote, "listener", c.li.name,
+			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name,
 				"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 		}
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {
-		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remote, "reason", reason.String(), "err", err)
+		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remoteString(), "reason", reason.String(), "err", err)
 	}
+}
+
+// remoteString is the client's address as the logs show it.
+func (c *conn) remoteString() string {
+	if c.remote == "" && c.remoteAddr != nil {
+		return c.remoteAddr.String()
+	}
+	return c.remote
 }
 
 func errString(err error, reason closeReason) string {

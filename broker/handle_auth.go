@@ -17,7 +17,7 @@ func (c *conn) startAuth(ctx context.Context, pc *pendingConnect, data []byte) e
 		// No enhanced authentication configured [MQTT-4.12.0-1].
 		return c.refuse(packet.BadAuthenticationMethod, fmt.Errorf("authentication method %q not supported", pc.method))
 	}
-	ex, err := ea.StartAuth(ctx, pc.ci, pc.method)
+	ex, err := ea.StartAuth(ctx, &pc.ci, pc.method)
 	if err != nil {
 		return c.refuse(refusalCode(err, packet.BadAuthenticationMethod), fmt.Errorf("authentication method %q: %w", pc.method, err))
 	}

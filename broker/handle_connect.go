@@ -20,7 +20,7 @@ const maxClientID31 = 23
 // way: the reader accepts AUTH packets until the exchange ends.
 type pendingConnect struct {
 	p        *packet.Connect
-	ci       *ConnectInfo
+	ci       ConnectInfo // one allocation with the pendingConnect
 	assigned bool
 	serverKA bool
 	method   string
@@ -102,12 +102,14 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 	}
 
-	ci := &ConnectInfo{
+	pc := &pendingConnect{p: p, assigned: assigned, serverKA: serverKA}
+	pc.ci = ConnectInfo{
 		ClientID: id, Username: p.Username, HasUser: p.UsernameFlag,
 		Password: p.Password, HasPass: p.PasswordFlag, Version: p.Version,
 		RemoteAddr: c.nc.RemoteAddr(), Listener: c.li.name, Connect: p,
 		PeerCertificates: peerCertificates(c.nc),
 	}
+	ci := &pc.ci
 	if c.li.certUsername != "" {
 		name, ok := certUsername(c.li.certUsername, ci.PeerCertificates)
 		if !ok {
@@ -115,7 +117,6 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 		ci.Username, ci.HasUser, ci.CertUsername = name, true, true
 	}
-	pc := &pendingConnect{p: p, ci: ci, assigned: assigned, serverKA: serverKA}
 	enhanced := enhancedAuth(p)
 	ctx := context.Background()
 	if enhanced || !quickAuthenticator(o.Authenticator) {
@@ -223,9 +224,12 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		return c.refuse(packet.ServerUnavailable, err)
 	}
 
-	ack := &packet.Connack{SessionPresent: present} // [MQTT-3.2.2-1] [MQTT-3.2.2-2]
+	var ack *packet.Connack
 	if p.Version == packet.V5 {
+		ack = &packet.Connack{SessionPresent: present} // [MQTT-3.2.2-1] [MQTT-3.2.2-2]
 		c.connackProperties(&ack.Properties, pc, authData)
+	} else {
+		ack = connack3x(present)
 	}
 	// The CONNACK is queued before the session is handed to the writer, so
 	// it is the first packet the client receives [MQTT-3.2.0-1].
@@ -239,10 +243,24 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		c.watchExpiry(ident.ExpiresAt)
 	}
 	if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remote, "listener", c.li.name, "version", p.Version.String(),
+		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name, "version", p.Version.String(),
 			"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
 	}
 	return nil
+}
+
+// connacks3x are the accepting CONNACKs of 3.x clients, without and with
+// a session present [MQTT-3.2.2-1] [MQTT-3.2.2-2]. They have no
+// properties, and nothing changes a queued packet (appendPacket trims
+// properties only of 5.0 packets over a client's Maximum Packet Size), so
+// every connection shares them: one allocation fewer per connection.
+var connacks3x = [2]packet.Connack{{}, {SessionPresent: true}}
+
+func connack3x(present bool) *packet.Connack {
+	if present {
+		return &connacks3x[1]
+	}
+	return &connacks3x[0]
 }
 
 // persistSession records the session in the store before CONNACK: a
@@ -314,7 +332,7 @@ func (c *conn) refuse(code packet.ReasonCode, err error) error {
 		ack.Properties.Set(packet.PropReasonString)
 	}
 	c.sendAndClose(ack, reasonRefused)
-	c.b.log.Info("connection refused", "remote", c.remote, "listener", c.li.name, "version", c.version.String(), "code", code.String(), "err", err)
+	c.b.log.Info("connection refused", "remote", c.remoteString(), "listener", c.li.name, "version", c.version.String(), "code", code.String(), "err", err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }
 
@@ -338,7 +356,7 @@ func (c *conn) redirect(code packet.ReasonCode, server string) error {
 	ack.Properties.ServerReference = server
 	ack.Properties.Set(packet.PropServerReference)
 	c.sendAndClose(ack, reasonRefused)
-	c.b.log.Info("connection redirected", "remote", c.remote, "server", server, "code", code.String())
+	c.b.log.Info("connection redirected", "remote", c.remoteString(), "server", server, "code", code.String())
 	return &closeError{code: code, reason: reasonRefused, err: fmt.Errorf("redirected to %s", server)}
 }
 

@@ -55,7 +55,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 		}
 		jail := b.flapping.note(id, b.opts().Now())
 		b.mu.Unlock()
-		b.log.Info("client id taken over", "client", id, "old_remote", old.remote, "new_remote", c.remote)
+		b.log.Info("client id taken over", "client", id, "old_remote", old.remoteString(), "new_remote", c.remoteString())
 		if jail {
 			// Two clients fighting over one id reconnect in a loop; make
 			// the newcomer wait so the fight costs little (DESIGN.md).

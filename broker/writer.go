@@ -191,7 +191,7 @@ func (c *conn) appendCtrl(buf []byte, v packet.Version, maxPacket int) (_ []byte
 // writeFailed ends a write pass whose write failed: the connection closes
 // (see failWrite) and the writing flag is released.
 func (c *conn) writeFailed(err error) {
-	c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remote, "err", err)
+	c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remoteString(), "err", err)
 	c.failWrite()
 	c.writing.Store(false)
 }
