@@ -67,7 +67,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 		}
 		old.closeWith(packet.SessionTakenOver, reasonTakeover)
 		select {
-		case <-old.finished:
+		case <-old.finishedChan():
 		case <-time.After(takeoverWait):
 			// The old connection is wedged; detach it by force so the
 			// new one is not refused.

@@ -132,7 +132,9 @@ func (c *conn) writeInline() {
 	batchPool.Put(batchp)
 	n := 0
 	if err == nil && len(buf) > 0 {
-		n, err = c.rw.write(c.raw, buf)
+		rw := rawWritePool.Get().(*rawWrite)
+		n, err = rw.write(c.raw, buf)
+		rawWritePool.Put(rw)
 	}
 	if err != nil {
 		*bufp = buf
@@ -243,7 +245,9 @@ func (c *conn) hasWork() bool {
 func (c *conn) write(buf []byte) error {
 	var err error
 	if c.raw != nil {
-		err = c.rw.writeAll(c.raw, buf) // raw_unix.go
+		rw := rawWritePool.Get().(*rawWrite)
+		err = rw.writeAll(c.raw, buf) // raw_unix.go
+		rawWritePool.Put(rw)
 	} else {
 		_, err = c.nc.Write(buf)
 	}
