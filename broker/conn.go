@@ -224,6 +224,9 @@ func (c *conn) serveInline() {
 	}
 	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading; formatted when logged
 	c.lastRead = time.Now()
+	// Fresh from accept, the socket has no read deadline: rdl's zero is
+	// true, and a reader going on without one (no keepalive) sets none.
+	c.rdlSet = true
 	c.inline = true
 	c.resume()
 }
