@@ -130,9 +130,12 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 // keepWill says the connection's will is now delayed: the store record
 // keeps it, so that a restart still sends it.
 func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
-	op := Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, b.opts().Now(), keepWill)}
-	if c.clean {
-		op = Op{Kind: OpDeleteSession, ClientID: c.clientID}
+	op := Op{Kind: OpDeleteSession, ClientID: c.clientID}
+	if !c.clean {
+		op.Kind = OpPutSession
+		if b.store != nil { // only a store's session is written (Persistent below)
+			op.Session = sessionRecord(c, b.opts().Now(), keepWill)
+		}
 	}
 	defer func() {
 		if op.Kind != 0 && c.sess.Persistent() {
