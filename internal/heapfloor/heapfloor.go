@@ -78,19 +78,21 @@ func startPercent(floor uint64, base int) int {
 }
 
 // percentFor returns the GOGC giving a heap goal of at least floor over a
-// live heap of live bytes, and at least base.
+// live heap of live bytes, and at least base. It is never above
+// startPercent: the runtime's minimum heap grows with GOGC (minHeap x
+// GOGC/100), and past that GOGC the minimum alone would put the goal above
+// the floor (a 1 MiB live heap asks for GOGC 3100, whose minimum heap is
+// 124 MiB).
 func percentFor(floor, live uint64, base int) int {
+	limit := startPercent(floor, base)
 	if live == 0 {
-		return maxPercent
+		return limit
 	}
 	if live >= floor {
 		return base
 	}
-	p := (floor - live) * 100 / live
-	if p > maxPercent {
-		return maxPercent
-	}
-	return max(int(p), base)
+	p := min((floor-live)*100/live, maxPercent)
+	return max(min(int(p), limit), base)
 }
 
 // set applies GOGC p unless it is in force already; f.mu is held.

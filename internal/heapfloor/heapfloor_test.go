@@ -3,6 +3,7 @@ package heapfloor
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -14,12 +15,12 @@ func TestPercentFor(t *testing.T) {
 		base, want  int
 	}{
 		{32 << 20, 4 << 20, 100, 700},    // goal 4 MiB x 8 = 32 MiB
-		{32 << 20, 1 << 20, 100, 3100},   // goal 32 MiB
+		{32 << 20, 1 << 20, 100, 800},    // 3100 would put the runtime's minimum heap at 124 MiB
 		{32 << 20, 16 << 20, 100, 100},   // the base already reaches the floor
 		{32 << 20, 64 << 20, 100, 100},   // live over the floor
 		{32 << 20, 12 << 20, 300, 300},   // a larger base wins
-		{32 << 20, 10, 100, maxPercent},  // bounded
-		{32 << 20, 0, 100, maxPercent},   // nothing live measured
+		{32 << 20, 10, 100, 800},         // bounded by the minimum heap
+		{32 << 20, 0, 100, 800},          // nothing live measured
 		{32 << 20, 20 << 20, 100, 100},   // (32-20)/20 = 60% < base
 		{100 << 20, 10 << 20, 50, 900},   // goal 100 MiB
 		{1 << 20, 1 << 20, 100, 100},     // live at the floor
@@ -107,6 +108,13 @@ func TestFloorDefersCollection(t *testing.T) {
 	}
 	if p := f.Percent(); p <= 100 {
 		t.Errorf("GOGC %d after a collection on a small live heap, want above 100", p)
+	}
+	// The goal is the floor, not more: the runtime's minimum heap grows
+	// with GOGC, and a small live heap must not set it past the floor.
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(goal)
+	if g := goal[0].Value.Uint64(); g < 60<<20 || g > 72<<20 {
+		t.Errorf("heap goal %d MiB after a collection with a 64 MiB floor, want about 64", g>>20)
 	}
 	before = cycles()
 	garbage(24 << 20)
