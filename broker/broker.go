@@ -148,7 +148,7 @@ type Broker struct {
 	mu struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
-		conns     map[*conn]struct{}
+		conns     connList
 		clients   map[string]*conn            // online connection per client id
 		sessions  map[string]*session.Session // every session, online or not
 		expiries  map[*session.Session]*time.Timer
@@ -263,7 +263,6 @@ func New(o Options) (*Broker, error) {
 	b.gor = newGoroutines(b.done)
 	b.shared.next = make(map[string]uint64)
 	b.mu.listeners = make(map[net.Listener]struct{})
-	b.mu.conns = make(map[*conn]struct{})
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
@@ -424,7 +423,7 @@ func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 		_ = nc.Close() // refusing during shutdown; the close error is of no use
 		return nil
 	}
-	b.mu.conns[c] = struct{}{}
+	b.mu.conns.add(c)
 	b.wg.Add(1)
 	b.mu.Unlock()
 	b.stats.connections.Add(1)
@@ -477,8 +476,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		w.timer.Stop()
 		delete(b.mu.wills, id)
 	}
-	conns := make([]*conn, 0, len(b.mu.conns))
-	for c := range b.mu.conns {
+	conns := make([]*conn, 0, b.mu.conns.n)
+	for c := b.mu.conns.head; c != nil; c = c.lnext {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
@@ -503,6 +502,40 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 
 func (b *Broker) forgetConn(c *conn) {
 	b.mu.Lock()
-	delete(b.mu.conns, c)
+	b.mu.conns.remove(c)
 	b.mu.Unlock()
+}
+
+// connList is the broker's connections (b.mu), linked through their conns:
+// adding and removing one is a few pointer writes, with no map to hash
+// into or grow.
+type connList struct {
+	head *conn
+	n    int
+}
+
+func (l *connList) add(c *conn) {
+	c.lprev, c.lnext, c.listed = nil, l.head, true
+	if l.head != nil {
+		l.head.lprev = c
+	}
+	l.head = c
+	l.n++
+}
+
+// remove takes c out of the list; a connection not in it stays out.
+func (l *connList) remove(c *conn) {
+	if !c.listed {
+		return
+	}
+	if c.lprev != nil {
+		c.lprev.lnext = c.lnext
+	} else {
+		l.head = c.lnext
+	}
+	if c.lnext != nil {
+		c.lnext.lprev = c.lprev
+	}
+	c.lprev, c.lnext, c.listed = nil, nil, false
+	l.n--
 }

@@ -110,6 +110,9 @@ type conn struct {
 	remote     string
 	remoteAddr net.Addr
 	li         *listenerInfo // the listener's name and certificate naming
+	// The broker's list of connections (connList), under b.mu.
+	lprev, lnext *conn
+	listed       bool
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -29,14 +30,13 @@ type parker struct {
 		epfd    int
 		file    *os.File // epfd, as the netpoller waits on it
 		stopped bool
-		conns   map[int]*conn // by file descriptor
+		conns   []*conn // by file descriptor: a dense index, no hashing
 	}
 }
 
 func newParker(b *Broker) *parker {
 	p := &parker{b: b}
 	p.mu.epfd = -1
-	p.mu.conns = make(map[int]*conn)
 	return p
 }
 
@@ -120,6 +120,11 @@ func (p *parker) register(c *conn, fd uintptr) bool {
 	}
 	c.parkFD = int(fd)
 	c.parked.Store(true)
+	if int(fd) >= len(p.mu.conns) {
+		// Grown to its capacity: what lies past the old length is nil.
+		grown := slices.Grow(p.mu.conns, int(fd)+1-len(p.mu.conns))
+		p.mu.conns = grown[:cap(grown)]
+	}
 	p.mu.conns[int(fd)] = c
 	// A descriptor stays in the set, disarmed, after its one-shot
 	// event (and leaves it when closed): parking again re-arms it.
@@ -133,7 +138,7 @@ func (p *parker) register(c *conn, fd uintptr) bool {
 		err = epollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}
 	if err != 0 {
-		delete(p.mu.conns, int(fd))
+		p.mu.conns[int(fd)] = nil
 		c.parked.Store(false)
 		return false
 	}
@@ -147,10 +152,10 @@ func (p *parker) wake(c *conn) {
 		return
 	}
 	p.mu.Lock()
-	if p.mu.conns[c.parkFD] == c {
+	if c.parkFD < len(p.mu.conns) && p.mu.conns[c.parkFD] == c {
 		// Its registration stays: disarmed once its event fired, and an
 		// event still to come for a reader that runs again is ignored.
-		delete(p.mu.conns, c.parkFD)
+		p.mu.conns[c.parkFD] = nil
 	}
 	p.mu.Unlock()
 	c.mu.Lock()
@@ -185,8 +190,8 @@ func (p *parker) loop(rc syscall.RawConn, epfd int) {
 		}
 		p.mu.Lock()
 		for i := range n {
-			if c := p.mu.conns[int(events[i].Fd)]; c != nil {
-				ready = append(ready, c)
+			if fd := int(events[i].Fd); fd < len(p.mu.conns) && p.mu.conns[fd] != nil {
+				ready = append(ready, p.mu.conns[fd])
 			}
 		}
 		p.mu.Unlock()
@@ -208,9 +213,11 @@ func (p *parker) fail(err error) {
 		return
 	}
 	p.mu.stopped = true
-	parked := make([]*conn, 0, len(p.mu.conns))
+	var parked []*conn
 	for _, c := range p.mu.conns {
-		parked = append(parked, c)
+		if c != nil {
+			parked = append(parked, c)
+		}
 	}
 	p.mu.Unlock()
 	p.b.log.Error("idle connections keep their goroutine from now on: waiting on the epoll set failed", "err", err)
