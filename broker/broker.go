@@ -476,7 +476,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		w.timer.Stop()
 		delete(b.mu.wills, id)
 	}
-	conns := make([]*conn, 0, b.mu.conns.n)
+	var conns []*conn
 	for c := b.mu.conns.head; c != nil; c = c.lnext {
 		conns = append(conns, c)
 	}
@@ -509,23 +509,20 @@ func (b *Broker) forgetConn(c *conn) {
 // connList is the broker's connections (b.mu), linked through their conns:
 // adding and removing one is a few pointer writes, with no map to hash
 // into or grow.
-type connList struct {
-	head *conn
-	n    int
-}
+type connList struct{ head *conn }
 
 func (l *connList) add(c *conn) {
-	c.lprev, c.lnext, c.listed = nil, l.head, true
+	c.lprev, c.lnext = nil, l.head
 	if l.head != nil {
 		l.head.lprev = c
 	}
 	l.head = c
-	l.n++
 }
 
-// remove takes c out of the list; a connection not in it stays out.
+// remove takes c out of the list; a connection not in it stays out (only
+// the head has no previous one).
 func (l *connList) remove(c *conn) {
-	if !c.listed {
+	if c.lprev == nil && l.head != c {
 		return
 	}
 	if c.lprev != nil {
@@ -536,6 +533,5 @@ func (l *connList) remove(c *conn) {
 	if c.lnext != nil {
 		c.lnext.lprev = c.lprev
 	}
-	c.lprev, c.lnext, c.listed = nil, nil, false
-	l.n--
+	c.lprev, c.lnext = nil, nil
 }

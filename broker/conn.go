@@ -104,15 +104,12 @@ type conn struct {
 	stripe uint32  // this connection's stripe: of the counters, of the trie's locks
 	stats  *stripe // this connection's stripe of the per-message counters
 	nc     net.Conn
-	// remote is the client's address for logs, set by serve; an inline
-	// reader (serveInline) keeps remoteAddr instead and leaves the
-	// formatting to the logs that need it (remoteString).
-	remote     string
+	// remoteAddr is the client's address, set when serving starts; logs
+	// format it (remoteString) only when they are written.
 	remoteAddr net.Addr
 	li         *listenerInfo // the listener's name and certificate naming
 	// The broker's list of connections (connList), under b.mu.
 	lprev, lnext *conn
-	listed       bool
 
 	// Reader-owned state: set while handling CONNECT, read only by the
 	// reader afterwards (the writer reads copies kept in mu).
@@ -205,7 +202,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 func (c *conn) serve() {
 	// RemoteAddr may read (a PROXY protocol header), so it is asked here,
 	// in the connection's goroutine, not in the accept loop.
-	c.remote = c.nc.RemoteAddr().String()
+	c.remoteAddr = c.nc.RemoteAddr()
 	c.raw = rawTCP(c.nc)
 	c.lastRead = time.Now()
 	c.resume()
@@ -225,7 +222,7 @@ func (c *conn) serveInline() {
 		c.b.gor.run(job{c, taskServe})
 		return
 	}
-	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading; formatted when logged
+	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading
 	c.lastRead = time.Now()
 	// Fresh from accept, the socket has no read deadline: rdl's zero is
 	// true, and a reader going on without one (no keepalive) sets none.
@@ -880,10 +877,10 @@ func (c *conn) cleanup(err error) {
 
 // remoteString is the client's address as the logs show it.
 func (c *conn) remoteString() string {
-	if c.remote == "" && c.remoteAddr != nil {
-		return c.remoteAddr.String()
+	if c.remoteAddr == nil {
+		return ""
 	}
-	return c.remote
+	return c.remoteAddr.String()
 }
 
 func errString(err error, reason closeReason) string {

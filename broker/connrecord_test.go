@@ -38,7 +38,7 @@ func TestFinishedChan(t *testing.T) {
 }
 
 // TestConnList: connections are added at the head, removed from anywhere
-// (a second remove changes nothing), and the count follows.
+// (a second remove changes nothing), and the links back stay right.
 func TestConnList(t *testing.T) {
 	var l connList
 	cs := []*conn{{}, {}, {}, {}}
@@ -55,8 +55,13 @@ func TestConnList(t *testing.T) {
 	same := func(want ...*conn) {
 		t.Helper()
 		got := list()
-		if len(got) != len(want) || l.n != len(want) {
-			t.Fatalf("list has %d (count %d), want %d", len(got), l.n, len(want))
+		if len(got) != len(want) {
+			t.Fatalf("list has %d, want %d", len(got), len(want))
+		}
+		for i, c := range got {
+			if i > 0 && c.lprev != got[i-1] || i == 0 && c.lprev != nil {
+				t.Fatalf("entry %d's previous link is wrong", i)
+			}
 		}
 		for i := range want {
 			if got[i] != want[i] {

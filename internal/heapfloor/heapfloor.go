@@ -4,7 +4,7 @@
 //
 // Go's collector starts a cycle when the heap reaches (1 + GOGC/100)
 // times what the last cycle left live, and at least 4 MB. A broker's live
-// heap grows with its connections (about 1.7 KB each), so while clients
+// heap grows with its connections (about 1.5 KB each), so while clients
 // connect, it doubles again and again: 10,000 connections from a fresh
 // start took five cycles, each marking every connection so far. With a
 // floor of 32 MiB they take none, and the broker's CPU per connection went
@@ -35,8 +35,8 @@ import (
 // GOGC.
 const minHeap = 4 << 20
 
-// maxPercent bounds the GOGC the floor sets (a live heap of a few
-// kilobytes would ask for millions).
+// maxPercent bounds the GOGC the floor sets, for floors of terabytes (and
+// keeps the arithmetic within an int).
 const maxPercent = 100_000
 
 // Floor holds the collector's heap goal at or above Bytes. The zero value
