@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
@@ -147,7 +148,7 @@ type Broker struct {
 
 	mu struct {
 		sync.Mutex
-		listeners map[net.Listener]struct{}
+		listeners map[net.Listener]rawtcp.Accepter // nil: accepted by net
 		conns     connList
 		clients   map[string]*conn            // online connection per client id
 		sessions  map[string]*session.Session // every session, online or not
@@ -262,7 +263,7 @@ func New(o Options) (*Broker, error) {
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.next = make(map[string]uint64)
-	b.mu.listeners = make(map[net.Listener]struct{})
+	b.mu.listeners = make(map[net.Listener]rawtcp.Accepter)
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
@@ -336,11 +337,19 @@ func (b *Broker) sessionLimits() session.Limits {
 // non-nil error: ErrServerClosed after Shutdown. Serve may be called for
 // several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
-	if !b.trackListener(l, true) {
+	// A plain TCP listener's connections are accepted with raw accept4
+	// calls and stay raw descriptors until they need the netpoller
+	// (internal/rawtcp): a connection that sends CONNECT and then idles
+	// never costs the net package's per-connection bookkeeping.
+	acc := rawtcp.Of(l)
+	if !b.trackListener(l, acc, true) {
+		if acc != nil {
+			_ = acc.Close() // never used
+		}
 		return ErrServerClosed
 	}
 	b.startSweep()
-	defer b.trackListener(l, false)
+	defer b.trackListener(l, acc, false)
 	info := new(listenerInfo) // shared by this listener's connections
 	if n, ok := l.(interface{ Name() string }); ok {
 		info.name = n.Name()
@@ -350,7 +359,13 @@ func (b *Broker) Serve(l net.Listener) error {
 	}
 	var delay time.Duration
 	for {
-		nc, err := l.Accept()
+		var nc net.Conn
+		var err error
+		if acc != nil {
+			nc, err = acc.AcceptRaw()
+		} else {
+			nc, err = l.Accept()
+		}
 		if err != nil {
 			if b.shutdown.Load() {
 				return ErrServerClosed
@@ -383,16 +398,19 @@ func isTemporary(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
-func (b *Broker) trackListener(l net.Listener, add bool) bool {
+func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if add {
 		if b.shutdown.Load() {
 			return false
 		}
-		b.mu.listeners[l] = struct{}{}
+		b.mu.listeners[l] = acc
 	} else {
 		delete(b.mu.listeners, l)
+		if acc != nil {
+			_ = acc.Close() // Serve returned: nothing waits on it; a second close reports nothing
+		}
 	}
 	return true
 }
@@ -417,6 +435,9 @@ type listenerInfo struct {
 func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 	c := newConn(b, nc)
 	c.li = li
+	if rc, ok := nc.(rawtcp.Conn); ok {
+		rc.SetOwner(c) // told when its descriptor changes (the parker's set)
+	}
 	b.mu.Lock()
 	if b.shutdown.Load() {
 		b.mu.Unlock()
@@ -463,9 +484,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		close(b.done)
 	}
 	var errs []error
-	for l := range b.mu.listeners {
+	for l, acc := range b.mu.listeners {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
+		}
+		if acc != nil {
+			_ = acc.Close() // ends its Serve's wait; it cannot fail in a way that matters here
 		}
 	}
 	for s, t := range b.mu.expiries { // sessions end with the broker anyway

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -306,6 +307,18 @@ func tcpConn(nc net.Conn) *net.TCPConn {
 			return nil
 		}
 		nc = w.NetConn()
+	}
+	return nil
+}
+
+// keepAliver returns what turns TCP keepalive on for nc: a raw
+// connection, or the TCP connection under nc; nil for anything else.
+func keepAliver(nc net.Conn) interface{ SetKeepAlive(bool) error } {
+	if rc, ok := nc.(rawtcp.Conn); ok {
+		return rc
+	}
+	if tc := tcpConn(nc); tc != nil {
+		return tc
 	}
 	return nil
 }

@@ -205,7 +205,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		// Close after one and a half keepalive periods without a packet,
 		// counted in milliseconds [MQTT-3.1.2-24].
 		c.readWait = time.Duration(p.KeepAlive) * 1500 * time.Millisecond
-	} else if tc := tcpConn(c.nc); tc != nil {
+	} else if tc := keepAliver(c.nc); tc != nil {
 		// No MQTT keepalive: TCP's, with the system's timing, ends a
 		// half-open connection instead (the listener leaves it off for
 		// everyone else). One setsockopt; an error means the connection

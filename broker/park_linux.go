@@ -256,3 +256,40 @@ func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
 	return int(n), e
 }
+
+// FDMoved moves c's registration in the parker's set from its raw
+// descriptor to the netpoller connection's (rawtcp.Owner): a parked
+// connection stays parked, armed on new; one not parked is only taken
+// out, so that no event for the socket comes under old's number, which
+// the next accept may reuse.
+func (c *conn) FDMoved(old, new int) { c.b.parker.moved(c, old, new) }
+
+func (p *parker) moved(c *conn, old, new int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !c.parkReg || c.parkFD != old || p.mu.epfd < 0 {
+		return
+	}
+	// The socket stays open under new, so closing old would leave the
+	// registration in the set.
+	_ = epollCtl(p.mu.epfd, syscall.EPOLL_CTL_DEL, old, nil)
+	c.parkReg = false
+	if old >= len(p.mu.conns) || p.mu.conns[old] != c {
+		return // not parked: the next park registers new
+	}
+	p.mu.conns[old] = nil
+	if new >= len(p.mu.conns) {
+		grown := slices.Grow(p.mu.conns, new+1-len(p.mu.conns))
+		p.mu.conns = grown[:cap(grown)]
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(new)}
+	c.parkFD = new
+	if epollCtl(p.mu.epfd, syscall.EPOLL_CTL_ADD, new, &ev) != 0 {
+		// It cannot wait here: its reader goes on with a goroutine
+		// (wake takes p.mu).
+		go p.wake(c)
+		return
+	}
+	p.mu.conns[new] = c
+	c.parkReg = true
+}

@@ -19,3 +19,7 @@ func (*parker) park(*conn, syscall.RawConn, time.Time) bool { return false }
 func (*parker) wake(*conn) {}
 
 func (*parker) stop() {}
+
+// FDMoved does nothing: there is no parker's set to move a descriptor in
+// (and no raw connections outside Linux).
+func (c *conn) FDMoved(old, new int) {}

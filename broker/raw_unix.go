@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 )
 
 // Plain TCP connections are read and written through their descriptor with
@@ -17,10 +19,18 @@ import (
 // the scheduler's system call bookkeeping, which at low message rates woke
 // the runtime's monitor thread (sysmon) for every read and write.
 
-// rawTCP returns the descriptor access of a plain TCP connection, seen
-// through wrappers that pass reads and writes straight through; nil
-// otherwise (TLS and WebSocket connections buffer inside their libraries).
+// rawTCP returns the descriptor access of a plain TCP connection: a raw
+// one from internal/rawtcp, or a *net.TCPConn seen through wrappers that
+// pass reads and writes straight through; nil otherwise (TLS and
+// WebSocket connections buffer inside their libraries).
 func rawTCP(nc net.Conn) syscall.RawConn {
+	if rc, ok := nc.(rawtcp.Conn); ok {
+		raw, err := rc.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return raw
+	}
 	tc := tcpConn(nc)
 	if tc == nil {
 		return nil

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 )
 
 // Limited wraps a net.Listener with a bound on concurrent connections and on
@@ -13,6 +15,7 @@ import (
 // kernel's backlog.
 type Limited struct {
 	net.Listener
+	release  func() // a raw connection's rawtcp.Conn.SetRelease
 	max      int64
 	interval time.Duration // between connections at the configured rate; 0: none
 	active   atomic.Int64
@@ -25,6 +28,7 @@ type Limited struct {
 // Limit wraps l. maxConns 0 and rate 0 mean no bound of that kind.
 func Limit(l net.Listener, maxConns int, rate float64) *Limited {
 	lim := &Limited{Listener: l, max: int64(maxConns)}
+	lim.release = func() { lim.active.Add(-1) } // one func for every connection
 	if rate > 0 {
 		lim.interval = time.Duration(float64(time.Second) / rate)
 	}
@@ -38,16 +42,63 @@ func (l *Limited) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.pace()
-		if l.max > 0 && l.active.Load() >= l.max {
-			l.refused.Add(1)
-			_ = nc.Close() // refusing: nothing to report to anyone
+		if !l.admit(nc) {
 			continue
 		}
-		l.active.Add(1)
 		return &limitedConn{Conn: nc, l: l}, nil
 	}
 }
+
+// admit applies the bounds to a new connection: it waits for the rate,
+// then closes nc and reports false over the connection bound.
+func (l *Limited) admit(nc net.Conn) bool {
+	l.pace()
+	if l.max > 0 && l.active.Load() >= l.max {
+		l.refused.Add(1)
+		_ = nc.Close() // refusing: nothing to report to anyone
+		return false
+	}
+	l.active.Add(1)
+	return true
+}
+
+// RawTCP returns the wrapped listener's raw Accepter (rawtcp.Source),
+// within l's bounds; nil when it has none.
+func (l *Limited) RawTCP() rawtcp.Accepter {
+	src, ok := l.Listener.(rawtcp.Source)
+	if !ok {
+		return nil
+	}
+	a := src.RawTCP()
+	if a == nil {
+		return nil
+	}
+	return &limitedAccepter{l: l, a: a}
+}
+
+type limitedAccepter struct {
+	l *Limited
+	a rawtcp.Accepter
+}
+
+func (la *limitedAccepter) AcceptRaw() (net.Conn, error) {
+	for {
+		nc, err := la.a.AcceptRaw()
+		if err != nil {
+			return nil, err
+		}
+		if !la.l.admit(nc) {
+			continue
+		}
+		if rc, ok := nc.(rawtcp.Conn); ok {
+			rc.SetRelease(la.l.release) // counted down at its close, without a wrapper
+			return nc, nil
+		}
+		return &limitedConn{Conn: nc, l: la.l}, nil
+	}
+}
+
+func (la *limitedAccepter) Close() error { return la.a.Close() }
 
 // pace sleeps until the rate allows another connection.
 func (l *Limited) pace() {

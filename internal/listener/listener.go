@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 )
 
 // Transport types accepted in Config.Type.
@@ -308,6 +310,26 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return l.ws.accept()
 	}
 	return l.inner.Accept()
+}
+
+// RawTCP returns an Accepter of raw connections (rawtcp) for a plain TCP
+// listener without PROXY protocol; nil for the others, whose connections
+// are read through their libraries. Accept and the Accepter take from the
+// same socket.
+func (l *Listener) RawTCP() rawtcp.Accepter {
+	if l.cfg.Type != TypeTCP || l.cfg.ProxyProtocol {
+		return nil
+	}
+	tl, ok := l.raw.(*net.TCPListener)
+	if !ok {
+		return nil
+	}
+	a, err := rawtcp.New(tl)
+	if err != nil {
+		l.log.Warn("connections accepted through net: raw accept unavailable", "err", err)
+		return nil
+	}
+	return a
 }
 
 // Close stops listening; calling it again returns the first call's result. Connections not yet returned by Accept (TLS

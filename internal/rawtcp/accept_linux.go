@@ -1,0 +1,142 @@
+//go:build linux
+
+package rawtcp
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// closedCheck is how often a waiting AcceptRaw looks whether its listener
+// was closed by someone else than Accepter.Close (closing a listener
+// takes it out of the epoll set silently).
+const closedCheck = time.Second
+
+// accepter waits for the listener in an epoll set of its own (whose
+// descriptor waits in the netpoller: no thread blocks) and accepts with
+// raw accept4 calls through the listener's RawConn.Control, which keeps
+// the descriptor from being closed and reused under the call.
+type accepter struct {
+	lrc   syscall.RawConn // the listener's: Control only
+	laddr net.Addr
+	ep    *os.File // the epoll set, as the netpoller waits on it
+	eprc  syscall.RawConn
+	epfd  int
+
+	closed atomic.Bool
+
+	mu       sync.Mutex // one AcceptRaw at a time: the fields below
+	acceptFn func(fd uintptr)
+	waitFn   func(fd uintptr) bool
+	nfd      int
+	errno    syscall.Errno
+	rsa      syscall.RawSockaddrAny
+	events   [1]syscall.EpollEvent
+}
+
+// New returns an Accepter for l. Close it when done with it; it does not
+// close l.
+func New(l *net.TCPListener) (Accepter, error) {
+	lrc, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		_ = syscall.Close(epfd) // never used
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	var cerr error
+	err = lrc.Control(func(fd uintptr) {
+		// Level-triggered: the set stays readable while connections wait.
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+		cerr = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = syscall.Close(epfd) // never used
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "rawtcp-accept") // non-blocking: the netpoller waits on it
+	eprc, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close() // never used
+		return nil, err
+	}
+	a := &accepter{lrc: lrc, laddr: l.Addr(), ep: ep, eprc: eprc, epfd: epfd}
+	a.acceptFn = func(fd uintptr) {
+		for {
+			alen := uint32(syscall.SizeofSockaddrAny)
+			// Raw: a non-blocking accept4 returns at once, and the
+			// scheduler's system call bookkeeping would wake the
+			// runtime's monitor thread.
+			n, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&a.rsa)), uintptr(unsafe.Pointer(&alen)),
+				syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+			if e == syscall.EINTR || e == syscall.ECONNABORTED {
+				continue // as Go's net does: a connection reset before accept is no error
+			}
+			a.nfd, a.errno = int(n), e
+			return
+		}
+	}
+	a.waitFn = func(fd uintptr) bool {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&a.events[0])), 1, 0, 0, 0)
+		if e == syscall.EINTR {
+			return false
+		}
+		return e != 0 || n > 0 // ready, or an error the accept will see too
+	}
+	return a, nil
+}
+
+func (a *accepter) AcceptRaw() (net.Conn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for {
+		if a.closed.Load() {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: a.laddr, Err: net.ErrClosed}
+		}
+		if err := a.lrc.Control(a.acceptFn); err != nil {
+			return nil, err // the listener is closed (wraps net.ErrClosed)
+		}
+		switch a.errno {
+		case 0:
+			c, err := newConn(a.nfd, &a.rsa)
+			if err != nil {
+				continue // closed at once; the client sees a reset
+			}
+			return c, nil
+		case syscall.EAGAIN:
+		default:
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: a.laddr, Err: os.NewSyscallError("accept4", a.errno)}
+		}
+		// Nothing waiting: wait for the listener to become readable, or
+		// look again after closedCheck.
+		_ = a.ep.SetReadDeadline(time.Now().Add(closedCheck)) // fails only once closed, which Read reports
+		if err := a.eprc.Read(a.waitFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: a.laddr, Err: net.ErrClosed}
+		}
+	}
+}
+
+func (a *accepter) Close() error {
+	// Closing the set ends a waiting AcceptRaw. Not under mu: that is
+	// held by the AcceptRaw it ends.
+	a.closed.Store(true)
+	err := a.ep.Close()
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package rawtcp
+
+import (
+	"errors"
+	"net"
+)
+
+// New has no raw accept outside Linux; Of returns nil there.
+func New(*net.TCPListener) (Accepter, error) {
+	return nil, errors.New("rawtcp: raw accept is Linux-only")
+}
