@@ -156,7 +156,8 @@ type conn struct {
 	parkFD   int
 	parkReg  bool // parkFD is in the parker's set (parking again re-arms it)
 	woken    bool // set by the parker before it resumes the reader
-	active   bool // a packet came after CONNECT: park only after parkGrace
+	active   bool // a packet came after CONNECT
+	busy     bool // the last two reads came within parkGrace: park only after it
 
 	// Served on its accepting goroutine (Broker.Serve): inline is set
 	// while the accept loop runs the reader, which then never waits; what
@@ -342,10 +343,7 @@ func (c *conn) parkable() bool {
 // park lets an idle connection wait without its goroutine; false when it
 // must go on reading with it.
 func (c *conn) park() bool {
-	var deadline time.Time
-	if c.readWait > 0 {
-		deadline = c.lastRead.Add(c.readWait)
-	}
+	deadline := c.readDeadline() // the connect timeout before CONNECT
 	// Once parked, c is the parker's, and whichever goroutine it resumes
 	// c on is not the accepting one.
 	inline := c.inline
@@ -485,16 +483,17 @@ func (c *conn) fill() error {
 	n, err := c.read((*c.rbuf)[c.w:])
 	c.w += n
 	if n > 0 {
-		c.lastRead = time.Now()
+		c.lastRead = time.Now() // the rest of a packet: the gap that counts for busy is before its first bytes
 		return nil
 	}
 	return readError(err)
 }
 
 // fillIdle reads the first bytes after the buffer emptied, into the small
-// array. A parkable connection reads for parkGrace first and parks when
-// nothing came (a reader just woken from parking reads once before it
-// parks again).
+// array. A parkable connection that is sending often (busy) reads for
+// parkGrace first and parks when nothing came; one that is not parks at
+// once (a reader just woken from parking reads once before it parks
+// again).
 func (c *conn) fillIdle() error {
 	// Right after CONNECT a connection parks at once: most clients then
 	// stay quiet, and thousands connecting at once would otherwise hold
@@ -507,14 +506,27 @@ func (c *conn) fillIdle() error {
 		c.rbuf = connectBufPool.Get().(*[]byte)
 		n, err := c.read(*c.rbuf)
 		if n > 0 {
-			c.lastRead = time.Now()
+			c.gotBytes()
 			c.r, c.w = 0, n
 			return nil
 		}
 		c.releaseReadBuf()
+		if errors.Is(err, errHandOff) && c.raw != nil && c.b.parker.available() {
+			// Accepted before its CONNECT arrived (a listener without
+			// TCP_DEFER_ACCEPT, or a slow client): it waits for it
+			// parked, until the connect timeout, not in a goroutine.
+			if c.park() {
+				return errParked
+			}
+		}
 		return readError(err)
 	}
-	if grace && !c.active {
+	if grace && (!c.active || !c.busy) {
+		// Right after CONNECT, or a client that sends less often than
+		// parkGrace (a keepalive ping, a reading every minute): waiting
+		// for its next packet with a goroutine would hold one (and a
+		// buffer) for nothing, and a raw connection (internal/rawtcp)
+		// would be made a netpoller connection for that wait alone.
 		if c.park() {
 			return errParked
 		}
@@ -538,13 +550,13 @@ func (c *conn) fillIdle() error {
 			// to the pool when the grace passes.
 			c.rbuf = readBufPool.Get().(*[]byte)
 			if n, err = c.read(*c.rbuf); n > 0 {
-				c.lastRead = time.Now()
+				c.gotBytes()
 				c.r, c.w = 0, n
 				return nil
 			}
 			c.releaseReadBuf()
 		} else if n, err = c.read(c.small[:]); n > 0 {
-			c.lastRead = time.Now()
+			c.gotBytes()
 			c.rbuf = readBufPool.Get().(*[]byte)
 			c.w = copy(*c.rbuf, c.small[:n])
 			return nil
@@ -559,6 +571,15 @@ func (c *conn) fillIdle() error {
 		}
 		return readError(err)
 	}
+}
+
+// gotBytes notes that the first read after the buffer emptied returned
+// bytes: when, and whether the client is sending more often than
+// parkGrace (the gap since the bytes before).
+func (c *conn) gotBytes() {
+	now := time.Now()
+	c.busy = now.Sub(c.lastRead) < parkGrace
+	c.lastRead = now
 }
 
 // read reads from the connection: through the descriptor for plain TCP

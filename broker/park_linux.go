@@ -143,6 +143,7 @@ func (p *parker) register(c *conn, fd uintptr) bool {
 		return false
 	}
 	c.parkReg = true
+	p.b.stats.parked.Add(1)
 	return true
 }
 
@@ -151,6 +152,7 @@ func (p *parker) wake(c *conn) {
 	if !c.parked.CompareAndSwap(true, false) {
 		return
 	}
+	p.b.stats.parked.Add(-1)
 	p.mu.Lock()
 	if c.parkFD < len(p.mu.conns) && p.mu.conns[c.parkFD] == c {
 		// Its registration stays: disarmed once its event fired, and an
@@ -262,7 +264,10 @@ func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
 // connection stays parked, armed on new; one not parked is only taken
 // out, so that no event for the socket comes under old's number, which
 // the next accept may reuse.
-func (c *conn) FDMoved(old, new int) { c.b.parker.moved(c, old, new) }
+func (c *conn) FDMoved(old, new int) {
+	c.b.stats.promotions.Add(1)
+	c.b.parker.moved(c, old, new)
+}
 
 func (p *parker) moved(c *conn, old, new int) {
 	p.mu.Lock()

@@ -8,6 +8,8 @@ type counters struct {
 	messagesDropped atomic.Uint64
 	storeErrors     atomic.Uint64
 	parks           atomic.Uint64
+	promotions      atomic.Uint64
+	parked          atomic.Int64
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
 	// cores do not contend for one cache line per message; a snapshot
@@ -52,6 +54,8 @@ type Stats struct {
 	BytesSent        uint64
 	StoreErrors      uint64 // failed store writes
 	Parks            uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
+	Parked           int    // connections parked now: idle, with no reader goroutine
+	Promotions       uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -71,6 +75,8 @@ func (b *Broker) Stats() Stats {
 		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
 		StoreErrors:      b.stats.storeErrors.Load(),
 		Parks:            b.stats.parks.Load(),
+		Parked:           int(b.stats.parked.Load()),
+		Promotions:       b.stats.promotions.Load(),
 	}
 }
 

@@ -1,9 +1,13 @@
 package listener
 
 import (
+	"context"
 	"net"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 )
 
 func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
@@ -13,10 +17,43 @@ func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
 	}
 	l := Limit(raw, 2, 0)
 	defer l.Close()
+	testLimitBound(t, raw, l, l.Accept)
+}
+
+// The bound holds for raw connections too (rawtcp), which are counted
+// without a wrapper: their release at close frees the slot.
+func TestLimitBoundsRawConnections(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("raw accept is Linux-only")
+	}
+	ln, err := Listen(context.Background(), Config{Type: TypeTCP, Address: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Limit(ln, 2, 0)
+	defer l.Close()
+	a := rawtcp.Of(l)
+	if a == nil {
+		t.Fatal("no raw Accepter for a plain TCP listener")
+	}
+	defer a.Close()
+	accept := func() (net.Conn, error) {
+		c, err := a.AcceptRaw()
+		if err == nil {
+			if _, ok := c.(rawtcp.Conn); !ok {
+				t.Errorf("AcceptRaw returned %T, want a rawtcp.Conn", c)
+			}
+		}
+		return c, err
+	}
+	testLimitBound(t, ln, l, accept)
+}
+
+func testLimitBound(t *testing.T, raw net.Listener, l *Limited, accept func() (net.Conn, error)) {
 	accepted := make(chan net.Conn, 10)
 	go func() {
 		for {
-			c, err := l.Accept()
+			c, err := accept()
 			if err != nil {
 				return
 			}
@@ -30,6 +67,11 @@ func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		// Clients speak first: a listener from Listen hands a
+		// connection over once its first bytes arrived.
+		if _, err := c.Write([]byte{0}); err != nil {
+			t.Fatal(err)
+		}
 		clients = append(clients, c)
 	}
 	first, second := <-accepted, <-accepted
@@ -52,6 +94,9 @@ func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case a := <-accepted:
 		a.Close()

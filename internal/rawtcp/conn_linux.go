@@ -20,8 +20,9 @@ import (
 // flags.
 const (
 	refMask     = 1<<32 - 1
-	retiredBit  = 1 << 32 // no new raw operation: promoted or closed
-	fdClosedBit = 1 << 33 // fd is closed (or handed to the promoted conn's close)
+	retiredBit  = 1 << 32 // no new raw operation: being promoted, promoted or closed
+	closingBit  = 1 << 33 // closed: the last raw operation closes fd
+	fdClosedBit = 1 << 34 // fd is closed
 )
 
 // conn is a raw connection (Conn). Until it is promoted, its operations
@@ -37,15 +38,23 @@ type conn struct {
 	p     atomic.Pointer[promoted]
 	rc    rawConn // SyscallConn's answer
 
-	mu      sync.Mutex // promotion, close, deadlines while raw
-	closed  bool
-	owner   Owner
-	release func()
+	mu        sync.Mutex // promotion, close, deadlines while raw
+	closed    bool
+	keepAlive bool // SetKeepAlive's last setting
+	owner     Owner
+	release   func()
 
 	raddr net.TCPAddr
 	ip    [16]byte // raddr.IP's bytes
 	laddr net.Addr // asked for lazily
 }
+
+// promotions counts the conns made netpoller connections (Promotions).
+var promotions atomic.Uint64
+
+// Promotions returns how many raw connections have become netpoller
+// connections since the process started.
+func Promotions() uint64 { return promotions.Load() }
 
 // promoted is a conn's netpoller connection.
 type promoted struct {
@@ -109,19 +118,22 @@ func (c *conn) incref() bool {
 	}
 }
 
-// decref ends a raw operation; the last one on a retired conn closes fd.
+// decref ends a raw operation; the last one on a closed conn closes fd.
+// (A promotion waits for the count to reach zero and deals with fd
+// itself: nothing may close it under the promotion.)
 func (c *conn) decref() {
 	s := c.state.Add(^uint64(0))
-	if s&retiredBit != 0 && s&refMask == 0 {
+	if s&closingBit != 0 && s&refMask == 0 {
 		c.closeFD(s)
 	}
 }
 
-// retire stops new raw operations; fd is closed as soon as none runs.
-func (c *conn) retire() {
-	old := c.state.Or(retiredBit)
+// retireClosed stops new raw operations for good; fd is closed as soon as
+// none runs.
+func (c *conn) retireClosed() {
+	old := c.state.Or(retiredBit | closingBit)
 	if old&refMask == 0 {
-		c.closeFD(old | retiredBit)
+		c.closeFD(old | retiredBit | closingBit)
 	}
 }
 
@@ -198,6 +210,9 @@ func (c *conn) promote() (*promoted, error) {
 		}
 		return nil, err
 	}
+	// FileConn turns TCP keepalive on, with Go's timing; the connection
+	// keeps what it had (off, unless SetKeepAlive turned it on).
+	_ = tc.SetKeepAlive(c.keepAlive) // nc is open: no error
 	if d := c.rdl.Load(); d != 0 {
 		_ = tc.SetReadDeadline(time.Unix(0, d)) // nc is open: no error
 	}
@@ -206,6 +221,7 @@ func (c *conn) promote() (*promoted, error) {
 	}
 	p := &promoted{nc: tc, rc: rc}
 	c.p.Store(p)
+	promotions.Add(1)
 	return p, nil
 }
 
@@ -340,7 +356,7 @@ func (c *conn) Close() error {
 	c.release = nil
 	p := c.p.Load()
 	if p == nil {
-		c.retire()
+		c.retireClosed()
 	}
 	c.mu.Unlock()
 	var err error
@@ -418,17 +434,23 @@ func (c *conn) setDeadline(dl *atomic.Int64, t time.Time, read bool) error {
 }
 
 func (c *conn) SetKeepAlive(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.p.Load(); p != nil {
+		return p.nc.SetKeepAlive(on)
+	}
+	if c.closed {
+		return &net.OpError{Op: "set", Net: "tcp", Addr: &c.raddr, Err: net.ErrClosed}
+	}
 	v := 0
 	if on {
 		v = 1
 	}
-	var errno syscall.Errno
-	if err := c.rc.Control(func(fd uintptr) { errno = setsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, v) }); err != nil {
-		return err
-	}
-	if errno != 0 {
+	// Not retired (promotion and close hold mu): fd is open.
+	if errno := setsockoptInt(c.fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, v); errno != 0 {
 		return &net.OpError{Op: "set", Net: "tcp", Addr: &c.raddr, Err: os.NewSyscallError("setsockopt", errno)}
 	}
+	c.keepAlive = on
 	return nil
 }
 
