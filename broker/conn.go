@@ -237,14 +237,14 @@ func (c *conn) serveInline() {
 // until it parks idle, leaving the rest to a later resume.
 func (c *conn) resume() {
 	err := c.readLoop()
-	if errors.Is(err, errParked) {
+	if isErr(err, errParked) {
 		return
 	}
 	if c.inline {
 		// The accepting goroutine's turn ends; a connection goroutine
 		// goes on reading, or cleans up.
 		c.inline = false
-		if errors.Is(err, errHandOff) {
+		if isErr(err, errHandOff) {
 			c.b.gor.run(job{c, taskResume})
 		} else {
 			c.endErr = err
@@ -324,6 +324,18 @@ func keepAliver(nc net.Conn) interface{ SetKeepAlive(bool) error } {
 	return nil
 }
 
+// isErr is errors.Is with the common cases first: err is target itself,
+// or the peer's close (io.EOF), which wraps nothing.
+func isErr(err, target error) bool {
+	if err == target {
+		return true
+	}
+	if err == nil || err == io.EOF {
+		return false
+	}
+	return errors.Is(err, target)
+}
+
 // errParked ends the read loop of a connection parked idle.
 var errParked = errors.New("broker: connection parked")
 
@@ -376,7 +388,7 @@ func (c *conn) readLoop() error {
 			p, err = c.readPacket()
 		}
 		if err != nil {
-			if errors.Is(err, errParked) {
+			if isErr(err, errParked) {
 				// Flushed before the read that parked; another reader
 				// goroutine may run c already.
 				return err
@@ -847,6 +859,10 @@ func (c *conn) cleanup(err error) {
 	var code packet.ReasonCode
 	var ce *closeError
 	switch {
+	case err == io.EOF:
+		// The client closed the connection: the common end, and one that
+		// need not go through errors.As's reflection (5% of the broker's
+		// user CPU when clients came and went).
 	case errors.Is(err, errClientDisconnect):
 		reason = reasonClientDisconnect
 	case errors.As(err, &ce):

@@ -1,6 +1,11 @@
 package broker
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+)
 
 // TestFinishedChan: a channel asked for before the connection finished is
 // closed when it does; one asked for after is closed already; a
@@ -82,4 +87,27 @@ func TestConnList(t *testing.T) {
 	same()
 	l.add(cs[2])
 	same(cs[2])
+}
+
+// TestIsErr: isErr answers as errors.Is does, wrapped errors included,
+// with the peer's close matching only itself.
+func TestIsErr(t *testing.T) {
+	wrapped := fmt.Errorf("read: %w", errParked)
+	cases := []struct {
+		err, target error
+		want        bool
+	}{
+		{errParked, errParked, true},
+		{wrapped, errParked, true},
+		{io.EOF, errParked, false},
+		{io.EOF, io.EOF, true},
+		{nil, errParked, false},
+		{errHandOff, errParked, false},
+		{fmt.Errorf("x: %w", io.EOF), io.EOF, true},
+	}
+	for _, tc := range cases {
+		if got := isErr(tc.err, tc.target); got != tc.want || got != errors.Is(tc.err, tc.target) {
+			t.Errorf("isErr(%v, %v) = %v, want %v", tc.err, tc.target, got, tc.want)
+		}
+	}
 }
