@@ -520,6 +520,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+	b.stopLazy()
 	b.flushLazy()
 	return errors.Join(errs...)
 }

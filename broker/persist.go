@@ -123,12 +123,20 @@ const lazyFlushAt = 1024
 // lazyOps holds store operations whose loss in a crash costs only a
 // resend: removals of acknowledged deliveries, released inbound QoS 2 ids,
 // packet ids of sent QoS 1 deliveries. They ride along with the next
-// commit, or are flushed by the sweeper every lazyInterval, at Shutdown,
-// or when lazyFlushAt of them wait. Guarded by its own mutex, a leaf.
+// commit, or are flushed lazyInterval after the first of them came (a
+// timer armed only while some wait: an idle broker has no periodic
+// wake-up), at Shutdown, or when lazyFlushAt of them wait. Guarded by its
+// own mutex, a leaf.
 type lazyOps struct {
-	mu    sync.Mutex
-	batch *Batch
+	mu     sync.Mutex
+	batch  *Batch
+	timer  *time.Timer    // flushes; armed when batch goes from nil to non-nil
+	closed bool           // Shutdown flushed for the last time: no timer is armed again
+	fired  sync.WaitGroup // timer flushes under way (stopLazy waits for them)
 }
+
+// lazyInterval bounds how long lazy store operations wait for a commit.
+const lazyInterval = 100 * time.Millisecond
 
 // lazy queues op for a later commit (see lazyOps).
 func (b *Broker) lazy(op Op) {
@@ -138,6 +146,16 @@ func (b *Broker) lazy(op Op) {
 	b.lazyOps.mu.Lock()
 	if b.lazyOps.batch == nil {
 		b.lazyOps.batch = new(Batch)
+		switch {
+		case b.lazyOps.closed: // the final flush comes from Shutdown
+		case b.lazyOps.timer == nil:
+			b.lazyOps.timer = time.AfterFunc(lazyInterval, b.lazyTimerFired)
+		default:
+			// Stopped or fired (a commit may have taken the batch before it
+			// fired: it then finds nothing, or a newer batch, which is at
+			// worst flushed early).
+			b.lazyOps.timer.Reset(lazyInterval)
+		}
 	}
 	b.lazyOps.batch.Add(op)
 	full := b.lazyOps.batch.Len() >= lazyFlushAt
@@ -154,6 +172,32 @@ func (b *Broker) takeLazy() *Batch {
 	l := b.lazyOps.batch
 	b.lazyOps.batch = nil
 	return l
+}
+
+// lazyTimerFired flushes, unless Shutdown has flushed for the last time.
+func (b *Broker) lazyTimerFired() {
+	b.lazyOps.mu.Lock()
+	if b.lazyOps.closed {
+		b.lazyOps.mu.Unlock()
+		return
+	}
+	b.lazyOps.fired.Add(1)
+	b.lazyOps.mu.Unlock()
+	defer b.lazyOps.fired.Done()
+	b.flushLazy()
+}
+
+// stopLazy disarms the flush timer for good and waits for a flush it
+// started (Shutdown, before its final flushLazy: the store may be closed
+// once Shutdown returns).
+func (b *Broker) stopLazy() {
+	b.lazyOps.mu.Lock()
+	b.lazyOps.closed = true
+	if b.lazyOps.timer != nil {
+		b.lazyOps.timer.Stop()
+	}
+	b.lazyOps.mu.Unlock()
+	b.lazyOps.fired.Wait()
 }
 
 // flushLazy writes the waiting lazy operations, not synced.

@@ -373,3 +373,24 @@ func TestDurableAcksKeepPublishOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestLazyRemovalReachesTheStoreOnItsOwn: removing an acknowledged
+// delivery is a lazy store operation; with no commit after it, its timer
+// writes it within lazyInterval (100 ms), so a crash after that does not
+// send the message again.
+func TestLazyRemovalReachesTheStoreOnItsOwn(t *testing.T) {
+	r, addr := newRestartable(t, broker.Options{})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "keeper", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "m/#", QoS: 1})
+	pub, _ := mqtttest.Connect(t, addr, packet.V311, "sender", true)
+	pub.Send(&packet.Publish{Topic: "m/1", QoS: 1, PacketID: 1, Payload: []byte("once")})
+	pub.Expect() // PUBACK: the delivery is in the store
+	p := sub.ExpectPublish()
+	sub.Send(&packet.Puback{PacketID: p.PacketID})
+	time.Sleep(500 * time.Millisecond)
+
+	addr = r.crashSnapshot()
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	sub.Connect(&packet.Connect{ClientID: "keeper", KeepAlive: 60})
+	sub.ExpectNone(300 * time.Millisecond)
+}

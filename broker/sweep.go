@@ -6,8 +6,7 @@ import (
 	"github.com/petrel-mqtt/petrel/internal/session"
 )
 
-// sweep flushes the lazy store operations every lazyInterval and removes,
-// every Options.SweepInterval until Shutdown, what expired
+// sweep removes, every Options.SweepInterval until Shutdown, what expired
 // while nobody looked: 5.0 messages queued for offline sessions past their
 // expiry, and retained messages past theirs, from memory and from the
 // store. (Expired sessions go by their own timers; a message is also
@@ -16,22 +15,15 @@ func (b *Broker) sweep() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts().SweepInterval)
 	defer t.Stop()
-	lazy := time.NewTicker(lazyInterval)
-	defer lazy.Stop()
 	for {
 		select {
 		case <-b.done:
 			return
 		case <-t.C:
 			b.sweepOnce()
-		case <-lazy.C:
-			b.flushLazy()
 		}
 	}
 }
-
-// lazyInterval bounds how long lazy store operations wait for a commit.
-const lazyInterval = 100 * time.Millisecond
 
 // startSweep starts the sweeper once, with the first Serve.
 func (b *Broker) startSweep() {

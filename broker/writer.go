@@ -231,7 +231,10 @@ func (c *conn) recordInflight(batch []session.Outbound) error {
 		op.Delivery.State = AwaitPubrec
 		c.wbatch.Add(op)
 	}
-	return c.b.commit(&c.wbatch, c.wbatch.Len() > 0)
+	if c.wbatch.Len() == 0 {
+		return nil // nothing synced: the lazy operations wait for their timer or the next commit
+	}
+	return c.b.commit(&c.wbatch, true)
 }
 
 // hasWork reports whether the writer would find something to send.
