@@ -251,6 +251,8 @@ func goldenCases() []goldenCase {
 		goldenCase{name: "PUBLISH packet id 0 [MQTT-2.3.1-1]", raw: pk(0x32, "0001 't' 0000 00"), err: ErrProtocolError},
 		goldenCase{name: "PUBLISH topic with + [MQTT-3.3.2-2]", raw: pk(0x30, "0003 'a/+'"), err: ErrMalformedPacket},
 		goldenCase{name: "PUBLISH topic with # [MQTT-3.3.2-2]", raw: pk(0x30, "0001 '#'"), err: ErrMalformedPacket},
+		goldenCase{name: "PUBLISH UTF-8 topic with + after its first multi-byte character [MQTT-3.3.2-2]", raw: pk(0x30, "0004 c3a9 '/+'"), err: ErrMalformedPacket},
+		goldenCase{name: "PUBLISH UTF-8 topic with # after U+0000 [MQTT-1.5.3-2]", raw: pk(0x30, "0003 'a' 00 '#'"), err: ErrMalformedPacket},
 		goldenCase{name: "PUBLISH topic truncated", raw: hx("30 03 00 05 61"), err: ErrMalformedPacket},
 		goldenCase{name: "PUBLISH topic length truncated", raw: hx("30 01 00"), err: ErrMalformedPacket},
 		goldenCase{name: "PUBLISH packet id truncated", raw: pk(0x32, "0001 't' 00"), err: ErrMalformedPacket},

@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"fmt"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -52,15 +53,12 @@ func decodePublishInto(p *Publish, flags byte, body []byte, v Version, copyData 
 	if p.Dup && p.QoS == 0 {
 		return d.errorf(ErrMalformedPacket, "DUP set with QoS 0 [MQTT-3.3.1-2]") // [MQTT-3.3.1-2]
 	}
-	topic, err := d.readStringAlias("topic name") // [MQTT-3.3.2-1]
+	topic, err := d.readTopicAlias() // [MQTT-3.3.2-1]
 	if err != nil {
 		return err
 	}
 	if len(topic) == 0 && v != V5 {
 		return d.errorf(ErrMalformedPacket, "empty topic name [MQTT-4.7.3-1]") // [MQTT-4.7.3-1]; 5.0 allows it with a topic alias (the broker checks)
-	}
-	if bytes.ContainsAny(topic, "+#") {
-		return d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", topic) // [MQTT-3.3.2-2]
 	}
 	if p.QoS > 0 {
 		if p.PacketID, err = d.readPacketID(); err != nil { // [MQTT-2.3.1-1]
@@ -96,6 +94,31 @@ func decodePublishInto(p *Publish, flags byte, body []byte, v Version, copyData 
 		}
 	}
 	return nil
+}
+
+// readTopicAlias reads a PUBLISH topic name, aliasing the body: a UTF-8
+// string [MQTT-1.5.3-1] [MQTT-1.5.3-2] without wildcard characters
+// [MQTT-3.3.2-2], checked in one pass over a plain ASCII name.
+func (d *decoder) readTopicAlias() ([]byte, error) {
+	s, err := d.readBinaryAlias("topic name")
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range s {
+		switch {
+		case b == '+' || b == '#':
+			return nil, d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", s) // [MQTT-3.3.2-2]
+		case b == 0 || b >= utf8.RuneSelf:
+			if _, err := d.checkString("topic name", s); err != nil {
+				return nil, err
+			}
+			if bytes.ContainsAny(s, "+#") {
+				return nil, d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", s) // [MQTT-3.3.2-2]
+			}
+			return s, nil
+		}
+	}
+	return s, nil
 }
 
 // remaining returns the remaining length and the property length of p.
