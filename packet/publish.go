@@ -98,27 +98,34 @@ func decodePublishInto(p *Publish, flags byte, body []byte, v Version, copyData 
 
 // readTopicAlias reads a PUBLISH topic name, aliasing the body: a UTF-8
 // string [MQTT-1.5.3-1] [MQTT-1.5.3-2] without wildcard characters
-// [MQTT-3.3.2-2], checked in one pass over a plain ASCII name.
+// [MQTT-3.3.2-2], in one pass over a plain ASCII name; from the first
+// other byte on, the UTF-8 checks and the rest of the wildcard scan.
 func (d *decoder) readTopicAlias() ([]byte, error) {
 	s, err := d.readBinaryAlias("topic name")
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range s {
+	for i, b := range s {
 		switch {
 		case b == '+' || b == '#':
-			return nil, d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", s) // [MQTT-3.3.2-2]
+			return nil, d.wildcardInTopic(s)
 		case b == 0 || b >= utf8.RuneSelf:
+			// Not plain ASCII: the UTF-8 checks, then the rest of the
+			// wildcard scan.
 			if _, err := d.checkString("topic name", s); err != nil {
 				return nil, err
 			}
-			if bytes.ContainsAny(s, "+#") {
-				return nil, d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", s) // [MQTT-3.3.2-2]
+			if bytes.ContainsAny(s[i+1:], "+#") {
+				return nil, d.wildcardInTopic(s)
 			}
 			return s, nil
 		}
 	}
 	return s, nil
+}
+
+func (d *decoder) wildcardInTopic(s []byte) error {
+	return d.errorf(ErrMalformedPacket, "wildcard in topic name %q [MQTT-3.3.2-2]", s) // [MQTT-3.3.2-2]
 }
 
 // remaining returns the remaining length and the property length of p.
