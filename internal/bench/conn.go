@@ -46,13 +46,17 @@ type dialOpts struct {
 	clean         bool
 	sessionExpiry uint32 // 5.0 only
 	version       packet.Version
-	readBuf       int // 0: readBufSize
+	readBuf       int          // 0: readBufSize
+	local         *net.TCPAddr // source address; nil: the system's choice
 }
 
 // dial connects and completes CONNECT/CONNACK. It returns the CONNACK too
 // (for the 5.0 receive maximum).
 func dial(ctx context.Context, o dialOpts) (*conn, *packet.Connack, error) {
-	var d net.Dialer
+	d := net.Dialer{}
+	if o.local != nil {
+		d.LocalAddr = o.local
+	}
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return nil, nil, err
