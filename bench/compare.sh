@@ -6,7 +6,7 @@
 # It writes medians and ratios between the compare.sh markers of
 # BENCHMARKS.md (the rest of the file is kept).
 #
-#   bench/compare.sh                 3 rounds, 2 s per throughput run (~8 min)
+#   bench/compare.sh                 3 rounds, 2 s per throughput run (~10 min)
 #   ROUNDS=5 DURATION=3s bench/compare.sh
 #   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" bench/compare.sh
 #
@@ -38,6 +38,9 @@ SCENARIOS=(
 	"fanin-q2|fanin --qos 2 --window 16 --clients 8|tput|mem"
 	"fanout-q0|fanout --qos 0 --clients 50|tput|mem"
 	"pairs-q0|pairs --qos 0 --clients 100|tput|mem"
+	"fanin-q0-each|fanin --qos 0 --size 16 --clients 8 --write-each|tput|mem"
+	"fanin-q1-each|fanin --qos 1 --window 64 --clients 8 --write-each|tput|mem"
+	"pairs-q0-each|pairs --qos 0 --clients 100 --write-each|tput|mem"
 	"durable-q1|durable --qos 1 --clients 10|tput|disk"
 	"lat-1k|latency --rate 1000|lat|mem"
 	"lat-50k|latency --rate 50000|lat|mem"

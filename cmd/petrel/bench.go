@@ -47,6 +47,8 @@ Flags:
   --count N          stop after N messages over all publishers (default: duration only)
   --clients N        publishers, subscribers, pairs or connections (see above)
   --drain D          wait this long at most for stragglers (default 5s)
+  --write-each       publishers write each PUBLISH with a write(2) of its own,
+                     as simple clients do (default: up to 16 KiB per write)
   --pid PID          the broker's process id: report its CPU time per million
                      delivered messages and its resident memory
   --json             print the report as JSON
@@ -85,6 +87,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&c.Clients, "clients", 0, "")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "")
 	fs.IntVar(&c.PID, "pid", 0, "")
+	fs.BoolVar(&c.WriteEach, "write-each", false, "")
 	fs.BoolVar(&asJSON, "json", false, "")
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage) }

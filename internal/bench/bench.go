@@ -56,6 +56,10 @@ type Config struct {
 	Clients     int           // publishers (fanin), subscribers (fanout), pairs (pairs, durable), connections (conns)
 	Drain       time.Duration // how long to wait for stragglers after publishing; default 5s
 	PID         int           // broker process id for CPU and memory figures; 0: none
+	// WriteEach makes publishers write every PUBLISH with a write(2) of
+	// its own, as simple clients do; by default they gather up to 16 KiB
+	// per write.
+	WriteEach bool
 }
 
 // Defaults returns c with the scenario's defaults filled in.
@@ -183,6 +187,7 @@ type Report struct {
 	Size        int     `json:"size"`
 	Window      int     `json:"window"`
 	Rate        float64 `json:"rate"`
+	WriteEach   bool    `json:"write_each"`
 	Publishers  int     `json:"publishers"`
 	Subscribers int     `json:"subscribers"`
 
@@ -228,7 +233,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	run := binary.BigEndian.Uint16(rb[:])
 	r := &Report{
 		Scenario: c.Scenario, Broker: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Version: c.Version.String(),
-		QoS: c.QoS, Size: c.Size, Window: c.Window, Rate: c.Rate,
+		QoS: c.QoS, Size: c.Size, Window: c.Window, Rate: c.Rate, WriteEach: c.WriteEach,
 	}
 	switch c.Scenario {
 	case "conns":

@@ -99,7 +99,7 @@ loop:
 			return lastWrite, err
 		}
 		written++
-		if len(buf) >= flushSize {
+		if len(buf) >= flushSize || p.each {
 			if err := flush(); err != nil {
 				return lastWrite, err
 			}

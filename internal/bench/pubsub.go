@@ -57,6 +57,7 @@ type publisher struct {
 	quota  int64   // messages to send; < 0: no count bound
 	rate   float64 // messages per second; 0: unpaced
 	retain bool
+	each   bool     // a write per PUBLISH (Config.WriteEach)
 	topics []string // when set, message seq goes to topics[seq] (quota <= len(topics))
 
 	tokens chan struct{}
@@ -174,7 +175,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	})
 	if err == nil {
 		err = forEach(len(pubs), func(i int) error {
-			p := &publisher{id: uint16(i), topic: pubTopics[i], qos: c.QoS, window: c.Window, quota: -1}
+			p := &publisher{id: uint16(i), topic: pubTopics[i], qos: c.QoS, window: c.Window, quota: -1, each: c.WriteEach}
 			n := len(pubTopics)
 			if c.Count > 0 {
 				p.quota = int64(c.Count / n)

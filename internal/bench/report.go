@@ -22,7 +22,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		if r.Rate > 0 {
 			rate = si(r.Rate) + " msg/s"
 		}
-		row("load", "QoS %d, %d B payload, window %d, %s", r.QoS, r.Size, r.Window, rate)
+		writes := "up to 16 KiB per write"
+		if r.WriteEach {
+			writes = "a write per PUBLISH"
+		}
+		row("load", "QoS %d, %d B payload, window %d, %s, %s", r.QoS, r.Size, r.Window, rate, writes)
 		row("sent", "%d in %.2f s (%s msg/s), %d acknowledged", r.Sent, r.Duration, si(r.SentRate), r.Acked)
 		row("delivered", "%d of %d owed in %.2f s (%s msg/s)", r.Received, r.Expected, r.Elapsed, si(r.DeliveredRate))
 		row("lost", "%d: %d in gaps, %d at the tail (undelivered when the drain ended)", r.Lost, r.LostGaps, r.LostTail)
