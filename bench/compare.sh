@@ -42,7 +42,7 @@ SCENARIOS=(
 	"fanin-q1-each|fanin --qos 1 --window 64 --clients 8 --write-each|tput|mem"
 	"pairs-q0-each|pairs --qos 0 --clients 100 --write-each|tput|mem"
 	"durable-q1|durable --qos 1 --clients 10|tput|disk"
-	"lat-1k|latency --rate 1000|lat|mem"
+	"lat-1k|latency --rate 1000 --duration 10s|lat|mem"
 	"lat-50k|latency --rate 50000|lat|mem"
 	"fanin-q1-40k|fanin --qos 1 --window 64 --clients 8 --rate 40000|plat|mem"
 	"retained-100k|retained --count 100000|ret|mem"
@@ -182,9 +182,11 @@ for round in $(seq "$ROUNDS"); do
 		for b in $(rotated "$round"); do
 			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
+			# The scenario's own flags come last: a --duration there wins.
 			# shellcheck disable=SC2086 # args are words
-			if ! "$PETREL" bench $args --port "$(port_of "$b")" --pid "$BROKER_PID" \
-				--duration "$DURATION" --drain "$DRAIN" --json >"$out" 2>"$out.err"; then
+			set -- $args
+			if ! "$PETREL" bench "$1" --port "$(port_of "$b")" --pid "$BROKER_PID" \
+				--duration "$DURATION" --drain "$DRAIN" "${@:2}" --json >"$out" 2>"$out.err"; then
 				log "$name $b round $round failed: $(head -c 300 "$out.err")"
 				rm -f "$out"
 			elif [ "$(jq '.received == 0 and .connections == 0 and (.errors|length) > 0' "$out")" = true ]; then
@@ -324,7 +326,9 @@ commands() {
 	for s in "${SCENARIOS[@]}"; do
 		IFS='|' read -r name args _ <<<"$s"
 		selected "$name" || continue
-		echo "petrel bench $args --port PORT --pid BROKER_PID --duration $DURATION --drain $DRAIN --json"
+		# shellcheck disable=SC2086 # args are words
+		set -- $args
+		echo "petrel bench $1 --port PORT --pid BROKER_PID --duration $DURATION --drain $DRAIN ${*:2} --json"
 	done
 	echo '```'
 }
