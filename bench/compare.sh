@@ -6,7 +6,7 @@
 # It writes medians and ratios between the compare.sh markers of
 # BENCHMARKS.md (the rest of the file is kept).
 #
-#   bench/compare.sh                 3 rounds, 2 s per throughput run (~10 min)
+#   bench/compare.sh                 3 rounds, 2 s per throughput run (~11 min)
 #   ROUNDS=5 DURATION=3s bench/compare.sh
 #   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" bench/compare.sh
 #
