@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,28 +47,49 @@ func TestCPUSince(t *testing.T) {
 	}
 }
 
-// TestSampleProcSelf measures this process across 50 ms of work on one
-// thread: the CPU time is to the nanosecond where the kernel has sched
-// files, and close to the work done.
+// TestSampleProcSelf measures this process across 30 ms of CPU (by
+// getrusage, which the kernel also derives from the threads' runtimes):
+// sampleProc's figure agrees with it, and is to the nanosecond where the
+// kernel has sched files, not whole clock ticks.
 func TestSampleProcSelf(t *testing.T) {
+	rusage := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	a, err := sampleProc(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
+	r0 := rusage()
 	x := 0
-	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	for end := time.Now().Add(2 * time.Second); rusage()-r0 < 30*time.Millisecond && time.Now().Before(end); {
 		x++
 	}
+	r1 := rusage()
 	b, err := sampleProc(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := b.cpuSince(a)
-	if got < 40*time.Millisecond || got > 2*time.Second {
-		t.Errorf("%v of CPU for 50 ms of work (%d loops)", got, x)
+	got, want := b.cpuSince(a), r1-r0
+	// The samples bracket the getrusage readings: got is at least their
+	// difference, less the tick rounding when only ticks are read.
+	low, high := want-time.Second/clockTicks, want+50*time.Millisecond
+	if a.threads != nil {
+		low = want - time.Millisecond
+	}
+	if got < low || got > high {
+		t.Errorf("sampleProc: %v of CPU where getrusage says %v (%d loops)", got, want, x)
+	}
+	if _, err := os.Stat("/proc/self/task"); err == nil && a.threads == nil {
+		if _, err := os.Stat("/proc/self/sched"); err == nil {
+			t.Errorf("the kernel has sched files, but sampleProc read none")
+		}
 	}
 	if a.threads != nil && got%(time.Second/clockTicks) == 0 {
 		t.Errorf("%v is whole clock ticks although the sched files were read", got)
 	}
-	t.Logf("CPU %v, per-thread figures %v", got, a.threads != nil)
+	t.Logf("CPU %v, getrusage %v, per-thread figures %v", got, want, a.threads != nil)
 }
