@@ -53,8 +53,8 @@ type dialOpts struct {
 // dial connects and completes CONNECT/CONNACK. It returns the CONNACK too
 // (for the 5.0 receive maximum).
 func dial(ctx context.Context, o dialOpts) (*conn, *packet.Connack, error) {
-	d := net.Dialer{}
-	if o.local != nil {
+	var d net.Dialer
+	if o.local != nil { // a nil *net.TCPAddr in LocalAddr would be a non-nil net.Addr
 		d.LocalAddr = o.local
 	}
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
