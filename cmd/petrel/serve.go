@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/config"
+	"github.com/petrel-mqtt/petrel/internal/fdtable"
 	"github.com/petrel-mqtt/petrel/internal/heapfloor"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/procs"
@@ -121,6 +122,14 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			logger.Debug("garbage collector heap floor", "bytes", uint64(cfg.Runtime.GCHeapFloor))
 			defer f.Stop()
 		}
+	}
+	// Before the listeners: the table's one growth waits for an RCU grace
+	// period (milliseconds), which would otherwise stall an accept at
+	// each doubling while clients connect.
+	if n, err := fdtable.Reserve(cfg.Runtime.FDTableSize); err != nil {
+		logger.Warn("sizing the descriptor table failed; it grows as connections come", "err", err)
+	} else if n > 0 {
+		logger.Debug("descriptor table sized", "descriptors", n)
 	}
 	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		pc := procs.New()

@@ -47,12 +47,24 @@ type Runtime struct {
 	// heap doubles. 0 turns it off. Ignored when the GOGC environment
 	// variable is set.
 	GCHeapFloor ByteSize `yaml:"gc_heap_floor"`
+	// FDTableSize is how many descriptors the kernel's descriptor table
+	// is sized for at start (internal/fdtable; at most the open-file
+	// limit): connections up to it never wait for the table to grow. 0
+	// leaves the table to grow as descriptors come.
+	FDTableSize int `yaml:"fd_table_size"`
 }
 
 // DefaultGCHeapFloor is runtime.gc_heap_floor's default.
 const DefaultGCHeapFloor = 32 << 20
 
-func defaultRuntime() Runtime { return Runtime{GCHeapFloor: DefaultGCHeapFloor} }
+// DefaultFDTableSize is runtime.fd_table_size's default: 512 KiB of
+// kernel memory, and the first 65,536 connections never wait for the
+// table to grow (each growth past it waits once, as without it).
+const DefaultFDTableSize = 1 << 16
+
+func defaultRuntime() Runtime {
+	return Runtime{GCHeapFloor: DefaultGCHeapFloor, FDTableSize: DefaultFDTableSize}
+}
 
 // Store configures the embedded store.
 type Store struct {
@@ -313,6 +325,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	nonNeg("runtime.gc_heap_floor", int64(c.Runtime.GCHeapFloor))
+	nonNeg("runtime.fd_table_size", int64(c.Runtime.FDTableSize))
 	nonNeg("limits.max_connections", int64(lim.MaxConnections))
 	nonNeg("limits.max_topic_levels", int64(lim.MaxTopicLevels))
 	nonNeg("limits.max_subscriptions_per_client", int64(lim.MaxSubscriptions))

@@ -171,6 +171,35 @@ func TestGCHeapFloor(t *testing.T) {
 	}
 }
 
+// TestFDTableSize: runtime.fd_table_size defaults to 65,536, 0 turns it
+// off (file and environment), and a negative size is refused by name.
+func TestFDTableSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"", DefaultFDTableSize},
+		{"runtime: {gc_heap_floor: 0}\n", DefaultFDTableSize},
+		{"runtime: {fd_table_size: 0}\n", 0},
+		{"runtime: {fd_table_size: 200000}\n", 200000},
+	} {
+		c, err := Parse([]byte(tc.in), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if c.Runtime.FDTableSize != tc.want {
+			t.Errorf("%q: fd_table_size %d, want %d", tc.in, c.Runtime.FDTableSize, tc.want)
+		}
+	}
+	c, err := Parse(nil, []string{"PETREL_RUNTIME_FD_TABLE_SIZE=0"})
+	if err != nil || c.Runtime.FDTableSize != 0 {
+		t.Errorf("PETREL_RUNTIME_FD_TABLE_SIZE=0: %v, size %d", err, c.Runtime.FDTableSize)
+	}
+	if _, err := Parse([]byte("runtime: {fd_table_size: -1}\n"), nil); err == nil || !strings.Contains(err.Error(), "runtime.fd_table_size") {
+		t.Errorf("a negative size: %v, want an error naming runtime.fd_table_size", err)
+	}
+}
+
 func TestOmittedKeysKeepDefaultsExplicitZeroKept(t *testing.T) {
 	c, err := Parse([]byte("limits: {queue_bytes: 0}\n"), nil)
 	if err != nil {
