@@ -3,14 +3,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/petrel-mqtt/petrel/internal/fdtable"
 )
 
 // TestServeSizesFDTable: petrel serve sizes its descriptor table for
@@ -53,21 +53,9 @@ listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
 
 func procFDSize(t *testing.T, pid int) int {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := fdtable.Size(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "FDSize:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no FDSize")
-	return 0
+	return n
 }

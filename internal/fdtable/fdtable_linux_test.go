@@ -3,35 +3,19 @@
 package fdtable
 
 import (
-	"bufio"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 )
 
-// fdSize is the size of this process's descriptor table (FDSize in
-// /proc/self/status).
+// fdSize is the size of this process's descriptor table.
 func fdSize(t *testing.T) int {
 	t.Helper()
-	f, err := os.Open("/proc/self/status")
+	n, err := Size(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "FDSize:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no FDSize in /proc/self/status")
-	return 0
+	return n
 }
 
 func openFDs(t *testing.T) int {
