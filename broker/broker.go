@@ -123,6 +123,13 @@ type Options struct {
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// Activity, when set, is called when a connection receives bytes
+	// after it had handled all it had: once per burst of packets, not per
+	// packet, on the connection's reader goroutine, so it must return at
+	// once. petrel serve keeps the CPUs warm with it (internal/warm).
+	// Fixed at New; SetLimits keeps it.
+	Activity func()
 }
 
 // Broker is an MQTT broker. Create one with New, give it listeners with
@@ -132,8 +139,10 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
-	parker  *parker
-	gor     *goroutines // reused connection goroutines
+	// activity is Options.Activity, fixed at New.
+	activity func()
+	parker   *parker
+	gor      *goroutines // reused connection goroutines
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -255,6 +264,7 @@ func New(o Options) (*Broker, error) {
 	b := &Broker{
 		log:      o.Logger,
 		store:    o.Store,
+		activity: o.Activity,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
 		done:     make(chan struct{}),
@@ -281,7 +291,7 @@ func New(o Options) (*Broker, error) {
 func (b *Broker) opts() *Options { return b.cur.Load() }
 
 // SetLimits applies the limits of o (every field but Logger,
-// Authenticator, Authorizer, Store and Now, which stay as they are) while the
+// Authenticator, Authorizer, Store, Now and Activity, which stay as they are) while the
 // broker runs. Connections and sessions pick them up as they next use
 // them: a new CONNECT, a new packet, a new session's queue; sessions
 // already held keep their queue limits. It returns an error naming a bad
@@ -289,6 +299,7 @@ func (b *Broker) opts() *Options { return b.cur.Load() }
 func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
 	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
+	o.Activity = cur.Activity
 	o, err := normalize(o)
 	if err != nil {
 		return err

@@ -589,6 +589,9 @@ func (c *conn) fillIdle() error {
 // bytes: when, and whether the client is sending more often than
 // parkGrace (the gap since the bytes before).
 func (c *conn) gotBytes() {
+	if f := c.b.activity; f != nil {
+		f()
+	}
 	now := time.Now()
 	c.busy = now.Sub(c.lastRead) < parkGrace
 	c.lastRead = now

@@ -21,6 +21,7 @@ import (
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/procs"
 	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
+	"github.com/petrel-mqtt/petrel/internal/warm"
 )
 
 // loadConfig reads the file named by --config (or PETREL_CONFIG), or the
@@ -108,6 +109,10 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			}
 		}()
 		opts.Store = st
+	}
+	if w := startWarmer(cfg.Runtime, logger); w != nil {
+		defer w.Stop()
+		opts.Activity = w.Touch
 	}
 	b, err := broker.New(opts)
 	if err != nil {
@@ -215,6 +220,28 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 		}
 	}
 	return ok
+}
+
+// startWarmer starts the CPU warmer runtime.cpu_warming asks for
+// (internal/warm), unless something else sets GOMAXPROCS (the environment,
+// runtime.adaptive_procs), which it must change while it warms.
+func startWarmer(rc config.Runtime, logger *slog.Logger) *warm.Warmer {
+	if !rc.CPUWarming {
+		return nil
+	}
+	if os.Getenv("GOMAXPROCS") != "" { // the runtime's environment, as for adaptive_procs
+		logger.Info("runtime.cpu_warming is off: GOMAXPROCS is set in the environment")
+		return nil
+	}
+	if rc.AdaptiveProcs {
+		logger.Info("runtime.cpu_warming is off: runtime.adaptive_procs sets GOMAXPROCS")
+		return nil
+	}
+	w := warm.Start(warm.Options{}, func(s warm.State) { logger.Debug("CPU warming", "state", s.String()) })
+	if w != nil {
+		logger.Debug("CPU warming ready", "cpus", fmt.Sprint(w.CPUs()))
+	}
+	return w
 }
 
 // reload re-reads the configuration on SIGHUP: certificates are reloaded,

@@ -52,6 +52,15 @@ type Runtime struct {
 	// limit): connections up to it never wait for the table to grow. 0
 	// leaves the table to grow as descriptors come.
 	FDTableSize int `yaml:"fd_table_size"`
+	// CPUWarming keeps a thread pinned to each CPU (up to 8) waking
+	// every millisecond while traffic is light (internal/warm), so that
+	// no CPU sleeps deeply between messages: a woken connection runs at
+	// once instead of waiting for its CPU to wake. Off while idle or busy.
+	// A latency tail several times shorter on virtual machines, for about
+	// twice the CPU per message at light rates (BENCHMARKS.md); off by
+	// default. Linux only; ignored when GOMAXPROCS is set or
+	// adaptive_procs on.
+	CPUWarming bool `yaml:"cpu_warming"`
 }
 
 // DefaultGCHeapFloor is runtime.gc_heap_floor's default.

@@ -200,6 +200,30 @@ func TestFDTableSize(t *testing.T) {
 	}
 }
 
+// TestCPUWarming: runtime.cpu_warming is off unless asked for, in the
+// file or the environment.
+func TestCPUWarming(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		environ []string
+		want    bool
+	}{
+		{"", nil, false},
+		{"runtime: {fd_table_size: 0}\n", nil, false},
+		{"runtime: {cpu_warming: true}\n", nil, true},
+		{"", []string{"PETREL_RUNTIME_CPU_WARMING=true"}, true},
+		{"runtime: {cpu_warming: true}\n", []string{"PETREL_RUNTIME_CPU_WARMING=false"}, false},
+	} {
+		c, err := Parse([]byte(tc.in), tc.environ)
+		if err != nil {
+			t.Fatalf("%q %v: %v", tc.in, tc.environ, err)
+		}
+		if c.Runtime.CPUWarming != tc.want {
+			t.Errorf("%q %v: cpu_warming %v, want %v", tc.in, tc.environ, c.Runtime.CPUWarming, tc.want)
+		}
+	}
+}
+
 func TestOmittedKeysKeepDefaultsExplicitZeroKept(t *testing.T) {
 	c, err := Parse([]byte("limits: {queue_bytes: 0}\n"), nil)
 	if err != nil {
