@@ -73,7 +73,8 @@ func start(t *testing.T, o Options) *Warmer {
 func TestWarmsWhileTouched(t *testing.T) {
 	base := runtime.GOMAXPROCS(0)
 	pinnedBefore := pinnedThreads(t)
-	w := start(t, Options{IdleAfter: 40 * time.Millisecond, Sample: 5 * time.Millisecond, BusyCores: 64})
+	// IdleAfter well above the touches' spacing, even on a loaded machine.
+	w := start(t, Options{IdleAfter: 200 * time.Millisecond, Sample: 5 * time.Millisecond, BusyCores: 64})
 	if w == nil {
 		return
 	}
@@ -104,7 +105,7 @@ func TestWarmsWhileTouched(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != base+n {
 		t.Errorf("warming: GOMAXPROCS %d, want %d (%d + a P per warm thread)", got, base+n, base)
 	}
-	time.Sleep(100 * time.Millisecond) // more than IdleAfter, touched all along
+	time.Sleep(300 * time.Millisecond) // more than IdleAfter, touched all along
 	if s := w.State(); s != Warming {
 		t.Errorf("touched every millisecond: %v", s)
 	}
