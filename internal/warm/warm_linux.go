@@ -52,15 +52,10 @@ func restoreProcs(prev int) {
 	runtime.GOMAXPROCS(prev)
 }
 
-// processCPU is the process's CPU time, to the nanosecond
-// (CLOCK_PROCESS_CPUTIME_ID: the threads' scheduler run time). getrusage
-// counts in scheduler ticks on many kernels: one 4 ms tick in a 10 ms
-// sample would read as 0.4 of a core.
 func processCPU() (time.Duration, bool) {
-	const clockProcessCPUTimeID = 2
-	var ts syscall.Timespec
-	if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockProcessCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0, false
 	}
-	return time.Duration(ts.Nano()), true
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
 }
