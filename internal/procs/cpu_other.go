@@ -4,6 +4,6 @@ package procs
 
 import "time"
 
-// processCPU is not read outside Unix: the controller leaves GOMAXPROCS
+// ProcessCPU is not read outside Unix: the controller leaves GOMAXPROCS
 // alone there.
-func processCPU() (time.Duration, bool) { return 0, false }
+func ProcessCPU() (time.Duration, bool) { return 0, false }

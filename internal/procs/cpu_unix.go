@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// processCPU is the user and system CPU time of the process so far.
-func processCPU() (time.Duration, bool) {
+// ProcessCPU is the user and system CPU time of the process so far;
+// false where it cannot be read.
+func ProcessCPU() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0, false

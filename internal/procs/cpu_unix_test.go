@@ -9,7 +9,7 @@ import (
 
 // TestProcessCPU: the process's CPU time is read and grows with work.
 func TestProcessCPU(t *testing.T) {
-	a, ok := processCPU()
+	a, ok := ProcessCPU()
 	if !ok {
 		t.Fatal("getrusage failed")
 	}
@@ -17,7 +17,7 @@ func TestProcessCPU(t *testing.T) {
 	for end := time.Now().Add(30 * time.Millisecond); time.Now().Before(end); {
 		x++
 	}
-	b, _ := processCPU()
+	b, _ := ProcessCPU()
 	if b <= a {
 		t.Fatalf("CPU time %v then %v after 30 ms of work (%d loops)", a, b, x)
 	}

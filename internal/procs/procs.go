@@ -63,7 +63,7 @@ func New() *Controller {
 	return &Controller{
 		Max: runtime.GOMAXPROCS(0), Interval: DefaultInterval,
 		High: DefaultHigh, Low: DefaultLow, LowCount: DefaultLowCount,
-		cpu: processCPU, set: func(n int) { runtime.GOMAXPROCS(n) },
+		cpu: ProcessCPU, set: func(n int) { runtime.GOMAXPROCS(n) },
 	}
 }
 

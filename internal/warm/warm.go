@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/procs"
 )
 
 // Options are a Warmer's settings; zero fields take the defaults.
@@ -124,7 +126,7 @@ func Start(o Options, onState func(State)) *Warmer {
 	w := &Warmer{
 		o: o, cpus: cpus, mask: mask,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		cpuTime: processCPU, onState: onState,
+		cpuTime: procs.ProcessCPU, onState: onState,
 	}
 	w.dormant.Store(true)
 	go w.run()

@@ -51,11 +51,3 @@ func restoreProcs(prev int) {
 	}
 	runtime.GOMAXPROCS(prev)
 }
-
-func processCPU() (time.Duration, bool) {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0, false
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
-}
