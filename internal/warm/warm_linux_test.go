@@ -49,6 +49,24 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("not within 3 s: %s", what)
 }
 
+// lightTraffic touches w every millisecond until the function it returns
+// is called (which returns once the touching stopped).
+func lightTraffic(w *Warmer) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(time.Millisecond):
+				w.Touch()
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 func start(t *testing.T, o Options) *Warmer {
 	t.Helper()
 	w := Start(o, nil)
@@ -86,20 +104,7 @@ func TestWarmsWhileTouched(t *testing.T) {
 	if p := pinnedThreads(t); p != pinnedBefore {
 		t.Fatalf("before any Touch: %d pinned threads, %d before Start", p, pinnedBefore)
 	}
-	stopTouching := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // traffic: a Touch every millisecond
-		defer wg.Done()
-		for {
-			select {
-			case <-stopTouching:
-				return
-			case <-time.After(time.Millisecond):
-				w.Touch()
-			}
-		}
-	}()
+	stopTouching := lightTraffic(w)
 	eventually(t, "warming after Touch", func() bool { return w.State() == Warming })
 	eventually(t, "a pinned thread per CPU", func() bool { return pinnedThreads(t) == pinnedBefore+n })
 	if got := runtime.GOMAXPROCS(0); got != base+n {
@@ -112,8 +117,7 @@ func TestWarmsWhileTouched(t *testing.T) {
 	if w.Starts() != 1 {
 		t.Errorf("%d starts under steady traffic, want 1", w.Starts())
 	}
-	close(stopTouching)
-	wg.Wait()
+	stopTouching()
 	eventually(t, "dormant after IdleAfter without Touch", func() bool { return w.State() == Dormant })
 	if got := runtime.GOMAXPROCS(0); got != base {
 		t.Errorf("dormant: GOMAXPROCS %d, want %d", got, base)
@@ -168,18 +172,7 @@ func TestBusyStopsWarming(t *testing.T) {
 	}
 	burn.Store(false)
 	wg.Wait()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // light traffic
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-				w.Touch()
-			}
-		}
-	}()
+	defer lightTraffic(w)()
 	eventually(t, "warming once the load is light", func() bool { return w.State() == Warming })
 	mu.Lock()
 	defer mu.Unlock()
