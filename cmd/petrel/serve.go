@@ -223,18 +223,9 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 }
 
 // startWarmer starts the CPU warmer runtime.cpu_warming asks for
-// (internal/warm), unless something else sets GOMAXPROCS (the environment,
-// runtime.adaptive_procs), which it must change while it warms.
+// (internal/warm).
 func startWarmer(rc config.Runtime, logger *slog.Logger) *warm.Warmer {
 	if !rc.CPUWarming {
-		return nil
-	}
-	if os.Getenv("GOMAXPROCS") != "" { // the runtime's environment, as for adaptive_procs
-		logger.Info("runtime.cpu_warming is off: GOMAXPROCS is set in the environment")
-		return nil
-	}
-	if rc.AdaptiveProcs {
-		logger.Info("runtime.cpu_warming is off: runtime.adaptive_procs sets GOMAXPROCS")
 		return nil
 	}
 	w := warm.Start(warm.Options{}, func(s warm.State) { logger.Debug("CPU warming", "state", s.String()) })

@@ -56,10 +56,10 @@ type Runtime struct {
 	// every millisecond while traffic is light (internal/warm), so that
 	// no CPU sleeps deeply between messages: a woken connection runs at
 	// once instead of waiting for its CPU to wake. Off while idle or busy.
-	// A latency tail several times shorter on virtual machines, for about
-	// twice the CPU per message at light rates (BENCHMARKS.md); off by
-	// default. Linux only; ignored when GOMAXPROCS is set or
-	// adaptive_procs on.
+	// On a virtual machine, a latency tail several times shorter at light
+	// rates for less CPU per message, since the broker's own wake-ups on
+	// a warm CPU cost less than the warm threads (BENCHMARKS.md, tenth
+	// session). On by default; Linux on amd64 and arm64 only.
 	CPUWarming bool `yaml:"cpu_warming"`
 }
 
@@ -72,7 +72,7 @@ const DefaultGCHeapFloor = 32 << 20
 const DefaultFDTableSize = 1 << 16
 
 func defaultRuntime() Runtime {
-	return Runtime{GCHeapFloor: DefaultGCHeapFloor, FDTableSize: DefaultFDTableSize}
+	return Runtime{GCHeapFloor: DefaultGCHeapFloor, FDTableSize: DefaultFDTableSize, CPUWarming: true}
 }
 
 // Store configures the embedded store.

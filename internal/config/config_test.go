@@ -200,7 +200,7 @@ func TestFDTableSize(t *testing.T) {
 	}
 }
 
-// TestCPUWarming: runtime.cpu_warming is off unless asked for, in the
+// TestCPUWarming: runtime.cpu_warming is on unless turned off, in the
 // file or the environment.
 func TestCPUWarming(t *testing.T) {
 	for _, tc := range []struct {
@@ -208,11 +208,11 @@ func TestCPUWarming(t *testing.T) {
 		environ []string
 		want    bool
 	}{
-		{"", nil, false},
-		{"runtime: {fd_table_size: 0}\n", nil, false},
-		{"runtime: {cpu_warming: true}\n", nil, true},
-		{"", []string{"PETREL_RUNTIME_CPU_WARMING=true"}, true},
-		{"runtime: {cpu_warming: true}\n", []string{"PETREL_RUNTIME_CPU_WARMING=false"}, false},
+		{"", nil, true},
+		{"runtime: {fd_table_size: 0}\n", nil, true},
+		{"runtime: {cpu_warming: false}\n", nil, false},
+		{"", []string{"PETREL_RUNTIME_CPU_WARMING=false"}, false},
+		{"runtime: {cpu_warming: false}\n", []string{"PETREL_RUNTIME_CPU_WARMING=true"}, true},
 	} {
 		c, err := Parse([]byte(tc.in), tc.environ)
 		if err != nil {

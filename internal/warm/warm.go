@@ -13,18 +13,20 @@
 // IdleAfter after the last Touch, and while the process uses more than
 // BusyCores of CPU (a busy CPU does not sleep), and costs nothing then.
 //
-// A thread asleep in a system call holds its P (Go's scheduler would take
-// it back only after its monitor noticed), so while it warms, a Warmer
-// raises GOMAXPROCS by the threads it runs and restores it when it stops:
-// the connections keep every P they had.
+// The warm threads are not Go threads: a few instructions of assembly
+// start each with clone(2), every signal blocked, looping on nanosleep(2)
+// and nothing else (raw_linux_*.s). A Go thread asleep in a system call
+// would hold its P until the scheduler's monitor took it back, and the
+// runtime's entry and exit around each sleep cost more than the sleep
+// (BENCHMARKS.md, tenth session). A raw thread costs the kernel's
+// wake-up alone, and it saves the broker's threads more than that: their
+// own wake-ups on a warm CPU are cheaper.
 //
-// Linux only: elsewhere Start returns nil, and a nil Warmer's methods do
-// nothing.
+// Linux on amd64 and arm64 only: elsewhere Start returns nil, and a nil
+// Warmer's methods do nothing.
 package warm
 
 import (
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,8 +94,7 @@ func (s State) String() string {
 // Warmer keeps CPUs warm while Touch is called. Use Start.
 type Warmer struct {
 	o    Options
-	cpus []int   // the CPUs warmed
-	mask cpuMask // the CPUs this process may run on
+	cpus []int // the CPUs warmed
 
 	touched atomic.Bool
 	dormant atomic.Bool
@@ -124,7 +125,7 @@ func Start(o Options, onState func(State)) *Warmer {
 		cpus = cpus[:o.MaxThreads]
 	}
 	w := &Warmer{
-		o: o, cpus: cpus, mask: mask,
+		o: o, cpus: cpus,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		cpuTime: procs.ProcessCPU, onState: onState,
 	}
@@ -203,7 +204,7 @@ func (w *Warmer) run() {
 			return
 		}
 		w.touched.Store(false)
-		var th *threads
+		var th threads
 		idle := 0
 		lastCPU, cpuOK := w.cpuTime()
 		lastAt := time.Now()
@@ -287,45 +288,24 @@ func (m *cpuMask) cpus() []int {
 }
 
 // threads are the warm threads of one warming period.
-type threads struct {
-	quit  atomic.Bool
-	wg    sync.WaitGroup
-	procs int // GOMAXPROCS before they started
-}
+type threads []*rawThread
 
-// startThreads raises GOMAXPROCS by a P per thread and starts a thread
-// pinned to each CPU.
-func (w *Warmer) startThreads() *threads {
-	th := &threads{procs: runtime.GOMAXPROCS(0)}
-	runtime.GOMAXPROCS(th.procs + len(w.cpus))
+// startThreads starts a raw thread pinned to each CPU. A CPU whose thread
+// the kernel refused goes without.
+func (w *Warmer) startThreads() threads {
+	th := make(threads, 0, len(w.cpus))
 	for _, cpu := range w.cpus {
-		th.wg.Add(1)
-		go func() {
-			defer th.wg.Done()
-			runtime.LockOSThread()
-			if !pin(cpu) {
-				return // locked: the runtime ends a thread it cannot vouch for
-			}
-			for !th.quit.Load() {
-				sleep(w.o.Interval)
-			}
-			// Back on every CPU it may use before the scheduler has the
-			// thread again (ending the goroutine locked would end the
-			// thread, but not the main one: that one would stay pinned).
-			if unpin(w.mask) {
-				runtime.UnlockOSThread()
-			}
-		}()
+		if t := startRaw(cpu, w.o.Interval); t != nil {
+			th = append(th, t)
+		}
 	}
 	return th
 }
 
-// stop ends the threads and restores GOMAXPROCS. A nil th does nothing.
-func (th *threads) stop() {
-	if th == nil {
-		return
+// stop ends the threads and waits until they have exited. A nil th does
+// nothing.
+func (th threads) stop() {
+	for _, t := range th {
+		t.stop()
 	}
-	th.quit.Store(true)
-	th.wg.Wait()
-	restoreProcs(th.procs)
 }

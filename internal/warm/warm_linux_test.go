@@ -1,14 +1,18 @@
-//go:build linux
+//go:build linux && (amd64 || arm64)
 
 package warm
 
 import (
+	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,10 +88,10 @@ func start(t *testing.T, o Options) *Warmer {
 	return w
 }
 
-// TestWarmsWhileTouched: a Warmer is dormant (no pinned thread, GOMAXPROCS
-// as it was) until Touch; then a thread pinned to each CPU runs and
-// GOMAXPROCS has a P more for each; IdleAfter after the last Touch it is
-// dormant again, with GOMAXPROCS back.
+// TestWarmsWhileTouched: a Warmer is dormant (no pinned thread) until
+// Touch; then a thread pinned to each CPU runs, with GOMAXPROCS as it was
+// (the threads are not Go threads and hold no P); IdleAfter after the
+// last Touch it is dormant again and the threads are gone.
 func TestWarmsWhileTouched(t *testing.T) {
 	base := runtime.GOMAXPROCS(0)
 	pinnedBefore := pinnedThreads(t)
@@ -107,8 +111,8 @@ func TestWarmsWhileTouched(t *testing.T) {
 	stopTouching := lightTraffic(w)
 	eventually(t, "warming after Touch", func() bool { return w.State() == Warming })
 	eventually(t, "a pinned thread per CPU", func() bool { return pinnedThreads(t) == pinnedBefore+n })
-	if got := runtime.GOMAXPROCS(0); got != base+n {
-		t.Errorf("warming: GOMAXPROCS %d, want %d (%d + a P per warm thread)", got, base+n, base)
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Errorf("warming: GOMAXPROCS %d, want %d as before", got, base)
 	}
 	time.Sleep(300 * time.Millisecond) // more than IdleAfter, touched all along
 	if s := w.State(); s != Warming {
@@ -119,9 +123,6 @@ func TestWarmsWhileTouched(t *testing.T) {
 	}
 	stopTouching()
 	eventually(t, "dormant after IdleAfter without Touch", func() bool { return w.State() == Dormant })
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Errorf("dormant: GOMAXPROCS %d, want %d", got, base)
-	}
 	eventually(t, "the pinned threads gone", func() bool { return pinnedThreads(t) == pinnedBefore })
 
 	w.Touch() // traffic again
@@ -131,11 +132,134 @@ func TestWarmsWhileTouched(t *testing.T) {
 	}
 }
 
+// taskStatus reads a field of /proc/self/task/TID/status ("" if the
+// thread is gone).
+func taskStatus(tid int, field string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/status", tid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// wakeups reads the times the thread has been scheduled to run
+// (/proc/self/task/TID/schedstat's third field).
+func wakeups(t *testing.T, tid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		t.Fatalf("schedstat %q", b)
+	}
+	n, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRawThread: a raw thread is a thread of this process, pinned to its
+// CPU, every signal blocked (SIGKILL and SIGSTOP cannot be), waking about
+// every interval; the thread that started it has its signal mask back;
+// stop ends it and clears its id.
+func TestRawThread(t *testing.T) {
+	m, ok := allowedMask()
+	if !ok {
+		t.Fatal("sched_getaffinity failed")
+	}
+	cpu := m.cpus()[len(m.cpus())-1]
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self := syscall.Gettid()
+	maskBefore := taskStatus(self, "SigBlk")
+	th := startRaw(cpu, time.Millisecond)
+	if th == nil {
+		t.Fatal("startRaw refused")
+	}
+	tid := th.id()
+	if tid <= 0 || tid == self {
+		t.Fatalf("thread id %d (this thread %d)", tid, self)
+	}
+	if got := taskStatus(self, "SigBlk"); got != maskBefore {
+		t.Errorf("the starting thread's blocked signals %s, were %s", got, maskBefore)
+	}
+	// Every signal but SIGKILL (9) and SIGSTOP (19): bits 8 and 18 clear.
+	if got := taskStatus(tid, "SigBlk"); got != "fffffffffffbfeff" {
+		t.Errorf("the raw thread's blocked signals %q, want fffffffffffbfeff", got)
+	}
+	if got := taskStatus(tid, "Cpus_allowed_list"); got != strconv.Itoa(cpu) {
+		t.Errorf("the raw thread may run on %q, want CPU %d alone", got, cpu)
+	}
+	if got := taskStatus(tid, "Tgid"); got != strconv.Itoa(os.Getpid()) {
+		t.Errorf("the raw thread's process %q, want %d", got, os.Getpid())
+	}
+	before := wakeups(t, tid)
+	time.Sleep(100 * time.Millisecond)
+	if n := wakeups(t, tid) - before; n < 20 {
+		t.Errorf("%d wake-ups in 100 ms sleeping 1 ms at a time, want about 100", n)
+	}
+	th.stop()
+	if th.id() != 0 {
+		t.Errorf("after stop: id %d, want 0", th.id())
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err == nil {
+		t.Errorf("after stop: thread %d still listed", tid)
+	}
+}
+
+// TestRawThreadHoldsSignals: a signal sent to a raw thread itself stays
+// pending there, and one sent to the process reaches Go's handler. Go's
+// handler cannot run on a thread the runtime does not know: a raw thread
+// that took a signal would crash the process.
+func TestRawThreadHoldsSignals(t *testing.T) {
+	m, _ := allowedMask()
+	th := startRaw(m.cpus()[0], time.Millisecond)
+	if th == nil {
+		t.Fatal("startRaw refused")
+	}
+	defer th.stop()
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	defer signal.Stop(c)
+	if err := syscall.Tgkill(os.Getpid(), th.id(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the thread has woken a few times since
+	// SIGUSR1 (10) is bit 9 of the thread's own pending set.
+	if got := taskStatus(th.id(), "ShdPnd"); got == "" {
+		t.Fatal("no status for the raw thread")
+	}
+	pnd, err := strconv.ParseUint(taskStatus(th.id(), "SigPnd"), 16, 64)
+	if err != nil || pnd&(1<<9) == 0 {
+		t.Errorf("SIGUSR1 not pending on the raw thread: SigPnd %q", taskStatus(th.id(), "SigPnd"))
+	}
+	select {
+	case <-c:
+		t.Error("a signal sent to the raw thread reached Go's handler")
+	default:
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a signal sent to the process not delivered")
+	}
+}
+
 // TestBusyStopsWarming: while the process uses more CPU than BusyCores
 // the Warmer runs no thread (a busy CPU does not sleep), and warms again
 // once the load has been under the mark for a while.
 func TestBusyStopsWarming(t *testing.T) {
-	base := runtime.GOMAXPROCS(0)
 	var states []State
 	var mu sync.Mutex
 	w := Start(Options{IdleAfter: time.Second, Sample: 10 * time.Millisecond, BusyCores: 0.3}, func(s State) {
@@ -167,8 +291,8 @@ func TestBusyStopsWarming(t *testing.T) {
 	if s := w.State(); s != Busy {
 		t.Errorf("still burning: %v", s)
 	}
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Errorf("busy: GOMAXPROCS %d, want %d", got, base)
+	if p := pinnedThreads(t); p != 0 {
+		t.Errorf("busy: %d pinned threads, want none", p)
 	}
 	burn.Store(false)
 	wg.Wait()
