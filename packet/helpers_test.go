@@ -51,7 +51,7 @@ func pk(header byte, body string) []byte {
 }
 
 // P builds Properties from id/value pairs; values are int for the integer
-// types, string, []byte, or UserProperty.
+// types (or uint32 for the 4-byte ones), string, []byte, or UserProperty.
 func P(kv ...any) Properties {
 	var p Properties
 	for i := 0; i < len(kv); i += 2 {
@@ -62,7 +62,11 @@ func P(kv ...any) Properties {
 		case ptUint16:
 			*p.uint16Field(id) = uint16(kv[i+1].(int))
 		case ptUint32:
-			*p.uint32Field(id) = uint32(kv[i+1].(int))
+			if u, ok := kv[i+1].(uint32); ok { // above int's range on 32-bit
+				*p.uint32Field(id) = u
+			} else {
+				*p.uint32Field(id) = uint32(kv[i+1].(int))
+			}
 		case ptString:
 			*p.stringField(id) = kv[i+1].(string)
 		case ptBinary:

@@ -30,7 +30,7 @@ func samples(v Version, props bool) []Packet {
 				Properties: pp(PropPayloadFormatIndicator, 0, PropMessageExpiryInterval, 10, PropContentType, "ct",
 					PropResponseTopic, "rt", PropCorrelationData, []byte("cd"), PropWillDelayInterval, 7, PropUserProperty, user)},
 			UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("secret"),
-			Properties: pp(PropSessionExpiryInterval, 0xffffffff, PropAuthenticationMethod, "m",
+			Properties: pp(PropSessionExpiryInterval, uint32(0xffffffff), PropAuthenticationMethod, "m",
 				PropAuthenticationData, []byte{9}, PropRequestProblemInformation, 1, PropRequestResponseInformation, 0,
 				PropReceiveMaximum, 100, PropTopicAliasMaximum, 0, PropMaximumPacketSize, 1<<20, PropUserProperty, user)},
 		&Connack{ReasonCode: Success},

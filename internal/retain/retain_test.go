@@ -281,8 +281,8 @@ func BenchmarkRetainMatch(b *testing.B) {
 	}
 	filters := []string{
 		"tenant3/read/+/gas", // ~6250 results
-		"tenant3/read/" + fmt.Sprintf("%012x", 3*0x9e3779b1) + "/#", // 1 result
-		"tenant3/read/" + fmt.Sprintf("%012x", 3*0x9e3779b1) + "/gas",
+		"tenant3/read/" + fmt.Sprintf("%012x", uint64(3)*0x9e3779b1) + "/#", // 1 result
+		"tenant3/read/" + fmt.Sprintf("%012x", uint64(3)*0x9e3779b1) + "/gas",
 	}
 	for _, f := range filters {
 		b.Run(strings.ReplaceAll(f, "/", "_"), func(b *testing.B) {
