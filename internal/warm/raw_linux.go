@@ -60,10 +60,12 @@ func startRaw(cpu int, interval time.Duration) *rawThread {
 	return t
 }
 
-// stop asks t's thread to end and waits until the kernel says it has
-// (at most one interval, the sleep it is in).
-func (t *rawThread) stop() {
-	atomic.StoreUint32(&t.quit, 1)
+// end asks t's thread to exit after the sleep it is in.
+func (t *rawThread) end() { atomic.StoreUint32(&t.quit, 1) }
+
+// wait returns once the kernel says t's thread has exited (at most one
+// interval after end).
+func (t *rawThread) wait() {
 	for atomic.LoadInt32(&t.tid) != 0 {
 		time.Sleep(100 * time.Microsecond)
 	}

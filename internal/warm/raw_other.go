@@ -11,5 +11,6 @@ type rawThread struct{}
 
 func allowedMask() (cpuMask, bool)           { return cpuMask{}, false }
 func startRaw(int, time.Duration) *rawThread { return nil }
-func (*rawThread) stop()                     {}
+func (*rawThread) end()                      {}
+func (*rawThread) wait()                     {}
 func (*rawThread) id() int                   { return 0 }

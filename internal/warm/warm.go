@@ -143,7 +143,15 @@ func (w *Warmer) Touch() {
 	if !w.touched.Load() {
 		w.touched.Store(true)
 	}
-	if w.dormant.Load() && w.dormant.CompareAndSwap(true, false) {
+	if w.dormant.Load() {
+		w.wakeDormant()
+	}
+}
+
+// wakeDormant wakes the controller if it is dormant (once: the first
+// caller to take the Warmer out of dormancy sends).
+func (w *Warmer) wakeDormant() {
+	if w.dormant.CompareAndSwap(true, false) {
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -175,8 +183,7 @@ func (w *Warmer) CPUs() []int {
 	return append([]int(nil), w.cpus...)
 }
 
-// Stop stops the Warmer and waits for its threads; GOMAXPROCS is back to
-// what it was.
+// Stop stops the Warmer and waits until its threads have exited.
 func (w *Warmer) Stop() {
 	if w == nil {
 		return
@@ -258,11 +265,8 @@ func (w *Warmer) run() {
 		w.dormant.Store(true)
 		// A Touch between the last sample and the store above saw the
 		// Warmer active and sent nothing: look once more.
-		if w.touched.Load() && w.dormant.CompareAndSwap(true, false) {
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
+		if w.touched.Load() {
+			w.wakeDormant()
 		}
 	}
 }
@@ -302,10 +306,13 @@ func (w *Warmer) startThreads() threads {
 	return th
 }
 
-// stop ends the threads and waits until they have exited. A nil th does
-// nothing.
+// stop ends the threads and waits until they have exited (one Interval
+// at most: each is told first, then waited for). A nil th does nothing.
 func (th threads) stop() {
 	for _, t := range th {
-		t.stop()
+		t.end()
+	}
+	for _, t := range th {
+		t.wait()
 	}
 }

@@ -206,7 +206,7 @@ func TestRawThread(t *testing.T) {
 	if n := wakeups(t, tid) - before; n < 20 {
 		t.Errorf("%d wake-ups in 100 ms sleeping 1 ms at a time, want about 100", n)
 	}
-	th.stop()
+	threads{th}.stop()
 	if th.id() != 0 {
 		t.Errorf("after stop: id %d, want 0", th.id())
 	}
@@ -225,7 +225,7 @@ func TestRawThreadHoldsSignals(t *testing.T) {
 	if th == nil {
 		t.Fatal("startRaw refused")
 	}
-	defer th.stop()
+	defer threads{th}.stop()
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, syscall.SIGUSR1)
 	defer signal.Stop(c)
