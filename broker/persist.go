@@ -311,11 +311,13 @@ func (b *Broker) restore(ctx context.Context) error {
 		s := session.New(ss.ClientID, b.sessionLimits())
 		s.SetPersistent(true)
 		for _, sub := range ss.Subscriptions {
-			s.Subscribe(session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
-				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID})
+			// Its last identity is not known (Guard.Owner nil): the
+			// subscriptions are authorized again when a client resumes it.
+			rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+			s.Subscribe(rs)
 			group, inner := splitShared(sub.Filter)
-			b.subs.Subscribe(inner, subKey{s: s, group: group}, newSubscriber(inner, group, sub.QoS,
-				sub.NoLocal, sub.RetainAsPublished, sub.SubID))
+			b.subs.Subscribe(inner, subKey{s: s, group: group}, subscriberOf(rs))
 		}
 		for i := range ss.Queue {
 			sd := &ss.Queue[i]

@@ -62,18 +62,25 @@ func (st *connState) publish(name string) pubLimit {
 	return lim
 }
 
-func (st *connState) subscribe(filter string) int8 {
+// subLimit is a cached subscribe decision for one filter: the highest QoS
+// (-1: refused) and the overlapping deny filters, shared by every caller.
+type subLimit struct {
+	maxQoS int8
+	deny   []string
+}
+
+func (st *connState) subscribe(filter string) subLimit {
 	if v, ok := st.sub.Load(filter); ok {
-		return v.(int8)
+		return v.(subLimit)
 	}
-	m := int8(-1)
+	lim := subLimit{maxQoS: -1}
 	if st.g != nil {
-		m = st.g.subscribeLimit(filter)
+		lim.maxQoS, lim.deny = st.g.subscribeDecision(filter)
 	}
 	if st.subN.Add(1) <= maxCachedFilters {
-		st.sub.Store(filter, m)
+		st.sub.Store(filter, lim)
 	}
-	return m
+	return lim
 }
 
 // stateCache finds a connection's connState from its Identity. The
