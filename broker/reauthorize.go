@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
 )
@@ -164,8 +165,8 @@ func (b *Broker) reauthorize(s *session.Session, id *Identity, cause string) int
 
 // recheckLocked asks authz about each of s's subscriptions for id and
 // applies the answers to the session and the trie, adding the store
-// writes to batch. s.Guard is held. It returns the revocations: refused
-// subscriptions (removed), and narrowed ones (QoS lowered, topics newly
+// writes to batch. s.Guard is held. It returns one revocation per
+// subscription refused (removed) or narrowed (QoS lowered, topics newly
 // denied). A deny list that shrank is updated without counting.
 func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorizer, batch *Batch) []revocation {
 	stored := b.store != nil && s.Persistent()
@@ -187,11 +188,15 @@ func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorize
 		if qos == sub.QoS && slices.Equal(dec.Deny, sub.Deny) {
 			continue
 		}
+		var why []string
 		if qos < sub.QoS {
-			revoked = append(revoked, revocation{sub.Filter, "granted QoS lowered to " + strconv.Itoa(int(qos))})
+			why = append(why, "granted QoS lowered to "+strconv.Itoa(int(qos)))
 		}
 		if gained := newDenials(sub.Deny, dec.Deny); gained != nil {
-			revoked = append(revoked, revocation{sub.Filter, fmt.Sprintf("topics denied: %q", gained)})
+			why = append(why, fmt.Sprintf("topics denied: %q", gained))
+		}
+		if why != nil {
+			revoked = append(revoked, revocation{sub.Filter, strings.Join(why, "; ")})
 		}
 		changed := sub
 		changed.QoS, changed.Deny = qos, dec.Deny
