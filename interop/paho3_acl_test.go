@@ -201,7 +201,7 @@ func TestPahoInteropSuiteWithACL(t *testing.T) {
 	t.Run("zero length clientid", func(t *testing.T) {
 		_, addr := pahoACL(t)
 		pahoUser(t, addr, "", nil) // clean session: an id is assigned [MQTT-3.1.3-6]
-		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("").
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("").
 			SetUsername("paho").SetPassword("pw-paho").SetProtocolVersion(4).SetCleanSession(false).
 			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(wait))
 		tok := c.Connect()
