@@ -26,7 +26,10 @@ const (
 // client may do (Activity), at which QoS at most, whether it may publish
 // retained messages, and on which topic filters. Topics and Deny may hold
 // the placeholders {tenantId}, {clientId} and {username}. A deny filter
-// wins over every allow of the same activity, in any role.
+// wins over every allow of the same activity, in any role: a publish to a
+// denied topic, and a subscription whose every topic is denied, are
+// refused; a subscription that shares only some topics with a deny filter
+// is granted with it attached, and the broker does not deliver its topics.
 type Role struct {
 	Name     string
 	Activity string // publish, subscribe or both
