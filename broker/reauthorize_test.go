@@ -52,7 +52,7 @@ func TestReauthorizeWhileClientsChurn(t *testing.T) {
 					c := mqtttest.Dial(t, addr, packet.V311)
 					if exchange(c, &packet.Connect{ProtocolName: "MQTT", Version: packet.V311, ClientID: id, CleanStart: r%2 == 0}) &&
 						exchange(c, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{
-						{Filter: "secret/#", QoS: 1}, {Filter: "open/#", QoS: 1}}}) && r%3 == 0 {
+							{Filter: "secret/#", QoS: 1}, {Filter: "open/#", QoS: 1}}}) && r%3 == 0 {
 						exchange(c, &packet.Unsubscribe{PacketID: 2, Filters: []string{"open/#"}})
 					}
 					exchange(c, &packet.Disconnect{})
