@@ -41,9 +41,9 @@ const (
 	DefaultHelloTimeout            = 3 * time.Second
 	DefaultMaxHandshakes           = 1024
 	DefaultMaxHandshakesPerAddress = 64
-	DefaultPath             = "/mqtt"
-	DefaultMinVersion       = "1.2"
-	DefaultClientAuth       = "none"
+	DefaultPath                    = "/mqtt"
+	DefaultMinVersion              = "1.2"
+	DefaultClientAuth              = "none"
 )
 
 // ErrConfig is wrapped by every error Validate returns.
