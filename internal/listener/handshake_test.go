@@ -8,10 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // partialHello is the start of a TLS record announcing a 512-byte
@@ -149,6 +152,36 @@ func TestTLSEvictsOldestUnfinishedHandshake(t *testing.T) {
 		if closed != (i == 0) {
 			t.Fatalf("held connection %d closed: %v; only the oldest partial one (0) should be", i, closed)
 		}
+	}
+}
+
+// A wss listener shares the TLS listener's handshakes: at the bound a
+// WebSocket client gets in by eviction too.
+func TestWSSEvictsUnfinishedHandshake(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	certFile, keyFile := ca.serverFiles(t, t.TempDir(), "server")
+	const slots = 4
+	l := listen(t, Config{Type: TypeWSS, CertFile: certFile, KeyFile: keyFile, MaxHandshakes: slots,
+		MaxHandshakesPerAddress: slots, HandshakeTimeout: time.Minute, HelloTimeout: time.Minute})
+	a := startAccepting(t, l)
+	for i := range slots {
+		dialFrom(t, "127.0.0.2", l.Addr().String(), partialHello)
+		eventually(t, 5*time.Second, "the server to take the connection", func() bool {
+			return l.HandshakeStats().InProgress == i+1
+		})
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "localhost"}}
+	c, _, err := wsDial(t, l, "/mqtt", &websocket.DialOptions{Subprotocols: []string{"mqtt"}, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("wss client at the handshake bound: %v", err)
+	}
+	s := a.next(t, 5*time.Second)
+	wsWrite(t, c, websocket.MessageBinary, []byte{0xc0, 0x00})
+	if got := readN(t, s, 2); string(got) != "\xc0\x00" {
+		t.Fatalf("read % x", got)
+	}
+	if st := l.HandshakeStats(); st.Evicted != 1 {
+		t.Fatalf("evicted %d, want 1", st.Evicted)
 	}
 }
 
