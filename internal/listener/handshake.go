@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // errEvicted ends the handshake of a connection that was closed to make
@@ -128,7 +131,8 @@ func (h *handshakeListener) admit(nc net.Conn) bool {
 		}
 		h.mu.Unlock()
 		if full {
-			h.refuse(nc)
+			h.log.Debug("too many unfinished TLS handshakes from one address; connection closed", "remote", nc.RemoteAddr().String())
+			closeQuietly(nc)
 			return true
 		}
 	}
@@ -188,7 +192,7 @@ func (h *handshakeListener) handshake(p *pendingConn) {
 	err := nc.SetDeadline(p.helloBy)
 	if err == nil && h.proxy && !h.keyFromHeader(p) {
 		<-h.sem
-		h.refuse(nc)
+		closeQuietly(nc)
 		return
 	}
 	tc := tls.Server(nc, h.config)
@@ -222,7 +226,13 @@ func (h *handshakeListener) handshake(p *pendingConn) {
 // It reports false when p is to be closed: its address has its share, or p
 // was evicted or the listener closed meanwhile.
 func (h *handshakeListener) keyFromHeader(p *pendingConn) bool {
-	key, _ := addrKey(p.nc.RemoteAddr()) // not IP: not counted per address
+	addr := p.nc.RemoteAddr()
+	key, _ := addrKey(addr) // not IP: not counted per address
+	if pc, ok := p.nc.(*proxyproto.Conn); ok && pc.ProxyHeader() == nil {
+		// No header (or a broken one): the handshake fails at its first
+		// read; the balancer's own address is not charged for it.
+		key = netip.Prefix{}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p.gone {
@@ -231,6 +241,7 @@ func (h *handshakeListener) keyFromHeader(p *pendingConn) bool {
 	if h.mu.table.addrFull(key) {
 		h.mu.table.remove(p)
 		h.noteLocked(&h.mu.report.refused, time.Now())
+		h.log.Debug("too many unfinished TLS handshakes from one address; connection closed", "remote", addr.String())
 		return false
 	}
 	h.mu.table.setKey(p, key)
@@ -276,12 +287,6 @@ func (h *handshakeListener) finish(p *pendingConn, err error) bool {
 		}
 	}
 	return true
-}
-
-// refuse closes a connection whose address had its share.
-func (h *handshakeListener) refuse(nc net.Conn) {
-	h.log.Debug("too many unfinished TLS handshakes from one address; connection closed", "remote", nc.RemoteAddr().String())
-	closeQuietly(nc)
 }
 
 func (h *handshakeListener) isClosed() bool {
