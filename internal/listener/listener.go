@@ -107,7 +107,8 @@ type Config struct {
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header (as sent by
 	// HAProxy, AWS NLB and other load balancers) at the start of every
 	// connection and takes the client's address from it. A connection
-	// without one fails. The header must arrive within HandshakeTimeout.
+	// without one fails. The header must arrive within HandshakeTimeout
+	// (HelloTimeout on tls and wss listeners, where it counts from accept).
 	ProxyProtocol bool
 
 	// CertUsername makes a verified client certificate name the client:
