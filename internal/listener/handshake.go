@@ -234,18 +234,20 @@ func (h *handshakeListener) keyFromHeader(p *pendingConn) bool {
 		key = netip.Prefix{}
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if p.gone {
-		return false
-	}
-	if h.mu.table.addrFull(key) {
+	gone, full := p.gone, h.mu.table.addrFull(key)
+	switch {
+	case gone:
+	case full:
 		h.mu.table.remove(p)
 		h.noteLocked(&h.mu.report.refused, time.Now())
-		h.log.Debug("too many unfinished TLS handshakes from one address; connection closed", "remote", addr.String())
-		return false
+	default:
+		h.mu.table.setKey(p, key)
 	}
-	h.mu.table.setKey(p, key)
-	return true
+	h.mu.Unlock()
+	if full && !gone {
+		h.log.Debug("too many unfinished TLS handshakes from one address; connection closed", "remote", addr.String())
+	}
+	return !gone && !full
 }
 
 // gotHello is the tls.Config's GetConfigForClient, called once the
