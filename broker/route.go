@@ -11,7 +11,9 @@ import (
 
 // subKey identifies one subscriber in the trie: a session, and the share
 // group for a $share subscription ("" otherwise), so that a session may hold
-// a plain and shared subscriptions to the same filter.
+// a plain and shared subscriptions to the same filter. group is the
+// tenant-scoped group key (groupKey), so that the same group name in two
+// tenants is two groups.
 type subKey struct {
 	s     *session.Session
 	group string
@@ -24,7 +26,7 @@ type subscriber struct {
 	noLocal           bool
 	retainAsPublished bool
 	subIDs            []uint32 // the 5.0 subscription identifier as sent (nil for none), made once
-	shareKey          string   // group + "\x00" + filter for a $share subscription, made once
+	shareKey          string   // group key + "\x00" + filter for a $share subscription, made once
 }
 
 func newSubscriber(filter, group string, qos byte, noLocal, retainAsPublished bool, subID uint32) subscriber {
@@ -45,7 +47,7 @@ var entryPool = sync.Pool{New: func() any { e := make([]entry, 0, 64); return &e
 // sharedGroups holds the round-robin position of each share group.
 type sharedGroups struct {
 	mu   sync.Mutex
-	next map[string]uint64 // group + "\x00" + filter -> deliveries so far
+	next map[string]uint64 // shareKey (tenant, group, filter) -> deliveries so far
 }
 
 func (g *sharedGroups) pick(k string) uint64 {
