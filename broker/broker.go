@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"sync"
@@ -272,7 +273,7 @@ func New(o Options) (*Broker, error) {
 	b.cur.Store(&o)
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
-	b.shared.next = make(map[string]uint64)
+	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
 	b.mu.listeners = make(map[net.Listener]rawtcp.Accepter)
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
