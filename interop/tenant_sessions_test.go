@@ -234,7 +234,8 @@ func TestTenantCleanStartKeepsAnotherTenantsSession(t *testing.T) {
 }
 
 // TestTenantsSameClientIDOnlineTogether: both tenants' meter-001 stay
-// connected side by side, each receiving only its own tenant's messages.
+// connected side by side, each receiving only its own tenant's messages;
+// No Local tells them apart too.
 func TestTenantsSameClientIDOnlineTogether(t *testing.T) {
 	for _, v := range bothVersions {
 		t.Run(v.String(), func(t *testing.T) {
@@ -254,6 +255,17 @@ func TestTenantsSameClientIDOnlineTogether(t *testing.T) {
 			expectPayloads(t, b, "tenant B", "b0", "b1", "b2")
 			alive(t, pubA, "tenant A's pub")
 			alive(t, pubB, "tenant B's pub")
+			if v != packet.V5 {
+				return
+			}
+			// No Local [MQTT-3.8.3-3] spares the publisher's own session,
+			// not the same client id in another tenant.
+			for _, c := range []*mqtttest.Client{a, b} {
+				c.Subscribe(2, packet.Subscription{Filter: "common/nl", QoS: 1, NoLocal: true})
+			}
+			publish1(t, a, 1, "common/nl", "from-A")
+			expectPayloads(t, b, "tenant B (no local)", "from-A")
+			a.ExpectNone(100 * time.Millisecond)
 		})
 	}
 }
