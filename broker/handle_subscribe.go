@@ -53,7 +53,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		}
 		existed := c.sess.Subscribe(sub)
 		// A subscription to the same filter replaces the old one [MQTT-3.8.4-3].
-		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: group}, newSubscriber(inner, group, granted,
+		// A share group is the tenant's own (groupKey).
+		gk := groupKey(c.sess, group)
+		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: gk}, newSubscriber(inner, gk, granted,
 			s.NoLocal && c.version == packet.V5, s.RetainAsPublished && c.version == packet.V5, subID))
 		codes[i] = packet.ReasonCode(granted)
 		if !shared && sendRetained(c.version, s.RetainHandling, existed) {
@@ -80,7 +82,7 @@ func (c *conn) persistSubscriptions(subs []packet.Subscription, codes []packet.R
 		if !codes[i].IsError() {
 			sub := session.Subscription{Filter: s.Filter, QoS: byte(codes[i]), NoLocal: s.NoLocal,
 				RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: subID}
-			batch.Add(Op{Kind: OpPutSubscription, ClientID: c.clientID, Sub: storedSubscription(sub)})
+			batch.Add(Op{Kind: OpPutSubscription, ClientID: c.key, Sub: storedSubscription(sub)})
 		}
 	}
 	return c.b.commit(&batch, true)
@@ -133,8 +135,8 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	codes := make([]packet.ReasonCode, len(p.Filters))
 	for i, f := range p.Filters {
 		if c.sess.Unsubscribe(f) {
-			group, inner := splitShared(f)
-			c.b.subs.Unsubscribe(inner, subKey{s: c.sess, group: group}) // [MQTT-3.10.4-1]
+			k, inner := subKeyOf(c.sess, f)
+			c.b.subs.Unsubscribe(inner, k) // [MQTT-3.10.4-1]
 		} else {
 			codes[i] = packet.NoSubscriptionExisted
 		}
@@ -143,7 +145,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 		var batch Batch
 		for i, f := range p.Filters {
 			if codes[i] == packet.Success {
-				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: c.clientID, Filter: f})
+				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: c.key, Filter: f})
 			}
 		}
 		if err := c.b.commit(&batch, true); err != nil {
