@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"sync"
@@ -159,10 +160,10 @@ type Broker struct {
 		sync.Mutex
 		listeners map[net.Listener]rawtcp.Accepter // nil: accepted by net
 		conns     connList
-		clients   map[string]*conn            // online connection per client id
-		sessions  map[string]*session.Session // every session, online or not
+		clients   map[string]*conn            // online connection per session key (SessionKey)
+		sessions  map[string]*session.Session // every session, online or not, per session key
 		expiries  map[*session.Session]*time.Timer
-		wills     map[string]*pendingWill   // delayed 5.0 wills by client id
+		wills     map[string]*pendingWill   // delayed 5.0 wills per session key
 		quotas    map[string]*session.Quota // per tenant
 	}
 }
@@ -272,7 +273,7 @@ func New(o Options) (*Broker, error) {
 	b.cur.Store(&o)
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
-	b.shared.next = make(map[string]uint64)
+	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
 	b.mu.listeners = make(map[net.Listener]rawtcp.Accepter)
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
@@ -463,10 +464,12 @@ func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 }
 
 // quickConnect reports whether an inline reader (conn.serveInline) may
-// handle p: nothing in it waits. The authenticator is quick, there is no
-// enhanced authentication, and the client id names no connection to take
-// over, no delayed will to send and, with a store, no session to write or
-// discard.
+// handle p: the authenticator is quick, there is no enhanced
+// authentication and, with a store, the session does not persist (its
+// write would wait). Whether the client's session key names a connection
+// to take over, a delayed will to send or a stored session to discard is
+// known only once the tenant is: attach then hands the CONNECT over
+// (errAttachWaits).
 func (b *Broker) quickConnect(p *packet.Connect) bool {
 	o := b.opts()
 	if !quickAuthenticator(o.Authenticator) || enhancedAuth(p) {
@@ -476,15 +479,7 @@ func (b *Broker) quickConnect(p *packet.Connect) bool {
 	if p.Version == packet.V5 {
 		persistent = p.Properties.SessionExpiryInterval != 0
 	}
-	if b.store != nil && persistent {
-		return false
-	}
-	if p.ClientID == "" {
-		return true // a new id is assigned
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.mu.clients[p.ClientID] == nil && b.mu.wills[p.ClientID] == nil && (b.store == nil || b.mu.sessions[p.ClientID] == nil)
+	return b.store == nil || !persistent
 }
 
 // Shutdown stops accepting, closes every client connection (5.0 clients

@@ -116,7 +116,8 @@ type conn struct {
 	// reader afterwards (the writer reads copies kept in mu).
 	connected  bool
 	version    packet.Version
-	clientID   string
+	clientID   string // as the client knows it (CONNACK, logs)
+	key        string // its session's key, SessionKey(tenant, clientID)
 	clean      bool
 	id         *Identity
 	sess       *session.Session
@@ -920,7 +921,7 @@ func (c *conn) cleanup(err error) {
 		}
 		c.b.redistribute(shared, c.sess)
 		if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-			c.b.log.Info("client disconnected", "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name,
+			c.b.log.Info("client disconnected", "tenant", c.id.Tenant, "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name,
 				"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 		}
 	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {

@@ -18,7 +18,7 @@ func (c *conn) handlePuback(p *packet.Puback) error {
 // resent PUBREL with PUBCOMP).
 func (c *conn) dequeue(seq uint64) {
 	if seq != 0 {
-		c.b.lazy(Op{Kind: OpDequeue, ClientID: c.clientID, Seq: seq})
+		c.b.lazy(Op{Kind: OpDequeue, ClientID: c.key, Seq: seq})
 	}
 }
 
@@ -36,7 +36,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		if seq != 0 {
 			// Synced: after a restart the broker must send PUBREL, never
 			// the PUBLISH again [MQTT-4.3.3-1].
-			op := Op{Kind: OpSetInflight, ClientID: c.clientID, Delivery: &StoredDelivery{Seq: seq, PacketID: p.PacketID, State: AwaitPubcomp}}
+			op := Op{Kind: OpSetInflight, ClientID: c.key, Delivery: &StoredDelivery{Seq: seq, PacketID: p.PacketID, State: AwaitPubcomp}}
 			if err := c.b.commitOne(op, true); err != nil {
 				return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 			}
@@ -56,7 +56,7 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 		if c.b.store != nil && c.sess.Persistent() {
 			// Lazily: if lost, the id comes back at restart and the
 			// client's resent PUBREL releases it.
-			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.clientID, PacketID: p.PacketID})
+			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
 		}
 	} else if c.version == packet.V5 {
 		ack.ReasonCode = packet.PacketIdentifierNotFound

@@ -97,6 +97,22 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 		c.send(authPacket(packet.ContinueAuthentication, method, serverData))
 		return nil
 	}
+	if ident.Tenant != c.id.Tenant || ident.Username != c.id.Username {
+		// Re-authentication renews credentials; it never changes who the
+		// connection is (DESIGN.md section 3): nothing of the other
+		// identity is applied [MQTT-4.12.1-2].
+		return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
+			err: fmt.Errorf("re-authentication as tenant %q user %q, connected as tenant %q user %q", ident.Tenant, ident.Username, c.id.Tenant, c.id.Username)}
+	}
+	c.reauthenticated(ident)
+	c.send(authPacket(packet.Success, method, serverData))
+	return nil
+}
+
+// reauthenticated replaces the connection's identity after a successful
+// re-authentication of the same tenant and principal: new roles and a new
+// credential expiry. Its session and subscriptions stay as they are.
+func (c *conn) reauthenticated(ident *Identity) {
 	if ident.ClientID == "" {
 		ident.ClientID = c.clientID
 	}
@@ -107,8 +123,6 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)
 	}
-	c.send(authPacket(packet.Success, method, serverData))
-	return nil
 }
 
 // reauthFailed closes a connection whose re-authentication failed, with
@@ -129,8 +143,9 @@ func (c *conn) watchExpiry(at time.Time) {
 		c.mu.expiry.Stop()
 	}
 	d := time.Until(at)
+	tenant := c.id.Tenant // c.id belongs to the reader
 	c.mu.expiry = time.AfterFunc(max(d, 0), func() {
-		c.b.log.Info("credentials expired; disconnecting", "client", c.clientID)
+		c.b.log.Info("credentials expired; disconnecting", "tenant", tenant, "client", c.clientID)
 		c.closeWith(packet.NotAuthorized, reasonNotAuthorized)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -78,13 +79,6 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	}
 	if min := o.MinKeepAlive; min > 0 && ka > 0 && ka < min {
 		return c.refuse(packet.ServerUnavailable, fmt.Errorf("keepalive %v below the minimum %v", ka, min))
-	}
-	if c.b.overConnectionLimit(id) {
-		code := packet.ServerUnavailable
-		if p.Version == packet.V5 {
-			code = packet.ServerBusy
-		}
-		return c.refuse(code, fmt.Errorf("connection limit %d reached", o.MaxConnections))
 	}
 	if p.Will != nil {
 		if err := c.b.validateName(p.Will.Topic); err != nil {
@@ -167,7 +161,13 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	if ident.ClientID == "" {
 		ident.ClientID = c.clientID
 	}
+	if strings.Contains(ident.Tenant, tenantSep) {
+		// A NUL would make the session key ambiguous (SessionKey); the
+		// auth package refuses such tenants already.
+		return c.refuse(packet.NotAuthorized, errors.New("tenant contains U+0000"))
+	}
 	c.id = ident
+	c.key = SessionKey(ident.Tenant, c.clientID)
 	if !ident.ExpiresAt.IsZero() && !ident.ExpiresAt.After(o.Now()) {
 		return c.refuse(packet.NotAuthorized, errors.New("credentials already expired"))
 	}
@@ -214,8 +214,19 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	}
 
 	// Only now, authenticated, may the client take over an existing
-	// connection with its id [MQTT-3.1.4-2].
-	sess, present, discarded := c.b.attach(c, c.clientID, p.CleanStart)
+	// connection with its id [MQTT-3.1.4-2], and only within its tenant.
+	sess, present, discarded, err := c.b.attach(c, p.CleanStart)
+	switch {
+	case errors.Is(err, errAttachWaits):
+		c.handoff = p // a connection goroutine handles the CONNECT again
+		return errHandOff
+	case errors.Is(err, errConnectionLimit):
+		code := packet.ServerUnavailable
+		if p.Version == packet.V5 {
+			code = packet.ServerBusy
+		}
+		return c.refuse(code, fmt.Errorf("connection limit %d reached", o.MaxConnections))
+	}
 	sess.SetQuota(c.b.tenantQuota(ident.Tenant))
 	c.sess = sess
 	// A session resumed from another identity keeps only what this one
@@ -246,7 +257,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		c.watchExpiry(ident.ExpiresAt)
 	}
 	if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-		c.b.log.Info("client connected", "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name, "version", p.Version.String(),
+		c.b.log.Info("client connected", "tenant", ident.Tenant, "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name, "version", p.Version.String(),
 			"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
 	}
 	return nil
@@ -279,12 +290,12 @@ func (c *conn) persistSession(present, discarded bool) error {
 	c.sess.SetPersistent(persistent)
 	var batch Batch
 	if discarded || (wasStored && !persistent) {
-		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.clientID})
+		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.key})
 	}
 	if persistent {
 		// With the will: if the broker stops while the client is
 		// connected, the connection ends abnormally and the will is due.
-		batch.Add(Op{Kind: OpPutSession, ClientID: c.clientID, Session: sessionRecord(c, time.Time{}, true)})
+		batch.Add(Op{Kind: OpPutSession, ClientID: c.key, Session: sessionRecord(c, time.Time{}, true)})
 	}
 	return c.b.commit(&batch, persistent)
 }

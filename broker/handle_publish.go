@@ -68,7 +68,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return nil
 	}
 	c.stats.messagesReceived.Add(1)
-	msg.QoS, msg.Retain, msg.Origin = p.QoS, p.Retain, c.clientID
+	msg.QoS, msg.Retain, msg.Origin = p.QoS, p.Retain, c.key
 	if c.version == packet.V5 && !p.Properties.IsZero() {
 		props := p.Properties
 		props.Clear(packet.PropTopicAlias) // aliases are per connection [MQTT-3.3.2-8]
@@ -85,7 +85,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if p.QoS == 2 && c.sess.Persistent() {
 			// Recorded with the message so a resend after a restart is
 			// recognised [MQTT-4.3.3-2].
-			extra.Add(Op{Kind: OpPutInbound, ClientID: c.clientID, PacketID: p.PacketID})
+			extra.Add(Op{Kind: OpPutInbound, ClientID: c.key, PacketID: p.PacketID})
 		}
 		if p.Retain {
 			extra.Add(retainOp(msg))
@@ -219,7 +219,7 @@ func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send fu
 // once, or for a 5.0 session after its Will Delay Interval unless the
 // session is resumed or ends first [MQTT-3.1.3-9].
 func (c *conn) publishWill() {
-	msg, delay := willMessage(c.will, c.version, c.clientID, c.b.opts().Now())
+	msg, delay := willMessage(c.will, c.version, c.key, c.b.opts().Now())
 	if delay > 0 && !c.clean {
 		if c.expiry != noExpiry {
 			delay = min(delay, time.Duration(c.expiry)*time.Second)
@@ -228,7 +228,7 @@ func (c *conn) publishWill() {
 		if c.sess.Persistent() {
 			rec = sessionRecord(c, c.b.opts().Now(), false)
 		}
-		c.b.scheduleWill(c.clientID, msg, delay, rec)
+		c.b.scheduleWill(c.key, msg, delay, rec)
 		return
 	}
 	c.b.sendWill(msg)

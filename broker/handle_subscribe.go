@@ -42,7 +42,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 func (c *conn) subscribeLocked(p *packet.Subscribe, codes []packet.ReasonCode, subID uint32) ([]session.Delivery, error) {
 	var owed []session.Delivery
 	for i, s := range p.Subscriptions {
-		group, inner, shared, err := topic.ParseShared(s.Filter)
+		_, inner, shared, err := topic.ParseShared(s.Filter)
 		if err == nil && !shared {
 			inner, err = s.Filter, topic.ValidateFilter(s.Filter)
 		}
@@ -76,7 +76,9 @@ func (c *conn) subscribeLocked(p *packet.Subscribe, codes []packet.ReasonCode, s
 		}
 		existed := c.sess.Subscribe(sub)
 		// A subscription to the same filter replaces the old one [MQTT-3.8.4-3].
-		c.b.subs.Subscribe(inner, subKey{s: c.sess, group: group}, subscriberOf(sub))
+		// A share group is the tenant's own (groupKey).
+		k, _, v := subscriberOf(c.sess, sub)
+		c.b.subs.Subscribe(inner, k, v)
 		codes[i] = packet.ReasonCode(granted)
 		if !shared && sendRetained(c.version, s.RetainHandling, existed) {
 			owed = c.b.retainedFor(inner, granted, subID, dec.Deny, owed)
@@ -85,11 +87,12 @@ func (c *conn) subscribeLocked(p *packet.Subscribe, codes []packet.ReasonCode, s
 	return owed, nil
 }
 
-// subscriberOf is the trie value of sub (No Local and Retain As Published
-// are only ever set by 5.0 clients: 3.x SUBSCRIBE has no such options).
-func subscriberOf(sub session.Subscription) subscriber {
-	group, inner := splitShared(sub.Filter)
-	return newSubscriber(inner, group, sub.QoS, sub.NoLocal, sub.RetainAsPublished, sub.SubID, sub.Deny)
+// subscriberOf returns the trie key, inner filter and value of s's
+// subscription sub (No Local and Retain As Published are only ever set by
+// 5.0 clients: 3.x SUBSCRIBE has no such options).
+func subscriberOf(s *session.Session, sub session.Subscription) (subKey, string, subscriber) {
+	k, inner := subKeyOf(s, sub.Filter)
+	return k, inner, newSubscriber(inner, k.group, sub.QoS, sub.NoLocal, sub.RetainAsPublished, sub.SubID, sub.Deny)
 }
 
 // persistSubscriptions writes a persistent session's granted
@@ -103,7 +106,7 @@ func (c *conn) persistSubscriptions(subs []packet.Subscription, codes []packet.R
 		if !codes[i].IsError() {
 			sub := session.Subscription{Filter: s.Filter, QoS: byte(codes[i]), NoLocal: s.NoLocal,
 				RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: subID}
-			batch.Add(Op{Kind: OpPutSubscription, ClientID: c.clientID, Sub: storedSubscription(sub)})
+			batch.Add(Op{Kind: OpPutSubscription, ClientID: c.key, Sub: storedSubscription(sub)})
 		}
 	}
 	return c.b.commit(&batch, true)
@@ -160,8 +163,8 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	c.sess.Guard.Lock()
 	for i, f := range p.Filters {
 		if c.sess.Unsubscribe(f) {
-			group, inner := splitShared(f)
-			c.b.subs.Unsubscribe(inner, subKey{s: c.sess, group: group}) // [MQTT-3.10.4-1]
+			k, inner := subKeyOf(c.sess, f)
+			c.b.subs.Unsubscribe(inner, k) // [MQTT-3.10.4-1]
 		} else {
 			codes[i] = packet.NoSubscriptionExisted
 		}
@@ -171,7 +174,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 		var batch Batch
 		for i, f := range p.Filters {
 			if codes[i] == packet.Success {
-				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: c.clientID, Filter: f})
+				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: c.key, Filter: f})
 			}
 		}
 		if err := c.b.commit(&batch, true); err != nil {

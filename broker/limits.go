@@ -27,15 +27,3 @@ func (b *Broker) checkTopicLimits(s string) error {
 	}
 	return nil
 }
-
-// overConnectionLimit reports whether client id connecting would exceed
-// MaxConnections; taking over a connected id adds no connection.
-func (b *Broker) overConnectionLimit(id string) bool {
-	if b.opts().MaxConnections == 0 {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, takeover := b.mu.clients[id]
-	return !takeover && len(b.mu.clients) >= b.opts().MaxConnections
-}

@@ -120,9 +120,9 @@ func TestTenantQueueLimitIsShared(t *testing.T) {
 		pub.Send(&packet.Publish{Topic: "q", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("m")})
 		pub.Expect()
 	}
-	a1, _ := b.ClientStats("a1")
-	a2, _ := b.ClientStats("a2")
-	b1, _ := b.ClientStats("b1")
+	a1, _ := b.ClientStatsIn("A", "a1")
+	a2, _ := b.ClientStatsIn("A", "a2")
+	b1, _ := b.ClientStatsIn("B", "b1")
 	if a1.Queued+a2.Queued != 5 || a1.Dropped+a2.Dropped != 3 {
 		t.Fatalf("tenant A queued %d+%d, dropped %d+%d; want 5 queued in all and 3 dropped", a1.Queued, a2.Queued, a1.Dropped, a2.Dropped)
 	}

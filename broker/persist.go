@@ -246,10 +246,10 @@ func sessionRecord(c *conn, disconnected time.Time, withWill bool) *StoredSessio
 	if c.version == packet.V5 {
 		exp = c.expiry
 	}
-	rec := &StoredSession{ClientID: c.clientID, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
+	rec := &StoredSession{ClientID: c.key, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
 	if w := c.will; withWill && w != nil {
 		props := w.Properties
-		rec.Will = &StoredMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.clientID}
+		rec.Will = &StoredMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.key}
 		if c.version == packet.V5 && !props.IsZero() {
 			rec.Will.Properties = &props
 		}
@@ -316,8 +316,8 @@ func (b *Broker) restore(ctx context.Context) error {
 			rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
 				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
 			s.Subscribe(rs)
-			group, inner := splitShared(sub.Filter)
-			b.subs.Subscribe(inner, subKey{s: s, group: group}, subscriberOf(rs))
+			k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
+			b.subs.Subscribe(inner, k, v)
 		}
 		for i := range ss.Queue {
 			sd := &ss.Queue[i]
@@ -337,8 +337,8 @@ func (b *Broker) restore(ctx context.Context) error {
 				since = now
 			}
 			left := since.Add(time.Duration(ss.ExpiryInterval) * time.Second).Sub(now)
-			id := ss.ClientID
-			b.mu.expiries[s] = time.AfterFunc(max(left, 0), func() { b.expire(id, s) })
+			key := ss.ClientID
+			b.mu.expiries[s] = time.AfterFunc(max(left, 0), func() { b.expire(key, s) })
 		}
 		b.mu.Unlock()
 	}

@@ -150,12 +150,13 @@ func (b *Broker) reauthorize(s *session.Session, id *Identity, cause string) int
 		// decided again when resumed.
 		_ = b.commit(&batch, false)
 	}
+	_, client := SplitSessionKey(s.ID)
 	for _, r := range revoked {
-		b.log.Warn("subscription revoked", "tenant", id.Tenant, "client", s.ID, "filter", r.filter,
+		b.log.Warn("subscription revoked", "tenant", id.Tenant, "client", client, "filter", r.filter,
 			"reason", r.reason, "cause", cause)
 	}
 	if dropped > 0 {
-		b.log.Warn("queued messages revoked", "tenant", id.Tenant, "client", s.ID, "messages", dropped,
+		b.log.Warn("queued messages revoked", "tenant", id.Tenant, "client", client, "messages", dropped,
 			"reason", "not authorized", "cause", cause)
 	}
 	b.stats.revocations.Add(uint64(len(revoked)))
@@ -172,8 +173,7 @@ func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorize
 	stored := b.store != nil && s.Persistent()
 	var revoked []revocation
 	for _, sub := range s.Subscriptions() {
-		group, inner := splitShared(sub.Filter)
-		key := subKey{s: s, group: group}
+		key, inner := subKeyOf(s, sub.Filter)
 		dec := authz.CanSubscribe(id, sub.Filter, sub.QoS)
 		if !dec.OK {
 			s.Unsubscribe(sub.Filter)
@@ -201,7 +201,8 @@ func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorize
 		changed := sub
 		changed.QoS, changed.Deny = qos, dec.Deny
 		s.Subscribe(changed)
-		b.subs.Subscribe(inner, key, subscriberOf(changed))
+		_, _, v := subscriberOf(s, changed)
+		b.subs.Subscribe(inner, key, v)
 		if stored && qos != sub.QoS {
 			batch.Add(Op{Kind: OpPutSubscription, ClientID: s.ID, Sub: storedSubscription(changed)})
 		}

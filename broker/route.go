@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"sync"
 
@@ -11,7 +12,9 @@ import (
 
 // subKey identifies one subscriber in the trie: a session, and the share
 // group for a $share subscription ("" otherwise), so that a session may hold
-// a plain and shared subscriptions to the same filter.
+// a plain and shared subscriptions to the same filter. group is the
+// tenant-scoped group key (groupKey), so that the same group name in two
+// tenants is two groups.
 type subKey struct {
 	s     *session.Session
 	group string
@@ -24,7 +27,7 @@ type subscriber struct {
 	noLocal           bool
 	retainAsPublished bool
 	subIDs            []uint32 // the 5.0 subscription identifier as sent (nil for none), made once
-	shareKey          string   // group + "\x00" + filter for a $share subscription, made once
+	shareKey          string   // group key + "\x00" + filter for a $share subscription, made once
 	// deny lists the filters whose topics this subscription does not
 	// deliver (SubscribeDecision.Deny, shared, never written to); nil,
 	// the common case, costs one comparison per message.
@@ -52,16 +55,31 @@ type entry = topic.Entry[subKey, subscriber]
 
 var entryPool = sync.Pool{New: func() any { e := make([]entry, 0, 64); return &e }}
 
-// sharedGroups holds the round-robin position of each share group.
+// maxShareCounters bounds the round-robin counters sharedGroups keeps:
+// clients choose group names freely, and a group's counter outlives its
+// last member, so without a bound a client cycling through names would
+// grow the map for ever.
+const maxShareCounters = 1 << 14
+
+// sharedGroups holds the round-robin position of each share group, keyed
+// by a hash of its shareKey (tenant, group, filter: at most 8 bytes a
+// group whatever the filter's length). Past maxShareCounters groups the
+// counters start over: every group's rotation restarts, and each message
+// still goes to one member.
 type sharedGroups struct {
 	mu   sync.Mutex
-	next map[string]uint64 // group + "\x00" + filter -> deliveries so far
+	seed maphash.Seed
+	next map[uint64]uint64 // maphash of shareKey -> deliveries so far
 }
 
 func (g *sharedGroups) pick(k string) uint64 {
+	h := maphash.String(g.seed, k)
 	g.mu.Lock()
-	n := g.next[k]
-	g.next[k] = n + 1
+	n, ok := g.next[h]
+	if !ok && len(g.next) >= maxShareCounters {
+		clear(g.next)
+	}
+	g.next[h] = n + 1
 	g.mu.Unlock()
 	return n
 }

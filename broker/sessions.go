@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -12,17 +13,43 @@ import (
 // over to finish; the old writer's last write is bounded by closeTimeout.
 const takeoverWait = 3 * closeTimeout
 
-// attach makes c the connection of client id: an existing connection with
-// that id is closed first and its cleanup awaited [MQTT-3.1.4-2]. With
-// cleanStart the old session is discarded [MQTT-3.1.2-6]; otherwise it is
-// resumed. present reports a resumed session, discardedStored a discarded
-// one that was in the store.
-func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session, present, discardedStored bool) {
+var (
+	// errConnectionLimit refuses a connection that would exceed
+	// MaxConnections (a takeover adds none).
+	errConnectionLimit = errors.New("broker: connection limit reached")
+	// errAttachWaits tells an inline reader (conn.serveInline) that
+	// attaching would wait: a takeover, a delayed will to send, a stored
+	// session to discard. Nothing was changed; a connection goroutine
+	// handles the CONNECT again.
+	errAttachWaits = errors.New("broker: attaching would wait")
+)
+
+// attach makes c the connection of its session key c.key (SessionKey: the
+// client id within c's tenant): an existing connection with that key is
+// closed first and its cleanup awaited [MQTT-3.1.4-2]; a connection of
+// the same client id in another tenant is another key and is never
+// touched. With cleanStart the old session is discarded [MQTT-3.1.2-6];
+// otherwise it is resumed. present reports a resumed session,
+// discardedStored a discarded one that was in the store. It fails with
+// errConnectionLimit when c would exceed MaxConnections, decided here,
+// after authentication, because only the key says whether c takes over
+// a connection; and, for an inline reader, with errAttachWaits.
+func (b *Broker) attach(c *conn, cleanStart bool) (s *session.Session, present, discardedStored bool, err error) {
+	key := c.key
 	for {
 		b.mu.Lock()
-		old := b.mu.clients[id]
+		old := b.mu.clients[key]
 		if old == nil {
-			s = b.mu.sessions[id]
+			s = b.mu.sessions[key]
+			w := b.mu.wills[key]
+			if c.inline && (w != nil || (b.store != nil && s != nil)) {
+				b.mu.Unlock()
+				return nil, false, false, errAttachWaits
+			}
+			if max := b.opts().MaxConnections; max > 0 && len(b.mu.clients) >= max {
+				b.mu.Unlock()
+				return nil, false, false, errConnectionLimit
+			}
 			if t := b.mu.expiries[s]; t != nil { // the session lives on
 				t.Stop()
 				delete(b.mu.expiries, s)
@@ -30,8 +57,7 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 			// A delayed will is not sent when the session is resumed in
 			// time [MQTT-3.1.3-9]; when it is not resumed (clean start) the
 			// old session ends now, and with it the delay.
-			w := b.mu.wills[id]
-			delete(b.mu.wills, id)
+			delete(b.mu.wills, key)
 			if w != nil {
 				fired := !w.timer.Stop() // fired but not yet sent: its func finds the map changed
 				if fired || cleanStart || s == nil {
@@ -44,22 +70,27 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 				s = nil
 			}
 			if s == nil {
-				s = session.New(id, b.sessionLimits())
-				b.mu.sessions[id] = s
+				s = session.New(key, b.sessionLimits())
+				b.mu.sessions[key] = s
 			} else {
 				present = true
 			}
-			b.mu.clients[id] = c
+			b.mu.clients[key] = c
 			b.mu.Unlock()
-			return s, present, discardedStored
+			return s, present, discardedStored, nil
 		}
-		jail := b.flapping.note(id, b.opts().Now())
+		if c.inline {
+			b.mu.Unlock()
+			return nil, false, false, errAttachWaits
+		}
+		jail := b.flapping.note(key, b.opts().Now())
 		b.mu.Unlock()
-		b.log.Info("client id taken over", "client", id, "old_remote", old.remoteString(), "new_remote", c.remoteString())
+		tenant := c.id.Tenant
+		b.log.Info("client id taken over", "tenant", tenant, "client", c.clientID, "old_remote", old.remoteString(), "new_remote", c.remoteString())
 		if jail {
 			// Two clients fighting over one id reconnect in a loop; make
 			// the newcomer wait so the fight costs little (DESIGN.md).
-			b.log.Warn("client id flapping: delaying takeover", "client", id, "delay", flapDelay)
+			b.log.Warn("client id flapping: delaying takeover", "tenant", tenant, "client", c.clientID, "delay", flapDelay)
 			select {
 			case <-time.After(flapDelay):
 			case <-b.done:
@@ -71,10 +102,10 @@ func (b *Broker) attach(c *conn, id string, cleanStart bool) (s *session.Session
 		case <-time.After(takeoverWait):
 			// The old connection is wedged; detach it by force so the
 			// new one is not refused.
-			b.log.Error("taken-over connection did not finish; detaching it", "client", id)
+			b.log.Error("taken-over connection did not finish; detaching it", "tenant", tenant, "client", c.clientID)
 			b.mu.Lock()
-			if b.mu.clients[id] == old {
-				delete(b.mu.clients, id)
+			if b.mu.clients[key] == old {
+				delete(b.mu.clients, key)
 			}
 			b.mu.Unlock()
 		}
@@ -89,7 +120,9 @@ const (
 	flapDelay  = time.Second
 )
 
-// flapTracker counts recent takeovers per client id. Guarded by Broker.mu.
+// flapTracker counts recent takeovers per session key (SessionKey), so
+// that one tenant's fight over an id never delays another tenant's
+// connections. Guarded by Broker.mu.
 type flapTracker struct {
 	m map[string]*flapCount
 }
@@ -99,8 +132,8 @@ type flapCount struct {
 	n     int
 }
 
-// note records a takeover of id at now and reports whether id is flapping.
-func (f *flapTracker) note(id string, now time.Time) bool {
+// note records a takeover of key at now and reports whether it is flapping.
+func (f *flapTracker) note(key string, now time.Time) bool {
 	if f.m == nil {
 		f.m = make(map[string]*flapCount)
 	}
@@ -111,10 +144,10 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 			}
 		}
 	}
-	fc := f.m[id]
+	fc := f.m[key]
 	if fc == nil || now.Sub(fc.since) > flapWindow {
 		fc = &flapCount{since: now}
-		f.m[id] = fc
+		f.m[key] = fc
 	}
 	fc.n++
 	return fc.n > flapLimit
@@ -130,7 +163,7 @@ func (f *flapTracker) note(id string, now time.Time) bool {
 // keepWill says the connection's will is now delayed: the store record
 // keeps it, so that a restart still sends it.
 func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
-	op := Op{Kind: OpDeleteSession, ClientID: c.clientID}
+	op := Op{Kind: OpDeleteSession, ClientID: c.key}
 	if !c.clean {
 		op.Kind = OpPutSession
 		if b.store != nil { // only a store's session is written (Persistent below)
@@ -145,11 +178,11 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 	}()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.mu.clients[c.clientID] == c {
-		delete(b.mu.clients, c.clientID)
+	if b.mu.clients[c.key] == c {
+		delete(b.mu.clients, c.key)
 	}
 	c.sess.Detach()
-	if b.mu.sessions[c.clientID] != c.sess {
+	if b.mu.sessions[c.key] != c.sess {
 		op.Kind = 0
 		return nil
 	}
@@ -164,8 +197,8 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 		if max := b.opts().MaxSessionExpiry; max > 0 && d > max {
 			d = max
 		}
-		s, id := c.sess, c.clientID
-		b.mu.expiries[s] = time.AfterFunc(d, func() { b.expire(id, s) })
+		s, key := c.sess, c.key
+		b.mu.expiries[s] = time.AfterFunc(d, func() { b.expire(key, s) })
 	}
 	return shared
 }
@@ -173,23 +206,24 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 // noExpiry is the 5.0 session expiry interval that means "never".
 const noExpiry = 0xFFFFFFFF
 
-// expire ends an offline session whose expiry interval ran out, sending
-// its delayed will, if any, now [MQTT-3.1.3-9].
-func (b *Broker) expire(id string, s *session.Session) {
+// expire ends the offline session of key whose expiry interval ran out,
+// sending its delayed will, if any, now [MQTT-3.1.3-9].
+func (b *Broker) expire(key string, s *session.Session) {
 	b.mu.Lock()
-	if b.mu.expiries[s] == nil || b.mu.sessions[id] != s || b.mu.clients[id] != nil {
+	if b.mu.expiries[s] == nil || b.mu.sessions[key] != s || b.mu.clients[key] != nil {
 		b.mu.Unlock()
 		return
 	}
 	delete(b.mu.expiries, s)
 	b.dropSessionLocked(s)
-	w := b.mu.wills[id]
-	delete(b.mu.wills, id)
+	w := b.mu.wills[key]
+	delete(b.mu.wills, key)
 	b.mu.Unlock()
-	b.log.Info("session expired", "client", id)
+	tenant, id := SplitSessionKey(key)
+	b.log.Info("session expired", "tenant", tenant, "client", id)
 	// A failed write is logged and counted by commit; the session then
 	// comes back at restart and expires again.
-	_ = b.commitOne(Op{Kind: OpDeleteSession, ClientID: id}, false)
+	_ = b.commitOne(Op{Kind: OpDeleteSession, ClientID: key}, false)
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
 		b.sendWill(w.msg)
@@ -202,34 +236,34 @@ type pendingWill struct {
 	timer *time.Timer
 }
 
-// scheduleWill publishes msg after delay unless the client's session is
+// scheduleWill publishes msg after delay unless the session of key is
 // resumed or has ended first.
 // rec, when not nil, is the session's store record without the will,
 // written once the will is sent so that a restart does not send it again.
-func (b *Broker) scheduleWill(id string, msg *session.Message, delay time.Duration, rec *StoredSession) {
+func (b *Broker) scheduleWill(key string, msg *session.Message, delay time.Duration, rec *StoredSession) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := &pendingWill{msg: msg}
 	w.timer = time.AfterFunc(delay, func() {
 		b.mu.Lock()
-		if b.mu.wills[id] != w {
+		if b.mu.wills[key] != w {
 			b.mu.Unlock()
 			return
 		}
-		delete(b.mu.wills, id)
-		_, exists := b.mu.sessions[id]
+		delete(b.mu.wills, key)
+		_, exists := b.mu.sessions[key]
 		b.mu.Unlock()
 		b.sendWill(msg)
 		if rec != nil && exists {
 			// A failed write is logged and counted by commit; the will
 			// would then be sent again after a restart.
-			_ = b.commitOne(Op{Kind: OpPutSession, ClientID: id, Session: rec}, false)
+			_ = b.commitOne(Op{Kind: OpPutSession, ClientID: key, Session: rec}, false)
 		}
 	})
-	if old := b.mu.wills[id]; old != nil {
+	if old := b.mu.wills[key]; old != nil {
 		old.timer.Stop()
 	}
-	b.mu.wills[id] = w
+	b.mu.wills[key] = w
 }
 
 // sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8].
@@ -253,8 +287,8 @@ func (b *Broker) dropSessionLocked(s *session.Session) {
 	s.Guard.Lock()
 	s.Guard.Ended = true
 	for _, sub := range s.Subscriptions() {
-		group, inner := splitShared(sub.Filter)
-		b.subs.Unsubscribe(inner, subKey{s: s, group: group})
+		k, inner := subKeyOf(s, sub.Filter)
+		b.subs.Unsubscribe(inner, k)
 	}
 	s.Guard.Unlock()
 	delete(b.mu.sessions, s.ID)

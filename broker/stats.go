@@ -102,12 +102,22 @@ type ClientStats struct {
 	Subscriptions int
 }
 
-// ClientStats returns the queue statistics of the session of clientID, and
-// false when the broker holds no such session.
+// ClientStats returns the queue statistics of the session of clientID in
+// tenant "" (clients whose Identity names no tenant, as with AllowAll), and
+// false when the broker holds no such session. ClientStatsIn names a
+// tenant.
 func (b *Broker) ClientStats(clientID string) (ClientStats, bool) {
+	return b.ClientStatsIn("", clientID)
+}
+
+// ClientStatsIn returns the queue statistics of the session of clientID in
+// tenant (client ids are a namespace per tenant), and false when the
+// broker holds no such session.
+func (b *Broker) ClientStatsIn(tenant, clientID string) (ClientStats, bool) {
+	key := SessionKey(tenant, clientID)
 	b.mu.Lock()
-	s := b.mu.sessions[clientID]
-	_, online := b.mu.clients[clientID]
+	s := b.mu.sessions[key]
+	_, online := b.mu.clients[key]
 	b.mu.Unlock()
 	if s == nil {
 		return ClientStats{}, false

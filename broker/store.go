@@ -48,6 +48,9 @@ const NoExpiry = 0xFFFFFFFF
 
 // StoredSession is one persistent session.
 type StoredSession struct {
+	// ClientID is the session key, SessionKey(tenant, client id): the bare
+	// client id for tenant "" (also every record written before tenants
+	// were keyed), else tenant, NUL, client id. SplitSessionKey splits it.
 	ClientID       string
 	Version        packet.Version
 	ExpiryInterval uint32    // seconds; NoExpiry for never
@@ -93,7 +96,9 @@ type StoredDelivery struct {
 	SubIDs   []uint32
 	PacketID uint16 // non-zero once sent
 	State    InflightState
-	// Share and ShareFilter name the share group it came through.
+	// Share and ShareFilter name the share group it came through: Share
+	// is the group scoped to the session's tenant (SessionKey(tenant,
+	// group)).
 	Share, ShareFilter string
 }
 
@@ -105,7 +110,7 @@ type StoredMessage struct {
 	Retain     bool
 	Properties *packet.Properties // 5.0 properties, nil for none
 	Expiry     time.Time          // zero for none
-	Origin     string
+	Origin     string             // the publisher's session key (No Local)
 }
 
 // OpKind is the kind of one Batch operation.
@@ -146,7 +151,7 @@ const (
 // Op is one operation of a Batch.
 type Op struct {
 	Kind     OpKind
-	ClientID string
+	ClientID string // the session key (StoredSession.ClientID)
 	Session  *StoredSession
 	Sub      *StoredSubscription
 	Filter   string

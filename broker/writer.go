@@ -222,7 +222,7 @@ func (c *conn) recordInflight(batch []session.Outbound) error {
 		if o.Kind != session.OutPublish || o.Dup || o.PacketID == 0 || o.Delivery.Seq == 0 {
 			continue
 		}
-		op := Op{Kind: OpSetInflight, ClientID: c.clientID,
+		op := Op{Kind: OpSetInflight, ClientID: c.key,
 			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: AwaitPuback}}
 		if o.Delivery.QoS == 1 {
 			c.b.lazy(op)

@@ -174,16 +174,25 @@ func expectTopics(t *testing.T, c *mqtttest.Client, who string, want ...string) 
 	return got
 }
 
-func disconnect(t *testing.T, b *broker.Broker, c *mqtttest.Client, id string) {
+func goOffline(t *testing.T, b *broker.Broker, c *mqtttest.Client, id string) {
 	t.Helper()
 	c.Send(&packet.Disconnect{})
-	waitOffline(t, b, id)
+	waitOfflineIn(t, b, "A", id)
+}
+
+// waitOfflineIn waits until clientID's session in tenant is offline.
+func waitOfflineIn(t *testing.T, b *broker.Broker, tenant, clientID string) {
+	t.Helper()
+	eventually(t, func() bool {
+		st, ok := b.ClientStatsIn(tenant, clientID)
+		return ok && !st.Online
+	}, clientID+" offline")
 }
 
 func waitQueued(t *testing.T, b *broker.Broker, id string, n int) {
 	t.Helper()
 	eventually(t, func() bool {
-		st, ok := b.ClientStats(id)
+		st, ok := b.ClientStatsIn("A", id)
 		return ok && st.Queued == n
 	}, fmt.Sprintf("%d messages queued for %s", n, id))
 }
@@ -216,7 +225,7 @@ func TestReloadRevokesSubscriptions(t *testing.T) {
 			if codes := stored.Subscribe(1, subs...); !slices.Equal(codes, []packet.ReasonCode{2, 1}) {
 				t.Fatalf("stored SUBACK %v", codes)
 			}
-			disconnect(t, b, stored, "stored")
+			goOffline(t, b, stored, "stored")
 
 			gw, _ := login(t, addr, v, "gw", "gw", false)
 			publishAll(t, gw, 1, false, "A/read/first")
@@ -251,20 +260,25 @@ func TestReloadRevokesSubscriptions(t *testing.T) {
 				t.Fatal("stored session not present")
 			}
 			expectTopics(t, stored2, "stored", "A/read/first", "A/read/ok", "A/read/ok2")
-			if cs, _ := b.ClientStats("stored"); cs.Subscriptions != 1 {
+			if cs, _ := b.ClientStatsIn("A", "stored"); cs.Subscriptions != 1 {
 				t.Fatalf("stored session holds %d subscriptions, want 1", cs.Subscriptions)
 			}
 			state, err := st.Load(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
+			found := false
 			for _, ss := range state.Sessions {
-				if ss.ClientID != "stored" {
+				if ss.ClientID != broker.SessionKey("A", "stored") {
 					continue
 				}
+				found = true
 				if len(ss.Subscriptions) != 1 || ss.Subscriptions[0].Filter != "A/read/#" || ss.Subscriptions[0].QoS != 1 {
 					t.Fatalf("store holds %+v, want only A/read/# at QoS 1", ss.Subscriptions)
 				}
+			}
+			if !found {
+				t.Fatal("the stored session is not in the store")
 			}
 		})
 	}
@@ -291,7 +305,7 @@ func TestResumeByAnotherPrincipal(t *testing.T) {
 			if p := alice.ExpectPublish(); p.Topic != "A/private/0" {
 				t.Fatalf("alice got %q", p.Topic) // not acknowledged: owed again on resume
 			}
-			disconnect(t, b, alice, id)
+			goOffline(t, b, alice, id)
 			publishAll(t, gw, 1, false, "A/private/1", "A/public/1")
 
 			bob, ack := login(t, addr, v, id, "bob", true)
@@ -304,12 +318,12 @@ func TestResumeByAnotherPrincipal(t *testing.T) {
 			if s := b.Stats(); s.Revocations != 1 || s.RevokedMessages != 2 {
 				t.Fatalf("Stats: %d revocations, %d revoked messages; want 1 (A/#) and 2", s.Revocations, s.RevokedMessages)
 			}
-			if cs, _ := b.ClientStats(id); cs.Subscriptions != 1 {
+			if cs, _ := b.ClientStatsIn("A", id); cs.Subscriptions != 1 {
 				t.Fatalf("session holds %d subscriptions, want 1", cs.Subscriptions)
 			}
 			// Alice again: her roles allow A/#, but the session no longer
 			// has it; nothing comes back by itself.
-			disconnect(t, b, bob, id)
+			goOffline(t, b, bob, id)
 			alice2, _ := login(t, addr, v, id, "alice", true)
 			publishAll(t, gw, 1, false, "A/private/3", "A/public/3")
 			expectTopics(t, alice2, "alice, resumed", "A/public/3")
@@ -327,10 +341,11 @@ func TestResumeAfterRestart(t *testing.T) {
 			const id = "device-9"
 			// What a broker with a wider policy left in the store.
 			st := memstore.New()
+			key := broker.SessionKey("A", id)
 			var batch broker.Batch
-			batch.Add(broker.Op{Kind: broker.OpPutSession, ClientID: id, Session: &broker.StoredSession{
-				ClientID: id, Version: v, ExpiryInterval: broker.NoExpiry}})
-			batch.Add(broker.Op{Kind: broker.OpPutSubscription, ClientID: id, Sub: &broker.StoredSubscription{Filter: "A/#", QoS: 1}})
+			batch.Add(broker.Op{Kind: broker.OpPutSession, ClientID: key, Session: &broker.StoredSession{
+				ClientID: key, Version: v, ExpiryInterval: broker.NoExpiry}})
+			batch.Add(broker.Op{Kind: broker.OpPutSubscription, ClientID: key, Sub: &broker.StoredSubscription{Filter: "A/#", QoS: 1}})
 			if err := st.Commit(&batch, true); err != nil {
 				t.Fatal(err)
 			}
@@ -358,7 +373,7 @@ func TestResumeAfterRestart(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, ss := range state.Sessions {
-					if ss.ClientID == id {
+					if ss.ClientID == key {
 						return len(ss.Subscriptions) == 0 && len(ss.Queue) == 0
 					}
 				}

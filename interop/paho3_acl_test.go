@@ -103,7 +103,7 @@ func TestPahoInteropSuiteWithACL(t *testing.T) {
 		_, h := pahoSink()
 		pahoSubscribe(t, bc, map[string]byte{pahoWild[5]: 2}, h)
 		bc.Disconnect(250)
-		waitOffline(t, b, "myclientid2")
+		waitOfflineIn(t, b, "A", "myclientid2")
 		a, _ := pahoUser(t, addr, "myclientid", nil)
 		for qos := range byte(3) {
 			waitToken(t, a.Publish(pahoTopics[1], qos, false, fmt.Sprintf("qos %d", qos)), "publish")
@@ -180,7 +180,7 @@ func TestPahoInteropSuiteWithACL(t *testing.T) {
 		bc.Publish(pahoTopics[3], 2, false, "")
 		expectMessages(t, ch, 2) // received, never acknowledged
 		eventually(t, func() bool {
-			st, ok := b.ClientStats("myclientid2")
+			st, ok := b.ClientStatsIn("A", "myclientid2")
 			return ok && st.Inflight == 2
 		}, "two messages awaiting acknowledgement")
 		mu.Lock()
@@ -189,7 +189,7 @@ func TestPahoInteropSuiteWithACL(t *testing.T) {
 		if err := bc2.Break(); err != nil {
 			t.Fatal(err)
 		}
-		waitOffline(t, b, "myclientid2")
+		waitOfflineIn(t, b, "A", "myclientid2")
 		ch2, h2 := pahoSink()
 		pahoUser(t, addr, "myclientid2", func(o *mqtt.ClientOptions) { persistent(o); pahoDefault(h2)(o) })
 		got := topics(expectMessages(t, ch2, 2)) // sent again [MQTT-4.4.0-1]

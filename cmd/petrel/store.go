@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -15,8 +18,8 @@ import (
 
 const storeUsage = `Usage: petrel store inspect [--data DIR] [--skip-corrupt]
 
-Prints the sessions of a stopped broker's data directory (client id,
-protocol version, session expiry, subscriptions, queued, inflight and
+Prints the sessions of a stopped broker's data directory (tenant, "-"
+for none, and client id; protocol version, session expiry, subscriptions, queued, inflight and
 inbound QoS 2 messages) and the number of retained messages. The store is
 opened read-only; a running broker holds its lock, so stop it first.
 Exits 1 on a corrupt store, naming the record.
@@ -71,9 +74,16 @@ func storeMain(args []string, stdout, stderr io.Writer) int {
 // printStore writes the session table and the totals.
 func printStore(w io.Writer, st *broker.StoredState) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT ID\tVERSION\tEXPIRY\tDISCONNECTED\tSUBS\tQUEUED\tINFLIGHT\tINBOUND")
+	fmt.Fprintln(tw, "TENANT\tCLIENT ID\tVERSION\tEXPIRY\tDISCONNECTED\tSUBS\tQUEUED\tINFLIGHT\tINBOUND")
 	var queued int
-	for _, s := range st.Sessions {
+	// By tenant, then client id: a tenant's sessions together.
+	sessions := slices.Clone(st.Sessions)
+	slices.SortFunc(sessions, func(a, b *broker.StoredSession) int {
+		ta, ia := broker.SplitSessionKey(a.ClientID)
+		tb, ib := broker.SplitSessionKey(b.ClientID)
+		return cmp.Or(cmp.Compare(ta, tb), cmp.Compare(ia, ib))
+	})
+	for _, s := range sessions {
 		inflight := 0
 		for _, d := range s.Queue {
 			if d.State != broker.Queued {
@@ -89,7 +99,13 @@ func printStore(w io.Writer, st *broker.StoredState) {
 		if !s.DisconnectedAt.IsZero() {
 			disc = s.DisconnectedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%q\t%v\t%s\t%s\t%d\t%d\t%d\t%d\n", s.ClientID, s.Version, expiry, disc,
+		// Client ids are a namespace per tenant: the record's key names both.
+		tenant, id := broker.SplitSessionKey(s.ClientID)
+		shownTenant := "-" // none: no authentication, or written before tenants
+		if tenant != "" {
+			shownTenant = strconv.Quote(tenant)
+		}
+		fmt.Fprintf(tw, "%s\t%q\t%v\t%s\t%s\t%d\t%d\t%d\t%d\n", shownTenant, id, s.Version, expiry, disc,
 			len(s.Subscriptions), len(s.Queue)-inflight, inflight, len(s.InboundQoS2))
 	}
 	_ = tw.Flush() // errors of w show in the lines below as well

@@ -71,7 +71,7 @@ func TestReauthenticationReauthorizes(t *testing.T) {
 	first := c.ExpectPublish() // left unacknowledged
 	publish("A/private/1", "A/public/1")
 	mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
-		st, ok := b.ClientStats("dev-1")
+		st, ok := b.ClientStatsIn("A", "dev-1")
 		return ok && st.Queued == 2
 	}, "two messages queued")
 
@@ -115,7 +115,7 @@ func TestReauthenticationReauthorizes(t *testing.T) {
 	if st := b.Stats(); st.Revocations != 1 || st.RevokedMessages != 1 {
 		t.Fatalf("after a re-authentication changing nothing: %d revocations, %d revoked messages", st.Revocations, st.RevokedMessages)
 	}
-	if cs, _ := b.ClientStats("dev-1"); cs.Subscriptions != 1 {
+	if cs, _ := b.ClientStatsIn("A", "dev-1"); cs.Subscriptions != 1 {
 		t.Fatalf("%d subscriptions left, want 1 (A/public/#)", cs.Subscriptions)
 	}
 }

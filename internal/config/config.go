@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/listener"
 )
 
 // Config is the whole configuration file.
@@ -118,8 +120,14 @@ type TLS struct {
 	ClientAuth       string        `yaml:"client_auth"` // none, optional, require
 	ClientCAFile     string        `yaml:"client_ca_file"`
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
-	MaxHandshakes    int           `yaml:"max_handshakes"`
-	CertUsername     string        `yaml:"cert_username"` // none, cn, subject
+	// HelloTimeout: from accept to a complete ClientHello (PROXY header
+	// included); at most HandshakeTimeout.
+	HelloTimeout  time.Duration `yaml:"hello_timeout"`
+	MaxHandshakes int           `yaml:"max_handshakes"`
+	// MaxHandshakesPerAddress: unfinished handshakes of one IPv4 address or
+	// IPv6 /64; at most MaxHandshakes.
+	MaxHandshakesPerAddress int    `yaml:"max_handshakes_per_address"`
+	CertUsername            string `yaml:"cert_username"` // none, cn, subject
 }
 
 // WebSocket configures a ws or wss listener.
@@ -217,10 +225,16 @@ func (c *Config) applyDefaults() {
 				l.TLS.ClientAuth = "none"
 			}
 			if l.TLS.HandshakeTimeout == 0 {
-				l.TLS.HandshakeTimeout = 10 * time.Second
+				l.TLS.HandshakeTimeout = listener.DefaultHandshakeTimeout
 			}
 			if l.TLS.MaxHandshakes == 0 {
-				l.TLS.MaxHandshakes = 1024
+				l.TLS.MaxHandshakes = listener.DefaultMaxHandshakes
+			}
+			if l.TLS.HelloTimeout == 0 {
+				l.TLS.HelloTimeout = listener.DefaultHelloTimeout
+			}
+			if l.TLS.MaxHandshakesPerAddress == 0 {
+				l.TLS.MaxHandshakesPerAddress = listener.DefaultMaxHandshakesPerAddress
 			}
 		}
 		if (l.Type == "ws" || l.Type == "wss") && l.WebSocket.Path == "" {
@@ -314,6 +328,12 @@ func (c *Config) Validate() error {
 			}
 			if l.TLS.MaxHandshakes < 0 {
 				bad(p+".tls.max_handshakes", "must not be negative")
+			}
+			if l.TLS.HelloTimeout < 0 {
+				bad(p+".tls.hello_timeout", "must not be negative")
+			}
+			if l.TLS.MaxHandshakesPerAddress < 0 {
+				bad(p+".tls.max_handshakes_per_address", "must not be negative")
 			}
 		} else if l.TLS != (TLS{}) {
 			bad(p+".tls", "only for tls and wss listeners")

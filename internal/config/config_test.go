@@ -38,6 +38,8 @@ listeners:
       client_auth: require
       client_ca_file: ca.crt
       handshake_timeout: 5s
+      hello_timeout: 2s
+      max_handshakes_per_address: 16
   - type: ws
     address: 127.0.0.1:8080
     websocket: {allowed_origins: ["https://app.example"], trust_forwarded_for: true}
@@ -54,6 +56,9 @@ allow_anonymous_remote: true
 	}
 	if c.Listeners[1].Name != "tls-1" || c.Listeners[1].TLS.HandshakeTimeout != 5*time.Second || c.Listeners[1].TLS.MinVersion != "1.2" {
 		t.Fatalf("tls listener %+v", c.Listeners[1])
+	}
+	if lc := c.ListenerConfig(1); lc.HelloTimeout != 2*time.Second || lc.MaxHandshakesPerAddress != 16 || lc.MaxHandshakes != 1024 {
+		t.Fatalf("tls listener handshake bounds: hello %v, per address %d, max %d", lc.HelloTimeout, lc.MaxHandshakesPerAddress, lc.MaxHandshakes)
 	}
 	if c.Listeners[2].WebSocket.Path != "/mqtt" || !c.Listeners[2].WebSocket.TrustForwardedFor {
 		t.Fatalf("ws listener %+v", c.Listeners[2])
@@ -76,6 +81,9 @@ func TestErrorsNameTheKeyPath(t *testing.T) {
 		{"tls needs cert", "listeners: [{type: tls, address: ':8883'}]\n", "listeners[0].tls.cert_file: required"},
 		{"bad address", "listeners: [{type: tcp, address: nowhere}]\n", `listeners[0].address: "nowhere" is not host:port`},
 		{"tls on tcp", "listeners: [{type: tcp, address: ':1', tls: {cert_file: a}}]\n", "listeners[0].tls: only for tls and wss listeners"},
+		{"hello timeout on tcp", "listeners: [{type: tcp, address: ':1', tls: {hello_timeout: 1s}}]\n", "listeners[0].tls: only for tls and wss listeners"},
+		{"negative hello timeout", "listeners: [{type: tls, address: ':1', tls: {cert_file: a, key_file: b, hello_timeout: -1s}}]\n", "listeners[0].tls.hello_timeout: must not be negative"},
+		{"negative per-address bound", "listeners: [{type: tls, address: ':1', tls: {cert_file: a, key_file: b, max_handshakes_per_address: -2}}]\n", "listeners[0].tls.max_handshakes_per_address: must not be negative"},
 		{"bad listener type", "listeners: [{type: udp, address: ':1'}]\n", `listeners[0].type: "udp" is not one of tcp, tls, ws, wss`},
 		{"not a mapping", "limits: 5\n", "limits: line 1: want a mapping"},
 		{"keepalive order", "limits: {min_keepalive: 10m, max_keepalive: 1m}\n", "limits.min_keepalive: 10m0s is above limits.max_keepalive"},

@@ -54,21 +54,23 @@ func aliasMax(n int) int {
 func (c *Config) ListenerConfig(i int) listener.Config {
 	l := c.Listeners[i]
 	return listener.Config{
-		Name:              l.Name,
-		Type:              l.Type,
-		Address:           l.Address,
-		CertFile:          l.TLS.CertFile,
-		KeyFile:           l.TLS.KeyFile,
-		MinVersion:        l.TLS.MinVersion,
-		ClientAuth:        l.TLS.ClientAuth,
-		ClientCAFile:      l.TLS.ClientCAFile,
-		HandshakeTimeout:  l.TLS.HandshakeTimeout,
-		MaxHandshakes:     l.TLS.MaxHandshakes,
-		Path:              l.WebSocket.Path,
-		CheckOrigin:       l.WebSocket.AllowedOrigins,
-		TrustForwardedFor: l.WebSocket.TrustForwardedFor,
-		ProxyProtocol:     l.ProxyProtocol,
-		CertUsername:      l.TLS.CertUsername,
+		Name:                    l.Name,
+		Type:                    l.Type,
+		Address:                 l.Address,
+		CertFile:                l.TLS.CertFile,
+		KeyFile:                 l.TLS.KeyFile,
+		MinVersion:              l.TLS.MinVersion,
+		ClientAuth:              l.TLS.ClientAuth,
+		ClientCAFile:            l.TLS.ClientCAFile,
+		HandshakeTimeout:        l.TLS.HandshakeTimeout,
+		MaxHandshakes:           l.TLS.MaxHandshakes,
+		HelloTimeout:            l.TLS.HelloTimeout,
+		MaxHandshakesPerAddress: l.TLS.MaxHandshakesPerAddress,
+		Path:                    l.WebSocket.Path,
+		CheckOrigin:             l.WebSocket.AllowedOrigins,
+		TrustForwardedFor:       l.WebSocket.TrustForwardedFor,
+		ProxyProtocol:           l.ProxyProtocol,
+		CertUsername:            l.TLS.CertUsername,
 	}
 }
 

@@ -3,8 +3,10 @@
 // Accept returns ready byte streams; the package knows nothing of MQTT beyond
 // the WebSocket subprotocol names.
 //
-// TLS handshakes run in the background, bounded in number and time, so a slow
-// or malicious peer never holds up Accept for others. Certificates can be
+// TLS handshakes run in the background, bounded in number, per remote
+// address and in time, so a slow or malicious peer never holds up Accept
+// for others: at the bound the oldest unfinished handshake makes room for a
+// new one. Certificates can be
 // reloaded (on SIGHUP, say) without dropping established connections.
 package listener
 
@@ -35,11 +37,13 @@ const (
 
 // Defaults applied by Listen to zero Config fields.
 const (
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultMaxHandshakes    = 1024
-	DefaultPath             = "/mqtt"
-	DefaultMinVersion       = "1.2"
-	DefaultClientAuth       = "none"
+	DefaultHandshakeTimeout        = 10 * time.Second
+	DefaultHelloTimeout            = 3 * time.Second
+	DefaultMaxHandshakes           = 1024
+	DefaultMaxHandshakesPerAddress = 64
+	DefaultPath                    = "/mqtt"
+	DefaultMinVersion              = "1.2"
+	DefaultClientAuth              = "none"
 )
 
 // ErrConfig is wrapped by every error Validate returns.
@@ -66,13 +70,26 @@ type Config struct {
 	// ClientCAFile holds the PEM CA certificates that client certificates
 	// must chain to; required when ClientAuth is not "none".
 	ClientCAFile string
-	// HandshakeTimeout bounds a TLS handshake (and, for ws/wss, reading the
-	// HTTP upgrade request). Default 10s.
+	// HandshakeTimeout bounds a TLS handshake, from accept (and, for
+	// ws/wss, reading the HTTP upgrade request). Default 10s.
 	HandshakeTimeout time.Duration
+	// HelloTimeout bounds the time from accept to a complete TLS
+	// ClientHello, the PROXY protocol header included (tls, wss only): a
+	// connection that has not sent one by then is closed. The rest of the
+	// handshake has until HandshakeTimeout. Default 3s; never more than
+	// HandshakeTimeout.
+	HelloTimeout time.Duration
 	// MaxHandshakes bounds the TLS handshakes in progress at once. Default
-	// 1024. Beyond it a new connection waits for a slot at most
-	// HandshakeTimeout, then is closed.
+	// 1024. A new connection never waits for a slot: at the bound the
+	// oldest connection that has not sent a complete ClientHello (else the
+	// oldest unfinished one) is closed to make room.
 	MaxHandshakes int
+	// MaxHandshakesPerAddress bounds the unfinished TLS handshakes of one
+	// remote address (an IPv4 address, an IPv6 /64; the PROXY protocol
+	// header's address when ProxyProtocol is set) (tls, wss only). A
+	// connection over it is closed on arrival. Default 64; never more than
+	// MaxHandshakes, which turns the bound off.
+	MaxHandshakesPerAddress int
 
 	// Path is the HTTP path WebSocket upgrades are served on (ws, wss).
 	// Default "/mqtt".
@@ -90,7 +107,8 @@ type Config struct {
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header (as sent by
 	// HAProxy, AWS NLB and other load balancers) at the start of every
 	// connection and takes the client's address from it. A connection
-	// without one fails. The header must arrive within HandshakeTimeout.
+	// without one fails. The header must arrive within HandshakeTimeout
+	// (HelloTimeout on tls and wss listeners, where it counts from accept).
 	ProxyProtocol bool
 
 	// CertUsername makes a verified client certificate name the client:
@@ -135,6 +153,12 @@ func (c Config) Validate() error {
 	if c.MaxHandshakes < 0 {
 		return bad("max_handshakes", "%d is negative", c.MaxHandshakes)
 	}
+	if c.HelloTimeout < 0 {
+		return bad("hello_timeout", "%v is negative", c.HelloTimeout)
+	}
+	if c.MaxHandshakesPerAddress < 0 {
+		return bad("max_handshakes_per_address", "%d is negative", c.MaxHandshakesPerAddress)
+	}
 	if c.isTLS() {
 		if err := c.validateTLS(bad); err != nil {
 			return err
@@ -148,6 +172,12 @@ func (c Config) Validate() error {
 			if f.v != "" {
 				return bad(f.field, "only valid for tls and wss listeners")
 			}
+		}
+		if c.HelloTimeout != 0 {
+			return bad("hello_timeout", "only valid for tls and wss listeners")
+		}
+		if c.MaxHandshakesPerAddress != 0 {
+			return bad("max_handshakes_per_address", "only valid for tls and wss listeners")
 		}
 	}
 	if c.isWS() {
@@ -224,6 +254,14 @@ func (c Config) withDefaults() Config {
 		c.MaxHandshakes = DefaultMaxHandshakes
 	}
 	if c.isTLS() {
+		if c.HelloTimeout == 0 {
+			c.HelloTimeout = DefaultHelloTimeout
+		}
+		c.HelloTimeout = min(c.HelloTimeout, c.HandshakeTimeout)
+		if c.MaxHandshakesPerAddress == 0 {
+			c.MaxHandshakesPerAddress = DefaultMaxHandshakesPerAddress
+		}
+		c.MaxHandshakesPerAddress = min(c.MaxHandshakesPerAddress, c.MaxHandshakes)
 		if c.MinVersion == "" {
 			c.MinVersion = DefaultMinVersion
 		}
@@ -294,7 +332,7 @@ func Listen(ctx context.Context, c Config, log *slog.Logger) (*Listener, error) 
 	l.raw = raw
 	l.inner = raw
 	if c.isTLS() {
-		l.inner = newHandshakeListener(raw, tlsCfg, c.MaxHandshakes, c.HandshakeTimeout, log)
+		l.inner = newHandshakeListener(raw, tlsCfg, c, log)
 	}
 	if c.isWS() {
 		l.ws = newWSServer(c, l.inner, log)

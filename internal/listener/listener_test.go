@@ -51,6 +51,11 @@ func TestValidate(t *testing.T) {
 		{"ws bad path", Config{Type: "ws", Address: ":1", Path: "mqtt"}, "path:"},
 		{"ws empty origin", Config{Type: "ws", Address: ":1", CheckOrigin: []string{" "}}, "check_origin[0]"},
 		{"wss no cert", Config{Type: "wss", Address: ":1"}, "cert_file: missing"},
+		{"tls hello and per-address bounds", with(tlsOK, func(c *Config) { c.HelloTimeout = time.Second; c.MaxHandshakesPerAddress = 8 }), ""},
+		{"negative hello timeout", with(tlsOK, func(c *Config) { c.HelloTimeout = -1 }), "hello_timeout"},
+		{"negative per-address max", with(tlsOK, func(c *Config) { c.MaxHandshakesPerAddress = -1 }), "max_handshakes_per_address"},
+		{"tcp with hello timeout", Config{Type: "tcp", Address: ":1", HelloTimeout: time.Second}, "hello_timeout: only valid"},
+		{"ws with per-address max", Config{Type: "ws", Address: ":1", MaxHandshakesPerAddress: 4}, "max_handshakes_per_address: only valid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ type Message struct {
 	QoS        byte               // QoS as published
 	Retain     bool               // retain flag as published
 	Properties *packet.Properties // 5.0 properties to forward; nil for none
-	Origin     string             // client id of the publisher ("" for the broker)
+	Origin     string             // the publisher's session ID, tenant and client id ("" for the broker)
 	Expiry     time.Time          // 5.0 message expiry; zero for none
 }
 

@@ -71,7 +71,8 @@ type Stats struct {
 // methods. No method blocks or calls out while holding the lock, except
 // that the Waker returned by Enqueue is for the caller to run.
 type Session struct {
-	// ID is the client identifier; it never changes.
+	// ID is the client identifier, scoped to its tenant by the broker
+	// (broker.SessionKey); it never changes.
 	ID     string
 	limits Limits
 

@@ -102,6 +102,41 @@ func testSessionDelete(t *testing.T, h *harness) {
 	equal(t, "other session after restart", h.mustSession("kept"), keptBefore)
 }
 
+// testTenantKeys: session keys of one client id in several tenants
+// (broker.SessionKey: tenant, NUL, client id) are sessions of their own,
+// and so is the bare client id (tenant "", and records from before
+// tenants); removing one leaves the others whole.
+func testTenantKeys(t *testing.T, h *harness) {
+	keys := []string{"meter-001", broker.SessionKey("A", "meter-001"), broker.SessionKey("B", "meter-001"), "A"}
+	for i, k := range keys {
+		tenant, _ := broker.SplitSessionKey(k)
+		d := delivery(1, "common/feed", k)
+		d.Share, d.ShareFilter = broker.SessionKey(tenant, "g"), "common/feed"
+		h.commit(true,
+			putSession(k, packet.V5, uint32(100+i), t0),
+			putSub(k, broker.StoredSubscription{Filter: "$share/g/common/feed", QoS: 1}),
+			enqueue(k, d),
+		)
+	}
+	h.commit(true, broker.Op{Kind: broker.OpDeleteSession, ClientID: keys[1]})
+	h.restart()
+	if s := h.session(keys[1]); s != nil {
+		t.Fatalf("deleted tenant session still loaded: %s", dump(s))
+	}
+	for i, k := range keys {
+		if i == 1 {
+			continue
+		}
+		tenant, _ := broker.SplitSessionKey(k)
+		d := delivery(1, "common/feed", k)
+		d.Share, d.ShareFilter = broker.SessionKey(tenant, "g"), "common/feed"
+		want := wantSession(k, packet.V5, uint32(100+i), t0)
+		want.Subscriptions = []broker.StoredSubscription{{Filter: "$share/g/common/feed", QoS: 1}}
+		want.Queue = []broker.StoredDelivery{d}
+		equal(t, fmt.Sprintf("session %q", k), h.mustSession(k), want)
+	}
+}
+
 func testSubscriptions(t *testing.T, h *harness) {
 	subs := []broker.StoredSubscription{
 		{Filter: "$share/g1/sensors/+/temp", QoS: 1, SubID: 42},

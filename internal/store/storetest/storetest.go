@@ -50,6 +50,7 @@ var cases = []struct {
 	{"SessionPutUpdate", testSessionPutUpdate},
 	{"SessionWill", testSessionWill},
 	{"SessionDelete", testSessionDelete},
+	{"TenantKeys", testTenantKeys},
 	{"Subscriptions", testSubscriptions},
 	{"Queue", testQueue},
 	{"Inflight", testInflight},
