@@ -99,7 +99,7 @@ type Checker struct {
 	fails  *failures
 
 	checks, dummy, busy, throttledName, throttledAddr atomic.Uint64
-	running                                           atomic.Int64
+	running, waiting                                  atomic.Int64
 }
 
 // NewChecker returns a Checker with the limits l (zero fields: defaults)
@@ -125,12 +125,14 @@ type CheckStats struct {
 	ThrottledName    uint64 // refused: the name's failure limit (CONNACK 3 / 0x9F, HTTP 429)
 	ThrottledAddress uint64 // refused: the address's failure limit
 	Running          int64  // checks holding a slot now
+	Waiting          int64  // checks waiting for a slot or memory now
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Checker) Stats() CheckStats {
 	return CheckStats{Checks: c.checks.Load(), Dummy: c.dummy.Load(), Busy: c.busy.Load(),
-		ThrottledName: c.throttledName.Load(), ThrottledAddress: c.throttledAddr.Load(), Running: c.running.Load()}
+		ThrottledName: c.throttledName.Load(), ThrottledAddress: c.throttledAddr.Load(),
+		Running: c.running.Load(), Waiting: c.waiting.Load()}
 }
 
 // Check verifies password against hash for a: refused with ErrThrottled
@@ -184,6 +186,19 @@ func (c *Checker) check(ctx context.Context, hash string, password []byte, a Att
 	return err
 }
 
+// admit returns ErrThrottled, counted, when a is over a failure limit:
+// for checks the caller makes itself (a SCRAM proof costs no hashing).
+func (c *Checker) admit(a Attempt) error { return c.throttle(c.fails.key(a)) }
+
+// record counts the outcome of a check the caller made itself.
+func (c *Checker) record(a Attempt, ok bool) {
+	if ok {
+		c.fails.succeeded(c.fails.key(a))
+	} else {
+		c.fails.failed(c.now(), c.fails.key(a))
+	}
+}
+
 // throttle returns ErrThrottled, counted, when k is over a failure limit.
 func (c *Checker) throttle(k attemptKey) error {
 	switch c.fails.throttled(c.now(), k) {
@@ -203,6 +218,8 @@ func (c *Checker) acquire(ctx context.Context, hash string) (release func(), err
 	slots, memKiB := c.weights(hash)
 	ctx, cancel := context.WithTimeout(ctx, c.lim.MaxWait)
 	defer cancel()
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
 	// Memory first: whoever holds memory and waits for a slot waits on
 	// checks that are running, never on one that waits for memory.
 	if memKiB > 0 {

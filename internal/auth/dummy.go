@@ -41,12 +41,27 @@ func isBcrypt(hash string) bool {
 	return strings.HasPrefix(hash, "$2a$") || strings.HasPrefix(hash, "$2b$") || strings.HasPrefix(hash, "$2y$")
 }
 
-// dummyHash returns the hash of a random secret nobody knows, costing as
-// much to verify as most of hashes do (the first to reach the highest
-// count), or bcrypt at DefaultBcryptCost (petrel passwd's) when hashes
-// has none. A client naming an unknown user or API client is checked
-// against it, so the time of a refusal does not tell which names exist.
+// dummyHash returns the hash of a random secret nobody knows, costing
+// what dummyCost(hashes) says. A client naming an unknown user or API
+// client is checked against it, so the time of a refusal does not tell
+// which names exist.
 func dummyHash(hashes []string) (string, error) {
+	c := dummyCost(hashes)
+	secret := make([]byte, 32)
+	randRead(secret)
+	if c.alg == "argon2id" {
+		salt := make([]byte, c.saltLen)
+		randRead(salt)
+		p := argonParams{salt: salt, time: c.time, memory: c.memory, threads: c.threads}
+		return hashArgon2id(secret, p, uint32(c.keyLen)), nil
+	}
+	return HashBcrypt(secret, c.bcryptCost)
+}
+
+// dummyCost is the cost most of hashes have (the first to reach the
+// highest count), or bcrypt at DefaultBcryptCost (petrel passwd's) when
+// hashes has none.
+func dummyCost(hashes []string) hashCost {
 	best, bestN := hashCost{alg: "bcrypt", bcryptCost: DefaultBcryptCost}, 0
 	counts := map[hashCost]int{}
 	for _, h := range hashes {
@@ -59,13 +74,5 @@ func dummyHash(hashes []string) (string, error) {
 			best, bestN = c, counts[c]
 		}
 	}
-	secret := make([]byte, 32)
-	randRead(secret)
-	if best.alg == "argon2id" {
-		salt := make([]byte, best.saltLen)
-		randRead(salt)
-		p := argonParams{salt: salt, time: best.time, memory: best.memory, threads: best.threads}
-		return hashArgon2id(secret, p, uint32(best.keyLen)), nil
-	}
-	return HashBcrypt(secret, best.bcryptCost)
+	return best
 }
