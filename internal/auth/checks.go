@@ -16,9 +16,11 @@ import (
 // name or an address may have per window before its checks are refused
 // without hashing. Zero values take the defaults.
 type PasswordChecks struct {
-	// MaxConcurrent is the number of check slots; default
-	// runtime.GOMAXPROCS(0) when the Checker is made. A bcrypt check takes
-	// one slot, an argon2id check one per lane (its p), at most all.
+	// MaxConcurrent is the number of check slots; default half of
+	// runtime.GOMAXPROCS(0) when the Checker is made, at least one, so
+	// that a flood of checks leaves the other half of the CPUs to the
+	// message path. A bcrypt check takes one slot, an argon2id check one
+	// per lane (its p), at most all.
 	MaxConcurrent int
 	// Memory is the argon2id memory, in bytes, that checks may hold at
 	// once; default DefaultCheckMemory. A hash needing more than all of it
@@ -54,7 +56,7 @@ const (
 // withDefaults fills in the zero fields.
 func (l PasswordChecks) withDefaults() PasswordChecks {
 	if l.MaxConcurrent <= 0 {
-		l.MaxConcurrent = runtime.GOMAXPROCS(0)
+		l.MaxConcurrent = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if l.Memory <= 0 {
 		l.Memory = DefaultCheckMemory

@@ -35,7 +35,7 @@ type Auth struct {
 // and wait, and the failure limits per username and per address. Applied
 // at start; a change needs a restart.
 type AuthPasswordChecks struct {
-	MaxConcurrent   int           `yaml:"max_concurrent"`   // 0: GOMAXPROCS
+	MaxConcurrent   int           `yaml:"max_concurrent"`   // 0: GOMAXPROCS/2, at least 1
 	Memory          ByteSize      `yaml:"memory"`           // argon2id memory at once; default 256MiB
 	MaxWait         time.Duration `yaml:"max_wait"`         // default 2s
 	UserFailures    int           `yaml:"user_failures"`    // per failure_window; default 5
