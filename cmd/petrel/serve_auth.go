@@ -18,8 +18,9 @@ import (
 // authenticator/authorizer and the optional token endpoint.
 type security struct {
 	log    *slog.Logger
-	svc    *auth.Service      // nil without an auth: section
-	tokens *auth.TokenHandler // nil without a token endpoint
+	svc    *auth.Service       // nil without an auth: section
+	checks auth.PasswordChecks // auth.password_checks as started
+	tokens *auth.TokenHandler  // nil without a token endpoint
 	srv    *http.Server
 	addr   string
 	done   chan struct{}
@@ -36,12 +37,14 @@ func startSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.svc = svc
+	s.svc, s.checks = svc, ac.Checks
 	tc, on, err := cfg.TokenEndpointConfig()
 	if err != nil || !on {
 		return s, err
 	}
-	if s.tokens, err = auth.NewTokenHandler(tc, auth.Options{Logger: logger}); err != nil {
+	// One Checker for CONNECT passwords and API client secrets: one bound
+	// on the CPU and memory that hashing takes.
+	if s.tokens, err = auth.NewTokenHandler(tc, auth.Options{Logger: logger, Checker: svc.Checker()}); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Auth.TokenEndpoint.Address)
@@ -89,6 +92,9 @@ func (s *security) reload(cfg *config.Config, b *broker.Broker) {
 		return
 	}
 	s.log.Info("auth: users, roles and keys reloaded")
+	if ac.Checks != s.checks {
+		s.log.Warn("auth.password_checks changed; it takes effect after a restart")
+	}
 	b.Reauthorize()
 	tc, on, err := cfg.TokenEndpointConfig()
 	switch {

@@ -52,16 +52,22 @@ func HashBcrypt(password []byte, cost int) (string, error) {
 func HashArgon2id(password []byte) string {
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt) // crypto/rand.Read never fails (it panics instead)
-	key := argon2.IDKey(password, salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return hashArgon2id(password, argonParams{salt: salt, time: argonTime, memory: argonMemory, threads: argonThreads}, argonKeyLen)
+}
+
+// hashArgon2id hashes password with the parameters and salt of p into a
+// keyLen-byte key, in the PHC string format.
+func hashArgon2id(password []byte, p argonParams, keyLen uint32) string {
+	key := argon2.IDKey(password, p.salt, p.time, p.memory, p.threads, keyLen)
 	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
-		b64.EncodeToString(salt), b64.EncodeToString(key))
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
+		b64.EncodeToString(p.salt), b64.EncodeToString(key))
 }
 
 // CheckHash validates a hash's format without a password.
 func CheckHash(hash string) error {
 	switch {
-	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+	case isBcrypt(hash):
 		_, err := bcrypt.Cost([]byte(hash))
 		if err != nil {
 			return fmt.Errorf("auth: bcrypt hash: %w", err)
@@ -78,7 +84,7 @@ func CheckHash(hash string) error {
 // constant time; it returns nil, ErrMismatch or a format error.
 func VerifyPassword(hash string, password []byte) error {
 	switch {
-	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+	case isBcrypt(hash):
 		err := bcrypt.CompareHashAndPassword([]byte(hash), password)
 		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 			return ErrMismatch

@@ -33,7 +33,8 @@ type scramExchange struct {
 	ci *broker.ConnectInfo
 
 	step            int
-	user            *User // nil for an unknown user: the exchange fails at the proof
+	attempt         Attempt // the username and address, for the failure limits
+	user            *User   // nil for an unknown user: the exchange fails at the proof
 	creds           SCRAMCredentials
 	gs2Header       string
 	clientFirstBare string
@@ -54,13 +55,22 @@ func (x *scramExchange) Step(_ context.Context, data []byte) ([]byte, *broker.Id
 			x.s.refused(x.ci, "scram", packet.NotAuthorized, err)
 			return nil, nil, packet.NotAuthorized
 		}
+		// The failure limits of password checks hold for proofs too.
+		if err := x.s.checks.admit(x.attempt); err != nil {
+			x.s.refused(x.ci, "scram", packet.ConnectionRateExceeded, err)
+			return nil, nil, packet.ConnectionRateExceeded
+		}
 		return []byte(out), nil, nil
 	case 2:
 		out, id, code, err := x.final(string(data))
+		if code == packet.BadUsernameOrPassword {
+			x.s.checks.record(x.attempt, false)
+		}
 		if err != nil {
 			x.s.refused(x.ci, "scram", code, err)
 			return nil, nil, code
 		}
+		x.s.checks.record(x.attempt, true)
 		id, err = x.s.finish(x.e, x.ci, "scram", id)
 		if err != nil {
 			return nil, nil, err
@@ -90,6 +100,7 @@ func (x *scramExchange) first(msg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	x.attempt = Attempt{Name: name, Addr: AddrOf(x.ci.RemoteAddr)}
 	cnonce := attrs[1][2:]
 	if cnonce == "" || strings.ContainsAny(cnonce, ",") {
 		return "", fmt.Errorf("%w: nonce", errSCRAM)

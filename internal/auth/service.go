@@ -42,6 +42,9 @@ type Config struct {
 	Certificate Certificate
 	// Roles replace DefaultRoles when not nil.
 	Roles []Role
+	// Checks bound the password hash checks; read by New only (Reload
+	// keeps the running Checker).
+	Checks PasswordChecks
 }
 
 // Anonymous configures clients that send neither username nor password.
@@ -77,6 +80,10 @@ type engine struct {
 	jwt       *verifier
 	certUsers map[string]CertUser
 	fake      []byte // salt secret for SCRAM of unknown users
+	// dummy is the hash an unknown user's password is checked against,
+	// of the cost of the users file's hashes; "" when no user has a
+	// password (then there is no name to hide).
+	dummy string
 }
 
 func build(c Config, now func() time.Time) (*engine, error) {
@@ -142,22 +149,39 @@ func build(c Config, now func() time.Time) (*engine, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	var hashes []string
+	for _, u := range e.users {
+		if u.Password != "" {
+			hashes = append(hashes, u.Password)
+		}
+	}
+	if len(hashes) > 0 {
+		d, err := dummyHash(hashes)
+		if err != nil {
+			return nil, err
+		}
+		e.dummy = d
+	}
 	return e, nil
 }
 
 // Service is the authenticator and authorizer. Create it with New; it is
 // safe for concurrent use, and Reload swaps its configuration atomically.
 type Service struct {
-	log   *slog.Logger
-	now   func() time.Time
-	cur   atomicEngine
-	cache stateCache
+	log    *slog.Logger
+	now    func() time.Time
+	cur    atomicEngine
+	cache  stateCache
+	checks *Checker
 }
 
 // Options are Service's collaborators.
 type Options struct {
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now
+	// Checker runs a TokenHandler's secret checks; nil: its own with the
+	// default PasswordChecks. Pass Service.Checker to share the bounds.
+	Checker *Checker
 }
 
 // New loads c (users file, keys) and returns the Service.
@@ -174,8 +198,16 @@ func New(c Config, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.cur.Store(e)
+	s.checks = NewChecker(c.Checks, s.now)
 	return s, nil
 }
+
+// Checker returns the Service's password checker, for a TokenHandler to
+// share (Options.Checker).
+func (s *Service) Checker() *Checker { return s.checks }
+
+// Stats returns the password check counters.
+func (s *Service) Stats() CheckStats { return s.checks.Stats() }
 
 // Reload re-reads the users file and key files and applies c: new
 // CONNECTs use it at once, and connected clients' next decisions use the
@@ -231,10 +263,14 @@ type authnResult struct {
 // Authenticate runs the chain: JWT, users file, client certificate,
 // anonymous. The first authenticator that allows or denies decides; when
 // none does the client is refused (bad user name or password when it sent
-// credentials, not authorized otherwise).
-func (s *Service) Authenticate(_ context.Context, ci *broker.ConnectInfo) (*broker.Identity, error) {
+// credentials, not authorized otherwise). Password checks run within the
+// Checker's bounds: past them the client is refused with server busy
+// (0x89; 3.x: 3) or, for a name or address with too many recent
+// failures, connection rate exceeded (0x9F; 3.x: 3).
+func (s *Service) Authenticate(ctx context.Context, ci *broker.ConnectInfo) (*broker.Identity, error) {
 	e := s.cur.Load()
-	for _, step := range []func(*broker.ConnectInfo) authnResult{e.jwtAuth, e.passwordAuth, e.certAuth, e.anonymousAuth} {
+	password := func(ci *broker.ConnectInfo) authnResult { return s.passwordAuth(ctx, e, ci) }
+	for _, step := range []func(*broker.ConnectInfo) authnResult{e.jwtAuth, password, e.certAuth, e.anonymousAuth} {
 		r := step(ci)
 		switch r.d {
 		case next:
@@ -249,8 +285,36 @@ func (s *Service) Authenticate(_ context.Context, ci *broker.ConnectInfo) (*brok
 	if ci.HasPass || (ci.HasUser && !ci.CertUsername) {
 		code = packet.BadUsernameOrPassword
 	}
+	if e.dummy != "" && ci.HasPass && ci.Username != "" {
+		// A name without a password hash costs what a wrong password
+		// does, within the same bounds, so neither the time nor the code
+		// of the refusal tells which usernames exist.
+		err := s.checks.checkDummy(ctx, e.dummy, ci.Password, attemptOf(ci))
+		if c := checkRefusal(err); c != 0 {
+			s.refused(ci, "password", c, err)
+			return nil, c
+		}
+	}
 	s.refused(ci, "none", code, errors.New("no authenticator accepted the client"))
 	return nil, code
+}
+
+// attemptOf names a CONNECT's password check for the failure limits.
+func attemptOf(ci *broker.ConnectInfo) Attempt {
+	return Attempt{Name: ci.Username, Addr: AddrOf(ci.RemoteAddr)}
+}
+
+// checkRefusal maps the Checker's refusals to CONNACK codes: server busy
+// for ErrBusy, connection rate exceeded for ErrThrottled (both 3, server
+// unavailable, for 3.x, packet.ConnackReturnCode); 0 for anything else.
+func checkRefusal(err error) packet.ReasonCode {
+	switch {
+	case errors.Is(err, ErrBusy):
+		return packet.ServerBusy
+	case errors.Is(err, ErrThrottled):
+		return packet.ConnectionRateExceeded
+	}
+	return 0
 }
 
 // finish checks that the identity's values may be substituted into its
@@ -330,8 +394,9 @@ func (e *engine) jwtAuth(ci *broker.ConnectInfo) authnResult {
 	return authnResult{d: allow, method: "jwt", id: id}
 }
 
-// passwordAuth checks a username and password against the users file.
-func (e *engine) passwordAuth(ci *broker.ConnectInfo) authnResult {
+// passwordAuth checks a username and password against the users file,
+// within the Checker's bounds.
+func (s *Service) passwordAuth(ctx context.Context, e *engine, ci *broker.ConnectInfo) authnResult {
 	if !ci.HasPass || ci.Username == "" {
 		return authnResult{d: next}
 	}
@@ -339,8 +404,12 @@ func (e *engine) passwordAuth(ci *broker.ConnectInfo) authnResult {
 	if !ok || u.Password == "" {
 		return authnResult{d: next}
 	}
-	if err := VerifyPassword(u.Password, ci.Password); err != nil {
-		return authnResult{d: deny, method: "password", code: packet.BadUsernameOrPassword, err: err}
+	if err := s.checks.Check(ctx, u.Password, ci.Password, attemptOf(ci)); err != nil {
+		code := checkRefusal(err)
+		if code == 0 {
+			code = packet.BadUsernameOrPassword
+		}
+		return authnResult{d: deny, method: "password", code: code, err: err}
 	}
 	return authnResult{d: allow, method: "password", id: e.userIdentity(u)}
 }

@@ -5,15 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
 )
 
 // TokenPath is where TokenHandler answers.
@@ -36,55 +38,59 @@ type TokenEndpointConfig struct {
 	Issuer     string
 	Audience   string
 	ScopeClaim string  // default mqttScope
-	Rate       float64 // requests per second per remote address; default 1
+	Rate       float64 // requests per second per client address; default 1
 	Burst      int     // default 5
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client address (ParseTrustedProxies); a request from any other
+	// peer is keyed on the peer, whatever its headers say.
+	TrustedProxies []netip.Prefix
 }
 
 // TokenHandler is the OAuth 2.0 client-credentials token endpoint (RFC
 // 6749 section 4.4): POST /oauth/token with grant_type=client_credentials
 // and the client's id and secret (HTTP Basic or form fields) returns
 // {"access_token","token_type","expires_in"}, as the seeds' token API.
-// Requests are rate-limited per remote address.
+// Requests are rate-limited per client address (behind a trusted proxy,
+// the address its X-Forwarded-For names); secrets are checked by a
+// Checker, whose failure limits apply per client id and per address.
 type TokenHandler struct {
-	cfg   atomic.Pointer[tokenState]
-	log   *slog.Logger
-	now   func() time.Time
-	dummy string // hash compared for unknown clients, so timing does not tell
-
-	mu struct {
-		sync.Mutex
-		buckets map[string]*bucket
-	}
+	cfg    atomic.Pointer[tokenState]
+	log    *slog.Logger
+	now    func() time.Time
+	checks *Checker
+	// buckets are the request rate limits per client address (an IPv6
+	// /64), at most maxBuckets, the least recently used forgotten beyond.
+	buckets *lru.Cache[netip.Addr, *rate.Limiter]
 }
 
 type tokenState struct {
 	c       TokenEndpointConfig
 	clients map[string]APIClient
+	dummy   string // hash checked for unknown clients, so timing does not tell
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// maxBuckets bounds the rate limiter's memory; when full it starts over.
+// maxBuckets bounds the rate limiter's memory.
 const maxBuckets = 10_000
+
+// tokenAttemptPrefix keeps the client ids' failure limits apart from
+// MQTT usernames' in a shared Checker (no MQTT string holds NUL
+// [MQTT-1.5.4-2]).
+const tokenAttemptPrefix = "\x00token:"
 
 // NewTokenHandler checks c and returns the handler.
 func NewTokenHandler(c TokenEndpointConfig, o Options) (*TokenHandler, error) {
-	h := &TokenHandler{log: o.Logger, now: o.Now}
+	h := &TokenHandler{log: o.Logger, now: o.Now, checks: o.Checker}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
-	dummy, err := HashBcrypt([]byte("petrel-dummy-secret"), 10)
-	if err != nil {
-		return nil, err
+	if h.checks == nil {
+		h.checks = NewChecker(PasswordChecks{}, h.now)
 	}
-	h.dummy = dummy
-	h.mu.buckets = map[string]*bucket{}
+	// lru.New fails only for a size below 1.
+	h.buckets, _ = lru.New[netip.Addr, *rate.Limiter](maxBuckets)
 	if err := h.Reload(c); err != nil {
 		return nil, err
 	}
@@ -107,6 +113,7 @@ func (h *TokenHandler) Reload(c TokenEndpointConfig) error {
 	}
 	st := &tokenState{c: c, clients: map[string]APIClient{}}
 	var errs []error
+	var hashes []string
 	for i, cl := range c.Clients {
 		switch {
 		case cl.ID == "":
@@ -117,6 +124,7 @@ func (h *TokenHandler) Reload(c TokenEndpointConfig) error {
 		if err := CheckHash(cl.SecretHash); err != nil {
 			errs = append(errs, fmt.Errorf("auth: token endpoint client %s: secret_hash: %w", cl.ID, err))
 		}
+		hashes = append(hashes, cl.SecretHash)
 		if _, dup := st.clients[cl.ID]; dup {
 			errs = append(errs, fmt.Errorf("auth: token endpoint client %s listed twice", cl.ID))
 		}
@@ -125,6 +133,11 @@ func (h *TokenHandler) Reload(c TokenEndpointConfig) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	dummy, err := dummyHash(hashes)
+	if err != nil {
+		return err
+	}
+	st.dummy = dummy
 	h.cfg.Store(st)
 	return nil
 }
@@ -148,7 +161,8 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := h.cfg.Load()
-	if !h.take(remoteHost(r), st.c.Rate, st.c.Burst) {
+	addr, _ := clientAddr(r, st.c.TrustedProxies)
+	if !h.take(addr, st.c.Rate, st.c.Burst) {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(1/st.c.Rate))))
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many requests")
 		return
@@ -181,12 +195,26 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
 	cl, ok := st.clients[id]
-	hash := cl.SecretHash
-	if !ok {
-		hash = h.dummy
+	attempt := Attempt{Name: tokenAttemptPrefix + id, Addr: addr}
+	var err error
+	if ok {
+		err = h.checks.Check(r.Context(), cl.SecretHash, []byte(secret), attempt)
+	} else {
+		err = h.checks.checkDummy(r.Context(), st.dummy, []byte(secret), attempt)
 	}
-	if err := VerifyPassword(hash, []byte(secret)); err != nil || !ok || id == "" {
-		h.log.Info("auth: token request refused", "client_id", id, "remote", remoteHost(r))
+	switch {
+	case errors.Is(err, ErrThrottled):
+		h.log.Info("auth: token request refused: too many failures", "client_id", id, "remote", addr)
+		w.Header().Set("Retry-After", strconv.Itoa(h.retryAfterFailures()))
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed requests")
+		return
+	case errors.Is(err, ErrBusy):
+		h.log.Info("auth: token request refused: password checks busy", "client_id", id, "remote", addr)
+		w.Header().Set("Retry-After", "1")
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "busy, try again")
+		return
+	case err != nil:
+		h.log.Info("auth: token request refused", "client_id", id, "remote", addr)
 		if basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="petrel"`)
 		}
@@ -210,40 +238,44 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "cannot issue a token")
 		return
 	}
-	h.log.Info("auth: token issued", "client_id", id, "tenant", cl.Tenant, "roles", roles, "remote", remoteHost(r))
+	h.log.Info("auth: token issued", "client_id", id, "tenant", cl.Tenant, "roles", roles, "remote", addr)
 	w.Header().Set("Content-Type", "application/json")
 	// The write error, if any, is the client's connection going away.
 	_ = json.NewEncoder(w).Encode(tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(st.c.TTL / time.Second)})
 }
 
-// take spends one token of key's bucket.
-func (h *TokenHandler) take(key string, rate float64, burst int) bool {
-	now := h.now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	b, ok := h.mu.buckets[key]
+// take spends one request of addr's bucket (an unparsable address, which
+// net/http never gives, shares the zero Addr's).
+func (h *TokenHandler) take(addr netip.Addr, perSecond float64, burst int) bool {
+	key := addr
+	if addr.IsValid() {
+		key = addrKey(addr)
+	}
+	l, ok := h.buckets.Get(key)
 	if !ok {
-		if len(h.mu.buckets) >= maxBuckets {
-			h.mu.buckets = map[string]*bucket{}
+		fresh := rate.NewLimiter(rate.Limit(perSecond), burst)
+		prev, found, _ := h.buckets.PeekOrAdd(key, fresh)
+		l = fresh
+		if found {
+			l = prev
 		}
-		b = &bucket{tokens: float64(burst), last: now}
-		h.mu.buckets[key] = b
 	}
-	b.tokens = min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
+	// A reload changing rate or burst applies to known addresses too.
+	now := h.now()
+	if l.Limit() != rate.Limit(perSecond) {
+		l.SetLimitAt(now, rate.Limit(perSecond))
 	}
-	b.tokens--
-	return true
+	if l.Burst() != burst {
+		l.SetBurstAt(now, burst)
+	}
+	return l.AllowN(now, 1)
 }
 
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// retryAfterFailures is the Retry-After, in seconds, of a refusal for
+// too many failures: the time one failure takes to be forgiven.
+func (h *TokenHandler) retryAfterFailures() int {
+	l := h.checks.Limits()
+	return max(1, int(l.FailureWindow/time.Second)/l.UserFailures)
 }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {

@@ -26,6 +26,22 @@ type Auth struct {
 	Certificate         AuthCertificate   `yaml:"certificate"`
 	Roles               []AuthRole        `yaml:"roles"` // replace the default roles when given
 	TokenEndpoint       AuthTokenEndpoint `yaml:"token_endpoint"`
+	// PasswordChecks bound the bcrypt/argon2id checks of CONNECT
+	// passwords and token endpoint secrets (docs/security.md).
+	PasswordChecks AuthPasswordChecks `yaml:"password_checks"`
+}
+
+// AuthPasswordChecks bounds password hash checks: slots, argon2id memory
+// and wait, and the failure limits per username and per address. Applied
+// at start; a change needs a restart.
+type AuthPasswordChecks struct {
+	MaxConcurrent   int           `yaml:"max_concurrent"`   // 0: GOMAXPROCS/2, at least 1
+	Memory          ByteSize      `yaml:"memory"`           // argon2id memory at once; default 256MiB
+	MaxWait         time.Duration `yaml:"max_wait"`         // default 2s
+	UserFailures    int           `yaml:"user_failures"`    // per failure_window; default 5
+	AddressFailures int           `yaml:"address_failures"` // per failure_window; default 20
+	FailureWindow   time.Duration `yaml:"failure_window"`   // default 1m
+	MaxTracked      int           `yaml:"max_tracked"`      // names, addresses, pairs each; default 10000
 }
 
 // AuthAnonymous configures clients that send no username and no password.
@@ -84,9 +100,12 @@ type AuthTokenEndpoint struct {
 	TTL      time.Duration   `yaml:"ttl"` // default 1h
 	Issuer   string          `yaml:"issuer"`
 	Audience string          `yaml:"audience"`
-	Rate     float64         `yaml:"rate"`  // requests per second per address; default 1
+	Rate     float64         `yaml:"rate"`  // requests per second per client address; default 1
 	Burst    int             `yaml:"burst"` // default 5
 	Clients  []AuthAPIClient `yaml:"clients"`
+	// TrustedProxies are addresses or CIDR networks of reverse proxies
+	// whose X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // AuthAPIClient is an API client of the token endpoint.
@@ -134,6 +153,25 @@ func (a *Auth) applyDefaults() {
 	}
 	if te.Audience == "" {
 		te.Audience = a.JWT.Audience
+	}
+	pc := &a.PasswordChecks
+	if pc.Memory == 0 {
+		pc.Memory = auth.DefaultCheckMemory
+	}
+	if pc.MaxWait == 0 {
+		pc.MaxWait = auth.DefaultCheckWait
+	}
+	if pc.UserFailures == 0 {
+		pc.UserFailures = auth.DefaultUserFailures
+	}
+	if pc.AddressFailures == 0 {
+		pc.AddressFailures = auth.DefaultAddressFailures
+	}
+	if pc.FailureWindow == 0 {
+		pc.FailureWindow = auth.DefaultFailureWindow
+	}
+	if pc.MaxTracked == 0 {
+		pc.MaxTracked = auth.DefaultMaxTracked
 	}
 }
 
@@ -198,6 +236,22 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 	if te.Burst < 0 {
 		bad("auth.token_endpoint.burst", "must not be negative")
 	}
+	if _, err := auth.ParseTrustedProxies(te.TrustedProxies); err != nil {
+		bad("auth.token_endpoint.trusted_proxies", "%v", err)
+	}
+	pc := a.PasswordChecks
+	for _, f := range []struct {
+		key string
+		neg bool
+	}{
+		{"max_concurrent", pc.MaxConcurrent < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
+		{"user_failures", pc.UserFailures < 0}, {"address_failures", pc.AddressFailures < 0},
+		{"failure_window", pc.FailureWindow < 0}, {"max_tracked", pc.MaxTracked < 0},
+	} {
+		if f.neg {
+			bad("auth.password_checks."+f.key, "must not be negative")
+		}
+	}
 	for i, cl := range te.Clients {
 		p := fmt.Sprintf("auth.token_endpoint.clients[%d]", i)
 		if cl.ClientID == "" {
@@ -210,6 +264,13 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 			bad(p+".tenant", "required")
 		}
 	}
+}
+
+// limits converts the section for auth.NewChecker.
+func (pc AuthPasswordChecks) limits() auth.PasswordChecks {
+	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
+		UserFailures: pc.UserFailures, AddressFailures: pc.AddressFailures, FailureWindow: pc.FailureWindow,
+		MaxTracked: pc.MaxTracked}
 }
 
 func (a *Auth) role(r AuthRole) auth.Role {
@@ -234,6 +295,7 @@ func (c *Config) AuthConfig() (ac auth.Config, ok bool) {
 			DisconnectOnExpiry: a.JWT.DisconnectOnExpiry,
 		},
 		Certificate: auth.Certificate{Enabled: a.Certificate.Enabled, Username: a.Certificate.Username},
+		Checks:      a.PasswordChecks.limits(),
 	}
 	for _, u := range a.Certificate.Users {
 		ac.Certificate.Users = append(ac.Certificate.Users, auth.CertUser{Name: u.Name, Tenant: u.Tenant, Roles: u.Roles})
@@ -258,8 +320,12 @@ func (c *Config) TokenEndpointConfig() (tc auth.TokenEndpointConfig, ok bool, er
 	if err != nil {
 		return tc, true, fmt.Errorf("auth.token_endpoint.key_file: %w", err)
 	}
+	proxies, err := auth.ParseTrustedProxies(te.TrustedProxies)
+	if err != nil {
+		return tc, true, fmt.Errorf("auth.token_endpoint.trusted_proxies: %w", err)
+	}
 	tc = auth.TokenEndpointConfig{Signer: sg, TTL: te.TTL, Issuer: te.Issuer, Audience: te.Audience,
-		ScopeClaim: c.Auth.JWT.ScopeClaim, Rate: te.Rate, Burst: te.Burst}
+		ScopeClaim: c.Auth.JWT.ScopeClaim, Rate: te.Rate, Burst: te.Burst, TrustedProxies: proxies}
 	for _, cl := range te.Clients {
 		tc.Clients = append(tc.Clients, auth.APIClient{ID: cl.ClientID, SecretHash: cl.SecretHash, Tenant: cl.Tenant, Roles: cl.Roles})
 	}

@@ -123,12 +123,74 @@ func TestAuthErrorsNameTheKeyPath(t *testing.T) {
 		{"auth: {token_endpoint: {address: ':1', clients: [{client_id: a, secret_hash: plain}]}}\n", "auth.token_endpoint.clients[0].secret_hash"},
 		{"auth: {certificate: {username: email}}\n", "auth.certificate.username"},
 		{"auth: {jwt: {clock_skew: soon}}\n", "auth.jwt.clock_skew"},
+		{"auth: {password_checks: {max_concurrent: -1}}\n", "auth.password_checks.max_concurrent: must not be negative"},
+		{"auth: {password_checks: {memory: -1}}\n", "auth.password_checks.memory"},
+		{"auth: {password_checks: {max_wait: -1s}}\n", "auth.password_checks.max_wait: must not be negative"},
+		{"auth: {password_checks: {user_failures: -1}}\n", "auth.password_checks.user_failures"},
+		{"auth: {password_checks: {address_failures: -1}}\n", "auth.password_checks.address_failures"},
+		{"auth: {password_checks: {failure_window: -1m}}\n", "auth.password_checks.failure_window"},
+		{"auth: {password_checks: {max_tracked: -1}}\n", "auth.password_checks.max_tracked"},
+		{"auth: {password_checks: {slots: 2}}\n", "auth.password_checks.slots: unknown key"},
+		{"auth: {token_endpoint: {trusted_proxies: [10.0.0.0/33]}}\n", "auth.token_endpoint.trusted_proxies"},
+		{"auth: {token_endpoint: {trusted_proxies: [proxy.example]}}\n", "auth.token_endpoint.trusted_proxies"},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.yaml), nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
 		}
+	}
+}
+
+// TestPasswordChecksSection: auth.password_checks reaches auth.Config
+// with its defaults filled in, and token_endpoint.trusted_proxies the
+// token endpoint.
+func TestPasswordChecksSection(t *testing.T) {
+	c, err := Parse([]byte("auth: {}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := c.AuthConfig()
+	want := auth.PasswordChecks{Memory: 256 << 20, MaxWait: 2 * time.Second, UserFailures: 5, AddressFailures: 20,
+		FailureWindow: time.Minute, MaxTracked: 10000}
+	if ac.Checks != want {
+		t.Fatalf("defaults %+v, want %+v", ac.Checks, want)
+	}
+	c, err = Parse([]byte(`auth:
+  password_checks: {max_concurrent: 3, memory: 1GiB, max_wait: 500ms, user_failures: 2, address_failures: 9, failure_window: 5m, max_tracked: 50}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ = c.AuthConfig()
+	want = auth.PasswordChecks{MaxConcurrent: 3, Memory: 1 << 30, MaxWait: 500 * time.Millisecond, UserFailures: 2,
+		AddressFailures: 9, FailureWindow: 5 * time.Minute, MaxTracked: 50}
+	if ac.Checks != want {
+		t.Fatalf("%+v, want %+v", ac.Checks, want)
+	}
+
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := auth.HashBcrypt([]byte("x"), 4)
+	c, err = Parse([]byte(`auth:
+  token_endpoint:
+    address: 127.0.0.1:0
+    key_file: `+key+`
+    trusted_proxies: [10.0.0.0/8, "::1"]
+    clients: [{client_id: app, secret_hash: '`+hash+`', tenant: A}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, _, err := c.TokenEndpointConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(tc.TrustedProxies) != "[10.0.0.0/8 ::1/128]" {
+		t.Fatalf("trusted proxies %v", tc.TrustedProxies)
 	}
 }
 
