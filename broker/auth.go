@@ -30,7 +30,11 @@ type ConnectInfo struct {
 }
 
 // Identity is who a connection is, once authenticated: the tenant and roles
-// the authorization decisions are made on. It is immutable after CONNECT.
+// the authorization decisions are made on. The broker never modifies it
+// once the Authenticator returned it; a 5.0 re-authentication replaces it
+// whole. A session remembers the identity that last held it: when another
+// one takes it over (Tenant, Username, ClientID or Roles differ) its
+// subscriptions and the messages queued for it are authorized again.
 type Identity struct {
 	Tenant   string
 	Username string
@@ -88,14 +92,48 @@ type AuthExchange interface {
 }
 
 // Authorizer decides what an authenticated connection may do. Its methods
-// are called on the publish and subscribe paths, concurrently, and must not
-// block on I/O. id is never nil.
+// are called concurrently, from connection readers (PUBLISH, SUBSCRIBE,
+// CONNECT, AUTH) and from Broker.Reauthorize, and must not block on I/O.
+// id is never nil and never modified by the broker once the connection
+// holds it; an Authorizer may keep it only as a key (a cache handle).
+//
+// The broker asks once per subscription, not per message: what
+// CanSubscribe returns is kept with the subscription and applied to every
+// message routed to it. Subscriptions are asked again when their policy
+// may have changed: when a session is resumed by another identity (or
+// after a restart, when its last identity is not known), on a 5.0
+// re-authentication that changes the identity, and on
+// Broker.Reauthorize, which the owner of the Authorizer calls after its
+// policy changed.
 type Authorizer interface {
 	// CanPublish reports whether id may publish to topic with qos and retain.
 	CanPublish(id *Identity, topic string, qos byte, retain bool) bool
-	// CanSubscribe returns the highest QoS id may be granted on filter, and
-	// false when the subscription is refused.
-	CanSubscribe(id *Identity, filter string, qos byte) (maxQoS byte, ok bool)
+	// CanSubscribe decides a subscription of id to filter (as sent, with
+	// a $share/{group}/ prefix if any) at the requested qos.
+	CanSubscribe(id *Identity, filter string, qos byte) SubscribeDecision
+	// CanReceive reports whether id may receive a message published to
+	// topic (a topic name). The broker asks it for messages that were
+	// queued for a session before its identity or the policy changed,
+	// never for a message being routed.
+	CanReceive(id *Identity, topic string) bool
+}
+
+// SubscribeDecision is an Authorizer's answer to a subscription.
+type SubscribeDecision struct {
+	// OK grants the subscription; false refuses it (SUBACK 0x80 in 3.x,
+	// 0x87 in 5.0 [MQTT-3.9.3-2]).
+	OK bool
+	// MaxQoS is the highest QoS that may be granted; the broker grants
+	// min(requested, MaxQoS) [MQTT-3.8.4-6].
+	MaxQoS byte
+	// Deny lists topic filters whose topics the subscription must not
+	// deliver although its filter matches them: the denied filters that
+	// overlap a granted wildcard ("#" granted with "test/nosubscribe"
+	// denied). nil when none do, which costs nothing per message. The
+	// broker keeps the slice for the subscription's life and never writes
+	// to it; the Authorizer must not modify it after returning it (it may
+	// return the same slice for many decisions).
+	Deny []string
 }
 
 // AllowAll authenticates and authorizes everyone; it is the default when
@@ -114,7 +152,12 @@ func (AllowAll) AuthenticatesQuickly() bool { return true }
 func (AllowAll) CanPublish(*Identity, string, byte, bool) bool { return true }
 
 // CanSubscribe grants every subscription at the requested QoS.
-func (AllowAll) CanSubscribe(_ *Identity, _ string, qos byte) (byte, bool) { return qos, true }
+func (AllowAll) CanSubscribe(_ *Identity, _ string, qos byte) SubscribeDecision {
+	return SubscribeDecision{OK: true, MaxQoS: qos}
+}
+
+// CanReceive allows every message.
+func (AllowAll) CanReceive(*Identity, string) bool { return true }
 
 // peerCertificates finds the TLS state under nc (through wrappers with a
 // NetConn method) and returns the verified client certificate chain.

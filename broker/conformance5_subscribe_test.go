@@ -221,11 +221,11 @@ func TestSubscribe5SubackAndUnsubackReasonCodes(t *testing.T) {
 // elsewhere.
 type denySecret struct{ broker.AllowAll }
 
-func (denySecret) CanSubscribe(_ *broker.Identity, filter string, qos byte) (byte, bool) {
+func (denySecret) CanSubscribe(_ *broker.Identity, filter string, qos byte) broker.SubscribeDecision {
 	if strings.HasPrefix(filter, "secret/") {
-		return 0, false
+		return broker.SubscribeDecision{}
 	}
-	return min(qos, 1), true
+	return broker.SubscribeDecision{OK: true, MaxQoS: min(qos, 1)}
 }
 
 func TestSubscribe5NotAuthorized(t *testing.T) {

@@ -117,6 +117,9 @@ func (c *conn) reauthenticated(ident *Identity) {
 		ident.ClientID = c.clientID
 	}
 	c.id = ident
+	// The session's subscriptions and queue are authorized again when the
+	// identity changed (its roles, say).
+	c.b.reauthorize(c.sess, ident, causeReauth)
 	if !ident.ExpiresAt.IsZero() {
 		c.watchExpiry(ident.ExpiresAt)
 	}

@@ -229,6 +229,9 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	}
 	sess.SetQuota(c.b.tenantQuota(ident.Tenant))
 	c.sess = sess
+	// A session resumed from another identity keeps only what this one
+	// may have, decided before anything is sent (DESIGN.md section 3).
+	c.b.hold(sess, ident, present)
 	c.connected = true
 	if err := c.persistSession(present, discarded); err != nil {
 		c.b.detach(c, false)

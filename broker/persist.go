@@ -311,11 +311,13 @@ func (b *Broker) restore(ctx context.Context) error {
 		s := session.New(ss.ClientID, b.sessionLimits())
 		s.SetPersistent(true)
 		for _, sub := range ss.Subscriptions {
-			s.Subscribe(session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
-				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID})
-			k, inner := subKeyOf(s, sub.Filter) // the session's tenant is in its key
-			b.subs.Subscribe(inner, k, newSubscriber(inner, k.group, sub.QoS,
-				sub.NoLocal, sub.RetainAsPublished, sub.SubID))
+			// Its last identity is not known (Guard.Owner nil): the
+			// subscriptions are authorized again when a client resumes it.
+			rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+			s.Subscribe(rs)
+			k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
+			b.subs.Subscribe(inner, k, v)
 		}
 		for i := range ss.Queue {
 			sd := &ss.Queue[i]

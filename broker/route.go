@@ -28,10 +28,20 @@ type subscriber struct {
 	retainAsPublished bool
 	subIDs            []uint32 // the 5.0 subscription identifier as sent (nil for none), made once
 	shareKey          string   // group key + "\x00" + filter for a $share subscription, made once
+	// deny lists the filters whose topics this subscription does not
+	// deliver (SubscribeDecision.Deny, shared, never written to); nil,
+	// the common case, costs one comparison per message.
+	deny []string
 }
 
-func newSubscriber(filter, group string, qos byte, noLocal, retainAsPublished bool, subID uint32) subscriber {
-	sub := subscriber{filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished}
+// denies reports whether the subscription must not deliver a message
+// published to name: a deny filter of its authorization matches it.
+func (sub *subscriber) denies(name string) bool {
+	return sub.deny != nil && topic.MatchAny(sub.deny, name)
+}
+
+func newSubscriber(filter, group string, qos byte, noLocal, retainAsPublished bool, subID uint32, deny []string) subscriber {
+	sub := subscriber{filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished, deny: deny}
 	if subID != 0 {
 		sub.subIDs = []uint32{subID}
 	}
@@ -188,7 +198,7 @@ func (b *Broker) deliverMerged(rt *routing, msg *session.Message, ents []entry) 
 	var ids []uint32
 	found := false
 	for _, e := range ents {
-		if e.Value.noLocal && e.Key.s.ID == msg.Origin {
+		if (e.Value.noLocal && e.Key.s.ID == msg.Origin) || e.Value.denies(msg.Topic) {
 			continue
 		}
 		if !found || e.Value.qos > best.qos {
@@ -220,16 +230,27 @@ func oneShareGroup(ents []entry) bool {
 }
 
 // deliverShared gives the message to one member of a share group, round
-// robin, preferring members that are online.
+// robin, preferring members that are online, among the members whose
+// authorization lets them receive it (subscriber.denies).
 func (b *Broker) deliverShared(rt *routing, msg *session.Message, members []entry) int {
 	start := b.shared.pick(members[0].Value.shareKey)
-	pick := int(start % uint64(len(members)))
+	first := int(start % uint64(len(members)))
+	pick := -1
 	for k := 0; k < len(members); k++ {
-		i := (pick + k) % len(members)
+		i := (first + k) % len(members)
+		if members[i].Value.denies(msg.Topic) {
+			continue
+		}
+		if pick < 0 {
+			pick = i // the first that may receive it, online or not
+		}
 		if members[i].Key.s.Online() {
 			pick = i
 			break
 		}
+	}
+	if pick < 0 {
+		return 0
 	}
 	return b.deliverTo(rt, msg, members[pick])
 }
@@ -281,7 +302,7 @@ func (b *Broker) deliver(rt *routing, msg *session.Message, s *session.Session, 
 // deliverShare is deliver for a message that came through share group
 // group ("" for none).
 func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Session, sub subscriber, ids []uint32, group string) int {
-	if sub.noLocal && s.ID == msg.Origin {
+	if (sub.noLocal && s.ID == msg.Origin) || sub.denies(msg.Topic) {
 		return 0
 	}
 	if ids == nil {

@@ -31,11 +31,11 @@ func BenchmarkRoute(b *testing.B) {
 					var key subKey
 					switch kind {
 					case "plain":
-						sub, key = newSubscriber("bench/+/t", "", 1, false, false, 0), subKey{s: s}
+						sub, key = newSubscriber("bench/+/t", "", 1, false, false, 0, nil), subKey{s: s}
 					case "subid":
-						sub, key = newSubscriber("bench/+/t", "", 1, false, false, uint32(i+1)), subKey{s: s}
+						sub, key = newSubscriber("bench/+/t", "", 1, false, false, uint32(i+1), nil), subKey{s: s}
 					case "shared":
-						sub, key = newSubscriber("bench/+/t", "g", 1, false, false, 0), subKey{s: s, group: "g"}
+						sub, key = newSubscriber("bench/+/t", "g", 1, false, false, 0, nil), subKey{s: s, group: "g"}
 					}
 					br.subs.Subscribe("bench/+/t", key, sub)
 					sessions[i] = s

@@ -191,6 +191,7 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 		b.dropSessionLocked(c.sess)
 		return shared
 	}
+	b.rememberHolder(c.sess, c.id)
 	if c.version == packet.V5 && c.expiry != noExpiry {
 		d := time.Duration(c.expiry) * time.Second
 		if max := b.opts().MaxSessionExpiry; max > 0 && d > max {
@@ -279,12 +280,17 @@ func (b *Broker) sendWill(msg *session.Message) {
 	}
 }
 
-// dropSessionLocked discards a session and its subscriptions.
+// dropSessionLocked discards a session and its subscriptions. Under the
+// session's Guard: a concurrent re-authorization finds it Ended and puts
+// nothing back in the trie.
 func (b *Broker) dropSessionLocked(s *session.Session) {
+	s.Guard.Lock()
+	s.Guard.Ended = true
 	for _, sub := range s.Subscriptions() {
 		k, inner := subKeyOf(s, sub.Filter)
 		b.subs.Unsubscribe(inner, k)
 	}
+	s.Guard.Unlock()
 	delete(b.mu.sessions, s.ID)
 }
 

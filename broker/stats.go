@@ -7,6 +7,8 @@ type counters struct {
 	connections     atomic.Uint64
 	messagesDropped atomic.Uint64
 	storeErrors     atomic.Uint64
+	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
+	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
 	parks           atomic.Uint64
 	promotions      atomic.Uint64
 	parked          atomic.Int64
@@ -53,9 +55,18 @@ type Stats struct {
 	MessagesDropped  uint64 // deliveries refused by a full queue or an offline QoS 0 session
 	BytesSent        uint64
 	StoreErrors      uint64 // failed store writes
-	Parks            uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
-	Parked           int    // connections parked now: idle, with no reader goroutine
-	Promotions       uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
+	// Revocations counts subscriptions removed or narrowed (QoS lowered,
+	// topics denied) because the identity holding the session may no
+	// longer have them: after Reauthorize, a resume by another identity or
+	// a re-authentication.
+	Revocations uint64
+	// RevokedMessages counts messages queued for a session (or owed to it
+	// again) that were removed because its identity may no longer
+	// receive them.
+	RevokedMessages uint64
+	Parks           uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
+	Parked          int    // connections parked now: idle, with no reader goroutine
+	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -74,6 +85,8 @@ func (b *Broker) Stats() Stats {
 		MessagesDropped:  b.stats.messagesDropped.Load(),
 		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
 		StoreErrors:      b.stats.storeErrors.Load(),
+		Revocations:      b.stats.revocations.Load(),
+		RevokedMessages:  b.stats.revokedMessages.Load(),
 		Parks:            b.stats.parks.Load(),
 		Parked:           int(b.stats.parked.Load()),
 		Promotions:       b.stats.promotions.Load(),

@@ -176,7 +176,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			return 1
 		case <-hup:
 			cfg = reload(*path, environ, overrides, cfg, b, lns, level, logger)
-			sec.reload(cfg) // the users file is re-read even when the configuration is unchanged
+			sec.reload(cfg, b) // the users file is re-read even when the configuration is unchanged
 			continue
 		case <-ctx.Done():
 		}

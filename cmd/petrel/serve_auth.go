@@ -75,9 +75,10 @@ func (s *security) apply(o *broker.Options) {
 }
 
 // reload re-reads the users file, keys, roles and token endpoint clients
-// (SIGHUP). Adding or removing the auth: section, or moving the token
-// endpoint, needs a restart.
-func (s *security) reload(cfg *config.Config) {
+// (SIGHUP), then has the broker decide the subscriptions it holds again
+// under the new roles (Broker.Reauthorize). Adding or removing the auth:
+// section, or moving the token endpoint, needs a restart.
+func (s *security) reload(cfg *config.Config, b *broker.Broker) {
 	ac, ok := cfg.AuthConfig()
 	if ok != (s.svc != nil) {
 		s.log.Warn("auth: section added or removed; it takes effect after a restart")
@@ -94,6 +95,7 @@ func (s *security) reload(cfg *config.Config) {
 	if ac.Checks != s.checks {
 		s.log.Warn("auth.password_checks changed; it takes effect after a restart")
 	}
+	b.Reauthorize()
 	tc, on, err := cfg.TokenEndpointConfig()
 	switch {
 	case on != (s.tokens != nil):

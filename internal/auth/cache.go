@@ -62,18 +62,25 @@ func (st *connState) publish(name string) pubLimit {
 	return lim
 }
 
-func (st *connState) subscribe(filter string) int8 {
+// subLimit is a cached subscribe decision for one filter: the highest QoS
+// (-1: refused) and the overlapping deny filters, shared by every caller.
+type subLimit struct {
+	maxQoS int8
+	deny   []string
+}
+
+func (st *connState) subscribe(filter string) subLimit {
 	if v, ok := st.sub.Load(filter); ok {
-		return v.(int8)
+		return v.(subLimit)
 	}
-	m := int8(-1)
+	lim := subLimit{maxQoS: -1}
 	if st.g != nil {
-		m = st.g.subscribeLimit(filter)
+		lim.maxQoS, lim.deny = st.g.subscribeDecision(filter)
 	}
 	if st.subN.Add(1) <= maxCachedFilters {
-		st.sub.Store(filter, m)
+		st.sub.Store(filter, lim)
 	}
-	return m
+	return lim
 }
 
 // stateCache finds a connection's connState from its Identity. The
@@ -81,11 +88,23 @@ func (st *connState) subscribe(filter string) int8 {
 // before the broker shares it); the handle keys a sync.Map, so lookups
 // are lock-free. runtime.AddCleanup removes the entry once the broker
 // drops the Identity, so nothing needs a disconnect hook. An identity the
-// cache does not know (made elsewhere, or copied) is compiled on each call:
-// correct, only slower.
+// cache does not know (made elsewhere, or copied) is compiled on each call
+// but repeated calls with the same one (see last): correct, only slower.
 type stateCache struct {
 	m   sync.Map // handle -> *connState
 	seq atomic.Uint64
+	// last is the state compiled for the last identity the cache did not
+	// know: the broker re-checks an offline session with a copy of its
+	// identity, asking once per subscription and queued topic, and the
+	// grants are compiled once for the run instead of at each call. One
+	// entry: it keeps one identity alive at most.
+	last atomic.Pointer[unknownState]
+}
+
+// unknownState is a state compiled for an identity without a live handle.
+type unknownState struct {
+	id *broker.Identity
+	st *connState
 }
 
 func (c *stateCache) register(id *broker.Identity, e *engine, g *grants) {
@@ -112,7 +131,12 @@ func (c *stateCache) lookup(id *broker.Identity, e *engine) *connState {
 			return nst
 		}
 	}
-	return &connState{eng: e, g: recompile(id, e)}
+	if u := c.last.Load(); u != nil && u.id == id && u.st.eng == e {
+		return u.st
+	}
+	st := &connState{eng: e, g: recompile(id, e)}
+	c.last.Store(&unknownState{id: id, st: st})
+	return st
 }
 
 func recompile(id *broker.Identity, e *engine) *grants {

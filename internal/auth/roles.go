@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/petrel-mqtt/petrel/internal/topic"
@@ -25,7 +26,10 @@ const (
 // client may do (Activity), at which QoS at most, whether it may publish
 // retained messages, and on which topic filters. Topics and Deny may hold
 // the placeholders {tenantId}, {clientId} and {username}. A deny filter
-// wins over every allow of the same activity, in any role.
+// wins over every allow of the same activity, in any role: a publish to a
+// denied topic, and a subscription whose every topic is denied, are
+// refused; a subscription that shares only some topics with a deny filter
+// is granted with it attached, and the broker does not deliver its topics.
 type Role struct {
 	Name     string
 	Activity string // publish, subscribe or both
@@ -175,103 +179,56 @@ func (g *grants) publishLimits(name string) (maxQoS, maxRetainQoS int8) {
 	return maxQoS, maxRetainQoS
 }
 
-// subscribeLimit returns the highest QoS a subscription to filter may be
-// granted, or -1. filter may be a shared subscription: its inner filter
-// is what is checked. The subscription is allowed only when one allow
-// filter covers every topic it can match and no deny filter shares a
-// topic with it.
-func (g *grants) subscribeLimit(filter string) int8 {
+// subscribeDecision decides a subscription to filter, which may be a
+// shared subscription (its inner filter is what is checked). It returns
+// the highest QoS that may be granted, or -1 when refused, and the deny
+// filters the granted subscription overlaps (nil for none). A filter is
+// allowed only when one allow filter covers every topic it can match; it
+// is refused when one deny filter covers it, and a deny filter that only
+// shares some topics with it is returned, for the broker to filter those
+// topics at delivery.
+func (g *grants) subscribeDecision(filter string) (maxQoS int8, deny []string) {
 	_, inner, shared, err := topic.ParseShared(filter)
 	if err != nil {
-		return -1
+		return -1, nil
 	}
 	if !shared {
 		inner = filter
 		if topic.ValidateFilter(inner) != nil {
-			return -1
-		}
-	}
-	for _, d := range g.denySub {
-		if Overlaps(d, inner) {
-			return -1
+			return -1, nil
 		}
 	}
 	best := int8(-1)
 	for _, gr := range g.sub {
-		if Covers(gr.filter, inner) {
+		if topic.Covers(gr.filter, inner) {
 			best = max(best, int8(gr.maxQoS))
 		}
 	}
-	return best
+	if best < 0 {
+		return -1, nil
+	}
+	for _, d := range g.denySub {
+		if topic.Covers(d, inner) {
+			return -1, nil // entirely inside a denied filter
+		}
+		if topic.Overlaps(d, inner) && !slices.Contains(deny, d) {
+			deny = append(deny, d)
+		}
+	}
+	return best, slices.Clip(deny)
 }
 
-// Covers reports whether every topic name that filter f can match is also
-// matched by filter a (both valid filters, no $share prefix): "A/read/#"
-// covers "A/read/+/gas" but not "+/read/#"; "#" covers everything except
-// "$"-topics, which a filter starting with a wildcard never matches
-// [MQTT-4.7.2-1].
-func Covers(a, f string) bool {
-	if strings.HasPrefix(f, "$") && (strings.HasPrefix(a, "+") || strings.HasPrefix(a, "#")) {
+// receivable reports whether a message published to name may be delivered
+// to the identity: an allow filter of a subscribing role matches it and no
+// deny filter does.
+func (g *grants) receivable(name string) bool {
+	if topic.MatchAny(g.denySub, name) {
 		return false
 	}
-	for {
-		al, arest, amore := strings.Cut(a, "/")
-		fl, frest, fmore := strings.Cut(f, "/")
-		if al == "#" {
-			return true // a matches this level and everything below, the parent too
-		}
-		switch fl {
-		case "#":
-			// f matches the parent and every level below: only '#' covers that.
-			return false
-		case "+":
-			if al != "+" {
-				return false
-			}
-		default:
-			if al != "+" && al != fl {
-				return false
-			}
-		}
-		switch {
-		case !fmore && !amore:
-			return true
-		case !fmore:
-			// f ends here; a needs more levels, unless they are "#",
-			// which also matches the parent [MQTT-4.7.1-2].
-			return arest == "#"
-		case !amore:
-			return false
-		}
-		a, f = arest, frest
-	}
-}
-
-// Overlaps reports whether some topic name matches both filters.
-func Overlaps(a, b string) bool {
-	dollarA, dollarB := strings.HasPrefix(a, "$"), strings.HasPrefix(b, "$")
-	wildA := strings.HasPrefix(a, "+") || strings.HasPrefix(a, "#")
-	wildB := strings.HasPrefix(b, "+") || strings.HasPrefix(b, "#")
-	if (dollarA && wildB) || (dollarB && wildA) {
-		return false
-	}
-	for {
-		al, arest, amore := strings.Cut(a, "/")
-		bl, brest, bmore := strings.Cut(b, "/")
-		if al == "#" || bl == "#" {
+	for _, gr := range g.sub {
+		if topic.Match(gr.filter, name) {
 			return true
 		}
-		if al != "+" && bl != "+" && al != bl {
-			return false
-		}
-		switch {
-		case !amore && !bmore:
-			return true
-		case !amore:
-			return brest == "#"
-		case !bmore:
-			return arest == "#"
-		}
-		a, b = arest, brest
 	}
+	return false
 }

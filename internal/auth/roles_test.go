@@ -2,100 +2,9 @@ package auth
 
 import (
 	"errors"
+	"slices"
 	"testing"
-
-	"github.com/petrel-mqtt/petrel/internal/topic"
 )
-
-func TestCovers(t *testing.T) {
-	tests := []struct {
-		allow, filter string
-		want          bool
-	}{
-		{"A/read/#", "A/read/#", true},
-		{"A/read/#", "A/read", true}, // "#" matches the parent level
-		{"A/read/#", "A/read/+/gas", true},
-		{"A/read/#", "A/read/00:11/gas", true},
-		{"A/read/#", "A/#", false},
-		{"A/read/#", "#", false},
-		{"A/read/#", "+/read/#", false},
-		{"A/read/#", "+/read/x/gas", false},
-		{"A/read/#", "A/+/x", false},
-		{"A/read/#", "A/alert/x", false},
-		{"A/read/#", "B/read/x", false},
-		{"A/read/#", "A/reads/x", false},
-		{"A/read/+", "A/read/x", true},
-		{"A/read/+", "A/read/+", true},
-		{"A/read/+", "A/read/#", false}, // "#" also matches A/read and A/read/x/y
-		{"A/read/+", "A/read/x/y", false},
-		{"A/read/+", "A/read", false},
-		{"A/+/x", "A/+/x", true},
-		{"A/+/x", "A/b/x", true},
-		{"A/+/x", "A/+/#", false},
-		{"#", "#", true},
-		{"#", "A/b", true},
-		{"#", "$SYS/#", false},   // "#" never matches $-topics [MQTT-4.7.2-1]
-		{"+/#", "$SYS/x", false}, // nor "+"
-		{"$SYS/#", "$SYS/broker/x", true},
-		{"A", "A", true},
-		{"A", "A/b", false},
-		{"A/b", "A", false},
-		{"A//b", "A/+/b", false},
-		{"A/+/b", "A//b", true},
-		{"A/#", "A//#", true},
-	}
-	for _, tt := range tests {
-		if got := Covers(tt.allow, tt.filter); got != tt.want {
-			t.Errorf("Covers(%q, %q) = %v, want %v", tt.allow, tt.filter, got, tt.want)
-		}
-	}
-}
-
-// TestCoversAgreesWithMatch checks Covers against brute force: when Covers
-// says yes, every sample topic the filter matches is matched by allow; when
-// some sample matched by the filter is not matched by allow, Covers says no.
-func TestCoversAgreesWithMatch(t *testing.T) {
-	filters := []string{"#", "+", "+/+", "+/#", "A", "A/#", "A/+", "A/+/#", "A/b", "A/b/#", "A/+/c", "+/b/#", "A/b/c", "$SYS/#", "$SYS/+", "A//#", "B/#"}
-	names := []string{"A", "B", "A/b", "A/c", "A/b/c", "A/x/c", "A/b/c/d", "B/b/c", "x/b", "$SYS", "$SYS/a", "$SYS/a/b", "A//c", "A/", "/A", ""}
-	for _, a := range filters {
-		for _, f := range filters {
-			cov := Covers(a, f)
-			for _, n := range names {
-				if n == "" {
-					continue
-				}
-				if topic.Match(f, n) && !topic.Match(a, n) && cov {
-					t.Errorf("Covers(%q, %q) but %q matches only the filter", a, f, n)
-				}
-			}
-		}
-	}
-}
-
-func TestOverlaps(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want bool
-	}{
-		{"A/read/secret/#", "A/read/#", true},
-		{"A/read/secret/#", "A/read/+/x", true},
-		{"A/read/secret/#", "A/read/other/x", false},
-		{"A/read/secret", "A/read/secret/#", true},
-		{"A/x", "A/y", false},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"A/+", "+/B", true},
-		{"A", "A/+", false},
-	}
-	for _, tt := range tests {
-		if got := Overlaps(tt.a, tt.b); got != tt.want {
-			t.Errorf("Overlaps(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
-		}
-		if got := Overlaps(tt.b, tt.a); got != tt.want {
-			t.Errorf("Overlaps(%q, %q) = %v, want %v", tt.b, tt.a, got, tt.want)
-		}
-	}
-}
 
 func testRoles() map[string]Role {
 	m := map[string]Role{}
@@ -168,8 +77,8 @@ func TestGrants(t *testing.T) {
 		{"A/read/#/x", -1}, // invalid
 	}
 	for _, s := range subs {
-		if got := g.subscribeLimit(s.filter); got != s.want {
-			t.Errorf("subscribeLimit(%q) = %d, want %d", s.filter, got, s.want)
+		if got, deny := g.subscribeDecision(s.filter); got != s.want || deny != nil {
+			t.Errorf("subscribeDecision(%q) = %d, %q; want %d, no deny", s.filter, got, deny, s.want)
 		}
 	}
 	pubs := []struct {
@@ -192,9 +101,64 @@ func TestGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for f, want := range map[string]int8{"A/read/x": 2, "A/read/#": -1, "A/read/+/k": -1, "A/read/secret": -1, "A/read/public/#": 2} {
-		if got := d.subscribeLimit(f); got != want {
-			t.Errorf("deny: subscribeLimit(%q) = %d, want %d", f, got, want)
+	secret := []string{"A/read/secret/#"}
+	for _, tt := range []struct {
+		filter string
+		want   int8
+		deny   []string
+	}{
+		{"A/read/x", 2, nil},
+		{"A/read/public/#", 2, nil},
+		// A wildcard sharing topics with a deny filter is granted; the
+		// deny filter comes with it, for delivery to filter.
+		{"A/read/#", 2, secret},
+		{"A/read/+/k", 2, secret},
+		{"$share/g/A/read/#", 2, secret},
+		// Entirely inside the deny filter: refused.
+		{"A/read/secret", -1, nil},
+		{"A/read/secret/#", -1, nil},
+		{"A/read/secret/+/x", -1, nil},
+	} {
+		got, deny := d.subscribeDecision(tt.filter)
+		if got != tt.want || !slices.Equal(deny, tt.deny) {
+			t.Errorf("deny: subscribeDecision(%q) = %d, %q; want %d, %q", tt.filter, got, deny, tt.want, tt.deny)
+		}
+	}
+	for name, want := range map[string]bool{"A/read/x": true, "A/read/secret": false, "A/read/secret/x": false, "B/read/x": false, "A/read": true} {
+		if got := d.receivable(name); got != want {
+			t.Errorf("receivable(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestPahoInteropACL is the Eclipse Paho interoperability suite's ACL:
+// everything but test/nosubscribe. Wildcards over it are granted with the
+// deny filter; the topic itself is refused [MQTT-3.9.3-2].
+func TestPahoInteropACL(t *testing.T) {
+	roles := map[string]Role{"ALL_BUT": {Name: "ALL_BUT", Activity: ActivityBoth, MaxQoS: 2, Retain: true,
+		Topics: []string{"#"}, Deny: []string{"test/nosubscribe"}}}
+	g, err := compile(roles, []string{"ALL_BUT"}, "t", "c", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := []string{"test/nosubscribe"}
+	for _, tt := range []struct {
+		filter string
+		want   int8
+		deny   []string
+	}{
+		{"#", 2, deny},
+		{"+/+", 2, deny},
+		{"test/#", 2, deny},
+		{"+/nosubscribe", 2, deny},
+		{"TopicA/#", 2, nil},
+		{"+/+/+", 2, nil},
+		{"test/nosubscribe", -1, nil},
+		{"$SYS/#", -1, nil}, // "#" covers no $-topic [MQTT-4.7.2-1]
+	} {
+		got, d := g.subscribeDecision(tt.filter)
+		if got != tt.want || !slices.Equal(d, tt.deny) {
+			t.Errorf("subscribeDecision(%q) = %d, %q; want %d, %q", tt.filter, got, d, tt.want, tt.deny)
 		}
 	}
 }

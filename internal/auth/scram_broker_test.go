@@ -23,30 +23,11 @@ func TestSCRAMThroughTheBroker(t *testing.T) {
 	s := newService(t, Config{UsersFile: uf})
 	_, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: s, Authorizer: s})
 
-	method := func(p *packet.Properties, data []byte) {
-		p.AuthenticationMethod = SCRAMMethod
-		p.Set(packet.PropAuthenticationMethod)
-		p.AuthenticationData = data
-		p.Set(packet.PropAuthenticationData)
-	}
-	exchange := func(c *mqtttest.Client, first packet.Packet, sc *scramClient) packet.Packet {
-		t.Helper()
-		c.Send(first)
-		cont, ok := c.Expect().(*packet.Auth)
-		if !ok || cont.ReasonCode != packet.ContinueAuthentication || cont.Properties.AuthenticationMethod != SCRAMMethod {
-			t.Fatalf("want AUTH 0x18 with server-first, got %+v", cont)
-		}
-		a := &packet.Auth{ReasonCode: packet.ContinueAuthentication}
-		method(&a.Properties, sc.clientFinal(t, cont.Properties.AuthenticationData))
-		c.Send(a)
-		return c.Expect()
-	}
-
 	c := mqtttest.Dial(t, addr, packet.V5)
 	sc := &scramClient{user: "dev", pass: "s3cret", cnonce: "rOprNGfwEbeRWgbNEkqO"}
 	con := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "dev-1", CleanStart: true, KeepAlive: 60}
-	method(&con.Properties, sc.clientFirst())
-	ack, ok := exchange(c, con, sc).(*packet.Connack)
+	scramMethod(&con.Properties, sc.clientFirst())
+	ack, ok := scramRoundTrip(t, c, con, sc).(*packet.Connack)
 	if !ok || ack.ReasonCode != packet.Success {
 		t.Fatalf("want CONNACK success, got %+v", ack)
 	}
@@ -61,8 +42,8 @@ func TestSCRAMThroughTheBroker(t *testing.T) {
 	// Re-authentication [MQTT-4.12.1-1].
 	sc2 := &scramClient{user: "dev", pass: "s3cret", cnonce: "another-nonce-0123456789"}
 	re := &packet.Auth{ReasonCode: packet.ReAuthenticate}
-	method(&re.Properties, sc2.clientFirst())
-	done, ok := exchange(c, re, sc2).(*packet.Auth)
+	scramMethod(&re.Properties, sc2.clientFirst())
+	done, ok := scramRoundTrip(t, c, re, sc2).(*packet.Auth)
 	if !ok || done.ReasonCode != packet.Success || !sc2.checkServerFinal(done.Properties.AuthenticationData) {
 		t.Fatalf("re-authentication: want AUTH 0x00 with server-final, got %+v", done)
 	}
@@ -70,8 +51,32 @@ func TestSCRAMThroughTheBroker(t *testing.T) {
 	bad := mqtttest.Dial(t, addr, packet.V5)
 	wrong := &scramClient{user: "dev", pass: "guess", cnonce: "yet-another-nonce-987654"}
 	con2 := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "dev-2", CleanStart: true, KeepAlive: 60}
-	method(&con2.Properties, wrong.clientFirst())
-	if ack, ok := exchange(bad, con2, wrong).(*packet.Connack); !ok || ack.ReasonCode != packet.BadUsernameOrPassword {
+	scramMethod(&con2.Properties, wrong.clientFirst())
+	if ack, ok := scramRoundTrip(t, bad, con2, wrong).(*packet.Connack); !ok || ack.ReasonCode != packet.BadUsernameOrPassword {
 		t.Fatalf("wrong password: want CONNACK 0x86, got %+v", ack)
 	}
+}
+
+// scramMethod sets Authentication Method SCRAM-SHA-256 and data in p.
+func scramMethod(p *packet.Properties, data []byte) {
+	p.AuthenticationMethod = SCRAMMethod
+	p.Set(packet.PropAuthenticationMethod)
+	p.AuthenticationData = data
+	p.Set(packet.PropAuthenticationData)
+}
+
+// scramRoundTrip sends first (a CONNECT or AUTH 0x19 with the client-first
+// message), answers the server-first with the client-final and returns
+// the broker's last answer (CONNACK or AUTH).
+func scramRoundTrip(t *testing.T, c *mqtttest.Client, first packet.Packet, sc *scramClient) packet.Packet {
+	t.Helper()
+	c.Send(first)
+	cont, ok := c.Expect().(*packet.Auth)
+	if !ok || cont.ReasonCode != packet.ContinueAuthentication || cont.Properties.AuthenticationMethod != SCRAMMethod {
+		t.Fatalf("want AUTH 0x18 with server-first, got %+v", cont)
+	}
+	a := &packet.Auth{ReasonCode: packet.ContinueAuthentication}
+	scramMethod(&a.Properties, sc.clientFinal(t, cont.Properties.AuthenticationData))
+	c.Send(a)
+	return c.Expect()
 }

@@ -112,7 +112,7 @@ func TestSCRAM(t *testing.T) {
 	if id.Tenant != "A" || id.Username != "app,1" || id.Attrs[AttrMethod] != "scram" {
 		t.Fatalf("identity %+v", id)
 	}
-	if _, ok := s.CanSubscribe(id, "A/read/#", 1); !ok {
+	if !s.CanSubscribe(id, "A/read/#", 1).OK {
 		t.Fatal("SCRAM identity has no grants")
 	}
 	if _, _, err := run("app,1", "wrong"); !errors.Is(err, packet.BadUsernameOrPassword) {

@@ -212,7 +212,9 @@ func (s *Service) Stats() CheckStats { return s.checks.Stats() }
 // Reload re-reads the users file and key files and applies c: new
 // CONNECTs use it at once, and connected clients' next decisions use the
 // new role definitions (their role names stay those given at CONNECT).
-// On error the running configuration is kept.
+// Subscriptions already granted are decided again only when the broker
+// is told: call broker.Broker.Reauthorize after Reload. On error the
+// running configuration is kept.
 func (s *Service) Reload(c Config) error {
 	e, err := build(c, s.now)
 	if err != nil {
@@ -474,19 +476,30 @@ func (s *Service) CanPublish(id *broker.Identity, name string, qos byte, retain 
 	return int8(qos) <= lim.maxQoS
 }
 
-// CanSubscribe returns the highest QoS id may be granted on filter
-// (min(qos, role max_qos)), and false when a filter may match any topic
-// the identity is not allowed to read.
-func (s *Service) CanSubscribe(id *broker.Identity, filter string, qos byte) (byte, bool) {
+// CanSubscribe grants a subscription at min(qos, role max_qos) when an
+// allow filter covers every topic filter can match and no deny filter
+// covers it; the deny filters that share only some topics with it come
+// back in the decision's Deny, for the broker to filter at delivery (the
+// slice is shared between decisions and never written to).
+func (s *Service) CanSubscribe(id *broker.Identity, filter string, qos byte) broker.SubscribeDecision {
 	st := s.cache.lookup(id, s.cur.Load())
 	if st == nil {
-		return 0, false
+		return broker.SubscribeDecision{}
 	}
-	m := st.subscribe(filter)
-	if m < 0 {
-		return 0, false
+	lim := st.subscribe(filter)
+	if lim.maxQoS < 0 {
+		return broker.SubscribeDecision{}
 	}
-	return min(qos, byte(m)), true
+	return broker.SubscribeDecision{OK: true, MaxQoS: min(qos, byte(lim.maxQoS)), Deny: lim.deny}
+}
+
+// CanReceive reports whether id may receive a message published to name
+// under the running configuration: an allow filter of a subscribing role
+// matches it and no deny filter does. It is not cached (the broker asks
+// it only when re-checking queued messages).
+func (s *Service) CanReceive(id *broker.Identity, name string) bool {
+	st := s.cache.lookup(id, s.cur.Load())
+	return st != nil && st.g != nil && st.g.receivable(name)
 }
 
 // Roles returns the names of the configured roles (for tools and logs).

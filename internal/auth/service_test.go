@@ -142,10 +142,10 @@ func TestClientIDInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.CanSubscribe(id, "A/dev/dev1/#", 1); !ok {
+	if !s.CanSubscribe(id, "A/dev/dev1/#", 1).OK {
 		t.Error("own subtree refused")
 	}
-	if _, ok := s.CanSubscribe(id, "A/dev/+/#", 1); ok {
+	if s.CanSubscribe(id, "A/dev/+/#", 1).OK {
 		t.Error("other devices granted")
 	}
 }
@@ -182,7 +182,8 @@ func TestAuthorizer(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ { // second pass from the cache
 		for _, sb := range subs {
-			got, ok := s.CanSubscribe(cons, sb.filter, sb.qos)
+			dec := s.CanSubscribe(cons, sb.filter, sb.qos)
+			got, ok := dec.MaxQoS, dec.OK
 			if ok != sb.ok || got != sb.want {
 				t.Errorf("CanSubscribe(%q, %d) = %d, %v; want %d, %v", sb.filter, sb.qos, got, ok, sb.want, sb.ok)
 			}
@@ -212,10 +213,10 @@ func TestAuthorizer(t *testing.T) {
 	}
 	// An identity not made by the Service is compiled on each call.
 	foreign := &broker.Identity{Tenant: "A", ClientID: "x", Roles: []string{"BUBBLE_UP_READ_CONSUMER"}}
-	if _, ok := s.CanSubscribe(foreign, "A/read/#", 1); !ok {
+	if !s.CanSubscribe(foreign, "A/read/#", 1).OK {
 		t.Error("foreign identity refused")
 	}
-	if _, ok := s.CanSubscribe(&broker.Identity{Tenant: "A/#", Roles: []string{"BUBBLE_UP_READ_CONSUMER"}}, "A/#", 0); ok {
+	if s.CanSubscribe(&broker.Identity{Tenant: "A/#", Roles: []string{"BUBBLE_UP_READ_CONSUMER"}}, "A/#", 0).OK {
 		t.Error("foreign identity with an unsafe tenant granted")
 	}
 }
@@ -227,17 +228,17 @@ func TestReloadAppliesNewRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.CanSubscribe(id, "A/read/x", 0); !ok {
+	if !s.CanSubscribe(id, "A/read/x", 0).OK {
 		t.Fatal("refused before reload")
 	}
 	cfg.Roles = []Role{{Name: "BUBBLE_UP_READ_CONSUMER", Activity: ActivitySubscribe, Topics: []string{"{tenantId}/read/public/#"}}}
 	if err := s.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.CanSubscribe(id, "A/read/x", 0); ok {
+	if s.CanSubscribe(id, "A/read/x", 0).OK {
 		t.Fatal("old role still applies after reload")
 	}
-	if _, ok := s.CanSubscribe(id, "A/read/public/x", 0); !ok {
+	if !s.CanSubscribe(id, "A/read/public/x", 0).OK {
 		t.Fatal("new role not applied")
 	}
 	bad := cfg
@@ -245,7 +246,7 @@ func TestReloadAppliesNewRoles(t *testing.T) {
 	if err := s.Reload(bad); err == nil {
 		t.Fatal("bad reload accepted")
 	}
-	if _, ok := s.CanSubscribe(id, "A/read/public/x", 0); !ok {
+	if !s.CanSubscribe(id, "A/read/public/x", 0).OK {
 		t.Fatal("failed reload changed the running configuration")
 	}
 }

@@ -105,4 +105,9 @@ type Subscription struct {
 	RetainAsPublished bool
 	RetainHandling    byte
 	SubID             uint32 // 5.0 subscription identifier, 0 for none
+	// Deny lists topic filters whose topics the subscription does not
+	// deliver (the denied filters its wildcard overlaps, decided by the
+	// broker's Authorizer); nil for none. Shared, never written to; not
+	// stored (decided again when the session is resumed after a restart).
+	Deny []string
 }

@@ -80,6 +80,23 @@ type Session struct {
 	droppedQoS0 atomic.Uint64
 	persistent  atomic.Bool // its QoS 1/2 deliveries are written to the store
 
+	// Guard is the broker's, not the session's: it serializes the changes
+	// to the session's subscriptions that are made in the session and in
+	// the broker's subscription index together (SUBSCRIBE, UNSUBSCRIBE,
+	// authorizing again, dropping the session), and guards Owner and
+	// Ended. No Session method takes it; it is taken before Session.mu,
+	// never while holding it.
+	Guard struct {
+		sync.Mutex
+		// Owner is the identity that holds or last held the session (the
+		// broker's type; the session never looks inside), nil when not
+		// known: a session restored from the store.
+		Owner any
+		// Ended is set when the session is dropped: nothing adds its
+		// subscriptions to the index afterwards.
+		Ended bool
+	}
+
 	mu struct {
 		sync.Mutex
 		online      bool
