@@ -36,6 +36,13 @@ const (
 	UnauthorizedAckAndDrop = "ack-and-drop"
 )
 
+// DefaultMaxConnectSize is Options.MaxConnectSize's default: a CONNECT
+// with a JWT password (a few KiB, 16 KiB at the most seen in practice), a
+// client id, a user name and a will of a few tens of KiB fits, while a
+// connection not yet authenticated can make the broker hold no more than
+// that.
+const DefaultMaxConnectSize = 64 << 10
+
 // Options configure a Broker. The zero value is valid: every field has the
 // default documented on it.
 type Options struct {
@@ -50,8 +57,14 @@ type Options struct {
 	// MaxPacketSize bounds an inbound packet, fixed header included; default
 	// 16 MiB, at most packet.MaxRemainingLength+5.
 	MaxPacketSize int
-	// ConnectTimeout is how long a new connection has to send CONNECT;
-	// default 10s.
+	// MaxConnectSize bounds a packet read before the connection is
+	// accepted: the CONNECT, and AUTH packets of a 5.0 enhanced
+	// authentication; default 64 KiB (a JWT password of several KiB and a
+	// will with a few tens of KiB fit), never above MaxPacketSize. A
+	// larger one closes the connection before anything is allocated for it.
+	MaxConnectSize int
+	// ConnectTimeout is how long a new connection has, counted from
+	// accept, to send its CONNECT and finish authenticating; default 10s.
 	ConnectTimeout time.Duration
 	// MinKeepAlive and MaxKeepAlive bound the keepalive a client may ask
 	// for (0: no bound). Keepalive 0 (none) counts as above any maximum. A
@@ -191,6 +204,13 @@ func normalize(o Options) (Options, error) {
 	if o.MaxPacketSize < 2 || o.MaxPacketSize > packet.MaxRemainingLength+5 {
 		return o, fmt.Errorf("broker: max packet size %d out of range 2..%d", o.MaxPacketSize, packet.MaxRemainingLength+5)
 	}
+	if o.MaxConnectSize == 0 {
+		o.MaxConnectSize = DefaultMaxConnectSize
+	}
+	if o.MaxConnectSize < 2 || o.MaxConnectSize > packet.MaxRemainingLength+5 {
+		return o, fmt.Errorf("broker: max connect size %d out of range 2..%d", o.MaxConnectSize, packet.MaxRemainingLength+5)
+	}
+	o.MaxConnectSize = min(o.MaxConnectSize, o.MaxPacketSize)
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}

@@ -147,6 +147,9 @@ type conn struct {
 	// for TLS and WebSocket), set before the connection is seen by others.
 	raw syscall.RawConn
 
+	// accepted is when the connection was accepted: the connect timeout
+	// counts from it.
+	accepted time.Time
 	// Idle parking (park_linux.go): lastRead is when bytes last arrived
 	// (the keepalive deadline counts from it).
 	lastRead time.Time
@@ -195,7 +198,7 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	c := &conn{b: b, nc: nc, stripe: b.stats.stripeOf()}
+	c := &conn{b: b, nc: nc, stripe: b.stats.stripeOf(), accepted: time.Now()}
 	c.stats = &b.stats.stripes[c.stripe]
 	return c
 }
@@ -225,7 +228,7 @@ func (c *conn) serveInline() {
 		return
 	}
 	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading
-	c.lastRead = time.Now()
+	c.lastRead = c.accepted // just accepted
 	// Fresh from accept, the socket has no read deadline: rdl's zero is
 	// true, and a reader going on without one (no keepalive) sets none.
 	c.rdlSet = true

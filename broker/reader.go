@@ -76,7 +76,15 @@ func (c *conn) readPacket() (packet.Packet, error) {
 	for {
 		if c.r < c.w {
 			buf := (*c.rbuf)[c.r:c.w]
-			hdr, rem, n, err := packet.ParseFixedHeader(buf, c.b.opts().MaxPacketSize)
+			limit := c.b.opts().MaxPacketSize
+			if !c.connected {
+				// Not authenticated yet: CONNECT and AUTH get the smaller
+				// bound (5.0 section 4.13: an oversized packet is an
+				// error; the connection is closed, before anything is
+				// allocated for it).
+				limit = c.b.opts().MaxConnectSize
+			}
+			hdr, rem, n, err := packet.ParseFixedHeader(buf, limit)
 			switch {
 			case err == nil:
 				total := n + rem
@@ -107,8 +115,8 @@ func (c *conn) readPacket() (packet.Packet, error) {
 					}
 					return p, nil
 				}
-				if total > len(*c.rbuf) {
-					c.growReadBuf(total)
+				if total > len(*c.rbuf) && c.w-c.r == len(*c.rbuf) {
+					c.growReadBuf(total) // full of this packet's first bytes
 				}
 			case errors.Is(err, packet.ErrIncomplete):
 			default:
@@ -292,27 +300,40 @@ func (c *conn) setDeadline(t time.Time) {
 
 // readDeadline is the connect or keepalive deadline (zero for none).
 func (c *conn) readDeadline() time.Time {
-	var d time.Duration
 	if !c.connected {
-		d = c.b.opts().ConnectTimeout
-	} else {
-		d = c.readWait
+		// Counted from accept, not from the last bytes: a client sending a
+		// byte now and then cannot keep a connection that has not
+		// authenticated open past the connect timeout (3.1.1 and 5.0
+		// section 3.1.4: the server closes a connection that does not
+		// send CONNECT within a reasonable time).
+		return c.accepted.Add(c.b.opts().ConnectTimeout)
 	}
-	var t time.Time
-	if d > 0 {
-		// Counted from the last bytes received, so a connection resumed
-		// from parking at its deadline times out at once.
-		t = c.lastRead.Add(d)
+	if c.readWait <= 0 {
+		return time.Time{}
 	}
-	return t
+	// Counted from the last bytes received, so a connection resumed from
+	// parking at its deadline times out at once.
+	return c.lastRead.Add(c.readWait)
 }
 
+// growReadBuf makes room for a packet of total bytes that does not fit in
+// the read buffer, which its first bytes fill. The buffer at most doubles
+// (a pooled one first): the memory a packet holds follows the bytes that
+// arrived, not the length its header declares, so a client declaring a
+// large packet and sending it slowly, or never, holds little.
 func (c *conn) growReadBuf(total int) {
-	nb := make([]byte, total)
-	c.w = copy(nb, (*c.rbuf)[c.r:c.w])
+	size := min(total, max(2*len(*c.rbuf), readBufSize))
+	var nb *[]byte
+	if size == readBufSize {
+		nb = readBufPool.Get().(*[]byte)
+	} else {
+		b := make([]byte, size)
+		nb = &b
+	}
+	c.w = copy(*nb, (*c.rbuf)[c.r:c.w])
 	c.r = 0
 	c.releaseReadBuf()
-	c.rbuf = &nb
+	c.rbuf = nb
 }
 
 func (c *conn) releaseReadBuf() {

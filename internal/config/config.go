@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/broker"
 )
 
 // Config is the whole configuration file.
@@ -133,6 +135,7 @@ type WebSocket struct {
 type Limits struct {
 	MaxConnections   int           `yaml:"max_connections"`
 	MaxPacketSize    ByteSize      `yaml:"max_packet_size"`
+	MaxConnectSize   ByteSize      `yaml:"max_connect_size"`
 	MaxTopicLength   int           `yaml:"max_topic_length"`
 	MaxTopicLevels   int           `yaml:"max_topic_levels"`
 	MaxSubscriptions int           `yaml:"max_subscriptions_per_client"`
@@ -170,6 +173,7 @@ func Default() *Config {
 func defaultLimits() Limits {
 	return Limits{
 		MaxPacketSize:  16 << 20,
+		MaxConnectSize: broker.DefaultMaxConnectSize,
 		MaxTopicLength: 65535,
 		MaxInflight:    1024,
 		QueueMessages:  50_000,
@@ -231,6 +235,9 @@ func (c *Config) applyDefaults() {
 	lim := &c.Limits
 	if lim.MaxPacketSize == 0 {
 		lim.MaxPacketSize = d.MaxPacketSize
+	}
+	if lim.MaxConnectSize == 0 {
+		lim.MaxConnectSize = d.MaxConnectSize
 	}
 	if lim.MaxTopicLength == 0 {
 		lim.MaxTopicLength = d.MaxTopicLength
@@ -344,6 +351,9 @@ func (c *Config) Validate() error {
 	nonNeg("limits.max_keepalive", int64(lim.MaxKeepAlive))
 	if lim.MaxPacketSize < 16 || lim.MaxPacketSize > 268_435_460 {
 		bad("limits.max_packet_size", "%d out of range 16..268435460", lim.MaxPacketSize)
+	}
+	if lim.MaxConnectSize < 16 || lim.MaxConnectSize > 268_435_460 {
+		bad("limits.max_connect_size", "%d out of range 16..268435460", lim.MaxConnectSize)
 	}
 	if lim.MaxTopicLength < 1 || lim.MaxTopicLength > 65535 {
 		bad("limits.max_topic_length", "%d out of range 1..65535", lim.MaxTopicLength)

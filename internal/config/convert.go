@@ -15,6 +15,7 @@ func (c *Config) BrokerOptions() broker.Options {
 	l := c.Limits
 	o := broker.Options{
 		MaxPacketSize:              int(l.MaxPacketSize),
+		MaxConnectSize:             int(l.MaxConnectSize),
 		ConnectTimeout:             l.ConnectTimeout,
 		MinKeepAlive:               l.MinKeepAlive,
 		MaxKeepAlive:               l.MaxKeepAlive,
