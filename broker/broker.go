@@ -88,9 +88,19 @@ type Options struct {
 	MaxSubscriptionsPerClient int
 
 	// QueueMessages and QueueBytes bound each client's outbound queue;
-	// defaults 50,000 messages and 0 (no byte bound).
+	// defaults 50,000 messages and DefaultQueueBytes (64 MiB; -1: no byte
+	// bound). The bytes (topic, payload) count the messages queued and
+	// those in flight, sent and not yet acknowledged.
 	QueueMessages int
 	QueueBytes    int
+	// MemoryBudget bounds the bytes held for all clients together: their
+	// queued and in-flight messages (counted as for QueueBytes) and what
+	// the connections' writers hold encoded. Past it new messages are
+	// dropped by QueuePolicy, counted (Stats.BudgetDrops) and logged
+	// (WARN, one line per 10 s at most, with the count). 0: a quarter of
+	// the memory the process may use, its cgroup's limit or else the
+	// machine's (internal/memsize); -1: no bound.
+	MemoryBudget int64
 	// TenantQueueMessages and TenantQueueBytes bound the messages queued
 	// for all the sessions of one tenant together (Identity.Tenant); 0: no
 	// bound. A full tenant applies QueuePolicy like a full queue.
@@ -162,6 +172,10 @@ type Broker struct {
 	shared   sharedGroups
 	flapping flapTracker // guarded by mu
 	stats    counters
+	// budget is the bound of the bytes held for all clients
+	// (Options.MemoryBudget); budgetLog reports what it dropped.
+	budget    *session.Budget
+	budgetLog budgetLog
 
 	wg         sync.WaitGroup // connection goroutines and the sweeper
 	sweepStart sync.Once
@@ -217,8 +231,19 @@ func normalize(o Options) (Options, error) {
 	if o.QueueMessages == 0 {
 		o.QueueMessages = 50_000
 	}
-	if o.QueueMessages < 0 || o.QueueBytes < 0 {
-		return o, errors.New("broker: queue limits must not be negative")
+	if o.QueueBytes == 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
+	if o.QueueMessages < 0 || o.QueueBytes < -1 {
+		return o, errors.New("broker: queue limits must not be negative (queue bytes -1: no bound)")
+	}
+	if o.MemoryBudget == 0 {
+		if o.MemoryBudget = defaultMemoryBudget(); o.MemoryBudget == 0 {
+			o.MemoryBudget = -1 // the memory is not known: no bound
+		}
+	}
+	if o.MemoryBudget < -1 {
+		return o, errors.New("broker: memory budget must not be negative (-1: no bound)")
 	}
 	switch o.QueuePolicy {
 	case "":
@@ -287,6 +312,7 @@ func New(o Options) (*Broker, error) {
 		activity: o.Activity,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
+		budget:   newBudget(&o),
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
@@ -325,6 +351,7 @@ func (b *Broker) SetLimits(o Options) error {
 		return err
 	}
 	b.cur.Store(&o)
+	b.budget.SetMax(max(o.MemoryBudget, 0))
 	return nil
 }
 
@@ -354,9 +381,10 @@ func (b *Broker) sessionLimits() session.Limits {
 	}
 	return session.Limits{
 		MaxMessages:      o.QueueMessages,
-		MaxBytes:         o.QueueBytes,
+		MaxBytes:         max(o.QueueBytes, 0),
 		Policy:           policy,
 		QueueQoS0Offline: o.QueueQoS0Offline,
+		Budget:           b.budget,
 	}
 }
 
@@ -553,6 +581,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.stopLazy()
 	b.flushLazy()
+	b.stopBudgetLog()
 	return errors.Join(errs...)
 }
 

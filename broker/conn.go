@@ -228,7 +228,7 @@ func (c *conn) serveInline() {
 		return
 	}
 	c.remoteAddr = c.nc.RemoteAddr() // a plain TCP connection's: no reading
-	c.lastRead = c.accepted // just accepted
+	c.lastRead = c.accepted          // just accepted
 	// Fresh from accept, the socket has no read deadline: rdl's zero is
 	// true, and a reader going on without one (no keepalive) sets none.
 	c.rdlSet = true

@@ -247,6 +247,7 @@ func (b *Broker) sendWill(msg *session.Message) {
 
 // dropSessionLocked discards a session and its subscriptions.
 func (b *Broker) dropSessionLocked(s *session.Session) {
+	s.Discard() // what it holds stops counting against the tenant and the budget
 	for _, sub := range s.Subscriptions() {
 		group, inner := splitShared(sub.Filter)
 		b.subs.Unsubscribe(inner, subKey{s: s, group: group})

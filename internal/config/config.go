@@ -142,6 +142,7 @@ type Limits struct {
 	MaxInflight      int           `yaml:"max_inflight"`
 	QueueMessages    int           `yaml:"queue_messages"`
 	QueueBytes       ByteSize      `yaml:"queue_bytes"`
+	MemoryBudget     ByteSize      `yaml:"memory_budget"` // 0: a quarter of the memory (broker.Options.MemoryBudget)
 	QueuePolicy      string        `yaml:"queue_policy"`
 	QueueQoS0Offline bool          `yaml:"queue_qos0_offline"`
 	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
@@ -177,6 +178,7 @@ func defaultLimits() Limits {
 		MaxTopicLength: 65535,
 		MaxInflight:    1024,
 		QueueMessages:  50_000,
+		QueueBytes:     broker.DefaultQueueBytes,
 		QueuePolicy:    "drop-new",
 		ConnectTimeout: 10 * time.Second,
 		ReceiveMaximum: 65535,
@@ -247,6 +249,9 @@ func (c *Config) applyDefaults() {
 	}
 	if lim.QueueMessages == 0 {
 		lim.QueueMessages = d.QueueMessages
+	}
+	if lim.QueueBytes == 0 {
+		lim.QueueBytes = d.QueueBytes
 	}
 	if lim.QueuePolicy == "" {
 		lim.QueuePolicy = d.QueuePolicy
@@ -347,6 +352,7 @@ func (c *Config) Validate() error {
 	nonNeg("limits.max_subscriptions_per_client", int64(lim.MaxSubscriptions))
 	nonNeg("limits.queue_messages", int64(lim.QueueMessages))
 	nonNeg("limits.queue_bytes", int64(lim.QueueBytes))
+	nonNeg("limits.memory_budget", int64(lim.MemoryBudget))
 	nonNeg("limits.min_keepalive", int64(lim.MinKeepAlive))
 	nonNeg("limits.max_keepalive", int64(lim.MaxKeepAlive))
 	if lim.MaxPacketSize < 16 || lim.MaxPacketSize > 268_435_460 {

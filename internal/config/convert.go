@@ -25,6 +25,7 @@ func (c *Config) BrokerOptions() broker.Options {
 		MaxSubscriptionsPerClient:  l.MaxSubscriptions,
 		QueueMessages:              l.QueueMessages,
 		QueueBytes:                 int(l.QueueBytes),
+		MemoryBudget:               int64(l.MemoryBudget),
 		QueuePolicy:                l.QueuePolicy,
 		QueueQoS0Offline:           l.QueueQoS0Offline,
 		MaxInflight:                l.MaxInflight,
