@@ -43,6 +43,14 @@ const (
 // that.
 const DefaultMaxConnectSize = 64 << 10
 
+// The defaults of Options.TopicAliasOutMaximum and TopicAliasOutBytes:
+// the table of the topics a connection is sent under an alias holds at
+// most 100 topics and 16 KiB of their names (100 topics of 160 bytes).
+const (
+	DefaultTopicAliasOutMaximum = 100
+	DefaultTopicAliasOutBytes   = 16 << 10
+)
+
 // Options configure a Broker. The zero value is valid: every field has the
 // default documented on it.
 type Options struct {
@@ -125,6 +133,14 @@ type Options struct {
 	// TopicAliasMaximum is the highest inbound topic alias a 5.0 client
 	// may use; default 100, -1 disables inbound aliases.
 	TopicAliasMaximum int
+	// TopicAliasOutMaximum and TopicAliasOutBytes bound the topic aliases
+	// the broker gives the topics it sends a 5.0 client (who says how many
+	// it accepts, up to 65535): at most this many topics, of at most this
+	// many bytes together, per connection; defaults 100 and 16 KiB (-1
+	// for the first: none). Past them a topic is sent in full, without
+	// an alias.
+	TopicAliasOutMaximum int
+	TopicAliasOutBytes   int
 	// MaxSessionExpiry caps a 5.0 client's session expiry interval (0: no
 	// cap). 3.x persistent sessions do not expire.
 	MaxSessionExpiry time.Duration
@@ -281,6 +297,18 @@ func normalize(o Options) (Options, error) {
 	}
 	if o.TopicAliasMaximum > 65535 {
 		return o, fmt.Errorf("broker: topic alias maximum %d above 65535", o.TopicAliasMaximum)
+	}
+	if o.TopicAliasOutMaximum == 0 {
+		o.TopicAliasOutMaximum = DefaultTopicAliasOutMaximum
+	}
+	if o.TopicAliasOutMaximum < 0 { // -1: no outbound aliases
+		o.TopicAliasOutMaximum = 0
+	}
+	if o.TopicAliasOutBytes == 0 {
+		o.TopicAliasOutBytes = DefaultTopicAliasOutBytes
+	}
+	if o.TopicAliasOutMaximum > 65535 || o.TopicAliasOutBytes < 0 {
+		return o, fmt.Errorf("broker: outbound topic aliases %d (at most 65535), %d bytes (not negative)", o.TopicAliasOutMaximum, o.TopicAliasOutBytes)
 	}
 	if o.TenantQueueMessages < 0 || o.TenantQueueBytes < 0 || o.AssignedIDMaxSessionExpiry < 0 {
 		return o, errors.New("broker: tenant queue limits and assigned-id session expiry must not be negative")

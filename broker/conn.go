@@ -129,9 +129,10 @@ type conn struct {
 
 	// Writer-owned (one writer goroutine at a time): 5.0 outbound topic
 	// aliases, and the batch recording sent stored deliveries.
-	outAlias map[string]uint16
-	wbatch   Batch
-	wspare   []packet.Packet // the control packet slice handed back to mu.ctrl
+	outAlias      map[string]uint16
+	outAliasBytes int // bytes of the topic names in outAlias
+	wbatch        Batch
+	wspare        []packet.Packet // the control packet slice handed back to mu.ctrl
 
 	// Reader-owned: connections whose writers this reader starts before
 	// it next waits for input (see flushWakes).

@@ -160,3 +160,92 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// aliasSubscriber connects a 5.0 client accepting max topic aliases and
+// subscribes it to filter at QoS 0.
+func aliasSubscriber(t *testing.T, addr, id, filter string, max uint16) *mqtttest.Client {
+	t.Helper()
+	p := &packet.Connect{ClientID: id, CleanStart: true}
+	p.Properties.TopicAliasMaximum = max
+	p.Properties.Set(packet.PropTopicAliasMaximum)
+	c, _ := connect5(t, addr, p)
+	sub5(t, c, 1, filter, 0, 0)
+	return c
+}
+
+// TestOutboundTopicAliasBounded: the broker gives outbound topic aliases
+// to at most TopicAliasOutMaximum topics and TopicAliasOutBytes of topic
+// names per connection, however many the client accepts; past either, a
+// topic goes out in full without an alias (5.0 section 3.3.2.3.4), and
+// every alias sent resolves to its topic [MQTT-3.1.2-26].
+func TestOutboundTopicAliasBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("l", 60)
+	tests := []struct {
+		name       string
+		o          broker.Options
+		topics     []string
+		wantAlias  []bool // the message on topics[i] carries an alias
+		maxAliases int
+	}{
+		{"entries", broker.Options{TopicAliasOutMaximum: 2},
+			[]string{"b/1", "b/2", "b/3", "b/1", "b/3", "b/2"},
+			[]bool{true, true, false, true, false, true}, 2},
+		{"bytes", broker.Options{TopicAliasOutBytes: 100},
+			[]string{"b/" + long, "b/x", "b/" + long + "2", "b/y", "b/" + long},
+			[]bool{true, true, false, true, true}, 3},
+		{"off", broker.Options{TopicAliasOutMaximum: -1},
+			[]string{"b/1", "b/1"}, []bool{false, false}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, addr := mqtttest.StartBroker(t, tc.o)
+			sub := aliasSubscriber(t, addr, "aliased", "b/#", 65535)
+			pub := client5(t, addr, "pub")
+			for i, tp := range tc.topics {
+				pub5(t, pub, tp, 0, false, fmt.Sprint(i), 0)
+			}
+			r := &aliasResolver{max: 65535, m: map[uint16]string{}}
+			for i, tp := range tc.topics {
+				p := sub.ExpectPublish()
+				if topic := r.resolve(t, p); topic != tp || string(p.Payload) != fmt.Sprint(i) {
+					t.Fatalf("message %d: %q %q, want %q %q", i, topic, p.Payload, tp, fmt.Sprint(i))
+				}
+				if has := p.Properties.Has(packet.PropTopicAlias); has != tc.wantAlias[i] {
+					t.Fatalf("message %d on %q: alias %v, want %v", i, tp, has, tc.wantAlias[i])
+				}
+			}
+			if len(r.m) != tc.maxAliases {
+				t.Fatalf("%d aliases set, want %d", len(r.m), tc.maxAliases)
+			}
+		})
+	}
+}
+
+// TestOutboundTopicAliasesHoldLittle: a 5.0 subscriber accepting 65535
+// aliases, sent many distinct long topics, makes the broker keep no more
+// than the alias table's bound: before, each aliased topic stayed in the
+// table for the connection's life, with the message (payload included)
+// whose memory it shared; 500 topics of 32 KiB kept 32 MiB.
+func TestOutboundTopicAliasesHoldLittle(t *testing.T) {
+	const n, size = 500, 32 << 10
+	_, addr := mqtttest.StartBroker(t, broker.Options{})
+	sub := aliasSubscriber(t, addr, "collector", "long/#", 65535)
+	pub := client5(t, addr, "pub")
+	before := liveHeap(t)
+	payload := bytes.Repeat([]byte{'p'}, size)
+	for i := range n {
+		topic := fmt.Sprintf("long/%d/%s", i, strings.Repeat("t", size))
+		pub.Send(&packet.Publish{Topic: topic, Payload: payload})
+		if p := sub.ExpectPublish(); p.Topic != topic {
+			t.Fatalf("message %d on %.20q..., want %.20q...", i, p.Topic, topic)
+		}
+	}
+	roundTrip(t, addr)
+	grown := int64(liveHeap(t)) - int64(before)
+	t.Logf("live heap grew by %d KiB after %d topics of %d KiB", grown>>10, n, size>>10)
+	if limit := int64(8 << 20); grown > limit {
+		t.Fatalf("live heap grew by %d MiB after %d distinct %d KiB topics, want under %d MiB", grown>>20, n, size>>10, limit>>20)
+	}
+}

@@ -199,7 +199,12 @@ func (c *conn) passState() (sess *session.Session, v packet.Version, closing boo
 	lim = outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
 	c.mu.Unlock()
 	if v == packet.V5 {
-		lim.now = c.b.opts().Now()
+		o := c.b.opts()
+		lim.now = o.Now()
+		// At most what the client accepts [MQTT-3.1.2-26] and the
+		// broker's own bound.
+		lim.aliasMax = uint16(min(int(lim.aliasMax), o.TopicAliasOutMaximum))
+		lim.aliasBytes = o.TopicAliasOutBytes
 	}
 	return sess, v, closing, lim
 }
@@ -366,9 +371,10 @@ func diagnostics(p packet.Packet) *packet.Properties {
 
 // outLimits are what a 5.0 client asked of the messages sent to it.
 type outLimits struct {
-	now       time.Time
-	maxPacket int    // 0: none
-	aliasMax  uint16 // 0: no topic aliases
+	now        time.Time
+	maxPacket  int    // 0: none
+	aliasMax   uint16 // 0: no topic aliases
+	aliasBytes int    // topic bytes the alias table may hold
 }
 
 // appendOutbound encodes one session item. For 5.0 it drops a message that
@@ -413,7 +419,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 			return buf, nil, nil
 		}
 		if lim.aliasMax > 0 {
-			c.alias(&p, lim.aliasMax)
+			c.alias(&p, lim)
 		}
 	}
 	c.stats.messagesSent.Add(1)
@@ -432,27 +438,4 @@ func (c *conn) abandon(sess *session.Session, o *session.Outbound) {
 	if o.PacketID != 0 {
 		c.dequeue(sess.Abandon(o.PacketID))
 	}
-}
-
-// alias gives p's topic an outbound topic alias: the first message on a
-// topic carries topic and alias, later ones the alias alone
-// [MQTT-3.3.2-12]. Aliases are never reassigned; once the client's
-// maximum is used up, new topics go without one.
-func (c *conn) alias(p *packet.Publish, max uint16) {
-	if a, ok := c.outAlias[p.Topic]; ok {
-		p.Topic = ""
-		p.Properties.TopicAlias = a
-		p.Properties.Set(packet.PropTopicAlias)
-		return
-	}
-	if len(c.outAlias) >= int(max) {
-		return
-	}
-	if c.outAlias == nil {
-		c.outAlias = make(map[string]uint16)
-	}
-	a := uint16(len(c.outAlias) + 1)
-	c.outAlias[p.Topic] = a
-	p.Properties.TopicAlias = a
-	p.Properties.Set(packet.PropTopicAlias)
 }

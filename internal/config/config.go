@@ -154,6 +154,8 @@ type Limits struct {
 	AssignedIDMaxSessionExpiry time.Duration `yaml:"assigned_id_max_session_expiry"`
 	ReceiveMaximum             int           `yaml:"receive_maximum"`
 	TopicAliasMaximum          int           `yaml:"topic_alias_maximum"`
+	TopicAliasOutMaximum       int           `yaml:"topic_alias_out_maximum"` // 0: none
+	TopicAliasOutBytes         ByteSize      `yaml:"topic_alias_out_bytes"`
 	MaxSessionExpiry           time.Duration `yaml:"max_session_expiry"`
 }
 
@@ -184,6 +186,9 @@ func defaultLimits() Limits {
 		ReceiveMaximum: 65535,
 		// 100 inbound aliases per 5.0 connection
 		TopicAliasMaximum: 100,
+		// 100 outbound aliases, 16 KiB of topic names
+		TopicAliasOutMaximum: broker.DefaultTopicAliasOutMaximum,
+		TopicAliasOutBytes:   broker.DefaultTopicAliasOutBytes,
 	}
 }
 
@@ -261,6 +266,9 @@ func (c *Config) applyDefaults() {
 	}
 	if lim.ReceiveMaximum == 0 {
 		lim.ReceiveMaximum = d.ReceiveMaximum
+	}
+	if lim.TopicAliasOutBytes == 0 {
+		lim.TopicAliasOutBytes = d.TopicAliasOutBytes
 	}
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
@@ -383,6 +391,10 @@ func (c *Config) Validate() error {
 	if lim.TopicAliasMaximum < 0 || lim.TopicAliasMaximum > 65535 {
 		bad("limits.topic_alias_maximum", "%d out of range 0..65535 (0: no inbound aliases)", lim.TopicAliasMaximum)
 	}
+	if lim.TopicAliasOutMaximum < 0 || lim.TopicAliasOutMaximum > 65535 {
+		bad("limits.topic_alias_out_maximum", "%d out of range 0..65535 (0: no outbound aliases)", lim.TopicAliasOutMaximum)
+	}
+	nonNeg("limits.topic_alias_out_bytes", int64(lim.TopicAliasOutBytes))
 	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
 	nonNeg("limits.tenant_queue_messages", int64(lim.TenantQueueMessages))
 	nonNeg("limits.tenant_queue_bytes", int64(lim.TenantQueueBytes))

@@ -31,6 +31,8 @@ func (c *Config) BrokerOptions() broker.Options {
 		MaxInflight:                l.MaxInflight,
 		ReceiveMaximum:             l.ReceiveMaximum,
 		TopicAliasMaximum:          aliasMax(l.TopicAliasMaximum),
+		TopicAliasOutMaximum:       aliasMax(l.TopicAliasOutMaximum),
+		TopicAliasOutBytes:         int(l.TopicAliasOutBytes),
 		MaxSessionExpiry:           l.MaxSessionExpiry,
 		TenantQueueMessages:        l.TenantQueueMessages,
 		TenantQueueBytes:           int(l.TenantQueueBytes),
@@ -44,7 +46,7 @@ func (c *Config) BrokerOptions() broker.Options {
 	return o
 }
 
-// aliasMax maps the file's 0 (no inbound aliases) to the broker's -1.
+// aliasMax maps the file's 0 (no aliases) to the broker's -1.
 func aliasMax(n int) int {
 	if n == 0 {
 		return -1
