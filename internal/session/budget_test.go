@@ -131,6 +131,15 @@ func TestBudgetSharedBySessions(t *testing.T) {
 			if r := c.Enqueue(Delivery{Msg: sized("late", 10), QoS: 1}); r.Accepted || b.Held() != 0 {
 				t.Fatalf("a discarded session queued %+v (held %d)", r, b.Held())
 			}
+			// Under drop-oldest a session whose queue holds less than the
+			// new message needs drops the new one, not its queue.
+			d := New("c3", Limits{Budget: b, Policy: policy})
+			d.Enqueue(Delivery{Msg: sized("d1", 10), QoS: 1})
+			filler := New("c4", Limits{Budget: b})
+			filler.Enqueue(Delivery{Msg: sized("f1", 85), QoS: 1})
+			if r := d.Enqueue(Delivery{Msg: sized("d2", 40), QoS: 1}); r.Accepted || r.Dropped != 1 || d.Stats().Queued != 1 {
+				t.Fatalf("enqueue past the budget: %+v, %d queued; want the new one dropped, the old kept", r, d.Stats().Queued)
+			}
 		})
 	}
 }

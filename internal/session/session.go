@@ -222,16 +222,32 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 				s.limits.Budget.dropped.Add(uint64(r.Dropped))
 			}
 		}()
-		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
+		size := d.Msg.Size()
+		switch {
+		case s.limits.Policy != DropOldest || s.mu.q.len() == 0:
 			drop(d)
 			return r
-		}
-		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) != roomy {
-			drop(s.mu.q.pop())
-		}
-		if s.fullLocked(d.Msg.Size()) != roomy { // a single message larger than the byte limit
-			drop(d)
-			return r
+		case why == overBudget:
+			// Other sessions may hold the budget: this one's oldest make
+			// room for the new message only if they free as much as it
+			// takes, and the broker then holds no more than before.
+			if s.mu.q.bytes < size {
+				drop(d)
+				return r
+			}
+			for freed := 0; freed < size; {
+				x := s.mu.q.pop()
+				freed += x.Msg.Size()
+				drop(x)
+			}
+		default:
+			for s.mu.q.len() > 0 && s.fullLocked(size) == overLimit {
+				drop(s.mu.q.pop())
+			}
+			if s.fullLocked(size) != roomy { // larger than the byte limit alone, or the budget is full too
+				drop(d)
+				return r
+			}
 		}
 	}
 	s.mu.q.push(d)
