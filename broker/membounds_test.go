@@ -137,6 +137,11 @@ func TestMemoryBudgetDropsAndCounts(t *testing.T) {
 	if line := logs.String(); !strings.Contains(line, "level=WARN") || !strings.Contains(line, "dropped=") {
 		t.Fatalf("log %q, want a WARN line with the count", line)
 	}
+	// Every drop since is added up for the next line, 10 s later at the
+	// earliest: one line, not one per drop.
+	if n := strings.Count(logs.String(), "memory budget reached"); n != 1 {
+		t.Fatalf("%d log lines for %d drops, want 1", n, st.BudgetDrops)
+	}
 	mqtttest.Connect(t, addr, packet.V311, "honest", true) // CONNACK while the budget is full
 	_ = stalled.Conn.Close()
 	mqtttest.Eventually(t, 5*time.Second, func() bool { return b.Stats().MemoryHeld < budget/2 }, "the stalled subscriber's bytes released")

@@ -137,6 +137,11 @@ func TestDeclaredConnectHoldsLittle(t *testing.T) {
 			for _, c := range cs {
 				expectClosedSilently(t, c)
 			}
+			// Closed, they keep nothing: no buffer stays in a pool or a
+			// connection.
+			mqtttest.Eventually(t, 5*time.Second, func() bool {
+				return int64(liveHeap(t))-int64(before) < 4<<20
+			}, "the closed connections' memory released")
 		})
 	}
 }
