@@ -3,10 +3,13 @@ module github.com/petrel-mqtt/petrel
 go 1.26.8
 
 require (
+	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 )
+
+require github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 
 require (
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect

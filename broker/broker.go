@@ -37,6 +37,21 @@ const (
 	UnauthorizedAckAndDrop = "ack-and-drop"
 )
 
+// DefaultMaxConnectSize is Options.MaxConnectSize's default: a CONNECT
+// with a JWT password (a few KiB, 16 KiB at the most seen in practice), a
+// client id, a user name and a will of a few tens of KiB fits, while a
+// connection not yet authenticated can make the broker hold no more than
+// that.
+const DefaultMaxConnectSize = 64 << 10
+
+// The defaults of Options.TopicAliasOutMaximum and TopicAliasOutBytes:
+// the table of the topics a connection is sent under an alias holds at
+// most 100 topics and 16 KiB of their names (100 topics of 160 bytes).
+const (
+	DefaultTopicAliasOutMaximum = 100
+	DefaultTopicAliasOutBytes   = 16 << 10
+)
+
 // Options configure a Broker. The zero value is valid: every field has the
 // default documented on it.
 type Options struct {
@@ -51,8 +66,14 @@ type Options struct {
 	// MaxPacketSize bounds an inbound packet, fixed header included; default
 	// 16 MiB, at most packet.MaxRemainingLength+5.
 	MaxPacketSize int
-	// ConnectTimeout is how long a new connection has to send CONNECT;
-	// default 10s.
+	// MaxConnectSize bounds a packet read before the connection is
+	// accepted: the CONNECT, and AUTH packets of a 5.0 enhanced
+	// authentication; default 64 KiB (a JWT password of several KiB and a
+	// will with a few tens of KiB fit), never above MaxPacketSize. A
+	// larger one closes the connection before anything is allocated for it.
+	MaxConnectSize int
+	// ConnectTimeout is how long a new connection has, counted from
+	// accept, to send its CONNECT and finish authenticating; default 10s.
 	ConnectTimeout time.Duration
 	// MinKeepAlive and MaxKeepAlive bound the keepalive a client may ask
 	// for (0: no bound). Keepalive 0 (none) counts as above any maximum. A
@@ -76,9 +97,19 @@ type Options struct {
 	MaxSubscriptionsPerClient int
 
 	// QueueMessages and QueueBytes bound each client's outbound queue;
-	// defaults 50,000 messages and 0 (no byte bound).
+	// defaults 50,000 messages and DefaultQueueBytes (64 MiB; -1: no byte
+	// bound). The bytes (topic, payload) count the messages queued and
+	// those in flight, sent and not yet acknowledged.
 	QueueMessages int
 	QueueBytes    int
+	// MemoryBudget bounds the bytes held for all clients together: their
+	// queued and in-flight messages (counted as for QueueBytes) and what
+	// the connections' writers hold encoded. Past it new messages are
+	// dropped by QueuePolicy, counted (Stats.BudgetDrops) and logged
+	// (WARN, one line per 10 s at most, with the count). 0: a quarter of
+	// the memory the process may use, its cgroup's limit or else the
+	// machine's (internal/memsize); -1: no bound.
+	MemoryBudget int64
 	// TenantQueueMessages and TenantQueueBytes bound the messages queued
 	// for all the sessions of one tenant together (Identity.Tenant); 0: no
 	// bound. A full tenant applies QueuePolicy like a full queue.
@@ -103,6 +134,14 @@ type Options struct {
 	// TopicAliasMaximum is the highest inbound topic alias a 5.0 client
 	// may use; default 100, -1 disables inbound aliases.
 	TopicAliasMaximum int
+	// TopicAliasOutMaximum and TopicAliasOutBytes bound the topic aliases
+	// the broker gives the topics it sends a 5.0 client (who says how many
+	// it accepts, up to 65535): at most this many topics, of at most this
+	// many bytes together, per connection; defaults 100 and 16 KiB (-1
+	// for the first: none). Past them a topic is sent in full, without
+	// an alias.
+	TopicAliasOutMaximum int
+	TopicAliasOutBytes   int
 	// MaxSessionExpiry caps a 5.0 client's session expiry interval (0: no
 	// cap). 3.x persistent sessions do not expire.
 	MaxSessionExpiry time.Duration
@@ -150,6 +189,10 @@ type Broker struct {
 	shared   sharedGroups
 	flapping flapTracker // guarded by mu
 	stats    counters
+	// budget is the bound of the bytes held for all clients
+	// (Options.MemoryBudget); budgetLog reports what it dropped.
+	budget    *session.Budget
+	budgetLog budgetLog
 
 	wg         sync.WaitGroup // connection goroutines and the sweeper
 	sweepStart sync.Once
@@ -192,14 +235,32 @@ func normalize(o Options) (Options, error) {
 	if o.MaxPacketSize < 2 || o.MaxPacketSize > packet.MaxRemainingLength+5 {
 		return o, fmt.Errorf("broker: max packet size %d out of range 2..%d", o.MaxPacketSize, packet.MaxRemainingLength+5)
 	}
+	if o.MaxConnectSize == 0 {
+		o.MaxConnectSize = DefaultMaxConnectSize
+	}
+	if o.MaxConnectSize < 2 || o.MaxConnectSize > packet.MaxRemainingLength+5 {
+		return o, fmt.Errorf("broker: max connect size %d out of range 2..%d", o.MaxConnectSize, packet.MaxRemainingLength+5)
+	}
+	o.MaxConnectSize = min(o.MaxConnectSize, o.MaxPacketSize)
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
 	if o.QueueMessages == 0 {
 		o.QueueMessages = 50_000
 	}
-	if o.QueueMessages < 0 || o.QueueBytes < 0 {
-		return o, errors.New("broker: queue limits must not be negative")
+	if o.QueueBytes == 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
+	if o.QueueMessages < 0 || o.QueueBytes < -1 {
+		return o, errors.New("broker: queue limits must not be negative (queue bytes -1: no bound)")
+	}
+	if o.MemoryBudget == 0 {
+		if o.MemoryBudget = defaultMemoryBudget(); o.MemoryBudget == 0 {
+			o.MemoryBudget = -1 // the memory is not known: no bound
+		}
+	}
+	if o.MemoryBudget < -1 {
+		return o, errors.New("broker: memory budget must not be negative (-1: no bound)")
 	}
 	switch o.QueuePolicy {
 	case "":
@@ -238,6 +299,18 @@ func normalize(o Options) (Options, error) {
 	if o.TopicAliasMaximum > 65535 {
 		return o, fmt.Errorf("broker: topic alias maximum %d above 65535", o.TopicAliasMaximum)
 	}
+	if o.TopicAliasOutMaximum == 0 {
+		o.TopicAliasOutMaximum = DefaultTopicAliasOutMaximum
+	}
+	if o.TopicAliasOutMaximum < 0 { // -1: no outbound aliases
+		o.TopicAliasOutMaximum = 0
+	}
+	if o.TopicAliasOutBytes == 0 {
+		o.TopicAliasOutBytes = DefaultTopicAliasOutBytes
+	}
+	if o.TopicAliasOutMaximum > 65535 || o.TopicAliasOutBytes < 0 {
+		return o, fmt.Errorf("broker: outbound topic aliases %d (at most 65535), %d bytes (not negative)", o.TopicAliasOutMaximum, o.TopicAliasOutBytes)
+	}
 	if o.TenantQueueMessages < 0 || o.TenantQueueBytes < 0 || o.AssignedIDMaxSessionExpiry < 0 {
 		return o, errors.New("broker: tenant queue limits and assigned-id session expiry must not be negative")
 	}
@@ -268,6 +341,7 @@ func New(o Options) (*Broker, error) {
 		activity: o.Activity,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
+		budget:   newBudget(&o),
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
@@ -306,6 +380,7 @@ func (b *Broker) SetLimits(o Options) error {
 		return err
 	}
 	b.cur.Store(&o)
+	b.budget.SetMax(max(o.MemoryBudget, 0))
 	return nil
 }
 
@@ -335,9 +410,10 @@ func (b *Broker) sessionLimits() session.Limits {
 	}
 	return session.Limits{
 		MaxMessages:      o.QueueMessages,
-		MaxBytes:         o.QueueBytes,
+		MaxBytes:         max(o.QueueBytes, 0),
 		Policy:           policy,
 		QueueQoS0Offline: o.QueueQoS0Offline,
+		Budget:           b.budget,
 	}
 }
 
@@ -528,6 +604,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.stopLazy()
 	b.flushLazy()
+	b.stopBudgetLog()
 	return errors.Join(errs...)
 }
 

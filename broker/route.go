@@ -342,6 +342,9 @@ func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bo
 	}
 	if r.Dropped > 0 {
 		b.stats.messagesDropped.Add(uint64(r.Dropped))
+		if r.OverBudget {
+			b.budgetDropped(r.Dropped)
+		}
 		for _, seq := range r.DroppedSeqs {
 			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})
 		}

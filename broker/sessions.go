@@ -286,6 +286,7 @@ func (b *Broker) sendWill(msg *session.Message) {
 func (b *Broker) dropSessionLocked(s *session.Session) {
 	s.Guard.Lock()
 	s.Guard.Ended = true
+	s.Discard() // what it holds stops counting against the tenant and the budget
 	for _, sub := range s.Subscriptions() {
 		k, inner := subKeyOf(s, sub.Filter)
 		b.subs.Unsubscribe(inner, k)

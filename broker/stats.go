@@ -67,6 +67,9 @@ type Stats struct {
 	Parks           uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
 	Parked          int    // connections parked now: idle, with no reader goroutine
 	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
+	MemoryBudget    int64  // Options.MemoryBudget in force, bytes (0: no bound)
+	MemoryHeld      int64  // bytes held for all clients: queued, in flight, in write buffers
+	BudgetDrops     uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -90,6 +93,9 @@ func (b *Broker) Stats() Stats {
 		Parks:            b.stats.parks.Load(),
 		Parked:           int(b.stats.parked.Load()),
 		Promotions:       b.stats.promotions.Load(),
+		MemoryBudget:     b.budget.Max(),
+		MemoryHeld:       b.budget.Held(),
+		BudgetDrops:      b.budget.Dropped(),
 	}
 }
 

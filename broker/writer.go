@@ -15,7 +15,8 @@ import (
 func (c *conn) writeLoop() { c.writeLoopFrom(nil) }
 
 // writeLoopFrom is writeLoop starting with the bytes in *pending (a pooled
-// write buffer), which writeInline could not write without blocking.
+// write buffer, charged to the memory budget), which writeInline could not
+// write without blocking.
 func (c *conn) writeLoopFrom(pending *[]byte) {
 	bufp := pending
 	if bufp == nil {
@@ -29,7 +30,9 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		batchPool.Put(batchp)
 	}()
 	if pending != nil && len(*pending) > 0 {
-		if err := c.write(*pending); err != nil {
+		err := c.write(*pending)
+		c.b.budget.Charge(int(c.stripe), -len(*pending))
+		if err != nil {
 			c.writeFailed(err)
 			return
 		}
@@ -38,7 +41,7 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		sess, v, closing, lim := c.passState()
 		batch = batch[:0]
 		if sess != nil && !closing {
-			batch = sess.TakeBatch(batch, writeBatchMax)
+			batch, _ = sess.TakeBatchLimited(batch, session.BatchLimit{Items: writeBatchMax, Bytes: writeBatchBytes})
 		}
 		if err := c.recordInflight(batch); err != nil {
 			c.b.log.Warn("recording sent messages failed; closing", "client", c.clientID, "err", err)
@@ -52,15 +55,25 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 			if err != nil {
 				break
 			}
-			buf, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
+			var direct []byte
+			buf, direct, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
 			batch[i] = session.Outbound{}
-			if err == nil && len(buf) >= writeFlushAt {
-				err = c.write(buf)
+			switch {
+			case err != nil:
+			case direct != nil:
+				// A large payload goes out from the message itself, after
+				// what is encoded: never copied into the buffer.
+				if err = c.writeBuf(buf); err == nil {
+					err = c.write(direct)
+				}
+				buf = buf[:0]
+			case len(buf) >= writeFlushAt:
+				err = c.writeBuf(buf)
 				buf = buf[:0]
 			}
 		}
 		if err == nil && len(buf) > 0 {
-			err = c.write(buf)
+			err = c.writeBuf(buf)
 		}
 		if err != nil {
 			c.writeFailed(err)
@@ -93,17 +106,33 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 	}
 }
 
-// inlineBatchMax bounds the messages one writeInline pass takes.
-const inlineBatchMax = 64
+// What one write pass takes and holds. A writer holds encoded at most
+// writeFlushAt bytes and one packet's header (its payload too when under
+// directPayload), and out of its session's queue at most writeBatchBytes
+// of messages (or one larger message) not yet written.
+const (
+	// writeBatchBytes bounds the messages (Message.Size) a writer
+	// goroutine's pass takes from the session; the first is taken
+	// whatever its size.
+	writeBatchBytes = 256 << 10
+	// inlineBatchMax and inlineBatchBytes bound one writeInline pass; a
+	// message that does not fit is left to a writer goroutine.
+	inlineBatchMax   = 64
+	inlineBatchBytes = 64 << 10
+	// directPayload: a payload this large is written from the message
+	// after the encoded bytes, never copied into the write buffer.
+	directPayload = writeFlushAt
+)
 
 // writeInline makes one write pass for c in the calling goroutine, another
 // connection's reader that just queued for c, instead of starting c's
 // writer goroutine: what there is to send (up to inlineBatchMax messages
-// and the control packets) goes out in one non-blocking write. The caller
-// holds c.writing; writeInline releases it, or hands it to a writer
-// goroutine for what is left: bytes the socket did not take (a subscriber
-// that reads slowly never blocks the caller), more messages, a closing
-// connection, or a persistent session (its pass may need a store write).
+// of inlineBatchBytes together, and the control packets) goes out in one
+// non-blocking write. The caller holds c.writing; writeInline releases it,
+// or hands it to a writer goroutine for what is left: bytes the socket did
+// not take (a subscriber that reads slowly never blocks the caller), more
+// messages, a closing connection, or a persistent session (its pass may
+// need a store write).
 func (c *conn) writeInline() {
 	if c.raw == nil {
 		c.b.gor.run(job{c, taskWrite}) // TLS and WebSocket buffer in their libraries
@@ -117,14 +146,16 @@ func (c *conn) writeInline() {
 	bufp := writeBufPool.Get().(*[]byte)
 	batchp := batchPool.Get().(*[]session.Outbound)
 	buf, batch := (*bufp)[:0], (*batchp)[:0]
+	more := false
 	if sess != nil {
-		batch = sess.TakeBatch(batch, inlineBatchMax)
+		batch, more = sess.TakeBatchLimited(batch, session.BatchLimit{Items: inlineBatchMax, Bytes: inlineBatchBytes, Strict: true})
 	}
-	full := len(batch) == inlineBatchMax
 	buf, _, err := c.appendCtrl(buf, v, lim.maxPacket)
 	for i := range batch {
 		if err == nil {
-			buf, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
+			var direct []byte
+			buf, direct, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
+			buf = append(buf, direct...) // under inlineBatchBytes: small
 		}
 		batch[i] = session.Outbound{}
 	}
@@ -145,12 +176,13 @@ func (c *conn) writeInline() {
 	c.stats.bytesSent.Add(uint64(n))
 	if n < len(buf) { // the socket is full: a goroutine waits to write the rest
 		*bufp = buf[:copy(buf, buf[n:])]
+		c.b.budget.Charge(int(c.stripe), len(*bufp)) // released once written
 		go c.writeLoopFrom(bufp)
 		return
 	}
 	*bufp = buf[:0]
 	putWriteBuf(bufp)
-	if full {
+	if more {
 		c.b.gor.run(job{c, taskWrite})
 		return
 	}
@@ -167,7 +199,12 @@ func (c *conn) passState() (sess *session.Session, v packet.Version, closing boo
 	lim = outLimits{maxPacket: c.mu.maxPacket, aliasMax: c.mu.aliasMax}
 	c.mu.Unlock()
 	if v == packet.V5 {
-		lim.now = c.b.opts().Now()
+		o := c.b.opts()
+		lim.now = o.Now()
+		// At most what the client accepts [MQTT-3.1.2-26] and the
+		// broker's own bound.
+		lim.aliasMax = uint16(min(int(lim.aliasMax), o.TopicAliasOutMaximum))
+		lim.aliasBytes = o.TopicAliasOutBytes
 	}
 	return sess, v, closing, lim
 }
@@ -243,6 +280,15 @@ func (c *conn) hasWork() bool {
 	sess, n, closing := c.mu.sess, len(c.mu.ctrl), c.mu.closing
 	c.mu.Unlock()
 	return n > 0 || closing || (sess != nil && sess.HasPending())
+}
+
+// writeBuf writes encoded bytes, counted against the memory budget while
+// the write lasts (a subscriber that does not read holds them).
+func (c *conn) writeBuf(buf []byte) error {
+	c.b.budget.Charge(int(c.stripe), len(buf))
+	err := c.write(buf)
+	c.b.budget.Charge(int(c.stripe), -len(buf))
+	return err
 }
 
 func (c *conn) write(buf []byte) error {
@@ -325,20 +371,23 @@ func diagnostics(p packet.Packet) *packet.Properties {
 
 // outLimits are what a 5.0 client asked of the messages sent to it.
 type outLimits struct {
-	now       time.Time
-	maxPacket int    // 0: none
-	aliasMax  uint16 // 0: no topic aliases
+	now        time.Time
+	maxPacket  int    // 0: none
+	aliasMax   uint16 // 0: no topic aliases
+	aliasBytes int    // topic bytes the alias table may hold
 }
 
 // appendOutbound encodes one session item. For 5.0 it drops a message that
 // expired [MQTT-3.3.2-5] or would exceed the client's Maximum Packet Size
 // [MQTT-3.1.2-24] (as if acknowledged), sends the remaining expiry
 // interval [MQTT-3.3.2-6], the subscription identifiers and, when the
-// client allows them, a topic alias.
-func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version, sess *session.Session, lim *outLimits) ([]byte, error) {
+// client allows them, a topic alias. A payload of directPayload bytes or
+// more is not appended: it is returned as direct, to be written after buf.
+func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version, sess *session.Session, lim *outLimits) (_, direct []byte, err error) {
 	if o.Kind == session.OutPubrel {
 		p := packet.Pubrel{PacketID: o.PacketID}
-		return p.Append(buf, v)
+		buf, err = p.Append(buf, v)
+		return buf, nil, err
 	}
 	d := &o.Delivery
 	p := packet.Publish{
@@ -354,7 +403,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 			// Expired before onward delivery started [MQTT-3.3.2-5]; a message
 			// already sent once is sent again whatever its expiry.
 			c.abandon(sess, o)
-			return buf, nil
+			return buf, nil, nil
 		}
 		if d.Msg.Properties != nil {
 			p.Properties = *d.Msg.Properties
@@ -367,14 +416,19 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 		}
 		if lim.maxPacket > 0 && p.Size(v) > lim.maxPacket {
 			c.abandon(sess, o)
-			return buf, nil
+			return buf, nil, nil
 		}
 		if lim.aliasMax > 0 {
-			c.alias(&p, lim.aliasMax)
+			c.alias(&p, lim)
 		}
 	}
 	c.stats.messagesSent.Add(1)
-	return p.Append(buf, v)
+	if len(p.Payload) >= directPayload {
+		buf, err = p.AppendHeader(buf, v)
+		return buf, p.Payload, err
+	}
+	buf, err = p.Append(buf, v)
+	return buf, nil, err
 }
 
 // abandon drops an outbound message the client must not be sent, freeing
@@ -384,27 +438,4 @@ func (c *conn) abandon(sess *session.Session, o *session.Outbound) {
 	if o.PacketID != 0 {
 		c.dequeue(sess.Abandon(o.PacketID))
 	}
-}
-
-// alias gives p's topic an outbound topic alias: the first message on a
-// topic carries topic and alias, later ones the alias alone
-// [MQTT-3.3.2-12]. Aliases are never reassigned; once the client's
-// maximum is used up, new topics go without one.
-func (c *conn) alias(p *packet.Publish, max uint16) {
-	if a, ok := c.outAlias[p.Topic]; ok {
-		p.Topic = ""
-		p.Properties.TopicAlias = a
-		p.Properties.Set(packet.PropTopicAlias)
-		return
-	}
-	if len(c.outAlias) >= int(max) {
-		return
-	}
-	if c.outAlias == nil {
-		c.outAlias = make(map[string]uint16)
-	}
-	a := uint16(len(c.outAlias) + 1)
-	c.outAlias[p.Topic] = a
-	p.Properties.TopicAlias = a
-	p.Properties.Set(packet.PropTopicAlias)
 }

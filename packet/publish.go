@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -165,10 +166,29 @@ func (p *Publish) Size(v Version) int {
 // fails for QoS 3, for QoS 0 with DUP and for QoS > 0 with packet
 // identifier 0. It allocates only to grow dst.
 func (p *Publish) Append(dst []byte, v Version) ([]byte, error) {
+	dst, err := p.appendHead(dst, v, len(p.Payload))
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, p.Payload...), nil
+}
+
+// AppendHeader is Append without the payload: it encodes p up to where
+// the payload starts (the remaining length counts the payload), so that
+// the caller can write p.Payload after it from where it is, without
+// copying it into dst. It fails as Append does.
+func (p *Publish) AppendHeader(dst []byte, v Version) ([]byte, error) {
+	return p.appendHead(dst, v, 0)
+}
+
+// appendHead appends p up to its payload, having grown dst for room bytes
+// of the payload as well.
+func (p *Publish) appendHead(dst []byte, v Version, room int) ([]byte, error) {
 	rem, plen, err := p.remaining(v)
 	if err != nil {
 		return dst, err
 	}
+	dst = slices.Grow(dst, 1+varIntLen(rem)+rem-len(p.Payload)+room)
 	h := byte(PUBLISH)<<4 | p.QoS<<1
 	if p.Dup {
 		h |= 8
@@ -176,7 +196,7 @@ func (p *Publish) Append(dst []byte, v Version) ([]byte, error) {
 	if p.Retain {
 		h |= 1
 	}
-	dst = appendHeader(dst, h, rem)
+	dst = appendVarInt(append(dst, h), rem)
 	dst = appendString(dst, p.Topic)
 	if p.QoS > 0 {
 		dst = appendUint16(dst, p.PacketID)
@@ -184,5 +204,5 @@ func (p *Publish) Append(dst []byte, v Version) ([]byte, error) {
 	if v == V5 {
 		dst = p.Properties.appendTo(dst, plen)
 	}
-	return append(dst, p.Payload...), nil
+	return dst, nil
 }

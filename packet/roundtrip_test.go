@@ -109,8 +109,15 @@ func TestRoundTrip(t *testing.T) {
 						t.Fatal("Append changed dst")
 					}
 					b = b[len(prefix):]
-					if pub, ok := p.(*Publish); ok && pub.Size(v) != len(b) {
-						t.Errorf("Size = %d, encoded %d bytes", pub.Size(v), len(b))
+					if pub, ok := p.(*Publish); ok {
+						if pub.Size(v) != len(b) {
+							t.Errorf("Size = %d, encoded %d bytes", pub.Size(v), len(b))
+						}
+						// AppendHeader and the payload after it are Append.
+						h, err := pub.AppendHeader(nil, v)
+						if err != nil || !bytes.Equal(append(h, pub.Payload...), b) {
+							t.Errorf("AppendHeader: % x, %v; with the payload, want % x", h, err, b)
+						}
 					}
 					got, err := ReadPacket(bytes.NewReader(b), v, len(b))
 					if err != nil {

@@ -51,6 +51,7 @@ var layers = []layer{
 		"internal/cluster/...", "internal/config/...", "internal/listener/...", "internal/client/...", "cmd/...",
 	}, why: "broker never imports a concrete implementation; those import broker"},
 	{pkg: "internal/rawtcp", stdOnly: true, allow: []string{}, why: "raw TCP accept knows nothing of MQTT"},
+	{pkg: "internal/memsize", allow: []string{}, why: "reading the memory limit knows nothing of MQTT"},
 	{pkg: "internal/listener/...", allow: []string{"internal/rawtcp"}, why: "listeners know nothing of MQTT"},
 	{pkg: "internal/store/...", allow: []string{"broker", "packet", "internal/store/..."},
 		why: "stores implement broker.Store on the broker's record types"},

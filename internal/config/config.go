@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 )
 
@@ -141,12 +142,14 @@ type WebSocket struct {
 type Limits struct {
 	MaxConnections   int           `yaml:"max_connections"`
 	MaxPacketSize    ByteSize      `yaml:"max_packet_size"`
+	MaxConnectSize   ByteSize      `yaml:"max_connect_size"`
 	MaxTopicLength   int           `yaml:"max_topic_length"`
 	MaxTopicLevels   int           `yaml:"max_topic_levels"`
 	MaxSubscriptions int           `yaml:"max_subscriptions_per_client"`
 	MaxInflight      int           `yaml:"max_inflight"`
 	QueueMessages    int           `yaml:"queue_messages"`
 	QueueBytes       ByteSize      `yaml:"queue_bytes"`
+	MemoryBudget     ByteSize      `yaml:"memory_budget"` // 0: a quarter of the memory (broker.Options.MemoryBudget)
 	QueuePolicy      string        `yaml:"queue_policy"`
 	QueueQoS0Offline bool          `yaml:"queue_qos0_offline"`
 	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
@@ -158,6 +161,8 @@ type Limits struct {
 	AssignedIDMaxSessionExpiry time.Duration `yaml:"assigned_id_max_session_expiry"`
 	ReceiveMaximum             int           `yaml:"receive_maximum"`
 	TopicAliasMaximum          int           `yaml:"topic_alias_maximum"`
+	TopicAliasOutMaximum       int           `yaml:"topic_alias_out_maximum"` // 0: none
+	TopicAliasOutBytes         ByteSize      `yaml:"topic_alias_out_bytes"`
 	MaxSessionExpiry           time.Duration `yaml:"max_session_expiry"`
 }
 
@@ -178,14 +183,19 @@ func Default() *Config {
 func defaultLimits() Limits {
 	return Limits{
 		MaxPacketSize:  16 << 20,
+		MaxConnectSize: broker.DefaultMaxConnectSize,
 		MaxTopicLength: 65535,
 		MaxInflight:    1024,
 		QueueMessages:  50_000,
+		QueueBytes:     broker.DefaultQueueBytes,
 		QueuePolicy:    "drop-new",
 		ConnectTimeout: 10 * time.Second,
 		ReceiveMaximum: 65535,
 		// 100 inbound aliases per 5.0 connection
 		TopicAliasMaximum: 100,
+		// 100 outbound aliases, 16 KiB of topic names
+		TopicAliasOutMaximum: broker.DefaultTopicAliasOutMaximum,
+		TopicAliasOutBytes:   broker.DefaultTopicAliasOutBytes,
 	}
 }
 
@@ -246,6 +256,9 @@ func (c *Config) applyDefaults() {
 	if lim.MaxPacketSize == 0 {
 		lim.MaxPacketSize = d.MaxPacketSize
 	}
+	if lim.MaxConnectSize == 0 {
+		lim.MaxConnectSize = d.MaxConnectSize
+	}
 	if lim.MaxTopicLength == 0 {
 		lim.MaxTopicLength = d.MaxTopicLength
 	}
@@ -255,6 +268,9 @@ func (c *Config) applyDefaults() {
 	if lim.QueueMessages == 0 {
 		lim.QueueMessages = d.QueueMessages
 	}
+	if lim.QueueBytes == 0 {
+		lim.QueueBytes = d.QueueBytes
+	}
 	if lim.QueuePolicy == "" {
 		lim.QueuePolicy = d.QueuePolicy
 	}
@@ -263,6 +279,9 @@ func (c *Config) applyDefaults() {
 	}
 	if lim.ReceiveMaximum == 0 {
 		lim.ReceiveMaximum = d.ReceiveMaximum
+	}
+	if lim.TopicAliasOutBytes == 0 {
+		lim.TopicAliasOutBytes = d.TopicAliasOutBytes
 	}
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
@@ -360,10 +379,14 @@ func (c *Config) Validate() error {
 	nonNeg("limits.max_subscriptions_per_client", int64(lim.MaxSubscriptions))
 	nonNeg("limits.queue_messages", int64(lim.QueueMessages))
 	nonNeg("limits.queue_bytes", int64(lim.QueueBytes))
+	nonNeg("limits.memory_budget", int64(lim.MemoryBudget))
 	nonNeg("limits.min_keepalive", int64(lim.MinKeepAlive))
 	nonNeg("limits.max_keepalive", int64(lim.MaxKeepAlive))
 	if lim.MaxPacketSize < 16 || lim.MaxPacketSize > 268_435_460 {
 		bad("limits.max_packet_size", "%d out of range 16..268435460", lim.MaxPacketSize)
+	}
+	if lim.MaxConnectSize < 16 || lim.MaxConnectSize > 268_435_460 {
+		bad("limits.max_connect_size", "%d out of range 16..268435460", lim.MaxConnectSize)
 	}
 	if lim.MaxTopicLength < 1 || lim.MaxTopicLength > 65535 {
 		bad("limits.max_topic_length", "%d out of range 1..65535", lim.MaxTopicLength)
@@ -387,6 +410,10 @@ func (c *Config) Validate() error {
 	if lim.TopicAliasMaximum < 0 || lim.TopicAliasMaximum > 65535 {
 		bad("limits.topic_alias_maximum", "%d out of range 0..65535 (0: no inbound aliases)", lim.TopicAliasMaximum)
 	}
+	if lim.TopicAliasOutMaximum < 0 || lim.TopicAliasOutMaximum > 65535 {
+		bad("limits.topic_alias_out_maximum", "%d out of range 0..65535 (0: no outbound aliases)", lim.TopicAliasOutMaximum)
+	}
+	nonNeg("limits.topic_alias_out_bytes", int64(lim.TopicAliasOutBytes))
 	nonNeg("limits.max_session_expiry", int64(lim.MaxSessionExpiry))
 	nonNeg("limits.tenant_queue_messages", int64(lim.TenantQueueMessages))
 	nonNeg("limits.tenant_queue_bytes", int64(lim.TenantQueueBytes))

@@ -15,6 +15,7 @@ func (c *Config) BrokerOptions() broker.Options {
 	l := c.Limits
 	o := broker.Options{
 		MaxPacketSize:              int(l.MaxPacketSize),
+		MaxConnectSize:             int(l.MaxConnectSize),
 		ConnectTimeout:             l.ConnectTimeout,
 		MinKeepAlive:               l.MinKeepAlive,
 		MaxKeepAlive:               l.MaxKeepAlive,
@@ -24,11 +25,14 @@ func (c *Config) BrokerOptions() broker.Options {
 		MaxSubscriptionsPerClient:  l.MaxSubscriptions,
 		QueueMessages:              l.QueueMessages,
 		QueueBytes:                 int(l.QueueBytes),
+		MemoryBudget:               int64(l.MemoryBudget),
 		QueuePolicy:                l.QueuePolicy,
 		QueueQoS0Offline:           l.QueueQoS0Offline,
 		MaxInflight:                l.MaxInflight,
 		ReceiveMaximum:             l.ReceiveMaximum,
 		TopicAliasMaximum:          aliasMax(l.TopicAliasMaximum),
+		TopicAliasOutMaximum:       aliasMax(l.TopicAliasOutMaximum),
+		TopicAliasOutBytes:         int(l.TopicAliasOutBytes),
 		MaxSessionExpiry:           l.MaxSessionExpiry,
 		TenantQueueMessages:        l.TenantQueueMessages,
 		TenantQueueBytes:           int(l.TenantQueueBytes),
@@ -42,7 +46,7 @@ func (c *Config) BrokerOptions() broker.Options {
 	return o
 }
 
-// aliasMax maps the file's 0 (no inbound aliases) to the broker's -1.
+// aliasMax maps the file's 0 (no aliases) to the broker's -1.
 func aliasMax(n int) int {
 	if n == 0 {
 		return -1

@@ -53,6 +53,9 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 		f.state = awaitPubcomp
 		f.d = Delivery{}
 	}
+	if f.d.Msg != nil {
+		s.chargeLocked(&f)
+	}
 	if s.mu.inflight == nil {
 		s.mu.inflight = make(map[uint16]inflight)
 	}
@@ -69,7 +72,8 @@ func (s *Session) RestoreInbound(pid uint16) {
 }
 
 // SetQuota makes the session's queue count against q (a tenant's shared
-// bound; nil for none), moving what is queued from the previous quota.
+// bound; nil for none), moving what is queued and in flight from the
+// previous quota.
 func (s *Session) SetQuota(q *Quota) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,10 +83,10 @@ func (s *Session) SetQuota(q *Quota) {
 	}
 	n, size := s.mu.q.len(), s.mu.q.bytes
 	if old != nil {
-		old.add(-n, -size)
+		old.add(-n, -size-s.mu.inflightBytes)
 	}
 	if q != nil {
-		q.add(n, size)
+		q.add(n, size+s.mu.inflightBytes)
 	}
 	s.mu.q.quota = q
 	s.limits.Quota = q
@@ -111,4 +115,24 @@ func (s *Session) DropExpired(now time.Time) (n int, seqs []uint64) {
 	}
 	s.mu.q = keep
 	return n, seqs
+}
+
+// Discard lets the session go: what is queued and in flight is dropped
+// and stops counting against the bounds (the tenant's quota, the
+// broker's budget), and nothing is queued any more. The broker calls it
+// when it forgets the session (a clean session's end, expiry, a clean
+// start replacing it).
+func (s *Session) Discard() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.discarded = true
+	for s.mu.q.len() > 0 {
+		s.mu.q.pop()
+	}
+	for pid, f := range s.mu.inflight {
+		s.releaseLocked(&f)
+		delete(s.mu.inflight, pid)
+	}
+	s.mu.order, s.mu.orderHead, s.mu.resend = nil, 0, nil
+	s.mu.retained = nil
 }

@@ -15,7 +15,9 @@ type queue struct {
 	head, tail *segment
 	n          int
 	bytes      int
-	quota      *Quota // shared with the other sessions of the tenant; nil for none
+	quota      *Quota  // shared with the other sessions of the tenant; nil for none
+	budget     *Budget // shared with every session of the broker; nil for none
+	stripe     int     // the budget's stripe this queue charges
 	// expiring counts queued messages with an expiry, so that a sweep
 	// skips queues where nothing can expire.
 	expiring int
@@ -81,7 +83,13 @@ func (q *queue) push(d Delivery) {
 	if q.quota != nil {
 		q.quota.add(1, d.Msg.Size())
 	}
+	if q.budget != nil {
+		q.budget.Charge(q.stripe, d.Msg.Size())
+	}
 }
+
+// emptied returns an empty queue charging the same quota and budget.
+func (q *queue) emptied() queue { return queue{quota: q.quota, budget: q.budget, stripe: q.stripe} }
 
 func (q *queue) peek() *Delivery {
 	if q.n == 0 {
@@ -102,6 +110,9 @@ func (q *queue) pop() Delivery {
 	}
 	if q.quota != nil {
 		q.quota.add(-1, -d.Msg.Size())
+	}
+	if q.budget != nil {
+		q.budget.Charge(q.stripe, -d.Msg.Size())
 	}
 	switch {
 	case h.r < h.w:

@@ -15,13 +15,17 @@ const (
 )
 
 // Limits bound a session's outbound queue. Zero MaxMessages or MaxBytes
-// means no limit of that kind.
+// means no limit of that kind. MaxBytes, the Quota's and the Budget's
+// bytes count the messages queued and those in flight (sent, awaiting
+// their acknowledgement), but not the retained messages owed to a new
+// subscription (EnqueueRetained), which the retained store holds anyway.
 type Limits struct {
 	MaxMessages      int
 	MaxBytes         int
 	Policy           OverflowPolicy
-	QueueQoS0Offline bool   // queue QoS 0 messages while the client is offline
-	Quota            *Quota // the tenant's shared bound; nil for none
+	QueueQoS0Offline bool    // queue QoS 0 messages while the client is offline
+	Quota            *Quota  // the tenant's shared bound; nil for none
+	Budget           *Budget // the broker's bound for all sessions; nil for none
 }
 
 // OutKind is the kind of an outbound item.
@@ -53,12 +57,13 @@ type inflight struct {
 	d     Delivery
 	seq   uint64 // the delivery's Seq, kept after PUBREC drops the message
 	state inflightState
+	held  uint32 // bytes charged for the message (0: none, a retained one)
 }
 
 // Stats is a snapshot of a session's counters.
 type Stats struct {
 	Queued        int    // messages waiting in the queue (retained backlog included)
-	QueuedBytes   int    // bytes counted against the queue's byte limit
+	QueuedBytes   int    // bytes counted against the byte limit: queued and in flight
 	Inflight      int    // QoS 1/2 messages sent and not yet acknowledged
 	Dropped       uint64 // messages dropped by the overflow policy
 	DroppedQoS0   uint64 // QoS 0 messages dropped while offline
@@ -112,6 +117,11 @@ type Session struct {
 		maxInflight int
 		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
 		nextSeq     uint64
+		// inflightBytes is what the inflight messages hold (their held).
+		inflightBytes int
+		// discarded: the broker let the session go (Discard); nothing is
+		// queued any more.
+		discarded bool
 	}
 }
 
@@ -119,6 +129,9 @@ type Session struct {
 func New(id string, limits Limits) *Session {
 	s := &Session{ID: id, limits: limits}
 	s.mu.q.quota = limits.Quota
+	if limits.Budget != nil {
+		s.mu.q.budget, s.mu.q.stripe = limits.Budget, limits.Budget.Stripe()
+	}
 	s.mu.maxInflight = 1
 	return s
 }
@@ -164,7 +177,7 @@ func (s *Session) Detach() {
 	s.mu.wake = nil
 	s.mu.resend = s.mu.resend[:0]
 	if !s.limits.QueueQoS0Offline {
-		keep := queue{quota: s.mu.q.quota}
+		keep := s.mu.q.emptied()
 		for s.mu.q.len() > 0 {
 			d := s.mu.q.pop()
 			if d.QoS > 0 {
@@ -196,6 +209,9 @@ type Enqueued struct {
 	// Wake is the attached connection's Waker when the caller must wake it
 	// (after Enqueue returned) to start the writer.
 	Wake Waker
+	// OverBudget says the drops were the Budget's: the broker as a whole
+	// held too much, not this session or its tenant.
+	OverBudget bool
 }
 
 // Enqueue queues d for delivery without blocking. A full queue applies the
@@ -209,26 +225,48 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 			r.DroppedSeqs = append(r.DroppedSeqs, x.Seq)
 		}
 	}
+	if s.mu.discarded {
+		return r // let go while the message was routed to it
+	}
 	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
 		s.droppedQoS0.Add(1)
 		drop(d)
 		return r
 	}
-	if s.fullLocked(d.Msg.Size()) {
-		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
-			s.dropped.Add(1)
-			drop(d)
-			return r
-		}
-		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) {
-			drop(s.mu.q.pop())
-		}
-		if s.fullLocked(d.Msg.Size()) { // a single message larger than the byte limit
-			drop(d)
+	if why := s.fullLocked(d.Msg.Size()); why != roomy {
+		defer func() {
 			s.dropped.Add(uint64(r.Dropped))
+			if r.OverBudget = why == overBudget; r.OverBudget {
+				s.limits.Budget.dropped.Add(uint64(r.Dropped))
+			}
+		}()
+		size := d.Msg.Size()
+		switch {
+		case s.limits.Policy != DropOldest || s.mu.q.len() == 0:
+			drop(d)
 			return r
+		case why == overBudget:
+			// Other sessions may hold the budget: this one's oldest make
+			// room for the new message only if they free as much as it
+			// takes, and the broker then holds no more than before.
+			if s.mu.q.bytes < size {
+				drop(d)
+				return r
+			}
+			for freed := 0; freed < size; {
+				x := s.mu.q.pop()
+				freed += x.Msg.Size()
+				drop(x)
+			}
+		default:
+			for s.mu.q.len() > 0 && s.fullLocked(size) == overLimit {
+				drop(s.mu.q.pop())
+			}
+			if s.fullLocked(size) != roomy { // larger than the byte limit alone, or the budget is full too
+				drop(d)
+				return r
+			}
 		}
-		s.dropped.Add(uint64(r.Dropped))
 	}
 	s.mu.q.push(d)
 	r.Accepted = true
@@ -238,14 +276,30 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	return r
 }
 
-func (s *Session) fullLocked(size int) bool {
+// fullness says whether a message fits, and which bound it would exceed.
+type fullness byte
+
+const (
+	roomy      fullness = iota
+	overLimit           // the session's limits or its tenant's quota
+	overBudget          // the broker's budget
+)
+
+// fullLocked says whether a message of size bytes would exceed a bound.
+func (s *Session) fullLocked(size int) fullness {
 	if s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages {
-		return true
+		return overLimit
 	}
-	if s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes {
-		return true
+	if s.limits.MaxBytes > 0 && s.mu.q.bytes+s.mu.inflightBytes+size > s.limits.MaxBytes {
+		return overLimit
 	}
-	return s.limits.Quota != nil && s.limits.Quota.full(size)
+	if s.limits.Quota != nil && s.limits.Quota.full(size) {
+		return overLimit
+	}
+	if s.limits.Budget != nil && s.limits.Budget.full(s.mu.q.stripe, size) {
+		return overBudget
+	}
+	return roomy
 }
 
 // EnqueueRetained appends retained messages owed to a new subscription. They
@@ -258,6 +312,9 @@ func (s *Session) EnqueueRetained(ds []Delivery) (wake Waker) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mu.discarded {
+		return nil
+	}
 	if len(s.mu.retained) == 0 {
 		s.mu.retained = ds // no copy of a large backlog
 	} else {
@@ -275,73 +332,146 @@ func (s *Session) EnqueueRetained(ds []Delivery) (wake Waker) {
 // identifier and enter the inflight window; they stop at the window's limit
 // so that order is kept.
 func (s *Session) TakeBatch(dst []Outbound, max int) []Outbound {
+	dst, _ = s.TakeBatchLimited(dst, BatchLimit{Items: max})
+	return dst
+}
+
+// BatchLimit bounds what one TakeBatchLimited takes.
+type BatchLimit struct {
+	Items int // items at most
+	// Bytes bounds the sizes (Message.Size) of the messages taken,
+	// together; 0: no bound. The first message is taken whatever its
+	// size, so that a writer always gets on, unless Strict.
+	Bytes  int
+	Strict bool
+}
+
+// TakeBatchLimited is TakeBatch within lim. more reports that it stopped
+// at lim with something left that the inflight window would let through.
+func (s *Session) TakeBatchLimited(dst []Outbound, lim BatchLimit) (_ []Outbound, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	max, taken, bytes := lim.Items, 0, 0
+	// fits takes m's size into the batch's bytes, or reports it would not fit.
+	fits := func(m *Message) bool {
+		if lim.Bytes <= 0 || m == nil {
+			return true
+		}
+		size := m.Size()
+		if bytes+size > lim.Bytes && (taken > 0 || lim.Strict) {
+			return false
+		}
+		bytes += size
+		return true
+	}
 	// Resent messages count against the window too [MQTT-3.3.4-9]: those
 	// still in resend have not been sent on this connection yet.
-	for len(s.mu.resend) > 0 && max > 0 && len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight {
+	for len(s.mu.resend) > 0 && len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight {
 		pid := s.mu.resend[0]
-		s.mu.resend = s.mu.resend[1:]
 		f, ok := s.mu.inflight[pid]
 		if !ok {
+			s.mu.resend = s.mu.resend[1:]
 			continue
 		}
+		if max == 0 || !fits(f.d.Msg) {
+			return dst, true
+		}
+		s.mu.resend = s.mu.resend[1:]
 		if f.state == awaitPubcomp {
 			dst = append(dst, Outbound{Kind: OutPubrel, PacketID: pid})
 		} else {
 			dst = append(dst, Outbound{Kind: OutPublish, PacketID: pid, Dup: true, Delivery: f.d})
 		}
 		max--
+		taken++
 	}
 	if len(s.mu.resend) > 0 { // nothing overtakes a message owed again
-		return dst
+		return dst, false
 	}
-	for len(s.mu.retained) > 0 && max > 0 {
-		d := s.mu.retained[0]
-		o, ok := s.admitLocked(d)
-		if !ok {
-			return dst
+	for len(s.mu.retained) > 0 {
+		d := &s.mu.retained[0]
+		if d.QoS > 0 && len(s.mu.inflight) >= s.mu.maxInflight {
+			return dst, false
 		}
+		if max == 0 || !fits(d.Msg) {
+			return dst, true
+		}
+		dst = append(dst, s.admitLocked(*d, false))
 		s.mu.retained[0] = Delivery{}
 		s.mu.retained = s.mu.retained[1:]
 		if len(s.mu.retained) == 0 {
 			s.mu.retained = nil
 		}
-		dst = append(dst, o)
 		max--
+		taken++
 	}
-	for s.mu.q.len() > 0 && max > 0 {
-		o, ok := s.admitLocked(*s.mu.q.peek())
-		if !ok {
-			return dst
+	for s.mu.q.len() > 0 {
+		d := s.mu.q.peek()
+		if d.QoS > 0 && len(s.mu.inflight) >= s.mu.maxInflight {
+			return dst, false
 		}
-		s.mu.q.pop()
-		dst = append(dst, o)
+		if max == 0 || !fits(d.Msg) {
+			return dst, true
+		}
+		dst = append(dst, s.admitLocked(s.mu.q.pop(), true))
 		max--
+		taken++
 	}
-	return dst
+	return dst, false
 }
 
-// admitLocked turns d into an outbound publish, giving QoS 1/2 messages a
-// packet identifier and an inflight slot. ok is false when the window is full.
-func (s *Session) admitLocked(d Delivery) (Outbound, bool) {
+// admitLocked turns d into an outbound publish, giving a QoS 1/2 message a
+// packet identifier and an inflight slot (the caller checked there is
+// one); charge says its bytes go on counting against the bounds while it
+// is in flight (a queued message's; a retained one was never counted).
+func (s *Session) admitLocked(d Delivery, charge bool) Outbound {
 	if d.QoS == 0 {
-		return Outbound{Kind: OutPublish, Delivery: d}, true
-	}
-	if len(s.mu.inflight) >= s.mu.maxInflight {
-		return Outbound{}, false
+		return Outbound{Kind: OutPublish, Delivery: d}
 	}
 	pid := s.nextPIDLocked()
-	st := awaitPuback
+	f := inflight{d: d, seq: d.Seq, state: awaitPuback}
 	if d.QoS == 2 {
-		st = awaitPubrec
+		f.state = awaitPubrec
+	}
+	if charge {
+		s.chargeLocked(&f)
 	}
 	if s.mu.inflight == nil { // made on first use: an idle session costs no maps
 		s.mu.inflight = make(map[uint16]inflight)
 	}
-	s.mu.inflight[pid] = inflight{d: d, seq: d.Seq, state: st}
+	s.mu.inflight[pid] = f
 	s.mu.order = append(s.mu.order, pid)
-	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}, true
+	return Outbound{Kind: OutPublish, PacketID: pid, Delivery: d}
+}
+
+// chargeLocked counts f's message against the byte bounds while in flight.
+func (s *Session) chargeLocked(f *inflight) {
+	size := f.d.Msg.Size()
+	f.held = uint32(size)
+	s.mu.inflightBytes += size
+	if q := s.mu.q.quota; q != nil {
+		q.add(0, size)
+	}
+	if b := s.mu.q.budget; b != nil {
+		b.Charge(s.mu.q.stripe, size)
+	}
+}
+
+// releaseLocked stops counting what f's message held; f is changed to
+// hold nothing.
+func (s *Session) releaseLocked(f *inflight) {
+	if f.held == 0 {
+		return
+	}
+	size := int(f.held)
+	f.held = 0
+	s.mu.inflightBytes -= size
+	if q := s.mu.q.quota; q != nil {
+		q.add(0, -size)
+	}
+	if b := s.mu.q.budget; b != nil {
+		b.Charge(s.mu.q.stripe, -size)
+	}
 }
 
 // nextPIDLocked returns an unused non-zero packet identifier
@@ -390,6 +520,9 @@ func (s *Session) HasPending() bool {
 // removeLocked deletes an inflight entry and trims the send order when the
 // acknowledged id is at its head (the common, in-order case).
 func (s *Session) removeLocked(pid uint16) {
+	if f, ok := s.mu.inflight[pid]; ok {
+		s.releaseLocked(&f)
+	}
 	delete(s.mu.inflight, pid)
 	for s.mu.orderHead < len(s.mu.order) {
 		if _, ok := s.mu.inflight[s.mu.order[s.mu.orderHead]]; ok {
@@ -443,11 +576,12 @@ func (s *Session) TakeShared() []Delivery {
 		f := s.mu.inflight[pid]
 		if f.d.Share != "" && f.state != awaitPubcomp {
 			out = append(out, f.d)
+			s.releaseLocked(&f)
 			delete(s.mu.inflight, pid)
 		}
 	}
 	s.compactOrderLocked()
-	keep := queue{quota: s.mu.q.quota}
+	keep := s.mu.q.emptied()
 	for s.mu.q.len() > 0 {
 		d := s.mu.q.pop()
 		switch {
@@ -474,6 +608,7 @@ func (s *Session) Pubrec(pid uint16) (seq uint64, ok bool) {
 		return 0, false
 	}
 	f.state = awaitPubcomp
+	s.releaseLocked(&f)
 	f.d = Delivery{}
 	s.mu.inflight[pid] = f
 	return f.seq, true
@@ -586,7 +721,7 @@ func (s *Session) Stats() Stats {
 	defer s.mu.Unlock()
 	return Stats{
 		Queued:        s.mu.q.len() + len(s.mu.retained),
-		QueuedBytes:   s.mu.q.bytes,
+		QueuedBytes:   s.mu.q.bytes + s.mu.inflightBytes,
 		Inflight:      len(s.mu.inflight),
 		Dropped:       s.dropped.Load(),
 		DroppedQoS0:   s.droppedQoS0.Load(),
