@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -294,13 +293,12 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 // broker at 2.2x its live heap without it (BENCHMARKS.md).
 const releaseAfterRestore = 100_000
 
-// freeOSMemory is debug.FreeOSMemory; tests replace it.
-var freeOSMemory = debug.FreeOSMemory
-
 // restore loads the store's content into the broker at startup: sessions
 // (offline, with subscriptions, queues, inflight messages to resend and
 // inbound QoS 2 ids), expiry timers for 5.0 sessions, retained messages.
-func (b *Broker) restore(ctx context.Context) error {
+// After a large restore it calls freeOSMemory (debug.FreeOSMemory) on a
+// goroutine of its own.
+func (b *Broker) restore(ctx context.Context, freeOSMemory func()) error {
 	st, err := b.store.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("broker: loading the store: %w", err)

@@ -45,12 +45,13 @@ func runConns(ctx context.Context, c *Config, run uint16, r *Report) error {
 		}
 	}()
 	var mu sync.Mutex
+	var src sources
 	start := time.Now()
 	_ = forEach(c.Clients, func(i int) error { // errors are gathered in errs
 		o := dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-c%d", run, i), clean: true, version: c.Version, readBuf: 16,
-			local: connSource(c.Host, i)}
+			local: src.addr(c.Host, i)}
 		cn, _, err := dial(ctx, o)
-		if err != nil && o.local != nil && sourceRefused(err) {
+		if err != nil && o.local != nil && src.refuse(err) {
 			o.local = nil // this system has no 127.0.0.x but 127.0.0.1
 			cn, _, err = dial(ctx, o)
 		}

@@ -23,7 +23,3 @@ package fdtable
 // for (0 when it did nothing: n <= 0, or not Linux). It opens no
 // descriptor that outlives the call.
 func Reserve(n int) (int, error) { return reserve(n) }
-
-// Size returns the size of process pid's descriptor table (FDSize in
-// /proc/PID/status; 0 for this process). Linux only: elsewhere an error.
-func Size(pid int) (int, error) { return size(pid) }
