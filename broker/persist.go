@@ -289,8 +289,9 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 
 // releaseAfterRestore is the number of restored messages (queued and
 // retained) from which restore has the runtime collect the loaded state
-// and return its memory to the OS: 1M queued messages of 100 B left the
-// broker at 2.2x its live heap without it (BENCHMARKS.md).
+// and return its memory to the OS: without it, the loaded state of a large
+// restore stays resident beside the sessions made from it until the
+// runtime's forced collection, minutes later (BENCHMARKS.md, Durability).
 const releaseAfterRestore = 100_000
 
 // restore loads the store's content into the broker at startup: sessions

@@ -27,7 +27,7 @@ func runConns(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	// The load generator's own descriptor table, sized before the clock
 	// starts: otherwise each doubling of it (256, 512, ... descriptors)
-	// stalls a dial for an RCU grace period, 6-7 ms here, whatever the
+	// stalls a dial for an RCU grace period, milliseconds, whatever the
 	// broker (internal/fdtable).
 	if _, err := fdtable.Reserve(c.Clients + 64); err != nil {
 		return err

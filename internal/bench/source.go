@@ -16,7 +16,7 @@ import (
 // and Linux's search for a free one prefers one parity and walks it in
 // order: once its 14k ports are in use, each connect walks all of them
 // before trying the other half. At 19,000 connections that search, not the
-// broker, set the rate (6-7k/s for every broker). Sixteen source addresses
+// broker, set the rate, the same for every broker. Sixteen source addresses
 // keep each one's share of 19,000 connections under 1,200, and the port
 // search short.
 const connSources = 16
