@@ -163,6 +163,16 @@ stop_broker() {
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
+# time_flags SCENARIO-FLAGS...: compare.sh's --duration and --drain, each
+# left out when the scenario sets its own (lat-1k runs 10 s), so that no
+# command line names a flag twice.
+time_flags() {
+	local out=()
+	[[ " $* " == *" --duration "* ]] || out+=(--duration "$DURATION")
+	[[ " $* " == *" --drain "* ]] || out+=(--drain "$DRAIN")
+	echo "${out[*]}"
+}
+
 # rotated ROUND: the brokers in this round's order. Each round starts one
 # broker later (A B C D, B C D A, ...), so that no broker always runs
 # right after another's run (the connection runs leave thousands of
@@ -182,11 +192,11 @@ for round in $(seq "$ROUNDS"); do
 		for b in $(rotated "$round"); do
 			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
-			# The scenario's own flags come last: a --duration there wins.
 			# shellcheck disable=SC2086 # args are words
 			set -- $args
+			# shellcheck disable=SC2046 # time_flags gives words
 			if ! "$PETREL" bench "$1" --port "$(port_of "$b")" --pid "$BROKER_PID" \
-				--duration "$DURATION" --drain "$DRAIN" "${@:2}" --json >"$out" 2>"$out.err"; then
+				$(time_flags "${@:2}") "${@:2}" --json >"$out" 2>"$out.err"; then
 				log "$name $b round $round failed: $(head -c 300 "$out.err")"
 				rm -f "$out"
 			elif [ "$(jq '.received == 0 and .connections == 0 and (.errors|length) > 0' "$out")" = true ]; then
@@ -295,11 +305,15 @@ header() {
 	echo "$sep"
 }
 
+# failures: one line per run that reported errors: the first error and
+# how many there were in all.
 failures() {
 	local f
 	for f in "$RES"/*.json; do
 		[ -f "$f" ] || continue
-		jq -r --arg f "$(basename "$f" .json)" 'select((.errors|length) > 0) | "- \($f): \(.errors|join("; "))"' "$f"
+		jq -r --arg f "$(basename "$f" .json)" 'select((.errors|length) > 0)
+			| ((.errors[-1] | capture("^\\.\\.\\. (?<n>[0-9]+) errors in all$") | .n) // (.errors|length|tostring)) as $n
+			| "- \($f): \(.errors[0])" + (if $n == "1" then "" else " (\($n) errors in all)" end)' "$f"
 	done | head -40
 	for f in "$RES"/*.failed; do
 		[ -f "$f" ] && echo "- $(basename "$f" .json.failed): run failed: $(jq -r '.errors[0]' "$f" | head -c 200)"
@@ -328,7 +342,7 @@ commands() {
 		selected "$name" || continue
 		# shellcheck disable=SC2086 # args are words
 		set -- $args
-		echo "petrel bench $1 --port PORT --pid BROKER_PID --duration $DURATION --drain $DRAIN ${*:2} --json"
+		echo "petrel bench $1 --port PORT --pid BROKER_PID $(time_flags "${@:2}") ${*:2} --json"
 	done
 	echo '```'
 }
