@@ -142,10 +142,9 @@ type Broker struct {
 	flapping flapTracker // guarded by mu
 	stats    counters
 
-	wg         sync.WaitGroup // connection goroutines and the sweeper
-	sweepStart sync.Once
-	shutdown   atomic.Bool
-	done       chan struct{}
+	wg       sync.WaitGroup // connection goroutines and the sweeper
+	shutdown atomic.Bool
+	done     chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -156,6 +155,7 @@ type Broker struct {
 		expiries  map[*session.Session]*time.Timer
 		wills     map[string]*pendingWill   // delayed 5.0 wills by client id
 		quotas    map[string]*session.Quota // per tenant
+		sweeping  bool                      // the sweeper runs (startSweepLocked)
 	}
 }
 
@@ -353,7 +353,6 @@ func (b *Broker) Serve(l net.Listener) error {
 		}
 		return ErrServerClosed
 	}
-	b.startSweep()
 	defer b.trackListener(l, acc, false)
 	info := new(listenerInfo) // shared by this listener's connections
 	if n, ok := l.(interface{ Name() string }); ok {
@@ -403,6 +402,8 @@ func isTemporary(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
+// trackListener registers l (add) or forgets it. Registering fails once
+// Shutdown has begun, and the first registration starts the sweeper.
 func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -411,6 +412,7 @@ func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bo
 			return false
 		}
 		b.mu.listeners[l] = acc
+		b.startSweepLocked()
 	} else {
 		delete(b.mu.listeners, l)
 		if acc != nil {
