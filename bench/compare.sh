@@ -6,12 +6,12 @@
 # It writes medians and ratios between the compare.sh markers of
 # BENCHMARKS.md (the rest of the file is kept).
 #
-#   bench/compare.sh                 3 rounds, 2 s per throughput run (~11 min)
+#   bench/compare.sh                 3 rounds, 2 s per throughput run (~13 min)
 #   ROUNDS=5 DURATION=3s bench/compare.sh
 #   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" OUT=/tmp/some.md bench/compare.sh
 #                                    (a partial run: keep it out of BENCHMARKS.md)
 #
-# Installs mosquitto, nats-server and jq (Debian packages) when missing.
+# Installs mosquitto, nats-server, jq and openssl (Debian packages) when missing.
 #
 # Stores: the in-memory scenarios run Petrel with --ephemeral and Mosquitto
 # with persistence false. The "disk" scenario (durable-q1) runs Petrel with a
