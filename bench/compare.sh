@@ -6,11 +6,12 @@
 # It writes medians and ratios between the compare.sh markers of
 # BENCHMARKS.md (the rest of the file is kept).
 #
-#   bench/compare.sh                 3 rounds, 2 s per throughput run (~11 min)
+#   bench/compare.sh                 3 rounds, 2 s per throughput run (~13 min)
 #   ROUNDS=5 DURATION=3s bench/compare.sh
-#   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" bench/compare.sh
+#   ONLY="fanin-q0-16 lat-1k" BROKERS="petrel mosquitto" OUT=/tmp/some.md bench/compare.sh
+#                                    (a partial run: keep it out of BENCHMARKS.md)
 #
-# Installs mosquitto, nats-server and jq (Debian packages) when missing.
+# Installs mosquitto, nats-server, jq and openssl (Debian packages) when missing.
 #
 # Stores: the in-memory scenarios run Petrel with --ephemeral and Mosquitto
 # with persistence false. The "disk" scenario (durable-q1) runs Petrel with a
@@ -18,6 +19,12 @@
 # each in a fresh directory under the temp dir; NATS always uses JetStream's
 # file store in a fresh temp dir. Brokers run with the temp dir as working
 # directory, so nothing (no data/) is written in the repository.
+#
+# Transports: the tls-* scenarios give each broker a TLS listener with a
+# self-signed certificate made for the run by openssl (ECDSA P-256 or RSA
+# 2048; the load generator trusts exactly that certificate, and makes a
+# full handshake per connection), the ws-* scenarios a WebSocket listener
+# (path /mqtt). Each on its own port: tcp 1883x, tls 1884x, ws 1885x.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -26,11 +33,13 @@ DRAIN=${DRAIN:-2s}
 BROKERS=${BROKERS:-petrel mosquitto mosquitto-nd nats}
 OUT=${OUT:-BENCHMARKS.md}
 PETREL_PORT=18831 MOSQUITTO_PORT=18832 NATS_PORT=18833 NATS_CLIENT_PORT=14223 MOSQUITTO_ND_PORT=18834
+TLS_PORT_BASE=18841 WS_PORT_BASE=18851 # + 0 petrel, 1 mosquitto, 2 nats, 3 mosquitto-nd
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# name|petrel bench arguments|metrics (see report_rows)|store: mem or disk
+# name|petrel bench arguments|metrics (see report_rows)|mode: mem, disk,
+# tls-ecdsa, tls-rsa or ws (in memory, over that transport)
 SCENARIOS=(
 	"fanin-q0-16|fanin --qos 0 --size 16 --clients 8|tput|mem"
 	"fanin-q0-256|fanin --qos 0 --size 256 --clients 8|tput|mem"
@@ -48,6 +57,10 @@ SCENARIOS=(
 	"retained-100k|retained --count 100000|ret|mem"
 	"conns-10k|conns --clients 10000|conn|mem"
 	"conns-19k|conns --clients 19000|conn|mem"
+	"tls-conns-ecdsa|conns --clients 2000|conn|tls-ecdsa"
+	"tls-conns-rsa|conns --clients 2000|conn|tls-rsa"
+	"tls-fanin-q0|fanin --qos 0 --size 16 --clients 8|tput|tls-ecdsa"
+	"ws-fanin-q0|fanin --qos 0 --size 16 --clients 8|tput|ws"
 )
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
@@ -61,6 +74,7 @@ need_pkg() { # command package
 	fi
 }
 need_pkg jq jq
+need_pkg openssl openssl
 for b in $BROKERS; do
 	case $b in
 	mosquitto*) need_pkg mosquitto mosquitto || { log "mosquitto unavailable"; exit 1; } ;;
@@ -115,10 +129,67 @@ jetstream { store_dir: "$TMP/nats-js" }
 mqtt { listen: 127.0.0.1:$NATS_PORT, max_ack_pending: 1024 }
 EOF
 
-port_of() { case $1 in petrel) echo $PETREL_PORT ;; mosquitto) echo $MOSQUITTO_PORT ;; mosquitto-nd) echo $MOSQUITTO_ND_PORT ;; nats) echo $NATS_PORT ;; esac; }
+# Certificates for the tls-* modes, valid for 127.0.0.1 and localhost.
+for kind in ecdsa rsa; do
+	case $kind in
+	ecdsa) key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+	rsa) key=(-newkey rsa:2048) ;;
+	esac
+	openssl req -x509 "${key[@]}" -nodes -days 2 -subj /CN=localhost \
+		-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-keyout "$TMP/$kind.key" -out "$TMP/$kind.pem" 2>/dev/null
+done
+
+# Each broker's configuration for the tls-* and ws modes: the in-memory
+# one, with the transport's listener in place of the plain one.
+for kind in ecdsa rsa; do
+	cert=$TMP/$kind.pem key=$TMP/$kind.key
+	cat >"$TMP/petrel-tls-$kind.yaml" <<EOF
+store: {type: memory}
+listeners: [{name: tls, type: tls, address: "127.0.0.1:$((TLS_PORT_BASE + 0))", tls: {cert_file: "$cert", key_file: "$key"}}]
+EOF
+	for m in mosquitto mosquitto-nd; do
+		off=1
+		[ $m = mosquitto-nd ] && off=3
+		sed "s|^listener .*|listener $((TLS_PORT_BASE + off)) 127.0.0.1\ncertfile $cert\nkeyfile $key|" "$TMP/$m.conf" >"$TMP/$m-tls-$kind.conf"
+	done
+	sed "s|^mqtt {.*|mqtt { listen: 127.0.0.1:$((TLS_PORT_BASE + 2)), max_ack_pending: 1024, tls { cert_file: \"$cert\", key_file: \"$key\" } }|" \
+		"$TMP/nats.conf" >"$TMP/nats-tls-$kind.conf"
+done
+cat >"$TMP/petrel-ws.yaml" <<EOF
+store: {type: memory}
+listeners: [{name: ws, type: ws, address: "127.0.0.1:$((WS_PORT_BASE + 0))"}]
+EOF
+for m in mosquitto mosquitto-nd; do
+	off=1
+	[ $m = mosquitto-nd ] && off=3
+	sed "s|^listener .*|listener $((WS_PORT_BASE + off)) 127.0.0.1\nprotocol websockets|" "$TMP/$m.conf" >"$TMP/$m-ws.conf"
+done
+# NATS serves MQTT over WebSocket on its websocket port, path /mqtt.
+{ cat "$TMP/nats.conf"; echo "websocket { listen: 127.0.0.1:$((WS_PORT_BASE + 2)), no_tls: true }"; } >"$TMP/nats-ws.conf"
+
+port_of() { # broker mode
+	local off
+	case $1 in petrel) off=0 ;; mosquitto) off=1 ;; nats) off=2 ;; mosquitto-nd) off=3 ;; esac
+	case $2 in
+	tls-*) echo $((TLS_PORT_BASE + off)) ;;
+	ws) echo $((WS_PORT_BASE + off)) ;;
+	*) case $1 in petrel) echo $PETREL_PORT ;; mosquitto) echo $MOSQUITTO_PORT ;; mosquitto-nd) echo $MOSQUITTO_ND_PORT ;; nats) echo $NATS_PORT ;; esac ;;
+	esac
+}
+
+# mode_flags MODE [DIR]: the load generator's transport flags for a mode
+# (the CA file under DIR, default the run's temp dir).
+mode_flags() {
+	local dir=${2:-$TMP}
+	case $1 in
+	tls-*) echo "--transport tls --cafile $dir/${1#tls-}.pem" ;;
+	ws) echo "--transport ws" ;;
+	esac
+}
 
 BROKER_PID=
-start_broker() { # name store(mem|disk)
+start_broker() { # name mode (see SCENARIOS)
 	# A fresh store directory per run (disk scenarios), removed by stop_broker.
 	rm -rf "$TMP/store"
 	mkdir -p "$TMP/store/$1"
@@ -133,17 +204,26 @@ start_broker() { # name store(mem|disk)
 		(cd "$TMP" && PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 PETREL_STORE_SYNC=always \
 			exec "$PETREL" serve --data "$TMP/store/petrel" --listen "127.0.0.1:$PETREL_PORT" --log-level error 2>>"$TMP/petrel.log") &
 		;;
+	petrel.tls-* | petrel.ws)
+		(cd "$TMP" && PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 \
+			exec "$PETREL" serve --config "$TMP/petrel-$2.yaml" --log-level error 2>>"$TMP/petrel.log") &
+		;;
 	mosquitto.mem | mosquitto-nd.mem) (cd "$TMP" && exec mosquitto -c "$TMP/$1.conf" 2>>"$TMP/mosquitto.log") & ;;
 	mosquitto.disk | mosquitto-nd.disk) (cd "$TMP" && exec mosquitto -c "$TMP/$1-disk.conf" 2>>"$TMP/mosquitto.log") & ;;
-	nats.*)
+	mosquitto.* | mosquitto-nd.*) (cd "$TMP" && exec mosquitto -c "$TMP/$1-$2.conf" 2>>"$TMP/mosquitto.log") & ;;
+	nats.mem | nats.disk)
 		rm -rf "$TMP/nats-js"
 		(cd "$TMP" && exec nats-server -c "$TMP/nats.conf" 2>>"$TMP/nats.log") &
+		;;
+	nats.*)
+		rm -rf "$TMP/nats-js"
+		(cd "$TMP" && exec nats-server -c "$TMP/nats-$2.conf" 2>>"$TMP/nats.log") &
 		;;
 	esac
 	BROKER_PID=$!
 	PIDS+=("$BROKER_PID")
 	local port
-	port=$(port_of "$1")
+	port=$(port_of "$1" "$2")
 	for _ in $(seq 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
 		sleep 0.05
@@ -162,6 +242,16 @@ stop_broker() {
 }
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# time_flags SCENARIO-FLAGS...: compare.sh's --duration and --drain, each
+# left out when the scenario sets its own (lat-1k runs 10 s), so that no
+# command line names a flag twice.
+time_flags() {
+	local out=()
+	[[ " $* " == *" --duration "* ]] || out+=(--duration "$DURATION")
+	[[ " $* " == *" --drain "* ]] || out+=(--drain "$DRAIN")
+	echo "${out[*]}"
+}
 
 # rotated ROUND: the brokers in this round's order. Each round starts one
 # broker later (A B C D, B C D A, ...), so that no broker always runs
@@ -182,11 +272,11 @@ for round in $(seq "$ROUNDS"); do
 		for b in $(rotated "$round"); do
 			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
-			# The scenario's own flags come last: a --duration there wins.
 			# shellcheck disable=SC2086 # args are words
 			set -- $args
-			if ! "$PETREL" bench "$1" --port "$(port_of "$b")" --pid "$BROKER_PID" \
-				--duration "$DURATION" --drain "$DRAIN" "${@:2}" --json >"$out" 2>"$out.err"; then
+			# shellcheck disable=SC2046 # time_flags and mode_flags give words
+			if ! "$PETREL" bench "$1" --port "$(port_of "$b" "$store")" --pid "$BROKER_PID" \
+				$(time_flags "${@:2}") "${@:2}" $(mode_flags "$store") --json >"$out" 2>"$out.err"; then
 				log "$name $b round $round failed: $(head -c 300 "$out.err")"
 				rm -f "$out"
 			elif [ "$(jq '.received == 0 and .connections == 0 and (.errors|length) > 0' "$out")" = true ]; then
@@ -295,11 +385,15 @@ header() {
 	echo "$sep"
 }
 
+# failures: one line per run that reported errors: the first error and
+# how many there were in all.
 failures() {
 	local f
 	for f in "$RES"/*.json; do
 		[ -f "$f" ] || continue
-		jq -r --arg f "$(basename "$f" .json)" 'select((.errors|length) > 0) | "- \($f): \(.errors|join("; "))"' "$f"
+		jq -r --arg f "$(basename "$f" .json)" 'select((.errors|length) > 0)
+			| ((.errors[-1] | capture("^\\.\\.\\. (?<n>[0-9]+) errors in all$") | .n) // (.errors|length|tostring)) as $n
+			| "- \($f): \(.errors[0])" + (if $n == "1" then "" else " (\($n) errors in all)" end)' "$f"
 	done | head -40
 	for f in "$RES"/*.failed; do
 		[ -f "$f" ] && echo "- $(basename "$f" .json.failed): run failed: $(jq -r '.errors[0]' "$f" | head -c 200)"
@@ -321,14 +415,15 @@ versions() {
 }
 
 commands() {
-	local s name args
+	local s name args mode flags
 	echo '```'
 	for s in "${SCENARIOS[@]}"; do
-		IFS='|' read -r name args _ <<<"$s"
+		IFS='|' read -r name args _ mode <<<"$s"
 		selected "$name" || continue
 		# shellcheck disable=SC2086 # args are words
 		set -- $args
-		echo "petrel bench $1 --port PORT --pid BROKER_PID --duration $DURATION --drain $DRAIN ${*:2} --json"
+		flags=$(mode_flags "$mode" TMPDIR)
+		echo "petrel bench $1 --port PORT --pid BROKER_PID $(time_flags "${@:2}") ${*:2}${flags:+ $flags} --json"
 	done
 	echo '```'
 }
@@ -351,6 +446,8 @@ commands() {
 	echo "- mosquitto: \`$(grep -v '^$' "$TMP/mosquitto.conf" | tr '\n' ';' | sed 's/;$//; s/;/; /g')\` (default Nagle);"
 	echo "  durable-q1: \`persistence true; persistence_location TMPDIR/store/mosquitto/\` (snapshots on shutdown and every autosave_interval, default 1800 s; no fsync before PUBACK)"
 	echo "- mosquitto-nd: the same plus \`set_tcp_nodelay true\`"
+	echo "- tls-* rows: each broker's listener is TLS (Petrel \`type: tls\`, Mosquitto \`certfile\`/\`keyfile\`, NATS \`mqtt { tls { ... } }\`) with a self-signed ECDSA P-256 or RSA 2048 certificate made for the run; every connection makes a full handshake, so \`tls-conns-*\` counts handshakes (with CONNECT and CONNACK) per second"
+	echo "- ws-* rows: each broker's listener is WebSocket, path /mqtt (Petrel \`type: ws\`, Mosquitto \`protocol websockets\`, NATS \`websocket { no_tls: true }\`)"
 	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a fresh temp dir, every scenario)"
 	echo
 	echo "Each run starts the broker afresh, runs one command, and stops the broker by PID. Ratios are petrel/peer"

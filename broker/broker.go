@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -163,13 +164,6 @@ type Options struct {
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-
-	// Activity, when set, is called when a connection receives bytes
-	// after it had handled all it had: once per burst of packets, not per
-	// packet, on the connection's reader goroutine, so it must return at
-	// once. petrel serve keeps the CPUs warm with it (internal/warm).
-	// Fixed at New; SetLimits keeps it.
-	Activity func()
 }
 
 // Broker is an MQTT broker. Create one with New, give it listeners with
@@ -179,10 +173,8 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
-	// activity is Options.Activity, fixed at New.
-	activity func()
-	parker   *parker
-	gor      *goroutines // reused connection goroutines
+	parker  *parker
+	gor     *goroutines // reused connection goroutines
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -194,10 +186,9 @@ type Broker struct {
 	budget    *session.Budget
 	budgetLog budgetLog
 
-	wg         sync.WaitGroup // connection goroutines and the sweeper
-	sweepStart sync.Once
-	shutdown   atomic.Bool
-	done       chan struct{}
+	wg       sync.WaitGroup // connection goroutines and the sweeper
+	shutdown atomic.Bool
+	done     chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -208,6 +199,7 @@ type Broker struct {
 		expiries  map[*session.Session]*time.Timer
 		wills     map[string]*pendingWill   // delayed 5.0 wills per session key
 		quotas    map[string]*session.Quota // per tenant
+		sweeping  bool                      // the sweeper runs (startSweepLocked)
 	}
 }
 
@@ -330,7 +322,11 @@ func normalize(o Options) (Options, error) {
 }
 
 // New returns a broker configured by o, or an error naming the bad option.
-func New(o Options) (*Broker, error) {
+func New(o Options) (*Broker, error) { return newBroker(o, debug.FreeOSMemory) }
+
+// newBroker is New with the function a large restore calls to give the
+// loaded state's memory back (tests pass their own).
+func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 	o, err := normalize(o)
 	if err != nil {
 		return nil, err
@@ -338,7 +334,6 @@ func New(o Options) (*Broker, error) {
 	b := &Broker{
 		log:      o.Logger,
 		store:    o.Store,
-		activity: o.Activity,
 		subs:     topic.NewTrie[subKey, subscriber](),
 		retained: retain.New[*session.Message](),
 		budget:   newBudget(&o),
@@ -355,7 +350,7 @@ func New(o Options) (*Broker, error) {
 	b.mu.wills = make(map[string]*pendingWill)
 	b.mu.quotas = make(map[string]*session.Quota)
 	if b.store != nil {
-		if err := b.restore(context.Background()); err != nil {
+		if err := b.restore(context.Background(), freeOSMemory); err != nil {
 			return nil, err
 		}
 	}
@@ -366,15 +361,14 @@ func New(o Options) (*Broker, error) {
 func (b *Broker) opts() *Options { return b.cur.Load() }
 
 // SetLimits applies the limits of o (every field but Logger,
-// Authenticator, Authorizer, Store, Now and Activity, which stay as they are) while the
-// broker runs. Connections and sessions pick them up as they next use
+// Authenticator, Authorizer, Store and Now, which stay as they are) while
+// the broker runs. Connections and sessions pick them up as they next use
 // them: a new CONNECT, a new packet, a new session's queue; sessions
 // already held keep their queue limits. It returns an error naming a bad
 // value and changes nothing then.
 func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
 	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
-	o.Activity = cur.Activity
 	o, err := normalize(o)
 	if err != nil {
 		return err
@@ -436,7 +430,6 @@ func (b *Broker) Serve(l net.Listener) error {
 		}
 		return ErrServerClosed
 	}
-	b.startSweep()
 	defer b.trackListener(l, acc, false)
 	info := new(listenerInfo) // shared by this listener's connections
 	if n, ok := l.(interface{ Name() string }); ok {
@@ -486,6 +479,8 @@ func isTemporary(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
+// trackListener registers l (add) or forgets it. Registering fails once
+// Shutdown has begun, and the first registration starts the sweeper.
 func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -494,6 +489,7 @@ func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bo
 			return false
 		}
 		b.mu.listeners[l] = acc
+		b.startSweepLocked()
 	} else {
 		delete(b.mu.listeners, l)
 		if acc != nil {

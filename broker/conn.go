@@ -543,8 +543,8 @@ func (c *conn) cleanup(err error) {
 	switch {
 	case err == io.EOF:
 		// The client closed the connection: the common end, and one that
-		// need not go through errors.As's reflection (5% of the broker's
-		// user CPU when clients came and went).
+		// need not go through errors.As's reflection, a visible share of
+		// the broker's CPU when clients come and go (BENCHMARKS.md).
 	case errors.Is(err, errClientDisconnect):
 		reason = reasonClientDisconnect
 	case errors.As(err, &ce):

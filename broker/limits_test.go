@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,25 +144,5 @@ func TestAssignedClientIDSessionExpiryCapped(t *testing.T) {
 	con.ClientID = "named"
 	if ack := named.Connect(con); ack.Properties.Has(packet.PropSessionExpiryInterval) {
 		t.Fatal("a client with its own id had its session expiry capped")
-	}
-}
-
-// TestActivityCalledOnReads: Options.Activity is called when a connection
-// receives bytes after it had handled all it had (at least once per packet
-// sent with a pause between), and SetLimits keeps it.
-func TestActivityCalledOnReads(t *testing.T) {
-	var calls atomic.Int64
-	b, addr := mqtttest.StartBroker(t, broker.Options{Activity: func() { calls.Add(1) }})
-	c, _ := mqtttest.Connect(t, addr, packet.V311, "a", true)
-	if err := b.SetLimits(broker.Options{MaxConnections: 10}); err != nil {
-		t.Fatal(err)
-	}
-	before := calls.Load()
-	for i := range 3 {
-		c.Send(&packet.Publish{Topic: "t", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("m")})
-		c.Expect() // PUBACK: the broker has read it all before the next
-	}
-	if got := calls.Load() - before; got < 3 {
-		t.Fatalf("Activity called %d times for 3 packets sent apart, want at least 3", got)
 	}
 }

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -290,17 +289,17 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 
 // releaseAfterRestore is the number of restored messages (queued and
 // retained) from which restore has the runtime collect the loaded state
-// and return its memory to the OS: 1M queued messages of 100 B left the
-// broker at 2.2x its live heap without it (BENCHMARKS.md).
+// and return its memory to the OS: without it, the loaded state of a large
+// restore stays resident beside the sessions made from it until the
+// runtime's forced collection, minutes later (BENCHMARKS.md, Durability).
 const releaseAfterRestore = 100_000
-
-// freeOSMemory is debug.FreeOSMemory; tests replace it.
-var freeOSMemory = debug.FreeOSMemory
 
 // restore loads the store's content into the broker at startup: sessions
 // (offline, with subscriptions, queues, inflight messages to resend and
 // inbound QoS 2 ids), expiry timers for 5.0 sessions, retained messages.
-func (b *Broker) restore(ctx context.Context) error {
+// After a large restore it calls freeOSMemory (debug.FreeOSMemory) on a
+// goroutine of its own.
+func (b *Broker) restore(ctx context.Context, freeOSMemory func()) error {
 	st, err := b.store.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("broker: loading the store: %w", err)

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package broker
 
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// rawTCP finds no descriptor access outside Unix: connections are read
+// rawTCP finds no descriptor access outside Linux: connections are read
 // and written through net.Conn, and the raw paths below are never taken.
 func rawTCP(net.Conn) syscall.RawConn { return nil }
 
-var errNoRaw = errors.New("broker: raw descriptor I/O is Unix-only")
+var errNoRaw = errors.New("broker: raw descriptor I/O is Linux-only")
 
 type rawWrite struct{}
 

@@ -242,16 +242,13 @@ func (c *conn) fillIdle() error {
 // bytes: when, and whether the client is sending more often than
 // parkGrace (the gap since the bytes before).
 func (c *conn) gotBytes() {
-	if f := c.b.activity; f != nil {
-		f()
-	}
 	now := time.Now()
 	c.busy = now.Sub(c.lastRead) < parkGrace
 	c.lastRead = now
 }
 
 // read reads from the connection: through the descriptor for plain TCP
-// (raw_unix.go), through net.Conn otherwise.
+// (raw_linux.go), through net.Conn otherwise.
 func (c *conn) read(buf []byte) (int, error) {
 	if c.raw != nil {
 		rr := rawReadPool.Get().(*rawRead)

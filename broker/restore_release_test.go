@@ -18,16 +18,13 @@ func (s *loadedStore) Close() error                               { return nil }
 // messages or more has the runtime collect what Load returned and give
 // its pages back (off the start-up path); a smaller one does not.
 func TestRestoreReleasesLoadedState(t *testing.T) {
-	orig := freeOSMemory
-	t.Cleanup(func() { freeOSMemory = orig })
 	for _, n := range []int{releaseAfterRestore - 1, releaseAfterRestore} {
 		called := make(chan struct{}, 1)
-		freeOSMemory = func() { called <- struct{}{} }
 		st := &StoredState{Retained: make([]*StoredMessage, n)}
 		for i := range st.Retained {
 			st.Retained[i] = &StoredMessage{Topic: fmt.Sprintf("r/%d", i), Payload: []byte("x"), Retain: true}
 		}
-		b, err := New(Options{Store: &loadedStore{st}})
+		b, err := newBroker(Options{Store: &loadedStore{st}}, func() { called <- struct{}{} })
 		if err != nil {
 			t.Fatal(err)
 		}

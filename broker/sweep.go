@@ -25,12 +25,15 @@ func (b *Broker) sweep() {
 	}
 }
 
-// startSweep starts the sweeper once, with the first Serve.
-func (b *Broker) startSweep() {
-	b.sweepStart.Do(func() {
+// startSweepLocked starts the sweeper once, with the first Serve. The
+// caller holds b.mu and has seen no shutdown, so the sweeper is counted
+// in b.wg before Shutdown (which sets shutdown under b.mu) waits on it.
+func (b *Broker) startSweepLocked() {
+	if !b.mu.sweeping {
+		b.mu.sweeping = true
 		b.wg.Add(1)
 		go b.sweep()
-	})
+	}
 }
 
 func (b *Broker) sweepOnce() {

@@ -295,7 +295,7 @@ func (c *conn) write(buf []byte) error {
 	var err error
 	if c.raw != nil {
 		rw := rawWritePool.Get().(*rawWrite)
-		err = rw.writeAll(c.raw, buf) // raw_unix.go
+		err = rw.writeAll(c.raw, buf) // raw_linux.go
 		rawWritePool.Put(rw)
 	} else {
 		_, err = c.nc.Write(buf)

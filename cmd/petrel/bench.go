@@ -49,6 +49,13 @@ Flags:
   --drain D          wait this long at most for stragglers (default 5s)
   --write-each       publishers write each PUBLISH with a write(2) of its own,
                      as simple clients do (default: up to 16 KiB per write)
+  --transport T      tcp (default), tls, ws (WebSocket) or wss (WebSocket over
+                     TLS); over TLS every connection makes a full handshake,
+                     so conns measures handshakes per second
+  --cafile FILE      PEM CA bundle to verify the broker's certificate (tls, wss;
+                     default: the system's roots)
+  --server-name NAME name the broker's certificate must carry (default --host)
+  --ws-path PATH     WebSocket endpoint path (ws, wss; default /mqtt)
   --pid PID          the broker's process id: report its CPU time per million
                      delivered messages and its resident memory
   --json             print the report as JSON
@@ -88,6 +95,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "")
 	fs.IntVar(&c.PID, "pid", 0, "")
 	fs.BoolVar(&c.WriteEach, "write-each", false, "")
+	fs.StringVar(&c.Transport, "transport", "tcp", "")
+	fs.StringVar(&c.CAFile, "cafile", "", "")
+	fs.StringVar(&c.ServerName, "server-name", "", "")
+	fs.StringVar(&c.WSPath, "ws-path", "/mqtt", "")
 	fs.BoolVar(&asJSON, "json", false, "")
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage) }

@@ -3,14 +3,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/petrel-mqtt/petrel/internal/fdtable"
 )
 
 // TestServeSizesFDTable: petrel serve sizes its descriptor table for
@@ -51,11 +52,25 @@ listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
 	}
 }
 
+// procFDSize is the size of process pid's descriptor table: FDSize in
+// /proc/PID/status.
 func procFDSize(t *testing.T, pid int) int {
 	t.Helper()
-	n, err := fdtable.Size(pid)
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("FDSize:")); ok {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no FDSize in %s", path)
+	return 0
 }

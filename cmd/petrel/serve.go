@@ -19,9 +19,7 @@ import (
 	"github.com/petrel-mqtt/petrel/internal/fdtable"
 	"github.com/petrel-mqtt/petrel/internal/heapfloor"
 	"github.com/petrel-mqtt/petrel/internal/listener"
-	"github.com/petrel-mqtt/petrel/internal/procs"
 	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
-	"github.com/petrel-mqtt/petrel/internal/warm"
 )
 
 // loadConfig reads the file named by --config (or PETREL_CONFIG), or the
@@ -88,6 +86,9 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
 		return 2
 	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration: " + w)
+	}
 	opts := cfg.BrokerOptions()
 	opts.Logger = logger
 	sec, err := startSecurity(cfg, logger)
@@ -110,10 +111,6 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		}()
 		opts.Store = st
 	}
-	if w := startWarmer(cfg.Runtime, logger); w != nil {
-		defer w.Stop()
-		opts.Activity = w.Touch
-	}
 	b, err := broker.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
@@ -135,22 +132,6 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		logger.Warn("sizing the descriptor table failed; it grows as connections come", "err", err)
 	} else if n > 0 {
 		logger.Debug("descriptor table sized", "descriptors", n)
-	}
-	if cfg.Runtime.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
-		pc := procs.New()
-		logger.Info("adapting GOMAXPROCS to the load", "max", pc.Max)
-		pc.OnChange = func(from, to int, cores float64) {
-			logger.Debug("GOMAXPROCS changed", "from", from, "to", to, "cores_used", cores)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			pc.Run(ctx)
-		}()
-		defer func() {
-			stop()
-			<-done
-		}()
 	}
 	var lns []*listener.Listener
 	errc := make(chan error, len(cfg.Listeners))
@@ -222,19 +203,6 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 	return ok
 }
 
-// startWarmer starts the CPU warmer runtime.cpu_warming asks for
-// (internal/warm).
-func startWarmer(rc config.Runtime, logger *slog.Logger) *warm.Warmer {
-	if !rc.CPUWarming {
-		return nil
-	}
-	w := warm.Start(warm.Options{}, func(s warm.State) { logger.Debug("CPU warming", "state", s.String()) })
-	if w != nil {
-		logger.Debug("CPU warming ready", "cpus", fmt.Sprint(w.CPUs()))
-	}
-	return w
-}
-
 // reload re-reads the configuration on SIGHUP: certificates are reloaded,
 // the log level and the limits applied (limits.*: new connections and
 // sessions get them), and every other changed key is logged as needing a
@@ -250,6 +218,9 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 	if err != nil {
 		logger.Error("reload refused; keeping the running configuration", "err", err)
 		return old
+	}
+	for _, w := range next.Warnings {
+		logger.Warn("configuration: " + w)
 	}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
@@ -327,6 +298,9 @@ func checkMain(args []string, environ []string, stdout, stderr io.Writer) int {
 	name := *path
 	if name == "" {
 		name = "default configuration"
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "petrel check: warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners)\n", name, len(cfg.Listeners))
 	return 0

@@ -11,15 +11,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,12 +35,15 @@ func TestCheckCommand(t *testing.T) {
 	write(t, good, "listeners: [{type: tcp, address: '127.0.0.1:1883'}]\n")
 	write(t, bad, "listeners:\n  - type: tcp\n    address: 127.0.0.1:1883\n  - type: tls\n    address: 127.0.0.1:8883\n    tls: {cert_fil: x}\n")
 	write(t, remote, "listeners: [{type: tcp, address: '0.0.0.0:1883'}]\n")
+	old := filepath.Join(dir, "old.yaml")
+	write(t, old, "listeners: [{type: tcp, address: '127.0.0.1:1883'}]\nruntime: {cpu_warming: true}\n")
 	tests := []struct {
 		name, file string
 		code       int
 		want       string
 	}{
 		{"valid", good, 0, "ok (1 listeners)"},
+		{"removed key: a warning, still valid", old, 0, "warning: runtime.cpu_warming (line 2): removed setting, ignored"},
 		{"unknown key named by path", bad, 1, "listeners[1].tls.cert_fil: unknown key"},
 		{"anonymous on a public address", remote, 1, "not a loopback address"},
 		{"missing file", filepath.Join(dir, "none.yaml"), 1, "no such file"},
@@ -78,10 +78,13 @@ listeners:
     address: "127.0.0.1:0"
     tls: {cert_file: `+filepath.Join(dir, "cert.pem")+`, key_file: `+filepath.Join(dir, "key.pem")+`}
   - {name: web, type: ws, address: "127.0.0.1:0"}
+runtime: {cpu_warming: true}
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	logs := startServe(t, cmd)
 	addrs := waitFor(t, logs, 3)
+	// A key an earlier version had is logged and ignored, not refused.
+	waitLog(t, logs, `level=WARN msg="configuration: runtime.cpu_warming (line 11): removed setting, ignored`)
 
 	connack := func(t *testing.T, nc net.Conn) {
 		t.Helper()
@@ -262,72 +265,4 @@ func writeCert(t *testing.T, dir string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return pool
-}
-
-// TestServeAdaptiveProcs: with runtime.adaptive_procs, an idle petrel
-// serve goes down to one P, and a flood brings every P back.
-func TestServeAdaptiveProcs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	dir, bin := buildPetrel(t)
-	cfg := filepath.Join(dir, "petrel.yaml")
-	write(t, cfg, `
-log: {level: debug}
-store: {type: memory}
-runtime: {adaptive_procs: true}
-listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
-`)
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	// The controller stands aside when GOMAXPROCS is set.
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
-	logs := startServe(t, cmd)
-	addr := waitFor(t, logs, 1)["plain"]
-	m := regexp.MustCompile(`msg="adapting GOMAXPROCS to the load" max=(\d+)`).FindStringSubmatch(logs.String())
-	if m == nil {
-		t.Fatalf("no controller started:\n%s", logs.String())
-	}
-	if m[1] == "1" {
-		t.Skip("GOMAXPROCS is 1 on this machine: there is no parallelism to adapt") // CI machines have two
-	}
-	max := m[1]
-	waitLog(t, logs, `msg="GOMAXPROCS changed" from=`+max+` to=1`)
-
-	// A QoS 0 flood from one publisher to one subscriber that reads.
-	dial := func(id string) net.Conn {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf, _ := (&packet.Connect{ClientID: id, CleanStart: true}).Append(nil, packet.V311)
-		nc.Write(buf)
-		if _, err := packet.ReadPacket(nc, packet.V311, 0); err != nil {
-			t.Fatal(err)
-		}
-		return nc
-	}
-	sub := dial("flood-sub")
-	defer sub.Close()
-	buf, _ := (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "flood/#"}}}).Append(nil, packet.V311)
-	sub.Write(buf)
-	go io.Copy(io.Discard, sub) // ends when sub is closed
-	pub := dial("flood-pub")
-	defer pub.Close()
-	var burst []byte
-	for i := range 2000 {
-		burst, _ = (&packet.Publish{Topic: "flood/" + strconv.Itoa(i%10), Payload: []byte("0123456789abcdef")}).Append(burst, packet.V311)
-	}
-	until := time.Now().Add(5 * time.Second)
-	for time.Now().Before(until) && !strings.Contains(logs.String(), `from=1 to=`+max) {
-		if _, err := pub.Write(burst); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitLog(t, logs, `msg="GOMAXPROCS changed" from=1 to=`+max)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("petrel serve exited with %v after SIGTERM\n%s", err, logs.String())
-	}
 }

@@ -60,6 +60,23 @@ type Config struct {
 	// its own, as simple clients do; by default they gather up to 16 KiB
 	// per write.
 	WriteEach bool
+
+	// Transport is what MQTT runs over: "tcp" (default), "tls", "ws"
+	// (WebSocket) or "wss" (WebSocket over TLS). Over TLS every
+	// connection makes a full handshake (no session resumption), so the
+	// conns scenario measures handshakes.
+	Transport string
+	// CAFile is a PEM bundle to verify the broker's certificate with
+	// (tls, wss); empty: the system's roots.
+	CAFile string
+	// ServerName is the name the broker's certificate must carry;
+	// default Host.
+	ServerName string
+	// WSPath is the WebSocket endpoint's HTTP path (ws, wss); default
+	// /mqtt.
+	WSPath string
+
+	tr *transport // made by Run from the fields above
 }
 
 // Defaults returns c with the scenario's defaults filled in.
@@ -84,6 +101,12 @@ func Defaults(c Config) Config {
 	}
 	if c.Drain == 0 {
 		c.Drain = 5 * time.Second
+	}
+	if c.Transport == "" {
+		c.Transport = "tcp"
+	}
+	if c.WSPath == "" {
+		c.WSPath = "/mqtt"
 	}
 	switch c.Scenario {
 	case "durable":
@@ -188,6 +211,7 @@ type Report struct {
 	Window      int     `json:"window"`
 	Rate        float64 `json:"rate"`
 	WriteEach   bool    `json:"write_each"`
+	Transport   string  `json:"transport"`
 	Publishers  int     `json:"publishers"`
 	Subscribers int     `json:"subscribers"`
 
@@ -228,12 +252,16 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	var err error
+	if c.tr, err = newTransport(&c); err != nil {
+		return nil, err
+	}
 	var rb [2]byte
 	_, _ = rand.Read(rb[:]) // crypto/rand.Read never fails
 	run := binary.BigEndian.Uint16(rb[:])
 	r := &Report{
 		Scenario: c.Scenario, Broker: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Version: c.Version.String(),
-		QoS: c.QoS, Size: c.Size, Window: c.Window, Rate: c.Rate, WriteEach: c.WriteEach,
+		QoS: c.QoS, Size: c.Size, Window: c.Window, Rate: c.Rate, WriteEach: c.WriteEach, Transport: c.Transport,
 	}
 	switch c.Scenario {
 	case "conns":

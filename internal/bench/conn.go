@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/packet"
@@ -30,13 +31,16 @@ const flushSize = 16 << 10
 // Writes are serialised by wmu because a publisher's ack reader writes
 // PUBREL while its writer writes PUBLISH.
 type conn struct {
-	nc      net.Conn
+	nc      net.Conn     // what MQTT is spoken on: tcp, or TLS or WebSocket over it
+	tcp     *net.TCPConn // the connection under nc
 	br      *bufio.Reader
 	v       packet.Version
 	scratch []byte // body of a packet larger than the read buffer
 
 	wmu  sync.Mutex
 	wbuf []byte
+
+	closing atomic.Bool // the run closed the connection
 }
 
 // dialOpts are the CONNECT parameters of a bench connection.
@@ -48,6 +52,7 @@ type dialOpts struct {
 	version       packet.Version
 	readBuf       int          // 0: readBufSize
 	local         *net.TCPAddr // source address; nil: the system's choice
+	tr            *transport   // TLS or WebSocket over the TCP connection; nil: plain
 }
 
 // dial connects and completes CONNECT/CONNACK. It returns the CONNACK too
@@ -57,15 +62,22 @@ func dial(ctx context.Context, o dialOpts) (*conn, *packet.Connack, error) {
 	if o.local != nil { // a nil *net.TCPAddr in LocalAddr would be a non-nil net.Addr
 		d.LocalAddr = o.local
 	}
-	nc, err := d.DialContext(ctx, "tcp", o.addr)
+	raw, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return nil, nil, err
+	}
+	tc := raw.(*net.TCPConn) // a "tcp" dial gives one
+	var nc net.Conn = tc
+	if o.tr != nil {
+		if nc, err = o.tr.open(ctx, tc); err != nil {
+			return nil, nil, err
+		}
 	}
 	size := o.readBuf
 	if size == 0 {
 		size = readBufSize
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, size), v: o.version}
+	c := &conn{nc: nc, tcp: tc, br: bufio.NewReaderSize(nc, size), v: o.version}
 	cp := &packet.Connect{ClientID: o.clientID, CleanStart: o.clean, KeepAlive: 0}
 	if o.version == packet.V5 && o.sessionExpiry > 0 {
 		cp.Properties.SessionExpiryInterval = o.sessionExpiry
@@ -253,15 +265,25 @@ func appendAck(dst []byte, t packet.Type, pid uint16) []byte {
 }
 
 // close closes the network connection.
-func (c *conn) close() { _ = c.nc.Close() } // closing an already-closed conn is harmless
+func (c *conn) close() {
+	c.closing.Store(true)
+	_ = c.nc.Close() // closing an already-closed conn is harmless
+}
+
+// ended reports whether err, from a read or write on c, is the end of a
+// connection the run closed (or no error): whatever TLS or WebSocket
+// report then, a close frame, a canceled read, is not a failure.
+func (c *conn) ended(err error) bool {
+	return err == nil || errors.Is(err, net.ErrClosed) || c.closing.Load()
+}
 
 // abort closes with a reset (SO_LINGER 0): the connection leaves no socket
 // in TIME_WAIT, whose thousands would slow the port search of the next
 // run's connects.
 func (c *conn) abort() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // best effort: a plain close follows anyway
-	}
+	c.closing.Store(true)
+	_ = c.tcp.SetLinger(0) // best effort: a plain close follows anyway
+	_ = c.tcp.Close()      // first, so that TLS and WebSocket send no goodbye
 	c.close()
 }
 

@@ -27,7 +27,7 @@ func runConns(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	// The load generator's own descriptor table, sized before the clock
 	// starts: otherwise each doubling of it (256, 512, ... descriptors)
-	// stalls a dial for an RCU grace period, 6-7 ms here, whatever the
+	// stalls a dial for an RCU grace period, milliseconds, whatever the
 	// broker (internal/fdtable).
 	if _, err := fdtable.Reserve(c.Clients + 64); err != nil {
 		return err
@@ -45,12 +45,13 @@ func runConns(ctx context.Context, c *Config, run uint16, r *Report) error {
 		}
 	}()
 	var mu sync.Mutex
+	var src sources
 	start := time.Now()
 	_ = forEach(c.Clients, func(i int) error { // errors are gathered in errs
 		o := dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-c%d", run, i), clean: true, version: c.Version, readBuf: 16,
-			local: connSource(c.Host, i)}
+			local: src.addr(c.Host, i), tr: c.tr}
 		cn, _, err := dial(ctx, o)
-		if err != nil && o.local != nil && sourceRefused(err) {
+		if err != nil && o.local != nil && src.refuse(err) {
 			o.local = nil // this system has no 127.0.0.x but 127.0.0.1
 			cn, _, err = dial(ctx, o)
 		}
@@ -91,7 +92,7 @@ func runRetained(ctx context.Context, c *Config, run uint16, r *Report) error {
 	r.Publishers, r.Subscribers = 1, 1
 	ctx, cancel := context.WithTimeout(ctx, c.Duration+c.Drain+time.Minute)
 	defer cancel()
-	pc, _, err := dial(ctx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-p", run), clean: true, version: c.Version})
+	pc, _, err := dial(ctx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-p", run), clean: true, version: c.Version, tr: c.tr})
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
@@ -119,7 +120,7 @@ func runRetained(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	defer clearRetained(ctx, p, int(r.Sent), &errs)
 
-	sc, _, err := dial(ctx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-s", run), clean: true, version: c.Version})
+	sc, _, err := dial(ctx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-s", run), clean: true, version: c.Version, tr: c.tr})
 	if err != nil {
 		return fmt.Errorf("subscriber: %w", err)
 	}
@@ -134,7 +135,7 @@ func runRetained(ctx context.Context, c *Config, run uint16, r *Report) error {
 	swg.Add(1)
 	go func() {
 		defer swg.Done()
-		if err := s.read(clk); !closedErr(err) {
+		if err := s.read(clk); !s.c.ended(err) {
 			errs.add("subscriber: %v", err)
 		}
 	}()

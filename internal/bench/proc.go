@@ -23,11 +23,12 @@ type procSample struct {
 	threads map[int]time.Duration
 }
 
-// cpuSince is the CPU time the process used since before. A clock tick is
-// 10 ms, a seventh of what a broker spends on a 2-s run at 1,000 msg/s, so
-// the per-thread nanosecond figures are used when both samples have them
-// and they account for the ticks: a thread that ended between the samples
-// takes its time with it, and then the ticks are the better figure.
+// cpuSince is the CPU time the process used since before. A clock tick
+// (10 ms) is a large share of what a broker spends on a short run at a
+// light rate, so the per-thread nanosecond figures are used when both
+// samples have them and they account for the ticks: a thread that ended
+// between the samples takes its time with it, and then the ticks are the
+// better figure.
 func (s procSample) cpuSince(before procSample) time.Duration {
 	ticks := s.cpu - before.cpu
 	if s.threads == nil || before.threads == nil {

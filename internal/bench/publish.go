@@ -26,7 +26,7 @@ func (p *publisher) run(ctx context.Context, stopAt time.Time, run uint16, size 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := p.readAcks(errs); !closedErr(err) {
+		if err := p.readAcks(errs); !p.c.ended(err) {
 			errs.add("publisher %d: %v", p.id, err)
 		}
 	}()

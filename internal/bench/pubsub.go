@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,7 +160,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	err := forEach(len(subs), func(i int) error {
 		s := &subscriber{filter: subFilters[i], qos: c.QoS, pubs: owed[i], t: newTracker(run, clk),
 			id: fmt.Sprintf("pb-%04x-s%d", run, i)}
-		o := dialOpts{addr: r.Broker, clientID: s.id, clean: !durable, version: c.Version}
+		o := dialOpts{addr: r.Broker, clientID: s.id, clean: !durable, version: c.Version, tr: c.tr}
 		if durable {
 			o.sessionExpiry = 600
 		}
@@ -186,7 +184,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 			if c.Rate > 0 {
 				p.rate = c.Rate / float64(n)
 			}
-			nc, ack, err := dial(setupCtx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-p%d", run, i), clean: true, version: c.Version})
+			nc, ack, err := dial(setupCtx, dialOpts{addr: r.Broker, clientID: fmt.Sprintf("pb-%04x-p%d", run, i), clean: true, version: c.Version, tr: c.tr})
 			if err != nil {
 				return fmt.Errorf("publisher %d: %w", i, err)
 			}
@@ -203,7 +201,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	cancelSetup()
 	if durable {
-		defer cleanSessions(subs, r.Broker, c.Version)
+		defer cleanSessions(subs, r.Broker, c.Version, c.tr)
 	}
 
 	meter := startMeter(c.PID)
@@ -212,7 +210,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.read(clk); err != nil && !closedErr(err) {
+			if err := s.read(clk); !s.c.ended(err) {
 				errs.add("subscriber %s: %v", s.id, err)
 			}
 		}()
@@ -228,7 +226,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 		go func() {
 			defer pwg.Done()
 			end, err := p.run(runCtx, stopAt, run, c.Size, clk, &wg, &errs)
-			if err != nil && !closedErr(err) {
+			if !p.c.ended(err) {
 				errs.add("publisher %d: %v", p.id, err)
 			}
 			for {
@@ -315,18 +313,13 @@ func latencyOf(h *histogram) Latency {
 	return l
 }
 
-// closedErr reports whether err is the end of a connection the run closed.
-func closedErr(err error) bool {
-	return err == nil || errors.Is(err, net.ErrClosed)
-}
-
 // cleanSessions removes the persistent sessions of a durable run: each
 // subscriber reconnects with a clean start and disconnects.
-func cleanSessions(subs []*subscriber, addr string, v packet.Version) {
+func cleanSessions(subs []*subscriber, addr string, v packet.Version, tr *transport) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = forEach(len(subs), func(i int) error { // best effort: a leftover session expires
-		c, _, err := dial(ctx, dialOpts{addr: addr, clientID: subs[i].id, clean: true, version: v})
+		c, _, err := dial(ctx, dialOpts{addr: addr, clientID: subs[i].id, clean: true, version: v, tr: tr})
 		if err == nil {
 			c.disconnect()
 		}

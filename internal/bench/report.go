@@ -11,7 +11,11 @@ import (
 func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
-	row("scenario", "%s against %s (MQTT %s)", r.Scenario, r.Broker, r.Version)
+	over := ""
+	if r.Transport != "" && r.Transport != "tcp" {
+		over = " over " + r.Transport
+	}
+	row("scenario", "%s against %s (MQTT %s%s)", r.Scenario, r.Broker, r.Version, over)
 	switch r.Scenario {
 	case "conns":
 		row("connections", "%d in %.2f s", r.Connections, r.Duration)

@@ -16,24 +16,23 @@ import (
 // and Linux's search for a free one prefers one parity and walks it in
 // order: once its 14k ports are in use, each connect walks all of them
 // before trying the other half. At 19,000 connections that search, not the
-// broker, set the rate (6-7k/s for every broker). Sixteen source addresses
+// broker, set the rate, the same for every broker. Sixteen source addresses
 // keep each one's share of 19,000 connections under 1,200, and the port
 // search short.
 const connSources = 16
 
-// sourceSpread is cleared when the system refuses a 127.0.0.x source
-// address (EADDRNOTAVAIL): the connections then come from the system's
-// choice.
-var sourceSpread atomic.Bool
+// sources picks the source addresses of one conns run's connections. The
+// zero value spreads them (on Linux) until the system refuses a 127.0.0.x
+// source address (EADDRNOTAVAIL); from then on the connections come from
+// the system's choice.
+type sources struct{ refused atomic.Bool }
 
-func init() { sourceSpread.Store(runtime.GOOS == "linux") }
-
-// connSource returns the source address for the conns scenario's i-th
-// connection to host: one of 127.0.0.1 to 127.0.0.16 when host is an IPv4
-// loopback address on Linux, where the whole of 127.0.0.0/8 is the
-// loopback interface's; nil (the system's choice) otherwise.
-func connSource(host string, i int) *net.TCPAddr {
-	if !sourceSpread.Load() {
+// addr returns the source address for the i-th connection to host: one
+// of 127.0.0.1 to 127.0.0.16 when host is an IPv4 loopback address on
+// Linux, where the whole of 127.0.0.0/8 is the loopback interface's; nil
+// (the system's choice) otherwise.
+func (s *sources) addr(host string, i int) *net.TCPAddr {
+	if runtime.GOOS != "linux" || s.refused.Load() {
 		return nil
 	}
 	ip := net.ParseIP(host)
@@ -43,11 +42,11 @@ func connSource(host string, i int) *net.TCPAddr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%connSources))}
 }
 
-// sourceRefused reports whether err is the system refusing a source
-// address, and stops spreading if so.
-func sourceRefused(err error) bool {
+// refuse reports whether err is the system refusing a source address,
+// and stops spreading if so.
+func (s *sources) refuse(err error) bool {
 	if errors.Is(err, syscall.EADDRNOTAVAIL) {
-		sourceSpread.Store(false)
+		s.refused.Store(true)
 		return true
 	}
 	return false

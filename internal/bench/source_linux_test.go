@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/petrel-mqtt/petrel/packet"
@@ -65,12 +66,22 @@ func TestConnsSpreadSources(t *testing.T) {
 }
 
 func TestConnSourceOnlyForIPv4Loopback(t *testing.T) {
+	var src sources
 	for _, h := range []string{"::1", "localhost", "192.0.2.1"} {
-		if a := connSource(h, 3); a != nil {
+		if a := src.addr(h, 3); a != nil {
 			t.Errorf("%s: source %v, want the system's choice", h, a)
 		}
 	}
-	if a := connSource("127.0.0.1", 17); a == nil || a.IP.String() != "127.0.0.2" {
+	if a := src.addr("127.0.0.1", 17); a == nil || a.IP.String() != "127.0.0.2" {
 		t.Errorf("127.0.0.1, connection 17: source %v, want 127.0.0.2", a)
+	}
+	if !src.refuse(&net.OpError{Op: "dial", Err: syscall.EADDRNOTAVAIL}) {
+		t.Fatal("EADDRNOTAVAIL not taken for a refused source address")
+	}
+	if a := src.addr("127.0.0.1", 17); a != nil {
+		t.Errorf("source %v after a refusal, want the system's choice", a)
+	}
+	if new(sources).refuse(syscall.ECONNREFUSED) {
+		t.Error("ECONNREFUSED taken for a refused source address")
 	}
 }

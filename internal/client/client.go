@@ -337,9 +337,6 @@ func (c *Client) Version() packet.Version { return c.version }
 // SessionPresent reports the CONNACK session present flag.
 func (c *Client) SessionPresent() bool { return c.connack.SessionPresent }
 
-// Connack returns the server's CONNACK. The caller must not modify it.
-func (c *Client) Connack() *packet.Connack { return c.connack }
-
 // Messages returns the channel of inbound PUBLISH packets. It is closed
 // when the connection ends. The reader waits while the channel is full, so
 // a caller that subscribes must drain it: an undrained channel stalls

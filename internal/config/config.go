@@ -34,16 +34,15 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Runtime tunes the Go runtime under petrel serve.
 	Runtime Runtime `yaml:"runtime"`
+
+	// Warnings are what Load and Parse accepted but want the user to see:
+	// a setting of an earlier version that is ignored now (removed.go).
+	// petrel serve logs them, petrel check prints them.
+	Warnings []string `yaml:"-"`
 }
 
 // Runtime tunes the Go runtime.
 type Runtime struct {
-	// AdaptiveProcs runs on one P while the broker uses well under a core
-	// and on every CPU when it needs more (internal/procs): less CPU per
-	// message at moderate rates, a longer latency tail while the garbage
-	// collector shares the one P. Ignored when the GOMAXPROCS environment
-	// variable is set.
-	AdaptiveProcs bool `yaml:"adaptive_procs"`
 	// GCHeapFloor keeps the garbage collector's heap goal at or above
 	// this size (internal/heapfloor): while the live heap is small, the
 	// collector runs once the heap reaches it instead of each time the
@@ -55,15 +54,6 @@ type Runtime struct {
 	// limit): connections up to it never wait for the table to grow. 0
 	// leaves the table to grow as descriptors come.
 	FDTableSize int `yaml:"fd_table_size"`
-	// CPUWarming keeps a thread pinned to each CPU (up to 8) waking
-	// every millisecond while traffic is light (internal/warm), so that
-	// no CPU sleeps deeply between messages: a woken connection runs at
-	// once instead of waiting for its CPU to wake. Off while idle or busy.
-	// On a virtual machine, a latency tail several times shorter at light
-	// rates for less CPU per message, since the broker's own wake-ups on
-	// a warm CPU cost less than the warm threads (BENCHMARKS.md, tenth
-	// session). On by default; Linux on amd64 and arm64 only.
-	CPUWarming bool `yaml:"cpu_warming"`
 }
 
 // DefaultGCHeapFloor is runtime.gc_heap_floor's default.
@@ -75,7 +65,7 @@ const DefaultGCHeapFloor = 32 << 20
 const DefaultFDTableSize = 1 << 16
 
 func defaultRuntime() Runtime {
-	return Runtime{GCHeapFloor: DefaultGCHeapFloor, FDTableSize: DefaultFDTableSize, CPUWarming: true}
+	return Runtime{GCHeapFloor: DefaultGCHeapFloor, FDTableSize: DefaultFDTableSize}
 }
 
 // Store configures the embedded store.

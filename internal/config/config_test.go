@@ -146,6 +146,9 @@ func TestExampleFileIsValid(t *testing.T) {
 	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
+	if len(c.Warnings) > 0 {
+		t.Errorf("the example file names removed settings: %q", c.Warnings)
+	}
 }
 
 // TestGCHeapFloor: runtime.gc_heap_floor defaults to 32 MiB when left
@@ -158,7 +161,7 @@ func TestGCHeapFloor(t *testing.T) {
 	}{
 		{"", DefaultGCHeapFloor},
 		{"log: {level: info}\n", DefaultGCHeapFloor},
-		{"runtime: {adaptive_procs: true}\n", DefaultGCHeapFloor},
+		{"runtime: {fd_table_size: 0}\n", DefaultGCHeapFloor},
 		{"runtime: {gc_heap_floor: 0}\n", 0},
 		{"runtime: {gc_heap_floor: 128MiB}\n", 128 << 20},
 	} {
@@ -208,27 +211,52 @@ func TestFDTableSize(t *testing.T) {
 	}
 }
 
-// TestCPUWarming: runtime.cpu_warming is on unless turned off, in the
-// file or the environment.
-func TestCPUWarming(t *testing.T) {
+// TestRemovedKeys: a file or environment naming a key an earlier version
+// had (runtime.cpu_warming, runtime.adaptive_procs) loads, with a warning
+// per key that names it, where it was and docs/tuning.md; the keys beside
+// it still apply. A misspelt key is still refused.
+func TestRemovedKeys(t *testing.T) {
 	for _, tc := range []struct {
+		name    string
 		in      string
 		environ []string
-		want    bool
+		want    []string // the start of each warning, in order
 	}{
-		{"", nil, true},
-		{"runtime: {fd_table_size: 0}\n", nil, true},
-		{"runtime: {cpu_warming: false}\n", nil, false},
-		{"", []string{"PETREL_RUNTIME_CPU_WARMING=false"}, false},
-		{"runtime: {cpu_warming: false}\n", []string{"PETREL_RUNTIME_CPU_WARMING=true"}, true},
+		{"none", "runtime: {gc_heap_floor: 0}\n", nil, nil},
+		{"cpu_warming in the file", "log: {level: info}\nruntime:\n  cpu_warming: true\n  gc_heap_floor: 0\n", nil,
+			[]string{"runtime.cpu_warming (line 3): removed setting, ignored: "}},
+		{"both in the file", "runtime: {adaptive_procs: false, cpu_warming: false, gc_heap_floor: 0}\n", nil,
+			[]string{"runtime.cpu_warming (line 1): ", "runtime.adaptive_procs (line 1): "}},
+		{"environment", "runtime: {gc_heap_floor: 0}\n", []string{"PETREL_RUNTIME_CPU_WARMING=false", "PETREL_RUNTIME_ADAPTIVE_PROCS=true"},
+			[]string{"runtime.adaptive_procs (environment PETREL_RUNTIME_ADAPTIVE_PROCS): ", "runtime.cpu_warming (environment PETREL_RUNTIME_CPU_WARMING): "}},
+		{"environment without a file", "", []string{"PETREL_RUNTIME_CPU_WARMING=true", "PETREL_RUNTIME_GC_HEAP_FLOOR=0"},
+			[]string{"runtime.cpu_warming (environment PETREL_RUNTIME_CPU_WARMING): "}},
 	} {
-		c, err := Parse([]byte(tc.in), tc.environ)
-		if err != nil {
-			t.Fatalf("%q %v: %v", tc.in, tc.environ, err)
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.in), tc.environ)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if c.Runtime.GCHeapFloor != 0 {
+				t.Errorf("gc_heap_floor %d beside the removed key, want 0", c.Runtime.GCHeapFloor)
+			}
+			if len(c.Warnings) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", c.Warnings, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(c.Warnings[i], w) || !strings.Contains(c.Warnings[i], "docs/tuning.md") {
+					t.Errorf("warning %q, want it to start with %q and name docs/tuning.md", c.Warnings[i], w)
+				}
+			}
+		})
+	}
+	for _, in := range []string{"runtime: {cpu_warmin: true}\n", "cpu_warming: true\n", "log: {cpu_warming: true}\n"} {
+		if _, err := Parse([]byte(in), nil); err == nil || !strings.Contains(err.Error(), "unknown key") {
+			t.Errorf("%q: %v, want an unknown key refused", in, err)
 		}
-		if c.Runtime.CPUWarming != tc.want {
-			t.Errorf("%q %v: cpu_warming %v, want %v", tc.in, tc.environ, c.Runtime.CPUWarming, tc.want)
-		}
+	}
+	if _, err := Parse(nil, []string{"PETREL_RUNTIME_CPU_WARMIN=true"}); err == nil || !strings.Contains(err.Error(), "no such setting") {
+		t.Errorf("a misspelt variable: %v, want it refused", err)
 	}
 }
 

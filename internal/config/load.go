@@ -42,16 +42,20 @@ func Parse(data []byte, environ []string) (*Config, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if len(root.Content) > 0 {
+			warnings := dropRemoved(root.Content[0])
 			if err := decode(root.Content[0], reflect.ValueOf(c).Elem(), ""); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 			}
+			c.Warnings = warnings
 		}
 	} else {
 		c = Default()
 	}
-	if err := applyEnv(c, environ); err != nil {
+	warnings, err := applyEnv(c, environ)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	c.Warnings = append(c.Warnings, warnings...)
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, err)
@@ -167,8 +171,10 @@ func yamlFields(t reflect.Type) map[string]int {
 
 // applyEnv applies PETREL_<PATH> variables: the key path upper-cased with
 // "." and list indexes written as "_", e.g. PETREL_LIMITS_QUEUE_MESSAGES=100
-// or PETREL_LISTENERS_0_ADDRESS=0.0.0.0:1883 (the listener must exist).
-func applyEnv(c *Config, environ []string) error {
+// or PETREL_LISTENERS_0_ADDRESS=0.0.0.0:1883 (the listener must exist). It
+// returns a warning for each variable naming a removed key, which it
+// ignores.
+func applyEnv(c *Config, environ []string) ([]string, error) {
 	vars := map[string]string{}
 	for _, kv := range environ {
 		k, val, ok := strings.Cut(kv, "=")
@@ -177,7 +183,7 @@ func applyEnv(c *Config, environ []string) error {
 		}
 	}
 	if len(vars) == 0 {
-		return nil
+		return nil, nil
 	}
 	known := map[string]reflect.Value{}
 	collectEnv(reflect.ValueOf(c).Elem(), "PETREL", known)
@@ -187,10 +193,15 @@ func applyEnv(c *Config, environ []string) error {
 	}
 	sort.Strings(keys)
 	var errs []error
+	var warnings []string
 	for _, k := range keys {
 		v, ok := known[k]
 		if !ok {
 			if isCommandVar(k) {
+				continue
+			}
+			if w, ok := removedEnv(k); ok {
+				warnings = append(warnings, w)
 				continue
 			}
 			errs = append(errs, fmt.Errorf("environment %s: no such setting", k))
@@ -201,7 +212,7 @@ func applyEnv(c *Config, environ []string) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return warnings, errors.Join(errs...)
 }
 
 // isCommandVar reports variables that belong to the command line rather

@@ -3,10 +3,10 @@
 // Linux grows a process's descriptor table by doubling it (64, 128, ...,
 // 16384, ...) when a new descriptor does not fit, and a multi-threaded
 // process, which every Go program is, waits for an RCU grace period
-// (synchronize_rcu) at each growth before the old table may be freed. On
-// the machines Petrel is measured on that wait is 6-7 ms, and it falls on
-// whichever call made the descriptor: for a broker, the accept4 of the
-// 257th, 513th, 1025th, ... connection, so a storm of reconnecting clients
+// (synchronize_rcu) at each growth before the old table may be freed. That
+// wait is milliseconds long (BENCHMARKS.md), and it falls on whichever
+// call made the descriptor: for a broker, the accept4 of the 257th,
+// 513th, 1025th, ... connection, so a storm of reconnecting clients
 // stalls the accept loop six times on its way to 10,000 connections (a
 // single-threaded server such as Mosquitto never waits: the kernel skips
 // the grace period when no other thread shares the table). Reserve grows
@@ -23,7 +23,3 @@ package fdtable
 // for (0 when it did nothing: n <= 0, or not Linux). It opens no
 // descriptor that outlives the call.
 func Reserve(n int) (int, error) { return reserve(n) }
-
-// Size returns the size of process pid's descriptor table (FDSize in
-// /proc/PID/status; 0 for this process). Linux only: elsewhere an error.
-func Size(pid int) (int, error) { return size(pid) }

@@ -3,11 +3,7 @@
 package fdtable
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 )
 
@@ -44,22 +40,4 @@ func reserve(n int) (int, error) {
 	}
 	_ = syscall.Close(int(fd)) // the table keeps its size
 	return n, nil
-}
-
-func size(pid int) (int, error) {
-	path := "/proc/self/status"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/status", pid)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		if v, ok := bytes.CutPrefix(s.Bytes(), []byte("FDSize:")); ok {
-			return strconv.Atoi(string(bytes.TrimSpace(v)))
-		}
-	}
-	return 0, fmt.Errorf("fdtable: no FDSize in %s", path)
 }

@@ -4,12 +4,12 @@
 //
 // Go's collector starts a cycle when the heap reaches (1 + GOGC/100)
 // times what the last cycle left live, and at least 4 MB. A broker's live
-// heap grows with its connections (about 1.5 KB each), so while clients
-// connect, it doubles again and again: 10,000 connections from a fresh
-// start took five cycles, each marking every connection so far. With a
-// floor of 32 MiB they take none, and the broker's CPU per connection went
-// from 41.5 to 37.5 us (BENCHMARKS.md). Once the live heap is over half
-// the floor, GOGC is back at its usual value and the floor changes
+// heap grows with its connections, so while clients connect it doubles
+// again and again, and each doubling starts a cycle that marks every
+// connection so far. With a floor above what those connections hold, no
+// cycle runs while they connect, and the broker spends less CPU per
+// connection (BENCHMARKS.md has the figures). Once the live heap is over
+// half the floor, GOGC is back at its usual value and the floor changes
 // nothing.
 //
 // The price is memory while the heap is small: up to the floor in garbage

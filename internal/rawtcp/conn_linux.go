@@ -49,13 +49,6 @@ type conn struct {
 	laddr net.Addr // asked for lazily
 }
 
-// promotions counts the conns made netpoller connections (Promotions).
-var promotions atomic.Uint64
-
-// Promotions returns how many raw connections have become netpoller
-// connections since the process started.
-func Promotions() uint64 { return promotions.Load() }
-
 // promoted is a conn's netpoller connection.
 type promoted struct {
 	nc *net.TCPConn
@@ -221,7 +214,6 @@ func (c *conn) promote() (*promoted, error) {
 	}
 	p := &promoted{nc: tc, rc: rc}
 	c.p.Store(p)
-	promotions.Add(1)
 	return p, nil
 }
 

@@ -11,6 +11,3 @@ import (
 func New(*net.TCPListener) (Accepter, error) {
 	return nil, errors.New("rawtcp: raw accept is Linux-only")
 }
-
-// Promotions is 0: there are no raw connections outside Linux.
-func Promotions() uint64 { return 0 }

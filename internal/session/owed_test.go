@@ -23,7 +23,7 @@ func TestDropOwed(t *testing.T) {
 	q := &Quota{}
 	s := New("c", Limits{MaxMessages: 100, Quota: q})
 	// Two messages go out on a first connection and stay unacknowledged.
-	s.Attach(WakeFunc(func() {}), 10)
+	s.Attach(wakeFunc(func() {}), 10)
 	s.Enqueue(Delivery{Msg: msg("deny/sent", 1), QoS: 1, Seq: 1})
 	s.Enqueue(Delivery{Msg: msg("ok/sent", 1), QoS: 1, Seq: 2})
 	if out := s.TakeBatch(nil, 10); len(out) != 2 {
@@ -65,7 +65,7 @@ func TestDropOwed(t *testing.T) {
 	if n, seqs, unknown := s.DropOwed(verdict); n != 1 || !slices.Equal(seqs, []uint64{5}) || unknown != nil {
 		t.Fatalf("second pass: %d %v %v, want 1 [5] []", n, seqs, unknown)
 	}
-	s.Attach(WakeFunc(func() {}), 10)
+	s.Attach(wakeFunc(func() {}), 10)
 	got := topicsOf(s.TakeBatch(nil, 10))
 	if want := []string{"ok/sent", "ok/r", "ok/a"}; !slices.Equal(got, want) {
 		t.Fatalf("delivered %q, want %q", got, want)

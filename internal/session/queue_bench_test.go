@@ -14,7 +14,7 @@ func BenchmarkQueue(b *testing.B) {
 		for _, batch := range []int{1, 64} {
 			b.Run(fmt.Sprintf("qos%d/batch%d", qos, batch), func(b *testing.B) {
 				s := New("bench", Limits{MaxMessages: 50_000})
-				s.Attach(WakeFunc(func() {}), 1024)
+				s.Attach(wakeFunc(func() {}), 1024)
 				msg := &Message{Topic: "sensors/building-1/floor-2/temperature", Payload: make([]byte, 64), QoS: qos}
 				d := Delivery{Msg: msg, QoS: qos}
 				out := make([]Outbound, 0, batch)
@@ -55,7 +55,7 @@ func BenchmarkQueue(b *testing.B) {
 // queue's limit, so most calls take the refusal path once full).
 func BenchmarkQueueParallelEnqueue(b *testing.B) {
 	s := New("bench", Limits{MaxMessages: 1 << 20})
-	s.Attach(WakeFunc(func() {}), 1024)
+	s.Attach(wakeFunc(func() {}), 1024)
 	d := Delivery{Msg: &Message{Topic: "t", Payload: make([]byte, 16)}}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

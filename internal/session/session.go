@@ -142,12 +142,6 @@ func New(id string, limits Limits) *Session {
 // publishes were queued for).
 type Waker interface{ Wake() }
 
-// WakeFunc is a function as a Waker.
-type WakeFunc func()
-
-// Wake calls f.
-func (f WakeFunc) Wake() { f() }
-
 // Attach marks the session online with the connection's Waker and
 // inflight window. Every message left unacknowledged by a previous
 // connection is scheduled to be sent again, in its original order: PUBLISH

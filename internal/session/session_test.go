@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// wakeFunc is a function as a Waker.
+type wakeFunc func()
+
+func (f wakeFunc) Wake() { f() }
+
 func msg(topic string, qos byte) *Message {
 	return &Message{Topic: topic, Payload: []byte("payload"), QoS: qos}
 }
@@ -15,7 +20,7 @@ func online(t *testing.T, limits Limits, inflight int) (*Session, *int) {
 	t.Helper()
 	s := New("c1", limits)
 	wakes := new(int)
-	s.Attach(WakeFunc(func() { *wakes++ }), inflight)
+	s.Attach(wakeFunc(func() { *wakes++ }), inflight)
 	return s, wakes
 }
 
@@ -24,7 +29,7 @@ func TestEnqueueWakesOnlineSessionOnly(t *testing.T) {
 	if r := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !r.Accepted || r.Wake != nil {
 		t.Fatalf("offline enqueue: %+v, want queued without wake", r)
 	}
-	s.Attach(WakeFunc(func() {}), 10)
+	s.Attach(wakeFunc(func() {}), 10)
 	if r := s.Enqueue(Delivery{Msg: msg("a", 1), QoS: 1}); !r.Accepted || r.Wake == nil {
 		t.Fatalf("online enqueue: %+v, want queued with wake", r)
 	}
@@ -51,7 +56,7 @@ func TestOverflowPolicies(t *testing.T) {
 			if st.Queued != tt.wantQueue || st.Dropped != 2 {
 				t.Fatalf("queued %d dropped %d, want %d and 2 (every drop counted)", st.Queued, st.Dropped, tt.wantQueue)
 			}
-			s.Attach(WakeFunc(func() {}), 10)
+			s.Attach(wakeFunc(func() {}), 10)
 			out := s.TakeBatch(nil, 10)
 			if out[0].Delivery.Msg.Topic != tt.wantFirst {
 				t.Fatalf("first delivered %s, want %s", out[0].Delivery.Msg.Topic, tt.wantFirst)
@@ -133,7 +138,7 @@ func TestReattachResendsInOrderWithDup(t *testing.T) {
 		t.Fatal("pubrec refused")
 	}
 	s.Detach()
-	s.Attach(WakeFunc(func() {}), 10)
+	s.Attach(wakeFunc(func() {}), 10)
 	again := s.TakeBatch(nil, 10)
 	if len(again) != 3 {
 		t.Fatalf("resent %d items, want 3", len(again))
@@ -242,7 +247,7 @@ func TestQuotaSharedAndMoved(t *testing.T) {
 	if r := b.Enqueue(Delivery{Msg: msg("t", 1), QoS: 1}); !r.Accepted {
 		t.Fatal("room freed by a was not usable by b")
 	}
-	b.Attach(WakeFunc(func() {}), 10)
+	b.Attach(wakeFunc(func() {}), 10)
 	for _, o := range b.TakeBatch(nil, 10) {
 		b.Puback(o.PacketID)
 	}
