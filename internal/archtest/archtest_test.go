@@ -65,6 +65,7 @@ var layers = []layer{
 	{pkg: "internal/archtest", stdOnly: true, allow: []string{}, why: "the layering check is a test of go list's output"},
 	{pkg: "interop", stdOnly: true, allow: []string{}, why: "interop is tests only: its code lives in _test.go files"},
 	{pkg: "cmd/...", why: "the command wires the implementations into the broker"},
+	{pkg: "bench/...", allow: []string{"packet"}, why: "measuring tools drive any broker over the wire"},
 }
 
 // Rules for every package, test files included.
