@@ -78,7 +78,8 @@ type Session struct {
 
 	dropped     atomic.Uint64
 	droppedQoS0 atomic.Uint64
-	persistent  atomic.Bool // its QoS 1/2 deliveries are written to the store
+	persistent  atomic.Bool  // its QoS 1/2 deliveries are written to the store
+	expiresAt   atomic.Int64 // UnixNano when an offline session expires, 0: not recorded (expiry.go)
 
 	mu struct {
 		sync.Mutex
