@@ -40,11 +40,14 @@ type SubscriptionQuery struct {
 // follow, rather than make one request walk the map for ever.
 const subscriptionScanWindows = 8
 
-// Subscriptions returns a page of the subscriptions q selects and whether
-// more may follow (a page can be shorter than Limit and still be followed
-// by more: subscriptionScanWindows).
-func (b *Broker) Subscriptions(q SubscriptionQuery) (page []SubscriptionInfo, more bool) {
+// Subscriptions returns a page of the subscriptions q selects and, when
+// more may follow, where the next page starts (q's After fields). A page
+// can be shorter than Limit and still be followed by more
+// (subscriptionScanWindows); next then names a session with an empty
+// Filter: the page ends after all of that session's subscriptions.
+func (b *Broker) Subscriptions(q SubscriptionQuery) (page []SubscriptionInfo, next *SubscriptionInfo) {
 	limit := max(q.Limit, 1)
+	after := SubscriptionInfo{Tenant: q.AfterTenant, ClientID: q.AfterClient, Filter: q.AfterFilter}
 	keep := func(si *SubscriptionInfo) bool {
 		if q.Filter != "" && si.Filter != q.Filter {
 			return false
@@ -55,40 +58,42 @@ func (b *Broker) Subscriptions(q SubscriptionQuery) (page []SubscriptionInfo, mo
 				return false
 			}
 		}
-		if q.HasAfter && !subLess(&SubscriptionInfo{Tenant: q.AfterTenant, ClientID: q.AfterClient, Filter: q.AfterFilter}, si) {
-			return false
-		}
-		return true
+		return !q.HasAfter || subLess(&after, si)
 	}
-	if q.ClientID != "" {
-		info, ok := b.Session(q.Sessions.Tenant, q.ClientID)
-		if !ok || (!q.Sessions.AnyTenant && info.Tenant != q.Sessions.Tenant) {
-			return nil, false
+	// full cuts a page that holds more than limit.
+	full := func() ([]SubscriptionInfo, *SubscriptionInfo) {
+		page = page[:limit]
+		last := page[limit-1]
+		return page, &last
+	}
+	sessionSubs := func(tenant, client string) {
+		info, ok := b.Session(tenant, client)
+		if !ok || (!q.Sessions.AnyTenant && info.Tenant != q.Sessions.Tenant) ||
+			!strings.HasPrefix(info.ClientID, q.Sessions.ClientPrefix) {
+			return
 		}
 		for i := range info.Subs {
 			if keep(&info.Subs[i]) {
 				page = append(page, info.Subs[i])
 			}
 		}
+	}
+	if q.ClientID != "" {
+		sessionSubs(q.Sessions.Tenant, q.ClientID)
 		if len(page) > limit {
-			return page[:limit], true
+			return full()
 		}
-		return page, false
+		return page, nil
 	}
 	sq := q.Sessions
-	sq.OnlineOnly, sq.Limit = false, limit
+	sq.OnlineOnly, sq.Limit, sq.HasAfter = false, limit, false
 	if q.HasAfter {
-		// Start at the session of the last subscription: it may have more.
+		// Pages of sessions start strictly after the cursor's session:
+		// what is left of its own subscriptions comes first, unless the
+		// cursor says it is done (an empty filter).
 		sq.HasAfter, sq.AfterTenant, sq.AfterClient = true, q.AfterTenant, q.AfterClient
-		// pageSessions starts strictly after that session: what is left
-		// of its own subscriptions comes first.
-		if info, ok := b.Session(q.AfterTenant, q.AfterClient); ok && (sq.AnyTenant || info.Tenant == sq.Tenant) &&
-			strings.HasPrefix(info.ClientID, sq.ClientPrefix) {
-			for i := range info.Subs {
-				if keep(&info.Subs[i]) {
-					page = append(page, info.Subs[i])
-				}
-			}
+		if q.AfterFilter != "" {
+			sessionSubs(q.AfterTenant, q.AfterClient)
 		}
 	}
 	for w := 0; w < subscriptionScanWindows && len(page) <= limit; w++ {
@@ -100,21 +105,19 @@ func (b *Broker) Subscriptions(q SubscriptionQuery) (page []SubscriptionInfo, mo
 				}
 			}
 		}
+		if len(page) > limit {
+			return full()
+		}
 		if len(refs) <= sq.Limit { // the walk saw the last session
-			if len(page) > limit {
-				return page[:limit], true
-			}
-			return page, false
+			return page, nil
 		}
 		last := refs[len(refs)-1]
 		sq.HasAfter, sq.AfterTenant, sq.AfterClient = true, last.tenant, last.client
-		// The last one of refs was handled already: the next walk starts
-		// after it.
 	}
 	if len(page) > limit {
-		return page[:limit], true
+		return full()
 	}
-	return page, true
+	return page, &SubscriptionInfo{Tenant: sq.AfterTenant, ClientID: sq.AfterClient}
 }
 
 // RetainedInfo is one retained message.
