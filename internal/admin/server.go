@@ -35,7 +35,7 @@ const (
 	// maxAuthChecks bounds the password and token checks running at
 	// once: a bcrypt or argon2id check costs tens of milliseconds of CPU
 	// and argon2id 64 MiB. Past it a request is answered 503 at once.
-	maxAuthChecks = 4
+	maxAuthChecks     = 4
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 30 * time.Second
@@ -76,9 +76,9 @@ type Options struct {
 // Server is the admin HTTP listener. Create it with New, run it with
 // Serve, stop it with Shutdown.
 type Server struct {
-	o       Options
-	log     *slog.Logger
-	srv     *http.Server
+	o        Options
+	log      *slog.Logger
+	srv      *http.Server
 	mux      *http.ServeMux
 	patterns []string
 	started  time.Time
