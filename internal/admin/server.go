@@ -42,6 +42,12 @@ const (
 	idleTimeout       = 60 * time.Second
 )
 
+// MaxAuthChecks bounds the password and token checks running at once: a
+// bcrypt or argon2id check costs tens of milliseconds of CPU, and
+// argon2id 64 MiB. Past it a request is answered 503 (Retry-After: 1) at
+// once.
+const MaxAuthChecks = 4
+
 // Options configure a Server.
 type Options struct {
 	// Broker is the broker the API reports on and acts on; required.
@@ -103,7 +109,7 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	s := &Server{o: o, log: o.Logger, started: o.Now(),
-		authSlots: make(chan struct{}, maxAuthChecks), scan: make(chan struct{}, 1)}
+		authSlots: make(chan struct{}, MaxAuthChecks), scan: make(chan struct{}, 1)}
 	s.mux = http.NewServeMux()
 	s.routes()
 	s.srv = &http.Server{
