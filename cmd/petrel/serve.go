@@ -152,6 +152,14 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			<-done
 		}()
 	}
+	reloads := make(reloadRequests)
+	adm, err := startAdmin(cfg, b, sec, logger, reloads.do, len(cfg.Listeners))
+	if err != nil {
+		logger.Error("admin API failed to start", "err", err)
+		shutdown(b, nil, logger)
+		return 1
+	}
+	defer adm.close() // after the broker's shutdown: /readyz says so meanwhile
 	var lns []*listener.Listener
 	errc := make(chan error, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -175,8 +183,16 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			shutdown(b, lns, logger)
 			return 1
 		case <-hup:
-			cfg = reload(*path, environ, overrides, cfg, b, lns, level, logger)
-			sec.reload(cfg) // the users file is re-read even when the configuration is unchanged
+			cfg, _ = reload(*path, environ, overrides, cfg, b, lns, level, logger) // a refusal is logged
+			_ = sec.reload(cfg)                                                    // the users file is re-read even when the configuration is unchanged; a refusal is logged
+			adm.reloadCertificates()
+			continue
+		case reply := <-reloads: // POST /api/v1/reload: the same as SIGHUP
+			var err error
+			cfg, err = reload(*path, environ, overrides, cfg, b, lns, level, logger)
+			err = errors.Join(err, sec.reload(cfg))
+			adm.reloadCertificates()
+			reply <- err
 			continue
 		case <-ctx.Done():
 		}
@@ -238,9 +254,10 @@ func startWarmer(rc config.Runtime, logger *slog.Logger) *warm.Warmer {
 // reload re-reads the configuration on SIGHUP: certificates are reloaded,
 // the log level and the limits applied (limits.*: new connections and
 // sessions get them), and every other changed key is logged as needing a
-// restart. A bad file is logged and the running configuration kept.
+// restart. A bad file is logged, returned and the running configuration
+// kept.
 func reload(path string, environ []string, overrides func(*config.Config), old *config.Config,
-	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) *config.Config {
+	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) (*config.Config, error) {
 	logger.Info("SIGHUP: reloading configuration", "file", path)
 	next, err := loadConfig(path, environ)
 	if err == nil {
@@ -249,7 +266,7 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 	}
 	if err != nil {
 		logger.Error("reload refused; keeping the running configuration", "err", err)
-		return old
+		return old, err
 	}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
@@ -279,7 +296,7 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 			logger.Warn("setting changed; it takes effect after a restart", "key", k)
 		}
 	}
-	return next
+	return next, nil
 }
 
 // changedKeys lists the yaml key paths whose values differ.

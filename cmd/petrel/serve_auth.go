@@ -73,19 +73,20 @@ func (s *security) apply(o *broker.Options) {
 
 // reload re-reads the users file, keys, roles and token endpoint clients
 // (SIGHUP). Adding or removing the auth: section, or moving the token
-// endpoint, needs a restart.
-func (s *security) reload(cfg *config.Config) {
+// endpoint, needs a restart. A refused users file or key is logged and
+// returned.
+func (s *security) reload(cfg *config.Config) error {
 	ac, ok := cfg.AuthConfig()
 	if ok != (s.svc != nil) {
 		s.log.Warn("auth: section added or removed; it takes effect after a restart")
-		return
+		return nil
 	}
 	if !ok {
-		return
+		return nil
 	}
 	if err := s.svc.Reload(ac); err != nil {
 		s.log.Error("auth: reload refused; keeping the running users, roles and keys", "err", err)
-		return
+		return fmt.Errorf("auth: %w", err)
 	}
 	s.log.Info("auth: users, roles and keys reloaded")
 	tc, on, err := cfg.TokenEndpointConfig()
@@ -99,6 +100,7 @@ func (s *security) reload(cfg *config.Config) {
 			s.log.Error("auth: token endpoint reload refused", "err", err)
 		}
 	}
+	return nil
 }
 
 // close stops the token endpoint.

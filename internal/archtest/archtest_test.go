@@ -58,6 +58,10 @@ var layers = []layer{
 		why: "auth implements the broker's Authenticator and Authorizer"},
 	{pkg: "internal/client/...", allow: []string{"packet", "internal/topic"}, why: "the client is a small client on packet/ (and topic validation)"},
 	{pkg: "internal/bench/...", allow: []string{"packet", "internal/client/...", "internal/fdtable"}, why: "the load generator drives any broker over the wire"},
+	{pkg: "internal/admin/api", stdOnly: true, allow: []string{}, why: "the admin API's documents are plain types, shared by server and ctl"},
+	{pkg: "internal/admin", allow: []string{"broker", "packet", "internal/admin/api"},
+		why: "the admin API serves the broker's own view; it never reaches into auth, store or config"},
+	{pkg: "internal/ctl", allow: []string{"internal/admin/api"}, why: "petrel ctl speaks to the admin API over HTTP only"},
 }
 
 // Rules for every package, test files included.

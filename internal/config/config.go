@@ -33,6 +33,8 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Runtime tunes the Go runtime under petrel serve.
 	Runtime Runtime `yaml:"runtime"`
+	// Admin is the admin HTTP listener (admin.go).
+	Admin Admin `yaml:"admin"`
 }
 
 // Runtime tunes the Go runtime.
@@ -172,6 +174,7 @@ func Default() *Config {
 		},
 		Limits:  defaultLimits(),
 		Runtime: defaultRuntime(),
+		Admin:   defaultAdmin(),
 	}
 }
 
@@ -402,5 +405,6 @@ func (c *Config) Validate() error {
 	if c.Auth != nil {
 		c.Auth.validate(bad)
 	}
+	c.validateAdmin(bad)
 	return errors.Join(errs...)
 }
