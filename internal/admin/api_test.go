@@ -62,7 +62,7 @@ func TestClientsListDetailKick(t *testing.T) {
 				t.Fatalf("detail %+v", d)
 			}
 
-			e.must("POST", "/api/v1/clients/"+esc("dev/1 x")+"/kick", none, "", http.StatusOK, nil)
+			e.must("DELETE", "/api/v1/clients/"+esc("dev/1 x"), none, "", http.StatusOK, nil)
 			got := c.ExpectClosed()
 			if v == packet.V5 {
 				if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != packet.AdministrativeAction {
@@ -78,7 +78,7 @@ func TestClientsListDetailKick(t *testing.T) {
 				status, _ := e.do("GET", "/api/v1/clients/"+esc("dev/1 x"), none, "")
 				return status == http.StatusNotFound
 			}, "the kicked client to be gone")
-			e.must("POST", "/api/v1/clients/nobody/kick", none, "", http.StatusNotFound, nil)
+			e.must("DELETE", "/api/v1/clients/nobody", none, "", http.StatusNotFound, nil)
 		})
 	}
 }
@@ -342,5 +342,38 @@ func TestMetricsHandlerMounted(t *testing.T) {
 	e := start(t, broker.Options{}, admin.Options{Metrics: h}, "")
 	if b := e.must("GET", "/metrics", none, "", http.StatusOK, nil); string(b) != "petrel_up 1\n" {
 		t.Fatalf("metrics %q", b)
+	}
+}
+
+// escAll percent-encodes every byte but letters, digits, '-', '_' and
+// '~', as petrel ctl does: "/", "." and ".." stay inside one segment.
+func escAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// TestOddClientIDs: a client id may be any string ("/", "..", "a//b",
+// reserved URL characters); each is named by its path and kicked.
+func TestOddClientIDs(t *testing.T) {
+	e := start(t, broker.Options{}, admin.Options{}, "")
+	for _, id := range []string{"/", "..", ".", "a//b", "?#%&+ é"} {
+		c, _ := mqtttest.Connect(t, e.mqtt, packet.V5, id, true)
+		var d api.Session
+		e.must("GET", "/api/v1/clients/"+escAll(id), none, "", http.StatusOK, &d)
+		if d.ClientID != id {
+			t.Fatalf("asked for %q, got %q", id, d.ClientID)
+		}
+		e.must("DELETE", "/api/v1/clients/"+escAll(id), none, "", http.StatusOK, nil)
+		if got := c.ExpectClosed(); len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != packet.AdministrativeAction {
+			t.Fatalf("%q got %v", id, got)
+		}
 	}
 }

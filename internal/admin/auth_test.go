@@ -64,14 +64,14 @@ func TestAuthOffLoopback(t *testing.T) {
 		{"no admin role", cred{user: nobody, pass: password}, "GET", "/api/v1/clients", http.StatusForbidden},
 		{"viewer reads", cred{user: opViewer, pass: password}, "GET", "/api/v1/clients", http.StatusOK},
 		{"viewer reads stats", cred{user: opViewer, pass: password}, "GET", "/api/v1/stats", http.StatusOK},
-		{"viewer kicks", cred{user: opViewer, pass: password}, "POST", "/api/v1/clients/x/kick", http.StatusForbidden},
+		{"viewer kicks", cred{user: opViewer, pass: password}, "DELETE", "/api/v1/clients/x", http.StatusForbidden},
 		{"viewer deletes a session", cred{user: opViewer, pass: password}, "DELETE", "/api/v1/sessions/x", http.StatusForbidden},
 		{"viewer deletes retained", cred{user: opViewer, pass: password}, "DELETE", "/api/v1/retained/x", http.StatusForbidden},
 		{"viewer publishes", cred{user: opViewer, pass: password}, "POST", "/api/v1/publish", http.StatusForbidden},
 		{"viewer reloads", cred{user: opViewer, pass: password}, "POST", "/api/v1/reload", http.StatusForbidden},
-		{"admin kicks", cred{user: opAdmin, pass: password}, "POST", "/api/v1/clients/x/kick", http.StatusNotFound},
+		{"admin kicks", cred{user: opAdmin, pass: password}, "DELETE", "/api/v1/clients/x", http.StatusNotFound},
 		{"admin token reads", cred{bearer: token(t, "ops", api.RoleAdmin)}, "GET", "/api/v1/stats", http.StatusOK},
-		{"viewer token kicks", cred{bearer: token(t, "ops", api.RoleViewer)}, "POST", "/api/v1/clients/x/kick", http.StatusForbidden},
+		{"viewer token kicks", cred{bearer: token(t, "ops", api.RoleViewer)}, "DELETE", "/api/v1/clients/x", http.StatusForbidden},
 		{"health without credentials", none, "GET", "/healthz", http.StatusOK},
 		{"readiness without credentials", none, "GET", "/readyz", http.StatusOK},
 	}
@@ -107,7 +107,7 @@ func TestLoopbackWithAuthConfigured(t *testing.T) {
 	e.must("GET", "/api/v1/clients", cred{user: opViewer, pass: password}, "", http.StatusOK, nil)
 	o := start(t, broker.Options{Authenticator: svc, Authorizer: svc},
 		admin.Options{Authenticator: svc, OperatorTenant: "ops", OpenOnLoopback: true}, "")
-	o.must("POST", "/api/v1/clients/x/kick", none, "", http.StatusNotFound, nil)
+	o.must("DELETE", "/api/v1/clients/x", none, "", http.StatusNotFound, nil)
 	// Publishing needs an identity the Authorizer knows.
 	o.must("POST", "/api/v1/publish", none, `{"topic":"ops/x"}`, http.StatusForbidden, nil)
 }
@@ -173,9 +173,7 @@ func TestTenantScopedPrincipals(t *testing.T) {
 		}
 	}
 	a := cred{user: aAdmin, pass: password}
-	for _, path := range []string{"/api/v1/clients/meter-001/kick?tenant=B"} {
-		e.must("POST", path, a, "", http.StatusForbidden, nil)
-	}
+	e.must("DELETE", "/api/v1/clients/meter-001?tenant=B", a, "", http.StatusForbidden, nil)
 	e.must("DELETE", "/api/v1/sessions/meter-001?tenant=B", a, "", http.StatusForbidden, nil)
 	e.must("DELETE", "/api/v1/retained/ops/r", a, "", http.StatusForbidden, nil)
 	e.must("POST", "/api/v1/reload", a, "", http.StatusForbidden, nil)
@@ -187,7 +185,7 @@ func TestTenantScopedPrincipals(t *testing.T) {
 		t.Fatalf("tenant A's client got %q", p.Topic)
 	}
 	// Its kick reaches its own client, never B's of the same id.
-	e.must("POST", "/api/v1/clients/meter-001/kick", a, "", http.StatusOK, nil)
+	e.must("DELETE", "/api/v1/clients/meter-001", a, "", http.StatusOK, nil)
 	ca.ExpectClosed()
 	cb.ExpectNone(100 * time.Millisecond)
 	if got := tenants(op, "/api/v1/clients"); got != "B/meter-001" {

@@ -132,11 +132,13 @@ func (s *Server) routes() {
 	s.handle("GET /readyz", open, s.readyz)
 	s.handle("GET /metrics", operatorRead, s.metrics)
 	s.handle("GET /api/v1/clients", read, s.listClients)
-	s.handle("GET /api/v1/clients/{client_id}", read, s.getClient)
-	s.handle("POST /api/v1/clients/{client_id}/kick", write, s.kickClient)
+	// {client_id...}: a client id may hold any character, "/" (sent as
+	// %2F) included.
+	s.handle("GET /api/v1/clients/{client_id...}", read, s.getClient)
+	s.handle("DELETE /api/v1/clients/{client_id...}", write, s.kickClient)
 	s.handle("GET /api/v1/sessions", read, s.listSessions)
-	s.handle("GET /api/v1/sessions/{client_id}", read, s.getSession)
-	s.handle("DELETE /api/v1/sessions/{client_id}", write, s.deleteSession)
+	s.handle("GET /api/v1/sessions/{client_id...}", read, s.getSession)
+	s.handle("DELETE /api/v1/sessions/{client_id...}", write, s.deleteSession)
 	s.handle("GET /api/v1/subscriptions", read, s.listSubscriptions)
 	s.handle("GET /api/v1/retained", read, s.listRetained)
 	s.handle("GET /api/v1/retained/{topic...}", read, s.getRetained)
