@@ -183,13 +183,15 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			shutdown(b, lns, logger)
 			return 1
 		case <-hup:
-			cfg, _ = reload(*path, environ, overrides, cfg, b, lns, level, logger) // a refusal is logged
-			_ = sec.reload(cfg)                                                    // the users file is re-read even when the configuration is unchanged; a refusal is logged
+			// A refusal is logged; the users file is re-read even when the
+			// configuration is unchanged.
+			cfg, _ = reload("SIGHUP", *path, environ, overrides, cfg, b, lns, level, logger)
+			_ = sec.reload(cfg)
 			adm.reloadCertificates()
 			continue
 		case reply := <-reloads: // POST /api/v1/reload: the same as SIGHUP
 			var err error
-			cfg, err = reload(*path, environ, overrides, cfg, b, lns, level, logger)
+			cfg, err = reload("admin API", *path, environ, overrides, cfg, b, lns, level, logger)
 			err = errors.Join(err, sec.reload(cfg))
 			adm.reloadCertificates()
 			reply <- err
@@ -251,14 +253,15 @@ func startWarmer(rc config.Runtime, logger *slog.Logger) *warm.Warmer {
 	return w
 }
 
-// reload re-reads the configuration on SIGHUP: certificates are reloaded,
+// reload re-reads the configuration on SIGHUP (or the admin API's
+// request, why says which): certificates are reloaded,
 // the log level and the limits applied (limits.*: new connections and
 // sessions get them), and every other changed key is logged as needing a
 // restart. A bad file is logged, returned and the running configuration
 // kept.
-func reload(path string, environ []string, overrides func(*config.Config), old *config.Config,
+func reload(why, path string, environ []string, overrides func(*config.Config), old *config.Config,
 	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) (*config.Config, error) {
-	logger.Info("SIGHUP: reloading configuration", "file", path)
+	logger.Info(why+": reloading configuration", "file", path)
 	next, err := loadConfig(path, environ)
 	if err == nil {
 		overrides(next)
