@@ -377,3 +377,40 @@ func TestOddClientIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionPagesAreBounded: one subscriptions request walks a
+// bounded number of sessions; sessions without subscriptions make short
+// (even empty) pages with a cursor, never one endless walk, and
+// following the cursors finds everything.
+func TestSubscriptionPagesAreBounded(t *testing.T) {
+	e := start(t, broker.Options{}, admin.Options{}, "")
+	for i := range 40 {
+		c, _ := mqtttest.Connect(t, e.mqtt, packet.V311, fmt.Sprintf("a%02d", i), false)
+		c.Send(&packet.Disconnect{})
+		c.ExpectClosed()
+	}
+	z, _ := mqtttest.Connect(t, e.mqtt, packet.V311, "z", true)
+	z.Subscribe(1, packet.Subscription{Filter: "z/#"})
+	var found []string
+	cursor, requests, empty := "", 0, 0
+	for requests < 100 {
+		var p api.Page[api.Subscription]
+		e.must("GET", "/api/v1/subscriptions?limit=1&cursor="+cursor, none, "", http.StatusOK, &p)
+		requests++
+		if len(p.Items) == 0 {
+			empty++
+		}
+		for _, s := range p.Items {
+			found = append(found, s.ClientID+":"+s.Filter)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(found, " ") != "z:z/#" {
+		t.Fatalf("found %v", found)
+	}
+	if empty == 0 {
+		t.Fatalf("%d requests, none of them a short page: the walk is not bounded", requests)
+	}
+}
