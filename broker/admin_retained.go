@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"slices"
@@ -148,26 +149,45 @@ func (b *Broker) Retained(filter, after string, limit int) (page []RetainedInfo,
 	}
 	limit = max(limit, 1)
 	now := b.opts().Now()
-	items := b.retained.Match(filter, nil)
-	sortItems(items)
-	for _, it := range items {
-		if after != "" && it.Topic <= after {
+	// Keep the limit+1 smallest topics after after: a bounded max-heap,
+	// not a sort of every match.
+	h := &itemHeap{}
+	for _, it := range b.retained.Match(filter, nil) {
+		if (after != "" && it.Topic <= after) || it.Value.Expired(now) {
 			continue
 		}
-		if it.Value.Expired(now) {
-			continue
+		if h.Len() == limit+1 {
+			if it.Topic >= (*h)[0].Topic {
+				continue
+			}
+			heap.Pop(h)
 		}
-		if len(page) == limit {
-			return page, true, nil
-		}
-		page = append(page, retainedInfo(it.Topic, it.Value))
+		heap.Push(h, it)
 	}
-	return page, false, nil
+	items := []retain.Item[*session.Message](*h)
+	slices.SortFunc(items, func(a, b retain.Item[*session.Message]) int { return strings.Compare(a.Topic, b.Topic) })
+	if len(items) > limit {
+		items, more = items[:limit], true
+	}
+	page = make([]RetainedInfo, len(items))
+	for i, it := range items {
+		page[i] = retainedInfo(it.Topic, it.Value)
+	}
+	return page, more, nil
 }
 
-func sortItems(items []retain.Item[*session.Message]) {
-	// Matches come in trie order; a page needs topic order.
-	slices.SortFunc(items, func(a, b retain.Item[*session.Message]) int { return strings.Compare(a.Topic, b.Topic) })
+// itemHeap is a max-heap of retained items by topic.
+type itemHeap []retain.Item[*session.Message]
+
+func (h itemHeap) Len() int           { return len(h) }
+func (h itemHeap) Less(i, j int) bool { return h[i].Topic > h[j].Topic }
+func (h itemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *itemHeap) Push(x any)        { *h = append(*h, x.(retain.Item[*session.Message])) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // RetainedMessage returns the retained message of topic name, and false
