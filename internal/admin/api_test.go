@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -412,5 +413,33 @@ func TestSubscriptionPagesAreBounded(t *testing.T) {
 	}
 	if empty == 0 {
 		t.Fatalf("%d requests, none of them a short page: the walk is not bounded", requests)
+	}
+}
+
+// TestDeleteSessionSendsDelayedWill: deleting an offline session whose
+// will waits out its Will Delay Interval ends the session, so the will is
+// published now [MQTT-3.1.3-9].
+func TestDeleteSessionSendsDelayedWill(t *testing.T) {
+	e := start(t, broker.Options{}, admin.Options{}, "")
+	watcher, _ := mqtttest.Connect(t, e.mqtt, packet.V311, "watcher", true)
+	watcher.Subscribe(1, packet.Subscription{Filter: "wills/#"})
+	c := mqtttest.Dial(t, e.mqtt, packet.V5)
+	will := &packet.Will{Topic: "wills/meter", Payload: []byte("lost")}
+	will.Properties.Set(packet.PropWillDelayInterval)
+	will.Properties.WillDelayInterval = 3600
+	if ack := c.Connect(&packet.Connect{ClientID: "meter", CleanStart: true, KeepAlive: 60, Will: will,
+		Properties: expiry(3600)}); ack.ReasonCode != packet.Success {
+		t.Fatalf("CONNACK %v", ack.ReasonCode)
+	}
+	c.Conn.Close() // an abnormal end: the will waits out its delay
+	mqtttest.Eventually(t, 5*time.Second, func() bool {
+		var s api.Session
+		status, b := e.do("GET", "/api/v1/sessions/meter", none, "")
+		return status == http.StatusOK && json.Unmarshal(b, &s) == nil && !s.Online
+	}, "the session to go offline")
+	watcher.ExpectNone(100 * time.Millisecond)
+	e.must("DELETE", "/api/v1/sessions/meter", none, "", http.StatusOK, nil)
+	if p := watcher.ExpectPublish(); p.Topic != "wills/meter" || string(p.Payload) != "lost" {
+		t.Fatalf("watcher got %q %q", p.Topic, p.Payload)
 	}
 }
