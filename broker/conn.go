@@ -32,10 +32,11 @@ const (
 	reasonKeepAlive
 	reasonNotAuthorized
 	reasonRefused
+	reasonAdministrative // closed through the admin API (Broker.Kick)
 )
 
 var reasonNames = [...]string{"none", "client disconnect", "client disconnect with will", "session taken over", "server shutdown",
-	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused"}
+	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused", "administrative action"}
 
 func (r closeReason) String() string { return reasonNames[r] }
 
@@ -45,7 +46,7 @@ func (r closeReason) String() string { return reasonNames[r] }
 // will follows its delay rules (DESIGN.md; 5.0 section 3.1.4).
 func (r closeReason) sendsWill(v packet.Version) bool {
 	switch r {
-	case reasonDisconnectWithWill, reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized:
+	case reasonDisconnectWithWill, reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized, reasonAdministrative:
 		return true
 	case reasonTakeover:
 		return v == packet.V5

@@ -337,6 +337,7 @@ func (b *Broker) restore(ctx context.Context, freeOSMemory func()) error {
 			}
 			left := since.Add(time.Duration(ss.ExpiryInterval) * time.Second).Sub(now)
 			key := ss.ClientID
+			s.SetExpiresAt(now.Add(max(left, 0))) // for the admin API
 			b.mu.expiries[s] = time.AfterFunc(max(left, 0), func() { b.expire(key, s) })
 		}
 		b.mu.Unlock()

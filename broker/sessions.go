@@ -198,6 +198,7 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 			d = max
 		}
 		s, key := c.sess, c.key
+		s.SetExpiresAt(b.opts().Now().Add(d)) // for the admin API
 		b.mu.expiries[s] = time.AfterFunc(d, func() { b.expire(key, s) })
 	}
 	return shared

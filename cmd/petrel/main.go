@@ -8,6 +8,7 @@
 //	petrel token --tenant T --scope R --key F  print a signed JWT
 //	petrel passwd [--scram]                  hash a password for the users file
 //	petrel store inspect [--data DIR]        show a data directory's sessions and queues
+//	petrel ctl COMMAND                       the admin API of a running broker
 //	petrel version                           print the version
 package main
 
@@ -31,6 +32,7 @@ Usage:
   petrel token [flags]    print a signed JWT (petrel token -h for flags)
   petrel passwd [--scram] hash a password from stdin for the users file
   petrel store inspect    show the sessions, queues and retained count of a data directory
+  petrel ctl COMMAND      a running broker's clients, sessions, retained messages, stats (petrel ctl -h)
   petrel version          print the version
 
 With no flags, petrel serve listens on 127.0.0.1:1883 and allows anonymous
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return passwdMain(args[1:], os.Stdin, stdout, stderr)
 	case "store":
 		return storeMain(args[1:], stdout, stderr)
+	case "ctl":
+		return ctlMain(args[1:], os.Environ(), stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "petrel", version)
 		return 0

@@ -133,6 +133,14 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	} else if n > 0 {
 		logger.Debug("descriptor table sized", "descriptors", n)
 	}
+	reloads := make(reloadRequests)
+	adm, err := startAdmin(cfg, b, sec, logger, reloads.do, len(cfg.Listeners))
+	if err != nil {
+		logger.Error("admin API failed to start", "err", err)
+		shutdown(b, nil, logger)
+		return 1
+	}
+	defer adm.close() // after the broker's shutdown: /readyz says so meanwhile
 	var lns []*listener.Listener
 	errc := make(chan error, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -156,8 +164,18 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			shutdown(b, lns, logger)
 			return 1
 		case <-hup:
-			cfg = reload(*path, environ, overrides, cfg, b, lns, level, logger)
-			sec.reload(cfg, b) // the users file is re-read even when the configuration is unchanged
+			// A refusal is logged; the users file is re-read even when the
+			// configuration is unchanged.
+			cfg, _ = reload("SIGHUP", *path, environ, overrides, cfg, b, lns, level, logger)
+			_ = sec.reload(cfg, b)
+			adm.reloadCertificates()
+			continue
+		case reply := <-reloads: // POST /api/v1/reload: the same as SIGHUP
+			var err error
+			cfg, err = reload("admin API", *path, environ, overrides, cfg, b, lns, level, logger)
+			err = errors.Join(err, sec.reload(cfg, b))
+			adm.reloadCertificates()
+			reply <- err
 			continue
 		case <-ctx.Done():
 		}
@@ -203,13 +221,15 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 	return ok
 }
 
-// reload re-reads the configuration on SIGHUP: certificates are reloaded,
+// reload re-reads the configuration on SIGHUP (or the admin API's
+// request, why says which): certificates are reloaded,
 // the log level and the limits applied (limits.*: new connections and
 // sessions get them), and every other changed key is logged as needing a
-// restart. A bad file is logged and the running configuration kept.
-func reload(path string, environ []string, overrides func(*config.Config), old *config.Config,
-	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) *config.Config {
-	logger.Info("SIGHUP: reloading configuration", "file", path)
+// restart. A bad file is logged, returned and the running configuration
+// kept.
+func reload(why, path string, environ []string, overrides func(*config.Config), old *config.Config,
+	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) (*config.Config, error) {
+	logger.Info(why+": reloading configuration", "file", path)
 	next, err := loadConfig(path, environ)
 	if err == nil {
 		overrides(next)
@@ -217,7 +237,7 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 	}
 	if err != nil {
 		logger.Error("reload refused; keeping the running configuration", "err", err)
-		return old
+		return old, err
 	}
 	for _, w := range next.Warnings {
 		logger.Warn("configuration: " + w)
@@ -250,7 +270,7 @@ func reload(path string, environ []string, overrides func(*config.Config), old *
 			logger.Warn("setting changed; it takes effect after a restart", "key", k)
 		}
 	}
-	return next
+	return next, nil
 }
 
 // changedKeys lists the yaml key paths whose values differ.

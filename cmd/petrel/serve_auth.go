@@ -75,21 +75,23 @@ func (s *security) apply(o *broker.Options) {
 }
 
 // reload re-reads the users file, keys, roles and token endpoint clients
-// (SIGHUP), then has the broker decide the subscriptions it holds again
-// under the new roles (Broker.Reauthorize). Adding or removing the auth:
-// section, or moving the token endpoint, needs a restart.
-func (s *security) reload(cfg *config.Config, b *broker.Broker) {
+// (SIGHUP or the admin API), then has the broker decide the subscriptions
+// it holds again under the new roles (Broker.Reauthorize). Adding or
+// removing the auth: section, or moving the token endpoint, needs a
+// restart. A refused users file, key or token endpoint setting is logged
+// and returned.
+func (s *security) reload(cfg *config.Config, b *broker.Broker) error {
 	ac, ok := cfg.AuthConfig()
 	if ok != (s.svc != nil) {
 		s.log.Warn("auth: section added or removed; it takes effect after a restart")
-		return
+		return nil
 	}
 	if !ok {
-		return
+		return nil
 	}
 	if err := s.svc.Reload(ac); err != nil {
 		s.log.Error("auth: reload refused; keeping the running users, roles and keys", "err", err)
-		return
+		return fmt.Errorf("auth: %w", err)
 	}
 	s.log.Info("auth: users, roles and keys reloaded")
 	if ac.Checks != s.checks {
@@ -102,11 +104,14 @@ func (s *security) reload(cfg *config.Config, b *broker.Broker) {
 		s.log.Warn("auth.token_endpoint.address changed; it takes effect after a restart")
 	case err != nil:
 		s.log.Error("auth: token endpoint reload refused", "err", err)
+		return fmt.Errorf("auth.token_endpoint: %w", err)
 	case on:
 		if err := s.tokens.Reload(tc); err != nil {
 			s.log.Error("auth: token endpoint reload refused", "err", err)
+			return fmt.Errorf("auth.token_endpoint: %w", err)
 		}
 	}
+	return nil
 }
 
 // close stops the token endpoint.

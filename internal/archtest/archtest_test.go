@@ -66,6 +66,10 @@ var layers = []layer{
 	{pkg: "interop", stdOnly: true, allow: []string{}, why: "interop is tests only: its code lives in _test.go files"},
 	{pkg: "cmd/...", why: "the command wires the implementations into the broker"},
 	{pkg: "bench/...", allow: []string{"packet"}, why: "measuring tools drive any broker over the wire"},
+	{pkg: "internal/admin/api", stdOnly: true, allow: []string{}, why: "the admin API's documents are plain types, shared by server and ctl"},
+	{pkg: "internal/admin", allow: []string{"broker", "packet", "internal/admin/api"},
+		why: "the admin API serves the broker's own view; it never reaches into auth, store or config"},
+	{pkg: "internal/ctl", allow: []string{"internal/admin/api"}, why: "petrel ctl speaks to the admin API over HTTP only"},
 }
 
 // Rules for every package, test files included.

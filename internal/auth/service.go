@@ -336,7 +336,7 @@ func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *b
 		return nil, code
 	}
 	for _, r := range id.Roles {
-		if _, ok := e.roles[r]; !ok {
+		if _, ok := e.roles[r]; !ok && !isAdminRole(r) {
 			s.log.Warn("auth: unknown role ignored", "client", ci.ClientID, "username", ci.Username, "role", r, "method", method)
 		}
 	}

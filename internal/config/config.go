@@ -34,6 +34,8 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Runtime tunes the Go runtime under petrel serve.
 	Runtime Runtime `yaml:"runtime"`
+	// Admin is the admin HTTP listener (admin.go).
+	Admin Admin `yaml:"admin"`
 
 	// Warnings are what Load and Parse accepted but want the user to see:
 	// a setting of an earlier version that is ignored now (removed.go).
@@ -167,6 +169,7 @@ func Default() *Config {
 		},
 		Limits:  defaultLimits(),
 		Runtime: defaultRuntime(),
+		Admin:   defaultAdmin(),
 	}
 }
 
@@ -419,5 +422,6 @@ func (c *Config) Validate() error {
 	if c.Auth != nil {
 		c.Auth.validate(bad)
 	}
+	c.validateAdmin(bad)
 	return errors.Join(errs...)
 }

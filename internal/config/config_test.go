@@ -143,7 +143,7 @@ func TestExampleFileIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime {
+	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime || c.Admin != d.Admin {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
 	if len(c.Warnings) > 0 {

@@ -35,7 +35,7 @@ func Load(path string, environ []string) (*Config, error) {
 func Parse(data []byte, environ []string) (*Config, error) {
 	// Keys the file leaves out keep their defaults; listeners given in the
 	// file replace the default listener.
-	c := &Config{Log: Default().Log, Limits: defaultLimits(), Runtime: defaultRuntime()}
+	c := &Config{Log: Default().Log, Limits: defaultLimits(), Runtime: defaultRuntime(), Admin: defaultAdmin()}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
@@ -216,8 +216,15 @@ func applyEnv(c *Config, environ []string) ([]string, error) {
 }
 
 // isCommandVar reports variables that belong to the command line rather
-// than to the file, such as PETREL_CONFIG.
-func isCommandVar(k string) bool { return k == "PETREL_CONFIG" }
+// than to the file: PETREL_CONFIG, and petrel ctl's address and
+// credentials.
+func isCommandVar(k string) bool {
+	switch k {
+	case "PETREL_CONFIG", "PETREL_ADMIN_URL", "PETREL_ADMIN_USER", "PETREL_ADMIN_PASSWORD", "PETREL_ADMIN_TOKEN":
+		return true
+	}
+	return false
+}
 
 func collectEnv(v reflect.Value, prefix string, out map[string]reflect.Value) {
 	if v.Kind() == reflect.Pointer {

@@ -83,7 +83,8 @@ type Session struct {
 
 	dropped     atomic.Uint64
 	droppedQoS0 atomic.Uint64
-	persistent  atomic.Bool // its QoS 1/2 deliveries are written to the store
+	persistent  atomic.Bool  // its QoS 1/2 deliveries are written to the store
+	expiresAt   atomic.Int64 // UnixNano when an offline session expires, 0: not recorded (expiry.go)
 
 	// Guard is the broker's, not the session's: it serializes the changes
 	// to the session's subscriptions that are made in the session and in

@@ -1,0 +1,138 @@
+// Package api holds the JSON documents of Petrel's admin REST API
+// (/api/v1, docs/api/openapi.yaml): what internal/admin serves and
+// internal/ctl reads. Field names are the wire names; every session,
+// client and subscription names its tenant and client id together.
+package api
+
+import "time"
+
+// Roles a principal needs for the admin API: a viewer may read (GET), an
+// admin may also change state (kick, delete, publish, reload).
+const (
+	RoleAdmin  = "PETREL_ADMIN"
+	RoleViewer = "PETREL_VIEWER"
+)
+
+// Pagination bounds: a list returns DefaultLimit items unless the request
+// asks for another number, and never more than MaxLimit.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Page is one page of a list. NextCursor, when not empty, is passed as
+// the cursor parameter to get the next page.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Session is a session, online (a client) or offline. Clients and
+// sessions are the same documents: a client is a session with a
+// connection.
+type Session struct {
+	Tenant   string `json:"tenant"`
+	ClientID string `json:"client_id"`
+	Online   bool   `json:"online"`
+	// The connection's, when online.
+	ProtocolVersion  string `json:"protocol_version,omitempty"` // "3.1", "3.1.1", "5.0"
+	RemoteAddr       string `json:"remote_addr,omitempty"`
+	Listener         string `json:"listener,omitempty"`
+	KeepAliveSeconds int    `json:"keep_alive_seconds"`
+	// Persistent: the session outlives its connection.
+	Persistent bool `json:"persistent"`
+	// ExpiresAt: when an offline 5.0 session expires; absent for never.
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Queued        int        `json:"queued"`
+	QueuedBytes   int        `json:"queued_bytes"`
+	Inflight      int        `json:"inflight"`
+	Dropped       uint64     `json:"dropped"`
+	Subscriptions int        `json:"subscriptions"`
+	// SubscriptionList is filled in the detail of one session only.
+	SubscriptionList []Subscription `json:"subscription_list,omitempty"`
+}
+
+// Subscription is one subscription of one session.
+type Subscription struct {
+	Tenant            string `json:"tenant"`
+	ClientID          string `json:"client_id"`
+	Filter            string `json:"filter"`
+	QoS               int    `json:"qos"`
+	NoLocal           bool   `json:"no_local"`
+	RetainAsPublished bool   `json:"retain_as_published"`
+	RetainHandling    int    `json:"retain_handling"`
+	SubscriptionID    uint32 `json:"subscription_id,omitempty"`
+}
+
+// Payload encodings of Retained.PayloadEncoding and
+// PublishRequest.PayloadEncoding.
+const (
+	EncodingUTF8   = "utf8"
+	EncodingBase64 = "base64"
+)
+
+// Retained is a retained message. The payload is UTF-8 text when it is
+// valid UTF-8, base64 otherwise, as PayloadEncoding says.
+type Retained struct {
+	Topic           string     `json:"topic"`
+	Payload         string     `json:"payload"`
+	PayloadEncoding string     `json:"payload_encoding"`
+	PayloadBytes    int        `json:"payload_bytes"`
+	QoS             int        `json:"qos"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	ContentType     string     `json:"content_type,omitempty"`
+}
+
+// UserProperty is a 5.0 user property.
+type UserProperty struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// PublishRequest is the body of POST /api/v1/publish.
+type PublishRequest struct {
+	Topic   string `json:"topic"`
+	Payload string `json:"payload"`
+	// PayloadEncoding is "utf8" (default) or "base64".
+	PayloadEncoding string `json:"payload_encoding,omitempty"`
+	QoS             int    `json:"qos"`
+	Retain          bool   `json:"retain"`
+	// 5.0 properties the subscribers receive.
+	MessageExpiryInterval uint32         `json:"message_expiry_interval,omitempty"`
+	ContentType           string         `json:"content_type,omitempty"`
+	ResponseTopic         string         `json:"response_topic,omitempty"`
+	UserProperties        []UserProperty `json:"user_properties,omitempty"`
+}
+
+// PublishResult answers a publish: the number of sessions the message was
+// queued for.
+type PublishResult struct {
+	Queued int `json:"queued"`
+}
+
+// Stats is a snapshot of the broker's counters.
+type Stats struct {
+	Connections      uint64 `json:"connections"`
+	Clients          int    `json:"clients"`
+	Sessions         int    `json:"sessions"`
+	Subscriptions    int    `json:"subscriptions"`
+	Retained         int    `json:"retained"`
+	MessagesReceived uint64 `json:"messages_received"`
+	MessagesSent     uint64 `json:"messages_sent"`
+	MessagesDropped  uint64 `json:"messages_dropped"`
+	BytesSent        uint64 `json:"bytes_sent"`
+	StoreErrors      uint64 `json:"store_errors"`
+	Parked           int    `json:"parked"`
+	UptimeSeconds    int64  `json:"uptime_seconds"`
+}
+
+// Status answers health probes, reload and actions without a document of
+// their own.
+type Status struct {
+	Status string `json:"status"` // "ok", or what is wrong
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
