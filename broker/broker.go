@@ -150,6 +150,7 @@ type Broker struct {
 	shared   sharedGroups
 	flapping flapTracker // guarded by mu
 	stats    counters
+	metrics  metricCounters // metrics.go, figures.go
 
 	wg         sync.WaitGroup // connection goroutines and the sweeper
 	sweepStart sync.Once
@@ -271,6 +272,7 @@ func New(o Options) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
+	b.metrics.init(time.Now())
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)

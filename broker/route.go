@@ -262,7 +262,7 @@ func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
 			}
 		}
 		if len(members) == 0 || b.deliverShared(rt, d.Msg, members) == 0 {
-			b.stats.messagesDropped.Add(1)
+			b.countDrop(dropNoShareMember, 1)
 		}
 		clear(ents)
 		*ep = ents[:0]
@@ -320,7 +320,7 @@ func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bo
 		}
 	}
 	if r.Dropped > 0 {
-		b.stats.messagesDropped.Add(uint64(r.Dropped))
+		b.countEnqueueDrops(s, d, r)
 		for _, seq := range r.DroppedSeqs {
 			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})
 		}
