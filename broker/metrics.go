@@ -29,6 +29,8 @@ type metricCounters struct {
 	// tenant (connections online are summed at the snapshot).
 	tenants tenantTotals
 	figs    figuresCache
+	// sysStarted is set by the first StartSys.
+	sysStarted atomic.Bool
 }
 
 // Drop reasons (Figures.Drops).
