@@ -33,7 +33,27 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Runtime tunes the Go runtime under petrel serve.
 	Runtime Runtime `yaml:"runtime"`
+	// Metrics configures the Prometheus metrics (/metrics).
+	Metrics Metrics `yaml:"metrics"`
+	// SysInterval is how often the $SYS topics are published (retained);
+	// 0 turns them off.
+	SysInterval time.Duration `yaml:"sys_interval"`
 }
+
+// Metrics configures the Prometheus metrics.
+type Metrics struct {
+	// TenantLabels is how many tenants get series of their own for the
+	// per-tenant figures (the top N by each figure; the rest are summed
+	// as tenant="other"); 0 exports none.
+	TenantLabels int `yaml:"tenant_labels"`
+}
+
+// DefaultSysInterval is sys_interval's default.
+const DefaultSysInterval = 10 * time.Second
+
+// MaxTenantLabels bounds metrics.tenant_labels (internal/metrics
+// refuses more).
+const MaxTenantLabels = 1000
 
 // Runtime tunes the Go runtime.
 type Runtime struct {
@@ -170,8 +190,9 @@ func Default() *Config {
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
-		Limits:  defaultLimits(),
-		Runtime: defaultRuntime(),
+		Limits:      defaultLimits(),
+		Runtime:     defaultRuntime(),
+		SysInterval: DefaultSysInterval,
 	}
 }
 
@@ -352,6 +373,12 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			bad(path, "must not be negative")
 		}
+	}
+	if n := c.Metrics.TenantLabels; n < 0 || n > MaxTenantLabels {
+		bad("metrics.tenant_labels", "%d out of range 0..%d", n, MaxTenantLabels)
+	}
+	if c.SysInterval != 0 && c.SysInterval < time.Second {
+		bad("sys_interval", "%v: 0 (off) or at least 1s", c.SysInterval)
 	}
 	nonNeg("runtime.gc_heap_floor", int64(c.Runtime.GCHeapFloor))
 	nonNeg("runtime.fd_table_size", int64(c.Runtime.FDTableSize))
