@@ -58,6 +58,8 @@ var layers = []layer{
 		why: "auth implements the broker's Authenticator and Authorizer"},
 	{pkg: "internal/metrics", allow: []string{"broker", "packet", "internal/listener"},
 		why: "metrics reads the broker's figures and the listeners' handshake counters"},
+	{pkg: "contrib", allow: []string{"broker", "internal/metrics"},
+		why: "contrib's test checks the dashboard and alert rules against the exported metrics"},
 	{pkg: "internal/client/...", allow: []string{"packet", "internal/topic"}, why: "the client is a small client on packet/ (and topic validation)"},
 	{pkg: "internal/bench/...", allow: []string{"packet", "internal/client/...", "internal/fdtable"}, why: "the load generator drives any broker over the wire"},
 }

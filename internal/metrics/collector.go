@@ -11,11 +11,29 @@ import (
 // desc is one metric family: its name, help, labels and type.
 type desc struct {
 	*prometheus.Desc
-	kind prometheus.ValueType
+	name string
+	kind prometheus.ValueType // UntypedValue: a histogram
 }
 
 func newDesc(kind prometheus.ValueType, name, help string, labels ...string) desc {
-	return desc{prometheus.NewDesc(name, help, labels, nil), kind}
+	return desc{prometheus.NewDesc(name, help, labels, nil), name, kind}
+}
+
+// Names returns the name of every metric family the broker's collector
+// can export (per-tenant and TLS ones included), and for histograms their
+// _bucket, _sum and _count series; the Go and process collectors' names
+// are not included.
+func Names() []string {
+	var names []string
+	for _, ds := range [][]desc{brokerDescs, handshakeDescs, tenantDescs} {
+		for _, d := range ds {
+			names = append(names, d.name)
+			if d.kind == prometheus.UntypedValue {
+				names = append(names, d.name+"_bucket", d.name+"_sum", d.name+"_count")
+			}
+		}
+	}
+	return names
 }
 
 var (

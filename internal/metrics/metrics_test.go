@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +255,22 @@ func TestTenantSeriesBounded(t *testing.T) {
 	}
 	if _, err := New(b, Options{TenantLabels: MaxTenantLabels + 1}); err == nil || !strings.Contains(err.Error(), "tenant_labels") {
 		t.Errorf("New with too many tenant labels: %v, want an error", err)
+	}
+}
+
+// TestEveryMetricDocumented checks that docs/metrics.md names every
+// metric the collector can export.
+func TestEveryMetricDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range Names() {
+		if strings.HasSuffix(n, "_bucket") || strings.HasSuffix(n, "_sum") || strings.HasSuffix(n, "_count") {
+			continue
+		}
+		if !bytes.Contains(doc, []byte("`"+n+"`")) {
+			t.Errorf("docs/metrics.md does not document %s", n)
+		}
 	}
 }
