@@ -185,6 +185,7 @@ type Broker struct {
 	// (Options.MemoryBudget); budgetLog reports what it dropped.
 	budget    *session.Budget
 	budgetLog budgetLog
+	metrics   metricCounters // metrics.go, figures.go
 
 	wg       sync.WaitGroup // connection goroutines and the sweeper
 	shutdown atomic.Bool
@@ -340,6 +341,7 @@ func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
+	b.metrics.init(time.Now())
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)

@@ -103,8 +103,9 @@ var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, wri
 // something to send and is the only code that writes to nc.
 type conn struct {
 	b      *Broker
-	stripe uint32  // this connection's stripe: of the counters, of the trie's locks
-	stats  *stripe // this connection's stripe of the per-message counters
+	stripe uint32      // this connection's stripe: of the counters, of the trie's locks
+	stats  *stripe     // this connection's stripe of the per-message counters
+	m      connMetrics // per-tenant counts (metrics.go)
 	nc     net.Conn
 	// remoteAddr is the client's address, set when serving starts; logs
 	// format it (remoteString) only when they are written.
@@ -593,6 +594,7 @@ func (c *conn) cleanup(err error) {
 	c.releaseReadBuf()
 
 	if c.connected {
+		c.countDisconnect(reason)
 		sendWill := c.will != nil && reason.sendsWill(c.version)
 		shared := c.b.detach(c, sendWill && !c.clean && willDelay(c.will, c.version) > 0)
 		if sendWill {

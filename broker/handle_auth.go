@@ -15,11 +15,11 @@ func (c *conn) startAuth(ctx context.Context, pc *pendingConnect, data []byte) e
 	ea, ok := c.b.opts().Authenticator.(EnhancedAuthenticator)
 	if !ok {
 		// No enhanced authentication configured [MQTT-4.12.0-1].
-		return c.refuse(packet.BadAuthenticationMethod, fmt.Errorf("authentication method %q not supported", pc.method))
+		return c.refuseAuth(pc, packet.BadAuthenticationMethod, fmt.Errorf("authentication method %q not supported", pc.method))
 	}
 	ex, err := ea.StartAuth(ctx, &pc.ci, pc.method)
 	if err != nil {
-		return c.refuse(refusalCode(err, packet.BadAuthenticationMethod), fmt.Errorf("authentication method %q: %w", pc.method, err))
+		return c.refuseAuth(pc, refusalCode(err, packet.BadAuthenticationMethod), fmt.Errorf("authentication method %q: %w", pc.method, err))
 	}
 	pc.ex = ex
 	return c.stepAuth(ctx, pc, data)
@@ -30,7 +30,7 @@ func (c *conn) startAuth(ctx context.Context, pc *pendingConnect, data []byte) e
 func (c *conn) stepAuth(ctx context.Context, pc *pendingConnect, data []byte) error {
 	serverData, ident, err := pc.ex.Step(ctx, data)
 	if err != nil {
-		return c.refuse(refusalCode(err, packet.NotAuthorized), fmt.Errorf("enhanced authentication: %w", err))
+		return c.refuseAuth(pc, refusalCode(err, packet.NotAuthorized), fmt.Errorf("enhanced authentication: %w", err))
 	}
 	if ident != nil {
 		return c.finishConnect(pc, ident, serverData)

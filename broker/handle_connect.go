@@ -126,7 +126,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	}
 	ident, err := o.Authenticator.Authenticate(ctx, ci)
 	if err != nil {
-		return c.refuse(refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
+		return c.refuseAuth(pc, refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
 	}
 	return c.finishConnect(pc, ident, nil)
 }
@@ -247,6 +247,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	}
 	// The CONNACK is queued before the session is handed to the writer, so
 	// it is the first packet the client receives [MQTT-3.2.0-1].
+	c.countConnect()
 	c.reply(ack)
 	c.mu.Lock()
 	c.mu.sess = sess
@@ -340,6 +341,7 @@ func (c *conn) connackProperties(props *packet.Properties, pc *pendingConnect, a
 // refuse answers CONNACK with code and closes the connection
 // [MQTT-3.2.2-5] [MQTT-3.2.2-6].
 func (c *conn) refuse(code packet.ReasonCode, err error) error {
+	c.b.metrics.refused[code].Add(1)
 	ack := &packet.Connack{ReasonCode: code}
 	if c.version == packet.V5 && !secret(code) { // a reason string is always allowed on CONNACK [MQTT-3.1.2-29]
 		ack.Properties.ReasonString = err.Error()

@@ -50,6 +50,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
 				err: fmt.Errorf("publish to %q (QoS %d, retain %v) not authorized", p.Topic, p.QoS, p.Retain)}
 		}
+		c.b.countDrop(dropNotAuthorized, 1)
 		c.ackInOrder(p, packet.NotAuthorized)
 		return nil
 	}
@@ -67,7 +68,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		c.ackInOrder(p, packet.PayloadFormatInvalid)
 		return nil
 	}
-	c.stats.messagesReceived.Add(1)
+	c.countReceived(msg, p.QoS)
 	msg.QoS, msg.Retain, msg.Origin = p.QoS, p.Retain, c.key
 	if c.version == packet.V5 && !p.Properties.IsZero() {
 		props := p.Properties

@@ -109,6 +109,7 @@ func (b *Broker) commit(batch *Batch, durable bool) error {
 	if batch.Len() == 0 {
 		return nil
 	}
+	defer b.observeCommit(time.Now(), batch.Len())
 	if err := b.store.Commit(batch, durable); err != nil {
 		b.stats.storeErrors.Add(1)
 		b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable)

@@ -110,6 +110,7 @@ func (c *conn) readPacket() (packet.Packet, error) {
 						p, derr = packet.Decode(hdr, buf[n:total], c.version)
 					}
 					c.r += total
+					c.stats.bytesReceived.Add(uint64(total))
 					if derr != nil {
 						return nil, decodeError(derr)
 					}

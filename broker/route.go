@@ -283,7 +283,7 @@ func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
 			}
 		}
 		if len(members) == 0 || b.deliverShared(rt, d.Msg, members) == 0 {
-			b.stats.messagesDropped.Add(1)
+			b.countDrop(dropNoShareMember, 1)
 		}
 		clear(ents)
 		*ep = ents[:0]
@@ -341,9 +341,11 @@ func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bo
 		}
 	}
 	if r.Dropped > 0 {
-		b.stats.messagesDropped.Add(uint64(r.Dropped))
 		if r.OverBudget {
+			b.countDrop(dropMemoryBudget, r.Dropped)
 			b.budgetDropped(r.Dropped)
+		} else {
+			b.countEnqueueDrops(s, d, r)
 		}
 		for _, seq := range r.DroppedSeqs {
 			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})

@@ -178,6 +178,7 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 	}()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.retireLocked(c)
 	if b.mu.clients[c.key] == c {
 		delete(b.mu.clients, c.key)
 	}

@@ -23,12 +23,17 @@ type counters struct {
 // statStripes is the number of stripes of the per-message counters.
 const statStripes = 16
 
-// stripe holds per-message counters, alone on its cache lines.
+// stripe holds per-message counters, alone on its cache lines: PUBLISH
+// packets and their topic plus payload bytes by QoS, and every byte read
+// and written.
 type stripe struct {
-	messagesReceived atomic.Uint64
-	messagesSent     atomic.Uint64
-	bytesSent        atomic.Uint64
-	_                [128 - 24]byte
+	received      [3]atomic.Uint64
+	sent          [3]atomic.Uint64
+	pubBytesIn    [3]atomic.Uint64
+	pubBytesOut   [3]atomic.Uint64
+	bytesSent     atomic.Uint64
+	bytesReceived atomic.Uint64
+	_             [128 - 14*8]byte
 }
 
 // stripeOf returns the stripe number for a new connection, round robin.
@@ -43,6 +48,17 @@ func (s *counters) sum(f func(*stripe) *atomic.Uint64) uint64 {
 	return n
 }
 
+// sumQoS adds up one counter by QoS over the stripes and the QoS levels.
+func (s *counters) sumQoS(f func(*stripe) *[3]atomic.Uint64) uint64 {
+	var n uint64
+	for i := range s.stripes {
+		for q := range f(&s.stripes[i]) {
+			n += f(&s.stripes[i])[q].Load()
+		}
+	}
+	return n
+}
+
 // Stats is a snapshot of the broker's counters and gauges.
 type Stats struct {
 	Connections      uint64 // connections accepted since start
@@ -52,7 +68,7 @@ type Stats struct {
 	Retained         int    // retained messages
 	MessagesReceived uint64 // PUBLISH packets accepted from clients
 	MessagesSent     uint64 // PUBLISH packets written to clients
-	MessagesDropped  uint64 // deliveries refused by a full queue or an offline QoS 0 session
+	MessagesDropped  uint64 // messages dropped, for every reason (Figures.Drops)
 	BytesSent        uint64
 	StoreErrors      uint64 // failed store writes
 	// Revocations counts subscriptions removed or narrowed (QoS lowered,
@@ -83,8 +99,8 @@ func (b *Broker) Stats() Stats {
 		Sessions:         sessions,
 		Subscriptions:    b.subs.Len(),
 		Retained:         b.retained.Len(),
-		MessagesReceived: b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.messagesReceived }),
-		MessagesSent:     b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.messagesSent }),
+		MessagesReceived: b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.received }),
+		MessagesSent:     b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.sent }),
 		MessagesDropped:  b.stats.messagesDropped.Load(),
 		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
 		StoreErrors:      b.stats.storeErrors.Load(),

@@ -402,7 +402,7 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 		if !o.Dup && d.Msg.Expired(lim.now) {
 			// Expired before onward delivery started [MQTT-3.3.2-5]; a message
 			// already sent once is sent again whatever its expiry.
-			c.abandon(sess, o)
+			c.abandon(sess, o, dropExpired)
 			return buf, nil, nil
 		}
 		if d.Msg.Properties != nil {
@@ -415,14 +415,14 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 			p.Properties.Set(packet.PropMessageExpiryInterval)
 		}
 		if lim.maxPacket > 0 && p.Size(v) > lim.maxPacket {
-			c.abandon(sess, o)
+			c.abandon(sess, o, dropTooLarge)
 			return buf, nil, nil
 		}
 		if lim.aliasMax > 0 {
 			c.alias(&p, lim)
 		}
 	}
-	c.stats.messagesSent.Add(1)
+	c.countSent(o)
 	if len(p.Payload) >= directPayload {
 		buf, err = p.AppendHeader(buf, v)
 		return buf, p.Payload, err
@@ -433,8 +433,8 @@ func (c *conn) appendOutbound(buf []byte, o *session.Outbound, v packet.Version,
 
 // abandon drops an outbound message the client must not be sent, freeing
 // its inflight slot as if it had been acknowledged.
-func (c *conn) abandon(sess *session.Session, o *session.Outbound) {
-	c.b.stats.messagesDropped.Add(1)
+func (c *conn) abandon(sess *session.Session, o *session.Outbound, reason int) {
+	c.b.countDrop(reason, 1)
 	if o.PacketID != 0 {
 		c.dequeue(sess.Abandon(o.PacketID))
 	}

@@ -154,6 +154,11 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		logger.Info("petrel listening", "version", version, "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
+	if cfg.SysInterval > 0 {
+		if err := b.StartSys(cfg.SysInterval, "petrel version "+version); err != nil {
+			logger.Error("$SYS topics not started", "err", err)
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

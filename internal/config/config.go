@@ -37,11 +37,32 @@ type Config struct {
 	// Admin is the admin HTTP listener (admin.go).
 	Admin Admin `yaml:"admin"`
 
+	// Metrics configures the Prometheus metrics (/metrics).
+	Metrics Metrics `yaml:"metrics"`
+	// SysInterval is how often the $SYS topics are published (retained);
+	// 0 turns them off.
+	SysInterval time.Duration `yaml:"sys_interval"`
+
 	// Warnings are what Load and Parse accepted but want the user to see:
 	// a setting of an earlier version that is ignored now (removed.go).
 	// petrel serve logs them, petrel check prints them.
 	Warnings []string `yaml:"-"`
 }
+
+// Metrics configures the Prometheus metrics.
+type Metrics struct {
+	// TenantLabels is how many tenants get series of their own for the
+	// per-tenant figures (the top N by each figure; the rest are summed
+	// as tenant="other"); 0 exports none.
+	TenantLabels int `yaml:"tenant_labels"`
+}
+
+// DefaultSysInterval is sys_interval's default.
+const DefaultSysInterval = 10 * time.Second
+
+// MaxTenantLabels bounds metrics.tenant_labels (internal/metrics
+// refuses more).
+const MaxTenantLabels = 1000
 
 // Runtime tunes the Go runtime.
 type Runtime struct {
@@ -167,9 +188,10 @@ func Default() *Config {
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
-		Limits:  defaultLimits(),
-		Runtime: defaultRuntime(),
-		Admin:   defaultAdmin(),
+		Limits:      defaultLimits(),
+		Runtime:     defaultRuntime(),
+		Admin:       defaultAdmin(),
+		SysInterval: DefaultSysInterval,
 	}
 }
 
@@ -364,6 +386,12 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			bad(path, "must not be negative")
 		}
+	}
+	if n := c.Metrics.TenantLabels; n < 0 || n > MaxTenantLabels {
+		bad("metrics.tenant_labels", "%d out of range 0..%d", n, MaxTenantLabels)
+	}
+	if c.SysInterval != 0 && c.SysInterval < time.Second {
+		bad("sys_interval", "%v: 0 (off) or at least 1s", c.SysInterval)
 	}
 	nonNeg("runtime.gc_heap_floor", int64(c.Runtime.GCHeapFloor))
 	nonNeg("runtime.fd_table_size", int64(c.Runtime.FDTableSize))

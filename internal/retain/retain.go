@@ -20,9 +20,21 @@ type Item[V any] struct {
 //
 // The zero value is not usable; call New.
 type Index[V any] struct {
-	mu   sync.RWMutex
-	root node[V]
-	n    int
+	mu    sync.RWMutex
+	root  node[V]
+	n     int
+	bytes int // sum of the values' Size, for values that have one (Sizer)
+}
+
+// Sizer is implemented by values whose size Index.Bytes adds up.
+type Sizer interface{ Size() int }
+
+// sizeOf returns v's Size, 0 for a value that has none.
+func sizeOf[V any](v V) int {
+	if s, ok := any(v).(Sizer); ok {
+		return s.Size()
+	}
+	return 0
 }
 
 // kidsMax is the number of children kept in a slice before a node switches
@@ -155,8 +167,11 @@ func (x *Index[V]) Set(topic string, v V) {
 		}
 		n.topic, n.has = topic, true
 		x.n++
+	} else {
+		x.bytes -= sizeOf(n.val)
 	}
 	n.val = v
+	x.bytes += sizeOf(v)
 }
 
 // Delete removes the retained value for topic and reports whether it
@@ -165,34 +180,40 @@ func (x *Index[V]) Set(topic string, v V) {
 func (x *Index[V]) Delete(topic string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !del(&x.root, topic) {
+	size, ok := del(&x.root, topic)
+	if !ok {
 		return false
 	}
 	x.n--
+	x.bytes -= size
 	return true
 }
 
-func del[V any](n *node[V], topic string) bool {
+// del removes topic's value below n, returning its size.
+func del[V any](n *node[V], topic string) (int, bool) {
 	level, rest, more := strings.Cut(topic, "/")
 	c := n.child(level)
 	if c == nil {
-		return false
+		return 0, false
 	}
+	var size int
 	if more {
-		if !del(c, rest) {
-			return false
+		var ok bool
+		if size, ok = del(c, rest); !ok {
+			return 0, false
 		}
 	} else {
 		if !c.has {
-			return false
+			return 0, false
 		}
+		size = sizeOf(c.val)
 		var zero V
 		c.val, c.topic, c.has = zero, "", false
 	}
 	if c.empty() {
 		n.removeChild(level)
 	}
-	return true
+	return size, true
 }
 
 // Get returns the retained value for topic and whether there is one.
@@ -285,6 +306,14 @@ func (x *Index[V]) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.n
+}
+
+// Bytes returns the sum of the retained values' sizes (their Size method;
+// values without one count 0).
+func (x *Index[V]) Bytes() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.bytes
 }
 
 // Range calls fn for every retained (topic, value) until fn returns false.

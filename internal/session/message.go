@@ -14,13 +14,30 @@ import (
 // Message is an application message as the broker routes it. A Message is
 // immutable once routed: it is shared by every queue it is delivered to.
 type Message struct {
-	Topic      string
-	Payload    []byte
-	QoS        byte               // QoS as published
-	Retain     bool               // retain flag as published
+	Topic   string
+	Payload []byte
+	QoS     byte // QoS as published
+	Retain  bool // retain flag as published
+	// stampHi and stampLo are the receipt time of a message sampled for
+	// the publish-to-delivery latency (SetStamp); they fill the padding
+	// after Retain, so the Message stays 96 bytes.
+	stampHi    uint16
+	stampLo    uint32
 	Properties *packet.Properties // 5.0 properties to forward; nil for none
 	Origin     string             // the publisher's session ID, tenant and client id ("" for the broker)
 	Expiry     time.Time          // 5.0 message expiry; zero for none
+}
+
+// SetStamp records t (a positive count of microseconds on the caller's
+// clock, below 2^48) as the message's receipt time. It must be called
+// before the message is routed: a routed Message is immutable.
+func (m *Message) SetStamp(t int64) {
+	m.stampHi, m.stampLo = uint16(t>>32), uint32(t)
+}
+
+// Stamp returns the receipt time SetStamp recorded, 0 for none.
+func (m *Message) Stamp() int64 {
+	return int64(m.stampHi)<<32 | int64(m.stampLo)
 }
 
 // Expired reports whether the message's expiry has passed at now.
