@@ -133,14 +133,6 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	} else if n > 0 {
 		logger.Debug("descriptor table sized", "descriptors", n)
 	}
-	reloads := make(reloadRequests)
-	adm, err := startAdmin(cfg, b, sec, logger, reloads.do, len(cfg.Listeners))
-	if err != nil {
-		logger.Error("admin API failed to start", "err", err)
-		shutdown(b, nil, logger)
-		return 1
-	}
-	defer adm.close() // after the broker's shutdown: /readyz says so meanwhile
 	var lns []*listener.Listener
 	errc := make(chan error, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -154,6 +146,14 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		logger.Info("petrel listening", "version", version, "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
+	reloads := make(reloadRequests)
+	adm, err := startAdmin(cfg, b, sec, lns, logger, reloads.do, len(cfg.Listeners))
+	if err != nil {
+		logger.Error("admin API failed to start", "err", err)
+		shutdown(b, lns, logger)
+		return 1
+	}
+	defer adm.close() // after the broker's shutdown: /readyz says so meanwhile
 	if cfg.SysInterval > 0 {
 		if err := b.StartSys(cfg.SysInterval, "petrel version "+version); err != nil {
 			logger.Error("$SYS topics not started", "err", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/petrel-mqtt/petrel/internal/admin"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
+	"github.com/petrel-mqtt/petrel/internal/metrics"
 )
 
 // adminListener is petrel serve's admin HTTP listener (admin: section).
@@ -28,7 +29,7 @@ type adminListener struct {
 // host with the defaults) it logs a warning and runs without; a
 // configured address that cannot be bound is an error, as a listener's
 // is.
-func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, logger *slog.Logger,
+func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, logger *slog.Logger,
 	reload func(context.Context) error, listeners int) (*adminListener, error) {
 	ac := cfg.Admin
 	if ac.Address == "" {
@@ -48,6 +49,11 @@ func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, logger *slo
 	if sec.svc != nil {
 		o.Authenticator = sec.svc
 	}
+	reg, err := newMetrics(cfg, b, sec, lns)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	o.Metrics = metrics.Handler(reg)
 	if ac.TLS.CertFile != "" {
 		t, err := listener.NewServerTLS(ac.TLS.CertFile, ac.TLS.KeyFile, ac.TLS.MinVersion)
 		if err != nil {
