@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/rawtcp"
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
@@ -144,6 +145,9 @@ type Broker struct {
 	activity func()
 	parker   *parker
 	gor      *goroutines // reused connection goroutines
+	// refusals and audit write the lines clients cause, rate-limited
+	// (audit.go): per remote address, and per client.
+	refusals, audit *ratelog.Limiter
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -271,6 +275,7 @@ func New(o Options) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
+	b.refusals, b.audit = newEventLogs(o.Logger)
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
@@ -528,6 +533,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.stopLazy()
 	b.flushLazy()
+	b.refusals.Close()
+	b.audit.Close()
 	return errors.Join(errs...)
 }
 

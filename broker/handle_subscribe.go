@@ -40,6 +40,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		maxQoS, ok := c.b.opts().Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
 		if !ok {
 			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
+			c.auditSubscribeRefused(s.Filter)
 			continue
 		}
 		if max := c.b.opts().MaxSubscriptionsPerClient; max > 0 && c.sess.SubscriptionCount() >= max && !c.sess.Subscribed(s.Filter) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -169,6 +170,7 @@ func build(c Config, now func() time.Time) (*engine, error) {
 // safe for concurrent use, and Reload swaps its configuration atomically.
 type Service struct {
 	log    *slog.Logger
+	events *ratelog.Limiter // client-caused lines, per remote address
 	now    func() time.Time
 	cur    atomicEngine
 	cache  stateCache
@@ -197,10 +199,15 @@ func New(c Config, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.events = ratelog.New(s.log, ratelog.Options{})
 	s.cur.Store(e)
 	s.checks = NewChecker(c.Checks, s.now)
 	return s, nil
 }
+
+// Close reports the log lines held back by the rate limit (ratelog) and
+// stops its reports; the Service keeps working.
+func (s *Service) Close() { s.events.Close() }
 
 // Checker returns the Service's password checker, for a TokenHandler to
 // share (Options.Checker).
@@ -335,13 +342,18 @@ func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *b
 	}
 	for _, r := range id.Roles {
 		if _, ok := e.roles[r]; !ok {
-			s.log.Warn("auth: unknown role ignored", "client", ci.ClientID, "username", ci.Username, "role", r, "method", method)
+			s.events.Log(slog.LevelWarn, ratelog.AddrKey(ci.RemoteAddr), "auth: unknown role ignored", "client", ci.ClientID,
+				"username", ci.Username, "role", r, "method", method)
 		}
 	}
 	if id.Attrs == nil {
 		id.Attrs = map[string]string{}
 	}
 	id.Attrs[AttrMethod] = method
+	id.Method = method
+	if id.Principal == "" {
+		id.Principal = id.Username
+	}
 	s.cache.register(id, e, g)
 	s.log.Debug("auth: authenticated", "client", ci.ClientID, "username", id.Username, "tenant", id.Tenant,
 		"roles", id.Roles, "method", method, "remote", addrString(ci))
@@ -360,10 +372,18 @@ var (
 	errUnsafeUsername = errors.New("auth: username is not a safe topic level")
 )
 
+// refused logs an authentication failure with its method and reason
+// (never the password or token), at most one line per remote address per
+// interval (ratelog): a guessing flood costs the log two lines every 10 s.
 func (s *Service) refused(ci *broker.ConnectInfo, method string, code packet.ReasonCode, err error) {
-	s.log.Info("auth: connect refused", "client", ci.ClientID, "username", ci.Username, "remote", addrString(ci),
+	s.events.Log(slog.LevelInfo, ratelog.AddrKey(ci.RemoteAddr), "authentication failed", ratelog.AuditKey, AuditAuthFailure,
+		"client", ci.ClientID, "username", ci.Username, "remote", addrString(ci),
 		"listener", ci.Listener, "method", method, "code", code.String(), "reason", err)
 }
+
+// AuditAuthFailure is the audit event (ratelog.AuditKey) of a refused
+// authentication.
+const AuditAuthFailure = "auth.failure"
 
 func addrString(ci *broker.ConnectInfo) string {
 	if ci.RemoteAddr == nil {
@@ -385,7 +405,7 @@ func (e *engine) jwtAuth(ci *broker.ConnectInfo) authnResult {
 	// The CONNECT username of a token client is its own choice, not
 	// vouched for by the token: it is not the identity's username, so a
 	// role substituting {username} refuses token clients.
-	id := &broker.Identity{Tenant: tc.tenant, Roles: tc.roles}
+	id := &broker.Identity{Tenant: tc.tenant, Roles: tc.roles, Principal: tc.principal}
 	if e.cfg.JWT.DisconnectOnExpiry {
 		id.ExpiresAt = tc.expires
 	}

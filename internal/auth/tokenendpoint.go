@@ -231,7 +231,7 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	tok, err := st.c.Signer.Issue(Claims{Tenant: cl.Tenant, Roles: roles, TTL: st.c.TTL, Issuer: st.c.Issuer,
+	tok, err := st.c.Signer.Issue(Claims{Tenant: cl.Tenant, ClientID: id, Roles: roles, TTL: st.c.TTL, Issuer: st.c.Issuer,
 		Audience: st.c.Audience, ScopeClaim: st.c.ScopeClaim, Now: h.now()})
 	if err != nil {
 		h.log.Error("auth: token endpoint cannot sign", "err", err)

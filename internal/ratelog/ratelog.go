@@ -259,3 +259,8 @@ func AddrKey(a net.Addr) string {
 	}
 	return ip.String()
 }
+
+// AuditKey is the attribute that marks a line as an audit event; its value
+// names the event ("connect", "auth.failure", "subscribe.refused", ...).
+// petrel serve copies the lines that carry it to the audit file.
+const AuditKey = "audit"
