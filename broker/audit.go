@@ -25,6 +25,10 @@ const (
 	AuditCredentialsExpired = "credentials.expired" // disconnected at its token's exp
 )
 
+// tlsHandshakeRecord is the first byte of a TLS handshake record: a
+// ClientHello sent to a plain MQTT port.
+const tlsHandshakeRecord = 0x16
+
 // newEventLogs returns the broker's two limiters of client-caused lines:
 // refusals, one line per remote address per interval, for connections
 // refused or failed before CONNACK; audit, one line per client (tenant and
