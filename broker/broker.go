@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/ratelog"
+	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
