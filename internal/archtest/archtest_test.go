@@ -53,6 +53,7 @@ var layers = []layer{
 	{pkg: "internal/rawtcp", stdOnly: true, allow: []string{}, why: "raw TCP accept knows nothing of MQTT"},
 	{pkg: "internal/listener/...", allow: []string{"internal/rawtcp", "internal/ratelog"}, why: "listeners know nothing of MQTT"},
 	{pkg: "internal/ratelog", allow: []string{}, why: "rate-limited logging knows nothing of MQTT"},
+	{pkg: "internal/auditlog", allow: []string{"internal/ratelog"}, why: "the audit file knows nothing of MQTT"},
 	{pkg: "internal/store/...", allow: []string{"broker", "packet", "internal/store/..."},
 		why: "stores implement broker.Store on the broker's record types"},
 	{pkg: "internal/auth/...", allow: []string{"broker", "packet", "internal/topic", "internal/ratelog"},
