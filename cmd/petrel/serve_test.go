@@ -156,7 +156,7 @@ listeners:
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("petrel serve exited with %v after SIGTERM\n%s", err, logs.String())
 	}
-	if !strings.Contains(logs.String(), `msg="client connected" tenant="" client=c`) {
+	if !strings.Contains(logs.String(), `msg="client connected" audit=connect tenant="" client=c`) {
 		t.Fatalf("no connect log line:\n%s", logs.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
@@ -145,6 +146,7 @@ func build(c Config, now func() time.Time) (*engine, error) {
 	default:
 		errs = append(errs, fmt.Errorf("auth: certificate username %q is not cn or subject", c.Certificate.Username))
 	}
+	errs = append(errs, e.unknownRoles()...)
 	e.fake = make([]byte, 32)
 	randRead(e.fake)
 	if err := errors.Join(errs...); err != nil {
@@ -164,6 +166,30 @@ func build(c Config, now func() time.Time) (*engine, error) {
 		e.dummy = d
 	}
 	return e, nil
+}
+
+// unknownRoles names every role the users file, the certificate users and
+// the anonymous clients are given that no role defines: a typo there
+// would otherwise leave a client without its grants, noticed only by the
+// warning at its CONNECT. Tokens' roles are checked at CONNECT (logged).
+func (e *engine) unknownRoles() []error {
+	var errs []error
+	check := func(where string, roles []string) {
+		for _, r := range roles {
+			if _, ok := e.roles[r]; !ok {
+				errs = append(errs, fmt.Errorf("auth: %s: role %q is not defined (auth.roles, or the built-in roles without it)", where, r))
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(e.users))
+	for _, n := range names {
+		check(fmt.Sprintf("users file %s: user %q", e.cfg.UsersFile, n), e.users[n].Roles)
+	}
+	for _, cu := range e.cfg.Certificate.Users {
+		check(fmt.Sprintf("certificate user %q", cu.Name), cu.Roles)
+	}
+	check("anonymous", e.cfg.Anonymous.Roles)
+	return errs
 }
 
 // Service is the authenticator and authorizer. Create it with New; it is
