@@ -75,40 +75,45 @@ func (s *security) apply(o *broker.Options) {
 }
 
 // reload re-reads the users file, keys, roles and token endpoint clients
-// (SIGHUP). Adding or removing the auth: section, or moving the token
-// endpoint, needs a restart.
-func (s *security) reload(cfg *config.Config) {
+// (SIGHUP), all or nothing as far as it can: on an error nothing of the
+// section changed, except when the token endpoint fails after the users
+// and roles were swapped (the error says so). It returns the settings that
+// changed and need a restart: adding or removing the section, moving the
+// token endpoint, password_checks.
+func (s *security) reload(cfg *config.Config) (restart []string, err error) {
 	ac, ok := cfg.AuthConfig()
 	if ok != (s.svc != nil) {
-		s.log.Warn("auth: section added or removed; it takes effect after a restart")
-		return
+		return []string{"auth"}, nil
 	}
 	if !ok {
-		return
-	}
-	if err := s.svc.Reload(ac); err != nil {
-		s.log.Error("auth: reload refused; keeping the running users, roles and keys", "err", err)
-		return
-	}
-	s.log.Info("auth: users, roles and keys reloaded")
-	if ac.Checks != s.checks {
-		s.log.Warn("auth.password_checks changed; it takes effect after a restart")
+		return nil, nil
 	}
 	tc, on, err := cfg.TokenEndpointConfig()
+	if err != nil {
+		return nil, fmt.Errorf("auth.token_endpoint: %w", err)
+	}
+	if err := s.svc.Reload(ac); err != nil {
+		return nil, err
+	}
+	if ac.Checks != s.checks {
+		restart = append(restart, "auth.password_checks")
+	}
 	switch {
 	case on != (s.tokens != nil):
-		s.log.Warn("auth.token_endpoint.address changed; it takes effect after a restart")
-	case err != nil:
-		s.log.Error("auth: token endpoint reload refused", "err", err)
+		restart = append(restart, "auth.token_endpoint.address")
 	case on:
 		if err := s.tokens.Reload(tc); err != nil {
-			s.log.Error("auth: token endpoint reload refused", "err", err)
+			return restart, fmt.Errorf("auth.token_endpoint (users, roles and keys were reloaded): %w", err)
 		}
 	}
+	return restart, nil
 }
 
 // close stops the token endpoint.
 func (s *security) close() {
+	if s.svc != nil {
+		s.svc.Close()
+	}
 	if s.srv == nil {
 		return
 	}
