@@ -205,7 +205,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			return 1
 		}
 		lns = append(lns, ln)
-		logger.Info("petrel listening", "version", version, "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
+		logger.Info("petrel listening", "version", buildVersion(), "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
 	rl := &reloader{path: *path, environ: environ, overrides: overrides, b: b, lns: lns, level: level,
