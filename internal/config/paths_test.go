@@ -70,4 +70,3 @@ auth:
 		t.Fatalf("default data_dir: %v, %v; want %s", c, err, filepath.Join(dir, "data"))
 	}
 }
-}
