@@ -114,6 +114,9 @@ func (s *security) close() {
 	if s.svc != nil {
 		s.svc.Close()
 	}
+	if s.tokens != nil {
+		s.tokens.Close()
+	}
 	if s.srv == nil {
 		return
 	}

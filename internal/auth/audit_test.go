@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +121,46 @@ func TestIdentityNamesPrincipalAndMethod(t *testing.T) {
 		}
 		if id.Method != "jwt" || !strings.HasPrefix(id.Principal, tc.want) || len(id.Principal) <= len("jti:") || strings.Contains(id.Principal, "made-up") {
 			t.Errorf("token client %q: method %q principal %q, want jwt and %q...", tc.clientID, id.Method, id.Principal, tc.want)
+		}
+	}
+}
+
+// TestTokenRefusalsLoggedRateLimited: refused token requests from one
+// address are one INFO line and a count, with the client-chosen client id
+// cut short and never the secret.
+func TestTokenRefusalsLoggedRateLimited(t *testing.T) {
+	hash, _ := HashBcrypt([]byte("api-secret"), 4)
+	sg, _ := NewSigner([]byte(testSecret), "", "")
+	rec := &recorder{}
+	h, err := NewTokenHandler(TokenEndpointConfig{Signer: sg, TTL: time.Hour, Rate: 1000, Burst: 1000,
+		Clients: []APIClient{{ID: "app", SecretHash: hash, Tenant: "A"}}}, Options{Logger: slog.New(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 4000) // within the 8 KiB form limit
+	for _, id := range []string{long, "app", "app", "app"} {
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {"Wr0ng-Api-Secret"}}
+		r := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = "192.0.2.9:5000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code == http.StatusOK {
+			t.Fatal("wrong secret accepted")
+		}
+	}
+	h.Close()
+	got := rec.with("INFO auth: token request refused")
+	if len(got) != 1 || !strings.Contains(got[0], "client_id="+strings.Repeat("x", maxPrincipalLen)+" ") ||
+		strings.Contains(got[0], strings.Repeat("x", maxPrincipalLen+1)) {
+		t.Fatalf("lines %q, want one with the client id cut to %d bytes", got, maxPrincipalLen)
+	}
+	if rep := rec.with(ratelog.SuppressedMsg); len(rep) != 1 || !strings.Contains(rep[0], "count=3") {
+		t.Fatalf("reports %q, want one counting 3", rep)
+	}
+	for _, l := range rec.lines {
+		if strings.Contains(l, "Wr0ng-Api-Secret") {
+			t.Fatalf("the secret is in the log: %q", l)
 		}
 	}
 }

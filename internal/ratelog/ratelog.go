@@ -250,10 +250,14 @@ func AddrKey(a net.Addr) string {
 		}
 		ip = ap.Addr()
 	}
+	return IPKey(ip)
+}
+
+// IPKey is AddrKey of an IP address: itself for IPv4, its /64 for IPv6.
+func IPKey(ip netip.Addr) string {
 	ip = ip.Unmap()
 	if ip.Is6() {
-		p, err := ip.Prefix(64)
-		if err == nil {
+		if p, err := ip.Prefix(64); err == nil {
 			return p.String()
 		}
 	}
