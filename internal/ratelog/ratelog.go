@@ -12,6 +12,8 @@ package ratelog
 
 import (
 	"context"
+	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -29,6 +31,11 @@ const (
 	DefaultBurst      = 100 // lines at once in all
 	DefaultMaxSummary = 20  // keys reported one by one per interval
 )
+
+// MaxValueLen bounds a string (or error) value of a line: a client
+// chooses its filters, topics and client ids, up to 64 KiB each; longer
+// values are cut and marked with their length.
+const MaxValueLen = 256
 
 // SuppressedMsg is the message of the lines that report suppressed ones.
 const SuppressedMsg = "suppressed similar lines"
@@ -67,11 +74,14 @@ type entry struct {
 type Limiter struct {
 	log  *slog.Logger
 	opts Options
+	seed maphash.Seed
 
 	mu struct {
 		sync.Mutex
-		keys    *simplelru.LRU[string, *entry]
-		pending []string // keys with lines held back, in order
+		// keys are hashed: a key a client chooses (its client id) costs
+		// 8 bytes however long it is.
+		keys    *simplelru.LRU[uint64, *entry]
+		pending []uint64 // keys with lines held back, in order
 		// lost: lines held back whose key was forgotten, or beyond the
 		// keys the entries can hold; lostKeys: how many such keys.
 		lost, lostKeys int
@@ -102,15 +112,15 @@ func New(log *slog.Logger, o Options) *Limiter {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Limiter{log: log, opts: o}
+	l := &Limiter{log: log, opts: o, seed: maphash.MakeSeed()}
 	l.mu.tokens = float64(o.Burst)
-	l.mu.keys, _ = simplelru.NewLRU[string, *entry](o.MaxKeys, l.forgotten) // only a size <= 0 fails
+	l.mu.keys, _ = simplelru.NewLRU[uint64, *entry](o.MaxKeys, l.forgotten) // only a size <= 0 fails
 	return l
 }
 
 // forgotten is the LRU's eviction callback (under Limiter.mu): what the
 // entry held back is counted in the overall line.
-func (l *Limiter) forgotten(_ string, e *entry) {
+func (l *Limiter) forgotten(_ uint64, e *entry) {
 	if e.pending > 0 {
 		l.mu.lost += e.pending
 		l.mu.lostKeys++
@@ -131,12 +141,14 @@ func (l *Limiter) Log(level slog.Level, key, msg string, args ...any) {
 	if !l.Enabled(level) {
 		return
 	}
+	args = clip(args)
+	h := maphash.String(l.seed, key)
 	now := l.opts.Now()
 	l.mu.Lock()
-	e, ok := l.mu.keys.Get(key)
+	e, ok := l.mu.keys.Get(h)
 	if !ok {
 		e = &entry{}
-		l.mu.keys.Add(key, e)
+		l.mu.keys.Add(h, e)
 	}
 	if (e.last.IsZero() || now.Sub(e.last) >= l.opts.Interval) && l.takeTokenLocked(now) {
 		e.last = now
@@ -154,7 +166,7 @@ func (l *Limiter) Log(level slog.Level, key, msg string, args ...any) {
 	}
 	if !e.queued {
 		e.queued = true
-		l.mu.pending = append(l.mu.pending, key)
+		l.mu.pending = append(l.mu.pending, h)
 	}
 	if l.mu.timer == nil {
 		l.mu.timer = time.AfterFunc(l.opts.Interval, l.Flush)
@@ -229,6 +241,37 @@ func (l *Limiter) Close() {
 	l.mu.Lock()
 	l.mu.closed = true
 	l.mu.Unlock()
+}
+
+// clip returns args with every string and error value longer than
+// MaxValueLen cut (a copy; args itself is the caller's).
+func clip(args []any) []any {
+	var out []any
+	for i, a := range args {
+		var s string
+		switch v := a.(type) {
+		case string:
+			s = v
+		case error:
+			s = v.Error()
+			if len(s) <= MaxValueLen {
+				continue
+			}
+		default:
+			continue
+		}
+		if len(s) <= MaxValueLen {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		out[i] = fmt.Sprintf("%s...(%d bytes)", s[:MaxValueLen], len(s))
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 // AddrKey is the key of a remote address: its IP for IPv4, its /64 for

@@ -2,8 +2,10 @@ package ratelog
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,5 +164,28 @@ func TestAddrKey(t *testing.T) {
 		if got := AddrKey(tc.addr); got != tc.want {
 			t.Errorf("AddrKey(%v) = %q, want %q", tc.addr, got, tc.want)
 		}
+	}
+}
+
+// TestLongValuesCut: a value a client chose (a 64 KiB filter, an error
+// quoting it) is cut in the line and in what is held back; the key
+// itself is held as a hash, whatever its length.
+func TestLongValuesCut(t *testing.T) {
+	l, c, _ := newTest(t, Options{})
+	long := strings.Repeat("f", 65535)
+	for range 2 {
+		l.Log(slog.LevelInfo, strings.Repeat("k", 65535), "subscription refused", "filter", long, "err", errors.New(long))
+	}
+	l.Flush()
+	for _, m := range append(c.lines("subscription refused"), c.lines(SuppressedMsg)...) {
+		for _, k := range []string{"filter", "err"} {
+			v, _ := m[k].(string)
+			if len(v) > MaxValueLen+32 || !strings.HasSuffix(v, "...(65535 bytes)") {
+				t.Fatalf("%s of %d bytes kept: %.40q", k, len(v), v)
+			}
+		}
+	}
+	if n := len(c.lines(SuppressedMsg)); n != 1 {
+		t.Fatalf("%d reports", n)
 	}
 }
