@@ -42,6 +42,12 @@ type Identity struct {
 	Roles    []string
 	// Attrs carries authenticator-specific facts for the Authorizer.
 	Attrs map[string]string
+	// Method names how the client authenticated ("password", "jwt",
+	// "certificate", "scram", "anonymous"; "none" for AllowAll), and
+	// Principal who vouched for it (the user, the certificate name, a
+	// token's client_id or id), for the logs and the audit trail. Neither
+	// decides anything; "" when the Authenticator does not say.
+	Method, Principal string
 	// ExpiresAt, when not zero, is when the credentials expire (a JWT's
 	// exp): the broker disconnects the client then (5.0: DISCONNECT 0x87,
 	// not authorized). Authenticators set it only when configured to.
@@ -142,7 +148,7 @@ type AllowAll struct{}
 
 // Authenticate accepts every client as itself, in no tenant.
 func (AllowAll) Authenticate(_ context.Context, ci *ConnectInfo) (*Identity, error) {
-	return &Identity{Username: ci.Username, ClientID: ci.ClientID}, nil
+	return &Identity{Username: ci.Username, ClientID: ci.ClientID, Method: "none"}, nil
 }
 
 // AuthenticatesQuickly is true: AllowAll never waits (QuickAuthenticator).

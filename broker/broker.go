@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -175,6 +176,9 @@ type Broker struct {
 	lazyOps lazyOps
 	parker  *parker
 	gor     *goroutines // reused connection goroutines
+	// refusals and audit write the lines clients cause, rate-limited
+	// (audit.go): per remote address, and per client.
+	refusals, audit *ratelog.Limiter
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -342,6 +346,7 @@ func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 	}
 	b.cur.Store(&o)
 	b.metrics.init(time.Now())
+	b.refusals, b.audit = newEventLogs(o.Logger)
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
@@ -603,6 +608,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.stopLazy()
 	b.flushLazy()
 	b.stopBudgetLog()
+	b.refusals.Close()
+	b.audit.Close()
 	return errors.Join(errs...)
 }
 

@@ -605,8 +605,8 @@ func (c *conn) cleanup(err error) {
 			c.b.log.Info("client disconnected", "tenant", c.id.Tenant, "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name,
 				"version", c.version.String(), "reason", reason.String(), "err", errString(err, reason))
 		}
-	} else if reason != reasonNetwork || !errors.Is(err, io.EOF) {
-		c.b.log.Debug("connection closed before CONNECT completed", "remote", c.remoteString(), "reason", reason.String(), "err", err)
+	} else {
+		c.logUnconnected(reason, err)
 	}
 }
 

@@ -145,7 +145,7 @@ func (c *conn) watchExpiry(at time.Time) {
 	d := time.Until(at)
 	tenant := c.id.Tenant // c.id belongs to the reader
 	c.mu.expiry = time.AfterFunc(max(d, 0), func() {
-		c.b.log.Info("credentials expired; disconnecting", "tenant", tenant, "client", c.clientID)
+		c.b.log.Info("credentials expired; disconnecting", AuditKey, AuditCredentialsExpired, "tenant", tenant, "client", c.clientID)
 		c.closeWith(packet.NotAuthorized, reasonNotAuthorized)
 	})
 }

@@ -258,7 +258,8 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		c.watchExpiry(ident.ExpiresAt)
 	}
 	if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off
-		c.b.log.Info("client connected", "tenant", ident.Tenant, "client", c.clientID, "remote", c.remoteString(), "listener", c.li.name, "version", p.Version.String(),
+		c.b.log.Info("client connected", AuditKey, AuditConnect, "tenant", ident.Tenant, "client", c.clientID, "principal", ident.Principal,
+			"method", ident.Method, "remote", c.remoteString(), "listener", c.li.name, "version", p.Version.String(),
 			"clean", p.CleanStart, "keepalive", p.KeepAlive, "session_present", present, "username", pc.ci.Username)
 	}
 	return nil
@@ -348,7 +349,7 @@ func (c *conn) refuse(code packet.ReasonCode, err error) error {
 		ack.Properties.Set(packet.PropReasonString)
 	}
 	c.sendAndClose(ack, reasonRefused)
-	c.b.log.Info("connection refused", "remote", c.remoteString(), "listener", c.li.name, "version", c.version.String(), "code", code.String(), "err", err)
+	c.logRefused(code, err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }
 

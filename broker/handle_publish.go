@@ -46,6 +46,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 	}
 	if !o.Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
+		c.auditPublishRefused(p)
 		if o.UnauthorizedPublish == UnauthorizedClose {
 			return &closeError{code: packet.NotAuthorized, reason: reasonNotAuthorized,
 				err: fmt.Errorf("publish to %q (QoS %d, retain %v) not authorized", p.Topic, p.QoS, p.Retain)}

@@ -62,6 +62,7 @@ func (c *conn) subscribeLocked(p *packet.Subscribe, codes []packet.ReasonCode, s
 		dec := c.b.opts().Authorizer.CanSubscribe(c.id, s.Filter, s.QoS)
 		if !dec.OK {
 			codes[i] = packet.NotAuthorized // 0x80 in 3.x [MQTT-3.9.3-2]
+			c.auditSubscribeRefused(s.Filter)
 			continue
 		}
 		if max := c.b.opts().MaxSubscriptionsPerClient; max > 0 && c.sess.SubscriptionCount() >= max && !c.sess.Subscribed(s.Filter) {

@@ -88,6 +88,11 @@ func (c *conn) readPacket() (packet.Packet, error) {
 			switch {
 			case err == nil:
 				total := n + rem
+				if !c.connected && hdr == tlsHandshakeRecord {
+					// A CONNECT has no flags [MQTT-2.2.2-2]; this is a TLS
+					// client on a plain port, which the log should say.
+					return nil, protocolError("TLS handshake on a plain MQTT listener (CONNECT flags must be 0 [MQTT-2.2.2-2])")
+				}
 				if t := packet.Type(hdr >> 4); !c.connected && t != packet.CONNECT && (t != packet.AUTH || c.pending == nil) {
 					// The first packet must be CONNECT [MQTT-3.1.0-1].
 					return nil, protocolError("first packet is %s, not CONNECT [MQTT-3.1.0-1]", packet.Type(hdr>>4))

@@ -86,7 +86,7 @@ func (b *Broker) attach(c *conn, cleanStart bool) (s *session.Session, present, 
 		jail := b.flapping.note(key, b.opts().Now())
 		b.mu.Unlock()
 		tenant := c.id.Tenant
-		b.log.Info("client id taken over", "tenant", tenant, "client", c.clientID, "old_remote", old.remoteString(), "new_remote", c.remoteString())
+		b.log.Info("client id taken over", AuditKey, AuditTakeover, "tenant", tenant, "client", c.clientID, "principal", c.id.Principal, "old_remote", old.remoteString(), "new_remote", c.remoteString())
 		if jail {
 			// Two clients fighting over one id reconnect in a loop; make
 			// the newcomer wait so the fight costs little (DESIGN.md).

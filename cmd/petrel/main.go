@@ -18,9 +18,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `Petrel, an MQTT broker.
 
 Usage:
@@ -68,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "ctl":
 		return ctlMain(args[1:], os.Environ(), stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "petrel", version)
+		fmt.Fprintln(stdout, buildVersion())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

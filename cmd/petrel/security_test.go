@@ -157,7 +157,7 @@ auth:
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, logs, "auth: users, roles and keys reloaded")
+	waitLog(t, logs, `msg="configuration reloaded" audit=reload`)
 	if rc := connect("gw", []byte("two")); rc != packet.Success {
 		t.Fatalf("new password after SIGHUP: %v", rc)
 	}

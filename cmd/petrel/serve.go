@@ -9,12 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/auditlog"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/fdtable"
 	"github.com/petrel-mqtt/petrel/internal/heapfloor"
@@ -22,20 +23,36 @@ import (
 	"github.com/petrel-mqtt/petrel/internal/store/diskstore"
 )
 
-// loadConfig reads the file named by --config (or PETREL_CONFIG), or the
-// defaults, with environment overrides.
-func loadConfig(path string, environ []string) (*config.Config, error) {
-	if path == "" {
-		for _, kv := range environ {
-			if v, ok := strings.CutPrefix(kv, "PETREL_CONFIG="); ok {
-				path = v
-			}
+// configPath is the file --config names, else PETREL_CONFIG's, else "".
+func configPath(path string, environ []string) string {
+	if path != "" {
+		return path
+	}
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "PETREL_CONFIG="); ok {
+			path = v
 		}
 	}
-	if path == "" {
-		return config.Parse(nil, environ)
+	return path
+}
+
+// loadConfig reads the file at path (from configPath), or the defaults,
+// with environment overrides; relative paths are made absolute against
+// the file's folder, or the working directory without a file.
+func loadConfig(path string, environ []string) (*config.Config, error) {
+	if path != "" {
+		return config.Load(path, environ)
 	}
-	return config.Load(path, environ)
+	c, err := config.Parse(nil, environ)
+	if err != nil {
+		return nil, err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	c.ResolvePaths(wd)
+	return c, nil
 }
 
 func serveMain(args []string, environ []string, stderr io.Writer) int {
@@ -71,6 +88,13 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			c.Store.DataDir = *dataDir
 		}
 	}
+	*path = configPath(*path, environ)
+	if *dataDir != "" {
+		// A flag's relative path is the working directory's, as usual.
+		if abs, err := filepath.Abs(*dataDir); err == nil {
+			*dataDir = abs
+		}
+	}
 	cfg, err := loadConfig(*path, environ)
 	if err == nil {
 		overrides(cfg)
@@ -80,14 +104,33 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
 		return 2
 	}
+	var audit *auditlog.File
+	if cfg.Log.AuditFile != "" {
+		if audit, err = auditlog.Open(cfg.Log.AuditFile); err != nil {
+			fmt.Fprintf(stderr, "petrel serve: %v\n", err)
+			return 2
+		}
+		defer func() {
+			if err := audit.Close(); err != nil {
+				fmt.Fprintf(stderr, "petrel serve: closing the audit file: %v\n", err)
+			}
+		}()
+	}
 	level := new(slog.LevelVar)
-	logger, err := newLogger(stderr, level, cfg.Log)
+	logger, err := newLogger(stderr, level, cfg.Log, audit)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
 		return 2
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration: " + w)
+	}
+	if *path != "" {
+		abs, _ := filepath.Abs(*path) // Load succeeded with it
+		logger.Info("configuration loaded", "file", abs)
+	}
+	if audit != nil {
+		logger.Info("audit file opened", "file", audit.Path())
 	}
 	opts := cfg.BrokerOptions()
 	opts.Logger = logger
@@ -143,7 +186,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			return 1
 		}
 		lns = append(lns, ln)
-		logger.Info("petrel listening", "version", version, "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
+		logger.Info("petrel listening", "version", buildVersion(), "listener", lc.Name, "type", lc.Type, "addr", ln.Addr().String())
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
 	reloads := make(reloadRequests)
@@ -159,6 +202,8 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			logger.Error("$SYS topics not started", "err", err)
 		}
 	}
+	rl := &reloader{path: *path, environ: environ, overrides: overrides, b: b, lns: lns, level: level,
+		sec: sec, audit: audit, adm: adm, log: logger}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -171,15 +216,11 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		case <-hup:
 			// A refusal is logged; the users file is re-read even when the
 			// configuration is unchanged.
-			cfg, _ = reload("SIGHUP", *path, environ, overrides, cfg, b, lns, level, logger)
-			_ = sec.reload(cfg, b)
-			adm.reloadCertificates()
+			cfg, _ = rl.reload("SIGHUP", cfg)
 			continue
 		case reply := <-reloads: // POST /api/v1/reload: the same as SIGHUP
 			var err error
-			cfg, err = reload("admin API", *path, environ, overrides, cfg, b, lns, level, logger)
-			err = errors.Join(err, sec.reload(cfg, b))
-			adm.reloadCertificates()
+			cfg, err = rl.reload("admin API", cfg)
 			reply <- err
 			continue
 		case <-ctx.Done():
@@ -226,85 +267,8 @@ func shutdown(b *broker.Broker, lns []*listener.Listener, logger *slog.Logger) b
 	return ok
 }
 
-// reload re-reads the configuration on SIGHUP (or the admin API's
-// request, why says which): certificates are reloaded,
-// the log level and the limits applied (limits.*: new connections and
-// sessions get them), and every other changed key is logged as needing a
-// restart. A bad file is logged, returned and the running configuration
-// kept.
-func reload(why, path string, environ []string, overrides func(*config.Config), old *config.Config,
-	b *broker.Broker, lns []*listener.Listener, level *slog.LevelVar, logger *slog.Logger) (*config.Config, error) {
-	logger.Info(why+": reloading configuration", "file", path)
-	next, err := loadConfig(path, environ)
-	if err == nil {
-		overrides(next)
-		err = errors.Join(next.Validate(), next.Check())
-	}
-	if err != nil {
-		logger.Error("reload refused; keeping the running configuration", "err", err)
-		return old, err
-	}
-	for _, w := range next.Warnings {
-		logger.Warn("configuration: " + w)
-	}
-	for _, ln := range lns {
-		if t := ln.Config().Type; t == "tls" || t == "wss" {
-			if err := ln.ReloadCertificates(); err != nil {
-				logger.Error("certificate reload failed; keeping the old certificate", "listener", ln.Name(), "err", err)
-			} else {
-				logger.Info("certificates reloaded", "listener", ln.Name())
-			}
-		}
-	}
-	if next.Log.Level != old.Log.Level {
-		if err := level.UnmarshalText([]byte(next.Log.Level)); err == nil {
-			logger.Info("log level changed", "from", old.Log.Level, "to", next.Log.Level)
-		}
-	}
-	if err := b.SetLimits(next.BrokerOptions()); err != nil {
-		logger.Error("new limits refused; keeping the running ones", "err", err)
-		next.Limits = old.Limits
-	}
-	for _, k := range changedKeys(old, next) {
-		switch {
-		case k == "log.level":
-		case k == "auth": // applied by security.reload
-		case strings.HasPrefix(k, "limits."):
-			logger.Info("limit changed", "key", k)
-		default:
-			logger.Warn("setting changed; it takes effect after a restart", "key", k)
-		}
-	}
-	return next, nil
-}
-
-// changedKeys lists the yaml key paths whose values differ.
-func changedKeys(a, b *config.Config) []string {
-	var out []string
-	var walk func(x, y reflect.Value, path string)
-	walk = func(x, y reflect.Value, path string) {
-		if x.Kind() == reflect.Struct {
-			for i := 0; i < x.NumField(); i++ {
-				name := strings.Split(x.Type().Field(i).Tag.Get("yaml"), ",")[0]
-				if name == "" || name == "-" {
-					continue
-				}
-				p := name
-				if path != "" {
-					p = path + "." + name
-				}
-				walk(x.Field(i), y.Field(i), p)
-			}
-			return
-		}
-		if !reflect.DeepEqual(x.Interface(), y.Interface()) {
-			out = append(out, path)
-		}
-	}
-	walk(reflect.ValueOf(*a), reflect.ValueOf(*b), "")
-	return out
-}
-
+// checkMain validates a configuration as petrel serve would at start
+// (config.Check) and reports every problem at once.
 func checkMain(args []string, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("petrel check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -312,35 +276,48 @@ func checkMain(args []string, environ []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := loadConfig(*path, environ)
-	if err == nil {
-		err = cfg.Check()
+	*path = configPath(*path, environ)
+	var cfg *config.Config
+	var err error
+	if *path == "" {
+		cfg, err = loadConfig("", environ)
+	} else {
+		// The configuration read despite its problems, to check its
+		// files too: every problem in one report.
+		cfg, err = config.LoadAll(*path, environ)
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "petrel check: %v\n", err)
-		return 1
+	if cfg != nil {
+		err = errors.Join(err, cfg.Check())
 	}
 	name := *path
 	if name == "" {
 		name = "default configuration"
 	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stderr, "petrel check: warning: %s\n", w)
+	if cfg != nil {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stderr, "petrel check: warning: %s\n", w)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "petrel check: %s: %v\n", name, err)
+		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners)\n", name, len(cfg.Listeners))
 	return 0
 }
 
-func newLogger(w io.Writer, level *slog.LevelVar, c config.Log) (*slog.Logger, error) {
+// newLogger returns the logger of c writing to w, with the audit events
+// copied to audit when it is not nil.
+func newLogger(w io.Writer, level *slog.LevelVar, c config.Log, audit *auditlog.File) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", c.Level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.Format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(auditlog.Handler(slog.NewTextHandler(w, opts), audit)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(auditlog.Handler(slog.NewJSONHandler(w, opts), audit)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", c.Format)
 }

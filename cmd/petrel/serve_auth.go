@@ -75,47 +75,51 @@ func (s *security) apply(o *broker.Options) {
 }
 
 // reload re-reads the users file, keys, roles and token endpoint clients
-// (SIGHUP or the admin API), then has the broker decide the subscriptions
-// it holds again under the new roles (Broker.Reauthorize). Adding or
-// removing the auth: section, or moving the token endpoint, needs a
-// restart. A refused users file, key or token endpoint setting is logged
-// and returned.
-func (s *security) reload(cfg *config.Config, b *broker.Broker) error {
+// (SIGHUP or the admin API), all or nothing as far as it can: on an error
+// nothing of the section changed, except when the token endpoint fails
+// after the users and roles were swapped (the error says so). Once the
+// roles are swapped, the broker decides the subscriptions it holds again
+// under them (Broker.Reauthorize). It returns the settings that changed
+// and need a restart: adding or removing the section, moving the token
+// endpoint, password_checks.
+func (s *security) reload(cfg *config.Config, b *broker.Broker) (restart []string, err error) {
 	ac, ok := cfg.AuthConfig()
 	if ok != (s.svc != nil) {
-		s.log.Warn("auth: section added or removed; it takes effect after a restart")
-		return nil
+		return []string{"auth"}, nil
 	}
 	if !ok {
-		return nil
+		return nil, nil
+	}
+	tc, on, err := cfg.TokenEndpointConfig()
+	if err != nil {
+		return nil, fmt.Errorf("auth.token_endpoint: %w", err)
 	}
 	if err := s.svc.Reload(ac); err != nil {
-		s.log.Error("auth: reload refused; keeping the running users, roles and keys", "err", err)
-		return fmt.Errorf("auth: %w", err)
-	}
-	s.log.Info("auth: users, roles and keys reloaded")
-	if ac.Checks != s.checks {
-		s.log.Warn("auth.password_checks changed; it takes effect after a restart")
+		return nil, err
 	}
 	b.Reauthorize()
-	tc, on, err := cfg.TokenEndpointConfig()
+	if ac.Checks != s.checks {
+		restart = append(restart, "auth.password_checks")
+	}
 	switch {
 	case on != (s.tokens != nil):
-		s.log.Warn("auth.token_endpoint.address changed; it takes effect after a restart")
-	case err != nil:
-		s.log.Error("auth: token endpoint reload refused", "err", err)
-		return fmt.Errorf("auth.token_endpoint: %w", err)
+		restart = append(restart, "auth.token_endpoint.address")
 	case on:
 		if err := s.tokens.Reload(tc); err != nil {
-			s.log.Error("auth: token endpoint reload refused", "err", err)
-			return fmt.Errorf("auth.token_endpoint: %w", err)
+			return restart, fmt.Errorf("auth.token_endpoint (users, roles and keys were reloaded): %w", err)
 		}
 	}
-	return nil
+	return restart, nil
 }
 
 // close stops the token endpoint.
 func (s *security) close() {
+	if s.svc != nil {
+		s.svc.Close()
+	}
+	if s.tokens != nil {
+		s.tokens.Close()
+	}
 	if s.srv == nil {
 		return
 	}

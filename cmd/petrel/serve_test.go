@@ -159,7 +159,7 @@ runtime: {cpu_warming: true}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("petrel serve exited with %v after SIGTERM\n%s", err, logs.String())
 	}
-	if !strings.Contains(logs.String(), `msg="client connected" tenant="" client=c`) {
+	if !strings.Contains(logs.String(), `msg="client connected" audit=connect tenant="" client=c`) {
 		t.Fatalf("no connect log line:\n%s", logs.String())
 	}
 }

@@ -167,7 +167,13 @@ type tokenClaims struct {
 	tenant  string
 	roles   []string
 	expires time.Time
+	// principal names who the token was issued to, for the logs: its
+	// client_id claim (RFC 9068, set by the token endpoint), else its jti.
+	principal string
 }
+
+// maxPrincipalLen bounds a token's principal as the logs show it.
+const maxPrincipalLen = 128
 
 // verify checks a token's signature and claims.
 func (v *verifier) verify(token string) (tokenClaims, error) {
@@ -204,6 +210,15 @@ func (v *verifier) verify(token string) (tokenClaims, error) {
 		return tc, errors.New("auth: token has no exp")
 	}
 	tc.expires = exp.Time
+	for _, k := range []string{"client_id", "jti"} {
+		if p, ok := claims[k].(string); ok && p != "" {
+			if len(p) > maxPrincipalLen {
+				p = p[:maxPrincipalLen]
+			}
+			tc.principal = k + ":" + p
+			break
+		}
+	}
 	return tc, nil
 }
 

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -144,6 +146,7 @@ func build(c Config, now func() time.Time) (*engine, error) {
 	default:
 		errs = append(errs, fmt.Errorf("auth: certificate username %q is not cn or subject", c.Certificate.Username))
 	}
+	errs = append(errs, e.unknownRoles()...)
 	e.fake = make([]byte, 32)
 	randRead(e.fake)
 	if err := errors.Join(errs...); err != nil {
@@ -165,10 +168,35 @@ func build(c Config, now func() time.Time) (*engine, error) {
 	return e, nil
 }
 
+// unknownRoles names every role the users file, the certificate users and
+// the anonymous clients are given that no role defines: a typo there
+// would otherwise leave a client without its grants, noticed only by the
+// warning at its CONNECT. Tokens' roles are checked at CONNECT (logged).
+func (e *engine) unknownRoles() []error {
+	var errs []error
+	check := func(where string, roles []string) {
+		for _, r := range roles {
+			if _, ok := e.roles[r]; !ok {
+				errs = append(errs, fmt.Errorf("auth: %s: role %q is not defined (auth.roles, or the built-in roles without it)", where, r))
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(e.users))
+	for _, n := range names {
+		check(fmt.Sprintf("users file %s: user %q", e.cfg.UsersFile, n), e.users[n].Roles)
+	}
+	for _, cu := range e.cfg.Certificate.Users {
+		check(fmt.Sprintf("certificate user %q", cu.Name), cu.Roles)
+	}
+	check("anonymous", e.cfg.Anonymous.Roles)
+	return errs
+}
+
 // Service is the authenticator and authorizer. Create it with New; it is
 // safe for concurrent use, and Reload swaps its configuration atomically.
 type Service struct {
 	log    *slog.Logger
+	events *ratelog.Limiter // client-caused lines, per remote address
 	now    func() time.Time
 	cur    atomicEngine
 	cache  stateCache
@@ -197,10 +225,15 @@ func New(c Config, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.events = ratelog.New(s.log, ratelog.Options{})
 	s.cur.Store(e)
 	s.checks = NewChecker(c.Checks, s.now)
 	return s, nil
 }
+
+// Close reports the log lines held back by the rate limit (ratelog) and
+// stops its reports; the Service keeps working.
+func (s *Service) Close() { s.events.Close() }
 
 // Checker returns the Service's password checker, for a TokenHandler to
 // share (Options.Checker).
@@ -337,13 +370,18 @@ func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *b
 	}
 	for _, r := range id.Roles {
 		if _, ok := e.roles[r]; !ok && !isAdminRole(r) {
-			s.log.Warn("auth: unknown role ignored", "client", ci.ClientID, "username", ci.Username, "role", r, "method", method)
+			s.events.Log(slog.LevelWarn, ratelog.AddrKey(ci.RemoteAddr), "auth: unknown role ignored", "client", ci.ClientID,
+				"username", ci.Username, "role", r, "method", method)
 		}
 	}
 	if id.Attrs == nil {
 		id.Attrs = map[string]string{}
 	}
 	id.Attrs[AttrMethod] = method
+	id.Method = method
+	if id.Principal == "" {
+		id.Principal = id.Username
+	}
 	s.cache.register(id, e, g)
 	s.log.Debug("auth: authenticated", "client", ci.ClientID, "username", id.Username, "tenant", id.Tenant,
 		"roles", id.Roles, "method", method, "remote", addrString(ci))
@@ -362,10 +400,18 @@ var (
 	errUnsafeUsername = errors.New("auth: username is not a safe topic level")
 )
 
+// refused logs an authentication failure with its method and reason
+// (never the password or token), at most one line per remote address per
+// interval (ratelog): a guessing flood costs the log two lines every 10 s.
 func (s *Service) refused(ci *broker.ConnectInfo, method string, code packet.ReasonCode, err error) {
-	s.log.Info("auth: connect refused", "client", ci.ClientID, "username", ci.Username, "remote", addrString(ci),
+	s.events.Log(slog.LevelInfo, ratelog.AddrKey(ci.RemoteAddr), "authentication failed", ratelog.AuditKey, AuditAuthFailure,
+		"client", ci.ClientID, "username", ci.Username, "remote", addrString(ci),
 		"listener", ci.Listener, "method", method, "code", code.String(), "reason", err)
 }
+
+// AuditAuthFailure is the audit event (ratelog.AuditKey) of a refused
+// authentication.
+const AuditAuthFailure = "auth.failure"
 
 func addrString(ci *broker.ConnectInfo) string {
 	if ci.RemoteAddr == nil {
@@ -387,7 +433,7 @@ func (e *engine) jwtAuth(ci *broker.ConnectInfo) authnResult {
 	// The CONNECT username of a token client is its own choice, not
 	// vouched for by the token: it is not the identity's username, so a
 	// role substituting {username} refuses token clients.
-	id := &broker.Identity{Tenant: tc.tenant, Roles: tc.roles}
+	id := &broker.Identity{Tenant: tc.tenant, Roles: tc.roles, Principal: tc.principal}
 	if e.cfg.JWT.DisconnectOnExpiry {
 		id.ExpiresAt = tc.expires
 	}

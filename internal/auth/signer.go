@@ -79,6 +79,7 @@ func (s *Signer) Alg() string { return s.method.Alg() }
 // Claims are what Issue puts in a token.
 type Claims struct {
 	Tenant     string   // sub
+	ClientID   string   // client_id (RFC 9068): the API client it is issued to; "" for none
 	Roles      []string // the scope claim
 	TTL        time.Duration
 	Issuer     string
@@ -114,6 +115,9 @@ func (s *Signer) Issue(c Claims) (string, error) {
 		"nbf":        c.Now.Unix(),
 		"exp":        c.Now.Add(c.TTL).Unix(),
 		"jti":        hex.EncodeToString(jti[:]),
+	}
+	if c.ClientID != "" {
+		mc["client_id"] = c.ClientID
 	}
 	if c.Issuer != "" {
 		mc["iss"] = c.Issuer

@@ -16,6 +16,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
+
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 )
 
 // TokenPath is where TokenHandler answers.
@@ -58,6 +60,7 @@ type TokenHandler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	checks *Checker
+	events *ratelog.Limiter // refused requests, one line per address per interval
 	// buckets are the request rate limits per client address (an IPv6
 	// /64), at most maxBuckets, the least recently used forgotten beyond.
 	buckets *lru.Cache[netip.Addr, *rate.Limiter]
@@ -89,6 +92,7 @@ func NewTokenHandler(c TokenEndpointConfig, o Options) (*TokenHandler, error) {
 	if h.checks == nil {
 		h.checks = NewChecker(PasswordChecks{}, h.now)
 	}
+	h.events = ratelog.New(h.log, ratelog.Options{})
 	// lru.New fails only for a size below 1.
 	h.buckets, _ = lru.New[netip.Addr, *rate.Limiter](maxBuckets)
 	if err := h.Reload(c); err != nil {
@@ -96,6 +100,27 @@ func NewTokenHandler(c TokenEndpointConfig, o Options) (*TokenHandler, error) {
 	}
 	return h, nil
 }
+
+// Audit events of the token endpoint (ratelog.AuditKey).
+const (
+	AuditTokenIssued  = "token.issued"
+	AuditTokenRefused = "token.refused"
+)
+
+// refused logs a refused token request at INFO, at most one line per
+// client address per interval (ratelog); the client id the request
+// named is cut to maxPrincipalLen bytes, since the client chose it.
+func (h *TokenHandler) refused(addr netip.Addr, id, reason string) {
+	if len(id) > maxPrincipalLen {
+		id = id[:maxPrincipalLen]
+	}
+	h.events.Log(slog.LevelInfo, ratelog.IPKey(addr), "auth: token request refused", ratelog.AuditKey, AuditTokenRefused,
+		"client_id", id, "remote", addr, "reason", reason)
+}
+
+// Close reports the refusals held back by the rate limit and stops its
+// reports; the handler keeps working.
+func (h *TokenHandler) Close() { h.events.Close() }
 
 // Reload replaces the configuration (clients, key, TTL).
 func (h *TokenHandler) Reload(c TokenEndpointConfig) error {
@@ -204,17 +229,17 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, ErrThrottled):
-		h.log.Info("auth: token request refused: too many failures", "client_id", id, "remote", addr)
+		h.refused(addr, id, "too many failures")
 		w.Header().Set("Retry-After", strconv.Itoa(h.retryAfterFailures()))
 		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many failed requests")
 		return
 	case errors.Is(err, ErrBusy):
-		h.log.Info("auth: token request refused: password checks busy", "client_id", id, "remote", addr)
+		h.refused(addr, id, "password checks busy")
 		w.Header().Set("Retry-After", "1")
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "busy, try again")
 		return
 	case err != nil:
-		h.log.Info("auth: token request refused", "client_id", id, "remote", addr)
+		h.refused(addr, id, "wrong client secret or unknown client")
 		if basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="petrel"`)
 		}
@@ -231,14 +256,14 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	tok, err := st.c.Signer.Issue(Claims{Tenant: cl.Tenant, Roles: roles, TTL: st.c.TTL, Issuer: st.c.Issuer,
+	tok, err := st.c.Signer.Issue(Claims{Tenant: cl.Tenant, ClientID: id, Roles: roles, TTL: st.c.TTL, Issuer: st.c.Issuer,
 		Audience: st.c.Audience, ScopeClaim: st.c.ScopeClaim, Now: h.now()})
 	if err != nil {
 		h.log.Error("auth: token endpoint cannot sign", "err", err)
 		oauthError(w, http.StatusInternalServerError, "server_error", "cannot issue a token")
 		return
 	}
-	h.log.Info("auth: token issued", "client_id", id, "tenant", cl.Tenant, "roles", roles, "remote", addr)
+	h.log.Info("auth: token issued", ratelog.AuditKey, AuditTokenIssued, "client_id", id, "tenant", cl.Tenant, "roles", roles, "remote", addr)
 	w.Header().Set("Content-Type", "application/json")
 	// The write error, if any, is the client's connection going away.
 	_ = json.NewEncoder(w).Encode(tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(st.c.TTL / time.Second)})

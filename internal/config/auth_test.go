@@ -73,6 +73,7 @@ auth:
       max_qos: 1
       topics: ["{tenantId}/read/#"]
       deny: ["{tenantId}/read/secret/#"]
+    - {name: GATEWAY_PUBLISHER, activity: publish, max_qos: 1, topics: ["{tenantId}/#"]}
   token_endpoint:
     address: 127.0.0.1:0
     key_file: ` + secret + `
@@ -87,7 +88,7 @@ auth:
 		t.Fatalf("Check: %v", err)
 	}
 	ac, ok := c.AuthConfig()
-	if !ok || ac.DefaultTenant != "internal" || ac.JWT.Audience != "mqtt" || !ac.JWT.DisconnectOnExpiry || len(ac.Roles) != 1 || ac.Roles[0].MaxQoS != 1 {
+	if !ok || ac.DefaultTenant != "internal" || ac.JWT.Audience != "mqtt" || !ac.JWT.DisconnectOnExpiry || len(ac.Roles) != 2 || ac.Roles[0].MaxQoS != 1 {
 		t.Fatalf("%+v", ac)
 	}
 	if c.BrokerOptions().UnauthorizedPublish != "ack-and-drop" {

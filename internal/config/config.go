@@ -112,6 +112,9 @@ type Redirect struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text, json
+	// AuditFile, when set, receives every audit event (authentications,
+	// refusals, takeovers, reloads) as a JSON line; reopened on SIGHUP.
+	AuditFile string `yaml:"audit_file"`
 }
 
 // Listener is one network listener.

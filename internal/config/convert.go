@@ -78,14 +78,19 @@ func (c *Config) ListenerConfig(i int) listener.Config {
 	}
 }
 
-// Check runs every validation that needs the outside world as well:
-// certificate files readable, listener settings accepted by the
-// transports, and anonymous access only on loopback unless allowed.
+// Check runs every validation that needs the outside world as well, as
+// petrel serve would at start: certificates and keys loaded and matched,
+// listener settings accepted by the transports, anonymous access only on
+// loopback unless allowed, the users file, the role names it and the
+// certificate users reference, the JWT keys, the store folder and the
+// audit file. It returns every problem at once.
 func (c *Config) Check() error {
 	var errs []error
 	for i := range c.Listeners {
 		if err := c.ListenerConfig(i).Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
+		} else if err := c.ListenerConfig(i).CheckFiles(); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d].tls: %w", i, err))
 		}
 		anonymous := c.Auth == nil || c.Auth.Anonymous.Enabled
 		if anonymous && !c.AllowAnonymousRemote && !IsLoopback(c.Listeners[i].Address) {
@@ -96,7 +101,7 @@ func (c *Config) Check() error {
 			errs = append(errs, fmt.Errorf("listeners[%d].address: %q is not a loopback address and %s; set allow_anonymous_remote: true to accept that", i, c.Listeners[i].Address, why))
 		}
 	}
-	errs = append(errs, c.checkAuth(), c.checkAdmin())
+	errs = append(errs, c.checkAuth(), c.checkAdmin(), c.checkFiles())
 	return errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -18,47 +19,74 @@ import (
 var ErrInvalid = errors.New("config: invalid configuration")
 
 // Load reads the file at path, applies PETREL_... environment overrides
-// from environ (os.Environ() form), fills defaults and validates.
+// from environ (os.Environ() form), fills defaults, validates and resolves
+// relative paths against the file's folder (ResolvePaths).
 func Load(path string, environ []string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	c, err := LoadAll(path, environ)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	c, err := Parse(data, environ)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	return c, nil
 }
 
-// Parse is Load on bytes.
+// LoadAll is Load, but returns the configuration read with the problems
+// found, so that a caller (petrel check) can report further problems
+// with it at once. The configuration is nil only when the file cannot be
+// read or is not YAML.
+func LoadAll(path string, environ []string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := parse(data, environ)
+	if c != nil {
+		c.ResolvePaths(filepath.Dir(abs))
+	}
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse is Load on bytes; relative paths are left as they are.
 func Parse(data []byte, environ []string) (*Config, error) {
+	c, err := parse(data, environ)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse decodes data, applies the environment and defaults and validates,
+// and returns every problem of all three steps at once.
+func parse(data []byte, environ []string) (*Config, error) {
 	// Keys the file leaves out keep their defaults; listeners given in the
 	// file replace the default listener.
 	c := &Config{Log: Default().Log, Limits: defaultLimits(), Runtime: defaultRuntime(), Admin: defaultAdmin(), SysInterval: DefaultSysInterval}
+	var errs []error
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if len(root.Content) > 0 {
-			warnings := dropRemoved(root.Content[0])
-			if err := decode(root.Content[0], reflect.ValueOf(c).Elem(), ""); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-			}
-			c.Warnings = warnings
+			c.Warnings = dropRemoved(root.Content[0])
+			errs = append(errs, decode(root.Content[0], reflect.ValueOf(c).Elem(), ""))
 		}
 	} else {
 		c = Default()
 	}
 	warnings, err := applyEnv(c, environ)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	c.Warnings = append(c.Warnings, warnings...)
+	errs = append(errs, err)
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%w:\n%w", ErrInvalid, err)
+	errs = append(errs, c.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("%w:\n%w", ErrInvalid, err)
 	}
 	return c, nil
 }
@@ -92,12 +120,20 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 		}
 		fields := yamlFields(v.Type())
 		var errs []error
+		seen := make(map[string]int, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			p := key
 			if path != "" {
 				p = path + "." + key
 			}
+			if first, dup := seen[key]; dup {
+				// The YAML node API keeps both; a decoder would let the
+				// last one win silently.
+				errs = append(errs, fmt.Errorf("%s: duplicate key (line %d; first on line %d)", p, n.Content[i].Line, first))
+				continue
+			}
+			seen[key] = n.Content[i].Line
 			idx, ok := fields[key]
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: unknown key (line %d)", p, n.Content[i].Line))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 )
 
 // errEvicted ends the handshake of a connection that was closed to make
@@ -39,7 +41,8 @@ type handshakeListener struct {
 	hello   time.Duration // a complete ClientHello, from accept; <= timeout
 	proxy   bool          // raw yields PROXY protocol conns: the address comes from their header
 	log     *slog.Logger
-	every   time.Duration // between two flood reports
+	every   time.Duration    // between two flood reports
+	failed  *ratelog.Limiter // failed handshakes, one line per address per interval
 
 	sem   chan struct{}  // one token per handshake goroutine, evicted ones until they end
 	ready chan *tls.Conn // handshaken connections for Accept
@@ -68,6 +71,7 @@ func newHandshakeListener(raw net.Listener, config *tls.Config, c Config, log *s
 		proxy:   c.ProxyProtocol,
 		log:     log,
 		every:   floodReportEvery,
+		failed:  ratelog.New(log, ratelog.Options{}),
 		sem:     make(chan struct{}, c.MaxHandshakes),
 		ready:   make(chan *tls.Conn),
 		done:    make(chan struct{}),
@@ -208,9 +212,9 @@ func (h *handshakeListener) handshake(p *pendingConn) {
 		if err == nil {
 			err = errEvicted
 		}
-		// Failed handshakes are routine on a public port (scanners,
-		// wrong CA): counted, and logged at debug one by one.
-		h.log.Debug("TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		if owned { // an evicted one is in the flood report
+			h.logFailed(nc.RemoteAddr(), err)
+		}
 		closeQuietly(tc)
 		return
 	}
@@ -342,7 +346,25 @@ func (h *handshakeListener) Close() error {
 	h.shutdown()
 	h.wg.Wait()
 	h.flushReport()
+	h.failed.Close()
 	return nil
+}
+
+// logFailed logs a failed handshake (a wrong CA, a protocol version below
+// min_version, plain MQTT on the TLS port, no ClientHello in time) at
+// INFO, at most one line per remote address per interval, the others
+// counted in one report (ratelog). Evictions are in the flood report.
+func (h *handshakeListener) logFailed(addr net.Addr, err error) {
+	if errors.Is(err, errEvicted) || !h.failed.Enabled(slog.LevelInfo) {
+		return
+	}
+	reason := "handshake error"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		reason = "timeout"
+	}
+	h.failed.Log(slog.LevelInfo, ratelog.AddrKey(addr), "TLS handshake failed", ratelog.AuditKey, "tls.failure",
+		"remote", addr.String(), "reason", reason, "err", err)
 }
 
 // Addr returns the listening address.

@@ -109,3 +109,28 @@ func isTemporary(err error) bool {
 	}
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
 }
+
+// CheckFiles loads what a tls or wss listener of c would load at start:
+// the certificate chain with its key (they must match) and the client CA
+// bundle. It names the field and file of each problem, all at once.
+func (c Config) CheckFiles() error {
+	if !c.isTLS() {
+		return nil
+	}
+	var errs []error
+	if c.CertFile != "" && c.KeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("cert_file %s, key_file %s: %w", c.CertFile, c.KeyFile, err))
+		}
+	}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("client_ca_file: %w", err))
+		case !x509.NewCertPool().AppendCertsFromPEM(pem):
+			errs = append(errs, fmt.Errorf("client_ca_file %s: no PEM certificates found", c.ClientCAFile))
+		}
+	}
+	return errors.Join(errs...)
+}
