@@ -176,7 +176,7 @@ func (e *engine) unknownRoles() []error {
 	var errs []error
 	check := func(where string, roles []string) {
 		for _, r := range roles {
-			if _, ok := e.roles[r]; !ok {
+			if _, ok := e.roles[r]; !ok && !isAdminRole(r) {
 				errs = append(errs, fmt.Errorf("auth: %s: role %q is not defined (auth.roles, or the built-in roles without it)", where, r))
 			}
 		}
