@@ -96,7 +96,7 @@ func TestCorruptRecords(t *testing.T) {
 			rewrite(t, dir, tc.key, tc.change)
 
 			s := openT(t, dir, Options{})
-			_, err := s.Load(context.Background())
+			_, err := broker.LoadAll(context.Background(), s)
 			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantKey) {
 				t.Fatalf("Load: %v; want %v naming %s", err, tc.wantErr, tc.wantKey)
 			}
@@ -104,7 +104,7 @@ func TestCorruptRecords(t *testing.T) {
 
 			s = openT(t, dir, Options{SkipCorrupt: true})
 			defer closeT(t, s)
-			st, err := s.Load(context.Background())
+			st, err := broker.LoadAll(context.Background(), s)
 			if err != nil {
 				t.Fatalf("Load with SkipCorrupt: %v", err)
 			}
@@ -127,7 +127,7 @@ func TestCorruptSession(t *testing.T) {
 		t.Fatalf("Open: %v; want truncated naming S/\"c\"", err)
 	}
 	s := openT(t, dir, Options{SkipCorrupt: true})
-	st, err := s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestCorruptSession(t *testing.T) {
 	closeT(t, s)
 	s = openT(t, dir, Options{})
 	defer closeT(t, s)
-	st, err = s.Load(context.Background())
+	st, err = broker.LoadAll(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestReadOnly(t *testing.T) {
 	fill(t, dir)
 	s := openT(t, dir, Options{ReadOnly: true})
 	defer closeT(t, s)
-	st, err := s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), s)
 	if err != nil || len(st.Sessions) != 1 || len(st.Sessions[0].Queue) != 3 {
 		t.Fatalf("Load: %v %+v", err, st)
 	}
