@@ -52,7 +52,7 @@ func fill(t *testing.T, dir string) {
 // rewrite changes the value of key with Pebble directly (the store is closed).
 func rewrite(t *testing.T, dir string, key []byte, change func(old []byte) []byte) {
 	t.Helper()
-	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{Logger: pebbleLogger{&Store{log: testLogger(t), failed: make(chan struct{})}}})
+	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{Logger: pebbleLogger{s: &Store{log: testLogger(t)}, ep: newEpoch(nil, 0)}})
 	if err != nil {
 		t.Fatal(err)
 	}

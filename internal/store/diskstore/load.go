@@ -40,9 +40,21 @@ type loader struct {
 // corrupt record fails Load with an error naming its key, unless
 // Options.SkipCorrupt; records of a session whose own record was skipped
 // are skipped with it.
+//
+// Load works on a store unavailable since Open (a full disk: its engine
+// is open read-only); after the engine failed while running, it fails
+// until the store has recovered.
 func (s *Store) Load(ctx context.Context, r broker.Restorer) error {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		if s.noDB {
+			return nil // nothing stored yet
+		}
+		return fmt.Errorf("diskstore: load: no engine open: %w", s.Err())
+	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close() //nolint:errcheck // a snapshot's Close only releases it
 	l := &loader{s: s, snap: snap, ctx: ctx, r: r,
