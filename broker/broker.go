@@ -139,6 +139,8 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
+	// storeLog limits the log lines of failed store writes (persist.go).
+	storeLog storeErrLog
 	// activity is Options.Activity, fixed at New.
 	activity func()
 	parker   *parker

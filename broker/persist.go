@@ -111,10 +111,42 @@ func (b *Broker) commit(batch *Batch, durable bool) error {
 	}
 	if err := b.store.Commit(batch, durable); err != nil {
 		b.stats.storeErrors.Add(1)
-		b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable)
+		if log, since := b.storeLog.allow(time.Now()); log {
+			b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable, "failed_since_last_line", since)
+		}
 		return fmt.Errorf("%w: %w", errStore, err)
 	}
 	return nil
+}
+
+// storeErrLogEvery is how often a failing store is logged: an unavailable
+// store (a full disk) fails every write until it recovers, and each
+// refused publish must not write a line. Stats.StoreErrors counts them
+// all.
+const storeErrLogEvery = 10 * time.Second
+
+// storeErrLog limits the log lines of failed store writes to one per
+// storeErrLogEvery. Its mutex is a leaf.
+type storeErrLog struct {
+	mu struct {
+		sync.Mutex
+		last       time.Time
+		suppressed int
+	}
+}
+
+// allow reports whether a failed write at now is logged, and how many
+// failed since the last line.
+func (l *storeErrLog) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.mu.last.IsZero() && now.Sub(l.mu.last) < storeErrLogEvery {
+		l.mu.suppressed++
+		return false, 0
+	}
+	n := l.mu.suppressed
+	l.mu.last, l.mu.suppressed = now, 0
+	return true, n
 }
 
 // lazyFlushAt is how many lazy operations make the next one flush them.

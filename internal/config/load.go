@@ -35,7 +35,7 @@ func Load(path string, environ []string) (*Config, error) {
 func Parse(data []byte, environ []string) (*Config, error) {
 	// Keys the file leaves out keep their defaults; listeners given in the
 	// file replace the default listener.
-	c := &Config{Log: Default().Log, Limits: defaultLimits(), Runtime: defaultRuntime()}
+	c := &Config{Log: Default().Log, Store: defaultStore(), Limits: defaultLimits(), Runtime: defaultRuntime()}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {

@@ -406,8 +406,8 @@ func (s *Store) openDB(readOnly bool, ep *epoch, a *openAttempt) (*pebble.DB, er
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) { s.onBackgroundError(ep, a, err) },
 		},
-		ReadOnly:           readOnly,
-		FS:                 s.fs,
+		ReadOnly: readOnly,
+		FS:       s.fs,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -75,80 +75,16 @@ func faultEnv(t *testing.T) *diskEnv {
 }
 
 // loopEnv is a diskEnv on an ext4 file system of sizeMiB in a loop-mounted
-// file, unmounted when the test ends. It needs root: without it the test
-// is skipped, except under CI=true, where it fails.
+// file (mqtttest.MountLoop: root only).
 func loopEnv(t *testing.T, sizeMiB int64) *diskEnv {
 	t.Helper()
-	mnt := mountLoop(t, sizeMiB)
+	mnt := mqtttest.MountLoop(t, sizeMiB)
 	filler := filepath.Join(mnt, "filler")
-	return &diskEnv{dir: filepath.Join(mnt, "data"), fill: func() { fillFS(t, filler) }, free: func() {
+	return &diskEnv{dir: filepath.Join(mnt, "data"), fill: func() { mqtttest.FillFS(t, filler) }, free: func() {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
 	}}
-}
-
-// mountLoop mounts a new ext4 file system of sizeMiB and returns its
-// mount point; it is unmounted when the test ends.
-func mountLoop(t *testing.T, sizeMiB int64) string {
-	t.Helper()
-	unable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		unable("mounting a loop file system needs root")
-	}
-	base := t.TempDir()
-	img, mnt := filepath.Join(base, "fs.img"), filepath.Join(base, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := errors.Join(f.Truncate(sizeMiB<<20), f.Close()); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", img).CombinedOutput(); err != nil {
-		unable("mkfs.ext4: %v %s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		unable("mount -o loop: %v %s", err, out)
-	}
-	t.Cleanup(func() { // before TempDir's removal (cleanups run last first)
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", mnt, err, out)
-			_ = exec.Command("umount", "-l", mnt).Run() // detach at least
-		}
-	})
-	return mnt
-}
-
-// fillFS writes path until the file system refuses more.
-func fillFS(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, chunk := range []int{1 << 20, 4 << 10, 512} {
-		buf := make([]byte, chunk)
-		for {
-			if _, err := f.Write(buf); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-	}
-	_ = f.Sync() // the data is written or refused already
 }
 
 // diskEnvs runs fn on a fault-injecting file system and on a loop-mounted one.
