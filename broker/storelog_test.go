@@ -12,9 +12,9 @@ func TestStoreErrorsLoggedOncePerInterval(t *testing.T) {
 	var l storeErrLog
 	t0 := time.Unix(1000, 0)
 	for _, step := range []struct {
-		at        time.Duration
-		logged    bool
-		suppessed int
+		at         time.Duration
+		logged     bool
+		suppressed int
 	}{
 		{0, true, 0},
 		{time.Millisecond, false, 0},
@@ -25,8 +25,8 @@ func TestStoreErrorsLoggedOncePerInterval(t *testing.T) {
 		{3 * storeErrLogEvery, true, 1},
 	} {
 		logged, n := l.allow(t0.Add(step.at))
-		if logged != step.logged || n != step.suppessed {
-			t.Errorf("failure at +%v: logged %v with %d suppressed, want %v with %d", step.at, logged, n, step.logged, step.suppessed)
+		if logged != step.logged || n != step.suppressed {
+			t.Errorf("failure at +%v: logged %v with %d suppressed, want %v with %d", step.at, logged, n, step.logged, step.suppressed)
 		}
 	}
 }

@@ -316,8 +316,8 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (sy
 		}
 		return false
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
+	s.eng.RLock()
+	defer s.eng.RUnlock()
 	ep := s.ep.Load()
 	if ep != cur.ep {
 		cur.ep, cur.persisted = ep, ep.persisted
@@ -412,8 +412,8 @@ func (s *Store) revertLocked(u []undo, gen uint64) {
 
 // syncWAL makes everything committed so far durable.
 func (s *Store) syncWAL() {
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
+	s.eng.RLock()
+	defer s.eng.RUnlock()
 	ep := s.ep.Load()
 	if ep.failure() != nil {
 		return

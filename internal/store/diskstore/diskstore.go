@@ -188,14 +188,16 @@ type Store struct {
 	// logged at error level (later ones go to debug).
 	bgLogged atomic.Pointer[epoch]
 
-	// dbMu guards db: the committer (while it commits) and Load hold it
-	// for reading, the recovery (while it closes and reopens the engine)
-	// and Close for writing.
-	dbMu sync.RWMutex
-	db   *pebble.DB // the open engine (guarded by dbMu): writable, read-only, or nil while none is open
-	// noDB means no engine exists yet in the directory (a read-only
-	// start found none): Load reports nothing.
-	noDB bool
+	// eng is the open engine: writable, read-only, or none. The committer
+	// (while it commits) and Load hold it for reading; the recovery
+	// (while it closes and reopens the engine) and Close for writing.
+	eng struct {
+		sync.RWMutex
+		db *pebble.DB // nil while no engine is open
+		// noDB means no engine exists yet in the directory (a read-only
+		// start found none): Load reports nothing.
+		noDB bool
+	}
 
 	reqs       chan *request  // to the committer; closed by Close
 	stopped    chan struct{}  // closed when the committer returned
@@ -296,12 +298,14 @@ func (s *Store) startCommitter() {
 	go s.run()
 }
 
-// openReadOnly opens the engine read-only, as s.db; with no engine in
+// openReadOnly opens the engine read-only, as s.eng.db; with no engine in
 // the directory yet it notes that (noDB) and returns an error wrapping
 // ErrNoStore.
 func (s *Store) openReadOnly() error {
+	s.eng.Lock()
+	defer s.eng.Unlock()
 	if ls, err := s.fs.List(filepath.Join(s.dir, "pebble")); err != nil || !hasManifest(ls) {
-		s.noDB = true
+		s.eng.noDB = true
 		s.mu.cids = make(map[string]uint64)
 		return fmt.Errorf("%w in %s", ErrNoStore, s.dir)
 	}
@@ -314,7 +318,7 @@ func (s *Store) openReadOnly() error {
 		_ = db.Close() // the load error is the one to report
 		return err
 	}
-	s.db = db
+	s.eng.db = db
 	s.mu.cids, s.mu.lastCid = cids, last
 	return nil
 }
@@ -329,11 +333,11 @@ func hasManifest(names []string) bool {
 	return false
 }
 
-// openWritable opens the engine for writing, as s.db, with the ClientID
-// to cid map read from it, and returns its epoch (not yet installed). A
-// memtable flush failing in pebble.Open waits for room (park, health.go).
-// The caller holds dbMu and no engine is open.
-func (s *Store) openWritable(a *openAttempt) (*epoch, error) {
+// openWritableLocked opens the engine for writing, as s.eng.db, with the
+// ClientID to cid map read from it (under mu), and returns its epoch (not
+// yet installed). A memtable flush failing in pebble.Open waits for room
+// (park, health.go). The caller holds eng and no engine is open.
+func (s *Store) openWritableLocked(a *openAttempt) (*epoch, error) {
 	ep := newEpoch(nil, 0)
 	db, err := s.openDB(false, ep, a)
 	a.active.Store(false)
@@ -360,7 +364,7 @@ func (s *Store) openWritable(a *openAttempt) (*epoch, error) {
 	s.mu.cids, s.mu.lastCid = cids, last
 	s.mu.gen++
 	s.mu.Unlock()
-	s.db, s.noDB = db, false
+	s.eng.db, s.eng.noDB = db, false
 	return ep, nil
 }
 
@@ -376,7 +380,9 @@ func (s *Store) openAtStart() (*epoch, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		ep, err := s.openWritable(a)
+		s.eng.Lock() // held for good if the open is abandoned: so is the store
+		defer s.eng.Unlock()
+		ep, err := s.openWritableLocked(a)
 		done <- result{ep, err}
 	}()
 	select {
@@ -551,16 +557,16 @@ func (s *Store) Close() error {
 		s.unlock()
 		return fmt.Errorf("%w: close: the engine was reopening when the disk filled again; left waiting for room", ErrDiskFull)
 	}
-	s.dbMu.Lock()
+	s.eng.Lock()
 	ep := s.ep.Load()
 	// Flushing rotates the WAL, which the engine cannot survive without
 	// room (it panics when the old WAL fails to close): without room the
 	// WAL keeps its data for the next Open.
 	free, need, known := s.room()
-	flush := ep.failure() == nil && ep.db == s.db && !s.opts.ReadOnly && (!known || free >= need)
-	err := s.closeDB(s.db, flush)
-	s.db = nil
-	s.dbMu.Unlock()
+	flush := ep.failure() == nil && ep.db == s.eng.db && !s.opts.ReadOnly && (!known || free >= need)
+	err := s.closeDB(s.eng.db, flush)
+	s.eng.db = nil
+	s.eng.Unlock()
 	s.unlock()
 	if ferr := ep.failure(); ferr != nil {
 		return ferr
@@ -687,7 +693,7 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.log.Error("pebble: fatal: " + msg)
 	if l.a != nil && l.a.active.Load() {
-		l.a.fatal.CompareAndSwap(nil, &msg) // openWritable fails
+		l.a.fatal.CompareAndSwap(nil, &msg) // openWritableLocked fails
 		return
 	}
 	l.s.fail(l.ep, engineError(errors.New(msg)))

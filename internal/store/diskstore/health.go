@@ -113,12 +113,12 @@ func (s *Store) startRecovery() {
 // or when the store is closed.
 func (s *Store) recover() {
 	defer s.recoveries.Done()
-	s.dbMu.Lock()
-	if ep := s.ep.Load(); s.db != nil && s.db == ep.db {
-		_ = s.closeDB(s.db, false) // the engine failed: its close error adds nothing
-		s.db = nil
+	s.eng.Lock()
+	if ep := s.ep.Load(); s.eng.db != nil && s.eng.db == ep.db {
+		_ = s.closeDB(s.eng.db, false) // the engine failed: its close error adds nothing
+		s.eng.db = nil
 	}
-	s.dbMu.Unlock()
+	s.eng.Unlock()
 	delay := recoverPoll
 	t := time.NewTimer(recoverPoll)
 	defer t.Stop()
@@ -155,18 +155,18 @@ var errClosing = errors.New("diskstore: closing")
 // reopen closes the read-only engine, if one is open, and opens the
 // engine for writing.
 func (s *Store) reopen() (*epoch, error) {
-	s.dbMu.Lock()
-	defer s.dbMu.Unlock()
+	s.eng.Lock()
+	defer s.eng.Unlock()
 	select {
 	case <-s.stop:
 		return nil, errClosing
 	default:
 	}
-	if s.db != nil {
-		_ = s.closeDB(s.db, false) // read-only: nothing to lose
-		s.db = nil
+	if s.eng.db != nil {
+		_ = s.closeDB(s.eng.db, false) // read-only: nothing to lose
+		s.eng.db = nil
 	}
-	return s.openWritable(newOpenAttempt())
+	return s.openWritableLocked(newOpenAttempt())
 }
 
 // room returns the free space of the data directory's file system and

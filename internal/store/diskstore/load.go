@@ -47,15 +47,15 @@ type loader struct {
 func (s *Store) Load(ctx context.Context, r broker.Restorer) error {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.db == nil {
-		if s.noDB {
+	s.eng.RLock()
+	defer s.eng.RUnlock()
+	if s.eng.db == nil {
+		if s.eng.noDB {
 			return nil // nothing stored yet
 		}
 		return fmt.Errorf("diskstore: load: no engine open: %w", s.Err())
 	}
-	snap := s.db.NewSnapshot()
+	snap := s.eng.db.NewSnapshot()
 	defer snap.Close() //nolint:errcheck // a snapshot's Close only releases it
 	l := &loader{s: s, snap: snap, ctx: ctx, r: r,
 		ids: make(map[uint64]string), out: make(map[uint64]map[uint64]outState)}
