@@ -39,16 +39,23 @@
 // from one. It is unavailable, and Commit fails at once with an error
 // wrapping ErrDiskFull (ErrFailed for another I/O error), from the moment
 // the free space of the data directory drops below Options.MinFreeSpace
-// (checked before each commit group, at least every MiB written and every
-// second) or the engine reports a failed write: Pebble treats a failed WAL
-// or MANIFEST write as fatal (its commit pipeline cannot go on), and it
-// retries a failed memtable flush at once, forever, which would spin and
-// stall every later write. The store then closes the engine, which ends
-// those retries, and reopens it once the directory has room again: the
-// reserve, the WAL the engine flushes when it opens, the new WAL it
-// preallocates and a margin (need). Until then one goroutine checks the
-// free space every second; nothing is logged but the failure and the
-// recovery (and a reopening that fails, with growing delays).
+// (checked before a commit group every MiB written and every second, and
+// before every group within spaceNear of the reserve) or the engine
+// reports a failed write. What Pebble (v2.1) does on a full disk, and why
+// the store stops early: it treats a failed WAL or MANIFEST write as fatal
+// (Logger.Fatalf: its commit pipeline cannot go on, the engine must be
+// reopened); it retries a failed memtable flush at once and forever
+// (compaction.go: "TODO: count consecutive flush errors and backoff"),
+// which spins, logs each failure and, once the memtables are full, stalls
+// every later write; and it panics when it cannot close a WAL file while
+// rotating it (a flush, a full memtable). The store therefore closes the
+// engine at the first failure, which ends those retries, and reopens it
+// once the directory has room again: the reserve, the WAL the engine
+// flushes when it opens, the new WAL it preallocates and a margin (need).
+// Until then one goroutine checks the free space every second; nothing is
+// logged but the failure and the recovery (and a reopening that fails,
+// with growing delays). Commits of a failed engine's epoch are never
+// applied by a later one.
 //
 // Open on a directory without that room opens the engine read-only, which
 // writes nothing: Load works, the store is unavailable, and it reopens
