@@ -402,7 +402,8 @@ func (s *Store) openAtStart() (*epoch, error) {
 		close(s.stop) // the waiting flush stays parked
 		s.unlock()
 		free, need, _ := s.room()
-		return nil, s.fullError(free, need)
+		return nil, fmt.Errorf("%w: data directory %s: the disk filled while the store opened (%s free now, it needs %s)",
+			ErrDiskFull, s.dir, size(free), size(need))
 	}
 }
 

@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) != "" {
 		crashChild() // never returns: the parent kills it
 	}
+	if os.Getenv(parkChildEnv) != "" {
+		parkChild() // never returns
+	}
 	goleak.VerifyTestMain(m)
 }
 

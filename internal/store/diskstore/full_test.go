@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -444,4 +445,68 @@ func (w watchingHandler) Handle(ctx context.Context, r slog.Record) error {
 		w.seen()
 	}
 	return w.Handler.Handle(ctx, r)
+}
+
+// parkChildEnv names the data directory of a park child process.
+const parkChildEnv = "PETREL_DISKSTORE_PARK_DIR"
+
+// parkChild is the child of TestOpenGivesUpWhenTheDiskFillsWhileOpening:
+// it opens the store in its directory on a file system that refuses every
+// table write while it reports ample free space (the disk fills just as
+// the engine flushes its WAL in Open), prints Open's error and exits 1 on
+// ErrDiskFull, 3 otherwise.
+func parkChild() {
+	f := newFaultFS()
+	fs := &lyingFS{faultFS: f}
+	fs.lie.Store(true)
+	f.sstOnly.Store(true)
+	f.full.Store(true)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	_, err := Open(os.Getenv(parkChildEnv), Options{fs: fs, Logger: logger, MemTableSize: 256 << 10, CacheSize: 1 << 20})
+	fmt.Println("open:", err)
+	if errors.Is(err, ErrDiskFull) {
+		os.Exit(1)
+	}
+	os.Exit(3)
+}
+
+// TestOpenGivesUpWhenTheDiskFillsWhileOpening: should the disk fill just
+// as Open's engine flushes the WAL (the free space looked ample), Open
+// returns an error wrapping ErrDiskFull naming the data directory within
+// seconds instead of waiting (a broker then exits with that line). The
+// parked engine is abandoned, so this runs in a child process.
+func TestOpenGivesUpWhenTheDiskFillsWhileOpening(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	env := faultEnv(t)
+	opts := fullOptions(env, testLogger(t), 2<<20)
+	s := openT(t, env.dir, opts)
+	if err := s.Commit(enqueueOps("c", 1, 50), true); err != nil {
+		t.Fatal(err)
+	}
+	env.fill() // Close finds no room to flush: the WAL keeps the data
+	t.Logf("Close on a full disk: %v", s.Close())
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), parkChildEnv+"="+env.dir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out.String(), "open: "+ErrDiskFull.Error()) ||
+			!strings.Contains(out.String(), env.dir) {
+			t.Fatalf("child: %v\n%s\nwant Open to fail with ErrDiskFull naming %s", err, out.String(), env.dir)
+		}
+		t.Logf("child: %s", out.String())
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill() // the test fails anyway
+		t.Fatalf("Open did not return within 20 s while the disk filled during its flush\n%s", out.String())
+	}
 }
