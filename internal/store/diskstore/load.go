@@ -139,12 +139,22 @@ func (l *loader) load() error {
 	}
 
 	var in interner
+	var (
+		cur    bool // curCid is the session of the previous queue record
+		curCid uint64
+		curID  string
+		curOK  bool
+	)
 	err = l.scan(tagQueue, func(k, v []byte) error {
 		if len(k) != 18 {
 			return fmt.Errorf("%w: malformed key", ErrCorrupt)
 		}
 		cid, seq := binary.BigEndian.Uint64(k[2:10]), binary.BigEndian.Uint64(k[10:])
-		id, ok := l.ids[cid]
+		if !cur || cid != curCid {
+			cur, curCid = true, cid
+			curID, curOK = l.ids[cid]
+		}
+		id, ok := curID, curOK
 		if !ok {
 			return nil
 		}
