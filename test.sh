@@ -7,7 +7,8 @@
 #   FUZZTIME=30s ./test.sh    longer fuzz runs
 #
 # CI=true (set by CI) is passed through to the tests: the interop tests then
-# fail instead of skipping when mosquitto_pub/mosquitto_sub are missing.
+# fail instead of skipping when mosquitto_pub/mosquitto_sub are missing, and
+# the full-disk tests when they cannot mount a loop file system (root).
 set -euo pipefail
 cd "$(dirname "$0")"
 export CI="${CI:-}"

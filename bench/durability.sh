@@ -13,7 +13,7 @@
 #   which also prints the in-process figures), then ROUNDS times starts
 #   petrel serve on it and measures the wall time from exec to the
 #   "petrel listening" log line, VmRSS 1 s and 5 s later and VmHWM (peak
-#   RSS).
+#   RSS, reached while the store is restored).
 # durable: petrel bench durable (CLIENTS pairs, QoS 1, persistent
 #   subscribers online) against petrel serve with a fresh disk store in
 #   each sync mode (always, interval, none), petrel serve --ephemeral
@@ -35,6 +35,9 @@ WINDOW=${WINDOW:-64}
 ONLY=${ONLY:-startup durable}
 MODES=${MODES:-always interval none memory mosquitto}
 PETREL_PORT=${PETREL_PORT:-28471} MOSQUITTO_PORT=${MOSQUITTO_PORT:-28472}
+# Not passed on: petrel serve reads PETREL_* variables as configuration
+# overrides and refuses unknown ones.
+export -n PETREL_PORT MOSQUITTO_PORT
 
 cd "$(dirname "$0")/.."
 
@@ -135,7 +138,9 @@ startup() {
 		stop_broker
 	done
 	echo
-	echo "median: listening after $(printf '%s\n' "${times[@]}" | median) s, VmRSS $(printf '%s\n' "${rss[@]}" | median) MiB (1 s) $(printf '%s\n' "${rss5[@]}" | median) MiB (5 s), VmHWM $(printf '%s\n' "${hwm[@]}" | median) MiB"
+	local hwm_m rss_m
+	hwm_m=$(printf '%s\n' "${hwm[@]}" | median) rss_m=$(printf '%s\n' "${rss[@]}" | median)
+	echo "median: listening after $(printf '%s\n' "${times[@]}" | median) s, VmRSS $rss_m MiB (1 s) $(printf '%s\n' "${rss5[@]}" | median) MiB (5 s), VmHWM $hwm_m MiB (peak / RSS after $(awk -v a="$hwm_m" -v b="$rss_m" 'BEGIN { printf "%.2f", a / b }'))"
 	echo
 	rm -rf "$data"
 }

@@ -10,7 +10,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -174,8 +173,10 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
-	parker  *parker
-	gor     *goroutines // reused connection goroutines
+	// storeLog limits the log lines of failed store writes (persist.go).
+	storeLog storeErrLog
+	parker   *parker
+	gor      *goroutines // reused connection goroutines
 	// refusals and audit write the lines clients cause, rate-limited
 	// (audit.go): per remote address, and per client.
 	refusals, audit *ratelog.Limiter
@@ -327,11 +328,7 @@ func normalize(o Options) (Options, error) {
 }
 
 // New returns a broker configured by o, or an error naming the bad option.
-func New(o Options) (*Broker, error) { return newBroker(o, debug.FreeOSMemory) }
-
-// newBroker is New with the function a large restore calls to give the
-// loaded state's memory back (tests pass their own).
-func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
+func New(o Options) (*Broker, error) {
 	o, err := normalize(o)
 	if err != nil {
 		return nil, err
@@ -357,7 +354,7 @@ func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 	b.mu.wills = make(map[string]*pendingWill)
 	b.mu.quotas = make(map[string]*session.Quota)
 	if b.store != nil {
-		if err := b.restore(context.Background(), freeOSMemory); err != nil {
+		if err := b.restore(context.Background()); err != nil {
 			return nil, err
 		}
 	}

@@ -112,10 +112,42 @@ func (b *Broker) commit(batch *Batch, durable bool) error {
 	defer b.observeCommit(time.Now(), batch.Len())
 	if err := b.store.Commit(batch, durable); err != nil {
 		b.stats.storeErrors.Add(1)
-		b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable)
+		if log, since := b.storeLog.allow(time.Now()); log {
+			b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable, "failed_since_last_line", since)
+		}
 		return fmt.Errorf("%w: %w", errStore, err)
 	}
 	return nil
+}
+
+// storeErrLogEvery is how often a failing store is logged: an unavailable
+// store (a full disk) fails every write until it recovers, and each
+// refused publish must not write a line. Stats.StoreErrors counts them
+// all.
+const storeErrLogEvery = 10 * time.Second
+
+// storeErrLog limits the log lines of failed store writes to one per
+// storeErrLogEvery. Its mutex is a leaf.
+type storeErrLog struct {
+	mu struct {
+		sync.Mutex
+		last       time.Time
+		suppressed int
+	}
+}
+
+// allow reports whether a failed write at now is logged, and how many
+// failed since the last line.
+func (l *storeErrLog) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.mu.last.IsZero() && now.Sub(l.mu.last) < storeErrLogEvery {
+		l.mu.suppressed++
+		return false, 0
+	}
+	n := l.mu.suppressed
+	l.mu.last, l.mu.suppressed = now, 0
+	return true, n
 }
 
 // lazyFlushAt is how many lazy operations make the next one flush them.
@@ -288,79 +320,134 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 	return msg
 }
 
-// releaseAfterRestore is the number of restored messages (queued and
-// retained) from which restore has the runtime collect the loaded state
-// and return its memory to the OS: without it, the loaded state of a large
-// restore stays resident beside the sessions made from it until the
-// runtime's forced collection, minutes later (BENCHMARKS.md, Durability).
-const releaseAfterRestore = 100_000
-
 // restore loads the store's content into the broker at startup: sessions
 // (offline, with subscriptions, queues, inflight messages to resend and
 // inbound QoS 2 ids), expiry timers for 5.0 sessions, retained messages.
-// After a large restore it calls freeOSMemory (debug.FreeOSMemory) on a
-// goroutine of its own.
-func (b *Broker) restore(ctx context.Context, freeOSMemory func()) error {
-	st, err := b.store.Load(ctx)
-	if err != nil {
+// Load reports the store record by record and each record becomes session
+// state at once: the broker never holds a second copy of the store.
+func (b *Broker) restore(ctx context.Context) error {
+	r := &restorer{b: b, now: b.opts().Now()}
+	if err := b.store.Load(ctx, r); err != nil {
 		return fmt.Errorf("broker: loading the store: %w", err)
 	}
-	now := b.opts().Now()
-	queued := 0
-	for _, ss := range st.Sessions {
-		s := session.New(ss.ClientID, b.sessionLimits())
-		s.SetPersistent(true)
-		for _, sub := range ss.Subscriptions {
-			// Its last identity is not known (Guard.Owner nil): the
-			// subscriptions are authorized again when a client resumes it.
-			rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
-				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
-			s.Subscribe(rs)
-			k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
-			b.subs.Subscribe(inner, k, v)
-		}
-		for i := range ss.Queue {
-			sd := &ss.Queue[i]
-			d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
-				SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
-			s.Restore(d, sd.PacketID, session.RestoreState(sd.State))
-			queued++
-		}
-		for _, pid := range ss.InboundQoS2 {
-			s.RestoreInbound(pid)
-		}
-		b.mu.Lock()
-		b.mu.sessions[ss.ClientID] = s
-		if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
-			since := ss.DisconnectedAt
-			if since.IsZero() {
-				since = now
-			}
-			left := since.Add(time.Duration(ss.ExpiryInterval) * time.Second).Sub(now)
-			key := ss.ClientID
-			s.SetExpiresAt(now.Add(max(left, 0))) // for the admin API
-			b.mu.expiries[s] = time.AfterFunc(max(left, 0), func() { b.expire(key, s) })
-		}
-		b.mu.Unlock()
+	// Expiry timers once everything is restored: a session whose expiry
+	// passed while the broker was down is removed with all of it.
+	b.mu.Lock()
+	for _, e := range r.expiring {
+		id, s := e.id, e.s
+		b.mu.expiries[s] = time.AfterFunc(e.left, func() { b.expire(id, s) })
 	}
-	for _, m := range st.Retained {
-		b.retained.Set(m.Topic, restoredMessage(m))
-	}
+	b.mu.Unlock()
 	// Wills last: they may publish to the sessions just restored.
-	for _, ss := range st.Sessions {
-		if ss.Will != nil {
-			if msg := b.restoreWill(ss, now); msg != nil {
-				b.sendWill(msg)
-			}
+	for i := range r.wills {
+		if msg := b.restoreWill(&r.wills[i], r.now); msg != nil {
+			b.sendWill(msg)
 		}
 	}
-	b.log.Info("store loaded", "sessions", len(st.Sessions), "queued", queued, "retained", len(st.Retained))
-	if queued+len(st.Retained) >= releaseAfterRestore {
-		// What Load returned is garbage now, as large as what was
-		// restored, and an idle broker would not collect it for minutes
-		// (the runtime's forced collection): collect it and give its
-		// pages back, off the start-up path.
-		go freeOSMemory()
+	b.log.Info("store loaded", "sessions", r.sessions, "queued", r.queued, "retained", r.retained)
+	return nil
+}
+
+// restorer is the Restorer restore hands to Store.Load.
+type restorer struct {
+	b   *Broker
+	now time.Time
+	// last and lastID are the session of the previous record: a store
+	// reports a session's records together, so the map is rarely read.
+	last   *session.Session
+	lastID string
+	// expiring are the 5.0 sessions whose expiry timers start after Load.
+	expiring []restoredExpiry
+	// wills are the records of the sessions with a will (lists empty).
+	wills                      []StoredSession
+	sessions, queued, retained int
+}
+
+type restoredExpiry struct {
+	id   string
+	s    *session.Session
+	left time.Duration
+}
+
+func (r *restorer) RestoreSession(ss *StoredSession) error {
+	b := r.b
+	s := session.New(ss.ClientID, b.sessionLimits())
+	s.SetPersistent(true)
+	b.mu.Lock()
+	b.mu.sessions[ss.ClientID] = s
+	b.mu.Unlock()
+	r.last, r.lastID = s, ss.ClientID
+	r.sessions++
+	if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
+		since := ss.DisconnectedAt
+		if since.IsZero() {
+			since = r.now
+		}
+		left := since.Add(time.Duration(ss.ExpiryInterval) * time.Second).Sub(r.now)
+		s.SetExpiresAt(r.now.Add(max(left, 0))) // for the admin API
+		r.expiring = append(r.expiring, restoredExpiry{id: ss.ClientID, s: s, left: max(left, 0)})
 	}
+	if ss.Will != nil {
+		rec := *ss
+		rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
+		r.wills = append(r.wills, rec)
+	}
+	return nil
+}
+
+// session returns the restored session clientID.
+func (r *restorer) session(clientID string) (*session.Session, error) {
+	if clientID == r.lastID && r.last != nil {
+		return r.last, nil
+	}
+	r.b.mu.Lock()
+	s := r.b.mu.sessions[clientID]
+	r.b.mu.Unlock()
+	if s == nil {
+		return nil, fmt.Errorf("broker: the store reported a record of session %q before the session", clientID)
+	}
+	r.last, r.lastID = s, clientID
+	return s, nil
+}
+
+func (r *restorer) RestoreSubscription(clientID string, sub *StoredSubscription) error {
+	s, err := r.session(clientID)
+	if err != nil {
+		return err
+	}
+	// Its last identity is not known (Guard.Owner nil): the
+	// subscriptions are authorized again when a client resumes it.
+	rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+	s.Subscribe(rs)
+	k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
+	r.b.subs.Subscribe(inner, k, v)
+	return nil
+}
+
+func (r *restorer) RestoreDelivery(clientID string, sd *StoredDelivery) error {
+	s, err := r.session(clientID)
+	if err != nil {
+		return err
+	}
+	d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
+		SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
+	s.Restore(d, sd.PacketID, session.RestoreState(sd.State))
+	r.queued++
+	return nil
+}
+
+func (r *restorer) RestoreInbound(clientID string, pid uint16) error {
+	s, err := r.session(clientID)
+	if err != nil {
+		return err
+	}
+	s.RestoreInbound(pid)
+	return nil
+}
+
+func (r *restorer) RestoreRetained(m *StoredMessage) error {
+	r.b.retained.Set(m.Topic, restoredMessage(m))
+	r.retained++
 	return nil
 }

@@ -252,7 +252,7 @@ func TestRestartedSessionExpires(t *testing.T) {
 		_, ok := r.b.ClientStats("short")
 		return !ok
 	}, "the restored session to expire [MQTT-3.1.2-23]")
-	st, err := r.st.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), r.st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/packet"
@@ -14,7 +15,8 @@ import (
 // internal/store/diskstore, both checked by internal/store/storetest.
 //
 // The broker keeps the live state in memory and writes every change
-// through Commit; it reads the store only in Load, at startup.
+// through Commit; it reads the store only in Load, at startup, turning
+// each record into session state as Load reports it.
 //
 // Contract details both implementations keep (storetest checks them):
 // operations naming a ClientID that has no session are ignored, except
@@ -22,9 +24,17 @@ import (
 // within a session; the message of an AwaitPubcomp delivery may or may not
 // be kept.
 type Store interface {
-	// Load returns everything stored. The broker calls it once, before
-	// serving. A corrupt or truncated record is an error naming its key.
-	Load(ctx context.Context) (*StoredState, error)
+	// Load reports everything stored to r, record by record, from one
+	// consistent view of the store, and returns nil or the first error
+	// (r's included: an error from r stops Load). The broker calls it
+	// once, before serving, and turns each record into its own state as it
+	// comes, so that no second copy of the whole store is ever held. Order:
+	// a session (r.RestoreSession) comes before every subscription,
+	// delivery and inbound packet id naming it; a session's deliveries come
+	// by Seq, ascending, and its inbound ids ascending; retained messages
+	// come in any order. A corrupt or truncated record is an error naming
+	// its key.
+	Load(ctx context.Context, r Restorer) error
 	// Commit applies b's operations atomically and in order. With durable
 	// it returns only once they are on disk as the store's sync mode
 	// promises; concurrent commits are grouped into one write and one
@@ -36,10 +46,108 @@ type Store interface {
 	Close() error
 }
 
-// StoredState is the whole content of a Store.
+// Restorer receives a Store's content from Load, one record at a time, on
+// the goroutine that called Load. The record a method is passed (the
+// pointer) is valid only during the call and may be reused by the store
+// afterwards; what the record refers to (strings, payloads, properties,
+// subscription identifiers, a session's will) is the Restorer's to keep:
+// the store never touches it again. An error stops Load, which returns it.
+type Restorer interface {
+	// RestoreSession receives a session's record: every field but its
+	// lists (Subscriptions, Queue, InboundQoS2), which are empty.
+	RestoreSession(s *StoredSession) error
+	// RestoreSubscription receives a subscription of session clientID.
+	RestoreSubscription(clientID string, sub *StoredSubscription) error
+	// RestoreDelivery receives a queued or inflight delivery of session
+	// clientID.
+	RestoreDelivery(clientID string, d *StoredDelivery) error
+	// RestoreInbound receives an inbound QoS 2 packet id of session
+	// clientID, awaiting PUBREL.
+	RestoreInbound(clientID string, packetID uint16) error
+	// RestoreRetained receives a retained message.
+	RestoreRetained(m *StoredMessage) error
+}
+
+// StoredState is the whole content of a Store, as LoadAll collects it.
 type StoredState struct {
-	Sessions []*StoredSession
-	Retained []*StoredMessage // by topic
+	Sessions []*StoredSession // in the order Load reported them
+	Retained []*StoredMessage // in the order Load reported them
+}
+
+// LoadAll collects everything s.Load reports into one StoredState, for
+// tools and tests. It holds the whole store in memory at once, which the
+// broker's start-up avoids by restoring record by record. It fails when
+// the store breaks Load's order contract: a record naming a session not
+// reported before it, deliveries or inbound ids out of order.
+func LoadAll(ctx context.Context, s Store) (*StoredState, error) {
+	c := &collector{byID: make(map[string]*StoredSession)}
+	if err := s.Load(ctx, c); err != nil {
+		return nil, err
+	}
+	return &c.st, nil
+}
+
+// collector is the Restorer of LoadAll.
+type collector struct {
+	st   StoredState
+	byID map[string]*StoredSession
+}
+
+func (c *collector) RestoreSession(s *StoredSession) error {
+	if c.byID[s.ClientID] != nil {
+		return fmt.Errorf("broker: store reported session %q twice", s.ClientID)
+	}
+	cp := *s
+	cp.Subscriptions, cp.Queue, cp.InboundQoS2 = nil, nil, nil
+	c.byID[s.ClientID] = &cp
+	c.st.Sessions = append(c.st.Sessions, &cp)
+	return nil
+}
+
+func (c *collector) session(clientID, what string) (*StoredSession, error) {
+	if s := c.byID[clientID]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("broker: store reported %s of session %q before the session", what, clientID)
+}
+
+func (c *collector) RestoreSubscription(clientID string, sub *StoredSubscription) error {
+	s, err := c.session(clientID, "a subscription")
+	if err != nil {
+		return err
+	}
+	s.Subscriptions = append(s.Subscriptions, *sub)
+	return nil
+}
+
+func (c *collector) RestoreDelivery(clientID string, d *StoredDelivery) error {
+	s, err := c.session(clientID, "a delivery")
+	if err != nil {
+		return err
+	}
+	if n := len(s.Queue); n > 0 && s.Queue[n-1].Seq >= d.Seq {
+		return fmt.Errorf("broker: store reported delivery %d of session %q after %d", d.Seq, clientID, s.Queue[n-1].Seq)
+	}
+	s.Queue = append(s.Queue, *d)
+	return nil
+}
+
+func (c *collector) RestoreInbound(clientID string, packetID uint16) error {
+	s, err := c.session(clientID, "an inbound packet id")
+	if err != nil {
+		return err
+	}
+	if n := len(s.InboundQoS2); n > 0 && s.InboundQoS2[n-1] >= packetID {
+		return fmt.Errorf("broker: store reported inbound packet id %d of session %q after %d", packetID, clientID, s.InboundQoS2[n-1])
+	}
+	s.InboundQoS2 = append(s.InboundQoS2, packetID)
+	return nil
+}
+
+func (c *collector) RestoreRetained(m *StoredMessage) error {
+	cp := *m
+	c.st.Retained = append(c.st.Retained, &cp)
+	return nil
 }
 
 // NoExpiry is the session expiry interval meaning "never" (5.0's
@@ -60,7 +168,9 @@ type StoredSession struct {
 	// 5.0 Will Delay Interval is running. Nil for none.
 	Will *StoredMessage
 	// WillDelay is the will's 5.0 Will Delay Interval in seconds.
-	WillDelay     uint32
+	WillDelay uint32
+	// The session's lists, filled by LoadAll (Load reports them as
+	// records of their own and leaves them empty).
 	Subscriptions []StoredSubscription
 	Queue         []StoredDelivery // by Seq, ascending
 	InboundQoS2   []uint16         // packet ids awaiting PUBREL, ascending

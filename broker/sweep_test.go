@@ -45,7 +45,7 @@ func TestSweepRemovesExpiredMessagesAlsoFromTheStore(t *testing.T) {
 		cs, _ := b.ClientStats("sleeper")
 		return cs.Queued == 1 && b.Stats().Retained == 0
 	}, "the sweeper to remove the two expired messages and the expired retained one")
-	state, err := st.Load(context.Background())
+	state, err := broker.LoadAll(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

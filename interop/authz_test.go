@@ -263,7 +263,7 @@ func TestReloadRevokesSubscriptions(t *testing.T) {
 			if cs, _ := b.ClientStatsIn("A", "stored"); cs.Subscriptions != 1 {
 				t.Fatalf("stored session holds %d subscriptions, want 1", cs.Subscriptions)
 			}
-			state, err := st.Load(context.Background())
+			state, err := broker.LoadAll(context.Background(), st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +368,7 @@ func TestResumeAfterRestart(t *testing.T) {
 			// The revoked subscription and message leave the store (the
 			// acknowledged message too, lazily).
 			eventually(t, func() bool {
-				state, err := st.Load(context.Background())
+				state, err := broker.LoadAll(context.Background(), st)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -240,10 +240,21 @@ func openStore(c config.Store, logger *slog.Logger) (*diskstore.Store, error) {
 		logger.Warn("store: memory only; sessions and retained messages do not survive a restart")
 		return nil, nil
 	}
+	reserve := int64(c.MinFreeSpace)
+	if reserve == 0 {
+		reserve = -1 // diskstore: no reserve
+	}
 	st, err := diskstore.Open(c.DataDir, diskstore.Options{Sync: c.Sync, SyncInterval: c.SyncInterval,
-		Logger: logger, SkipCorrupt: c.SkipCorrupt})
+		Logger: logger, SkipCorrupt: c.SkipCorrupt, MinFreeSpace: reserve})
 	if err != nil {
 		return nil, err
+	}
+	if err := st.Err(); err != nil {
+		// Read-only until the disk has room: the broker serves, and
+		// refuses what would need the store (docs/configuration.md).
+		logger.Warn("store opened read-only: the disk is full; persistent sessions and QoS 1/2 messages for them are refused until there is room",
+			"data_dir", c.DataDir, "err", err)
+		return st, nil
 	}
 	logger.Info("store opened", "data_dir", c.DataDir, "sync", c.Sync)
 	return st, nil

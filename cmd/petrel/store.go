@@ -56,7 +56,8 @@ func storeMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "petrel store inspect: %v\n", err)
 		return 1
 	}
-	st, err := s.Load(context.Background())
+	var sum storeSummary
+	err = s.Load(context.Background(), &sum)
 	if cerr := s.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -64,33 +65,92 @@ func storeMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "petrel store inspect: %v\n", err)
 		return 1
 	}
-	printStore(stdout, st)
+	sum.print(stdout)
 	if n := s.Corrupt(); n > 0 {
 		fmt.Fprintf(stdout, "corrupt records skipped: %d\n", n)
 	}
 	return 0
 }
 
-// printStore writes the session table and the totals.
-func printStore(w io.Writer, st *broker.StoredState) {
+// storeSummary is the Restorer of inspect: one row per session, counts
+// only, so that inspecting a large store holds no message.
+type storeSummary struct {
+	rows     []sessionRow
+	index    map[string]int // ClientID -> rows index
+	retained int
+}
+
+type sessionRow struct {
+	s                               broker.StoredSession // lists empty
+	subs, queued, inflight, inbound int
+}
+
+func (m *storeSummary) RestoreSession(s *broker.StoredSession) error {
+	if m.index == nil {
+		m.index = make(map[string]int)
+	}
+	m.index[s.ClientID] = len(m.rows)
+	m.rows = append(m.rows, sessionRow{s: broker.StoredSession{ClientID: s.ClientID, Version: s.Version,
+		ExpiryInterval: s.ExpiryInterval, DisconnectedAt: s.DisconnectedAt}})
+	return nil
+}
+
+func (m *storeSummary) row(clientID string) (*sessionRow, error) {
+	i, ok := m.index[clientID]
+	if !ok {
+		return nil, fmt.Errorf("record of unknown session %q", clientID)
+	}
+	return &m.rows[i], nil
+}
+
+func (m *storeSummary) RestoreSubscription(clientID string, _ *broker.StoredSubscription) error {
+	r, err := m.row(clientID)
+	if err == nil {
+		r.subs++
+	}
+	return err
+}
+
+func (m *storeSummary) RestoreDelivery(clientID string, d *broker.StoredDelivery) error {
+	r, err := m.row(clientID)
+	if err == nil {
+		if d.State == broker.Queued {
+			r.queued++
+		} else {
+			r.inflight++
+		}
+	}
+	return err
+}
+
+func (m *storeSummary) RestoreInbound(clientID string, _ uint16) error {
+	r, err := m.row(clientID)
+	if err == nil {
+		r.inbound++
+	}
+	return err
+}
+
+func (m *storeSummary) RestoreRetained(*broker.StoredMessage) error {
+	m.retained++
+	return nil
+}
+
+// print writes the session table and the totals.
+func (m *storeSummary) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENANT\tCLIENT ID\tVERSION\tEXPIRY\tDISCONNECTED\tSUBS\tQUEUED\tINFLIGHT\tINBOUND")
 	var queued int
 	// By tenant, then client id: a tenant's sessions together.
-	sessions := slices.Clone(st.Sessions)
-	slices.SortFunc(sessions, func(a, b *broker.StoredSession) int {
-		ta, ia := broker.SplitSessionKey(a.ClientID)
-		tb, ib := broker.SplitSessionKey(b.ClientID)
+	rows := slices.Clone(m.rows)
+	slices.SortFunc(rows, func(a, b sessionRow) int {
+		ta, ia := broker.SplitSessionKey(a.s.ClientID)
+		tb, ib := broker.SplitSessionKey(b.s.ClientID)
 		return cmp.Or(cmp.Compare(ta, tb), cmp.Compare(ia, ib))
 	})
-	for _, s := range sessions {
-		inflight := 0
-		for _, d := range s.Queue {
-			if d.State != broker.Queued {
-				inflight++
-			}
-		}
-		queued += len(s.Queue)
+	for _, r := range rows {
+		s := &r.s
+		queued += r.queued + r.inflight
 		expiry := "never"
 		if s.ExpiryInterval != broker.NoExpiry {
 			expiry = (time.Duration(s.ExpiryInterval) * time.Second).String()
@@ -106,8 +166,8 @@ func printStore(w io.Writer, st *broker.StoredState) {
 			shownTenant = strconv.Quote(tenant)
 		}
 		fmt.Fprintf(tw, "%s\t%q\t%v\t%s\t%s\t%d\t%d\t%d\t%d\n", shownTenant, id, s.Version, expiry, disc,
-			len(s.Subscriptions), len(s.Queue)-inflight, inflight, len(s.InboundQoS2))
+			r.subs, r.queued, r.inflight, r.inbound)
 	}
 	_ = tw.Flush() // errors of w show in the lines below as well
-	fmt.Fprintf(w, "sessions: %d, queued messages: %d, retained messages: %d\n", len(st.Sessions), queued, len(st.Retained))
+	fmt.Fprintf(w, "sessions: %d, queued messages: %d, retained messages: %d\n", len(m.rows), queued, m.retained)
 }

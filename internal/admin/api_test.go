@@ -119,7 +119,7 @@ func TestSessionsOfflineAndDelete(t *testing.T) {
 
 	e.must("DELETE", "/api/v1/sessions/meter", none, "", http.StatusOK, nil)
 	e.must("GET", "/api/v1/sessions/meter", none, "", http.StatusNotFound, nil)
-	stored, err := st.Load(context.Background())
+	stored, err := broker.LoadAll(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestRetainedBrowseReadDelete(t *testing.T) {
 	e.must("DELETE", "/api/v1/retained/"+esc("r/a"), none, "", http.StatusOK, nil)
 	e.must("GET", "/api/v1/retained/"+esc("r/a"), none, "", http.StatusNotFound, nil)
 	e.must("DELETE", "/api/v1/retained/"+esc("r/a"), none, "", http.StatusNotFound, nil)
-	stored, err := st.Load(context.Background())
+	stored, err := broker.LoadAll(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,17 @@ type Store struct {
 	Sync         string        `yaml:"sync"` // always, interval, none
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	SkipCorrupt  bool          `yaml:"skip_corrupt"`
+	// MinFreeSpace is the free space below which the disk store refuses
+	// writes until there is room again (0: no reserve).
+	MinFreeSpace ByteSize `yaml:"min_free_space"`
+}
+
+// DefaultMinFreeSpace is store.min_free_space's default.
+const DefaultMinFreeSpace = 64 << 20
+
+func defaultStore() Store {
+	return Store{Type: "disk", DataDir: "data", Sync: "always", SyncInterval: 100 * time.Millisecond,
+		MinFreeSpace: DefaultMinFreeSpace}
 }
 
 // Redirect configures 5.0 server redirection.
@@ -187,7 +198,7 @@ type Limits struct {
 func Default() *Config {
 	return &Config{
 		Log:   Log{Level: "info", Format: "text"},
-		Store: Store{Type: "disk", DataDir: "data", Sync: "always", SyncInterval: 100 * time.Millisecond},
+		Store: defaultStore(),
 		Listeners: []Listener{
 			{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"},
 		},
@@ -447,6 +458,7 @@ func (c *Config) Validate() error {
 	if c.Store.SyncInterval < 0 {
 		bad("store.sync_interval", "must not be negative")
 	}
+	nonNeg("store.min_free_space", int64(c.Store.MinFreeSpace))
 	if c.Redirect.Permanent && c.Redirect.Server == "" {
 		bad("redirect.server", "required when redirect.permanent is true")
 	}

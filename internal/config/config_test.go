@@ -143,7 +143,7 @@ func TestExampleFileIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime || c.Admin != d.Admin {
+	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime || c.Admin != d.Admin || c.Store != d.Store {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
 	if len(c.Warnings) > 0 {
@@ -274,5 +274,32 @@ func TestOmittedKeysKeepDefaultsExplicitZeroKept(t *testing.T) {
 	}
 	if c.Limits.TopicAliasMaximum != 0 || c.BrokerOptions().TopicAliasMaximum != -1 || c.BrokerOptions().Redirect != "other:1883" {
 		t.Fatalf("explicit topic_alias_maximum 0 must disable aliases: %+v", c.Limits)
+	}
+}
+
+// TestMinFreeSpace: store.min_free_space defaults to 64 MiB when left out
+// (file or no file), 0 turns the reserve off, a unit is read and a
+// negative size is refused.
+func TestMinFreeSpace(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ByteSize
+	}{
+		{"", DefaultMinFreeSpace},
+		{"log: {level: info}\n", DefaultMinFreeSpace},
+		{"store: {sync: none}\n", DefaultMinFreeSpace},
+		{"store: {min_free_space: 0}\n", 0},
+		{"store: {min_free_space: 1GiB}\n", 1 << 30},
+	} {
+		c, err := Parse([]byte(tc.in), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if c.Store.MinFreeSpace != tc.want {
+			t.Errorf("%q: store.min_free_space %d, want %d", tc.in, c.Store.MinFreeSpace, tc.want)
+		}
+	}
+	if _, err := Parse([]byte("store: {min_free_space: -1}\n"), nil); err == nil {
+		t.Error("a negative store.min_free_space was accepted")
 	}
 }

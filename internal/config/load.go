@@ -66,7 +66,7 @@ func Parse(data []byte, environ []string) (*Config, error) {
 func parse(data []byte, environ []string) (*Config, error) {
 	// Keys the file leaves out keep their defaults; listeners given in the
 	// file replace the default listener.
-	c := &Config{Log: Default().Log, Limits: defaultLimits(), Runtime: defaultRuntime(), Admin: defaultAdmin(), SysInterval: DefaultSysInterval}
+	c := &Config{Log: Default().Log, Store: defaultStore(), Limits: defaultLimits(), Runtime: defaultRuntime(), Admin: defaultAdmin(), SysInterval: DefaultSysInterval}
 	var errs []error
 	if len(bytes.TrimSpace(data)) > 0 {
 		var root yaml.Node

@@ -83,7 +83,7 @@ func BenchmarkLoad1M(b *testing.B) {
 		start := time.Now()
 		s := openT(b, dir, Options{})
 		opened := time.Since(start)
-		st, err := s.Load(context.Background())
+		st, err := broker.LoadAll(context.Background(), s)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,8 +19,10 @@ const (
 // request is one Commit handed to the committer.
 type request struct {
 	b       *pebble.Batch
+	ep      *epoch // whose engine b is for
 	durable bool
 	lastCid uint64 // highest cid the batch allocated, 0 for none
+	gen     uint64 // the cid map's generation undo applies to
 	undo    []undo
 	done    chan error // buffered 1
 }
@@ -100,12 +102,15 @@ func (e *encoded) encodeValues(b *broker.Batch) error {
 
 // Commit implements broker.Store. Ops naming a ClientID without a session
 // (no OpPutSession yet, or deleted) are ignored, except OpPutSession.
+// While the store is unavailable (a full disk) it fails at once with the
+// reason, an error wrapping ErrDiskFull or ErrFailed.
 func (s *Store) Commit(b *broker.Batch, durable bool) error {
-	if err := s.failure(); err != nil {
-		return err
-	}
 	if s.opts.ReadOnly {
 		return ErrReadOnly
+	}
+	ep := s.ep.Load()
+	if err := ep.failure(); err != nil {
+		return err
 	}
 	if b == nil || len(b.Ops) == 0 {
 		return nil
@@ -119,9 +124,9 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 	if err := e.encodeValues(b); err != nil {
 		return err
 	}
-	pb := s.db.NewBatchWithSize(len(e.buf) + 32*len(b.Ops))
+	pb := ep.db.NewBatchWithSize(len(e.buf) + 32*len(b.Ops))
 	r := requestPool.Get().(*request)
-	r.b, r.durable, r.lastCid, r.undo = pb, durable, 0, r.undo[:0]
+	r.b, r.ep, r.durable, r.lastCid, r.undo = pb, ep, durable, 0, r.undo[:0]
 
 	s.mu.Lock()
 	if s.mu.closed {
@@ -130,6 +135,7 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 		requestPool.Put(r)
 		return ErrClosed
 	}
+	r.gen = s.mu.gen
 	s.buildLocked(r, b, e)
 	if pb.Empty() {
 		s.mu.Unlock()
@@ -139,24 +145,30 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 	}
 	select {
 	case s.reqs <- r: // under mu: the committer sees batches in map order
-	case <-s.failed:
+	case <-ep.failed:
+		s.revertLocked(r.undo, r.gen)
 		s.mu.Unlock()
-		return s.failErr
+		return ep.err
 	}
 	s.mu.Unlock()
 
+	var err error
 	select {
-	case err := <-r.done:
-		if err != nil {
-			s.revert(r.undo)
+	case err = <-r.done:
+	case <-ep.failed:
+		select {
+		case err = <-r.done: // completed as the epoch failed: its own outcome
+		default:
+			s.revert(r.undo, r.gen) // the failed engine commits nothing more
+			return ep.err           // r stays with the committer, which may be wedged
 		}
-		r.b, r.undo = nil, r.undo[:0]
-		requestPool.Put(r)
-		return err
-	case <-s.failed:
-		s.revert(r.undo) // a failed store commits nothing more: keep the map as on disk
-		return s.failErr // r stays with the committer, which may be wedged
 	}
+	if err != nil {
+		s.revert(r.undo, r.gen)
+	}
+	r.b, r.ep, r.undo = nil, nil, r.undo[:0]
+	requestPool.Put(r)
+	return err
 }
 
 // buildLocked writes b's ops into r.b, resolving and allocating cids.
@@ -231,8 +243,8 @@ func (s *Store) buildLocked(r *request, b *broker.Batch, e *encoded) {
 
 // run is the committer: the only goroutine that writes to the engine
 // after Open. It returns when Close closed s.reqs and every request
-// before was completed. persisted is the value of M/"cid" at Open.
-func (s *Store) run(persisted uint64) {
+// before was completed.
+func (s *Store) run() {
 	defer close(s.stopped)
 	var tick <-chan time.Time
 	if s.mode == modeInterval {
@@ -243,6 +255,7 @@ func (s *Store) run(persisted uint64) {
 	var (
 		group []*request
 		dirty bool // written without fsync since the last sync
+		cur   committerEpoch
 	)
 	for {
 		var first *request
@@ -277,18 +290,65 @@ func (s *Store) run(persisted uint64) {
 				break drain
 			}
 		}
-		synced := s.commitGroup(group, &persisted)
+		synced := s.commitGroup(group, size, &cur)
 		dirty = !synced
 		clear(group)
 	}
 }
 
-// commitGroup commits group as one batch and completes its waiters. It
+// committerEpoch is the epoch the committer last committed in, with the
+// value of M/"cid" it has persisted in that epoch's engine.
+type committerEpoch struct {
+	ep        *epoch
+	persisted uint64
+}
+
+// commitGroup commits the requests of group made for the current, healthy
+// epoch as one batch, after checking the reserve for its size bytes, and
+// completes every waiter; the others fail with their epoch's failure. It
 // reports whether the commit was synced.
-func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
-	big := group[0].b
-	durable, lastCid := group[0].durable, group[0].lastCid
-	for _, r := range group[1:] {
+func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (synced bool) {
+	if ep := s.ep.Load(); ep.failure() != nil {
+		// Failed: no need for the engine, which a recovery may hold
+		// while it waits for room.
+		for _, r := range group {
+			r.done <- ep.err
+		}
+		return false
+	}
+	s.eng.RLock()
+	defer s.eng.RUnlock()
+	ep := s.ep.Load()
+	if ep != cur.ep {
+		cur.ep, cur.persisted = ep, ep.persisted
+	}
+	err := ep.failure()
+	if err == nil {
+		if err = s.checkRoom(size); err != nil {
+			s.fail(ep, err)
+		}
+	}
+	live := group[:0]
+	for _, r := range group {
+		switch {
+		case err != nil:
+			r.done <- err
+		case r.ep != ep:
+			ferr := r.ep.failure() // an epoch is replaced only once it failed
+			if ferr == nil {
+				ferr = ErrFailed
+			}
+			r.done <- ferr
+		default:
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return false
+	}
+	big := live[0].b
+	durable, lastCid := live[0].durable, live[0].lastCid
+	for _, r := range live[1:] {
 		if err := big.Apply(r.b, nil); err != nil {
 			panic(fmt.Sprintf("diskstore: merge batches: %v", err)) // our own batches: cannot be invalid
 		}
@@ -296,40 +356,49 @@ func (s *Store) commitGroup(group []*request, persisted *uint64) (synced bool) {
 		durable = durable || r.durable
 		lastCid = max(lastCid, r.lastCid)
 	}
-	if lastCid > *persisted {
+	if lastCid > cur.persisted {
 		_ = big.Set(metaKey(metaCid), encodeMeta(lastCid), nil) // cannot fail before Commit
 	}
 	wo := pebble.NoSync
 	if durable && s.mode == modeAlways {
 		wo = pebble.Sync
 	}
-	err := big.Commit(wo)
+	err = big.Commit(wo)
 	s.stats.groups.Add(1)
-	s.stats.commits.Add(uint64(len(group)))
+	s.stats.commits.Add(uint64(len(live)))
 	if wo == pebble.Sync {
 		s.stats.syncs.Add(1)
 	}
-	if ferr := s.failure(); ferr != nil {
+	if ferr := ep.failure(); ferr != nil {
 		err = ferr // Pebble reports a failed WAL write through Logger.Fatalf
 	}
 	if err != nil {
 		err = fmt.Errorf("diskstore: commit: %w", err)
 	} else {
-		*persisted = max(*persisted, lastCid)
+		cur.persisted = max(cur.persisted, lastCid)
 		_ = big.Close() // recycles the batch; committed batches close cleanly
 	}
-	for _, r := range group {
+	for _, r := range live {
 		r.done <- err
 	}
 	return err == nil && wo == pebble.Sync
 }
 
-// revert undoes the map changes of a failed commit, latest first, where a
-// later batch did not change the entry again. The waiter calls it, not
-// the committer, which never takes mu.
-func (s *Store) revert(u []undo) {
+// revert undoes the map changes of a failed commit (see revertLocked).
+// The waiter calls it, not the committer, which never takes mu.
+func (s *Store) revert(u []undo, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.revertLocked(u, gen)
+}
+
+// revertLocked undoes the map changes of a failed commit, latest first,
+// where a later batch did not change the entry again, unless the map was
+// read again from a reopened engine since (gen), which is then the truth.
+func (s *Store) revertLocked(u []undo, gen uint64) {
+	if gen != s.mu.gen {
+		return
+	}
 	for j := len(u) - 1; j >= 0; j-- {
 		cur, ok := s.mu.cids[u[j].clientID]
 		switch {
@@ -343,8 +412,14 @@ func (s *Store) revert(u []undo) {
 
 // syncWAL makes everything committed so far durable.
 func (s *Store) syncWAL() {
+	s.eng.RLock()
+	defer s.eng.RUnlock()
+	ep := s.ep.Load()
+	if ep.failure() != nil {
+		return
+	}
 	s.stats.syncs.Add(1)
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := ep.db.LogData(nil, pebble.Sync); err != nil {
 		s.log.Error("diskstore: sync WAL", "err", err)
 	}
 }

@@ -8,12 +8,21 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, mode := range []string{SyncAlways, SyncInterval, SyncNone} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{SyncAlways, Options{Sync: SyncAlways}},
+		{SyncInterval, Options{Sync: SyncInterval}},
+		{SyncNone, Options{Sync: SyncNone}},
+		// A Restorer's error still stops Load when corrupt records are skipped.
+		{"skip-corrupt", Options{SkipCorrupt: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			storetest.Run(t, storetest.Factory{
 				Persistent: true,
 				Open: func(t *testing.T, dir string) broker.Store {
-					return openT(t, dir, Options{Sync: mode})
+					return openT(t, dir, tc.opts)
 				},
 			})
 		})

@@ -32,7 +32,7 @@ func crashChild() {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		os.Exit(3)
 	}
-	st, err := s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), s)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: load:", err)
 		os.Exit(3)
@@ -84,7 +84,7 @@ func TestKill9(t *testing.T) {
 	for round := range 2 {
 		n := runCrashChild(t, dir, 700*time.Millisecond, acked)
 		s := openT(t, dir, Options{})
-		st, err := s.Load(context.Background())
+		st, err := broker.LoadAll(context.Background(), s)
 		if err != nil {
 			t.Fatalf("round %d: Load after kill -9: %v", round, err)
 		}

@@ -33,10 +33,36 @@
 //     can lose every commit since the last memtable flush or Close; use it
 //     only for benchmarks or when a broker restart may lose messages.
 //
-// A write error (disk full, I/O error) is returned by Commit and nothing
-// of the batch is acknowledged. Pebble treats a failed WAL write as fatal:
-// the store then fails every later Commit with the same error and must be
-// reopened (the broker restarts).
+// # A full disk
+//
+// A store never hangs on a full disk and never needs a restart to recover
+// from one. It is unavailable, and Commit fails at once with an error
+// wrapping ErrDiskFull (ErrFailed for another I/O error), from the moment
+// the free space of the data directory drops below Options.MinFreeSpace
+// (checked before a commit group every MiB written and every second, and
+// before every group within spaceNear of the reserve) or the engine
+// reports a failed write. What Pebble (v2.1) does on a full disk, and why
+// the store stops early: it treats a failed WAL or MANIFEST write as fatal
+// (Logger.Fatalf: its commit pipeline cannot go on, the engine must be
+// reopened); it retries a failed memtable flush at once and forever
+// (compaction.go: "TODO: count consecutive flush errors and backoff"),
+// which spins, logs each failure and, once the memtables are full, stalls
+// every later write; and it panics when it cannot close a WAL file while
+// rotating it (a flush, a full memtable). The store therefore closes the
+// engine at the first failure, which ends those retries, and reopens it
+// once the directory has room again: the reserve, the WAL the engine
+// flushes when it opens, the new WAL it preallocates and a margin (need).
+// Until then one goroutine checks the free space every second; nothing is
+// logged but the failure and the recovery (and a reopening that fails,
+// with growing delays). Commits of a failed engine's epoch are never
+// applied by a later one.
+//
+// Open on a directory without that room opens the engine read-only, which
+// writes nothing: Load works, the store is unavailable, and it reopens
+// for writing as above. Should the disk fill while the engine flushes in
+// Open (the free space was checked just before), the flush waits for room
+// instead of retrying at once: Open returns an error wrapping ErrDiskFull,
+// and a reopening waits.
 //
 // # Records
 //
@@ -52,6 +78,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +100,11 @@ const (
 // DefaultSyncInterval is the fsync period of the "interval" mode.
 const DefaultSyncInterval = 100 * time.Millisecond
 
+// DefaultMinFreeSpace is the default of Options.MinFreeSpace: room for
+// the engine to flush its memtables (16 MiB each, two at most) and to
+// preallocate a WAL, twice over.
+const DefaultMinFreeSpace = 64 << 20
+
 // Errors of the store.
 var (
 	// ErrClosed is returned by Commit after Close.
@@ -81,8 +113,12 @@ var (
 	ErrLocked = errors.New("diskstore: data directory locked")
 	// ErrReadOnly is returned by Commit on a store opened read-only.
 	ErrReadOnly = errors.New("diskstore: store opened read-only")
-	// ErrFailed wraps a fatal engine error; the store must be reopened.
+	// ErrFailed wraps a fatal engine error; the store is unavailable
+	// until it has reopened the engine.
 	ErrFailed = errors.New("diskstore: store failed")
+	// ErrDiskFull means the data directory has too little free space: the
+	// store is unavailable until it has room again.
+	ErrDiskFull = errors.New("diskstore: disk full")
 	// ErrNoStore means a read-only Open found no store in the directory.
 	ErrNoStore = errors.New("diskstore: no store")
 )
@@ -108,8 +144,16 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize is the engine's memtable size in bytes (default 16 MiB).
 	MemTableSize uint64
+	// MinFreeSpace is the free space of the data directory's file system,
+	// in bytes, below which Commit refuses to write (the store is
+	// unavailable until there is room again; see the package
+	// documentation). 0 means DefaultMinFreeSpace; negative, no reserve:
+	// the store then stops only at a failed write, which the engine may
+	// answer by crashing the process (it panics when it cannot close a
+	// WAL file).
+	MinFreeSpace int64
 
-	fs vfs.FS // tests: a file system that injects errors
+	fs vfs.FS // tests: a file system that injects errors (default vfs.Default)
 }
 
 type syncMode uint8
@@ -141,17 +185,34 @@ type Store struct {
 	opts Options
 	mode syncMode
 	log  *slog.Logger
-	db   *pebble.DB
+	fs   vfs.FS
 	lock *os.File
 
-	reqs    chan *request // to the committer; closed by Close
-	stopped chan struct{} // closed when the committer returned
+	// ep is the current epoch: the engine commits go to, and whether it
+	// failed (health.go).
+	ep atomic.Pointer[epoch]
+	// bgLogged is the epoch whose first engine background error was
+	// logged at error level (later ones go to debug).
+	bgLogged atomic.Pointer[epoch]
 
-	failOnce sync.Once
-	failed   chan struct{} // closed on a fatal engine error
-	failErr  error         // set before failed is closed
+	// eng is the open engine: writable, read-only, or none. The committer
+	// (while it commits) and Load hold it for reading; the recovery
+	// (while it closes and reopens the engine) and Close for writing.
+	eng struct {
+		sync.RWMutex
+		db *pebble.DB // nil while no engine is open
+		// noDB means no engine exists yet in the directory (a read-only
+		// start found none): Load reports nothing.
+		noDB bool
+	}
+
+	reqs       chan *request  // to the committer; closed by Close
+	stopped    chan struct{}  // closed when the committer returned
+	stop       chan struct{}  // closed by Close: the recovery ends
+	recoveries sync.WaitGroup // recovery goroutines (health.go)
 
 	stats struct{ commits, groups, syncs atomic.Uint64 }
+	space spaceCheck // the committer's free-space checks (health.go)
 
 	corrupt int // records skipped by the last Load; guarded by loadMu
 	loadMu  sync.Mutex
@@ -164,6 +225,7 @@ type Store struct {
 		closed  bool
 		cids    map[string]uint64
 		lastCid uint64 // highest cid allocated
+		gen     uint64 // incremented when the map is read again from a reopened engine
 	}
 }
 
@@ -172,7 +234,10 @@ var _ broker.Store = (*Store)(nil)
 // Open opens (creating it if needed) the store in dir and takes the
 // directory lock; a directory held by another process fails with an error
 // wrapping ErrLocked that names the holder's pid. A corrupt session record
-// fails Open with an error naming its key unless opts.SkipCorrupt.
+// fails Open with an error naming its key unless opts.SkipCorrupt. On a
+// file system without room to open the engine for writing, Open succeeds
+// with the store unavailable (Err says why) and read-only until there is
+// room; see the package documentation.
 func Open(dir string, opts Options) (*Store, error) {
 	mode, err := opts.mode()
 	if err != nil {
@@ -190,7 +255,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = 16 << 20
 	}
-	s := &Store{dir: dir, opts: opts, mode: mode, log: opts.Logger, failed: make(chan struct{})}
+	if opts.MinFreeSpace == 0 {
+		opts.MinFreeSpace = DefaultMinFreeSpace
+	}
+	s := &Store{dir: dir, opts: opts, mode: mode, log: opts.Logger, fs: opts.fs, stop: make(chan struct{})}
+	if s.fs == nil {
+		s.fs = vfs.Default
+	}
+	s.ep.Store(newEpoch(nil, 0))
 	if opts.ReadOnly {
 		if _, err := os.Stat(filepath.Join(dir, "pebble")); err != nil {
 			return nil, fmt.Errorf("%w in %s: %w", ErrNoStore, dir, err)
@@ -201,28 +273,155 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.lock, err = lockDir(dir); err != nil {
 		return nil, err
 	}
-	if err := s.openDB(); err != nil {
-		s.unlock()
+	if opts.ReadOnly {
+		if err := s.openReadOnly(); err != nil {
+			s.unlock()
+			return nil, err
+		}
+		return s, nil
+	}
+	if free, need, ok := s.room(); ok && free < need {
+		if err := s.openReadOnly(); err != nil && !errors.Is(err, ErrNoStore) {
+			s.unlock()
+			return nil, err
+		}
+		s.startCommitter()
+		s.fail(s.ep.Load(), s.fullError(free, need))
+		return s, nil
+	}
+	ep, err := s.openAtStart()
+	if err != nil {
 		return nil, err
 	}
-	if !opts.ReadOnly {
-		s.reqs = make(chan *request, maxGroupReqs)
-		s.stopped = make(chan struct{})
-		go s.run(s.mu.lastCid)
-	}
+	s.ep.Store(ep)
+	s.startCommitter()
 	return s, nil
 }
 
-func (s *Store) openDB() error {
+// startCommitter starts the committer goroutine (commit.go).
+func (s *Store) startCommitter() {
+	s.reqs = make(chan *request, maxGroupReqs)
+	s.stopped = make(chan struct{})
+	go s.run()
+}
+
+// openReadOnly opens the engine read-only, as s.eng.db; with no engine in
+// the directory yet it notes that (noDB) and returns an error wrapping
+// ErrNoStore.
+func (s *Store) openReadOnly() error {
+	s.eng.Lock()
+	defer s.eng.Unlock()
+	if ls, err := s.fs.List(filepath.Join(s.dir, "pebble")); err != nil || !hasManifest(ls) {
+		s.eng.noDB = true
+		s.mu.cids = make(map[string]uint64)
+		return fmt.Errorf("%w in %s", ErrNoStore, s.dir)
+	}
+	db, err := s.openDB(true, s.ep.Load(), nil)
+	if err != nil {
+		return err
+	}
+	cids, last, err := loadCids(db, s.opts.SkipCorrupt)
+	if err != nil {
+		_ = db.Close() // the load error is the one to report
+		return err
+	}
+	s.eng.db = db
+	s.mu.cids, s.mu.lastCid = cids, last
+	return nil
+}
+
+// hasManifest reports whether a directory listing has a MANIFEST file.
+func hasManifest(names []string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, "MANIFEST-") {
+			return true
+		}
+	}
+	return false
+}
+
+// openWritableLocked opens the engine for writing, as s.eng.db, with the
+// ClientID to cid map read from it (under mu), and returns its epoch (not
+// yet installed). A memtable flush failing in pebble.Open waits for room
+// (park, health.go). The caller holds eng and no engine is open.
+func (s *Store) openWritableLocked(a *openAttempt) (*epoch, error) {
+	ep := newEpoch(nil, 0)
+	db, err := s.openDB(false, ep, a)
+	a.active.Store(false)
+	if err == nil && a.fatal.Load() != nil {
+		err = fmt.Errorf("%w: %s", ErrFailed, *a.fatal.Load())
+		_ = s.closeDB(db, false) // the fatal error is the one to report
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSchema(db, false); err != nil {
+		_ = s.closeDB(db, false) // the schema error is the one to report
+		return nil, err
+	}
+	cids, last, err := loadCids(db, s.opts.SkipCorrupt)
+	if err != nil {
+		_ = s.closeDB(db, false) // the load error is the one to report
+		return nil, err
+	}
+	// M/"cid" is at least every cid in a session record; the committer
+	// writes it again only above that.
+	ep.db, ep.persisted = db, last
+	s.mu.Lock()
+	s.mu.cids, s.mu.lastCid = cids, last
+	s.mu.gen++
+	s.mu.Unlock()
+	s.eng.db, s.eng.noDB = db, false
+	return ep, nil
+}
+
+// openAtStart opens the engine for writing in Open. Should a flush in
+// pebble.Open wait for room, Open gives up with an error wrapping
+// ErrDiskFull and leaves that engine waiting (the process is expected to
+// exit): it holds the engine's lock, so nothing else can open it.
+func (s *Store) openAtStart() (*epoch, error) {
+	a := newOpenAttempt()
+	type result struct {
+		ep  *epoch
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s.eng.Lock() // held for good if the open is abandoned: so is the store
+		defer s.eng.Unlock()
+		ep, err := s.openWritableLocked(a)
+		done <- result{ep, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			s.unlock()
+		}
+		return r.ep, r.err
+	case <-a.parked:
+		close(s.stop) // the waiting flush stays parked
+		s.unlock()
+		free, need, _ := s.room()
+		return nil, fmt.Errorf("%w: data directory %s: the disk filled while the store opened (%s free now, it needs %s)",
+			ErrDiskFull, s.dir, size(free), size(need))
+	}
+}
+
+// openDB opens the engine of epoch ep; a is the attempt of a writable
+// opening (nil for read-only).
+func (s *Store) openDB(readOnly bool, ep *epoch, a *openAttempt) (*pebble.DB, error) {
 	cache := pebble.NewCache(s.opts.CacheSize)
 	defer cache.Unref()
 	po := &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       s.opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{s},
-		ReadOnly:           s.opts.ReadOnly,
-		FS:                 s.opts.fs,
+		Logger:             pebbleLogger{s, ep, a},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) { s.onBackgroundError(ep, a, err) },
+		},
+		ReadOnly: readOnly,
+		FS:       s.fs,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -230,26 +429,23 @@ func (s *Store) openDB() error {
 	po.EnsureDefaults()
 	db, err := pebble.Open(filepath.Join(s.dir, "pebble"), po)
 	if err != nil {
-		return fmt.Errorf("diskstore: open %s: %w", s.dir, err)
+		return nil, fmt.Errorf("diskstore: open %s: %w", s.dir, err)
 	}
-	s.db = db
-	if err := s.checkSchema(); err != nil {
-		_ = db.Close() // the schema error is the one to report
-		return err
+	if readOnly {
+		if err := s.checkSchema(db, true); err != nil {
+			_ = db.Close() // the schema error is the one to report
+			return nil, err
+		}
 	}
-	if err := s.loadCids(); err != nil {
-		_ = db.Close() // the load error is the one to report
-		return err
-	}
-	return nil
+	return db, nil
 }
 
 // checkSchema reads the schema version, writing it into a new store.
-func (s *Store) checkSchema() error {
+func (s *Store) checkSchema(db *pebble.DB, readOnly bool) error {
 	key := metaKey(metaVersion)
-	v, closer, err := s.db.Get(key)
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		it, err := s.db.NewIter(nil)
+		it, err := db.NewIter(nil)
 		if err != nil {
 			return fmt.Errorf("diskstore: %w", err)
 		}
@@ -260,10 +456,10 @@ func (s *Store) checkSchema() error {
 		if !empty {
 			return fmt.Errorf("%w: key %s missing in a non-empty store", ErrCorrupt, formatKey(key))
 		}
-		if s.opts.ReadOnly {
+		if readOnly {
 			return nil
 		}
-		if err := s.db.Set(key, encodeMeta(schemaVersion), pebble.Sync); err != nil {
+		if err := db.Set(key, encodeMeta(schemaVersion), pebble.Sync); err != nil {
 			return fmt.Errorf("diskstore: %w", err)
 		}
 		return nil
@@ -282,44 +478,46 @@ func (s *Store) checkSchema() error {
 	return nil
 }
 
-// loadCids builds the ClientID to cid map from the session records.
-func (s *Store) loadCids() error {
-	s.mu.cids = make(map[string]uint64)
+// loadCids builds the ClientID to cid map from the session records and
+// returns it with the highest cid allocated.
+func loadCids(db *pebble.DB, skipCorrupt bool) (map[string]uint64, uint64, error) {
+	cids := make(map[string]uint64)
+	var last uint64
 	key := metaKey(metaCid)
-	v, closer, err := s.db.Get(key)
+	v, closer, err := db.Get(key)
 	switch {
 	case err == nil:
-		last, derr := decodeMeta(v)
+		l, derr := decodeMeta(v)
 		_ = closer.Close() // only releases the value
 		if derr != nil {
-			return fmt.Errorf("diskstore: key %s: %w", formatKey(key), derr)
+			return nil, 0, fmt.Errorf("diskstore: key %s: %w", formatKey(key), derr)
 		}
-		s.mu.lastCid = last
+		last = l
 	case !errors.Is(err, pebble.ErrNotFound):
-		return fmt.Errorf("diskstore: read %s: %w", formatKey(key), err)
+		return nil, 0, fmt.Errorf("diskstore: read %s: %w", formatKey(key), err)
 	}
 	lo, hi := tagRange(tagSession)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("diskstore: %w", err)
+		return nil, 0, fmt.Errorf("diskstore: %w", err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		cid, _, err := decodeSession(it.Value())
 		if err != nil {
-			if s.opts.SkipCorrupt {
+			if skipCorrupt {
 				continue // Load counts and logs it
 			}
 			err = keyError(it.Key(), err)
 			_ = it.Close() // the record error is the one to report
-			return err
+			return nil, 0, err
 		}
-		s.mu.cids[string(it.Key()[2:])] = cid
-		s.mu.lastCid = max(s.mu.lastCid, cid)
+		cids[string(it.Key()[2:])] = cid
+		last = max(last, cid)
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("diskstore: scan sessions: %w", err)
+		return nil, 0, fmt.Errorf("diskstore: scan sessions: %w", err)
 	}
-	return nil
+	return cids, last, nil
 }
 
 // keyError wraps a record error with the record's printable key.
@@ -327,9 +525,12 @@ func keyError(key []byte, err error) error {
 	return fmt.Errorf("diskstore: key %s: %w", formatKey(key), err)
 }
 
-// Close stops the committer after the commits already handed to it,
-// syncs the WAL, flushes the memtables, closes the engine and releases the directory lock.
-// Commit fails with ErrClosed afterwards; a second Close returns nil.
+// Close stops the committer after the commits already handed to it and
+// the recovery of an unavailable store, flushes the memtables when the
+// engine is healthy and has room (a flush that fails anyway is given up:
+// the WAL keeps what it holds), closes the engine and releases the
+// directory lock. It returns the store's failure while it is unavailable. Commit
+// fails with ErrClosed afterwards; a second Close returns nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.mu.closed {
@@ -340,80 +541,119 @@ func (s *Store) Close() error {
 	if s.reqs != nil {
 		close(s.reqs)
 	}
+	select {
+	case <-s.stop: // Open gave up on a parked engine
+	default:
+		close(s.stop)
+	}
 	s.mu.Unlock()
 	if s.stopped != nil {
 		select {
 		case <-s.stopped:
-		case <-s.failed:
-			// After a fatal engine error the committer may be stuck in
-			// the engine's commit pipeline: give it a moment.
+		case <-s.ep.Load().failed:
+			// After a failure the committer may be stuck in the engine's
+			// commit pipeline: give it a moment.
 			select {
 			case <-s.stopped:
 			case <-time.After(closeGrace):
 				s.unlock()
-				return s.failErr // leaves the committer and the engine
+				return s.ep.Load().failure() // leaves the committer and the engine
 			}
 		}
 	}
-	var err error
-	if s.failure() != nil {
-		err = s.closeFailed()
-	} else {
-		if !s.opts.ReadOnly {
-			// Flushing the memtables now spares the next Open a WAL replay.
-			err = s.db.Flush()
-		}
-		if cerr := s.db.Close(); err == nil {
-			err = cerr
-		}
+	if !waitGroup(&s.recoveries, closeGrace) {
+		s.unlock()
+		return fmt.Errorf("%w: close: the engine was reopening when the disk filled again; left waiting for room", ErrDiskFull)
 	}
+	s.eng.Lock()
+	ep := s.ep.Load()
+	// Flushing rotates the WAL, which the engine cannot survive without
+	// room (it panics when the old WAL fails to close): without room the
+	// WAL keeps its data for the next Open.
+	free, need, known := s.room()
+	flush := ep.failure() == nil && ep.db == s.eng.db && !s.opts.ReadOnly && (!known || free >= need)
+	err := s.closeDB(s.eng.db, flush)
+	s.eng.db = nil
+	s.eng.Unlock()
 	s.unlock()
+	if ferr := ep.failure(); ferr != nil {
+		return ferr
+	}
 	if err != nil {
 		return fmt.Errorf("diskstore: close: %w", err)
-	}
-	select {
-	case <-s.failed:
-		return s.failErr
-	default:
 	}
 	return nil
 }
 
-// closeGrace bounds the wait for the committer and the engine in Close
-// after a fatal engine error.
-const closeGrace = 2 * time.Second
+// closeGrace bounds the waits of Close for the committer and a recovery
+// after a failure, and closeDB's wait for the engine.
+const closeGrace = 5 * time.Second
 
-// closeFailed closes the engine after a fatal error, giving up (and
-// leaving its goroutines) if it does not return within closeGrace.
-func (s *Store) closeFailed() error {
+// waitGroup waits for wg, at most d; it reports whether wg was done.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		defer func() { _ = recover() }() // the engine may panic on its broken state: we are closing anyway
-		_ = s.db.Close()                 // the fatal error is the one to report
+		wg.Wait()
+		close(done)
 	}()
 	select {
 	case <-done:
-	case <-time.After(closeGrace):
+		return true
+	case <-time.After(d):
+		return false
 	}
-	return s.failErr
 }
 
-// fail records a fatal engine error; later commits return it.
-func (s *Store) fail(err error) {
-	s.failOnce.Do(func() {
-		s.failErr = fmt.Errorf("%w: %w", ErrFailed, err)
-		close(s.failed)
-	})
-}
-
-// failure returns the fatal error, if any.
-func (s *Store) failure() error {
-	select {
-	case <-s.failed:
-		return s.failErr
-	default:
+// closeDB closes db (nil: nothing), first flushing its memtables when
+// flush, so that the next Open has no WAL to replay. A flush the engine
+// reports failed or that does not finish within closeGrace is given up
+// (the WAL keeps its data). A close that does not return within closeGrace
+// is left behind: the engine may be broken by a fatal error (it may also
+// panic, which is recovered: it is being closed anyway).
+func (s *Store) closeDB(db *pebble.DB, flush bool) error {
+	if db == nil {
 		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("diskstore: the engine panicked while closing: %v", p)
+			}
+		}()
+		var err error
+		if flush {
+			err = s.flushDB(db)
+		}
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeGrace):
+		return errors.New("diskstore: the engine did not close in time; left behind")
+	}
+}
+
+// flushDB flushes db's memtables, giving up when the flush fails (the
+// engine reports it as a background error, which fails the epoch) or
+// takes longer than closeGrace.
+func (s *Store) flushDB(db *pebble.DB) error {
+	ch, err := db.AsyncFlush()
+	if err != nil {
+		return err
+	}
+	ep := s.ep.Load()
+	select {
+	case <-ch:
+		return nil
+	case <-ep.failed:
+		return nil // Close reports the failure
+	case <-time.After(closeGrace):
+		return errors.New("diskstore: flush at close did not finish; the WAL keeps its data")
 	}
 }
 
@@ -438,11 +678,16 @@ func (s *Store) Stats() Stats {
 	return Stats{Commits: s.stats.commits.Load(), Groups: s.stats.groups.Load(), Syncs: s.stats.syncs.Load()}
 }
 
-// pebbleLogger routes the engine's messages to the store's logger (its
-// informational ones at debug level). A
-// Fatalf (a failed WAL write) marks the store failed instead of exiting
-// the process, and Commit reports it.
-type pebbleLogger struct{ s *Store }
+// pebbleLogger routes the messages of the engine of epoch ep (opened by
+// attempt a, nil for read-only) to the store's logger, its informational
+// ones at debug level. A Fatalf (a failed WAL or MANIFEST write) fails
+// the epoch instead of exiting the process (during the opening: the
+// attempt), and Commit reports it.
+type pebbleLogger struct {
+	s  *Store
+	ep *epoch
+	a  *openAttempt
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.s.log.Debug("pebble: " + fmt.Sprintf(format, args...))
@@ -455,5 +700,9 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.log.Error("pebble: fatal: " + msg)
-	l.s.fail(errors.New(msg))
+	if l.a != nil && l.a.active.Load() {
+		l.a.fatal.CompareAndSwap(nil, &msg) // openWritableLocked fails
+		return
+	}
+	l.s.fail(l.ep, engineError(errors.New(msg)))
 }

@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) != "" {
 		crashChild() // never returns: the parent kills it
 	}
+	if os.Getenv(parkChildEnv) != "" {
+		parkChild() // never returns
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -52,7 +55,7 @@ func fill(t *testing.T, dir string) {
 // rewrite changes the value of key with Pebble directly (the store is closed).
 func rewrite(t *testing.T, dir string, key []byte, change func(old []byte) []byte) {
 	t.Helper()
-	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{Logger: pebbleLogger{&Store{log: testLogger(t), failed: make(chan struct{})}}})
+	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{Logger: pebbleLogger{s: &Store{log: testLogger(t)}, ep: newEpoch(nil, 0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +99,7 @@ func TestCorruptRecords(t *testing.T) {
 			rewrite(t, dir, tc.key, tc.change)
 
 			s := openT(t, dir, Options{})
-			_, err := s.Load(context.Background())
+			_, err := broker.LoadAll(context.Background(), s)
 			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantKey) {
 				t.Fatalf("Load: %v; want %v naming %s", err, tc.wantErr, tc.wantKey)
 			}
@@ -104,7 +107,7 @@ func TestCorruptRecords(t *testing.T) {
 
 			s = openT(t, dir, Options{SkipCorrupt: true})
 			defer closeT(t, s)
-			st, err := s.Load(context.Background())
+			st, err := broker.LoadAll(context.Background(), s)
 			if err != nil {
 				t.Fatalf("Load with SkipCorrupt: %v", err)
 			}
@@ -127,7 +130,7 @@ func TestCorruptSession(t *testing.T) {
 		t.Fatalf("Open: %v; want truncated naming S/\"c\"", err)
 	}
 	s := openT(t, dir, Options{SkipCorrupt: true})
-	st, err := s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +147,7 @@ func TestCorruptSession(t *testing.T) {
 	closeT(t, s)
 	s = openT(t, dir, Options{})
 	defer closeT(t, s)
-	st, err = s.Load(context.Background())
+	st, err = broker.LoadAll(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +224,7 @@ func TestReadOnly(t *testing.T) {
 	fill(t, dir)
 	s := openT(t, dir, Options{ReadOnly: true})
 	defer closeT(t, s)
-	st, err := s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), s)
 	if err != nil || len(st.Sessions) != 1 || len(st.Sessions[0].Queue) != 3 {
 		t.Fatalf("Load: %v %+v", err, st)
 	}

@@ -16,133 +16,163 @@ type outState struct {
 	state broker.InflightState
 }
 
-// loader reads one snapshot of the store.
+// loader reads one snapshot of the store into a Restorer.
 type loader struct {
 	s       *Store
 	snap    *pebble.Snapshot
 	ctx     context.Context
+	r       broker.Restorer
+	stop    error // the Restorer's error: it ends Load, SkipCorrupt or not
 	corrupt int
 	n       int // records read, for the context check
+
+	ids map[uint64]string              // cid -> ClientID of the sessions reported
+	out map[uint64]map[uint64]outState // cid -> seq -> outbound inflight state
+	sub broker.StoredSubscription      // the record handed to r (r keeps only what it points to)
+	del broker.StoredDelivery          // as sub
 }
 
-// Load implements broker.Store: sessions by ClientID with their
-// subscriptions by filter, queues by Seq and inbound ids ascending, and
-// retained messages by topic, all from one snapshot. A corrupt record
-// fails Load with an error naming its key, unless Options.SkipCorrupt;
-// records of a session whose own record was skipped are skipped with it.
-func (s *Store) Load(ctx context.Context) (*broker.StoredState, error) {
+// Load implements broker.Store, from one snapshot: sessions by ClientID,
+// then subscriptions, inbound ids, queues (by session, Seq ascending) and
+// retained messages by topic. It holds no more than the cid of each
+// session and the outbound inflight states (bounded by the sessions'
+// inflight windows): every other record goes to r as it is decoded. A
+// corrupt record fails Load with an error naming its key, unless
+// Options.SkipCorrupt; records of a session whose own record was skipped
+// are skipped with it.
+//
+// Load works on a store unavailable since Open (a full disk: its engine
+// is open read-only); after the engine failed while running, it fails
+// until the store has recovered.
+func (s *Store) Load(ctx context.Context, r broker.Restorer) error {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	snap := s.db.NewSnapshot()
+	s.eng.RLock()
+	defer s.eng.RUnlock()
+	if s.eng.db == nil {
+		if s.eng.noDB {
+			return nil // nothing stored yet
+		}
+		return fmt.Errorf("diskstore: load: no engine open: %w", s.Err())
+	}
+	snap := s.eng.db.NewSnapshot()
 	defer snap.Close() //nolint:errcheck // a snapshot's Close only releases it
-	l := &loader{s: s, snap: snap, ctx: ctx}
-	st, err := l.load()
-	if err != nil {
-		return nil, err
+	l := &loader{s: s, snap: snap, ctx: ctx, r: r,
+		ids: make(map[uint64]string), out: make(map[uint64]map[uint64]outState)}
+	if err := l.load(); err != nil {
+		return err
 	}
 	s.corrupt = l.corrupt
-	return st, nil
+	return nil
 }
 
-func (l *loader) load() (*broker.StoredState, error) {
-	st := &broker.StoredState{}
-	byCid := make(map[uint64]*broker.StoredSession)
+// restored records the Restorer's error, which stops the scan.
+func (l *loader) restored(err error) error {
+	if err != nil {
+		l.stop = err
+	}
+	return err
+}
 
+func (l *loader) load() error {
 	err := l.scan(tagSession, func(k, v []byte) error {
 		cid, sess, err := decodeSession(v)
 		if err != nil {
 			return err
 		}
 		sess.ClientID = string(k[2:])
-		byCid[cid] = sess
-		st.Sessions = append(st.Sessions, sess)
-		return nil
+		l.ids[cid] = sess.ClientID
+		return l.restored(l.r.RestoreSession(sess))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	err = l.scan(tagSub, func(k, v []byte) error {
 		if len(k) < 10 {
 			return fmt.Errorf("%w: short key", ErrCorrupt)
 		}
-		sess := byCid[binary.BigEndian.Uint64(k[2:10])]
-		if sess == nil {
+		id, ok := l.ids[binary.BigEndian.Uint64(k[2:10])]
+		if !ok {
 			return nil // left by a skipped session record
 		}
 		sub, err := decodeSub(v, string(k[10:]))
 		if err != nil {
 			return err
 		}
-		sess.Subscriptions = append(sess.Subscriptions, sub)
-		return nil
+		l.sub = sub
+		return l.restored(l.r.RestoreSubscription(id, &l.sub))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
-	out := make(map[uint64]map[uint64]outState) // cid -> seq -> state
 	err = l.scan(tagInflight, func(k, v []byte) error {
 		if len(k) < 11 || (k[10] == inflightOut && len(k) != 19) || (k[10] == inflightIn && len(k) != 13) || k[10] > inflightIn {
 			return fmt.Errorf("%w: malformed key", ErrCorrupt)
 		}
 		cid := binary.BigEndian.Uint64(k[2:10])
-		sess := byCid[cid]
-		if sess == nil {
+		id, ok := l.ids[cid]
+		if !ok {
 			return nil
 		}
 		if k[10] == inflightIn {
 			if err := decodeEmpty(v); err != nil {
 				return err
 			}
-			sess.InboundQoS2 = append(sess.InboundQoS2, binary.BigEndian.Uint16(k[11:]))
-			return nil
+			return l.restored(l.r.RestoreInbound(id, binary.BigEndian.Uint16(k[11:])))
 		}
 		pid, state, err := decodeInflight(v)
 		if err != nil {
 			return err
 		}
-		m := out[cid]
+		m := l.out[cid]
 		if m == nil {
 			m = make(map[uint64]outState)
-			out[cid] = m
+			l.out[cid] = m
 		}
 		m[binary.BigEndian.Uint64(k[11:])] = outState{pid, state}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
-	var cur *broker.StoredSession // the session of the previous queue record
-	var curCid uint64
 	var in interner
+	var (
+		cur    bool // curCid is the session of the previous queue record
+		curCid uint64
+		curID  string
+		curOK  bool
+	)
 	err = l.scan(tagQueue, func(k, v []byte) error {
 		if len(k) != 18 {
 			return fmt.Errorf("%w: malformed key", ErrCorrupt)
 		}
 		cid, seq := binary.BigEndian.Uint64(k[2:10]), binary.BigEndian.Uint64(k[10:])
-		if cur == nil || cid != curCid {
-			cur, curCid = byCid[cid], cid
+		if !cur || cid != curCid {
+			cur, curCid = true, cid
+			curID, curOK = l.ids[cid]
 		}
-		if cur == nil {
+		id, ok := curID, curOK
+		if !ok {
 			return nil
 		}
 		d, err := decodeDelivery(v, seq, &in)
 		if err != nil {
 			return err
 		}
-		if o, ok := out[cid][seq]; ok {
+		if o, ok := l.out[cid][seq]; ok {
 			d.PacketID, d.State = o.pid, o.state
 		}
-		cur.Queue = append(cur.Queue, d)
-		return nil
+		l.del = d
+		return l.restored(l.r.RestoreDelivery(id, &l.del))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
-	err = l.scan(tagRetained, func(k, v []byte) error {
+	return l.scan(tagRetained, func(k, v []byte) error {
 		m, err := decodeRetained(v)
 		if err != nil {
 			return err
@@ -150,13 +180,8 @@ func (l *loader) load() (*broker.StoredState, error) {
 		if m.Topic != string(k[2:]) {
 			return fmt.Errorf("%w: message topic %q differs from its key", ErrCorrupt, m.Topic)
 		}
-		st.Retained = append(st.Retained, m)
-		return nil
+		return l.restored(l.r.RestoreRetained(m))
 	})
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
 }
 
 // scan calls fn for every record with tag, in key order. A record error
@@ -182,6 +207,10 @@ func (l *loader) scan(tag byte, fn func(k, v []byte) error) error {
 		}
 		if err == nil {
 			continue
+		}
+		if l.stop != nil {
+			_ = it.Close() // the Restorer's error is the one to report
+			return l.stop
 		}
 		err = keyError(it.Key(), err)
 		if !l.s.opts.SkipCorrupt {

@@ -32,8 +32,16 @@ func lockDir(dir string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("diskstore: lock %s: %w", path, err)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	_, err = f.WriteAt(pid, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(pid)))
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// The lock is held; the pid only decorates another process's
+		// error, and a full disk must not stop the store from opening
+		// (read-only: see the package documentation).
+		err = f.Truncate(0)
 	}
 	if err != nil {
 		_ = f.Close() // releases the lock; the write error is the one to report

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -14,32 +15,36 @@ import (
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
-// TestWriteError checks that a failed WAL write (here ENOSPC on every
-// write and sync of a .log file) makes the durable Commit fail, and every
-// later one, instead of acknowledging.
+// TestWriteError checks that a failed WAL write that is not a full disk
+// (here EIO on every write and sync of a .log file) makes the durable
+// Commit fail with ErrFailed, and every later one, instead of
+// acknowledging; that the failed commit's new session leaves no cid
+// behind; and that the store reopens its engine by itself once writes
+// work again.
 func TestWriteError(t *testing.T) {
-	var full atomic.Bool
+	var broken atomic.Bool
 	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !full.Load() || !strings.HasSuffix(op.Path, ".log") {
+		if !broken.Load() || !strings.HasSuffix(op.Path, ".log") {
 			return nil
 		}
 		switch op.Kind {
 		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return syscall.ENOSPC
+			return syscall.EIO
 		}
 		return nil
 	}))
 	s := openT(t, t.TempDir(), Options{fs: fs})
+	defer closeT(t, s)
 	put := func(id string) error {
 		return s.Commit(new(broker.Batch).Add(broker.Op{Kind: broker.OpPutSession, ClientID: id, Session: &broker.StoredSession{Version: packet.V5}}), true)
 	}
 	if err := put("before"); err != nil {
 		t.Fatal(err)
 	}
-	full.Store(true)
+	broken.Store(true)
 	err := put("during")
 	if err == nil {
-		t.Fatal("durable Commit on a full disk succeeded")
+		t.Fatal("durable Commit with a failing WAL succeeded")
 	}
 	t.Logf("Commit: %v", err)
 	s.mu.Lock()
@@ -51,8 +56,12 @@ func TestWriteError(t *testing.T) {
 	if err := put("after"); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Commit after a failed write: %v; want ErrFailed", err)
 	}
-	full.Store(false)
-	if err := s.Close(); !errors.Is(err, ErrFailed) {
-		t.Fatalf("Close: %v; want ErrFailed", err)
+	broken.Store(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for put("recovered") != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the store did not recover within 15 s after writes worked again: %v", s.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

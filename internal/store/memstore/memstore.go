@@ -1,7 +1,7 @@
 // Package memstore is an in-memory broker.Store, for tests and for
 // petrel serve --ephemeral: everything is lost when the process ends.
 // Commit and Load deep-copy, so the broker may reuse its batches and
-// mutate what Load returned. Reopen hands the content to a new Store,
+// mutate what Load reported. Reopen hands the content to a new Store,
 // which lets tests restart a broker without a disk.
 package memstore
 
@@ -73,34 +73,56 @@ func (s *Store) Reopen() *Store {
 	return n
 }
 
-// Load implements broker.Store. The result is a deep copy.
-func (s *Store) Load(ctx context.Context) (*broker.StoredState, error) {
+// Load implements broker.Store: sessions by ClientID, each followed by
+// its subscriptions by filter, its queue by Seq and its inbound ids, then
+// retained messages by topic. What r receives is a deep copy. The store
+// is locked while Load runs: r must not commit to it.
+func (s *Store) Load(ctx context.Context, r broker.Restorer) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := &broker.StoredState{}
 	for _, id := range slices.Sorted(maps.Keys(s.mu.sessions)) {
-		sess := s.mu.sessions[id]
-		out := sess.rec
-		out.ClientID = id
-		if out.Will != nil {
-			out.Will = cloneMessage(out.Will)
+		if err := loadSession(id, s.mu.sessions[id], r); err != nil {
+			return err
 		}
-		for _, f := range slices.Sorted(maps.Keys(sess.subs)) {
-			out.Subscriptions = append(out.Subscriptions, sess.subs[f])
-		}
-		for _, seq := range slices.Sorted(maps.Keys(sess.queue)) {
-			out.Queue = append(out.Queue, *cloneDelivery(sess.queue[seq]))
-		}
-		out.InboundQoS2 = slices.Sorted(maps.Keys(sess.inbound))
-		st.Sessions = append(st.Sessions, &out)
 	}
 	for _, t := range slices.Sorted(maps.Keys(s.mu.retained)) {
-		st.Retained = append(st.Retained, cloneMessage(s.mu.retained[t]))
+		if err := r.RestoreRetained(cloneMessage(s.mu.retained[t])); err != nil {
+			return err
+		}
 	}
-	return st, nil
+	return nil
+}
+
+// loadSession reports one session and its records to r.
+func loadSession(id string, sess *session, r broker.Restorer) error {
+	rec := sess.rec
+	rec.ClientID = id
+	if rec.Will != nil {
+		rec.Will = cloneMessage(rec.Will)
+	}
+	if err := r.RestoreSession(&rec); err != nil {
+		return err
+	}
+	for _, f := range slices.Sorted(maps.Keys(sess.subs)) {
+		sub := sess.subs[f]
+		if err := r.RestoreSubscription(id, &sub); err != nil {
+			return err
+		}
+	}
+	for _, seq := range slices.Sorted(maps.Keys(sess.queue)) {
+		if err := r.RestoreDelivery(id, cloneDelivery(sess.queue[seq])); err != nil {
+			return err
+		}
+	}
+	for _, pid := range slices.Sorted(maps.Keys(sess.inbound)) {
+		if err := r.RestoreInbound(id, pid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Commit implements broker.Store; durable makes no difference. Ops naming

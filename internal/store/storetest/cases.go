@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -396,8 +397,8 @@ func testDeepCopy(t *testing.T, h *harness) {
 	b.Reset()
 	equal(t, "after mutating the committed batch", h.load(), want)
 
-	// What Load returns belongs to the caller.
-	got, err := h.s.Load(t.Context())
+	// What Load reports belongs to the Restorer.
+	got, err := broker.LoadAll(t.Context(), h.s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +408,7 @@ func testDeepCopy(t *testing.T, h *harness) {
 	q.Msg.Properties.UserProperties[0].Key = "mutated"
 	got.Sessions[0].Subscriptions[0].Filter = "mutated"
 	got.Retained[0].Payload[0] = 'Y'
-	equal(t, "after mutating a Load result", h.load(), want)
+	equal(t, "after mutating what Load reported", h.load(), want)
 }
 
 func testConcurrent(t *testing.T, h *harness) {
@@ -499,5 +500,95 @@ func testLargeQueue(t *testing.T, h *harness) {
 	}
 	if got := len(st.Sessions[1].Queue); got != n/per {
 		t.Fatalf("small has %d queued, want %d", got, n/per)
+	}
+}
+
+// testLoadOwnership: what Load hands to the Restorer stays the Restorer's.
+// LoadAll keeps shallow copies of the records, so a store that reused a
+// payload, topic or subscription identifier buffer for a later record
+// would change what was kept before.
+func testLoadOwnership(t *testing.T, h *harness) {
+	const n = 300
+	ops := []broker.Op{putSession("own", packet.V5, broker.NoExpiry, zeroTime)}
+	for i := range n {
+		d := delivery(uint64(i+1), fmt.Sprintf("t/%d", i), fmt.Sprintf("payload-%d", i))
+		d.SubIDs = []uint32{uint32(i + 1)}
+		ops = append(ops, enqueue("own", d),
+			putRetained(broker.StoredMessage{Topic: fmt.Sprintf("r/%03d", i), Payload: []byte(fmt.Sprintf("retained-%d", i)), Retain: true}))
+	}
+	h.commit(true, ops...)
+	h.restart()
+	st := h.load()
+	if len(st.Sessions) != 1 || len(st.Sessions[0].Queue) != n || len(st.Retained) != n {
+		t.Fatalf("loaded %d sessions, %d retained", len(st.Sessions), len(st.Retained))
+	}
+	for i, d := range st.Sessions[0].Queue {
+		if d.Msg.Topic != fmt.Sprintf("t/%d", i) || string(d.Msg.Payload) != fmt.Sprintf("payload-%d", i) ||
+			len(d.SubIDs) != 1 || d.SubIDs[0] != uint32(i+1) {
+			t.Fatalf("delivery %d changed after it was reported: topic %q payload %q sub ids %v", i, d.Msg.Topic, d.Msg.Payload, d.SubIDs)
+		}
+	}
+	for i, m := range st.Retained {
+		if m.Topic != fmt.Sprintf("r/%03d", i) || string(m.Payload) != fmt.Sprintf("retained-%d", i) {
+			t.Fatalf("retained %d changed after it was reported: %q %q", i, m.Topic, m.Payload)
+		}
+	}
+}
+
+// errStop is the error stopRestorer returns.
+var errStop = errors.New("storetest: restorer stops")
+
+// stopRestorer fails at the first record of kind and counts the records
+// reported after that.
+type stopRestorer struct {
+	kind   string
+	failed bool
+	after  int
+}
+
+func (r *stopRestorer) record(kind string) error {
+	if r.failed {
+		r.after++
+		return nil
+	}
+	if kind == r.kind {
+		r.failed = true
+		return errStop
+	}
+	return nil
+}
+
+func (r *stopRestorer) RestoreSession(*broker.StoredSession) error { return r.record("session") }
+func (r *stopRestorer) RestoreSubscription(string, *broker.StoredSubscription) error {
+	return r.record("subscription")
+}
+func (r *stopRestorer) RestoreDelivery(string, *broker.StoredDelivery) error {
+	return r.record("delivery")
+}
+func (r *stopRestorer) RestoreInbound(string, uint16) error         { return r.record("inbound") }
+func (r *stopRestorer) RestoreRetained(*broker.StoredMessage) error { return r.record("retained") }
+
+// testLoadStops: an error from the Restorer ends Load, which returns it,
+// at whatever kind of record it came; nothing is reported after it.
+func testLoadStops(t *testing.T, h *harness) {
+	var ops []broker.Op
+	for _, id := range []string{"a", "b"} {
+		ops = append(ops, putSession(id, packet.V5, broker.NoExpiry, zeroTime),
+			putSub(id, broker.StoredSubscription{Filter: "f/" + id, QoS: 1}),
+			enqueue(id, delivery(1, "f/"+id, "x")), enqueue(id, delivery(2, "f/"+id, "y")),
+			broker.Op{Kind: broker.OpPutInbound, ClientID: id, PacketID: 7},
+			broker.Op{Kind: broker.OpPutInbound, ClientID: id, PacketID: 8},
+			putRetained(broker.StoredMessage{Topic: "r/" + id, Payload: []byte("r"), Retain: true}))
+	}
+	h.commit(true, ops...)
+	for _, kind := range []string{"session", "subscription", "delivery", "inbound", "retained"} {
+		r := &stopRestorer{kind: kind}
+		err := h.s.Load(t.Context(), r)
+		if !errors.Is(err, errStop) {
+			t.Fatalf("restorer failing at the first %s: Load returned %v, want its error", kind, err)
+		}
+		if r.after != 0 {
+			t.Fatalf("restorer failing at the first %s: %d records reported after the error", kind, r.after)
+		}
 	}
 }

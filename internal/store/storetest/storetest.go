@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite every broker.Store passes:
 // each OpKind, restart (Close and open again on the same directory),
-// atomicity, deep copies, concurrent commits and large queues.
+// atomicity, deep copies, concurrent commits, large queues, and Load's
+// contract (order, ownership of what it reports, a Restorer's error).
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, storetest.Factory{Persistent: true, Open: openMyStore})
@@ -64,6 +65,8 @@ var cases = []struct {
 	{"DeepCopy", testDeepCopy},
 	{"Concurrent", testConcurrent},
 	{"LargeQueue", testLargeQueue},
+	{"LoadOwnership", testLoadOwnership},
+	{"LoadStops", testLoadStops},
 }
 
 // harness holds the store of one subtest.
@@ -109,7 +112,7 @@ func (h *harness) restart() {
 // load loads and normalizes the store's content.
 func (h *harness) load() *broker.StoredState {
 	h.t.Helper()
-	st, err := h.s.Load(context.Background())
+	st, err := broker.LoadAll(context.Background(), h.s)
 	if err != nil {
 		h.t.Fatalf("Load: %v", err)
 	}
