@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -143,6 +144,12 @@ func TestExampleFileIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
+	// Relative paths resolve against the file's folder.
+	abs, err := filepath.Abs(filepath.Join("../..", d.Store.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Store.DataDir = abs
 	if c.Limits != d.Limits || !reflect.DeepEqual(c.Listeners, d.Listeners) || c.Log != d.Log || c.Runtime != d.Runtime || c.Admin != d.Admin || c.Store != d.Store {
 		t.Fatalf("the example file's values differ from the defaults it claims:\n%+v\n%+v", c, d)
 	}
