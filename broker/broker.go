@@ -16,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -192,7 +192,7 @@ type Broker struct {
 
 	mu struct {
 		sync.Mutex
-		listeners map[net.Listener]rawtcp.Accepter // nil: accepted by net
+		listeners map[net.Listener]transport.Accepter // nil: accepted by net
 		conns     connList
 		clients   map[string]*conn            // online connection per session key (SessionKey)
 		sessions  map[string]*session.Session // every session, online or not, per session key
@@ -343,7 +343,7 @@ func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 	b.parker = newParker(b)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
-	b.mu.listeners = make(map[net.Listener]rawtcp.Accepter)
+	b.mu.listeners = make(map[net.Listener]transport.Accepter)
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
@@ -421,9 +421,9 @@ func (b *Broker) sessionLimits() session.Limits {
 func (b *Broker) Serve(l net.Listener) error {
 	// A plain TCP listener's connections are accepted with raw accept4
 	// calls and stay raw descriptors until they need the netpoller
-	// (internal/rawtcp): a connection that sends CONNECT and then idles
+	// (internal/transport): a connection that sends CONNECT and then idles
 	// never costs the net package's per-connection bookkeeping.
-	acc := rawtcp.Of(l)
+	acc := transport.Of(l)
 	if !b.trackListener(l, acc, true) {
 		if acc != nil {
 			_ = acc.Close() // never used
@@ -481,7 +481,7 @@ func isTemporary(err error) bool {
 
 // trackListener registers l (add) or forgets it. Registering fails once
 // Shutdown has begun, and the first registration starts the sweeper.
-func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bool {
+func (b *Broker) trackListener(l net.Listener, acc transport.Accepter, add bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if add {
@@ -519,7 +519,7 @@ type listenerInfo struct {
 func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 	c := newConn(b, nc)
 	c.li = li
-	if rc, ok := nc.(rawtcp.Conn); ok {
+	if rc, ok := nc.(transport.Conn); ok {
 		rc.SetOwner(c) // told when its descriptor changes (the parker's set)
 	}
 	b.mu.Lock()

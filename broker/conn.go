@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -320,7 +320,7 @@ func tcpConn(nc net.Conn) *net.TCPConn {
 // keepAliver returns what turns TCP keepalive on for nc: a raw
 // connection, or the TCP connection under nc; nil for anything else.
 func keepAliver(nc net.Conn) interface{ SetKeepAlive(bool) error } {
-	if rc, ok := nc.(rawtcp.Conn); ok {
+	if rc, ok := nc.(transport.Conn); ok {
 		return rc
 	}
 	if tc := tcpConn(nc); tc != nil {

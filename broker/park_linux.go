@@ -260,7 +260,7 @@ func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
 }
 
 // FDMoved moves c's registration in the parker's set from its raw
-// descriptor to the netpoller connection's (rawtcp.Owner): a parked
+// descriptor to the netpoller connection's (transport.Owner): a parked
 // connection stays parked, armed on new; one not parked is only taken
 // out, so that no event for the socket comes under old's number, which
 // the next accept may reuse.

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 )
 
 // Plain TCP connections are read and written through their descriptor with
@@ -20,11 +20,11 @@ import (
 // the runtime's monitor thread (sysmon) for every read and write.
 
 // rawTCP returns the descriptor access of a plain TCP connection: a raw
-// one from internal/rawtcp, or a *net.TCPConn seen through wrappers that
+// one from internal/transport, or a *net.TCPConn seen through wrappers that
 // pass reads and writes straight through; nil otherwise (TLS and
 // WebSocket connections buffer inside their libraries).
 func rawTCP(nc net.Conn) syscall.RawConn {
-	if rc, ok := nc.(rawtcp.Conn); ok {
+	if rc, ok := nc.(transport.Conn); ok {
 		raw, err := rc.SyscallConn()
 		if err != nil {
 			return nil

@@ -190,7 +190,7 @@ func (c *conn) fillIdle() error {
 		// Right after CONNECT, or a client that sends less often than
 		// parkGrace (a keepalive ping, a reading every minute): waiting
 		// for its next packet with a goroutine would hold one (and a
-		// buffer) for nothing, and a raw connection (internal/rawtcp)
+		// buffer) for nothing, and a raw connection (internal/transport)
 		// would be made a netpoller connection for that wait alone.
 		if c.park() {
 			return errParked

@@ -66,7 +66,7 @@ type Stats struct {
 	RevokedMessages uint64
 	Parks           uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
 	Parked          int    // connections parked now: idle, with no reader goroutine
-	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
+	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/transport)
 	MemoryBudget    int64  // Options.MemoryBudget in force, bytes (0: no bound)
 	MemoryHeld      int64  // bytes held for all clients: queued, in flight, in write buffers
 	BudgetDrops     uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)

@@ -1,4 +1,4 @@
-// Package rawtcp accepts plain TCP connections on a listener's descriptor
+// Package transport accepts plain TCP connections on a listener's descriptor
 // with raw accept4 calls and serves them without Go's net package until
 // they need it.
 //
@@ -15,7 +15,7 @@
 // and from then on passes everything to it.
 //
 // The package is Linux-only (accept4, epoll); Of returns nil elsewhere.
-package rawtcp
+package transport
 
 import (
 	"net"

@@ -1,6 +1,6 @@
 //go:build linux && !386
 
-package rawtcp
+package transport
 
 import (
 	"errors"
@@ -68,7 +68,7 @@ func New(l *net.TCPListener) (Accepter, error) {
 		_ = syscall.Close(epfd) // never used
 		return nil, err
 	}
-	ep := os.NewFile(uintptr(epfd), "rawtcp-accept") // non-blocking: the netpoller waits on it
+	ep := os.NewFile(uintptr(epfd), "transport-accept") // non-blocking: the netpoller waits on it
 	eprc, err := ep.SyscallConn()
 	if err != nil {
 		_ = ep.Close() // never used
