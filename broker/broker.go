@@ -162,6 +162,16 @@ type Options struct {
 	// store); default 30s.
 	SweepInterval time.Duration
 
+	// RawTransport serves plain TCP connections through internal/transport
+	// (Linux): a *net.TCPListener's (or a listener.Listener's) connections
+	// are accepted with raw accept4 calls, read and written with raw
+	// system calls on their descriptor, and an idle one waits parked in an
+	// epoll set without a goroutine. False (the default for a program
+	// embedding the broker) serves every connection through net.Listener
+	// and net.Conn, each with its reader goroutine. `petrel serve` sets it.
+	// Fixed at New: SetLimits keeps it.
+	RawTransport bool
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -173,8 +183,8 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
-	parker  *parker
-	gor     *goroutines // reused connection goroutines
+	parker  *transport.Parker // idle plain TCP connections wait here (RawTransport)
+	gor     *goroutines       // reused connection goroutines
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -340,7 +350,7 @@ func newBroker(o Options, freeOSMemory func()) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
-	b.parker = newParker(b)
+	b.parker = transport.NewParker(b.log)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
 	b.mu.listeners = make(map[net.Listener]transport.Accepter)
@@ -369,6 +379,7 @@ func (b *Broker) opts() *Options { return b.cur.Load() }
 func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
 	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
+	o.RawTransport = cur.RawTransport // Serve and connections read it as they start
 	o, err := normalize(o)
 	if err != nil {
 		return err
@@ -419,11 +430,15 @@ func (b *Broker) sessionLimits() session.Limits {
 // non-nil error: ErrServerClosed after Shutdown. Serve may be called for
 // several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
-	// A plain TCP listener's connections are accepted with raw accept4
-	// calls and stay raw descriptors until they need the netpoller
-	// (internal/transport): a connection that sends CONNECT and then idles
-	// never costs the net package's per-connection bookkeeping.
-	acc := transport.Of(l)
+	// With RawTransport, a plain TCP listener's connections are accepted
+	// with raw accept4 calls and stay raw descriptors until they need the
+	// netpoller (internal/transport): a connection that sends CONNECT and
+	// then idles never costs the net package's per-connection
+	// bookkeeping.
+	var acc transport.Accepter
+	if b.opts().RawTransport {
+		acc = transport.Of(l)
+	}
 	if !b.trackListener(l, acc, true) {
 		if acc != nil {
 			_ = acc.Close() // never used
@@ -519,8 +534,10 @@ type listenerInfo struct {
 func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 	c := newConn(b, nc)
 	c.li = li
-	if rc, ok := nc.(transport.Conn); ok {
-		rc.SetOwner(c) // told when its descriptor changes (the parker's set)
+	if b.opts().RawTransport {
+		// Before c is shared: its writer may be started by anyone once
+		// it is in b.mu.conns (Shutdown).
+		c.tr.Open(nc, b.parker, c)
 	}
 	b.mu.Lock()
 	if b.shutdown.Load() {
@@ -586,7 +603,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(packet.ServerShuttingDown, reasonShutdown)
 	}
-	b.parker.stop()
+	b.parker.Stop() // ends its goroutine; connections still parked are woken by their close
 	waited := make(chan struct{})
 	go func() {
 		b.wg.Wait()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -145,9 +144,11 @@ type conn struct {
 	r, w  int
 	small [8]byte
 
-	// raw is the TCP descriptor's access of a plain TCP connection (nil
-	// for TLS and WebSocket), set before the connection is seen by others.
-	raw syscall.RawConn
+	// tr is the raw descriptor access and parking of a plain TCP
+	// connection under RawTransport (internal/transport; tr.Raw() false
+	// for TLS, WebSocket and the net path), opened before the connection
+	// is seen by others (Broker.serveConn).
+	tr transport.Conn
 
 	// accepted is when the connection was accepted: the connect timeout
 	// counts from it.
@@ -157,10 +158,7 @@ type conn struct {
 	lastRead time.Time
 	rdl      time.Time // the read deadline set last (valid once rdlSet)
 	rdlSet   bool
-	parked   atomic.Bool
-	parkFD   int
-	parkReg  bool // parkFD is in the parker's set (parking again re-arms it)
-	woken    bool // set by the parker before it resumes the reader
+	woken    bool // set by Unpark before it resumes the reader
 	active   bool // a packet came after CONNECT
 	busy     bool // the last two reads came within parkGrace: park only after it
 
@@ -185,7 +183,6 @@ type conn struct {
 		version   packet.Version
 		sess      *session.Session
 		connacked bool
-		parkTimer *time.Timer     // keepalive deadline while parked
 		maxPacket int             // the client's 5.0 Maximum Packet Size, 0 for none
 		aliasMax  uint16          // the client's 5.0 Topic Alias Maximum
 		expiry    *time.Timer     // credentials expiry
@@ -210,7 +207,6 @@ func (c *conn) serve() {
 	// RemoteAddr may read (a PROXY protocol header), so it is asked here,
 	// in the connection's goroutine, not in the accept loop.
 	c.remoteAddr = c.nc.RemoteAddr()
-	c.raw = rawTCP(c.nc)
 	c.lastRead = time.Now()
 	c.resume()
 }
@@ -223,8 +219,7 @@ func (c *conn) serve() {
 // a takeover, a store write, more packets) goes on in a connection
 // goroutine, from where the inline reader stopped.
 func (c *conn) serveInline() {
-	c.raw = rawTCP(c.nc)
-	if c.raw == nil || !c.b.parker.available() {
+	if !c.tr.CanPark() {
 		// TLS, WebSocket, PROXY protocol (whose RemoteAddr reads).
 		c.b.gor.run(job{c, taskServe})
 		return
@@ -297,36 +292,15 @@ func (c *conn) markFinished() {
 	}
 }
 
-// tcpConn returns the TCP connection under nc, seen through wrappers that
-// pass reads and writes straight through; nil for anything else (TLS and
-// WebSocket connections buffer inside their libraries).
-func tcpConn(nc net.Conn) *net.TCPConn {
-	for range 4 {
-		if tc, ok := nc.(*net.TCPConn); ok {
-			return tc
-		}
-		w, ok := nc.(interface {
-			NetConn() net.Conn
-			PassThrough()
-		})
-		if !ok {
-			return nil
-		}
-		nc = w.NetConn()
-	}
-	return nil
-}
-
 // keepAliver returns what turns TCP keepalive on for nc: a raw
 // connection, or the TCP connection under nc; nil for anything else.
-func keepAliver(nc net.Conn) interface{ SetKeepAlive(bool) error } {
-	if rc, ok := nc.(transport.Conn); ok {
-		return rc
-	}
-	if tc := tcpConn(nc); tc != nil {
-		return tc
-	}
-	return nil
+func keepAliver(nc net.Conn) interface{ SetKeepAlive(bool) error } { return transport.KeepAliver(nc) }
+
+// Unpark resumes a parked connection's reader (transport.Owner): bytes
+// arrived, its deadline passed, or it is being closed.
+func (c *conn) Unpark() {
+	c.woken = true // read by the resumed reader, which starts after this
+	c.b.gor.run(job{c, taskResume})
 }
 
 // isErr is errors.Is with the common cases first: err is target itself,
@@ -354,7 +328,7 @@ func (c *conn) parkable() bool {
 	if !c.connected || c.pending != nil {
 		return false
 	}
-	return c.raw != nil && c.b.parker.available()
+	return c.tr.CanPark()
 }
 
 // park lets an idle connection wait without its goroutine; false when it
@@ -365,7 +339,7 @@ func (c *conn) park() bool {
 	// c on is not the accepting one.
 	inline := c.inline
 	c.inline = false
-	if !c.b.parker.park(c, c.raw, deadline) {
+	if !c.tr.Park(deadline) {
 		c.inline = inline
 		return false
 	}

@@ -10,8 +10,6 @@ type counters struct {
 	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
 	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
 	parks           atomic.Uint64
-	promotions      atomic.Uint64
-	parked          atomic.Int64
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
 	// cores do not contend for one cache line per message; a snapshot
@@ -91,8 +89,8 @@ func (b *Broker) Stats() Stats {
 		Revocations:      b.stats.revocations.Load(),
 		RevokedMessages:  b.stats.revokedMessages.Load(),
 		Parks:            b.stats.parks.Load(),
-		Parked:           int(b.stats.parked.Load()),
-		Promotions:       b.stats.promotions.Load(),
+		Parked:           int(b.parker.Parked()),
+		Promotions:       b.parker.Promotions(),
 		MemoryBudget:     b.budget.Max(),
 		MemoryHeld:       b.budget.Held(),
 		BudgetDrops:      b.budget.Dropped(),

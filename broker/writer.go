@@ -90,7 +90,7 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 				// Last packet written: closing nc ends the reader too (a
 				// parked one is woken to see it).
 				_ = c.nc.Close() // the error of a close we initiated is of no use
-				c.b.parker.wake(c)
+				c.tr.Wake()
 				c.writing.Store(false)
 				return
 			}
@@ -134,7 +134,7 @@ const (
 // messages, a closing connection, or a persistent session (its pass may
 // need a store write).
 func (c *conn) writeInline() {
-	if c.raw == nil {
+	if !c.tr.Raw() {
 		c.b.gor.run(job{c, taskWrite}) // TLS and WebSocket buffer in their libraries
 		return
 	}
@@ -163,9 +163,7 @@ func (c *conn) writeInline() {
 	batchPool.Put(batchp)
 	n := 0
 	if err == nil && len(buf) > 0 {
-		rw := rawWritePool.Get().(*rawWrite)
-		n, err = rw.write(c.raw, buf)
-		rawWritePool.Put(rw)
+		n, err = c.tr.Write(buf)
 	}
 	if err != nil {
 		*bufp = buf
@@ -293,10 +291,8 @@ func (c *conn) writeBuf(buf []byte) error {
 
 func (c *conn) write(buf []byte) error {
 	var err error
-	if c.raw != nil {
-		rw := rawWritePool.Get().(*rawWrite)
-		err = rw.writeAll(c.raw, buf) // raw_linux.go
-		rawWritePool.Put(rw)
+	if c.tr.Raw() {
+		err = c.tr.WriteAll(buf)
 	} else {
 		_, err = c.nc.Write(buf)
 	}
@@ -317,7 +313,7 @@ func (c *conn) failWrite() {
 	c.mu.ctrl = nil
 	c.mu.Unlock()
 	_ = c.nc.Close() // the write already failed; the close error adds nothing
-	c.b.parker.wake(c)
+	c.tr.Wake()
 }
 
 func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version, maxPacket int) ([]byte, error) {

@@ -15,7 +15,7 @@ import (
 // kernel's backlog.
 type Limited struct {
 	net.Listener
-	release  func() // a raw connection's transport.Conn.SetRelease
+	release  func() // a raw connection's transport.RawConn.SetRelease
 	max      int64
 	interval time.Duration // between connections at the configured rate; 0: none
 	active   atomic.Int64
@@ -90,7 +90,7 @@ func (la *limitedAccepter) AcceptRaw() (net.Conn, error) {
 		if !la.l.admit(nc) {
 			continue
 		}
-		if rc, ok := nc.(transport.Conn); ok {
+		if rc, ok := nc.(transport.RawConn); ok {
 			rc.SetRelease(la.l.release) // counted down at its close, without a wrapper
 			return nc, nil
 		}

@@ -40,8 +40,8 @@ func TestLimitBoundsRawConnections(t *testing.T) {
 	accept := func() (net.Conn, error) {
 		c, err := a.AcceptRaw()
 		if err == nil {
-			if _, ok := c.(transport.Conn); !ok {
-				t.Errorf("AcceptRaw returned %T, want a transport.Conn", c)
+			if _, ok := c.(transport.RawConn); !ok {
+				t.Errorf("AcceptRaw returned %T, want a transport.RawConn", c)
 			}
 		}
 		return c, err

@@ -1,20 +1,3 @@
-// Package transport accepts plain TCP connections on a listener's descriptor
-// with raw accept4 calls and serves them without Go's net package until
-// they need it.
-//
-// Go's net.Listener.Accept makes a connection ready for the netpoller:
-// a getsockname call, an epoll_ctl registration, four allocations and a
-// finalizer per connection, and a scheduler-visible accept4 that wakes the
-// runtime's monitor thread. A broker's connections mostly arrive in
-// bursts (a fleet reconnecting after a restart), send their CONNECT at
-// once, get a CONNACK and then stay idle for minutes: none of them needs
-// the netpoller. A Conn from this package is a descriptor read and written
-// with raw non-blocking system calls; only when an operation would wait
-// (a read with nothing buffered, a write to a full socket) does it become
-// a net.Conn (net.FileConn, which registers it with the netpoller), once,
-// and from then on passes everything to it.
-//
-// The package is Linux-only (accept4, epoll); Of returns nil elsewhere.
 package transport
 
 import (
@@ -24,7 +7,7 @@ import (
 
 // Accepter accepts raw connections from one listener.
 type Accepter interface {
-	// AcceptRaw waits for and returns the next connection, a Conn.
+	// AcceptRaw waits for and returns the next connection, a RawConn.
 	// Errors are those of net.Listener.Accept: one wrapping net.ErrClosed
 	// once the listener or the Accepter is closed.
 	AcceptRaw() (net.Conn, error)
@@ -33,33 +16,34 @@ type Accepter interface {
 	Close() error
 }
 
-// Conn is a connection accepted by an Accepter: a net.Conn whose
+// RawConn is a connection accepted by an Accepter: a net.Conn whose
 // SyscallConn reads and writes the descriptor directly.
-type Conn interface {
+type RawConn interface {
 	net.Conn
 	// SyscallConn returns the descriptor access. Its Read and Write call
 	// f once on the raw descriptor; when f asks to wait, the connection
 	// becomes a netpoller connection and f is called again on its
-	// descriptor, which may differ (Owner.FDMoved).
+	// descriptor, which may differ (fdOwner).
 	SyscallConn() (syscall.RawConn, error)
 	// SetKeepAlive turns TCP keepalive on or off.
 	SetKeepAlive(on bool) error
-	// SetOwner names who is told when the descriptor changes. Call it
-	// before the connection is shared between goroutines.
-	SetOwner(o Owner)
+	// setOwner names who is told when the descriptor changes (the
+	// broker's side of the connection, Conn.Open). Call it before the
+	// connection is shared between goroutines.
+	setOwner(o fdOwner)
 	// SetRelease sets a function called once, when the connection is
 	// closed (a listener's connection count, say). Call it before the
 	// connection is shared between goroutines.
 	SetRelease(f func())
 }
 
-// Owner learns of a Conn's descriptor changing from old to new, when it
-// becomes a netpoller connection: whatever it registered old with (an
-// epoll set of its own) it must move to new. Both are open during the
-// call; old is closed after it. FDMoved runs while the Conn's operations
-// wait, so it must not call the Conn.
-type Owner interface {
-	FDMoved(old, new int)
+// fdOwner learns of a RawConn's descriptor changing from old to new, when
+// it becomes a netpoller connection: whatever it registered old with (the
+// parker's set) it must move to new. Both are open during the call; old
+// is closed after it. fdMoved runs while the RawConn's operations wait,
+// and under its lock, so it must not call the RawConn.
+type fdOwner interface {
+	fdMoved(old, new int)
 }
 
 // Source is a listener that can hand out an Accepter; RawTCP returns nil
