@@ -185,7 +185,7 @@ func (c *conn) cleanup(err error) {
 			c.mu.closing, c.mu.reason = true, reason
 		}
 		c.mu.Unlock()
-		c.writing.Store(false)
+		c.releaseWriter()
 	} else {
 		c.sendAndClose(last, reason)
 	}
@@ -224,9 +224,38 @@ func errString(err error, reason closeReason) string {
 }
 
 // stopWriter waits until no writer runs and makes sure none starts again:
-// it holds the writing flag for good once it has it.
+// it holds the writing flag for good once it has it. While it waits, the
+// writer hands the flag back through releaseWriter, which closes the
+// channel stopWriter waits on.
 func (c *conn) stopWriter() {
 	for !c.writing.CompareAndSwap(false, true) {
-		time.Sleep(time.Millisecond)
+		idle := make(chan struct{})
+		c.mu.Lock()
+		c.mu.writerIdle = idle
+		c.mu.Unlock()
+		// Set after writerIdle: a writer that releases the flag after
+		// this sees it and closes idle; one that released it before
+		// lets the CompareAndSwap below succeed.
+		c.stopWait.Store(true)
+		if c.writing.CompareAndSwap(false, true) {
+			return
+		}
+		<-idle
+	}
+}
+
+// releaseWriter gives the writing flag back, and tells a waiting
+// stopWriter.
+func (c *conn) releaseWriter() {
+	c.writing.Store(false)
+	if !c.stopWait.Load() {
+		return
+	}
+	c.mu.Lock()
+	idle := c.mu.writerIdle
+	c.mu.writerIdle = nil
+	c.mu.Unlock()
+	if idle != nil {
+		close(idle)
 	}
 }

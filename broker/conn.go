@@ -38,23 +38,49 @@ var publishPool = sync.Pool{New: func() any { return new(packet.Publish) }}
 
 var batchPool = sync.Pool{New: func() any { b := make([]session.Outbound, 0, writeBatchMax); return &b }}
 
-// conn is one client connection. Its reader goroutine (serve) decodes and
-// handles packets; a writer goroutine (writeLoop) runs only while there is
-// something to send and is the only code that writes to nc.
+// conn is one client connection. Its fields are grouped by the goroutine
+// that owns them:
+//
+//   - set before the connection is shared (newConn, Broker.serveConn) and
+//     read-only after;
+//   - the reader's: the one goroutine running the read loop at a time (a
+//     connection goroutine, the accepting goroutine while inline, or the
+//     goroutine a parked connection is resumed on; each hands over to the
+//     next through the goroutine pool's channel or a go statement);
+//   - the writer's: whoever holds the writing flag (a writer goroutine, or
+//     another connection's reader in writeInline);
+//   - shared, under mu or atomic.
+//
+// The reader decodes and handles packets (reader.go, handle_*.go); a
+// writer runs only while there is something to send and is the only code
+// that writes to nc (writer.go); wake.go starts writers, park.go lets an
+// idle reader go, close.go ends the connection.
 type conn struct {
+	// Set before the connection is shared; read-only after.
 	b      *Broker
 	stripe uint32  // this connection's stripe: of the counters, of the trie's locks
 	stats  *stripe // this connection's stripe of the per-message counters
 	nc     net.Conn
-	// remoteAddr is the client's address, set when serving starts; logs
-	// format it (remoteString) only when they are written.
-	remoteAddr net.Addr
-	li         *listenerInfo // the listener's name and certificate naming
-	// The broker's list of connections (connList), under b.mu.
+	li     *listenerInfo // the listener's name and certificate naming
+	// accepted is when the connection was accepted: the connect timeout
+	// counts from it.
+	accepted time.Time
+	// tr is the raw descriptor access and parking of a plain TCP
+	// connection under RawTransport (internal/transport; tr.Raw() false
+	// for TLS, WebSocket and the net path). Its own state is its own
+	// (transport's locks); the broker only calls it.
+	tr transport.Conn
+
+	// Under b.mu: the broker's list of connections (connList).
 	lprev, lnext *conn
 
-	// Reader-owned state: set while handling CONNECT, read only by the
-	// reader afterwards (the writer reads copies kept in mu).
+	// The reader's. remoteAddr is the client's address, set when serving
+	// starts (before the first packet); logs format it (remoteString)
+	// only when they are written.
+	remoteAddr net.Addr
+	// The reader's, set while handling CONNECT and read only by the
+	// reader afterwards (the writer reads copies kept in mu; its logs read
+	// clientID, set before any writer sees the session).
 	connected  bool
 	version    packet.Version
 	clientID   string // as the client knows it (CONNACK, logs)
@@ -68,58 +94,55 @@ type conn struct {
 	pending    *pendingConnect
 	authMethod string            // 5.0 enhanced authentication method, "" for none
 	inAlias    map[uint16]string // 5.0 inbound topic aliases
-
-	// Writer-owned (one writer goroutine at a time): 5.0 outbound topic
-	// aliases, and the batch recording sent stored deliveries.
-	outAlias      map[string]uint16
-	outAliasBytes int // bytes of the topic names in outAlias
-	wbatch        Batch
-	wspare        []packet.Packet // the control packet slice handed back to mu.ctrl
-
-	// Reader-owned: connections whose writers this reader starts before
-	// it next waits for input (see flushWakes).
+	// The reader's: connections whose writers it starts before it next
+	// waits for input (wake.go, flushWakes).
 	wakes   []*conn
 	handled int // packets handled since the last flushWakes
-
-	// Read buffer: nil while idle; small holds the first bytes of a burst.
+	// The reader's read buffer: nil while idle; small holds the first
+	// bytes of a burst.
 	rbuf  *[]byte
 	r, w  int
 	small [8]byte
-
-	// tr is the raw descriptor access and parking of a plain TCP
-	// connection under RawTransport (internal/transport; tr.Raw() false
-	// for TLS, WebSocket and the net path), opened before the connection
-	// is seen by others (Broker.serveConn).
-	tr transport.Conn
-
-	// accepted is when the connection was accepted: the connect timeout
-	// counts from it.
-	accepted time.Time
-	// Idle parking (park_linux.go): lastRead is when bytes last arrived
-	// (the keepalive deadline counts from it).
+	// The reader's, for deadlines and parking (park.go): lastRead is when
+	// bytes last arrived (the keepalive deadline counts from it).
 	lastRead time.Time
 	rdl      time.Time // the read deadline set last (valid once rdlSet)
 	rdlSet   bool
 	woken    bool // set by Unpark before it resumes the reader
 	active   bool // a packet came after CONNECT
 	busy     bool // the last two reads came within parkGrace: park only after it
-
-	// Served on its accepting goroutine (Broker.Serve): inline is set
-	// while the accept loop runs the reader, which then never waits; what
-	// would wait goes on in a connection goroutine, with the CONNECT that
-	// could not be handled inline in handoff, or the read loop's error for
-	// the cleanup in endErr.
+	// The reader's, served on its accepting goroutine (serve.go): inline
+	// is set while the accept loop runs the reader, which then never
+	// waits; what would wait goes on in a connection goroutine, with the
+	// CONNECT that could not be handled inline in handoff, or the read
+	// loop's error for the cleanup in endErr.
 	inline  bool
 	handoff packet.Packet
 	endErr  error
-
 	// dur is the durable pipeline (durable.go), nil until the reader's
 	// first durable publish; read by the reader and by the pipeline's
 	// goroutine, which the reader starts after making it.
 	dur *durablePipe
 
-	writing atomic.Bool // a writer goroutine is running (or being started)
+	// writing grants the right to be the writer: a writer goroutine is
+	// running or being started, or a reader is in writeInline. Taken with
+	// CompareAndSwap(false, true), given back with releaseWriter.
+	writing atomic.Bool
+	// stopWait is set once stopWriter waits for the writer: releaseWriter
+	// then tells it (mu.writerIdle).
+	stopWait atomic.Bool
 
+	// The writer's (whoever holds writing): 5.0 outbound topic aliases,
+	// the batch recording sent stored deliveries, the control packet
+	// slice handed back to mu.ctrl, and the bytes writeInline could not
+	// write without waiting, for the writer goroutine it starts.
+	outAlias      map[string]uint16
+	outAliasBytes int // bytes of the topic names in outAlias
+	wbatch        Batch
+	wspare        []packet.Packet
+	wpending      *[]byte
+
+	// Shared by the reader, the writer and closers from outside.
 	mu struct {
 		sync.Mutex
 		version   packet.Version
@@ -135,6 +158,8 @@ type conn struct {
 		// only for a waiter (finishedChan: a takeover), ended once done.
 		finished chan struct{}
 		ended    bool
+		// writerIdle is closed by releaseWriter for a waiting stopWriter.
+		writerIdle chan struct{}
 	}
 }
 
