@@ -60,8 +60,10 @@
 //
 // Parker.mu guards the epoll set, the stopped flag, the loop's done
 // channel, the index of parked Conns by descriptor, and each Conn's fd and
-// reg. Nothing is taken under it, and Owner.Unpark is called with no lock
-// of the package held.
+// reg. Nothing is taken under it, and Owner.Unpark is never called with
+// it held; Unpark may be called under a RawConn's mu (a promotion whose
+// parked Conn could not be registered under its new descriptor), which is
+// why it must not block or call the RawConn.
 //
 // Conn.tmu guards the Conn's deadline timer (Park arms it, wake stops it)
 // and is taken alone. Conn.parked is an atomic: whoever clears it unparks
