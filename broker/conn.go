@@ -82,10 +82,10 @@ type conn struct {
 	// reader afterwards (the writer reads copies kept in mu; its logs read
 	// clientID, set before any writer sees the session).
 	connected  bool
+	clean      bool
 	version    packet.Version
 	clientID   string // as the client knows it (CONNACK, logs)
 	key        string // its session's key, SessionKey(tenant, clientID)
-	clean      bool
 	id         *Identity
 	sess       *session.Session
 	will       *packet.Will

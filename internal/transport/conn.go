@@ -3,7 +3,6 @@ package transport
 import (
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,18 +36,16 @@ type Conn struct {
 	p     *Parker         // nil: never parks
 	owner Owner
 
+	// Under Parker.mu: the deadline while parked (one timer per Conn,
+	// reset per park), and 1 + the descriptor c's registration in the
+	// set is under, 0 for none (parking again re-arms it). A Conn in
+	// the parker's index is registered under the descriptor it is
+	// indexed by. (Small: the broker holds one per connection.)
+	timer *time.Timer
+	reg   int32
 	// parked is set while c waits in the parker's set; whoever clears it
 	// (Parker.wake) calls owner.Unpark.
 	parked atomic.Bool
-	// Under Parker.mu: the descriptor c's registration in the set is
-	// under, and whether there is one (parking again re-arms it).
-	fd  int
-	reg bool
-
-	tmu struct {
-		sync.Mutex
-		timer *time.Timer // the deadline while parked (one per Conn, reset per park)
-	}
 }
 
 // Raw reports whether Open made c raw.

@@ -42,30 +42,28 @@
 //
 // # Locks
 //
-// Four mutexes; the one nesting is the raw connection's lock over the
+// Three mutexes; the one nesting is the raw connection's lock over the
 // parker's:
 //
 //	conn.mu (a RawConn's)  ->  Parker.mu
-//	Conn.tmu                   a leaf
 //	accepter.mu                a leaf: one AcceptRaw at a time
 //
 // A RawConn's mu (rawconn_linux.go) guards promotion, close, the deadlines
 // while raw, keepalive, the owner and the release function. Promotion
 // calls the owner's fdMoved under it, which takes Parker.mu (Parker.move)
-// and, after releasing it, may unpark the Conn (Parker.wake: Conn.tmu,
-// then Owner.Unpark, which must not block or call the RawConn). Raw reads
+// and, after releasing it, may unpark the Conn (Parker.wake: Parker.mu
+// again, then Owner.Unpark, which must not block or call the RawConn). Raw reads
 // and writes take no lock: each counts itself in the RawConn's atomic
 // state word, so that the descriptor is closed by whichever of the last
 // operation and Close comes later, never under an operation.
 //
 // Parker.mu guards the epoll set, the stopped flag, the loop's done
-// channel, the index of parked Conns by descriptor, and each Conn's fd and
-// reg. Nothing is taken under it, and Owner.Unpark is never called with
+// channel, the index of parked Conns by descriptor, and each Conn's
+// registration (reg) and deadline timer: Park registers and arms under
+// it, wake takes the Conn out of the index and stops the timer under it. Nothing is taken under it, and Owner.Unpark is never called with
 // it held; Unpark may be called under a RawConn's mu (a promotion whose
 // parked Conn could not be registered under its new descriptor), which is
 // why it must not block or call the RawConn.
-//
-// Conn.tmu guards the Conn's deadline timer (Park arms it, wake stops it)
-// and is taken alone. Conn.parked is an atomic: whoever clears it unparks
-// the Conn, once per park.
+// Conn.parked is an atomic: whoever clears it unparks the Conn, once per
+// park.
 package transport

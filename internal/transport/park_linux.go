@@ -78,37 +78,30 @@ func (p *Parker) park(c *Conn, deadline time.Time) bool {
 	// another goroutine at once and park again, so nothing of c says
 	// whether this call succeeded.
 	parked := false
-	err := c.raw.Control(func(fd uintptr) { parked = p.register(c, int(fd)) })
+	err := c.raw.Control(func(fd uintptr) { parked = p.register(c, int(fd), deadline) })
 	if err != nil || !parked {
 		return false
-	}
-	if !deadline.IsZero() {
-		c.tmu.Lock()
-		if c.tmu.timer == nil {
-			c.tmu.timer = time.AfterFunc(time.Until(deadline), func() { p.wake(c) })
-		} else {
-			c.tmu.timer.Reset(time.Until(deadline))
-		}
-		c.tmu.Unlock()
 	}
 	return true
 }
 
-// register adds c's descriptor fd to the set, armed for one event, unless
-// the parker stopped.
-func (p *Parker) register(c *Conn, fd int) bool {
+// register adds c's descriptor fd to the set, armed for one event, and
+// arms c's timer for deadline (zero: none), unless the parker stopped.
+// The timer is armed under p.mu, with the registration: once registered
+// c may be unparked (wake stops the timer under p.mu) and parked again by
+// another goroutine at once.
+func (p *Parker) register(c *Conn, fd int, deadline time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.set == nil || p.mu.stopped {
 		return false
 	}
-	c.fd = fd
 	c.parked.Store(true)
 	p.putLocked(fd, c)
 	// A descriptor stays in the set, disarmed, after its one-shot
 	// event (and leaves it when closed): parking again re-arms it.
 	op := syscall.EPOLL_CTL_ADD
-	if c.reg {
+	if c.reg == int32(fd)+1 {
 		op = syscall.EPOLL_CTL_MOD
 	}
 	err := p.armLocked(op, fd)
@@ -120,8 +113,15 @@ func (p *Parker) register(c *Conn, fd int) bool {
 		c.parked.Store(false)
 		return false
 	}
-	c.reg = true
+	c.reg = int32(fd) + 1
 	p.parked.Add(1)
+	if !deadline.IsZero() {
+		if c.timer == nil {
+			c.timer = time.AfterFunc(time.Until(deadline), func() { p.wake(c) })
+		} else {
+			c.timer.Reset(time.Until(deadline))
+		}
+	}
 	return true
 }
 
@@ -148,17 +148,15 @@ func (p *Parker) wake(c *Conn) {
 	}
 	p.parked.Add(-1)
 	p.mu.Lock()
-	if c.fd < len(p.mu.conns) && p.mu.conns[c.fd] == c {
+	if fd := int(c.reg) - 1; fd >= 0 && fd < len(p.mu.conns) && p.mu.conns[fd] == c {
 		// Its registration stays: disarmed once its event fired, and an
 		// event still to come for a reader that runs again is ignored.
-		p.mu.conns[c.fd] = nil
+		p.mu.conns[fd] = nil
+	}
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 	p.mu.Unlock()
-	c.tmu.Lock()
-	if c.tmu.timer != nil {
-		c.tmu.timer.Stop()
-	}
-	c.tmu.Unlock()
 	c.owner.Unpark()
 }
 
@@ -255,23 +253,22 @@ func (p *Parker) moved(c *Conn, old, new int) {
 func (p *Parker) move(c *Conn, old, new int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !c.reg || c.fd != old || p.mu.set == nil {
+	if c.reg != int32(old)+1 || p.mu.set == nil {
 		return true
 	}
 	// The socket stays open under new, so closing old would leave the
 	// registration in the set.
 	_ = epollCtl(p.mu.set.fd, syscall.EPOLL_CTL_DEL, old, nil)
-	c.reg = false
+	c.reg = 0
 	if old >= len(p.mu.conns) || p.mu.conns[old] != c {
 		return true // not parked: the next park registers new
 	}
 	p.mu.conns[old] = nil
-	c.fd = new
 	if p.armLocked(syscall.EPOLL_CTL_ADD, new) != 0 {
 		return false
 	}
 	p.putLocked(new, c)
-	c.reg = true
+	c.reg = int32(new) + 1
 	return true
 }
 
@@ -290,9 +287,7 @@ func (c *Conn) State() (regFD, fd int, parked bool) {
 	}
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
-	if c.reg {
-		regFD = c.fd
-	}
-	parked = c.fd < len(c.p.mu.conns) && c.p.mu.conns[c.fd] == c
+	regFD = int(c.reg) - 1
+	parked = regFD >= 0 && regFD < len(c.p.mu.conns) && c.p.mu.conns[regFD] == c
 	return regFD, fd, parked
 }
