@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/ratelog"
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
 	"github.com/petrel-mqtt/petrel/internal/retain"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/topic"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -162,6 +162,16 @@ type Options struct {
 	// store); default 30s.
 	SweepInterval time.Duration
 
+	// RawTransport serves plain TCP connections through internal/transport
+	// (Linux): a *net.TCPListener's (or a listener.Listener's) connections
+	// are accepted with raw accept4 calls, read and written with raw
+	// system calls on their descriptor, and an idle one waits parked in an
+	// epoll set without a goroutine. False (the default for a program
+	// embedding the broker) serves every connection through net.Listener
+	// and net.Conn, each with its reader goroutine. `petrel serve` sets it.
+	// Fixed at New: SetLimits keeps it.
+	RawTransport bool
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -175,8 +185,8 @@ type Broker struct {
 	lazyOps lazyOps
 	// storeLog limits the log lines of failed store writes (persist.go).
 	storeLog storeErrLog
-	parker   *parker
-	gor      *goroutines // reused connection goroutines
+	parker   *transport.Parker // idle plain TCP connections wait here (RawTransport)
+	gor      *goroutines       // reused connection goroutines
 	// refusals and audit write the lines clients cause, rate-limited
 	// (audit.go): per remote address, and per client.
 	refusals, audit *ratelog.Limiter
@@ -198,7 +208,7 @@ type Broker struct {
 
 	mu struct {
 		sync.Mutex
-		listeners map[net.Listener]rawtcp.Accepter // nil: accepted by net
+		listeners map[net.Listener]transport.Accepter // nil: accepted by net
 		conns     connList
 		clients   map[string]*conn            // online connection per session key (SessionKey)
 		sessions  map[string]*session.Session // every session, online or not, per session key
@@ -344,10 +354,10 @@ func New(o Options) (*Broker, error) {
 	b.cur.Store(&o)
 	b.metrics.init(time.Now())
 	b.refusals, b.audit = newEventLogs(o.Logger)
-	b.parker = newParker(b)
+	b.parker = transport.NewParker(b.log)
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
-	b.mu.listeners = make(map[net.Listener]rawtcp.Accepter)
+	b.mu.listeners = make(map[net.Listener]transport.Accepter)
 	b.mu.clients = make(map[string]*conn)
 	b.mu.sessions = make(map[string]*session.Session)
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
@@ -373,6 +383,7 @@ func (b *Broker) opts() *Options { return b.cur.Load() }
 func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
 	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
+	o.RawTransport = cur.RawTransport // Serve and connections read it as they start
 	o, err := normalize(o)
 	if err != nil {
 		return err
@@ -423,11 +434,15 @@ func (b *Broker) sessionLimits() session.Limits {
 // non-nil error: ErrServerClosed after Shutdown. Serve may be called for
 // several listeners at once.
 func (b *Broker) Serve(l net.Listener) error {
-	// A plain TCP listener's connections are accepted with raw accept4
-	// calls and stay raw descriptors until they need the netpoller
-	// (internal/rawtcp): a connection that sends CONNECT and then idles
-	// never costs the net package's per-connection bookkeeping.
-	acc := rawtcp.Of(l)
+	// With RawTransport, a plain TCP listener's connections are accepted
+	// with raw accept4 calls and stay raw descriptors until they need the
+	// netpoller (internal/transport): a connection that sends CONNECT and
+	// then idles never costs the net package's per-connection
+	// bookkeeping.
+	var acc transport.Accepter
+	if b.opts().RawTransport {
+		acc = transport.Of(l)
+	}
 	if !b.trackListener(l, acc, true) {
 		if acc != nil {
 			_ = acc.Close() // never used
@@ -485,7 +500,7 @@ func isTemporary(err error) bool {
 
 // trackListener registers l (add) or forgets it. Registering fails once
 // Shutdown has begun, and the first registration starts the sweeper.
-func (b *Broker) trackListener(l net.Listener, acc rawtcp.Accepter, add bool) bool {
+func (b *Broker) trackListener(l net.Listener, acc transport.Accepter, add bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if add {
@@ -523,8 +538,10 @@ type listenerInfo struct {
 func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 	c := newConn(b, nc)
 	c.li = li
-	if rc, ok := nc.(rawtcp.Conn); ok {
-		rc.SetOwner(c) // told when its descriptor changes (the parker's set)
+	if b.opts().RawTransport {
+		// Before c is shared: its writer may be started by anyone once
+		// it is in b.mu.conns (Shutdown).
+		c.tr.Open(nc, b.parker, c)
 	}
 	b.mu.Lock()
 	if b.shutdown.Load() {
@@ -590,7 +607,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(packet.ServerShuttingDown, reasonShutdown)
 	}
-	b.parker.stop()
+	b.parker.Stop() // ends its goroutine; connections still parked are woken by their close
 	waited := make(chan struct{})
 	go func() {
 		b.wg.Wait()

@@ -7,18 +7,8 @@ func (b *Broker) ParkState(id string) (regFD, fd int, parked bool) {
 	b.mu.Lock()
 	c := b.mu.clients[id]
 	b.mu.Unlock()
-	if c == nil || c.raw == nil {
+	if c == nil {
 		return -1, -1, false
 	}
-	fd = -1
-	_ = c.raw.Control(func(f uintptr) { fd = int(f) })
-	p := b.parker
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	regFD = -1
-	if c.parkReg {
-		regFD = c.parkFD
-	}
-	parked = c.parkFD < len(p.mu.conns) && p.mu.conns[c.parkFD] == c
-	return regFD, fd, parked
+	return c.tr.State()
 }

@@ -19,10 +19,11 @@ import (
 type task uint8
 
 const (
-	taskServe  task = iota // conn.serve: a new connection's reader
-	taskResume             // conn.resume: a parked connection's reader
-	taskWrite              // conn.writeLoop
-	taskEnd                // conn.end: cleanup after an inline reader (serveInline)
+	taskServe     task = iota // conn.serve: a new connection's reader
+	taskResume                // conn.resume: a parked connection's reader
+	taskWrite                 // conn.writeLoop
+	taskEnd                   // conn.end: cleanup after an inline reader (serveInline)
+	taskWriteRest             // conn.writeRest: what writeInline could not write without waiting
 )
 
 type job struct {
@@ -40,6 +41,8 @@ func (j job) run() {
 		j.c.writeLoop()
 	case taskEnd:
 		j.c.end(j.c.endErr)
+	case taskWriteRest:
+		j.c.writeRest()
 	}
 }
 

@@ -71,7 +71,7 @@ func TestBusyConnectionDoesNotPark(t *testing.T) {
 
 // TestSlowClientStaysRaw: a client that sends less often than the parking
 // grace (a keepalive ping) parks again right after each packet, so its
-// raw connection (internal/rawtcp) never becomes a netpoller connection
+// raw connection (internal/transport) never becomes a netpoller connection
 // and no goroutine or buffer waits for its next packet.
 func TestSlowClientStaysRaw(t *testing.T) {
 	b, addr := mqtttest.StartBroker(t, broker.Options{})

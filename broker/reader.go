@@ -4,9 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/internal/transport"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -182,7 +182,7 @@ func (c *conn) fillIdle() error {
 			return nil
 		}
 		c.releaseReadBuf()
-		if errors.Is(err, errHandOff) && c.raw != nil && c.b.parker.available() {
+		if errors.Is(err, errHandOff) && c.tr.CanPark() {
 			// Accepted before its CONNECT arrived (a listener without
 			// TCP_DEFER_ACCEPT, or a slow client): it waits for it
 			// parked, until the connect timeout, not in a goroutine.
@@ -196,7 +196,7 @@ func (c *conn) fillIdle() error {
 		// Right after CONNECT, or a client that sends less often than
 		// parkGrace (a keepalive ping, a reading every minute): waiting
 		// for its next packet with a goroutine would hold one (and a
-		// buffer) for nothing, and a raw connection (internal/rawtcp)
+		// buffer) for nothing, and a raw connection (internal/transport)
 		// would be made a netpoller connection for that wait alone.
 		if c.park() {
 			return errParked
@@ -254,31 +254,20 @@ func (c *conn) gotBytes() {
 }
 
 // read reads from the connection: through the descriptor for plain TCP
-// (raw_linux.go), through net.Conn otherwise.
+// (internal/transport), through net.Conn otherwise.
 func (c *conn) read(buf []byte) (int, error) {
-	if c.raw != nil {
-		rr := rawReadPool.Get().(*rawRead)
-		var n int
-		var err error
-		if c.inline {
-			n, err = rr.tryRead(c.raw, buf)
-		} else {
-			n, err = rr.read(c.raw, buf)
+	if c.tr.Raw() {
+		if !c.inline {
+			return c.tr.Read(buf)
 		}
-		rawReadPool.Put(rr)
+		n, err := c.tr.TryRead(buf)
+		if err == transport.ErrWouldBlock {
+			err = errHandOff
+		}
 		return n, err
 	}
 	return c.nc.Read(buf)
 }
-
-// The raw reads' and writes' state (with the function RawConn calls, made
-// once per state) is taken for one call at a time: a connection that is
-// not reading or writing holds none of it (128 bytes and two allocations
-// fewer per connection than one state each).
-var (
-	rawReadPool  = sync.Pool{New: func() any { return new(rawRead) }}
-	rawWritePool = sync.Pool{New: func() any { return new(rawWrite) }}
-)
 
 func readError(err error) error {
 	if err == nil {

@@ -19,7 +19,7 @@ import (
 // was a data race (sync.WaitGroup: an Add from zero concurrent with Wait).
 func TestServeRacingShutdown(t *testing.T) {
 	for i := range 1000 {
-		b, err := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler)})
+		b, err := broker.New(broker.Options{Logger: slog.New(slog.DiscardHandler), RawTransport: true})
 		if err != nil {
 			t.Fatal(err)
 		}

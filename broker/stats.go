@@ -10,8 +10,6 @@ type counters struct {
 	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
 	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
 	parks           atomic.Uint64
-	promotions      atomic.Uint64
-	parked          atomic.Int64
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
 	// cores do not contend for one cache line per message; a snapshot
@@ -82,7 +80,7 @@ type Stats struct {
 	RevokedMessages uint64
 	Parks           uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
 	Parked          int    // connections parked now: idle, with no reader goroutine
-	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/rawtcp)
+	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/transport)
 	MemoryBudget    int64  // Options.MemoryBudget in force, bytes (0: no bound)
 	MemoryHeld      int64  // bytes held for all clients: queued, in flight, in write buffers
 	BudgetDrops     uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)
@@ -107,8 +105,8 @@ func (b *Broker) Stats() Stats {
 		Revocations:      b.stats.revocations.Load(),
 		RevokedMessages:  b.stats.revokedMessages.Load(),
 		Parks:            b.stats.parks.Load(),
-		Parked:           int(b.stats.parked.Load()),
-		Promotions:       b.stats.promotions.Load(),
+		Parked:           int(b.parker.Parked()),
+		Promotions:       b.parker.Promotions(),
 		MemoryBudget:     b.budget.Max(),
 		MemoryHeld:       b.budget.Held(),
 		BudgetDrops:      b.budget.Dropped(),

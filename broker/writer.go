@@ -14,9 +14,16 @@ import (
 // one call. When nothing is left it returns its buffers and exits.
 func (c *conn) writeLoop() { c.writeLoopFrom(nil) }
 
+// writeRest is writeLoop starting with the bytes writeInline could not
+// write without blocking (c.wpending).
+func (c *conn) writeRest() {
+	pending := c.wpending
+	c.wpending = nil
+	c.writeLoopFrom(pending)
+}
+
 // writeLoopFrom is writeLoop starting with the bytes in *pending (a pooled
-// write buffer, charged to the memory budget), which writeInline could not
-// write without blocking.
+// write buffer, charged to the memory budget), nil for none.
 func (c *conn) writeLoopFrom(pending *[]byte) {
 	bufp := pending
 	if bufp == nil {
@@ -46,32 +53,11 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		if err := c.recordInflight(batch); err != nil {
 			c.b.log.Warn("recording sent messages failed; closing", "client", c.clientID, "err", err)
 			c.failWrite()
-			c.writing.Store(false)
+			c.releaseWriter()
 			return
 		}
 		var err error
-		buf, closing, err = c.appendCtrl(buf, v, lim.maxPacket)
-		for i := range batch {
-			if err != nil {
-				break
-			}
-			var direct []byte
-			buf, direct, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
-			batch[i] = session.Outbound{}
-			switch {
-			case err != nil:
-			case direct != nil:
-				// A large payload goes out from the message itself, after
-				// what is encoded: never copied into the buffer.
-				if err = c.writeBuf(buf); err == nil {
-					err = c.write(direct)
-				}
-				buf = buf[:0]
-			case len(buf) >= writeFlushAt:
-				err = c.writeBuf(buf)
-				buf = buf[:0]
-			}
-		}
+		buf, closing, err = c.encode(buf, batch, v, sess, &lim, true)
 		if err == nil && len(buf) > 0 {
 			err = c.writeBuf(buf)
 		}
@@ -90,8 +76,8 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 				// Last packet written: closing nc ends the reader too (a
 				// parked one is woken to see it).
 				_ = c.nc.Close() // the error of a close we initiated is of no use
-				c.b.parker.wake(c)
-				c.writing.Store(false)
+				c.tr.Wake()
+				c.releaseWriter()
 				return
 			}
 			continue
@@ -99,7 +85,7 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		if wrote {
 			continue
 		}
-		c.writing.Store(false)
+		c.releaseWriter()
 		if !c.hasWork() || !c.writing.CompareAndSwap(false, true) {
 			return
 		}
@@ -134,7 +120,7 @@ const (
 // messages, a closing connection, or a persistent session (its pass may
 // need a store write).
 func (c *conn) writeInline() {
-	if c.raw == nil {
+	if !c.tr.Raw() {
 		c.b.gor.run(job{c, taskWrite}) // TLS and WebSocket buffer in their libraries
 		return
 	}
@@ -150,22 +136,12 @@ func (c *conn) writeInline() {
 	if sess != nil {
 		batch, more = sess.TakeBatchLimited(batch, session.BatchLimit{Items: inlineBatchMax, Bytes: inlineBatchBytes, Strict: true})
 	}
-	buf, _, err := c.appendCtrl(buf, v, lim.maxPacket)
-	for i := range batch {
-		if err == nil {
-			var direct []byte
-			buf, direct, err = c.appendOutbound(buf, &batch[i], v, sess, &lim)
-			buf = append(buf, direct...) // under inlineBatchBytes: small
-		}
-		batch[i] = session.Outbound{}
-	}
+	buf, _, err := c.encode(buf, batch, v, sess, &lim, false)
 	*batchp = batch[:0]
 	batchPool.Put(batchp)
 	n := 0
 	if err == nil && len(buf) > 0 {
-		rw := rawWritePool.Get().(*rawWrite)
-		n, err = rw.write(c.raw, buf)
-		rawWritePool.Put(rw)
+		n, err = c.tr.Write(buf)
 	}
 	if err != nil {
 		*bufp = buf
@@ -177,7 +153,8 @@ func (c *conn) writeInline() {
 	if n < len(buf) { // the socket is full: a goroutine waits to write the rest
 		*bufp = buf[:copy(buf, buf[n:])]
 		c.b.budget.Charge(int(c.stripe), len(*bufp)) // released once written
-		go c.writeLoopFrom(bufp)
+		c.wpending = bufp
+		c.b.gor.run(job{c, taskWriteRest})
 		return
 	}
 	*bufp = buf[:0]
@@ -186,10 +163,43 @@ func (c *conn) writeInline() {
 		c.b.gor.run(job{c, taskWrite})
 		return
 	}
-	c.writing.Store(false)
+	c.releaseWriter()
 	if c.hasWork() && c.writing.CompareAndSwap(false, true) {
 		c.b.gor.run(job{c, taskWrite})
 	}
+}
+
+// encode is the one encode pass of a writer goroutine and of writeInline:
+// it appends to buf the control packets queued until now, then batch's
+// items (which it clears). With flush (a writer goroutine) buf is written,
+// waiting for the socket, whenever it reaches writeFlushAt, and a payload
+// of directPayload bytes or more is written from its message after the
+// bytes before it, never copied into the buffer; without (writeInline,
+// whose batch is under inlineBatchBytes) everything stays in buf for one
+// write. closing is read with the control packets.
+func (c *conn) encode(buf []byte, batch []session.Outbound, v packet.Version, sess *session.Session, lim *outLimits, flush bool) (_ []byte, closing bool, err error) {
+	buf, closing, err = c.appendCtrl(buf, v, lim.maxPacket)
+	for i := range batch {
+		if err == nil {
+			var direct []byte
+			buf, direct, err = c.appendOutbound(buf, &batch[i], v, sess, lim)
+			switch {
+			case err != nil:
+			case !flush:
+				buf = append(buf, direct...)
+			case direct != nil:
+				if err = c.writeBuf(buf); err == nil {
+					err = c.write(direct)
+				}
+				buf = buf[:0]
+			case len(buf) >= writeFlushAt:
+				err = c.writeBuf(buf)
+				buf = buf[:0]
+			}
+		}
+		batch[i] = session.Outbound{}
+	}
+	return buf, closing, err
 }
 
 // passState is what a write pass needs from conn.mu, read once per pass.
@@ -232,7 +242,7 @@ func (c *conn) appendCtrl(buf []byte, v packet.Version, maxPacket int) (_ []byte
 func (c *conn) writeFailed(err error) {
 	c.b.log.Debug("write failed", "client", c.clientID, "remote", c.remoteString(), "err", err)
 	c.failWrite()
-	c.writing.Store(false)
+	c.releaseWriter()
 }
 
 // putWriteBuf returns a write buffer to the pool, unless a batch of large
@@ -293,10 +303,8 @@ func (c *conn) writeBuf(buf []byte) error {
 
 func (c *conn) write(buf []byte) error {
 	var err error
-	if c.raw != nil {
-		rw := rawWritePool.Get().(*rawWrite)
-		err = rw.writeAll(c.raw, buf) // raw_linux.go
-		rawWritePool.Put(rw)
+	if c.tr.Raw() {
+		err = c.tr.WriteAll(buf)
 	} else {
 		_, err = c.nc.Write(buf)
 	}
@@ -317,7 +325,7 @@ func (c *conn) failWrite() {
 	c.mu.ctrl = nil
 	c.mu.Unlock()
 	_ = c.nc.Close() // the write already failed; the close error adds nothing
-	c.b.parker.wake(c)
+	c.tr.Wake()
 }
 
 func (c *conn) appendPacket(buf []byte, p packet.Packet, v packet.Version, maxPacket int) ([]byte, error) {

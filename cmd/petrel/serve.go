@@ -134,6 +134,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 	}
 	opts := cfg.BrokerOptions()
 	opts.Logger = logger
+	opts.RawTransport = true // raw accept, raw reads and writes, parking (internal/transport)
 	sec, err := startSecurity(cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 )
 
 // Limited wraps a net.Listener with a bound on concurrent connections and on
@@ -15,7 +15,7 @@ import (
 // kernel's backlog.
 type Limited struct {
 	net.Listener
-	release  func() // a raw connection's rawtcp.Conn.SetRelease
+	release  func() // a raw connection's transport.RawConn.SetRelease
 	max      int64
 	interval time.Duration // between connections at the configured rate; 0: none
 	active   atomic.Int64
@@ -62,10 +62,10 @@ func (l *Limited) admit(nc net.Conn) bool {
 	return true
 }
 
-// RawTCP returns the wrapped listener's raw Accepter (rawtcp.Source),
+// RawTCP returns the wrapped listener's raw Accepter (transport.Source),
 // within l's bounds; nil when it has none.
-func (l *Limited) RawTCP() rawtcp.Accepter {
-	src, ok := l.Listener.(rawtcp.Source)
+func (l *Limited) RawTCP() transport.Accepter {
+	src, ok := l.Listener.(transport.Source)
 	if !ok {
 		return nil
 	}
@@ -78,7 +78,7 @@ func (l *Limited) RawTCP() rawtcp.Accepter {
 
 type limitedAccepter struct {
 	l *Limited
-	a rawtcp.Accepter
+	a transport.Accepter
 }
 
 func (la *limitedAccepter) AcceptRaw() (net.Conn, error) {
@@ -90,7 +90,7 @@ func (la *limitedAccepter) AcceptRaw() (net.Conn, error) {
 		if !la.l.admit(nc) {
 			continue
 		}
-		if rc, ok := nc.(rawtcp.Conn); ok {
+		if rc, ok := nc.(transport.RawConn); ok {
 			rc.SetRelease(la.l.release) // counted down at its close, without a wrapper
 			return nc, nil
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 )
 
 func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
@@ -20,7 +20,7 @@ func TestLimitClosesConnectionsOverTheBound(t *testing.T) {
 	testLimitBound(t, raw, l, l.Accept)
 }
 
-// The bound holds for raw connections too (rawtcp), which are counted
+// The bound holds for raw connections too (transport), which are counted
 // without a wrapper: their release at close frees the slot.
 func TestLimitBoundsRawConnections(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -32,7 +32,7 @@ func TestLimitBoundsRawConnections(t *testing.T) {
 	}
 	l := Limit(ln, 2, 0)
 	defer l.Close()
-	a := rawtcp.Of(l)
+	a := transport.Of(l)
 	if a == nil {
 		t.Fatal("no raw Accepter for a plain TCP listener")
 	}
@@ -40,8 +40,8 @@ func TestLimitBoundsRawConnections(t *testing.T) {
 	accept := func() (net.Conn, error) {
 		c, err := a.AcceptRaw()
 		if err == nil {
-			if _, ok := c.(rawtcp.Conn); !ok {
-				t.Errorf("AcceptRaw returned %T, want a rawtcp.Conn", c)
+			if _, ok := c.(transport.RawConn); !ok {
+				t.Errorf("AcceptRaw returned %T, want a transport.RawConn", c)
 			}
 		}
 		return c, err

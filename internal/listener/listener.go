@@ -24,7 +24,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/petrel-mqtt/petrel/internal/rawtcp"
+	"github.com/petrel-mqtt/petrel/internal/transport"
 )
 
 // Transport types accepted in Config.Type.
@@ -350,11 +350,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 	return l.inner.Accept()
 }
 
-// RawTCP returns an Accepter of raw connections (rawtcp) for a plain TCP
+// RawTCP returns an Accepter of raw connections (transport) for a plain TCP
 // listener without PROXY protocol; nil for the others, whose connections
 // are read through their libraries. Accept and the Accepter take from the
 // same socket.
-func (l *Listener) RawTCP() rawtcp.Accepter {
+func (l *Listener) RawTCP() transport.Accepter {
 	if l.cfg.Type != TypeTCP || l.cfg.ProxyProtocol {
 		return nil
 	}
@@ -362,7 +362,7 @@ func (l *Listener) RawTCP() rawtcp.Accepter {
 	if !ok {
 		return nil
 	}
-	a, err := rawtcp.New(tl)
+	a, err := transport.New(tl)
 	if err != nil {
 		l.log.Warn("connections accepted through net: raw accept unavailable", "err", err)
 		return nil

@@ -22,9 +22,11 @@ import (
 const Timeout = 5 * time.Second
 
 // StartBroker starts a broker with o on 127.0.0.1:0 and shuts it down when
-// the test ends. It returns the broker and its address.
+// the test ends. It returns the broker and its address. The broker serves
+// as `petrel serve` does: o.RawTransport is set.
 func StartBroker(t testing.TB, o broker.Options) (*broker.Broker, string) {
 	t.Helper()
+	o.RawTransport = true
 	if o.Logger == nil {
 		level := slog.LevelError
 		if os.Getenv("PETREL_TEST_LOG") != "" {
@@ -232,9 +234,11 @@ func NewClient(t testing.TB, nc net.Conn, v packet.Version) *Client {
 
 // StartOn starts a broker with o serving the listener lc (a ws or tls
 // listener, say) on 127.0.0.1:0, shut down when the test ends. It returns
-// the broker and the listener's address.
+// the broker and the listener's address. As StartBroker, it sets
+// o.RawTransport.
 func StartOn(t testing.TB, o broker.Options, lc listener.Config) (*broker.Broker, string) {
 	t.Helper()
+	o.RawTransport = true
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,6 @@
 //go:build linux && !386
 
-package rawtcp
+package transport
 
 import (
 	"errors"
@@ -69,7 +69,7 @@ type owner struct {
 	oldOpen  bool
 }
 
-func (o *owner) FDMoved(old, new int) {
+func (o *owner) fdMoved(old, new int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.old, o.new, o.oldOpen = old, new, fdOpen(old)
@@ -133,7 +133,7 @@ func TestReadWriteRawWhileDataWaits(t *testing.T) {
 func TestPromoteOnWait(t *testing.T) {
 	c, cl := pair(t)
 	var o owner
-	c.SetOwner(&o)
+	c.setOwner(&o)
 	oldFD := c.fd
 	if err := c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestPromoteOnWait(t *testing.T) {
 	}
 	o.mu.Lock()
 	if o.calls != 1 || o.old != oldFD || o.new == oldFD || !o.oldOpen {
-		t.Errorf("FDMoved calls=%d old=%d (want %d) new=%d, old open during the call: %v", o.calls, o.old, oldFD, o.new, o.oldOpen)
+		t.Errorf("fdMoved calls=%d old=%d (want %d) new=%d, old open during the call: %v", o.calls, o.old, oldFD, o.new, o.oldOpen)
 	}
 	newFD := o.new
 	o.mu.Unlock()
@@ -179,7 +179,7 @@ func TestPromoteOnWait(t *testing.T) {
 	}
 	o.mu.Lock()
 	if o.calls != 1 {
-		t.Errorf("FDMoved called %d times: promoted again", o.calls)
+		t.Errorf("fdMoved called %d times: promoted again", o.calls)
 	}
 	o.mu.Unlock()
 }

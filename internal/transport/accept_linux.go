@@ -1,6 +1,6 @@
 //go:build linux && !386
 
-package rawtcp
+package transport
 
 import (
 	"errors"
@@ -25,9 +25,7 @@ const closedCheck = time.Second
 type accepter struct {
 	lrc   syscall.RawConn // the listener's: Control only
 	laddr net.Addr
-	ep    *os.File // the epoll set, as the netpoller waits on it
-	eprc  syscall.RawConn
-	epfd  int
+	ep    *pollSet
 
 	closed atomic.Bool
 
@@ -47,34 +45,24 @@ func New(l *net.TCPListener) (Accepter, error) {
 	if err != nil {
 		return nil, err
 	}
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	ep, err := newPollSet("transport-accept")
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
+		return nil, err
 	}
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		_ = syscall.Close(epfd) // never used
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	var cerr error
+	var cerr syscall.Errno
 	err = lrc.Control(func(fd uintptr) {
 		// Level-triggered: the set stays readable while connections wait.
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
-		cerr = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		cerr = epollCtl(ep.fd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
-	if err == nil {
-		err = cerr
+	if err == nil && cerr != 0 {
+		err = os.NewSyscallError("epoll_ctl", cerr)
 	}
 	if err != nil {
-		_ = syscall.Close(epfd) // never used
+		_ = ep.file.Close() // never used
 		return nil, err
 	}
-	ep := os.NewFile(uintptr(epfd), "rawtcp-accept") // non-blocking: the netpoller waits on it
-	eprc, err := ep.SyscallConn()
-	if err != nil {
-		_ = ep.Close() // never used
-		return nil, err
-	}
-	a := &accepter{lrc: lrc, laddr: l.Addr(), ep: ep, eprc: eprc, epfd: epfd}
+	a := &accepter{lrc: lrc, laddr: l.Addr(), ep: ep}
 	a.acceptFn = func(fd uintptr) {
 		for {
 			alen := uint32(syscall.SizeofSockaddrAny)
@@ -91,7 +79,7 @@ func New(l *net.TCPListener) (Accepter, error) {
 		}
 	}
 	a.waitFn = func(fd uintptr) bool {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&a.events[0])), 1, 0, 0, 0)
+		n, e := epollWaitNow(int(fd), a.events[:])
 		if e == syscall.EINTR {
 			return false
 		}
@@ -123,8 +111,8 @@ func (a *accepter) AcceptRaw() (net.Conn, error) {
 		}
 		// Nothing waiting: wait for the listener to become readable, or
 		// look again after closedCheck.
-		_ = a.ep.SetReadDeadline(time.Now().Add(closedCheck)) // fails only once closed, which Read reports
-		if err := a.eprc.Read(a.waitFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = a.ep.file.SetReadDeadline(time.Now().Add(closedCheck)) // fails only once closed, which Read reports
+		if err := a.ep.rc.Read(a.waitFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: a.laddr, Err: net.ErrClosed}
 		}
 	}
@@ -134,7 +122,7 @@ func (a *accepter) Close() error {
 	// Closing the set ends a waiting AcceptRaw. Not under mu: that is
 	// held by the AcceptRaw it ends.
 	a.closed.Store(true)
-	err := a.ep.Close()
+	err := a.ep.file.Close()
 	if errors.Is(err, os.ErrClosed) {
 		return nil
 	}

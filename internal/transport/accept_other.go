@@ -1,6 +1,6 @@
 //go:build !linux || 386
 
-package rawtcp
+package transport
 
 import (
 	"errors"
@@ -9,5 +9,5 @@ import (
 
 // New has no raw accept outside Linux; Of returns nil there.
 func New(*net.TCPListener) (Accepter, error) {
-	return nil, errors.New("rawtcp: raw accept is Linux-only")
+	return nil, errors.New("transport: raw accept is Linux-only")
 }

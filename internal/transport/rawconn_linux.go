@@ -1,6 +1,6 @@
 //go:build linux && !386
 
-package rawtcp
+package transport
 
 import (
 	"encoding/binary"
@@ -25,7 +25,7 @@ const (
 	fdClosedBit = 1 << 34 // fd is closed
 )
 
-// conn is a raw connection (Conn). Until it is promoted, its operations
+// conn is a raw connection (RawConn). Until it is promoted, its operations
 // are raw system calls on fd, each counted in state while it runs so that
 // Close never closes the descriptor under one (the number could be reused
 // by the next accept). Promotion makes a net.Conn of the socket (p) and
@@ -41,7 +41,7 @@ type conn struct {
 	mu        sync.Mutex // promotion, close, deadlines while raw
 	closed    bool
 	keepAlive bool // SetKeepAlive's last setting
-	owner     Owner
+	owner     fdOwner
 	release   func()
 
 	raddr net.TCPAddr
@@ -190,7 +190,7 @@ func (c *conn) promote() (*promoted, error) {
 		newFD := -1
 		err = rc.Control(func(fd uintptr) { newFD = int(fd) })
 		if err == nil && c.owner != nil {
-			c.owner.FDMoved(c.fd, newFD)
+			c.owner.fdMoved(c.fd, newFD)
 		}
 	}
 	_ = f.Close() // the socket lives on in nc's descriptor
@@ -324,17 +324,6 @@ func (c *conn) Write(b []byte) (int, error) {
 	return written, nil
 }
 
-// sysRW is one read(2) or write(2) (trap) without the scheduler's system
-// call bookkeeping (the descriptor is non-blocking), again when interrupted.
-func sysRW(trap, fd uintptr, buf []byte) (int, syscall.Errno) {
-	for {
-		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)))
-		if e != syscall.EINTR {
-			return int(n), e
-		}
-	}
-}
-
 // Close closes the connection. The descriptor of a raw conn is closed
 // once no raw operation uses it.
 func (c *conn) Close() error {
@@ -446,7 +435,7 @@ func (c *conn) SetKeepAlive(on bool) error {
 	return nil
 }
 
-func (c *conn) SetOwner(o Owner) {
+func (c *conn) setOwner(o fdOwner) {
 	c.mu.Lock()
 	c.owner = o
 	c.mu.Unlock()
