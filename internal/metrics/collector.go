@@ -150,9 +150,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if f.StoreBytes >= 0 {
 		emit(dStoreSize, float64(f.StoreBytes))
 	}
-	ch <- histogram(dCommitSeconds, f.CommitSeconds, 1e-6)
+	ch <- histogram(dCommitSeconds, f.CommitSeconds, 1e6)
 	ch <- histogram(dCommitOps, f.CommitOps, 1)
-	ch <- histogram(dDelivery, f.DeliveryLatency, 1e-6)
+	ch <- histogram(dDelivery, f.DeliveryLatency, 1e6)
 	for _, l := range c.o.Listeners {
 		s := l.HandshakeStats()
 		emit(dHandshakes, float64(s.InProgress), l.Name())
@@ -168,14 +168,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // histogram turns a broker histogram into a constant Prometheus one,
 // its bounds multiplied by scale (microseconds to seconds).
-func histogram(d desc, h broker.Histogram, scale float64) prometheus.Metric {
+// The bounds and the sum are divided by per (1e6 for microseconds to
+// seconds): a division gives the exact decimal bound (5e-05), where a
+// multiplication by 1e-6 prints 4.9999999999999996e-05.
+func histogram(d desc, h broker.Histogram, per float64) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(h.Bounds))
 	var cum uint64
 	for i, b := range h.Bounds {
 		cum += h.Counts[i]
-		buckets[float64(b)*scale] = cum
+		buckets[float64(b)/per] = cum
 	}
-	return prometheus.MustNewConstHistogram(d.Desc, h.Count, float64(h.Sum)*scale, buckets)
+	return prometheus.MustNewConstHistogram(d.Desc, h.Count, float64(h.Sum)/per, buckets)
 }
 
 // collectTenants exports each per-tenant figure for the top n tenants by
