@@ -281,6 +281,9 @@ type peer struct {
 	who string
 	id  string
 	pid uint16
+	// pending are the PUBLISHes read while waiting for something else
+	// (a SUBACK); until and drain return them first.
+	pending []*packet.Publish
 }
 
 // connectOpts are the rarer parts of a CONNECT.
@@ -364,11 +367,22 @@ func (p *peer) sub(sid uint32, filters ...string) []packet.ReasonCode {
 		s.Properties.Set(packet.PropSubscriptionIdentifier)
 	}
 	p.Send(s)
-	ack, ok := p.Expect().(*packet.Suback)
-	if !ok || ack.PacketID != s.PacketID {
-		p.w.t.Fatalf("%s: no SUBACK", p.who)
+	for {
+		switch m := p.Expect().(type) {
+		case *packet.Suback:
+			if m.PacketID != s.PacketID {
+				p.w.t.Fatalf("%s: SUBACK for packet %d, want %d", p.who, m.PacketID, s.PacketID)
+			}
+			return m.ReasonCodes
+		case *packet.Publish:
+			p.ack(m)
+			p.pending = append(p.pending, m)
+		case *packet.Pubrel:
+			p.Send(&packet.Pubcomp{PacketID: m.PacketID})
+		default:
+			p.w.t.Fatalf("%s: got %s %+v, want SUBACK", p.who, m.Type(), m)
+		}
 	}
-	return ack.ReasonCodes
 }
 
 // mustSub subscribes and fails unless every filter is granted.
@@ -459,6 +473,18 @@ func (p *peer) until(ctl string) []*packet.Publish {
 	p.w.t.Helper()
 	var got []*packet.Publish
 	seen := false
+	for i, m := range p.pending {
+		if string(m.Payload) == ctl {
+			seen = true
+			got = append(got, p.pending[:i]...)
+			got = append(got, p.pending[i+1:]...)
+			break
+		}
+	}
+	if !seen {
+		got = p.pending
+	}
+	p.pending = nil
 	deadline := time.Now().Add(mqtttest.Timeout)
 	for {
 		d := time.Until(deadline)
@@ -490,10 +516,11 @@ func (p *peer) until(ctl string) []*packet.Publish {
 	}
 }
 
-// receive reads what arrives within settle, acknowledging it.
+// drain returns what arrives within settle, acknowledging it.
 func (p *peer) drain() []*packet.Publish {
 	p.w.t.Helper()
-	var got []*packet.Publish
+	got := p.pending
+	p.pending = nil
 	for {
 		pk, err := p.Read(settle)
 		if err != nil {

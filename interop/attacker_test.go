@@ -40,6 +40,11 @@ func families() [][]scenario {
 		reuseScenarios(),
 		subscribeScenarios(),
 		publishScenarios(),
+		resumeScenarios(),
+		reloadScenarios(),
+		reauthScenarios(),
+		raceScenarios(),
+		shareScenarios(),
 	}
 }
 
