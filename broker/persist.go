@@ -279,7 +279,7 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 	rec.Will, rec.WillDelay, rec.DisconnectedAt = nil, 0, ended
 	rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
 	if left := ended.Add(delay).Sub(now); left > 0 {
-		b.scheduleWill(ss.ClientID, msg, left, &rec)
+		b.scheduleWill(ss.ClientID, msg, nil, left, &rec)
 		return nil
 	}
 	// A failed write is logged and counted by commit.
@@ -348,7 +348,7 @@ func (b *Broker) restore(ctx context.Context, freeOSMemory func()) error {
 	for _, ss := range st.Sessions {
 		if ss.Will != nil {
 			if msg := b.restoreWill(ss, now); msg != nil {
-				b.sendWill(msg)
+				b.sendWill(msg, nil)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package interop_test
 import (
 	"testing"
 
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -36,7 +37,11 @@ func reloadScenarios() []scenario {
 		{name: "reload/user-moved-to-B/stored", attackers: users, stores: []string{"mem", "disk"},
 			run: func(t *testing.T, w *world, atk string) { reloadNarrowed(t, w, atk, userMovedToB, true) }},
 		{name: "reload/widened-then-narrowed", attackers: principalsA, run: reloadWidenedThenNarrowed},
-		{name: "reload/will-after-publish-revoked", attackers: principalsA, run: reloadWill},
+		{name: "reload/will-after-publish-revoked", attackers: principalsA,
+			run: func(t *testing.T, w *world, atk string) { reloadWill(t, w, atk, false) }},
+		{name: "reload/delayed-will-after-publish-revoked", attackers: principalsA, versions: []packet.Version{packet.V5},
+			stores: []string{"mem", "disk"},
+			run: func(t *testing.T, w *world, atk string) { reloadWill(t, w, atk, true) }},
 	}
 }
 
@@ -191,20 +196,36 @@ func reloadWidenedThenNarrowed(t *testing.T, w *world, atk string) {
 }
 
 // reloadWill: the principal connects with a will on A/alert/m1 while its
-// gateway role allows it; the role is narrowed to A/read/# and reloaded;
-// its connection ends abnormally: the will, which its identity may no
-// longer publish, is not published.
-func reloadWill(t *testing.T, w *world, atk string) {
+// gateway role allows it (delayed: a 5.0 will delayed 1 s in a session
+// expiring after 1 s [MQTT-3.1.3-9]); the role is narrowed to A/read/#
+// and reloaded; its connection ends abnormally: the will, which its
+// identity may no longer publish, is not published [MQTT-3.1.2-8].
+func reloadWill(t *testing.T, w *world, atk string, delayed bool) {
 	watch, _ := w.connect("A-other", "watch", cleanSess)
 	watch.mustSub("A/alert/#", "A/read/ctl")
 	will := &packet.Will{Topic: "A/alert/m1", Payload: []byte("evil:will"), QoS: 1}
-	p, _ := w.connectWith(atk, "dev", cleanSess, connectOpts{will: will})
+	s := cleanSess
+	if delayed {
+		will.Properties.WillDelayInterval = 1
+		will.Properties.Set(packet.PropWillDelayInterval)
+		s = sess{clean: true, expiry: 1}
+	}
+	p, _ := w.connectWith(atk, "dev", s, connectOpts{will: will})
+	if delayed {
+		_ = p.Conn.Close() // the delay runs; the policy changes meanwhile
+	}
 	gw := roleByName("GATEWAY_PUBLISHER")
 	gw.Topics = []string{"{tenantId}/read/#"}
 	w.setRole(gw)
 	w.reload()
-	_ = p.Conn.Close() // an abnormal end: the will is due now [MQTT-3.1.2-8]
-	waitGone(w, "A", "dev")
+	if !delayed {
+		_ = p.Conn.Close() // an abnormal end: the will is due now
+	}
+	// Due, and sent or not, once the session is gone.
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
+		_, ok := w.b.ClientStatsIn("A", "dev")
+		return !ok
+	}, "the session of dev ended")
 	gwA, _ := w.connect("gwA", "gw", cleanSess)
 	gwA.pub("A/read/ctl", "ctl:a", 1, false)
 	noCrossing(t, "A's watcher", watch.until("ctl:a"), "evil:")
