@@ -41,7 +41,7 @@ func reloadScenarios() []scenario {
 			run: func(t *testing.T, w *world, atk string) { reloadWill(t, w, atk, false) }},
 		{name: "reload/delayed-will-after-publish-revoked", attackers: principalsA, versions: []packet.Version{packet.V5},
 			stores: []string{"mem", "disk"},
-			run: func(t *testing.T, w *world, atk string) { reloadWill(t, w, atk, true) }},
+			run:    func(t *testing.T, w *world, atk string) { reloadWill(t, w, atk, true) }},
 	}
 }
 
