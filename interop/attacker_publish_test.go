@@ -32,6 +32,8 @@ func publishScenarios() []scenario {
 		}
 	}
 	out = append(out,
+		scenario{name: "publish/retained-clear", run: publishRetainedClear},
+		scenario{name: "publish/retained-clear/ack-and-drop", tweak: ackAndDrop, run: publishRetainedClear},
 		scenario{name: "publish/will", run: publishWill},
 		scenario{name: "publish/topic-alias", versions: []packet.Version{packet.V5}, tweak: ackAndDrop, run: publishAlias},
 		scenario{name: "publish/response-topic", versions: []packet.Version{packet.V5}, tweak: ackAndDrop, run: publishResponseTopic},
@@ -169,4 +171,20 @@ func publishResponseTopic(t *testing.T, w *world, atk string) {
 			t.Errorf("CROSSING: A got the attacker's correlation data on %s", m.Topic)
 		}
 	}
+}
+
+// publishRetainedClear: an empty retained message clears a topic's
+// retained message [MQTT-3.3.1-10]; the attacker's on A's topic is
+// refused and A's retained message stays.
+func publishRetainedClear(t *testing.T, w *world, atk string) {
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	gwA.pub("A/read/m1/state", "ok:retained", 1, true)
+	b, _ := w.connect(atk, "spy", cleanSess)
+	res := b.tryPub(&packet.Publish{Topic: "A/read/m1/state", QoS: 1, Retain: true})
+	refusedPublish(t, w, atk+" clearing A/read/m1/state", res, 1)
+	late, _ := w.connect("A", "late", cleanSess)
+	late.mustSub("A/read/#")
+	gwA.pub("A/read/ctl", "ctl:a", 1, false)
+	got := late.until("ctl:a")
+	hasPayloads(t, "A (new subscriber)", got, "ok:retained")
 }

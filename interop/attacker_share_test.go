@@ -18,6 +18,8 @@ func shareScenarios() []scenario {
 		{name: "share/common-group/persistent-member-leaves", stores: []string{"mem", "disk"}, tweak: windowOfOne,
 			run: func(t *testing.T, w *world, atk string) { shareLeave(t, w, atk, true) }},
 		{name: "share/attacker-member-leaves", run: shareAttackerLeaves},
+		{name: "share/redistribution-to-denied-member", attackers: []string{"A-deny", "A-deny-jwt"}, tweak: windowOfOne,
+			run: shareToDeniedMember},
 	}
 }
 
@@ -150,4 +152,31 @@ func shareAttackerLeaves(t *testing.T, w *world, atk string) {
 			t.Errorf("%s: A's group got it %d times, %s's %d; want once each", f, ca[f], atk, cb[f])
 		}
 	}
+}
+
+// shareToDeniedMember: in tenant A's group $share/g/A/read/#, the full
+// reader may receive A/read/secret/..., the deny-role principal may not.
+// The full reader holds secret messages (one in flight, the rest queued,
+// with a window of one) and goes away: its messages go to other members
+// that may receive them (5.0 section 4.8.2), never to the denied one.
+func shareToDeniedMember(t *testing.T, w *world, atk string) {
+	full, _ := w.connect("A", "full", cleanSess)
+	full.mustSub("$share/g/A/read/#")
+	d, _ := w.connect(atk, "deny", cleanSess)
+	d.mustSub("$share/g/A/read/#", "A/read/ctl")
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	for i := range 4 {
+		gwA.pub("A/read/secret/m1", fmt.Sprintf("secret:%d", i), 1, false)
+	}
+	if m := full.ExpectPublish(); string(m.Payload) != "secret:0" {
+		t.Fatalf("the full reader got %q first", m.Payload) // left unacknowledged
+	}
+	w.waitQueued("A", "full", 4)
+	_ = full.Conn.Close()
+	waitGone(w, "A", "full")
+	gwA.pub("A/read/public/1", "ok:1", 1, false) // the group's only member now
+	gwA.pub("A/read/ctl", "ctl:a", 1, false)
+	got := d.until("ctl:a")
+	noCrossing(t, atk, got, "secret:")
+	hasPayloads(t, atk, got, "ok:1")
 }

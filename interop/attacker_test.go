@@ -46,6 +46,7 @@ func families() [][]scenario {
 		reauthScenarios(),
 		raceScenarios(),
 		shareScenarios(),
+		boundsScenarios(),
 	}
 }
 
