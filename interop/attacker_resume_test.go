@@ -25,6 +25,8 @@ func resumeScenarios() []scenario {
 			run: func(t *testing.T, w *world, atk string) { resumeNarrower(t, w, atk, false) }},
 		{name: "resume/narrower-principal-after-restart", attackers: narrow, stores: []string{"disk"}, tweak: windowOfOne,
 			run: func(t *testing.T, w *world, atk string) { resumeNarrower(t, w, atk, true) }},
+		{name: "resume/narrower-principal-takes-over-online", attackers: narrow, tweak: windowOfOne,
+			run: resumeTakeoverOnline},
 		{name: "resume/other-tenant-after-restart", stores: []string{"disk"},
 			run: resumeOtherTenantAfterRestart},
 	}
@@ -101,4 +103,36 @@ func resumeOtherTenantAfterRestart(t *testing.T, w *world, atk string) {
 	gwA, _ = w.connect("gwA", "gw", cleanSess)
 	gwA.pub("A/read/ctl", "ctl:a", 1, false)
 	hasPayloads(t, "A", a.until("ctl:a"), "secret:1")
+}
+
+// resumeTakeoverOnline: A's full reader is online with one message
+// unacknowledged and more queued behind it (a window of one); the
+// narrower principal of A takes the session over [MQTT-3.1.4-2] with
+// clean 0: the old connection is closed, and nothing the narrower roles
+// refuse is sent on the new one.
+func resumeTakeoverOnline(t *testing.T, w *world, atk string) {
+	const id = "device-7"
+	a, _ := w.connect("A", id, freshPersist)
+	a.mustSub("A/read/#", "A/alert/#")
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	gwA.pub("A/read/secret/0", "secret:0", 1, false)
+	if m := a.ExpectPublish(); string(m.Payload) != "secret:0" {
+		t.Fatalf("A got %q first", m.Payload) // left unacknowledged
+	}
+	gwA.pub("A/read/secret/1", "secret:1", 1, false)
+	gwA.pub("A/alert/m1", "secret:2", 2, false)
+	gwA.pub("A/read/public/1", "pub:1", 1, false)
+	w.waitQueued("A", id, 4)
+
+	n, ack := w.connect(atk, id, persistSess)
+	if !ack.SessionPresent {
+		t.Fatalf("%s did not resume the session of its tenant", atk)
+	}
+	a.ExpectClosed()
+	n.mustSub("A/read/public/#")
+	gwA.pub("A/read/secret/2", "secret:3", 1, false)
+	gwA.pub("A/read/public/ctl", "ctl:a", 1, false)
+	got := n.until("ctl:a")
+	noCrossing(t, atk, got, "secret:")
+	hasPayloads(t, atk, got, "pub:1")
 }
