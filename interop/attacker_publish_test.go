@@ -27,14 +27,14 @@ func publishScenarios() []scenario {
 			qos    byte
 			retain bool
 		}{{"qos0", 0, false}, {"qos1", 1, false}, {"qos2", 2, false}, {"retained", 1, true}} {
-			out = append(out, scenario{name: "publish/" + k.name + "/" + mode.name, tweak: mode.tweak,
+			out = append(out, scenario{name: "publish/" + k.name + "/" + mode.name, tweak: mode.tweak, versions: allVersions,
 				run: func(t *testing.T, w *world, atk string) { publishInto(t, w, atk, k.qos, k.retain) }})
 		}
 	}
 	out = append(out,
 		scenario{name: "publish/retained-clear", run: publishRetainedClear},
 		scenario{name: "publish/retained-clear/ack-and-drop", tweak: ackAndDrop, run: publishRetainedClear},
-		scenario{name: "publish/will", run: publishWill},
+		scenario{name: "publish/will", versions: allVersions, run: publishWill},
 		scenario{name: "publish/topic-alias", versions: []packet.Version{packet.V5}, tweak: ackAndDrop, run: publishAlias},
 		scenario{name: "publish/response-topic", versions: []packet.Version{packet.V5}, tweak: ackAndDrop, run: publishResponseTopic},
 	)

@@ -38,7 +38,7 @@ var denyFilters = []struct {
 func subscribeScenarios() []scenario {
 	var out []scenario
 	for _, f := range tenantBFilters {
-		out = append(out, scenario{name: "subscribe/" + f,
+		out = append(out, scenario{name: "subscribe/" + f, versions: allVersions,
 			run: func(t *testing.T, w *world, atk string) { subscribeRefused(t, w, atk, f) }})
 	}
 	for _, f := range denyFilters {

@@ -96,5 +96,9 @@ func TestTwoTenantAttacker(t *testing.T) {
 	t.Logf("%d scenarios", count)
 }
 
+// allVersions adds MQTT 3.1 (MQIsdp) to the families where the legacy
+// protocol's own path matters.
+var allVersions = []packet.Version{packet.V31, packet.V311, packet.V5}
+
 // tenantOf is the tenant of a principal of the world.
 func tenantOf(who string) string { return principals[who].tenant }
