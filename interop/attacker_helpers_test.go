@@ -441,8 +441,11 @@ func (p *peer) tryPub(m *packet.Publish) string {
 			return "ok"
 		case *packet.Disconnect:
 			return "closed"
-		case *packet.Publish:
-			p.ack(a) // the publisher's own subscriptions
+		case *packet.Publish: // for the publisher's own subscriptions
+			p.ack(a)
+			p.pending = append(p.pending, a)
+		case *packet.Pubrel:
+			p.Send(&packet.Pubcomp{PacketID: a.PacketID})
 		}
 	}
 }

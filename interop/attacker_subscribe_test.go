@@ -45,7 +45,10 @@ func subscribeScenarios() []scenario {
 		out = append(out, scenario{name: "subscribe-deny/" + f.filter, attackers: []string{"A-deny", "A-deny-jwt"},
 			run: func(t *testing.T, w *world, atk string) { subscribeDenied(t, w, atk, f.filter, f.granted) }})
 	}
-	out = append(out, scenario{name: "subscribe/outbound-aliases", versions: []packet.Version{packet.V5}, run: subscribeAliases})
+	out = append(out,
+		scenario{name: "subscribe/outbound-aliases", versions: []packet.Version{packet.V5}, run: subscribeAliases},
+		scenario{name: "subscribe/no-local-same-client-id", versions: []packet.Version{packet.V5}, run: subscribeNoLocal},
+	)
 	return out
 }
 
@@ -137,4 +140,48 @@ func subscribeAliases(t *testing.T, w *world, atk string) {
 	}
 	gwA.pub("A/read/ctl", "ctl:a", 1, false)
 	hasPayloads(t, "A", a.until("ctl:a"), "secret:1")
+}
+
+// subscribeNoLocal: No Local [MQTT-3.8.3-3] spares the publisher's own
+// session, not a session of the same client id in another tenant: A and
+// the attacker, both "meter-001", subscribe common/nl with No Local; what
+// one publishes there reaches the other, not itself, and the attacker's
+// No Local subscription to A's topic is refused like any other.
+func subscribeNoLocal(t *testing.T, w *world, atk string) {
+	const id = "meter-001"
+	a, _ := w.connect("A", id, cleanSess)
+	b, _ := w.connect(atk, id, cleanSess)
+	nl := func(c *peer, filters ...string) []packet.ReasonCode {
+		s := &packet.Subscribe{PacketID: c.nextPID()}
+		for _, f := range filters {
+			s.Subscriptions = append(s.Subscriptions, packet.Subscription{Filter: f, QoS: 1, NoLocal: true})
+		}
+		c.Send(s)
+		ack, ok := c.Expect().(*packet.Suback)
+		if !ok {
+			t.Fatalf("%s: no SUBACK", c.who)
+		}
+		return ack.ReasonCodes
+	}
+	if codes := nl(a, "common/nl", "A/read/ctl"); codes[0].IsError() || codes[1].IsError() {
+		t.Fatalf("A: SUBACK %v", codes)
+	}
+	if codes := nl(b, "common/nl", "A/read/#", "B/read/ctl"); codes[0].IsError() || codes[1] != w.refused() || codes[2].IsError() {
+		t.Errorf("CROSSING or refusal: %s's SUBACK %v, want [granted %v granted]", atk, codes, w.refused())
+	}
+	b.pub("common/nl", "from-b", 1, false)
+	a.pub("common/nl", "from-a", 1, false)
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	gwA.pub("A/read/secret/1", "secret:1", 1, false)
+	gwA.pub("A/read/ctl", "ctl:a", 1, false)
+	gotA := a.until("ctl:a")
+	hasPayloads(t, "A", gotA, "from-b")
+	if countPayloads(gotA)["from-a"] != 0 {
+		t.Errorf("A got its own message through No Local")
+	}
+	gwB, _ := w.connect("gwB", "gw", cleanSess)
+	gwB.pub("B/read/ctl", "ctl:b", 1, false)
+	gotB := b.until("ctl:b")
+	noCrossing(t, atk, gotB, "secret:")
+	hasPayloads(t, atk, gotB, "from-a")
 }
