@@ -38,6 +38,15 @@ func reauthScenarios() []scenario {
 			attackers: []string{"A"},
 			run:       func(t *testing.T, w *world, atk string) { reauthNarrowed(t, w, s.s) }})
 	}
+	for _, c := range []struct{ name, from, as string }{
+		{"A-narrow-as-A", "A-narrow", "A"}, {"B-as-A", "B", "A"}, {"A-as-B", "A", "B"},
+	} {
+		out = append(out, scenario{name: "reauth/password-connection/" + c.name, versions: []packet.Version{packet.V5},
+			attackers: []string{c.from},
+			run:       func(t *testing.T, w *world, atk string) { reauthOnPasswordConnection(t, w, c.from, c.as) }})
+	}
+	out = append(out, scenario{name: "reauth/same-user-moved-to-B", versions: []packet.Version{packet.V5},
+		attackers: []string{"A"}, run: reauthMovedTenant})
 	return out
 }
 
@@ -116,4 +125,67 @@ func reauthNarrowed(t *testing.T, w *world, s sess) {
 	gwA.pub("A/alert/m1", "secret:2", 2, false)
 	gwA.pub("A/read/public/ctl", "ctl:a", 1, false)
 	noCrossing(t, "a-app (narrowed)", c.until("ctl:a"), "secret:")
+}
+
+// reauthOnPasswordConnection: a connection made with a password (no
+// authentication method) starts a SCRAM re-authentication as another
+// user: re-authentication uses the CONNECT's method [MQTT-4.12.1-1], so
+// the broker ends the connection (DISCONNECT 0x82) without an exchange.
+func reauthOnPasswordConnection(t *testing.T, w *world, from, as string) {
+	c, _ := w.connect(from, "dev", cleanSess)
+	c.mustSub(readable[from].filter)
+	pr := principals[as]
+	sc := &scram{user: pr.user, pass: "pw-" + pr.user, cnonce: "r-password-conn"}
+	re := &packet.Auth{ReasonCode: packet.ReAuthenticate}
+	scramProps(&re.Properties, sc.clientFirst())
+	c.Send(re)
+	got := c.ExpectClosed()
+	if len(got) != 1 {
+		t.Fatalf("CROSSING: %s re-authenticating as %s on a password connection: got %+v, want DISCONNECT and close", from, as, got)
+	}
+	if d, ok := got[0].(*packet.Disconnect); !ok || d.ReasonCode != packet.ProtocolError {
+		t.Errorf("CROSSING: %s re-authenticating as %s on a password connection: got %+v, want DISCONNECT 0x82", from, as, got[0])
+	}
+	o, _ := w.connect("A-other", "other", cleanSess)
+	o.mustSub("A/read/#")
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	gwA.pub("A/read/secret/1", "secret:other", 1, false)
+	gwA.pub("A/read/ctl", "ctl:a", 1, false)
+	hasPayloads(t, "A-other", o.until("ctl:a"), "secret:other")
+}
+
+// reauthMovedTenant: a-app's users-file entry moves to tenant B and is
+// reloaded; a-app's connection (tenant A) re-authenticates with a-app's
+// password: the identity it proves is of another tenant now, so the
+// connection ends with DISCONNECT 0x87 [MQTT-4.12.1-2] and keeps nothing.
+func reauthMovedTenant(t *testing.T, w *world, _ string) {
+	c := w.scramConnect("A", "dev", freshPersist)
+	c.mustSub("A/read/#")
+	pa := w.users["a-app"]
+	pa.tenant = "B"
+	w.users["a-app"] = pa
+	w.writeUsers()
+	if err := w.svc.Reload(w.cfg); err != nil {
+		t.Fatal(err)
+	}
+	end := c.reauth("A")
+	if d, ok := end.(*packet.Disconnect); !ok || d.ReasonCode != packet.NotAuthorized {
+		t.Errorf("CROSSING: re-authentication of a-app moved to tenant B: got %+v, want DISCONNECT 0x87", end)
+	}
+	gwA, _ := w.connect("gwA", "gw", cleanSess)
+	gwA.pub("A/read/secret/1", "secret:1", 1, false)
+	if got := c.ExpectClosed(); crossings(filterPublishes(got), "secret:") > 0 {
+		t.Errorf("CROSSING: a-app got %d secret messages after the refused re-authentication", len(got))
+	}
+}
+
+// filterPublishes returns the PUBLISH packets of ps.
+func filterPublishes(ps []packet.Packet) []*packet.Publish {
+	var out []*packet.Publish
+	for _, p := range ps {
+		if m, ok := p.(*packet.Publish); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
