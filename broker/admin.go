@@ -314,7 +314,7 @@ func (b *Broker) DeleteSession(ctx context.Context, tenant, clientID string) (bo
 	b.log.Info("session deleted by an administrator", "tenant", tenant, "client", clientID)
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
-		b.sendWill(w.msg)
+		b.sendWill(w.msg, w.id)
 	}
 	if err := b.commitOne(Op{Kind: OpDeleteSession, ClientID: key}, true); err != nil {
 		return true, err

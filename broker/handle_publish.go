@@ -230,10 +230,10 @@ func (c *conn) publishWill() {
 		if c.sess.Persistent() {
 			rec = sessionRecord(c, c.b.opts().Now(), false)
 		}
-		c.b.scheduleWill(c.key, msg, delay, rec)
+		c.b.scheduleWill(c.key, msg, c.id, delay, rec)
 		return
 	}
-	c.b.sendWill(msg)
+	c.b.sendWill(msg, c.id)
 }
 
 // willDelay returns the 5.0 Will Delay Interval of w.

@@ -312,7 +312,7 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 	rec.Will, rec.WillDelay, rec.DisconnectedAt = nil, 0, ended
 	rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
 	if left := ended.Add(delay).Sub(now); left > 0 {
-		b.scheduleWill(ss.ClientID, msg, left, &rec)
+		b.scheduleWill(ss.ClientID, msg, nil, left, &rec)
 		return nil
 	}
 	// A failed write is logged and counted by commit.
@@ -341,7 +341,7 @@ func (b *Broker) restore(ctx context.Context) error {
 	// Wills last: they may publish to the sessions just restored.
 	for i := range r.wills {
 		if msg := b.restoreWill(&r.wills[i], r.now); msg != nil {
-			b.sendWill(msg)
+			b.sendWill(msg, nil)
 		}
 	}
 	b.log.Info("store loaded", "sessions", r.sessions, "queued", r.queued, "retained", r.retained)

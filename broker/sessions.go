@@ -61,7 +61,7 @@ func (b *Broker) attach(c *conn, cleanStart bool) (s *session.Session, present, 
 			if w != nil {
 				fired := !w.timer.Stop() // fired but not yet sent: its func finds the map changed
 				if fired || cleanStart || s == nil {
-					defer b.sendWill(w.msg)
+					defer b.sendWill(w.msg, w.id)
 				}
 			}
 			if s != nil && cleanStart {
@@ -228,24 +228,25 @@ func (b *Broker) expire(key string, s *session.Session) {
 	_ = b.commitOne(Op{Kind: OpDeleteSession, ClientID: key}, false)
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
-		b.sendWill(w.msg)
+		b.sendWill(w.msg, w.id)
 	}
 }
 
 // pendingWill is a 5.0 will waiting out its Will Delay Interval.
 type pendingWill struct {
 	msg   *session.Message
+	id    *Identity // who set it; nil for a will restored from the store
 	timer *time.Timer
 }
 
-// scheduleWill publishes msg after delay unless the session of key is
-// resumed or has ended first.
+// scheduleWill publishes msg, set by id, after delay unless the session of
+// key is resumed or has ended first.
 // rec, when not nil, is the session's store record without the will,
 // written once the will is sent so that a restart does not send it again.
-func (b *Broker) scheduleWill(key string, msg *session.Message, delay time.Duration, rec *StoredSession) {
+func (b *Broker) scheduleWill(key string, msg *session.Message, id *Identity, delay time.Duration, rec *StoredSession) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := &pendingWill{msg: msg}
+	w := &pendingWill{msg: msg, id: id}
 	w.timer = time.AfterFunc(delay, func() {
 		b.mu.Lock()
 		if b.mu.wills[key] != w {
@@ -255,7 +256,7 @@ func (b *Broker) scheduleWill(key string, msg *session.Message, delay time.Durat
 		delete(b.mu.wills, key)
 		_, exists := b.mu.sessions[key]
 		b.mu.Unlock()
-		b.sendWill(msg)
+		b.sendWill(msg, id)
 		if rec != nil && exists {
 			// A failed write is logged and counted by commit; the will
 			// would then be sent again after a restart.
@@ -268,8 +269,18 @@ func (b *Broker) scheduleWill(key string, msg *session.Message, delay time.Durat
 	b.mu.wills[key] = w
 }
 
-// sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8].
-func (b *Broker) sendWill(msg *session.Message) {
+// sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8],
+// if id, the identity that set it, may still publish it: the will was
+// authorized at CONNECT, and the policy (a reload) or the identity's
+// roles (a re-authentication) may have changed since. A will restored
+// from the store (id nil) has no known holder and is sent as stored.
+func (b *Broker) sendWill(msg *session.Message, id *Identity) {
+	if id != nil && !b.opts().Authorizer.CanPublish(id, msg.Topic, msg.QoS, msg.Retain) {
+		tenant, client := SplitSessionKey(msg.Origin)
+		b.log.Warn("will not published", "tenant", tenant, "client", client, "topic", msg.Topic,
+			"reason", "not authorized", "cause", "authorization changed since CONNECT")
+		return
+	}
 	var extra Batch
 	if msg.Retain && b.store != nil {
 		extra.Add(retainOp(msg))

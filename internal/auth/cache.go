@@ -139,11 +139,14 @@ func (c *stateCache) lookup(id *broker.Identity, e *engine) *connState {
 	return st
 }
 
+// recompile compiles id's grants under e: with the roles e gives the
+// identity now (rolesNow), none when e no longer knows it.
 func recompile(id *broker.Identity, e *engine) *grants {
-	if !safeLevel(id.Tenant) {
+	roles, ok := e.rolesNow(id)
+	if !ok || !safeLevel(id.Tenant) {
 		return nil
 	}
-	g, err := compile(e.roles, id.Roles, id.Tenant, id.ClientID, id.Username)
+	g, err := compile(e.roles, roles, id.Tenant, id.ClientID, id.Username)
 	if err != nil {
 		return nil
 	}

@@ -461,11 +461,7 @@ func (s *Service) passwordAuth(ctx context.Context, e *engine, ci *broker.Connec
 }
 
 func (e *engine) userIdentity(u *User) *broker.Identity {
-	t := u.Tenant
-	if t == "" {
-		t = e.cfg.DefaultTenant
-	}
-	return &broker.Identity{Tenant: t, Username: u.Username, Roles: append([]string(nil), u.Roles...)}
+	return &broker.Identity{Tenant: e.userTenant(u), Username: u.Username, Roles: append([]string(nil), u.Roles...)}
 }
 
 // certAuth names the client by its verified certificate and maps the name
