@@ -99,6 +99,13 @@ func TestSessionsOfflineAndDelete(t *testing.T) {
 	c.Subscribe(1, packet.Subscription{Filter: "m/#", QoS: 1})
 	c.Send(&packet.Disconnect{})
 	c.ExpectClosed()
+	// The client sees the close before the broker has detached the
+	// session: wait until it is offline.
+	mqtttest.Eventually(t, 5*time.Second, func() bool {
+		var p api.Page[api.Session]
+		e.must("GET", "/api/v1/sessions?client_id=meter", none, "", http.StatusOK, &p)
+		return len(p.Items) == 1 && !p.Items[0].Online
+	}, "meter's session to go offline")
 	pub, _ := mqtttest.Connect(t, e.mqtt, packet.V311, "pub", true)
 	for i := range 3 {
 		pub.Send(&packet.Publish{Topic: "m/x", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("r")})
