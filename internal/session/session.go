@@ -446,19 +446,21 @@ func (s *Session) TakeShared() []Delivery {
 // Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
 // now released (it is never sent again) and the PUBREL is owed
 // [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,
-// in which case the caller sends PUBREL (also for a repeated PUBREC), and
-// the delivery's Seq.
-func (s *Session) Pubrec(pid uint16) (seq uint64, ok bool) {
+// in which case the caller sends PUBREL (also for a repeated PUBREC), the
+// delivery's Seq, and whether this PUBREC moved it (first: false for a
+// repeated one, whose new state the caller recorded already).
+func (s *Session) Pubrec(pid uint16) (seq uint64, first, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.mu.inflight[pid]
 	if !ok || f.state == awaitPuback {
-		return 0, false
+		return 0, false, false
 	}
+	first = f.state == awaitPubrec
 	f.state = awaitPubcomp
 	f.d = Delivery{}
 	s.mu.inflight[pid] = f
-	return f.seq, true
+	return f.seq, first, true
 }
 
 // Pubcomp completes a QoS 2 delivery. It reports whether pid was awaiting
