@@ -116,6 +116,11 @@ type Options struct {
 	// everything in memory only.
 	Store Store
 
+	// DropLogInterval is how long the messages dropped by queue bounds are
+	// gathered before they are reported in the log, one WARN line per
+	// client for that time (the first drop starts it); default 10s.
+	DropLogInterval time.Duration
+
 	// SweepInterval is how often expired 5.0 messages are removed from
 	// offline sessions' queues and from the retained messages (and the
 	// store); default 30s.
@@ -139,6 +144,7 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
+	drops   dropLog
 	// activity is Options.Activity, fixed at New.
 	activity func()
 	parker   *parker
@@ -164,6 +170,7 @@ type Broker struct {
 		expiries  map[*session.Session]*time.Timer
 		wills     map[string]*pendingWill   // delayed 5.0 wills by client id
 		quotas    map[string]*session.Quota // per tenant
+		tenants   map[string]*session.Tenant
 	}
 }
 
@@ -243,6 +250,12 @@ func normalize(o Options) (Options, error) {
 	if o.MaxSessionExpiry < 0 {
 		return o, errors.New("broker: max session expiry must not be negative")
 	}
+	if o.DropLogInterval == 0 {
+		o.DropLogInterval = 10 * time.Second
+	}
+	if o.DropLogInterval < 0 {
+		return o, errors.New("broker: drop log interval must not be negative")
+	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = 30 * time.Second
 	}
@@ -279,6 +292,7 @@ func New(o Options) (*Broker, error) {
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
 	b.mu.wills = make(map[string]*pendingWill)
 	b.mu.quotas = make(map[string]*session.Quota)
+	b.mu.tenants = make(map[string]*session.Tenant)
 	if b.store != nil {
 		if err := b.restore(context.Background()); err != nil {
 			return nil, err
@@ -533,6 +547,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.stopLazy()
 	b.flushLazy()
+	b.stopDropLog()
+	b.reportDrops()
 	return errors.Join(errs...)
 }
 

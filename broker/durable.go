@@ -49,7 +49,6 @@ type durableJob struct {
 	msg   *session.Message  // jobPublish
 	rt    *routing          // jobPublish: its staged deliveries
 	extra Batch             // jobPublish: its inbound QoS 2 id, retained message
-	n     int               // jobPublish: sessions it was routed to
 	code  packet.ReasonCode // jobAck, jobPubrel
 	seq   uint64            // jobPubrel: the stored delivery (0: none to record)
 	pid   uint16            // jobPubrel
@@ -176,7 +175,7 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 	if j.p.Retain {
 		c.b.retainMessage(j.msg)
 	}
-	c.ackPublish(j.p, publishCode(c.version, j.n))
+	c.ackPublish(j.p, ackCode(c.version, j.rt))
 }
 
 // waitDurable waits until the pipeline is empty and its goroutine gone.

@@ -216,7 +216,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	// Only now, authenticated, may the client take over an existing
 	// connection with its id [MQTT-3.1.4-2].
 	sess, present, discarded := c.b.attach(c, c.clientID, p.CleanStart)
-	sess.SetQuota(c.b.tenantQuota(ident.Tenant))
+	c.b.setTenant(sess, ident.Tenant)
 	c.sess = sess
 	c.connected = true
 	if err := c.persistSession(present, discarded); err != nil {

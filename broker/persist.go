@@ -20,6 +20,8 @@ type routing struct {
 	cleanup Batch
 	seen    map[*session.Session]struct{} // distinctPlain's scratch
 	from    *conn                         // the publishing reader, while route runs (see route)
+	queued  int                           // deliveries queued (see enqueue)
+	refused int                           // deliveries a queue bound refused
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct
@@ -53,6 +55,7 @@ func (rt *routing) release() {
 	rt.staged = rt.staged[:0]
 	rt.batch.Reset()
 	rt.cleanup.Reset()
+	rt.queued, rt.refused = 0, 0
 	routingPool.Put(rt)
 }
 

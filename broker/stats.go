@@ -82,11 +82,22 @@ func (b *Broker) Stats() Stats {
 
 // ClientStats is a snapshot of one session's queue.
 type ClientStats struct {
-	Online        bool
-	Queued        int
-	Inflight      int
-	Dropped       uint64
-	Subscriptions int
+	Online   bool
+	Queued   int
+	Inflight int
+	// Dropped counts every message not queued for the session:
+	// DroppedByLimit (refused or pushed out by a queue bound: the
+	// session's messages or bytes, its tenant's bound) and DroppedQoS0
+	// (QoS 0 messages not kept while it was offline).
+	Dropped        uint64
+	DroppedByLimit uint64
+	DroppedQoS0    uint64
+	Subscriptions  int
+	// Tenant is the tenant the session counts for; TenantKnown is false
+	// for a session restored from the store whose client has not
+	// connected since.
+	Tenant      string
+	TenantKnown bool
 }
 
 // ClientStats returns the queue statistics of the session of clientID, and
@@ -100,11 +111,17 @@ func (b *Broker) ClientStats(clientID string) (ClientStats, bool) {
 		return ClientStats{}, false
 	}
 	st := s.Stats()
-	return ClientStats{
-		Online:        online,
-		Queued:        st.Queued,
-		Inflight:      st.Inflight,
-		Dropped:       st.Dropped + st.DroppedQoS0,
-		Subscriptions: st.Subscriptions,
-	}, true
+	cs := ClientStats{
+		Online:         online,
+		Queued:         st.Queued,
+		Inflight:       st.Inflight,
+		Dropped:        st.Dropped + st.DroppedQoS0,
+		DroppedByLimit: st.Dropped,
+		DroppedQoS0:    st.DroppedQoS0,
+		Subscriptions:  st.Subscriptions,
+	}
+	if t := s.Tenant(); t != nil {
+		cs.Tenant, cs.TenantKnown = t.Name, true
+	}
+	return cs, true
 }

@@ -60,7 +60,7 @@ type Stats struct {
 	Queued        int    // messages waiting in the queue (retained backlog included)
 	QueuedBytes   int    // bytes counted against the queue's byte limit
 	Inflight      int    // QoS 1/2 messages sent and not yet acknowledged
-	Dropped       uint64 // messages dropped by the overflow policy
+	Dropped       uint64 // messages dropped by a queue bound (messages, bytes, tenant), under the overflow policy
 	DroppedQoS0   uint64 // QoS 0 messages dropped while offline
 	Subscriptions int
 }
@@ -94,6 +94,13 @@ type Session struct {
 		maxInflight int
 		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
 		nextSeq     uint64
+		tenant      *Tenant // counts the drops too; nil for none
+		// For the broker's drop reports (TakeDropReport): dropped as of the
+		// last report, the last bound that dropped, and whether drops
+		// happened since.
+		reported   uint64
+		lastReason DropReason
+		reportDue  bool
 	}
 }
 
@@ -147,15 +154,17 @@ func (s *Session) Detach() {
 	s.mu.resend = s.mu.resend[:0]
 	if !s.limits.QueueQoS0Offline {
 		keep := queue{quota: s.mu.q.quota}
+		n := 0
 		for s.mu.q.len() > 0 {
 			d := s.mu.q.pop()
 			if d.QoS > 0 {
 				keep.push(d)
 			} else {
-				s.droppedQoS0.Add(1)
+				n++
 			}
 		}
 		s.mu.q = keep
+		s.countDropLocked(n, DropOfflineQoS0)
 	}
 	s.mu.retained = nil
 }
@@ -175,13 +184,18 @@ type Enqueued struct {
 	// among them, for the caller to remove from the store.
 	Dropped     int
 	DroppedSeqs []uint64
+	// Reason is why they were dropped (NotDropped when none was).
+	Reason DropReason
+	// Report is true for the first drop by a queue bound since the last
+	// TakeDropReport: the caller is to have the drops reported.
+	Report bool
 	// Wake is the attached connection's Waker when the caller must wake it
 	// (after Enqueue returned) to start the writer.
 	Wake Waker
 }
 
 // Enqueue queues d for delivery without blocking. A full queue applies the
-// overflow policy and counts every drop.
+// overflow policy; every drop is counted, in the session and its tenant.
 func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,26 +205,26 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 			r.DroppedSeqs = append(r.DroppedSeqs, x.Seq)
 		}
 	}
+	defer func() { r.Report = s.countDropLocked(r.Dropped, r.Reason) }()
 	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
-		s.droppedQoS0.Add(1)
+		r.Reason = DropOfflineQoS0
 		drop(d)
 		return r
 	}
-	if s.fullLocked(d.Msg.Size()) {
+	size := d.Msg.Size()
+	if r.Reason = s.fullLocked(size); r.Reason != NotDropped {
 		if s.limits.Policy != DropOldest || s.mu.q.len() == 0 {
-			s.dropped.Add(1)
 			drop(d)
 			return r
 		}
-		for s.mu.q.len() > 0 && s.fullLocked(d.Msg.Size()) {
+		for s.mu.q.len() > 0 && s.fullLocked(size) != NotDropped {
 			drop(s.mu.q.pop())
 		}
-		if s.fullLocked(d.Msg.Size()) { // a single message larger than the byte limit
+		if full := s.fullLocked(size); full != NotDropped { // a single message larger than the byte limit
+			r.Reason = full
 			drop(d)
-			s.dropped.Add(uint64(r.Dropped))
 			return r
 		}
-		s.dropped.Add(uint64(r.Dropped))
 	}
 	s.mu.q.push(d)
 	r.Accepted = true
@@ -220,14 +234,18 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	return r
 }
 
-func (s *Session) fullLocked(size int) bool {
-	if s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages {
-		return true
+// fullLocked reports which bound, if any, leaves no room for one more
+// message of size bytes.
+func (s *Session) fullLocked(size int) DropReason {
+	switch {
+	case s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages:
+		return DropQueueFull
+	case s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes:
+		return DropQueueBytes
+	case s.limits.Quota != nil && s.limits.Quota.full(size):
+		return DropTenantQuota
 	}
-	if s.limits.MaxBytes > 0 && s.mu.q.bytes+size > s.limits.MaxBytes {
-		return true
-	}
-	return s.limits.Quota != nil && s.limits.Quota.full(size)
+	return NotDropped
 }
 
 // EnqueueRetained appends retained messages owed to a new subscription. They
