@@ -259,3 +259,28 @@ func TestBudgetDropsReportedPerClientAndTenant(t *testing.T) {
 		t.Fatalf("drop report %q, want %q... memory budget (65,536 bytes), policy drop-new", line, want)
 	}
 }
+
+// TestRestoredSessionCountsForItsTenant: a session restored from the store
+// counts its drops for its tenant, known from its session key, before its
+// client connects again.
+func TestRestoredSessionCountsForItsTenant(t *testing.T) {
+	h := &logCapture{}
+	r, addr := newRestartable(t, broker.Options{Logger: slog.New(h), Authenticator: tenantAuth{},
+		QueueMessages: 2, DropLogInterval: 200 * time.Millisecond})
+	offlineSubscribers(t, addr, "R", "q", "r1")
+	addr = r.restart()
+	if _, ok := r.b.TenantStats("R"); !ok {
+		t.Fatal("tenant R unknown after the restore")
+	}
+	publishN(t, addr, "q", 1, 5) // 2 queued, 3 dropped
+	if st, ok := r.b.ClientStatsIn("R", "r1"); !ok || st.Online || st.DroppedByLimit != 3 || st.Tenant != "R" {
+		t.Fatalf("restored r1: %+v, want offline, 3 dropped, tenant R", st)
+	}
+	if ts, _ := r.b.TenantStats("R"); ts.Dropped != 3 {
+		t.Fatalf("tenant R: %+v, want the restored session's 3 drops", ts)
+	}
+	mqtttest.Eventually(t, 5*time.Second, func() bool { return len(h.dropLines()) > 0 }, "the drops reported")
+	if lines := h.dropLines(); !strings.HasPrefix(lines[len(lines)-1], "client r1 (tenant R): dropped 3 messages in ") {
+		t.Fatalf("drop report %q, want it to name client r1 of tenant R", lines)
+	}
+}
