@@ -14,10 +14,11 @@
 # Installs mosquitto, nats-server, jq and openssl (Debian packages) when missing.
 #
 # Stores: the in-memory scenarios run Petrel with --ephemeral and Mosquitto
-# with persistence false. The "disk" scenario (durable-q1) runs Petrel with a
-# disk store (sync always, its default) and Mosquitto with persistence true,
-# each in a fresh directory under the temp dir; NATS always uses JetStream's
-# file store in a fresh temp dir. Brokers run with the temp dir as working
+# with persistence false. The "disk" scenarios (durable-q1, durable-q2) run
+# Petrel with a disk store (sync always, its default) and Mosquitto with
+# persistence true, each in a fresh directory under the temp dir; NATS
+# always uses JetStream's file store in a fresh temp dir (it has no QoS 2:
+# durable-q2 skips it). Brokers run with the temp dir as working
 # directory, so nothing (no data/) is written in the repository.
 #
 # Transports: the tls-* scenarios give each broker a TLS listener with a
@@ -39,7 +40,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # name|petrel bench arguments|metrics (see report_rows)|mode: mem, disk,
-# tls-ecdsa, tls-rsa or ws (in memory, over that transport)
+# tls-ecdsa, tls-rsa or ws (in memory, over that transport)|brokers not
+# run (optional)
 SCENARIOS=(
 	"fanin-q0-16|fanin --qos 0 --size 16 --clients 8|tput|mem"
 	"fanin-q0-256|fanin --qos 0 --size 256 --clients 8|tput|mem"
@@ -51,6 +53,7 @@ SCENARIOS=(
 	"fanin-q1-each|fanin --qos 1 --window 64 --clients 8 --write-each|tput|mem"
 	"pairs-q0-each|pairs --qos 0 --clients 100 --write-each|tput|mem"
 	"durable-q1|durable --qos 1 --clients 10|tput|disk"
+	"durable-q2|durable --qos 2 --clients 10|tput|disk|nats"
 	"lat-1k|latency --rate 1000 --duration 10s|lat|mem"
 	"lat-50k|latency --rate 50000|lat|mem"
 	"fanin-q1-40k|fanin --qos 1 --window 64 --clients 8 --rate 40000|plat|mem"
@@ -267,9 +270,10 @@ rotated() {
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
 	for s in "${SCENARIOS[@]}"; do
-		IFS='|' read -r name args _ store <<<"$s"
+		IFS='|' read -r name args _ store skip <<<"$s"
 		selected "$name" || continue
 		for b in $(rotated "$round"); do
+			[[ " $skip " == *" $b "* ]] && continue
 			start_broker "$b" "$store" || { stop_broker; continue; }
 			out="$RES/$name.$b.$round.json"
 			# shellcheck disable=SC2086 # args are words
@@ -439,16 +443,16 @@ commands() {
 	echo
 	versions
 	echo
-	echo "Broker settings (equivalent; no persistence in the in-memory scenarios, a store on disk in a fresh temp dir for \`durable-q1\`):"
+	echo "Broker settings (equivalent; no persistence in the in-memory scenarios, a store on disk in a fresh temp dir for \`durable-q1\` and \`durable-q2\`):"
 	echo
 	echo "- petrel: \`PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 petrel serve --ephemeral --listen 127.0.0.1:$PETREL_PORT --log-level error\`;"
-	echo "  durable-q1: \`--data TMPDIR/store/petrel\` instead of \`--ephemeral\`, with \`PETREL_STORE_SYNC=always\` (the default: fsync before PUBACK)"
+	echo "  durable-q1, durable-q2: \`--data TMPDIR/store/petrel\` instead of \`--ephemeral\`, with \`PETREL_STORE_SYNC=always\` (the default: fsync before PUBACK/PUBREC, and before PUBREL for QoS 2 deliveries)"
 	echo "- mosquitto: \`$(grep -v '^$' "$TMP/mosquitto.conf" | tr '\n' ';' | sed 's/;$//; s/;/; /g')\` (default Nagle);"
-	echo "  durable-q1: \`persistence true; persistence_location TMPDIR/store/mosquitto/\` (snapshots on shutdown and every autosave_interval, default 1800 s; no fsync before PUBACK)"
+	echo "  durable-q1, durable-q2: \`persistence true; persistence_location TMPDIR/store/mosquitto/\` (snapshots on shutdown and every autosave_interval, default 1800 s; no fsync before PUBACK)"
 	echo "- mosquitto-nd: the same plus \`set_tcp_nodelay true\`"
 	echo "- tls-* rows: each broker's listener is TLS (Petrel \`type: tls\`, Mosquitto \`certfile\`/\`keyfile\`, NATS \`mqtt { tls { ... } }\`) with a self-signed ECDSA P-256 or RSA 2048 certificate made for the run; every connection makes a full handshake, so \`tls-conns-*\` counts handshakes (with CONNECT and CONNACK) per second"
 	echo "- ws-* rows: each broker's listener is WebSocket, path /mqtt (Petrel \`type: ws\`, Mosquitto \`protocol websockets\`, NATS \`websocket { no_tls: true }\`)"
-	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a fresh temp dir, every scenario)"
+	[[ " $BROKERS " == *" nats "* ]] && echo "- nats: \`$(tr '\n' ' ' <"$TMP/nats.conf" | sed "s|$TMP|TMPDIR|g")\` (QoS 1 goes through JetStream, file store in a fresh temp dir, every scenario; no QoS 2, so not run for durable-q2)"
 	echo
 	echo "Each run starts the broker afresh, runs one command, and stops the broker by PID. Ratios are petrel/peer"
 	echo "(above 1 is better for Petrel in msg/s and connections/s, worse in latency, loss, CPU and memory)."

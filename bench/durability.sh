@@ -4,8 +4,9 @@
 # the Go benchmarks in broker/measure_test.go). It prints a report to
 # stdout; it does not edit BENCHMARKS.md.
 #
-#   bench/durability.sh                    start-up with 1M queued messages, then durable QoS 1 throughput
+#   bench/durability.sh                    start-up with 1M queued messages, then durable QoS 1 and 2 throughput
 #   ONLY=durable ROUNDS=5 bench/durability.sh
+#   ONLY=durable QOS=2 MODES="always mosquitto" bench/durability.sh
 #   ONLY=startup bench/durability.sh
 #
 # startup: writes 20 persistent sessions × 50,000 QoS 1 messages of 100 B
@@ -14,12 +15,14 @@
 #   petrel serve on it and measures the wall time from exec to the
 #   "petrel listening" log line, VmRSS 1 s and 5 s later and VmHWM (peak
 #   RSS, reached while the store is restored).
-# durable: petrel bench durable (CLIENTS pairs, QoS 1, persistent
-#   subscribers online) against petrel serve with a fresh disk store in
-#   each sync mode (always, interval, none), petrel serve --ephemeral
-#   (memory, no store) and Mosquitto with persistence on, interleaved
-#   A B C D E per round. CLIENTS, SIZE, WINDOW, DURATION, ROUNDS and MODES
-#   change the load and the set.
+# durable: petrel bench durable (CLIENTS pairs, QoS 1 then QoS 2,
+#   persistent subscribers online) against petrel serve with a fresh disk
+#   store in each sync mode (always, interval, none), petrel serve
+#   --ephemeral (memory, no store) and Mosquitto with persistence on,
+#   interleaved A B C D E per round and QoS. A delivered rate below the
+#   acked rate, or a lost tail, means delivery does not keep pace (the
+#   backlog was still draining when DRAIN ended). CLIENTS, SIZE, WINDOW,
+#   DURATION, ROUNDS, QOS and MODES change the load and the set.
 #
 # Needs jq and, for the Mosquitto runs, mosquitto (Debian packages; it
 # installs them when missing and it can). Loopback only; every broker is
@@ -33,6 +36,7 @@ CLIENTS=${CLIENTS:-4}
 SIZE=${SIZE:-100}
 WINDOW=${WINDOW:-64}
 ONLY=${ONLY:-startup durable}
+QOS=${QOS:-1 2}
 MODES=${MODES:-always interval none memory mosquitto}
 PETREL_PORT=${PETREL_PORT:-28471} MOSQUITTO_PORT=${MOSQUITTO_PORT:-28472}
 # Not passed on: petrel serve reads PETREL_* variables as configuration
@@ -187,39 +191,43 @@ EOF
 }
 
 durable() {
-	local res=$TMP/durable
+	local res=$TMP/durable q
 	mkdir -p "$res"
 	for r in $(seq "$ROUNDS"); do
-		for m in $MODES; do
-			log "durable $m round $r"
-			start_durable "$m"
-			"$PETREL" bench durable --qos 1 --clients "$CLIENTS" --size "$SIZE" --window "$WINDOW" --port "$PORT" --pid "$BROKER_PID" \
-				--duration "$DURATION" --drain "$DRAIN" --json >"$res/$m.$r.json" || log "durable $m round $r failed"
-			if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-				log "durable $m round $r: the broker (pid $BROKER_PID) had exited: result dropped"
-				rm -f "$res/$m.$r.json"
-			fi
-			stop_broker
-			rm -rf "$TMP/data-$m"
+		for q in $QOS; do
+			for m in $MODES; do
+				log "durable QoS $q $m round $r"
+				start_durable "$m"
+				"$PETREL" bench durable --qos "$q" --clients "$CLIENTS" --size "$SIZE" --window "$WINDOW" --port "$PORT" --pid "$BROKER_PID" \
+					--duration "$DURATION" --drain "$DRAIN" --json >"$res/$m.q$q.$r.json" || log "durable QoS $q $m round $r failed"
+				if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+					log "durable QoS $q $m round $r: the broker (pid $BROKER_PID) had exited: result dropped"
+					rm -f "$res/$m.q$q.$r.json"
+				fi
+				stop_broker
+				rm -rf "$TMP/data-$m"
+			done
 		done
 	done
-	echo "## durable QoS 1: $CLIENTS publishers -> $CLIENTS persistent subscribers (online), $SIZE B, window $WINDOW, $DURATION, medians of $ROUNDS"
-	echo
-	echo "petrel bench durable --qos 1 --clients $CLIENTS --size $SIZE --window $WINDOW --port PORT --pid PID --duration $DURATION --drain $DRAIN --json"
-	echo
-	echo "| broker | acked msg/s | delivered msg/s | latency p50 us | p99 us | lost | duplicates | broker CPU s per M | per round acked msg/s |"
-	echo "|---|---|---|---|---|---|---|---|---|"
-	for m in $MODES; do
-		local f=("$res/$m".*.json) name=$m
-		case $m in
-		mosquitto) name="mosquitto (persistence true)" ;;
-		memory) name="petrel --ephemeral (no store)" ;;
-		*) name="petrel sync $m" ;;
-		esac
-		col() { jq -r "$1" "${f[@]}" 2>/dev/null | median; }
-		echo "| $name | $(col '(.acked / .duration_s) | floor') | $(col '.delivered_per_s | floor') | $(col '.latency.p50_us | floor') | $(col '.latency.p99_us | floor') | $(col '.lost') | $(col '.duplicates') | $(col '.broker_cpu_s_per_million * 100 | floor / 100') | $(jq -r '(.acked / .duration_s) | floor' "${f[@]}" 2>/dev/null | tr '\n' ' ')|"
+	for q in $QOS; do
+		echo "## durable QoS $q: $CLIENTS publishers -> $CLIENTS persistent subscribers (online), $SIZE B, window $WINDOW, $DURATION, medians of $ROUNDS"
+		echo
+		echo "petrel bench durable --qos $q --clients $CLIENTS --size $SIZE --window $WINDOW --port PORT --pid PID --duration $DURATION --drain $DRAIN --json"
+		echo
+		echo "| broker | acked msg/s | delivered msg/s | lost (tail: undelivered when the drain ended) | latency p50 us | p99 us | duplicates | broker CPU s per M | per round acked msg/s |"
+		echo "|---|---|---|---|---|---|---|---|---|"
+		for m in $MODES; do
+			local f=("$res/$m.q$q".*.json) name=$m
+			case $m in
+			mosquitto) name="mosquitto (persistence true)" ;;
+			memory) name="petrel --ephemeral (no store)" ;;
+			*) name="petrel sync $m" ;;
+			esac
+			col() { jq -r "$1" "${f[@]}" 2>/dev/null | median; }
+			echo "| $name | $(col '(.acked / .duration_s) | floor') | $(col '.delivered_per_s | floor') | $(col '.lost') ($(col '.lost_tail')) | $(col '.latency.p50_us | floor') | $(col '.latency.p99_us | floor') | $(col '.duplicates') | $(col '.broker_cpu_s_per_million * 100 | floor / 100') | $(jq -r '(.acked / .duration_s) | floor' "${f[@]}" 2>/dev/null | tr '\n' ' ')|"
+		done
+		echo
 	done
-	echo
 	local errs
 	errs=$(jq -r '.errors[]? ' "$res"/*.json 2>/dev/null | head -5)
 	[ -z "$errs" ] || { echo "errors:"; echo "$errs"; }

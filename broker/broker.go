@@ -157,6 +157,11 @@ type Options struct {
 	// everything in memory only.
 	Store Store
 
+	// DropLogInterval is how long the messages dropped by queue bounds are
+	// gathered before they are reported in the log, one WARN line per
+	// client for that time (the first drop starts it); default 10s.
+	DropLogInterval time.Duration
+
 	// SweepInterval is how often expired 5.0 messages are removed from
 	// offline sessions' queues and from the retained messages (and the
 	// store); default 30s.
@@ -190,6 +195,7 @@ type Broker struct {
 	// refusals and audit write the lines clients cause, rate-limited
 	// (audit.go): per remote address, and per client.
 	refusals, audit *ratelog.Limiter
+	drops           dropLog // queue drops waiting to be reported (drops.go)
 
 	subs     *topic.Trie[subKey, subscriber]
 	retained *retain.Index[*session.Message]
@@ -216,6 +222,7 @@ type Broker struct {
 		wills     map[string]*pendingWill   // delayed 5.0 wills per session key
 		quotas    map[string]*session.Quota // per tenant
 		sweeping  bool                      // the sweeper runs (startSweepLocked)
+		tenants   map[string]*session.Tenant
 	}
 }
 
@@ -325,6 +332,12 @@ func normalize(o Options) (Options, error) {
 	if o.MaxSessionExpiry < 0 {
 		return o, errors.New("broker: max session expiry must not be negative")
 	}
+	if o.DropLogInterval == 0 {
+		o.DropLogInterval = 10 * time.Second
+	}
+	if o.DropLogInterval < 0 {
+		return o, errors.New("broker: drop log interval must not be negative")
+	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = 30 * time.Second
 	}
@@ -363,6 +376,7 @@ func New(o Options) (*Broker, error) {
 	b.mu.expiries = make(map[*session.Session]*time.Timer)
 	b.mu.wills = make(map[string]*pendingWill)
 	b.mu.quotas = make(map[string]*session.Quota)
+	b.mu.tenants = make(map[string]*session.Tenant)
 	if b.store != nil {
 		if err := b.restore(context.Background()); err != nil {
 			return nil, err
@@ -621,6 +635,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.stopLazy()
 	b.flushLazy()
+	b.stopDropLog()
+	b.reportDrops()
 	b.stopBudgetLog()
 	b.refusals.Close()
 	b.audit.Close()

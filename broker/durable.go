@@ -7,10 +7,13 @@ import (
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
-// durablePipe is a connection's durable pipeline: publishes waiting for
-// their store write, acknowledged in order by one goroutine while any wait.
-// The reader makes it at its first durable publish (most connections never
-// have one).
+// durablePipe is a connection's durable pipeline: store writes that must
+// be on disk before a packet answers them, committed together by one
+// goroutine while any wait, their packets then sent in order. It carries
+// the connection's inbound QoS 1/2 publishes (PUBACK/PUBREC after their
+// deliveries are stored) and its outbound QoS 2 releases (PUBREL after
+// AwaitPubcomp is stored). The reader makes it at its first such write
+// (most connections never have one).
 type durablePipe struct {
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -18,21 +21,37 @@ type durablePipe struct {
 	running bool
 }
 
-// durableMax bounds the publishes waiting in a connection's durable
-// pipeline; beyond it the reader waits (a publisher that does not wait for
-// its acks is slowed to the disk's pace).
+// durableMax bounds the jobs waiting in a connection's durable pipeline;
+// beyond it the reader waits (a client that does not wait for its acks is
+// slowed to the disk's pace, and holds at most this many jobs).
 const durableMax = 1024
 
-// durableJob is one QoS 1/2 publish waiting for its store write, or,
-// with ackOnly, an acknowledgement that must not overtake those waiting.
+// jobKind says what a durableJob answers.
+type jobKind uint8
+
+const (
+	// jobPublish: a QoS 1/2 publish waiting for its store write, then
+	// queued and acknowledged.
+	jobPublish jobKind = iota
+	// jobAck: a publish's acknowledgement (code) that needs no write but
+	// must not overtake the acks waiting [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	jobAck
+	// jobPubrel: the PUBREL answering an outbound QoS 2 delivery's
+	// PUBREC, after its AwaitPubcomp record (seq != 0) is on disk; PUBRELs
+	// keep the order of the PUBRECs [MQTT-4.6.0-4].
+	jobPubrel
+)
+
+// durableJob is one entry of the pipeline (see jobKind).
 type durableJob struct {
-	p       *packet.Publish
-	msg     *session.Message
-	rt      *routing // its staged deliveries
-	extra   Batch    // its inbound QoS 2 id, retained message
-	n       int      // sessions it was routed to
-	ackOnly bool
-	code    packet.ReasonCode // the ack's code, with ackOnly
+	kind  jobKind
+	p     *packet.Publish   // jobPublish, jobAck
+	msg   *session.Message  // jobPublish
+	rt    *routing          // jobPublish: its staged deliveries
+	extra Batch             // jobPublish: its inbound QoS 2 id, retained message
+	code  packet.ReasonCode // jobAck, jobPubrel
+	seq   uint64            // jobPubrel: the stored delivery (0: none to record)
+	pid   uint16            // jobPubrel
 }
 
 // ackInOrder acknowledges a publish that needs no store write (refused,
@@ -40,14 +59,14 @@ type durableJob struct {
 // keep the order of the publishes [MQTT-4.6.0-2].
 func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
 	if p.QoS > 0 && c.durablePending() {
-		c.submitDurable(durableJob{p: p, ackOnly: true, code: code})
+		c.submitDurable(durableJob{kind: jobAck, p: p, code: code})
 		return
 	}
 	c.ackPublish(p, code)
 }
 
-// durablePending reports whether publishes wait in the pipeline; later
-// ones must then wait too, for acks to keep their order.
+// durablePending reports whether jobs wait in the pipeline; later acks
+// must then wait too, to keep their order.
 func (c *conn) durablePending() bool {
 	if c.dur == nil {
 		return false
@@ -57,11 +76,13 @@ func (c *conn) durablePending() bool {
 	return c.dur.running
 }
 
-// submitDurable hands a publish to the pipeline, starting its goroutine
-// when it is not running.
+// submitDurable hands a job to the pipeline, starting its goroutine when
+// it is not running.
 func (c *conn) submitDurable(j durableJob) {
-	pub := *j.p // the reader reuses the packet it decoded into
-	j.p = &pub
+	if j.p != nil {
+		pub := *j.p // the reader reuses the packet it decoded into
+		j.p = &pub
+	}
 	if c.dur == nil {
 		c.dur = &durablePipe{}
 		c.dur.cond.L = &c.dur.mu
@@ -79,8 +100,10 @@ func (c *conn) submitDurable(j durableJob) {
 	}
 }
 
-// durableLoop writes every waiting publish in one durable commit, then
-// queues their deliveries and sends their acks in order, until none waits.
+// durableLoop writes what every waiting job must store in one durable
+// commit, then completes the jobs in order (queues deliveries, sends acks
+// and PUBRELs), until none waits. While it commits, the reader goes on
+// reading: what arrives meanwhile rides the next commit.
 func (c *conn) durableLoop() {
 	var batch Batch
 	for {
@@ -98,12 +121,18 @@ func (c *conn) durableLoop() {
 
 		batch.Reset()
 		for i := range jobs {
-			j := &jobs[i]
-			if j.ackOnly {
-				continue
+			switch j := &jobs[i]; j.kind {
+			case jobPublish:
+				batch.Ops = append(batch.Ops, j.extra.Ops...)
+				j.rt.appendStaged(&batch)
+			case jobPubrel:
+				if j.seq != 0 {
+					// After a restart the broker sends PUBREL, never the
+					// PUBLISH again [MQTT-4.3.3-1]; see handlePubrec.
+					batch.Add(Op{Kind: OpSetInflight, ClientID: c.key,
+						Delivery: &StoredDelivery{Seq: j.seq, PacketID: j.pid, State: AwaitPubcomp}})
+				}
 			}
-			batch.Ops = append(batch.Ops, j.extra.Ops...)
-			j.rt.appendStaged(&batch)
 		}
 		err := c.b.commit(&batch, true)
 		for i := range jobs {
@@ -113,11 +142,22 @@ func (c *conn) durableLoop() {
 	}
 }
 
-// finishDurable completes one publish after its commit: on success its
-// staged deliveries are queued, its retained message set and the ack sent.
+// finishDurable completes one job after its commit: on success a
+// publish's staged deliveries are queued, its retained message set and
+// the ack sent; a PUBREL is sent.
 func (c *conn) finishDurable(j *durableJob, err error) {
-	if j.ackOnly {
+	switch j.kind {
+	case jobAck:
 		c.ackPublish(j.p, j.code)
+		return
+	case jobPubrel:
+		if err != nil && j.seq != 0 {
+			// Without its record the PUBREL is not sent: the connection
+			// ends (PUBREL has no failure code), as the store refuses.
+			c.closeWith(packet.UnspecifiedError, reasonNetwork)
+			return
+		}
+		c.send(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
 		return
 	}
 	defer j.rt.release()
@@ -135,7 +175,7 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 	if j.p.Retain {
 		c.b.retainMessage(j.msg)
 	}
-	c.ackPublish(j.p, publishCode(c.version, j.n))
+	c.ackPublish(j.p, ackCode(c.version, j.rt))
 }
 
 // waitDurable waits until the pipeline is empty and its goroutine gone.

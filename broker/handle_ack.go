@@ -23,7 +23,14 @@ func (c *conn) dequeue(seq uint64) {
 }
 
 // handlePubrec answers an outbound QoS 2 delivery's PUBREC with PUBREL
-// [MQTT-4.3.3-1].
+// [MQTT-4.3.3-1]. For a stored delivery the PUBREL waits until the
+// AwaitPubcomp state is on disk, so that after a crash the broker sends
+// PUBREL, never the PUBLISH again: a client that got PUBREL has released
+// the packet id and would take a resent PUBLISH for a new message
+// [MQTT-4.3.3-2]. The write goes to the connection's durable pipeline,
+// which commits the PUBRECs of the whole inflight window together while
+// the reader reads on, and sends the PUBRELs in the order of the PUBRECs
+// [MQTT-4.6.0-4].
 func (c *conn) handlePubrec(p *packet.Pubrec) error {
 	if c.version == packet.V5 && p.ReasonCode.IsError() {
 		// A PUBREC with an error code ends the QoS 2 exchange: no PUBREL
@@ -32,19 +39,21 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		c.deferWake(c)
 		return nil
 	}
-	if seq, ok := c.sess.Pubrec(p.PacketID); ok {
-		if seq != 0 {
-			// Synced: after a restart the broker must send PUBREL, never
-			// the PUBLISH again [MQTT-4.3.3-1].
-			op := Op{Kind: OpSetInflight, ClientID: c.key, Delivery: &StoredDelivery{Seq: seq, PacketID: p.PacketID, State: AwaitPubcomp}}
-			if err := c.b.commitOne(op, true); err != nil {
-				return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
-			}
-		}
-		c.reply(&packet.Pubrel{PacketID: p.PacketID})
-	} else if c.version == packet.V5 {
-		c.reply(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+	j := durableJob{kind: jobPubrel, pid: p.PacketID}
+	seq, first, ok := c.sess.Pubrec(p.PacketID)
+	switch {
+	case ok && first && seq != 0 && c.b.store != nil:
+		j.seq = seq
+	case !ok && c.version == packet.V5:
+		j.code = packet.PacketIdentifierNotFound
+	case !ok:
+		return nil // 3.x: an unknown id is ignored
 	}
+	if j.seq != 0 || c.durablePending() {
+		c.submitDurable(j)
+		return nil
+	}
+	c.reply(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
 	return nil
 }
 

@@ -227,7 +227,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		}
 		return c.refuse(code, fmt.Errorf("connection limit %d reached", o.MaxConnections))
 	}
-	sess.SetQuota(c.b.tenantQuota(ident.Tenant))
+	c.b.setTenant(sess, ident.Tenant)
 	c.sess = sess
 	// A session resumed from another identity keeps only what this one
 	// may have, decided before anything is sent (DESIGN.md section 3).

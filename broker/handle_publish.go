@@ -93,14 +93,14 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			extra.Add(retainOp(msg))
 		}
 	}
-	rt, n := c.b.route(msg, c)
+	rt, _ := c.b.route(msg, c)
 	if p.QoS > 0 && c.b.store != nil && (len(rt.staged) > 0 || extra.Len() > 0 || c.durablePending()) {
 		// A PUBACK/PUBREC means the message is on disk for every
 		// persistent session it was queued for (DESIGN.md section 3): the
 		// write and the ack go to the connection's durable pipeline, which
 		// groups the messages waiting into one commit and acknowledges in
 		// order [MQTT-4.6.0-2] while the reader goes on reading.
-		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra, n: n})
+		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra})
 		return nil
 	}
 	defer rt.release()
@@ -110,7 +110,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
-	c.ackPublishWith(p, publishCode(c.version, n), (*conn).reply)
+	c.ackPublishWith(p, ackCode(c.version, rt), (*conn).reply)
 	return nil
 }
 
@@ -150,14 +150,6 @@ func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
 		}
 	}
 	return nil
-}
-
-// publishCode is the PUBACK/PUBREC code for a message queued for n sessions.
-func publishCode(v packet.Version, n int) packet.ReasonCode {
-	if n == 0 && v == packet.V5 {
-		return packet.NoMatchingSubscribers
-	}
-	return packet.Success
 }
 
 // storeFailed answers a publish the store could not take: 5.0 QoS 1/2
@@ -210,8 +202,11 @@ func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send fu
 	case 1:
 		send(c, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
 	case 2:
-		if code.IsError() {
-			c.sess.Pubrel(p.PacketID) // [MQTT-4.3.3-4]
+		if code.IsError() && c.sess.Pubrel(p.PacketID) && c.b.store != nil && c.sess.Persistent() {
+			// The exchange ends here [MQTT-4.3.3-4]: no PUBREL will release
+			// the id a durable publish recorded (lazily: if lost, a restart
+			// keeps the id until the client reuses it).
+			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
 		}
 		send(c, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
 	}

@@ -222,12 +222,13 @@ func (b *Broker) countDrop(reason int, n int) {
 	b.metrics.drops[reason].Add(uint64(n))
 }
 
-// countEnqueueDrops counts the drops of an Enqueue of d to s: a QoS 0
-// message refused by an offline session that does not queue them, or
-// queue overflow.
-func (b *Broker) countEnqueueDrops(s *session.Session, d session.Delivery, r session.Enqueued) {
+// countEnqueueDrops counts the drops of one Enqueue by the
+// session's reason: a QoS 0 message refused by an offline session that
+// does not queue them, or a queue bound of the session or its tenant
+// (the memory budget's are counted by enqueue).
+func (b *Broker) countEnqueueDrops(r session.Enqueued) {
 	reason := dropQueueFull
-	if r.Dropped == 1 && !r.Accepted && d.QoS == 0 && !b.opts().QueueQoS0Offline && !s.Online() {
+	if r.Reason == session.DropOfflineQoS0 {
 		reason = dropOfflineQoS0
 	}
 	b.countDrop(reason, r.Dropped)

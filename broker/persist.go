@@ -19,6 +19,8 @@ type routing struct {
 	cleanup Batch
 	seen    map[*session.Session]struct{} // distinctPlain's scratch
 	from    *conn                         // the publishing reader, while route runs (see route)
+	queued  int                           // deliveries queued (see enqueue)
+	refused int                           // deliveries a queue bound refused
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct
@@ -52,6 +54,7 @@ func (rt *routing) release() {
 	rt.staged = rt.staged[:0]
 	rt.batch.Reset()
 	rt.cleanup.Reset()
+	rt.queued, rt.refused = 0, 0
 	routingPool.Put(rt)
 }
 
@@ -373,6 +376,10 @@ func (r *restorer) RestoreSession(ss *StoredSession) error {
 	b := r.b
 	s := session.New(ss.ClientID, b.sessionLimits())
 	s.SetPersistent(true)
+	// Its drops count for its tenant before its client connects again;
+	// the tenant's shared queue bound is set when it does (setTenant).
+	tenant, _ := SplitSessionKey(ss.ClientID)
+	s.SetTenant(b.tenant(tenant))
 	b.mu.Lock()
 	b.mu.sessions[ss.ClientID] = s
 	b.mu.Unlock()

@@ -329,10 +329,20 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 	return 1
 }
 
-// enqueue queues d for s, wakes its writer and accounts for drops (stored
-// ones are removed from the store with the routing's next commit).
+// enqueue queues d for s, wakes its writer and accounts for drops: the
+// routing counts what was queued and refused (for the publisher's ack),
+// the broker counts every drop and has the session's reported (noteDrops);
+// stored ones are removed from the store with the routing's next commit.
 func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bool {
 	r := s.Enqueue(d)
+	if r.Accepted {
+		rt.queued++
+	} else if r.Reason.ByLimit() {
+		rt.refused++
+	}
+	if r.Report {
+		b.noteDrops(s)
+	}
 	if r.Wake != nil {
 		if to, ok := r.Wake.(*conn); ok && rt.from != nil {
 			rt.from.deferWake(to)
@@ -345,7 +355,7 @@ func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bo
 			b.countDrop(dropMemoryBudget, r.Dropped)
 			b.budgetDropped(r.Dropped)
 		} else {
-			b.countEnqueueDrops(s, d, r)
+			b.countEnqueueDrops(r)
 		}
 		for _, seq := range r.DroppedSeqs {
 			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})

@@ -115,11 +115,22 @@ func (b *Broker) Stats() Stats {
 
 // ClientStats is a snapshot of one session's queue.
 type ClientStats struct {
-	Online        bool
-	Queued        int
-	Inflight      int
-	Dropped       uint64
-	Subscriptions int
+	Online   bool
+	Queued   int
+	Inflight int
+	// Dropped counts every message not queued for the session:
+	// DroppedByLimit (refused or pushed out by a queue bound: the
+	// session's messages or bytes, its tenant's bound, the broker's memory
+	// budget) and DroppedQoS0
+	// (QoS 0 messages not kept while it was offline).
+	Dropped        uint64
+	DroppedByLimit uint64
+	DroppedQoS0    uint64
+	Subscriptions  int
+	// Tenant is the tenant the session belongs to and counts for ("" for
+	// none), from its session key: known for a session restored from the
+	// store too.
+	Tenant string
 }
 
 // ClientStats returns the queue statistics of the session of clientID in
@@ -143,11 +154,15 @@ func (b *Broker) ClientStatsIn(tenant, clientID string) (ClientStats, bool) {
 		return ClientStats{}, false
 	}
 	st := s.Stats()
-	return ClientStats{
-		Online:        online,
-		Queued:        st.Queued,
-		Inflight:      st.Inflight,
-		Dropped:       st.Dropped + st.DroppedQoS0,
-		Subscriptions: st.Subscriptions,
-	}, true
+	cs := ClientStats{
+		Online:         online,
+		Queued:         st.Queued,
+		Inflight:       st.Inflight,
+		Dropped:        st.Dropped + st.DroppedQoS0,
+		DroppedByLimit: st.Dropped,
+		DroppedQoS0:    st.DroppedQoS0,
+		Subscriptions:  st.Subscriptions,
+		Tenant:         tenant,
+	}
+	return cs, true
 }

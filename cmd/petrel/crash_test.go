@@ -20,7 +20,9 @@ import (
 // killed with SIGKILL at random moments and restarted; then every message
 // the publisher got PUBACK or PUBCOMP for must reach the subscribers, in
 // order, QoS 2 exactly once (DESIGN.md section 3: a PUBACK means it is on
-// disk).
+// disk). One message at a time, to subscribers offline throughout;
+// TestCrashQoS2FullRateExactlyOnce covers QoS 2 at full rate with a
+// subscriber coming and going.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and kills it several times")

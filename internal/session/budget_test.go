@@ -74,7 +74,7 @@ func TestInflightCountsAgainstBytes(t *testing.T) {
 	s2, _ := online(t, Limits{MaxBytes: 20}, 10)
 	s2.Enqueue(Delivery{Msg: sized("a", 20), QoS: 2})
 	o := s2.TakeBatch(nil, 1)
-	if _, ok := s2.Pubrec(o[0].PacketID); !ok {
+	if _, _, ok := s2.Pubrec(o[0].PacketID); !ok {
 		t.Fatal("PUBREC not taken")
 	}
 	if st := s2.Stats(); st.QueuedBytes != 0 {

@@ -65,7 +65,7 @@ type Stats struct {
 	Queued        int    // messages waiting in the queue (retained backlog included)
 	QueuedBytes   int    // bytes counted against the byte limit: queued and in flight
 	Inflight      int    // QoS 1/2 messages sent and not yet acknowledged
-	Dropped       uint64 // messages dropped by the overflow policy
+	Dropped       uint64 // messages dropped by a queue bound (messages, bytes, tenant), under the overflow policy
 	DroppedQoS0   uint64 // QoS 0 messages dropped while offline
 	Subscriptions int
 }
@@ -123,6 +123,13 @@ type Session struct {
 		// discarded: the broker let the session go (Discard); nothing is
 		// queued any more.
 		discarded bool
+		tenant    *Tenant // counts the drops too; nil for none
+		// For the broker's drop reports (TakeDropReport): dropped as of the
+		// last report, the last bound that dropped, and whether drops
+		// happened since.
+		reported   uint64
+		lastReason DropReason
+		reportDue  bool
 	}
 }
 
@@ -173,15 +180,17 @@ func (s *Session) Detach() {
 	s.mu.resend = s.mu.resend[:0]
 	if !s.limits.QueueQoS0Offline {
 		keep := s.mu.q.emptied()
+		n := 0
 		for s.mu.q.len() > 0 {
 			d := s.mu.q.pop()
 			if d.QoS > 0 {
 				keep.push(d)
 			} else {
-				s.droppedQoS0.Add(1)
+				n++
 			}
 		}
 		s.mu.q = keep
+		s.countDropLocked(n, DropOfflineQoS0)
 	}
 	s.mu.retained = nil
 }
@@ -201,6 +210,11 @@ type Enqueued struct {
 	// among them, for the caller to remove from the store.
 	Dropped     int
 	DroppedSeqs []uint64
+	// Reason is why they were dropped (NotDropped when none was).
+	Reason DropReason
+	// Report is true for the first drop by a queue bound since the last
+	// TakeDropReport: the caller is to have the drops reported.
+	Report bool
 	// Wake is the attached connection's Waker when the caller must wake it
 	// (after Enqueue returned) to start the writer.
 	Wake Waker
@@ -210,7 +224,7 @@ type Enqueued struct {
 }
 
 // Enqueue queues d for delivery without blocking. A full queue applies the
-// overflow policy and counts every drop.
+// overflow policy; every drop is counted, in the session and its tenant.
 func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,24 +237,25 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	if s.mu.discarded {
 		return r // let go while the message was routed to it
 	}
+	defer func() {
+		r.Report = s.countDropLocked(r.Dropped, r.Reason)
+		if r.OverBudget && r.Dropped > 0 {
+			s.limits.Budget.dropped.Add(uint64(r.Dropped))
+		}
+	}()
 	if !s.mu.online && d.QoS == 0 && !s.limits.QueueQoS0Offline {
-		s.droppedQoS0.Add(1)
+		r.Reason = DropOfflineQoS0
 		drop(d)
 		return r
 	}
-	if why := s.fullLocked(d.Msg.Size()); why != roomy {
-		defer func() {
-			s.dropped.Add(uint64(r.Dropped))
-			if r.OverBudget = why == overBudget; r.OverBudget {
-				s.limits.Budget.dropped.Add(uint64(r.Dropped))
-			}
-		}()
-		size := d.Msg.Size()
+	size := d.Msg.Size()
+	if r.Reason = s.fullLocked(size); r.Reason != NotDropped {
+		r.OverBudget = r.Reason == DropMemoryBudget
 		switch {
 		case s.limits.Policy != DropOldest || s.mu.q.len() == 0:
 			drop(d)
 			return r
-		case why == overBudget:
+		case r.OverBudget:
 			// Other sessions may hold the budget: this one's oldest make
 			// room for the new message only if they free as much as it
 			// takes, and the broker then holds no more than before.
@@ -254,10 +269,12 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 				drop(x)
 			}
 		default:
-			for s.mu.q.len() > 0 && s.fullLocked(size) == overLimit {
+			for s.mu.q.len() > 0 && s.fullLocked(size).bySession() {
 				drop(s.mu.q.pop())
 			}
-			if s.fullLocked(size) != roomy { // larger than the byte limit alone, or the budget is full too
+			// Larger than the byte limit alone, or the budget is full too.
+			if full := s.fullLocked(size); full != NotDropped {
+				r.Reason = full
 				drop(d)
 				return r
 			}
@@ -271,30 +288,21 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	return r
 }
 
-// fullness says whether a message fits, and which bound it would exceed.
-type fullness byte
-
-const (
-	roomy      fullness = iota
-	overLimit           // the session's limits or its tenant's quota
-	overBudget          // the broker's budget
-)
-
-// fullLocked says whether a message of size bytes would exceed a bound.
-func (s *Session) fullLocked(size int) fullness {
-	if s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages {
-		return overLimit
+// fullLocked reports which bound, if any, leaves no room for one more
+// message of size bytes: the session's own bounds and its tenant's
+// first, the broker's budget last.
+func (s *Session) fullLocked(size int) DropReason {
+	switch {
+	case s.limits.MaxMessages > 0 && s.mu.q.len() >= s.limits.MaxMessages:
+		return DropQueueFull
+	case s.limits.MaxBytes > 0 && s.mu.q.bytes+s.mu.inflightBytes+size > s.limits.MaxBytes:
+		return DropQueueBytes
+	case s.limits.Quota != nil && s.limits.Quota.full(size):
+		return DropTenantQuota
+	case s.limits.Budget != nil && s.limits.Budget.full(s.mu.q.stripe, size):
+		return DropMemoryBudget
 	}
-	if s.limits.MaxBytes > 0 && s.mu.q.bytes+s.mu.inflightBytes+size > s.limits.MaxBytes {
-		return overLimit
-	}
-	if s.limits.Quota != nil && s.limits.Quota.full(size) {
-		return overLimit
-	}
-	if s.limits.Budget != nil && s.limits.Budget.full(s.mu.q.stripe, size) {
-		return overBudget
-	}
-	return roomy
+	return NotDropped
 }
 
 // EnqueueRetained appends retained messages owed to a new subscription. They
@@ -593,20 +601,22 @@ func (s *Session) TakeShared() []Delivery {
 // Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
 // now released (it is never sent again) and the PUBREL is owed
 // [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,
-// in which case the caller sends PUBREL (also for a repeated PUBREC), and
-// the delivery's Seq.
-func (s *Session) Pubrec(pid uint16) (seq uint64, ok bool) {
+// in which case the caller sends PUBREL (also for a repeated PUBREC), the
+// delivery's Seq, and whether this PUBREC moved it (first: false for a
+// repeated one, whose new state the caller recorded already).
+func (s *Session) Pubrec(pid uint16) (seq uint64, first, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.mu.inflight[pid]
 	if !ok || f.state == awaitPuback {
-		return 0, false
+		return 0, false, false
 	}
+	first = f.state == awaitPubrec
 	f.state = awaitPubcomp
 	s.releaseLocked(&f)
 	f.d = Delivery{}
 	s.mu.inflight[pid] = f
-	return f.seq, true
+	return f.seq, first, true
 }
 
 // Pubcomp completes a QoS 2 delivery. It reports whether pid was awaiting

@@ -134,7 +134,7 @@ func TestReattachResendsInOrderWithDup(t *testing.T) {
 	s.Enqueue(Delivery{Msg: msg("q2", 2), QoS: 2})
 	s.Enqueue(Delivery{Msg: msg("q2b", 2), QoS: 2})
 	out := s.TakeBatch(nil, 10)
-	if _, ok := s.Pubrec(out[2].PacketID); !ok {
+	if _, _, ok := s.Pubrec(out[2].PacketID); !ok {
 		t.Fatal("pubrec refused")
 	}
 	s.Detach()
