@@ -29,7 +29,7 @@ func (h *logCapture) dropLines() []string {
 // offlineSubscribers connects each id (in tenant, as tenantAuth names it)
 // with a persistent session subscribed to filter at QoS 1, then leaves it
 // offline.
-func offlineSubscribers(t *testing.T, addr, tenant, filter string, ids ...string) {
+func offlineSubscribers(t *testing.T, b *broker.Broker, addr, tenant, filter string, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
 		c := mqtttest.Dial(t, addr, packet.V311)
@@ -41,6 +41,12 @@ func offlineSubscribers(t *testing.T, addr, tenant, filter string, ids ...string
 		c.Subscribe(1, packet.Subscription{Filter: filter, QoS: 1})
 		c.Send(&packet.Disconnect{})
 		c.ExpectClosed()
+		// The client sees the close before the broker has detached the
+		// session; a message routed meanwhile would find it online.
+		mqtttest.Eventually(t, 5*time.Second, func() bool {
+			st, ok := b.ClientStatsIn(tenant, id)
+			return ok && !st.Online
+		}, id+"'s session to go offline")
 	}
 }
 
@@ -67,8 +73,8 @@ func publishN(t *testing.T, addr, topic string, qos byte, n int) {
 // kept for offline sessions apart (DESIGN.md section 3).
 func TestQueueDropsCountedPerClientAndTenant(t *testing.T) {
 	b, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: tenantAuth{}, QueueMessages: 3})
-	offlineSubscribers(t, addr, "A", "q", "a1", "a2")
-	offlineSubscribers(t, addr, "B", "q", "b1")
+	offlineSubscribers(t, b, addr, "A", "q", "a1", "a2")
+	offlineSubscribers(t, b, addr, "B", "q", "b1")
 	publishN(t, addr, "q", 1, 5) // 3 queued and 2 dropped for each session
 	publishN(t, addr, "q", 0, 1) // not kept offline
 	for _, id := range []string{"a1", "a2", "b1"} {
@@ -100,9 +106,9 @@ func TestQueueDropsCountedPerClientAndTenant(t *testing.T) {
 func TestQueueDropsLoggedAggregated(t *testing.T) {
 	h := &logCapture{}
 	const interval = 500 * time.Millisecond
-	_, addr := mqtttest.StartBroker(t, broker.Options{Logger: slog.New(h), Authenticator: tenantAuth{},
+	b, addr := mqtttest.StartBroker(t, broker.Options{Logger: slog.New(h), Authenticator: tenantAuth{},
 		QueueMessages: 2, DropLogInterval: interval})
-	offlineSubscribers(t, addr, "T", "q", "drop-sub")
+	offlineSubscribers(t, b, addr, "T", "q", "drop-sub")
 
 	publishN(t, addr, "q", 1, 10) // 8 dropped, one line after the interval
 	mqtttest.Eventually(t, 5*time.Second, func() bool { return len(h.dropLines()) > 0 }, "the drops reported")
@@ -124,7 +130,7 @@ func TestQueueDropsLoggedAggregated(t *testing.T) {
 	for i := range 25 {
 		ids = append(ids, fmt.Sprintf("many-%02d", i))
 	}
-	offlineSubscribers(t, addr, "T", "many", ids...)
+	offlineSubscribers(t, b, addr, "T", "many", ids...)
 	publishN(t, addr, "many", 1, 4) // 2 dropped for each
 	mqtttest.Eventually(t, 5*time.Second, func() bool { return len(h.dropLines()) >= 2+21 }, "the report of 25 clients")
 	time.Sleep(interval) // one report for them all: nothing more may follow
@@ -158,9 +164,9 @@ func TestQuotaExceededWhenNoQueueTookTheMessage(t *testing.T) {
 			if tc.store {
 				o.Store = memstore.New()
 			}
-			_, addr := mqtttest.StartBroker(t, o)
-			offlineSubscribers(t, addr, "", "full/#", "full-sub")
-			offlineSubscribers(t, addr, "", "full/roomy", "other-sub")
+			b, addr := mqtttest.StartBroker(t, o)
+			offlineSubscribers(t, b, addr, "", "full/#", "full-sub")
+			offlineSubscribers(t, b, addr, "", "full/roomy", "other-sub")
 			pub, _ := mqtttest.Connect(t, addr, tc.v, "quota-pub", false)
 			send := func(topic string, pid uint16) packet.ReasonCode {
 				t.Helper()
@@ -220,7 +226,7 @@ func TestBudgetDropsReportedPerClientAndTenant(t *testing.T) {
 	h := &logCapture{}
 	b, addr := mqtttest.StartBroker(t, broker.Options{Logger: slog.New(h), Authenticator: tenantAuth{},
 		MemoryBudget: budget, DropLogInterval: 200 * time.Millisecond})
-	offlineSubscribers(t, addr, "T", "big", "budget-sub")
+	offlineSubscribers(t, b, addr, "T", "big", "budget-sub")
 
 	pub, _ := mqtttest.Connect(t, addr, packet.V311, "budget-pub", true)
 	var buf []byte
@@ -267,7 +273,7 @@ func TestRestoredSessionCountsForItsTenant(t *testing.T) {
 	h := &logCapture{}
 	r, addr := newRestartable(t, broker.Options{Logger: slog.New(h), Authenticator: tenantAuth{},
 		QueueMessages: 2, DropLogInterval: 200 * time.Millisecond})
-	offlineSubscribers(t, addr, "R", "q", "r1")
+	offlineSubscribers(t, r.b, addr, "R", "q", "r1")
 	addr = r.restart()
 	if _, ok := r.b.TenantStats("R"); !ok {
 		t.Fatal("tenant R unknown after the restore")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // Bounds per tenant: the queue bound of a tenant (limits.tenant_queue_*)
@@ -32,7 +33,12 @@ func boundsTenantQueue(t *testing.T, w *world, atk string) {
 	}
 	gwB, _ := w.connect("gwB", "gw", cleanSess)
 	for i := range 2 * tenantQueue {
-		gwB.pub("B/read/m1", fmt.Sprintf("b:%d", i), 1, false)
+		// Past the bound, a 5.0 publisher whose message no queue took is
+		// told so: PUBACK 0x97 quota exceeded [MQTT-3.4.2-1].
+		m := &packet.Publish{Topic: "B/read/m1", QoS: 1, Payload: []byte(fmt.Sprintf("b:%d", i))}
+		if res := gwB.tryPub(m); res != "ok" && res != "refused "+packet.QuotaExceeded.String() {
+			t.Fatalf("gwB: publish %s: %s", m.Topic, res)
+		}
 	}
 	w.waitQueued("B", "meter", tenantQueue)
 	if st, _ := w.b.ClientStatsIn("B", "meter"); st.Dropped == 0 {
