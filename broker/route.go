@@ -84,6 +84,92 @@ func (g *sharedGroups) pick(k string) uint64 {
 	return n
 }
 
+// routing collects, while one message is routed, the deliveries to
+// persistent sessions that must be written to the store before they are
+// queued, and the store removals the routing caused (dropped deliveries).
+type routing struct {
+	staged  []staged
+	batch   Batch
+	cleanup Batch
+	seen    map[*session.Session]struct{} // distinctPlain's scratch
+	from    *conn                         // the publishing reader, while route runs (see route)
+	queued  int                           // deliveries queued (see enqueue)
+	refused int                           // deliveries a queue bound refused
+}
+
+// distinctPlain reports whether ents are plain subscriptions of distinct
+// sessions, which need no merging.
+func (rt *routing) distinctPlain(ents []entry) bool {
+	if rt.seen == nil {
+		rt.seen = make(map[*session.Session]struct{}, len(ents))
+	}
+	defer clear(rt.seen)
+	for _, e := range ents {
+		if e.Key.group != "" {
+			return false
+		}
+		if _, dup := rt.seen[e.Key.s]; dup {
+			return false
+		}
+		rt.seen[e.Key.s] = struct{}{}
+	}
+	return true
+}
+
+type staged struct {
+	s *session.Session
+	d session.Delivery
+}
+
+var routingPool = sync.Pool{New: func() any { return new(routing) }}
+
+func (rt *routing) release() {
+	clear(rt.staged)
+	rt.staged = rt.staged[:0]
+	rt.batch.Reset()
+	rt.cleanup.Reset()
+	rt.queued, rt.refused = 0, 0
+	routingPool.Put(rt)
+}
+
+// finishRouting writes the staged deliveries with extra in one commit,
+// then queues them; it also commits the routing's removals. Without a
+// store it only queues.
+func (b *Broker) finishRouting(rt *routing, extra *Batch, durable bool) error {
+	if len(rt.staged) > 0 || (extra != nil && extra.Len() > 0) {
+		if extra != nil {
+			rt.batch.Ops = append(rt.batch.Ops, extra.Ops...)
+		}
+		rt.appendStaged(&rt.batch)
+		if err := b.commit(&rt.batch, durable); err != nil {
+			return err
+		}
+	}
+	b.queueStaged(rt)
+	return nil
+}
+
+// appendStaged adds the store writes of the staged deliveries to batch.
+func (rt *routing) appendStaged(batch *Batch) {
+	for i := range rt.staged {
+		st := &rt.staged[i]
+		batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
+	}
+}
+
+// queueStaged queues the staged deliveries once their write returned, and
+// commits the removals the routing caused.
+func (b *Broker) queueStaged(rt *routing) {
+	for _, st := range rt.staged {
+		b.enqueue(rt, st.s, st.d)
+	}
+	if rt.cleanup.Len() > 0 {
+		// A removal that fails to be written is logged and counted by
+		// commit; the delivery comes back at restart, as at-least-once allows.
+		_ = b.commit(&rt.cleanup, false)
+	}
+}
+
 // publish routes msg to every matching session and returns the number
 // of sessions it was queued for; see publishWith.
 func (b *Broker) publish(msg *session.Message) int {
