@@ -54,17 +54,6 @@ type durableJob struct {
 	pid   uint16            // jobPubrel
 }
 
-// ackInOrder acknowledges a publish that needs no store write (refused,
-// dropped), behind the publishes still waiting for theirs so that acks
-// keep the order of the publishes [MQTT-4.6.0-2].
-func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
-	if p.QoS > 0 && c.durablePending() {
-		c.submitDurable(durableJob{kind: jobAck, p: p, code: code})
-		return
-	}
-	c.ackPublish(p, code)
-}
-
 // durablePending reports whether jobs wait in the pipeline; later acks
 // must then wait too, to keep their order.
 func (c *conn) durablePending() bool {
