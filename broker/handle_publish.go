@@ -104,14 +104,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return nil
 	}
 	defer rt.release()
-	if err := c.b.finishRouting(rt, &extra, p.QoS > 0); err != nil {
-		return c.storeFailed(p, err)
-	}
-	if p.Retain {
-		c.b.retainMessage(msg)
-	}
-	c.ackPublishWith(p, ackCode(c.version, rt), (*conn).reply)
-	return nil
+	return c.endPublish(p, msg, rt, c.b.writeStaged(rt, &extra, p.QoS > 0), (*conn).reply)
 }
 
 // checkPublish5 applies the 5.0 rules on an inbound PUBLISH's properties

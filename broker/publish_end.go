@@ -30,13 +30,34 @@ func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
 	c.ackPublish(p, code)
 }
 
-// storeFailed answers a publish the store could not take: 5.0 QoS 1/2
-// publishers get the failure in PUBACK/PUBREC (0x80); 3.x ones, which have
-// no way to hear it, lose the connection, so that nothing unstored is
+// endPublish ends a routed inbound PUBLISH once the write of what it
+// needed on disk returned with err; the reader (inline, with reply) and
+// the durable pipeline (with send) end a PUBLISH this way only. On
+// success the staged deliveries are queued, the retained message set
+// [MQTT-3.3.1-5] and the publish acknowledged (ackCode: 0x10 nobody
+// matched, 0x97 every matching queue refused it); a store failure is
+// answered by storeFailed. The error returned, a *closeError, ends the
+// connection.
+func (c *conn) endPublish(p *packet.Publish, msg *session.Message, rt *routing, err error, send func(*conn, packet.Packet)) error {
+	if err != nil {
+		return c.storeFailed(p, err, send)
+	}
+	c.b.queueStaged(rt)
+	if p.Retain {
+		c.b.retainMessage(msg)
+	}
+	c.ackPublishWith(p, ackCode(c.version, rt), send)
+	return nil
+}
+
+// storeFailed answers a publish the store could not take: nothing of it
+// is queued or retained; 5.0 QoS 1/2 publishers get the failure in
+// PUBACK/PUBREC (0x80); 3.x ones, which have no way to hear it, lose the
+// connection (the *closeError returned), so that nothing unstored is
 // acknowledged.
-func (c *conn) storeFailed(p *packet.Publish, err error) error {
+func (c *conn) storeFailed(p *packet.Publish, err error, send func(*conn, packet.Packet)) error {
 	if c.version == packet.V5 && p.QoS > 0 {
-		c.ackPublishWith(p, packet.UnspecifiedError, (*conn).reply)
+		c.ackPublishWith(p, packet.UnspecifiedError, send)
 		return nil
 	}
 	return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
