@@ -281,7 +281,7 @@ func (b *Broker) PublishAs(id *Identity, m AdminMessage) (int, error) {
 	if m.Retain && b.store != nil {
 		extra.Add(retainOp(msg))
 	}
-	n, err := b.publishWith(msg, &extra, m.QoS > 0 || m.Retain)
+	n, err := b.publish(msg, &extra, m.QoS > 0 || m.Retain)
 	if err != nil {
 		return n, err
 	}

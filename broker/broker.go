@@ -188,7 +188,7 @@ type Broker struct {
 	log     *slog.Logger
 	store   Store // nil: memory only
 	lazyOps lazyOps
-	// storeLog limits the log lines of failed store writes (persist.go).
+	// storeLog limits the log lines of failed store writes (commit.go).
 	storeLog storeErrLog
 	parker   *transport.Parker // idle plain TCP connections wait here (RawTransport)
 	gor      *goroutines       // reused connection goroutines

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
-	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // Messages dropped by a queue bound (a session's messages or bytes, its
@@ -221,18 +220,4 @@ func (b *Broker) TenantStats(tenant string) (TenantStats, bool) {
 		st.Queued, st.QueuedBytes = q.Queued()
 	}
 	return st, true
-}
-
-// ackCode is the PUBACK/PUBREC code of a publish once routed: 5.0
-// publishers hear that nobody matched (0x10), or that every matching
-// session's queue refused it (0x97 quota exceeded: 5.0 section 3.4.2.1,
-// 3.5.2.1 [MQTT-3.4.2-1] [MQTT-3.5.2-1]).
-func ackCode(v packet.Version, rt *routing) packet.ReasonCode {
-	switch {
-	case v != packet.V5 || rt.queued > 0:
-		return packet.Success
-	case rt.refused > 0:
-		return packet.QuotaExceeded
-	}
-	return packet.NoMatchingSubscribers
 }

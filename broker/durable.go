@@ -54,17 +54,6 @@ type durableJob struct {
 	pid   uint16            // jobPubrel
 }
 
-// ackInOrder acknowledges a publish that needs no store write (refused,
-// dropped), behind the publishes still waiting for theirs so that acks
-// keep the order of the publishes [MQTT-4.6.0-2].
-func (c *conn) ackInOrder(p *packet.Publish, code packet.ReasonCode) {
-	if p.QoS > 0 && c.durablePending() {
-		c.submitDurable(durableJob{kind: jobAck, p: p, code: code})
-		return
-	}
-	c.ackPublish(p, code)
-}
-
 // durablePending reports whether jobs wait in the pipeline; later acks
 // must then wait too, to keep their order.
 func (c *conn) durablePending() bool {
@@ -123,8 +112,7 @@ func (c *conn) durableLoop() {
 		for i := range jobs {
 			switch j := &jobs[i]; j.kind {
 			case jobPublish:
-				batch.Ops = append(batch.Ops, j.extra.Ops...)
-				j.rt.appendStaged(&batch)
+				j.rt.appendWrites(&batch, &j.extra)
 			case jobPubrel:
 				if j.seq != 0 {
 					// After a restart the broker sends PUBREL, never the
@@ -142,9 +130,9 @@ func (c *conn) durableLoop() {
 	}
 }
 
-// finishDurable completes one job after its commit: on success a
-// publish's staged deliveries are queued, its retained message set and
-// the ack sent; a PUBREL is sent.
+// finishDurable completes one job after its commit: a publish ends as
+// an inline one does (endPublish: queued, retained, acknowledged, or the
+// store failure answered); a PUBREL is sent.
 func (c *conn) finishDurable(j *durableJob, err error) {
 	switch j.kind {
 	case jobAck:
@@ -161,21 +149,9 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 		return
 	}
 	defer j.rt.release()
-	if err != nil {
-		if c.version == packet.V5 {
-			c.ackPublish(j.p, packet.UnspecifiedError)
-		} else {
-			// 3.x has no way to say it: the connection ends, nothing
-			// unstored is acknowledged.
-			c.closeWith(packet.UnspecifiedError, reasonNetwork)
-		}
-		return
+	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).send).(*closeError); ok {
+		c.closeWith(ce.code, ce.reason)
 	}
-	c.b.queueStaged(j.rt)
-	if j.p.Retain {
-		c.b.retainMessage(j.msg)
-	}
-	c.ackPublish(j.p, ackCode(c.version, j.rt))
 }
 
 // waitDurable waits until the pipeline is empty and its goroutine gone.

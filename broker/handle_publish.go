@@ -104,14 +104,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return nil
 	}
 	defer rt.release()
-	if err := c.b.finishRouting(rt, &extra, p.QoS > 0); err != nil {
-		return c.storeFailed(p, err)
-	}
-	if p.Retain {
-		c.b.retainMessage(msg)
-	}
-	c.ackPublishWith(p, ackCode(c.version, rt), (*conn).reply)
-	return nil
+	return c.endPublish(p, msg, rt, c.b.writeStaged(rt, &extra, p.QoS > 0), (*conn).reply)
 }
 
 // checkPublish5 applies the 5.0 rules on an inbound PUBLISH's properties
@@ -150,66 +143,6 @@ func (c *conn) checkPublish5(p *packet.Publish, o *Options) error {
 		}
 	}
 	return nil
-}
-
-// storeFailed answers a publish the store could not take: 5.0 QoS 1/2
-// publishers get the failure in PUBACK/PUBREC (0x80); 3.x ones, which have
-// no way to hear it, lose the connection, so that nothing unstored is
-// acknowledged.
-func (c *conn) storeFailed(p *packet.Publish, err error) error {
-	if c.version == packet.V5 && p.QoS > 0 {
-		c.ackPublishWith(p, packet.UnspecifiedError, (*conn).reply)
-		return nil
-	}
-	return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
-}
-
-// retainOp is the store operation that sets or clears msg's topic's
-// retained message.
-func retainOp(msg *session.Message) Op {
-	if len(msg.Payload) == 0 {
-		return Op{Kind: OpDeleteRetained, Topic: msg.Topic}
-	}
-	sm := storedMessage(msg)
-	return Op{Kind: OpPutRetained, Retained: &sm}
-}
-
-// retainMessage stores msg as the topic's retained message, or clears it
-// when the payload is empty [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
-func (b *Broker) retainMessage(msg *session.Message) {
-	if len(msg.Payload) == 0 {
-		b.retained.Delete(msg.Topic)
-		return
-	}
-	b.retained.Set(msg.Topic, msg)
-}
-
-// ackPublish answers PUBACK for QoS 1 [MQTT-4.3.2-2] and PUBREC for QoS 2
-// [MQTT-4.3.3-2]; QoS 0 gets no answer. The reason code goes to 5.0
-// clients only. A QoS 2 message refused with an error code will not see
-// a PUBREL, so its packet id is released at once.
-func (c *conn) ackPublish(p *packet.Publish, code packet.ReasonCode) {
-	c.ackPublishWith(p, code, (*conn).send)
-}
-
-// ackPublishWith is ackPublish with the sending function: the reader uses
-// reply, other goroutines send.
-func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send func(*conn, packet.Packet)) {
-	if c.version != packet.V5 {
-		code = packet.Success
-	}
-	switch p.QoS {
-	case 1:
-		send(c, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
-	case 2:
-		if code.IsError() && c.sess.Pubrel(p.PacketID) && c.b.store != nil && c.sess.Persistent() {
-			// The exchange ends here [MQTT-4.3.3-4]: no PUBREL will release
-			// the id a durable publish recorded (lazily: if lost, a restart
-			// keeps the id until the client reuses it).
-			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
-		}
-		send(c, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
-	}
 }
 
 // publishWill publishes the connection's will message [MQTT-3.1.2-8], at

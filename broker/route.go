@@ -84,32 +84,114 @@ func (g *sharedGroups) pick(k string) uint64 {
 	return n
 }
 
-// publish routes msg to every matching session and returns the number
-// of sessions it was queued for; see publishWith.
-func (b *Broker) publish(msg *session.Message) int {
-	n, _ := b.publishWith(msg, nil, false) // a failed write is logged and counted by commit
-	return n
+// routing collects, while one message is routed, the deliveries to
+// persistent sessions that must be written to the store before they are
+// queued, and the store removals the routing caused (dropped deliveries).
+type routing struct {
+	staged  []staged
+	batch   Batch
+	cleanup Batch
+	seen    map[*session.Session]struct{} // distinctPlain's scratch
+	from    *conn                         // the publishing reader, while route runs (see route)
+	queued  int                           // deliveries queued (see enqueue)
+	refused int                           // deliveries a queue bound refused
 }
 
-// publishWith routes msg to every matching session without blocking on
-// any of them: each session gets it once, at the highest QoS of its
-// matching subscriptions [MQTT-3.3.5-1]; each share group gets it once.
-// Deliveries to persistent sessions (QoS 1/2) are written to the store
-// first, in one commit with extra (durable when asked), and queued only
-// once it returned; on a store error they are not queued and the error is
-// returned. It returns the number of sessions the message was queued for.
-func (b *Broker) publishWith(msg *session.Message, extra *Batch, durable bool) (int, error) {
+// distinctPlain reports whether ents are plain subscriptions of distinct
+// sessions, which need no merging.
+func (rt *routing) distinctPlain(ents []entry) bool {
+	if rt.seen == nil {
+		rt.seen = make(map[*session.Session]struct{}, len(ents))
+	}
+	defer clear(rt.seen)
+	for _, e := range ents {
+		if e.Key.group != "" {
+			return false
+		}
+		if _, dup := rt.seen[e.Key.s]; dup {
+			return false
+		}
+		rt.seen[e.Key.s] = struct{}{}
+	}
+	return true
+}
+
+type staged struct {
+	s *session.Session
+	d session.Delivery
+}
+
+var routingPool = sync.Pool{New: func() any { return new(routing) }}
+
+func (rt *routing) release() {
+	clear(rt.staged)
+	rt.staged = rt.staged[:0]
+	rt.batch.Reset()
+	rt.cleanup.Reset()
+	rt.queued, rt.refused = 0, 0
+	routingPool.Put(rt)
+}
+
+// writeStaged writes what a routed message must have on disk before its
+// deliveries to persistent sessions are queued: extra (its retained
+// message, its inbound QoS 2 id) and the staged deliveries, in one commit
+// (durable when asked). With nothing to write it does nothing. The caller
+// queues the deliveries (queueStaged) once it returned without an error.
+func (b *Broker) writeStaged(rt *routing, extra *Batch, durable bool) error {
+	if len(rt.staged) == 0 && (extra == nil || extra.Len() == 0) {
+		return nil
+	}
+	rt.appendWrites(&rt.batch, extra)
+	return b.commit(&rt.batch, durable)
+}
+
+// appendWrites adds to batch extra's operations and the store writes of
+// the staged deliveries.
+func (rt *routing) appendWrites(batch, extra *Batch) {
+	if extra != nil {
+		batch.Ops = append(batch.Ops, extra.Ops...)
+	}
+	for i := range rt.staged {
+		st := &rt.staged[i]
+		batch.Add(Op{Kind: OpEnqueue, ClientID: st.s.ID, Delivery: storedDelivery(&st.d)})
+	}
+}
+
+// queueStaged queues the staged deliveries once their write returned, and
+// commits the removals the routing caused.
+func (b *Broker) queueStaged(rt *routing) {
+	for _, st := range rt.staged {
+		b.enqueue(rt, st.s, st.d)
+	}
+	if rt.cleanup.Len() > 0 {
+		// A removal that fails to be written is logged and counted by
+		// commit; the delivery comes back at restart, as at-least-once allows.
+		_ = b.commit(&rt.cleanup, false)
+	}
+}
+
+// publish routes msg to every matching session without blocking on any
+// of them (see route), for the publishers that are not a connection's
+// reader: wills, the admin API, $SYS. Deliveries to persistent sessions
+// (QoS 1/2) are written to the store first, in one commit with extra
+// (durable when asked), and queued only once it returned; on a store
+// error they are not queued and the error is returned. It returns the
+// number of sessions the message was queued for.
+func (b *Broker) publish(msg *session.Message, extra *Batch, durable bool) (int, error) {
 	rt, n := b.route(msg, nil)
 	defer rt.release()
-	if err := b.finishRouting(rt, extra, durable); err != nil {
+	if err := b.writeStaged(rt, extra, durable); err != nil {
 		return n - len(rt.staged), err
 	}
+	b.queueStaged(rt)
 	return n, nil
 }
 
 // route matches msg and delivers it to the sessions that need no store
-// write; the deliveries to persistent sessions are staged in the returned
-// routing for finishRouting. n counts both. from is the publishing
+// write: each session gets it once, at the highest QoS of its matching
+// subscriptions [MQTT-3.3.5-1]; each share group gets it once. The
+// deliveries to persistent sessions are staged in the returned routing,
+// for writeStaged then queueStaged. n counts both. from is the publishing
 // connection when route runs in its reader goroutine: the writers of the
 // connections the message was queued for are then started by that reader
 // once it has handled what it read (see conn.flushWakes), so that a burst
@@ -289,8 +371,11 @@ func (b *Broker) redistribute(ds []session.Delivery, gone *session.Session) {
 		*ep = ents[:0]
 		entryPool.Put(ep)
 	}
-	// A failed write is logged and counted by commit.
-	_ = b.finishRouting(rt, nil, false)
+	// A failed write is logged and counted by commit; the deliveries it
+	// carried are not queued.
+	if err := b.writeStaged(rt, nil, false); err == nil {
+		b.queueStaged(rt)
+	}
 }
 
 // deliver enqueues msg for s under sub's options. It never blocks: a full
@@ -318,7 +403,7 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 		d.Share, d.ShareFilter = group, sub.filter
 	}
 	if d.QoS > 0 && b.store != nil && s.Persistent() {
-		// Written to the store first; queued by finishRouting.
+		// Written to the store first (writeStaged), then queued (queueStaged).
 		d.Seq = s.NextSeq()
 		rt.staged = append(rt.staged, staged{s: s, d: d})
 		return 1

@@ -59,7 +59,9 @@ func BenchmarkRoute(b *testing.B) {
 					}
 				}
 				for i := range 2*n + 300 { // warm the pools and every queue's segment
-					br.publish(msg)
+					if _, err := br.publish(msg, nil, false); err != nil {
+						b.Fatal(err)
+					}
 					if i%200 == 199 {
 						drain()
 					}
@@ -67,8 +69,8 @@ func BenchmarkRoute(b *testing.B) {
 				drain()
 				b.ReportAllocs()
 				for i := 0; b.Loop(); i++ {
-					if br.publish(msg) == 0 {
-						b.Fatal("message not queued")
+					if n, err := br.publish(msg, nil, false); err != nil || n == 0 {
+						b.Fatal("message not queued", err)
 					}
 					if i%200 == 199 {
 						b.StopTimer()

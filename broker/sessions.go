@@ -285,7 +285,7 @@ func (b *Broker) sendWill(msg *session.Message, id *Identity) {
 	if msg.Retain && b.store != nil {
 		extra.Add(retainOp(msg))
 	}
-	if _, err := b.publishWith(msg, &extra, false); err != nil {
+	if _, err := b.publish(msg, &extra, false); err != nil {
 		return // logged and counted by commit
 	}
 	if msg.Retain { // [MQTT-3.1.2-17]

@@ -93,7 +93,7 @@ func (p *sysPublisher) publish(topic, payload string) {
 	msg.Retain = true
 	p.b.retainMessage(msg)
 	// QoS 0 and no store: nothing to wait for, nothing to fail.
-	_, _ = p.b.publishWith(msg, nil, false)
+	_, _ = p.b.publish(msg, nil, false)
 }
 
 func (p *sysPublisher) tick() {
