@@ -101,8 +101,11 @@ func TestSysTenantBoundary(t *testing.T) {
 			// B's client is connected too, so B's subtree exists: A must
 			// get only its own values.
 			seen := map[string]string{}
-			deadline := time.Now().Add(3 * time.Second)
-			for time.Now().Before(deadline) && seen["$SYS/tenants/A/clients/connected"] == "" {
+			// The subtree is published every sysInterval and when it
+			// changes: wait for the value that counts A's client (a loaded
+			// machine may first show the one before it connected).
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) && seen["$SYS/tenants/A/clients/connected"] != "1" {
 				p, err := a.Read(time.Second)
 				if err != nil {
 					continue
