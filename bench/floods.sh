@@ -13,6 +13,11 @@
 #   PIN=1 bench/floods.sh                 the flood on CPU 0, broker and
 #                                         bystander on CPU 1 (taskset)
 #   ROUNDS=1 ONLY="bcrypt dribble" bench/floods.sh
+#   CONN_RATE=1000 bench/floods.sh        listeners[].connection_rate set
+#   ARGON2ID_HASH='$argon2id$...' ONLY=argon2id bench/floods.sh
+#                                         another users-file hash for the
+#                                         argon2id row (default: petrel
+#                                         passwd --argon2id's, p=4 lanes)
 #
 # Every flood is bounded in count and time (FLOOD_SECONDS, default 10 s;
 # the TLS flood: 50 honest clients 200 ms apart) and stops by itself; the
@@ -27,6 +32,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-0}
 FLOOD_SECONDS=${FLOOD_SECONDS:-10}
+CONN_RATE=${CONN_RATE:-0}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 FLOODS=(bcrypt bcrypt-spread argon2id retained aliases stalled preconnect-held preconnect-reconnect dribble tls)
 ONLY=${ONLY:-${FLOODS[*]}}
@@ -64,7 +70,11 @@ fi
 # Credentials: a bcrypt cost-12 user and an argon2id user (petrel passwd's
 # defaults); the guesses are always wrong.
 printf 'right-password\n' | "$TMP/petrel" passwd >"$TMP/bcrypt.hash"
-printf 'right-password\n' | "$TMP/petrel" passwd --argon2id >"$TMP/argon2id.hash"
+if [ -n "${ARGON2ID_HASH:-}" ]; then
+	printf '%s\n' "$ARGON2ID_HASH" >"$TMP/argon2id.hash"
+else
+	printf 'right-password\n' | "$TMP/petrel" passwd --argon2id >"$TMP/argon2id.hash"
+fi
 printf 'users:\n  - {username: victim, password: "%s", roles: [ALL]}\n' "$(cat "$TMP/bcrypt.hash")" >"$TMP/users-bcrypt.yaml"
 printf 'users:\n  - {username: victim, password: "%s", roles: [ALL]}\n' "$(cat "$TMP/argon2id.hash")" >"$TMP/users-argon2id.yaml"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
@@ -77,7 +87,7 @@ config() {
 	[ "$1" = argon2id ] && users=$TMP/users-argon2id.yaml
 	cat <<EOF
 listeners:
-  - {name: tcp, type: tcp, address: 127.0.0.1:$PORT}
+  - {name: tcp, type: tcp, address: 127.0.0.1:$PORT, connection_rate: $CONN_RATE}
   - name: tls
     type: tls
     address: 127.0.0.1:$((PORT + 1))
@@ -152,7 +162,8 @@ for r in $(seq "$ROUNDS"); do
 done
 log "uptime: $(uptime)"
 
-echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS, $(nproc) CPUs, $(date -u +%F)"
+echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS CONN_RATE=$CONN_RATE, $(nproc) CPUs, $(date -u +%F)"
+echo "# argon2id hash parameters: $(cut -d'$' -f4 "$TMP/argon2id.hash")"
 echo "# runs: flood p50_unloaded_us p99_unloaded_us p50_flood_us p99_flood_us vmhwm_kib rss_before_kib"
 cat "$TMP/runs"
 echo

@@ -177,7 +177,9 @@ func dial(c config, k *counts, src netip.Addr, stop <-chan struct{}) (net.Conn, 
 		k.dialErrs.Add(1)
 		return nil, err
 	}
-	_ = conn.SetDeadline(c.end) // reads and writes end with the flood
+	// Reads and writes end with the flood; the second after it lets a
+	// write under way when it ends finish or fail as the broker makes it.
+	_ = conn.SetDeadline(c.end.Add(time.Second))
 	return conn, nil
 }
 
