@@ -114,12 +114,23 @@ func (c *conn) markFinished() {
 }
 
 // sendAndClose queues p (nil for none) as the last packet and closes the
-// connection once it is written.
+// connection once it is written, by a writer goroutine.
 func (c *conn) sendAndClose(p packet.Packet, reason closeReason) {
+	if c.queueLast(p, reason) {
+		c.kick()
+	}
+}
+
+// queueLast queues p (nil for none) as the last packet and marks the
+// connection closing, unless it was already; it starts no writer. The
+// reader's own refusals use it: their read loop ends with the error they
+// return, and cleanup writes p on the reader's goroutine, so that a
+// refused connection costs no writer goroutine (bench/floods.sh).
+func (c *conn) queueLast(p packet.Packet, reason closeReason) bool {
 	c.mu.Lock()
 	if c.mu.closing {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.mu.closing = true
 	c.mu.reason = reason
@@ -129,7 +140,7 @@ func (c *conn) sendAndClose(p packet.Packet, reason closeReason) {
 	c.mu.Unlock()
 	// The last write must not block for long on a peer that does not read.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout)) // closed conn: the close follows anyway
-	c.kick()
+	return true
 }
 
 // closeWith ends the connection from outside its reader (takeover,
@@ -188,7 +199,14 @@ func (c *conn) cleanup(err error) {
 		c.mu.Unlock()
 		c.releaseWriter()
 	} else {
-		c.sendAndClose(last, reason)
+		c.queueLast(last, reason)
+		if c.writing.CompareAndSwap(false, true) {
+			// No writer runs: the last packets are written here, where
+			// stopWriter below would wait for a writer goroutine to
+			// write them (within closeTimeout either way). A running
+			// writer sees closing when it releases the flag (hasWork).
+			c.writeLoop()
+		}
 	}
 	c.waitDurable() // its deliveries are on disk: they are queued before the session is let go
 	c.stopWriter()

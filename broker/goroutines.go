@@ -24,6 +24,7 @@ const (
 	taskWrite                 // conn.writeLoop
 	taskEnd                   // conn.end: cleanup after an inline reader (serveInline)
 	taskWriteRest             // conn.writeRest: what writeInline could not write without waiting
+	taskCount
 )
 
 type job struct {
@@ -56,6 +57,7 @@ type goroutines struct {
 	done chan struct{} // closed at Shutdown: waiting goroutines exit
 	idle atomic.Int32
 	wg   sync.WaitGroup
+	runs [taskCount]atomic.Uint64 // jobs run, by task
 }
 
 func newGoroutines(done chan struct{}) *goroutines {
@@ -64,6 +66,7 @@ func newGoroutines(done chan struct{}) *goroutines {
 
 // run runs j on a waiting goroutine, or on a new one when none waits.
 func (g *goroutines) run(j job) {
+	g.runs[j.t].Add(1)
 	select {
 	case g.jobs <- j:
 	default:

@@ -348,7 +348,7 @@ func (c *conn) refuse(code packet.ReasonCode, err error) error {
 		ack.Properties.ReasonString = err.Error()
 		ack.Properties.Set(packet.PropReasonString)
 	}
-	c.sendAndClose(ack, reasonRefused)
+	c.queueLast(ack, reasonRefused) // written by cleanup, on this goroutine, once the read loop returns the error
 	c.logRefused(code, err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }
@@ -372,7 +372,7 @@ func (c *conn) redirect(code packet.ReasonCode, server string) error {
 	ack := &packet.Connack{ReasonCode: code}
 	ack.Properties.ServerReference = server
 	ack.Properties.Set(packet.PropServerReference)
-	c.sendAndClose(ack, reasonRefused)
+	c.queueLast(ack, reasonRefused) // written by cleanup once the read loop returns the error
 	c.b.log.Info("connection redirected", "remote", c.remoteString(), "server", server, "code", code.String())
 	return &closeError{code: code, reason: reasonRefused, err: fmt.Errorf("redirected to %s", server)}
 }

@@ -51,15 +51,35 @@ func (c *conn) resume() {
 		// The accepting goroutine's turn ends; a connection goroutine
 		// goes on reading, or cleans up.
 		c.inline = false
-		if isErr(err, errHandOff) {
+		switch {
+		case isErr(err, errHandOff):
 			c.b.gor.run(job{c, taskResume})
-		} else {
+		case c.endsQuietly():
+			// Never connected and nothing to send (garbage, an
+			// oversized CONNECT, a client gone before CONNECT): the
+			// cleanup closes the socket and waits for nothing, so
+			// the accepting goroutine does it, and a storm of such
+			// connections costs no goroutine handoff each.
+			c.end(err)
+		default:
 			c.endErr = err
 			c.b.gor.run(job{c, taskEnd})
 		}
 		return
 	}
 	c.end(err)
+}
+
+// endsQuietly reports whether cleanup would neither write nor wait: the
+// connection never connected and no writer runs or has anything to
+// write.
+func (c *conn) endsQuietly() bool {
+	if c.connected || c.writing.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mu.ctrl) == 0 && !c.mu.closing
 }
 
 // errHandOff ends an inline read loop (serveInline) where it would wait.

@@ -63,9 +63,14 @@ func Start(bytes uint64, base int) *Floor {
 	}
 	f := &Floor{bytes: bytes, base: base, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 	f.mu.Lock()
-	// No cycle has measured the live heap yet: the runtime's goal is
-	// minHeap scaled by GOGC.
-	f.set(startPercent(f.bytes, f.base))
+	// From the live heap a cycle before Start measured, if one ran (a
+	// program that loaded a large configuration, or hashed a dummy
+	// argon2id password of 64 MiB, first); else live is 0 and the
+	// runtime's goal is minHeap scaled by GOGC (startPercent). Started
+	// blindly at startPercent over a 64 MiB live heap, the first goal was
+	// 9 x 64 MiB: an argon2id flood took petrel serve to a 660-745 MiB
+	// peak before the first cycle corrected it (bench/floods.sh).
+	f.set(percentFor(f.bytes, f.live(), f.base))
 	f.mu.Unlock()
 	f.arm()
 	return f
@@ -123,13 +128,18 @@ func (f *Floor) afterCycle() {
 		return
 	}
 	f.cycles++
-	metrics.Read(f.sample)
-	live := uint64(0)
-	if f.sample[0].Value.Kind() == metrics.KindUint64 {
-		live = f.sample[0].Value.Uint64()
-	}
-	f.set(percentFor(f.bytes, live, f.base))
+	f.set(percentFor(f.bytes, f.live(), f.base))
 	f.arm()
+}
+
+// live returns the live heap the last cycle measured, 0 before the first;
+// f.mu is held.
+func (f *Floor) live() uint64 {
+	metrics.Read(f.sample)
+	if f.sample[0].Value.Kind() == metrics.KindUint64 {
+		return f.sample[0].Value.Uint64()
+	}
+	return 0
 }
 
 // Percent returns the GOGC in force (as set by the floor).

@@ -128,6 +128,29 @@ func TestFloorDefersCollection(t *testing.T) {
 	}
 }
 
+// TestStartAfterALargeLiveHeap: started after a collection measured a
+// live heap above the floor (petrel serve hashes a 64 MiB argon2id dummy
+// password before it starts the floor), the floor sets the base GOGC, not
+// the starting one: at GOGC 800 over 64 MiB live, the first goal would be
+// about 640 MiB.
+func TestStartAfterALargeLiveHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	live := make([]byte, 64<<20)
+	live[0] = 1
+	runtime.GC()
+	f := Start(32<<20, 100)
+	defer f.Stop()
+	if p := f.Percent(); p != 100 {
+		t.Errorf("GOGC %d when started over a 64 MiB live heap with a 32 MiB floor, want the base 100", p)
+	}
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(goal)
+	if g := goal[0].Value.Uint64(); g > 160<<20 {
+		t.Errorf("heap goal %d MiB over a 64 MiB live heap, want about 128", g>>20)
+	}
+	runtime.KeepAlive(live)
+}
+
 // TestStartOff: a zero floor or collection turned off starts nothing.
 func TestStartOff(t *testing.T) {
 	if f := Start(0, 100); f != nil {
