@@ -222,16 +222,21 @@ func (b *Broker) countDrop(reason int, n int) {
 	b.metrics.drops[reason].Add(uint64(n))
 }
 
-// countEnqueueDrops counts the drops of one Enqueue by the
-// session's reason: a QoS 0 message refused by an offline session that
-// does not queue them, or a queue bound of the session or its tenant
-// (the memory budget's are counted by enqueue).
+// countEnqueueDrops counts the drops of one Enqueue by the session's
+// reason: a QoS 0 message refused by an offline session that does not
+// queue them, the broker's memory budget (also reported by its own
+// WARN line, budgetDropped), or a queue bound of the session or its
+// tenant.
 func (b *Broker) countEnqueueDrops(r session.Enqueued) {
-	reason := dropQueueFull
-	if r.Reason == session.DropOfflineQoS0 {
-		reason = dropOfflineQoS0
+	switch r.Reason {
+	case session.DropOfflineQoS0:
+		b.countDrop(dropOfflineQoS0, r.Dropped)
+	case session.DropMemoryBudget:
+		b.countDrop(dropMemoryBudget, r.Dropped)
+		b.budgetDropped(r.Dropped)
+	default:
+		b.countDrop(dropQueueFull, r.Dropped)
 	}
-	b.countDrop(reason, r.Dropped)
 }
 
 // observeCommit records one store commit of ops operations that took

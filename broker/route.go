@@ -436,12 +436,7 @@ func (b *Broker) enqueue(rt *routing, s *session.Session, d session.Delivery) bo
 		}
 	}
 	if r.Dropped > 0 {
-		if r.OverBudget {
-			b.countDrop(dropMemoryBudget, r.Dropped)
-			b.budgetDropped(r.Dropped)
-		} else {
-			b.countEnqueueDrops(r)
-		}
+		b.countEnqueueDrops(r)
 		for _, seq := range r.DroppedSeqs {
 			rt.cleanup.Add(Op{Kind: OpDequeue, ClientID: s.ID, Seq: seq})
 		}

@@ -108,11 +108,11 @@ func TestBudgetSharedBySessions(t *testing.T) {
 			r := c.Enqueue(Delivery{Msg: sized("c2", 40), QoS: 1})
 			switch policy {
 			case DropNew:
-				if r.Accepted || !r.OverBudget || r.Dropped != 1 {
+				if r.Accepted || r.Reason != DropMemoryBudget || r.Dropped != 1 {
 					t.Fatalf("over the budget: %+v, want refused, OverBudget", r)
 				}
 			case DropOldest: // c's own oldest makes room
-				if !r.Accepted || !r.OverBudget || r.Dropped != 1 {
+				if !r.Accepted || r.Reason != DropMemoryBudget || r.Dropped != 1 {
 					t.Fatalf("over the budget: %+v, want the oldest dropped, OverBudget", r)
 				}
 			}

@@ -218,9 +218,6 @@ type Enqueued struct {
 	// Wake is the attached connection's Waker when the caller must wake it
 	// (after Enqueue returned) to start the writer.
 	Wake Waker
-	// OverBudget says the drops were the Budget's: the broker as a whole
-	// held too much, not this session or its tenant.
-	OverBudget bool
 }
 
 // Enqueue queues d for delivery without blocking. A full queue applies the
@@ -239,7 +236,7 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	}
 	defer func() {
 		r.Report = s.countDropLocked(r.Dropped, r.Reason)
-		if r.OverBudget && r.Dropped > 0 {
+		if r.Reason == DropMemoryBudget && r.Dropped > 0 {
 			s.limits.Budget.dropped.Add(uint64(r.Dropped))
 		}
 	}()
@@ -250,12 +247,11 @@ func (s *Session) Enqueue(d Delivery) (r Enqueued) {
 	}
 	size := d.Msg.Size()
 	if r.Reason = s.fullLocked(size); r.Reason != NotDropped {
-		r.OverBudget = r.Reason == DropMemoryBudget
 		switch {
 		case s.limits.Policy != DropOldest || s.mu.q.len() == 0:
 			drop(d)
 			return r
-		case r.OverBudget:
+		case r.Reason == DropMemoryBudget:
 			// Other sessions may hold the budget: this one's oldest make
 			// room for the new message only if they free as much as it
 			// takes, and the broker then holds no more than before.
