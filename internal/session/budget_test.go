@@ -109,11 +109,11 @@ func TestBudgetSharedBySessions(t *testing.T) {
 			switch policy {
 			case DropNew:
 				if r.Accepted || r.Reason != DropMemoryBudget || r.Dropped != 1 {
-					t.Fatalf("over the budget: %+v, want refused, OverBudget", r)
+					t.Fatalf("over the budget: %+v, want refused, DropMemoryBudget", r)
 				}
 			case DropOldest: // c's own oldest makes room
 				if !r.Accepted || r.Reason != DropMemoryBudget || r.Dropped != 1 {
-					t.Fatalf("over the budget: %+v, want the oldest dropped, OverBudget", r)
+					t.Fatalf("over the budget: %+v, want the oldest dropped, DropMemoryBudget", r)
 				}
 			}
 			if b.Dropped() != 1 || c.Stats().Dropped != 1 {
