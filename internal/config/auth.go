@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"time"
@@ -155,24 +156,12 @@ func (a *Auth) applyDefaults() {
 		te.Audience = a.JWT.Audience
 	}
 	pc := &a.PasswordChecks
-	if pc.Memory == 0 {
-		pc.Memory = auth.DefaultCheckMemory
-	}
-	if pc.MaxWait == 0 {
-		pc.MaxWait = auth.DefaultCheckWait
-	}
-	if pc.UserFailures == 0 {
-		pc.UserFailures = auth.DefaultUserFailures
-	}
-	if pc.AddressFailures == 0 {
-		pc.AddressFailures = auth.DefaultAddressFailures
-	}
-	if pc.FailureWindow == 0 {
-		pc.FailureWindow = auth.DefaultFailureWindow
-	}
-	if pc.MaxTracked == 0 {
-		pc.MaxTracked = auth.DefaultMaxTracked
-	}
+	pc.Memory = cmp.Or(pc.Memory, auth.DefaultCheckMemory)
+	pc.MaxWait = cmp.Or(pc.MaxWait, auth.DefaultCheckWait)
+	pc.UserFailures = cmp.Or(pc.UserFailures, auth.DefaultUserFailures)
+	pc.AddressFailures = cmp.Or(pc.AddressFailures, auth.DefaultAddressFailures)
+	pc.FailureWindow = cmp.Or(pc.FailureWindow, auth.DefaultFailureWindow)
+	pc.MaxTracked = cmp.Or(pc.MaxTracked, auth.DefaultMaxTracked)
 }
 
 // validate checks the auth: section's values (files are read by Check).
