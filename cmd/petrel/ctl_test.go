@@ -41,32 +41,15 @@ func TestCtlAgainstServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir, bin := buildPetrel(t)
-	h, err := auth.HashBcrypt([]byte(ctlPassword), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(dir, "users.yaml"), "users:\n"+
-		"  - {username: op, password: '"+h+"', roles: [PETREL_ADMIN, OPS_PUB]}\n"+
-		"  - {username: watcher, password: '"+h+"', roles: [PETREL_VIEWER]}\n"+
-		"  - {username: dev, password: '"+h+"', tenant: t1, roles: [DEV]}\n")
-	cfg := filepath.Join(dir, "petrel.yaml")
-	write(t, cfg, `
-store: {type: memory}
-listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
-admin: {address: "127.0.0.1:0"}
-auth:
-  default_tenant: ops
-  users_file: `+filepath.Join(dir, "users.yaml")+`
-  roles:
-    - {name: DEV, activity: both, max_qos: 1, retain: true, topics: ["{tenantId}/#"]}
-    - {name: OPS_PUB, activity: publish, max_qos: 1, retain: true, topics: ["+/cmd/#"]}
-`)
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	logs := startServe(t, cmd)
-	mqttAddr := waitFor(t, logs, 1)["plain"]
-	waitLog(t, logs, `msg="admin API listening"`)
-	adminAddr := adminRE.FindStringSubmatch(logs.String())[1]
+	srv := serveWithAdmin(t, []string{
+		"{username: op, roles: [PETREL_ADMIN, OPS_PUB]}",
+		"{username: watcher, roles: [PETREL_VIEWER]}",
+		"{username: dev, tenant: t1, roles: [DEV]}",
+	}, []string{
+		`{name: DEV, activity: both, max_qos: 1, retain: true, topics: ["{tenantId}/#"]}`,
+		`{name: OPS_PUB, activity: publish, max_qos: 1, retain: true, topics: ["+/cmd/#"]}`,
+	})
+	cmd, logs, mqttAddr, adminAddr := srv.cmd, srv.logs, srv.mqtt, srv.admin
 	env := []string{"PETREL_ADMIN_URL=http://" + adminAddr, "PETREL_ADMIN_USER=op", "PETREL_ADMIN_PASSWORD=" + ctlPassword}
 
 	dev := mqtttest.Dial(t, mqttAddr, packet.V5)
@@ -238,4 +221,43 @@ func TestServeAdminAddressTaken(t *testing.T) {
 	logs := startServe(t, cmd)
 	waitFor(t, logs, 1)
 	waitLog(t, logs, `msg="admin API off: its default address is taken; set admin.address"`)
+}
+
+// adminServe is a petrel serve started by serveWithAdmin.
+type adminServe struct {
+	cmd         *exec.Cmd
+	logs        *cmdOutput
+	mqtt, admin string // addresses
+}
+
+// serveWithAdmin starts petrel serve with an admin listener and an auth:
+// section of roles and of users (YAML flow mappings without a password:
+// every user gets ctlPassword), on ports of its own.
+func serveWithAdmin(t *testing.T, users, roles []string) adminServe {
+	t.Helper()
+	dir, bin := buildPetrel(t)
+	h, err := auth.HashBcrypt([]byte(ctlPassword), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usersFile := "users:\n"
+	for _, u := range users {
+		usersFile += "  - " + strings.Replace(u, "{", "{password: '"+h+"', ", 1) + "\n"
+	}
+	write(t, filepath.Join(dir, "users.yaml"), usersFile)
+	cfg := filepath.Join(dir, "petrel.yaml")
+	write(t, cfg, `
+store: {type: memory}
+listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+auth:
+  default_tenant: ops
+  users_file: `+filepath.Join(dir, "users.yaml")+`
+  roles:
+    - `+strings.Join(roles, "\n    - ")+"\n")
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	logs := startServe(t, cmd)
+	mqttAddr := waitFor(t, logs, 1)["plain"]
+	waitLog(t, logs, `msg="admin API listening"`)
+	return adminServe{cmd: cmd, logs: logs, mqtt: mqttAddr, admin: adminRE.FindStringSubmatch(logs.String())[1]}
 }

@@ -3,14 +3,11 @@ package main
 import (
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/petrel-mqtt/petrel/internal/auth"
 	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -22,29 +19,11 @@ func TestServeMetricsEndpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir, bin := buildPetrel(t)
-	h, err := auth.HashBcrypt([]byte(ctlPassword), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(dir, "users.yaml"), "users:\n"+
-		"  - {username: op, password: '"+h+"', roles: [PETREL_VIEWER]}\n"+
-		"  - {username: dev, password: '"+h+"', tenant: t1, roles: [DEV]}\n")
-	cfg := filepath.Join(dir, "petrel.yaml")
-	write(t, cfg, `
-store: {type: memory}
-listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
-admin: {address: "127.0.0.1:0"}
-auth:
-  default_tenant: ops
-  users_file: `+filepath.Join(dir, "users.yaml")+`
-  roles:
-    - {name: DEV, activity: both, max_qos: 1, topics: ["{tenantId}/#"]}
-`)
-	logs := startServe(t, exec.Command(bin, "serve", "--config", cfg))
-	mqttAddr := waitFor(t, logs, 1)["plain"]
-	waitLog(t, logs, `msg="admin API listening"`)
-	adminAddr := adminRE.FindStringSubmatch(logs.String())[1]
+	srv := serveWithAdmin(t, []string{
+		"{username: op, roles: [PETREL_VIEWER]}",
+		"{username: dev, tenant: t1, roles: [DEV]}",
+	}, []string{`{name: DEV, activity: both, max_qos: 1, topics: ["{tenantId}/#"]}`})
+	mqttAddr, adminAddr := srv.mqtt, srv.admin
 
 	dev := mqtttest.Dial(t, mqttAddr, packet.V5)
 	if ack := dev.Connect(&packet.Connect{ClientID: "meter-1", Username: "dev", Password: []byte(ctlPassword), KeepAlive: 60}); ack.ReasonCode != packet.Success {
