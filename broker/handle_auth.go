@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -130,9 +129,6 @@ func (c *conn) reauthenticated(ident *Identity) {
 func reauthFailed(err error) error {
 	return &closeError{code: refusalCode(err, packet.NotAuthorized), reason: reasonNotAuthorized, err: fmt.Errorf("re-authentication: %w", err)}
 }
-
-// errCredentialsExpired ends a connection whose credentials expired.
-var errCredentialsExpired = errors.New("broker: credentials expired")
 
 // watchExpiry disconnects the client when its credentials expire (5.0:
 // DISCONNECT 0x87). A later re-authentication moves the deadline.
