@@ -177,6 +177,10 @@ type Options struct {
 	// Fixed at New: SetLimits keeps it.
 	RawTransport bool
 
+	// Fabric links the broker to the other nodes of a cluster (fabric.go,
+	// internal/cluster); nil for one node.
+	Fabric Fabric
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }

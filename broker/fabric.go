@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"context"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+)
+
+// Fabric links this node's broker to the other nodes of a cluster.
+// internal/cluster implements it on embedded NATS (routes and JetStream).
+// Options.Fabric nil means one node: none of the calls below is made, and
+// the single-node path pays nothing for them.
+//
+// The broker keeps serving its local clients itself: a publish is always
+// matched against the local trie and delivered to local subscribers
+// without a round trip through the fabric; the fabric only carries what
+// other nodes want. Every method must be safe for concurrent use and must
+// never block on another node for longer than its context allows: the
+// broker calls them from connection goroutines.
+//
+// Tenant boundary: the fabric carries every tenant's messages between
+// nodes of one cluster, which are one trust domain (routes are
+// authenticated with cluster.tls). What a client receives is decided on
+// the node it is connected to, by the same authorization as a local
+// publish (its subscriptions were authorized at SUBSCRIBE, deny filters
+// are applied at delivery); share groups are keyed per tenant.
+type Fabric interface {
+	// Bind gives the fabric the broker it serves, before the broker
+	// serves its first connection. Messages and requests from other nodes
+	// reach the broker through h.
+	Bind(h FabricHost) error
+
+	// Watch tells the fabric that this node gained its first local
+	// subscription to filter (an MQTT filter, $share prefix removed) for
+	// share group share (the broker's key of the group, made of tenant and
+	// group name, opaque to the fabric; "" for a plain subscription);
+	// Unwatch that it lost the last one. Matching messages
+	// published on other nodes then arrive through FabricHost.DeliverRemote.
+	// Calls for one (filter, share) alternate, starting with Watch.
+	Watch(filter, share string)
+	Unwatch(filter, share string)
+
+	// Forward sends msg, published on this node (by a client, a will or
+	// the admin API), to the other nodes that have interest in its topic,
+	// after the broker has delivered it locally. It is never called for a
+	// message that came from the fabric, nor for $SYS topics (each node
+	// has its own). Shared subscriptions: when the broker has a fabric it
+	// leaves the delivery to every share group to the fabric, which picks
+	// one node per group and message (this node included).
+	Forward(msg *session.Message)
+
+	// Retain replicates a retained message set on this node (an empty
+	// payload clears the topic). Other nodes' changes arrive through
+	// FabricHost.ApplyRetained.
+	Retain(msg *session.Message)
+
+	// Claim records that session key (SessionKey(tenant, client id)) is
+	// now connected on this node, with a compare-and-set on its record,
+	// and has the node that held it before close that connection
+	// (FabricHost.KickRemote there) [MQTT-3.1.4-2]. It returns once that
+	// node answered or is known to be gone, or with ctx's error.
+	Claim(ctx context.Context, key string) error
+	// Release tells the fabric that session key ended on this node (a
+	// clean session disconnected, or the session expired or was deleted).
+	Release(key string)
+}
+
+// FabricHost is what a Fabric calls on the broker it serves. *Broker
+// implements it.
+type FabricHost interface {
+	// DeliverRemote delivers msg, published on another node, to the local
+	// subscribers of share group share (one member of it) or, for share
+	// "", to the local plain subscriptions matching its topic, each
+	// session at most once [MQTT-3.3.5-1]. It never forwards msg again and
+	// never blocks on a subscriber.
+	DeliverRemote(msg *session.Message, share string)
+	// ApplyRetained sets (or, for an empty payload, clears) a retained
+	// message changed on another node, without forwarding it again.
+	ApplyRetained(msg *session.Message)
+	// KickRemote closes this node's connection of session key, which
+	// another node has taken over (DISCONNECT 0x8E for 5.0) [MQTT-3.1.4-2].
+	KickRemote(key string)
+}
