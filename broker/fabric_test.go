@@ -333,3 +333,32 @@ func TestFabricInterestRestored(t *testing.T) {
 		t.Fatalf("%d Watch calls, want 1", w)
 	}
 }
+
+// TestFabricInterestRevoked: a subscription that a policy reload revokes
+// (Reauthorize) stops being the node's interest: the fabric is told when
+// the last one of its filter goes, and not before.
+func TestFabricInterestRevoked(t *testing.T) {
+	cl := newFakeCluster(t)
+	authz := &flipAuthorizer{}
+	n, b, addr := cl.start(t, "A", broker.Options{Authorizer: authz})
+	c1 := connect(t, addr, "c1", true)
+	subscribe(t, c1, 1, "secret/#", 1)
+	subscribe(t, c1, 2, "open/#", 1)
+	c2 := connect(t, addr, "c2", true)
+	subscribe(t, c2, 1, "secret/#", 1)
+	waitWatching(t, n, "secret/#", "")
+
+	authz.narrow.Store(true)
+	if got := b.Reauthorize(); got != 2 {
+		t.Fatalf("Reauthorize revoked %d subscriptions, want 2", got)
+	}
+	if n.watching("secret/#", "") {
+		t.Fatal("secret/# still watched after both subscriptions were revoked")
+	}
+	if w, u := n.calls("secret/#", ""); w != 1 || u != 1 {
+		t.Fatalf("secret/#: %d Watch, %d Unwatch; want 1, 1", w, u)
+	}
+	if !n.watching("open/#", "") {
+		t.Fatal("open/#, still allowed, is no longer watched")
+	}
+}
