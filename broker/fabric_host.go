@@ -71,6 +71,11 @@ func (b *Broker) DeliverRemote(msg *session.Message, share string) {
 	defer rt.release()
 	ep := entryPool.Get().(*[]entry)
 	ents := keepShare(b.subs.Match(msg.Topic, (*ep)[:0]), share)
+	if len(ents) == 0 && share != "" {
+		// The group's last member here left since the fabric picked
+		// this node.
+		b.countDrop(dropNoShareMember, 1)
+	}
 	b.deliverEntries(rt, msg, ents)
 	clear(ents)
 	*ep = ents[:0]
