@@ -83,12 +83,26 @@ cluster:
   peers: [%s]
 `, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, ports[i], strings.Join(peers, ", ")))
 		cmd := exec.Command(bin, "serve", "--config", cfg)
-		nodes[i] = &clusterNode{name: name, cmd: cmd, logs: startServe(t, cmd)}
+		n := &clusterNode{name: name, cmd: cmd, logs: startServe(t, cmd)}
+		nodes[i] = n
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", n.name, n.logs.String())
+			}
+		})
 	}
 	for _, n := range nodes {
-		n.mqtt = waitFor(t, n.logs, 1)["plain"]
-		waitLog(t, n.logs, `msg="admin API listening"`)
-		n.admin = adminRE.FindStringSubmatch(n.logs.String())[1]
+		// The listeners start once the node has joined (a few seconds
+		// while the others start too).
+		mqtttest.Eventually(t, 45*time.Second, func() bool {
+			m := listenRE.FindStringSubmatch(n.logs.String())
+			a := adminRE.FindStringSubmatch(n.logs.String())
+			if m == nil || a == nil {
+				return false
+			}
+			n.mqtt, n.admin = m[2], a[1]
+			return true
+		}, n.name+" listening")
 	}
 	for _, n := range nodes {
 		mqtttest.Eventually(t, 45*time.Second, func() bool {
