@@ -178,7 +178,12 @@ type Options struct {
 	RawTransport bool
 
 	// Fabric links the broker to the other nodes of a cluster (fabric.go,
-	// internal/cluster); nil for one node.
+	// internal/cluster); nil for one node. New binds it (Fabric.Bind)
+	// before restoring the store. With a fabric, messages published here
+	// go to the other nodes after the local delivery, share groups are
+	// delivered through it (balanced across the nodes), retained changes
+	// are replicated, and every CONNECT claims its session
+	// (docs/design/message-path.md, "In a cluster"). Fixed at New.
 	Fabric Fabric
 
 	// Now is the clock; default time.Now.
