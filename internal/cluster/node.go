@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,7 @@ type Node struct {
 	log         *slog.Logger
 	srv         *server.Server
 	incarnation uint64 // random per Start: tells a restarted node's messages apart
+	token       string // the embedded server's client token
 	multi       bool   // more than one node configured
 
 	data  *nats.Conn // plain subscriptions and Forward; NoEcho
@@ -126,7 +128,12 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", c.Node)
-	opts, err := serverOptions(c)
+	var secret [24]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return nil, err
+	}
+	token := hex.EncodeToString(secret[:])
+	opts, err := serverOptions(c, token)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +149,6 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	}
 	if !srv.ReadyForConnections(wait) {
 		srv.Shutdown()
-		srv.WaitForShutdown()
 		return nil, fmt.Errorf("cluster: embedded NATS server on %s not ready after %s", c.Listen, wait)
 	}
 	var inc [8]byte
@@ -155,6 +161,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		log:         log,
 		srv:         srv,
 		incarnation: binary.BigEndian.Uint64(inc[:]),
+		token:       token,
 		multi:       len(c.routes()) > 0,
 		plainIn:     make(chan *nats.Msg, inboxLen),
 		shareIn:     make(chan *nats.Msg, inboxLen),
@@ -189,14 +196,14 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 }
 
 // serverOptions are the embedded server's options for c.
-func serverOptions(c Config) (*server.Options, error) {
+func serverOptions(c Config, token string) (*server.Options, error) {
 	host, port, err := hostPort(c.Listen)
 	if err != nil {
 		return nil, err
 	}
 	opts := &server.Options{
 		ServerName:     c.Node,
-		DontListen:     true, // in-process connections only
+		DontListen:     true, // in-process connections only (but see below)
 		NoSigs:         true,
 		JetStream:      true,
 		StoreDir:       c.DataDir,
@@ -212,6 +219,15 @@ func serverOptions(c Config) (*server.Options, error) {
 		// needs routes), nothing to listen for.
 		return opts, nil
 	}
+	// nats-server starts its route accept loop only after its client
+	// listener is open (Server.Start waits for it), so DontListen would
+	// leave the routes down. A clustered node therefore opens a client
+	// listener on loopback, on an ephemeral port, that requires a random
+	// token drawn at each start (only this node's own connections know it;
+	// they are in-process and never use the listener).
+	opts.DontListen = false
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.Authorization = token
 	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
 	opts.Routes = routes
 	if c.TLS != nil {
@@ -234,6 +250,7 @@ func (n *Node) connect() error {
 	open := func(name string, extra ...nats.Option) (*nats.Conn, error) {
 		o := append([]nats.Option{
 			nats.InProcessServer(n.srv),
+			nats.Token(n.token),
 			nats.Name(n.cfg.Node + "-" + name),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(50 * time.Millisecond),

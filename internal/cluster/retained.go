@@ -28,7 +28,9 @@ func (n *Node) ensureAssets() {
 	backoff := 250 * time.Millisecond
 	var lastLog time.Time
 	for {
-		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		// Short attempts: until a meta leader exists a request waits for
+		// its whole timeout.
+		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 		kv, err := n.createAssets(ctx, r)
 		cancel()
 		if err == nil {
