@@ -362,3 +362,24 @@ func TestFabricInterestRevoked(t *testing.T) {
 		t.Fatal("open/#, still allowed, is no longer watched")
 	}
 }
+
+// TestFabricWillsAndAdminPublishReachOtherNodes: a will sent on node A
+// (its client's connection dropped) [MQTT-3.1.2-8] and a message the
+// admin API publishes on A both reach a subscriber on node B.
+func TestFabricWillsAndAdminPublishReachOtherNodes(t *testing.T) {
+	cl := newFakeCluster(t)
+	_, ba, addrA := cl.start(t, "A", broker.Options{})
+	nb, _, addrB := cl.start(t, "B", broker.Options{})
+	sub := client5(t, addrB, "sub")
+	sub5(t, sub, 1, "status/#", 1, 0)
+	waitWatching(t, nb, "status/#", "")
+
+	dev := willConnect5(t, addrA, "dev", true, 0, 0, "status/dev")
+	dev.Conn.Close() // no DISCONNECT: the will is due
+	expectPub(t, sub, "status/dev", "gone")
+
+	if _, err := ba.PublishAs(nil, broker.AdminMessage{Topic: "status/admin", Payload: []byte("hi"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	expectPub(t, sub, "status/admin", "hi")
+}
