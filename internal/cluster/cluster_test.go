@@ -63,7 +63,7 @@ func testRouting(t *testing.T, n1, n2, n3 member) {
 	if !slices.Equal(got, []string{"a/b/c", "sentinel/2"}) {
 		t.Fatalf("n2 received %q, want a/b/c then its sentinel", got)
 	}
-	r := n2.host.messages[0]
+	r := n2.host.all()[0]
 	if r.share != "" || r.msg.QoS != 1 || !r.msg.Retain || r.msg.Origin != "t1\x00pub" || string(r.msg.Payload) != `{"v":1}` ||
 		r.msg.Properties == nil || r.msg.Properties.ContentType != "application/json" ||
 		len(r.msg.Properties.UserProperties) != 1 || r.msg.Expiry.Before(time.Now().Add(59*time.Minute)) {
@@ -113,7 +113,7 @@ func testOneCopy(t *testing.T, n1, n2 member) {
 	}
 	// In the order published.
 	i := 0
-	for _, r := range n2.host.messages {
+	for _, r := range n2.host.all() {
 		if r.msg.Topic == "x/y" {
 			if string(r.msg.Payload) != fmt.Sprint(i) {
 				t.Fatalf("message %d has payload %q", i, r.msg.Payload)
@@ -126,13 +126,13 @@ func testOneCopy(t *testing.T, n1, n2 member) {
 	}
 	// x/# was watched twice: its subscriptions stay until the second
 	// Unwatch.
-	if _, ok := n2.mu.watches[watchKey{"x/#", ""}]; !ok || len(n2.mu.watches) != 2 {
-		t.Fatalf("watches after one Unwatch each: %v, want x/# and the routing test's sentinel", n2.mu.watches)
+	if w := n2.watched(); len(w) != 2 || !slices.Contains(w, watchKey{"x/#", ""}) {
+		t.Fatalf("watches after one Unwatch each: %v, want x/# and the routing test's sentinel", w)
 	}
 	n2.Unwatch("x/#", "")
 	waitUnwatched(t, n1, "x/#", "")
-	if len(n2.mu.watches) != 1 {
-		t.Fatalf("watches left: %v", n2.mu.watches)
+	if w := n2.watched(); len(w) != 1 {
+		t.Fatalf("watches left: %v", w)
 	}
 }
 
@@ -178,7 +178,7 @@ func testShareGroups(t *testing.T, ms []member) {
 	mqtttest.Eventually(t, 15*time.Second, func() bool {
 		total := 0
 		for _, m := range ms {
-			for _, r := range m.host.messages {
+			for _, r := range m.host.all() {
 				if r.msg.Topic == "s/k" && r.share == share {
 					total++
 				}
@@ -187,7 +187,7 @@ func testShareGroups(t *testing.T, ms []member) {
 		return total >= count
 	}, "every shared message")
 	for i, m := range ms {
-		for _, r := range m.host.messages {
+		for _, r := range m.host.all() {
 			if r.msg.Topic != "s/k" {
 				continue
 			}
@@ -217,7 +217,7 @@ func testShareGroups(t *testing.T, ms []member) {
 	}
 	mqtttest.Eventually(t, 10*time.Second, func() bool {
 		c := 0
-		for _, r := range ms[2].host.messages {
+		for _, r := range ms[2].host.all() {
 			if r.share == "tenant2\x00g" {
 				c++
 			}
