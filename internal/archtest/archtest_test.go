@@ -67,6 +67,8 @@ var layers = []layer{
 	{pkg: "internal/bench/...", allow: []string{"packet", "internal/client/...", "internal/fdtable"}, why: "the load generator drives any broker over the wire"},
 	{pkg: "internal/config/...", allow: []string{"broker", "internal/auth/...", "internal/listener/..."},
 		why: "the configuration turns a file into the broker's, the listeners' and auth's settings"},
+	{pkg: "internal/cluster", allow: []string{"broker", "packet", "internal/session"},
+		why: "the cluster implements the broker's Fabric on the broker's message type"},
 	{pkg: "internal/mqtttest/...", allow: []string{"broker", "packet", "internal/listener/..."},
 		why: "test helpers start the broker on real listeners and speak packet"},
 	{pkg: "internal/archtest", stdOnly: true, allow: []string{}, why: "the layering check is a test of go list's output"},

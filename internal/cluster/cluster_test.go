@@ -440,3 +440,38 @@ type countHost struct{ n *atomic.Int64 }
 func (h countHost) DeliverRemote(*session.Message, string) { h.n.Add(1) }
 func (h countHost) ApplyRetained(*session.Message)         {}
 func (h countHost) KickRemote(string)                      {}
+
+// TestSingleNode: a node with no peers runs JetStream standalone, with no
+// listener at all; Forward does nothing for plain interest but still
+// feeds the node's own share groups, which the broker leaves to the
+// fabric; Claim works.
+func TestSingleNode(t *testing.T) {
+	cfgs := configs(t, 1, 3)
+	ms := startAll(t, cfgs)
+	n := ms[0]
+	waitReady(t, ms)
+	if n.cfg.replicas() != 1 {
+		t.Fatalf("replicas %d, want 1", n.cfg.replicas())
+	}
+	if p := n.srv.ClusterAddr(); p != nil {
+		t.Fatalf("a single node listens for routes on %v", p)
+	}
+	if a := n.srv.Addr(); a != nil {
+		t.Fatalf("a single node listens for NATS clients on %v", a)
+	}
+	n.Forward(msg("solo/x", "plain")) // no peer, no share group: not sent
+	if c := n.Counters().Forwarded; c != 0 {
+		t.Fatalf("forwarded %d with one node and no share group", c)
+	}
+	n.Watch("solo/#", "t\x00g")
+	n.Forward(msg("solo/x", "shared"))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return n.host.has("solo/x") }, "the share group's message")
+	if r := n.host.all()[0]; r.share != "t\x00g" || string(r.msg.Payload) != "shared" {
+		t.Fatalf("got %+v share %q", r.msg, r.share)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Claim(ctx, "t\x00c"); err != nil {
+		t.Fatal(err)
+	}
+}
