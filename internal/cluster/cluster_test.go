@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -31,6 +34,8 @@ func TestCluster(t *testing.T) {
 	t.Run("ShareGroups", func(t *testing.T) { testShareGroups(t, ms) })
 	t.Run("Retained", func(t *testing.T) { testRetained(t, ms) })
 	t.Run("Status", func(t *testing.T) { testStatus(t, n1) })
+	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
+	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
 	t.Run("ClaimKicksOldOwner", func(t *testing.T) { testClaimKicks(t, n1, n2, n3) })
 	t.Run("ClaimOwnerGone", func(t *testing.T) { testClaimOwnerGone(t, n1, n3) })
 }
@@ -474,4 +479,75 @@ func TestSingleNode(t *testing.T) {
 	if err := n.Claim(ctx, "t\x00c"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testListenerToken: the loopback client listener a clustered node must
+// open (nats-server starts routes only after it) refuses a connection
+// without the node's random token.
+func testListenerToken(t *testing.T, n1 member) {
+	addr := n1.srv.Addr()
+	if addr == nil {
+		t.Fatal("no client listener")
+	}
+	if ip := addr.(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Fatalf("client listener on %v, want loopback", addr)
+	}
+	nc, err := nats.Connect("nats://"+addr.String(), nats.NoReconnect(), nats.Timeout(5*time.Second))
+	if err == nil {
+		nc.Close()
+		t.Fatal("connected to the node's NATS server without its token")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("error %v, want an authorization violation", err)
+	}
+}
+
+// blockingHost holds DeliverRemote until released, as a broker that
+// broke its non-blocking contract would.
+type blockingHost struct {
+	*fakeHost
+	release chan struct{}
+}
+
+func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
+	<-h.release
+	h.fakeHost.DeliverRemote(msg, share)
+}
+
+// testSlowBroker: when a node's broker does not take messages as fast as
+// they come, its inbox holds a bounded number, NATS drops the rest
+// (counted), and the node's connection survives: later messages arrive.
+func testSlowBroker(t *testing.T, n1, n2 member) {
+	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	if err := n2.Bind(bh); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Bind(n2.host)
+	n2.Watch("slow/#", "")
+	defer n2.Unwatch("slow/#", "")
+	waitWatched(t, n1, "slow/#", "", 1)
+	const count = inboxLen + 8000
+	for i := range count {
+		n1.Forward(msg("slow/x", fmt.Sprint(i)))
+	}
+	// Every message is either waiting in the inbox (one more in the
+	// dispatcher's hands) or dropped.
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		return len(n2.plainIn)+1+int(n2.Counters().InboxDropped) >= count
+	}, "the inbox full and the rest dropped")
+	if n2.Counters().SlowConsumer == 0 {
+		t.Fatal("no slow consumer incident counted")
+	}
+	close(bh.release)
+	// The dispatcher drains the inbox; a message sent now arrives: the
+	// connection was not cut.
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		c := bh.count("slow/x")
+		return c+int(n2.Counters().InboxDropped) >= count
+	}, "the inbox drained")
+	if c := bh.count("slow/x"); c != inboxLen+1 {
+		t.Fatalf("%d of %d messages delivered: want the inbox's %d and the one the dispatcher held", c, count, inboxLen)
+	}
+	n1.Forward(msg("slow/after", ""))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("slow/after") }, "a message after the drops")
 }

@@ -38,7 +38,7 @@ func queueName(share, filter string) string {
 // connection; a share group's is a queue subscription on the share
 // connection.
 func (n *Node) Watch(filter, share string) {
-	if share != "" && n.watchLocal(filter, share) {
+	if subscribed := n.watchLocal(filter, share); subscribed && share != "" {
 		// This node's own publishes go to its share groups through the
 		// server: wait (bounded) until the server has the queue
 		// subscription, so that a publish here after the SUBACK reaches
