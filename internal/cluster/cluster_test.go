@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -31,6 +34,8 @@ func TestCluster(t *testing.T) {
 	t.Run("ShareGroups", func(t *testing.T) { testShareGroups(t, ms) })
 	t.Run("Retained", func(t *testing.T) { testRetained(t, ms) })
 	t.Run("Status", func(t *testing.T) { testStatus(t, n1) })
+	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
+	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
 	t.Run("ClaimKicksOldOwner", func(t *testing.T) { testClaimKicks(t, n1, n2, n3) })
 	t.Run("ClaimOwnerGone", func(t *testing.T) { testClaimOwnerGone(t, n1, n3) })
 }
@@ -63,7 +68,7 @@ func testRouting(t *testing.T, n1, n2, n3 member) {
 	if !slices.Equal(got, []string{"a/b/c", "sentinel/2"}) {
 		t.Fatalf("n2 received %q, want a/b/c then its sentinel", got)
 	}
-	r := n2.host.messages[0]
+	r := n2.host.all()[0]
 	if r.share != "" || r.msg.QoS != 1 || !r.msg.Retain || r.msg.Origin != "t1\x00pub" || string(r.msg.Payload) != `{"v":1}` ||
 		r.msg.Properties == nil || r.msg.Properties.ContentType != "application/json" ||
 		len(r.msg.Properties.UserProperties) != 1 || r.msg.Expiry.Before(time.Now().Add(59*time.Minute)) {
@@ -113,7 +118,7 @@ func testOneCopy(t *testing.T, n1, n2 member) {
 	}
 	// In the order published.
 	i := 0
-	for _, r := range n2.host.messages {
+	for _, r := range n2.host.all() {
 		if r.msg.Topic == "x/y" {
 			if string(r.msg.Payload) != fmt.Sprint(i) {
 				t.Fatalf("message %d has payload %q", i, r.msg.Payload)
@@ -126,13 +131,13 @@ func testOneCopy(t *testing.T, n1, n2 member) {
 	}
 	// x/# was watched twice: its subscriptions stay until the second
 	// Unwatch.
-	if _, ok := n2.mu.watches[watchKey{"x/#", ""}]; !ok || len(n2.mu.watches) != 2 {
-		t.Fatalf("watches after one Unwatch each: %v, want x/# and the routing test's sentinel", n2.mu.watches)
+	if w := n2.watched(); len(w) != 2 || !slices.Contains(w, watchKey{"x/#", ""}) {
+		t.Fatalf("watches after one Unwatch each: %v, want x/# and the routing test's sentinel", w)
 	}
 	n2.Unwatch("x/#", "")
 	waitUnwatched(t, n1, "x/#", "")
-	if len(n2.mu.watches) != 1 {
-		t.Fatalf("watches left: %v", n2.mu.watches)
+	if w := n2.watched(); len(w) != 1 {
+		t.Fatalf("watches left: %v", w)
 	}
 }
 
@@ -178,7 +183,7 @@ func testShareGroups(t *testing.T, ms []member) {
 	mqtttest.Eventually(t, 15*time.Second, func() bool {
 		total := 0
 		for _, m := range ms {
-			for _, r := range m.host.messages {
+			for _, r := range m.host.all() {
 				if r.msg.Topic == "s/k" && r.share == share {
 					total++
 				}
@@ -187,7 +192,7 @@ func testShareGroups(t *testing.T, ms []member) {
 		return total >= count
 	}, "every shared message")
 	for i, m := range ms {
-		for _, r := range m.host.messages {
+		for _, r := range m.host.all() {
 			if r.msg.Topic != "s/k" {
 				continue
 			}
@@ -217,7 +222,7 @@ func testShareGroups(t *testing.T, ms []member) {
 	}
 	mqtttest.Eventually(t, 10*time.Second, func() bool {
 		c := 0
-		for _, r := range ms[2].host.messages {
+		for _, r := range ms[2].host.all() {
 			if r.share == "tenant2\x00g" {
 				c++
 			}
@@ -421,6 +426,7 @@ func BenchmarkCrossNode(b *testing.B) {
 	m := msg("bench/x", strings.Repeat("x", 64))
 	b.SetBytes(64)
 	sent := int64(0)
+	start := time.Now()
 	for b.Loop() {
 		ms[0].Forward(m)
 		sent++
@@ -429,7 +435,8 @@ func BenchmarkCrossNode(b *testing.B) {
 	mqtttest.Eventually(b, time.Minute, func() bool {
 		return got.Load()+int64(ms[1].Counters().InboxDropped) >= sent
 	}, "every message delivered or dropped")
-	el := b.Elapsed().Seconds()
+	// From the first Forward to the last delivery.
+	el := time.Since(start).Seconds()
 	b.ReportMetric(float64(got.Load())/el, "delivered/s")
 	b.ReportMetric(float64(ms[1].Counters().InboxDropped), "dropped")
 }
@@ -440,3 +447,109 @@ type countHost struct{ n *atomic.Int64 }
 func (h countHost) DeliverRemote(*session.Message, string) { h.n.Add(1) }
 func (h countHost) ApplyRetained(*session.Message)         {}
 func (h countHost) KickRemote(string)                      {}
+
+// TestSingleNode: a node with no peers runs JetStream standalone, with no
+// listener at all; Forward does nothing for plain interest but still
+// feeds the node's own share groups, which the broker leaves to the
+// fabric; Claim works.
+func TestSingleNode(t *testing.T) {
+	cfgs := configs(t, 1, 3)
+	ms := startAll(t, cfgs)
+	n := ms[0]
+	waitReady(t, ms)
+	if n.cfg.replicas() != 1 {
+		t.Fatalf("replicas %d, want 1", n.cfg.replicas())
+	}
+	if p := n.srv.ClusterAddr(); p != nil {
+		t.Fatalf("a single node listens for routes on %v", p)
+	}
+	if a := n.srv.Addr(); a != nil {
+		t.Fatalf("a single node listens for NATS clients on %v", a)
+	}
+	n.Forward(msg("solo/x", "plain")) // no peer, no share group: not sent
+	if c := n.Counters().Forwarded; c != 0 {
+		t.Fatalf("forwarded %d with one node and no share group", c)
+	}
+	n.Watch("solo/#", "t\x00g")
+	n.Forward(msg("solo/x", "shared"))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return n.host.has("solo/x") }, "the share group's message")
+	if r := n.host.all()[0]; r.share != "t\x00g" || string(r.msg.Payload) != "shared" {
+		t.Fatalf("got %+v share %q", r.msg, r.share)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Claim(ctx, "t\x00c"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testListenerToken: the loopback client listener a clustered node must
+// open (nats-server starts routes only after it) refuses a connection
+// without the node's random token.
+func testListenerToken(t *testing.T, n1 member) {
+	addr := n1.srv.Addr()
+	if addr == nil {
+		t.Fatal("no client listener")
+	}
+	if ip := addr.(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Fatalf("client listener on %v, want loopback", addr)
+	}
+	nc, err := nats.Connect("nats://"+addr.String(), nats.NoReconnect(), nats.Timeout(5*time.Second))
+	if err == nil {
+		nc.Close()
+		t.Fatal("connected to the node's NATS server without its token")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("error %v, want an authorization violation", err)
+	}
+}
+
+// blockingHost holds DeliverRemote until released, as a broker that
+// broke its non-blocking contract would.
+type blockingHost struct {
+	*fakeHost
+	release chan struct{}
+}
+
+func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
+	<-h.release
+	h.fakeHost.DeliverRemote(msg, share)
+}
+
+// testSlowBroker: when a node's broker does not take messages as fast as
+// they come, its inbox holds a bounded number, NATS drops the rest
+// (counted), and the node's connection survives: later messages arrive.
+func testSlowBroker(t *testing.T, n1, n2 member) {
+	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	if err := n2.Bind(bh); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Bind(n2.host)
+	n2.Watch("slow/#", "")
+	defer n2.Unwatch("slow/#", "")
+	waitWatched(t, n1, "slow/#", "", 1)
+	const count = inboxLen + 8000
+	for i := range count {
+		n1.Forward(msg("slow/x", fmt.Sprint(i)))
+	}
+	// Every message is either waiting in the inbox (one more in the
+	// dispatcher's hands) or dropped.
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		return len(n2.plainIn)+1+int(n2.Counters().InboxDropped) >= count
+	}, "the inbox full and the rest dropped")
+	if n2.Counters().SlowConsumer == 0 {
+		t.Fatal("no slow consumer incident counted")
+	}
+	close(bh.release)
+	// The dispatcher drains the inbox; a message sent now arrives: the
+	// connection was not cut.
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		c := bh.count("slow/x")
+		return c+int(n2.Counters().InboxDropped) >= count
+	}, "the inbox drained")
+	if c := bh.count("slow/x"); c != inboxLen+1 {
+		t.Fatalf("%d of %d messages delivered: want the inbox's %d and the one the dispatcher held", c, count, inboxLen)
+	}
+	n1.Forward(msg("slow/after", ""))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("slow/after") }, "a message after the drops")
+}

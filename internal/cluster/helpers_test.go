@@ -55,6 +55,24 @@ func (h *fakeHost) KickRemote(key string) {
 	h.mu.Unlock()
 }
 
+// all returns the messages received so far.
+func (h *fakeHost) all() []remote {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.messages)
+}
+
+// watched returns the node's watches.
+func (m member) watched() []watchKey {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []watchKey
+	for k := range m.mu.watches {
+		out = append(out, k)
+	}
+	return out
+}
+
 // topics returns the topics of the messages received so far.
 func (h *fakeHost) topics() []string {
 	h.mu.Lock()

@@ -38,21 +38,39 @@ func queueName(share, filter string) string {
 // connection; a share group's is a queue subscription on the share
 // connection.
 func (n *Node) Watch(filter, share string) {
+	if subscribed := n.watchLocal(filter, share); subscribed && share != "" {
+		// This node's own publishes go to its share groups through the
+		// server: wait (bounded) until the server has the queue
+		// subscription, so that a publish here after the SUBACK reaches
+		// the new member.
+		if err := n.share.FlushTimeout(flushWait); err != nil {
+			n.log.Warn("cluster: share group subscription not confirmed", "err", err)
+		}
+	}
+}
+
+// flushWait bounds the wait for the local server to confirm a share
+// group's subscription.
+const flushWait = 2 * time.Second
+
+// watchLocal adds a reference to (filter, share), subscribing when it is
+// the first; it reports whether it subscribed.
+func (n *Node) watchLocal(filter, share string) bool {
 	subjects, err := FilterSubjects(filter)
 	if err != nil {
 		n.count.watchFailed.Add(1)
 		n.log.Warn("cluster: filter not watched", "filter", shorten(filter), "err", err)
-		return
+		return false
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.mu.closed {
-		return
+		return false
 	}
 	k := watchKey{filter, share}
 	if w := n.mu.watches[k]; w != nil {
 		w.refs++
-		return
+		return false
 	}
 	w := &watch{refs: 1}
 	for _, s := range subjects {
@@ -74,6 +92,7 @@ func (n *Node) Watch(filter, share string) {
 		w.subs = append(w.subs, sub)
 	}
 	n.mu.watches[k] = w
+	return true
 }
 
 // Unwatch implements broker.Fabric.
