@@ -111,13 +111,6 @@ func (fi *fabricInterest) sync(f Fabric) {
 	}
 }
 
-// count returns the local subscriptions to (filter, share), for tests.
-func (fi *fabricInterest) count(filter, share string) int {
-	fi.mu.Lock()
-	defer fi.mu.Unlock()
-	return fi.mu.refs[interestKey{filter, share}]
-}
-
 // subscribeTrie adds or replaces a subscription in the trie and, with a
 // fabric, counts a new one in the node's interest.
 func (b *Broker) subscribeTrie(inner string, k subKey, v subscriber) {
