@@ -1,10 +1,12 @@
 // Package cluster links Petrel nodes into a cluster on an embedded NATS
 // server (routes plus JetStream) and implements broker.Fabric on it.
 //
-// Each node embeds one nats-server with no client listener: the broker
-// talks to it through in-process connections only, and nodes talk to each
-// other over NATS routes (optionally TLS with verified peers). What
-// travels between nodes:
+// Each node embeds one nats-server. The broker talks to it through
+// in-process connections only, and nodes talk to each other over NATS
+// routes (optionally mutual TLS). nats-server starts its routes only
+// after its client listener, so a clustered node opens one on 127.0.0.1
+// (ephemeral port) that requires a random per-start token; a single
+// node opens none. What travels between nodes:
 //
 //   - live messages, over core NATS (at most once): one NATS subscription
 //     per distinct (filter, share group) this node watches, so a message
