@@ -28,6 +28,9 @@ type fakeCluster struct {
 	owner    map[string]*fakeNode // session key -> node that claimed it last
 	rr       map[string]int       // share -> deliveries, for round robin
 	claimErr error
+	// duringClaim, when set, runs inside a node's Claim once the key is
+	// recorded for it (another node's claim racing this one).
+	duringClaim func(n *fakeNode, key string)
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -159,9 +162,13 @@ func (n *fakeNode) Claim(ctx context.Context, key string) error {
 	n.claims = append(n.claims, key)
 	prev := n.c.owner[key]
 	n.c.owner[key] = n
+	during := n.c.duringClaim
 	n.c.mu.Unlock()
 	if prev != nil && prev != n {
 		prev.host.KickRemote(key)
+	}
+	if during != nil {
+		during(n, key)
 	}
 	return ctx.Err()
 }

@@ -383,3 +383,36 @@ func TestFabricWillsAndAdminPublishReachOtherNodes(t *testing.T) {
 	}
 	expectPub(t, sub, "status/admin", "hi")
 }
+
+// TestFabricKickWhileClaimingRefusesConnect: when another node takes a
+// session over while this node's CONNECT of it is still being claimed
+// (the other CONNECT is the newer), this CONNECT is refused as server
+// unavailable instead of leaving the client connected on two nodes
+// [MQTT-3.1.4-2].
+func TestFabricKickWhileClaimingRefusesConnect(t *testing.T) {
+	cl := newFakeCluster(t)
+	na, b, addr := cl.start(t, "A", broker.Options{})
+	nb := cl.node("B")
+	cl.mu.Lock()
+	cl.duringClaim = func(n *fakeNode, key string) {
+		if n != na {
+			return
+		}
+		cl.mu.Lock()
+		cl.owner[key] = nb // B's claim wins the race
+		cl.mu.Unlock()
+		n.host.KickRemote(key)
+	}
+	cl.mu.Unlock()
+
+	c := mqtttest.Dial(t, addr, packet.V5)
+	c.Send(&packet.Connect{ClientID: "raced", CleanStart: true, KeepAlive: 60})
+	expectConnackRefused(t, c, packet.ServerUnavailable)
+	if hasSession(b, "raced") {
+		t.Fatal("the CONNECT that lost the race left a session")
+	}
+	cl.mu.Lock()
+	cl.duringClaim = nil
+	cl.mu.Unlock()
+	roundTrip(t, addr) // the node serves on
+}
