@@ -212,8 +212,17 @@ func TestFabricTakeoverAcrossNodes(t *testing.T) {
 				"A discarded the session taken over")
 			mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return !na.watching("dev/1/#", "") },
 				"A unwatched the discarded session's filter")
-			if slices.Contains(na.released(), broker.SessionKey("t1", "dev-1")) {
-				t.Fatal("A released a session B owns now")
+			// A clean session taken over ends on A, but B owns it now:
+			// no Release from A.
+			clean, _ := connectTenant(t, addrA, v, "t1", "dev-2", packet.Connect{CleanStart: true})
+			connectTenant(t, addrB, v, "t1", "dev-2", packet.Connect{CleanStart: true})
+			clean.ExpectClosed()
+			mqtttest.Eventually(t, mqtttest.Timeout, func() bool { _, ok := ba.ClientStatsIn("t1", "dev-2"); return !ok },
+				"A ended the clean session taken over")
+			for _, k := range []string{"dev-1", "dev-2"} {
+				if slices.Contains(na.released(), broker.SessionKey("t1", k)) {
+					t.Fatalf("A released %s's session, which B owns now", k)
+				}
 			}
 			answersPing(t, other, "t2's dev-1 on A")
 			answersPing(t, nw, "t1's dev-1 on B")
