@@ -311,6 +311,10 @@ func (b *Broker) DeleteSession(ctx context.Context, tenant, clientID string) (bo
 	w := b.mu.wills[key]
 	delete(b.mu.wills, key)
 	b.mu.Unlock()
+	b.syncInterest()
+	if b.fabric != nil {
+		b.fabric.Release(key)
+	}
 	b.log.Info("session deleted by an administrator", "tenant", tenant, "client", clientID)
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing

@@ -211,6 +211,9 @@ func (b *Broker) DeleteRetained(name string) (bool, error) {
 		return true, err
 	}
 	b.retained.Delete(name)
+	if b.fabric != nil && !isSysTopic(name) {
+		b.fabric.Retain(&session.Message{Topic: name, Retain: true}) // an empty payload clears it everywhere
+	}
 	b.log.Info("retained message deleted by an administrator", "topic", name)
 	return true, nil
 }

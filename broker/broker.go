@@ -178,7 +178,12 @@ type Options struct {
 	RawTransport bool
 
 	// Fabric links the broker to the other nodes of a cluster (fabric.go,
-	// internal/cluster); nil for one node.
+	// internal/cluster); nil for one node. New binds it (Fabric.Bind)
+	// before restoring the store. With a fabric, messages published here
+	// go to the other nodes after the local delivery, share groups are
+	// delivered through it (balanced across the nodes), retained changes
+	// are replicated, and every CONNECT claims its session
+	// (docs/design/message-path.md, "In a cluster"). Fixed at New.
 	Fabric Fabric
 
 	// Now is the clock; default time.Now.
@@ -212,6 +217,12 @@ type Broker struct {
 	budgetLog budgetLog
 	metrics   metricCounters // metrics.go, figures.go
 
+	// fabric links the broker to the other nodes of a cluster
+	// (Options.Fabric, fixed at New; nil for one node), and interest is
+	// what this node told it it subscribes to (fabric_interest.go).
+	fabric   Fabric
+	interest fabricInterest
+
 	wg       sync.WaitGroup // connection goroutines and the sweeper
 	shutdown atomic.Bool
 	done     chan struct{}
@@ -227,6 +238,9 @@ type Broker struct {
 		quotas    map[string]*session.Quota // per tenant
 		sweeping  bool                      // the sweeper runs (startSweepLocked)
 		tenants   map[string]*session.Tenant
+		// claiming holds, by session key, the connections whose CONNECT
+		// waits for Fabric.Claim (fabric_host.go); nil without a fabric.
+		claiming map[string][]*conn
 	}
 }
 
@@ -381,11 +395,21 @@ func New(o Options) (*Broker, error) {
 	b.mu.wills = make(map[string]*pendingWill)
 	b.mu.quotas = make(map[string]*session.Quota)
 	b.mu.tenants = make(map[string]*session.Tenant)
+	if o.Fabric != nil {
+		// Bound before the store is restored: the restored subscriptions
+		// become the node's interest, and restored wills go to the cluster.
+		b.fabric = o.Fabric
+		b.mu.claiming = make(map[string][]*conn)
+		if err := b.fabric.Bind(b); err != nil {
+			return nil, fmt.Errorf("broker: binding the cluster fabric: %w", err)
+		}
+	}
 	if b.store != nil {
 		if err := b.restore(context.Background()); err != nil {
 			return nil, err
 		}
 	}
+	b.syncInterest()
 	return b, nil
 }
 
@@ -393,7 +417,7 @@ func New(o Options) (*Broker, error) {
 func (b *Broker) opts() *Options { return b.cur.Load() }
 
 // SetLimits applies the limits of o (every field but Logger,
-// Authenticator, Authorizer, Store and Now, which stay as they are) while
+// Authenticator, Authorizer, Store, Fabric and Now, which stay as they are) while
 // the broker runs. Connections and sessions pick them up as they next use
 // them: a new CONNECT, a new packet, a new session's queue; sessions
 // already held keep their queue limits. It returns an error naming a bad
@@ -402,6 +426,7 @@ func (b *Broker) SetLimits(o Options) error {
 	cur := b.opts()
 	o.Logger, o.Authenticator, o.Authorizer, o.Now, o.Store = cur.Logger, cur.Authenticator, cur.Authorizer, cur.Now, cur.Store
 	o.RawTransport = cur.RawTransport // Serve and connections read it as they start
+	o.Fabric = cur.Fabric             // bound at New
 	o, err := normalize(o)
 	if err != nil {
 		return err
@@ -580,10 +605,11 @@ func (b *Broker) serveConn(nc net.Conn, li *listenerInfo) *conn {
 // write would wait). Whether the client's session key names a connection
 // to take over, a delayed will to send or a stored session to discard is
 // known only once the tenant is: attach then hands the CONNECT over
-// (errAttachWaits).
+// (errAttachWaits). With a fabric no CONNECT is quick: Fabric.Claim may
+// wait for another node.
 func (b *Broker) quickConnect(p *packet.Connect) bool {
 	o := b.opts()
-	if !quickAuthenticator(o.Authenticator) || enhancedAuth(p) {
+	if b.fabric != nil || !quickAuthenticator(o.Authenticator) || enhancedAuth(p) {
 		return false
 	}
 	persistent := !p.CleanStart

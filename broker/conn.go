@@ -76,6 +76,9 @@ type conn struct {
 
 	// Under b.mu: the broker's list of connections (connList).
 	lprev, lnext *conn
+	// Under b.mu: another node took this connection's session over
+	// (Broker.KickRemote): its end is not a Fabric.Release.
+	remoteKicked bool
 
 	// The reader's. remoteAddr is the client's address, set when serving
 	// starts (before the first packet); logs format it (remoteString)

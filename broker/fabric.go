@@ -32,11 +32,13 @@ type Fabric interface {
 
 	// Watch tells the fabric that this node gained its first local
 	// subscription to filter (an MQTT filter, $share prefix removed) for
-	// share group share (the broker's key of the group, made of tenant and
-	// group name, opaque to the fabric; "" for a plain subscription);
+	// share group share (the broker's key of the group, made of tenant,
+	// group name and filter, so one per MQTT share group; any bytes, NUL
+	// included, opaque to the fabric; "" for a plain subscription);
 	// Unwatch that it lost the last one. Matching messages
 	// published on other nodes then arrive through FabricHost.DeliverRemote.
-	// Calls for one (filter, share) alternate, starting with Watch.
+	// Calls for one (filter, share) alternate, starting with Watch. The
+	// broker makes them with none of its locks held.
 	Watch(filter, share string)
 	Unwatch(filter, share string)
 
@@ -57,8 +59,10 @@ type Fabric interface {
 	// Claim records that session key (SessionKey(tenant, client id)) is
 	// now connected on this node, with a compare-and-set on its record,
 	// and has the node that held it before close that connection
-	// (FabricHost.KickRemote there) [MQTT-3.1.4-2]. It returns once that
-	// node answered or is known to be gone, or with ctx's error.
+	// (FabricHost.KickRemote there, when it is another node)
+	// [MQTT-3.1.4-2]. It returns once that node answered or is known to
+	// be gone, or with ctx's error; the broker then refuses the CONNECT
+	// (server unavailable).
 	Claim(ctx context.Context, key string) error
 	// Release tells the fabric that session key ended on this node (a
 	// clean session disconnected, or the session expired or was deleted).
@@ -72,7 +76,8 @@ type FabricHost interface {
 	// subscribers of share group share (one member of it) or, for share
 	// "", to the local plain subscriptions matching its topic, each
 	// session at most once [MQTT-3.3.5-1]. It never forwards msg again and
-	// never blocks on a subscriber.
+	// never blocks on a subscriber. The broker keeps msg (queues share
+	// it): the fabric must not change it afterwards.
 	DeliverRemote(msg *session.Message, share string)
 	// ApplyRetained sets (or, for an empty payload, clears) a retained
 	// message changed on another node, without forwarding it again.

@@ -174,6 +174,13 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 	if p.Will != nil && !o.Authorizer.CanPublish(ident, p.Will.Topic, p.Will.QoS, p.Will.Retain) {
 		return c.refuse(packet.NotAuthorized, fmt.Errorf("will topic %q not authorized", p.Will.Topic))
 	}
+	if c.b.fabric != nil {
+		// The cluster records that the session is now on this node and
+		// has the node that held it close its connection [MQTT-3.1.4-2].
+		if err := c.claim(); err != nil {
+			return c.refuse(packet.ServerUnavailable, err) // 5.0: 0x88; 3.x: CONNACK 3
+		}
+	}
 	c.will = p.Will
 	c.clean = p.CleanStart
 	c.authMethod = pc.method
@@ -225,7 +232,12 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		if p.Version == packet.V5 {
 			code = packet.ServerBusy
 		}
+		if c.b.fabric != nil {
+			c.b.releaseUnheld(c.key)
+		}
 		return c.refuse(code, fmt.Errorf("connection limit %d reached", o.MaxConnections))
+	case errors.Is(err, errClaimLost):
+		return c.refuse(packet.ServerUnavailable, err)
 	}
 	c.b.setTenant(sess, ident.Tenant)
 	c.sess = sess

@@ -24,6 +24,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	c.sess.Guard.Lock()
 	owed, err := c.subscribeLocked(p, codes, subID)
 	c.sess.Guard.Unlock()
+	c.b.syncInterest()
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func (c *conn) subscribeLocked(p *packet.Subscribe, codes []packet.ReasonCode, s
 		// A subscription to the same filter replaces the old one [MQTT-3.8.4-3].
 		// A share group is the tenant's own (groupKey).
 		k, _, v := subscriberOf(c.sess, sub)
-		c.b.subs.Subscribe(inner, k, v)
+		c.b.subscribeTrie(inner, k, v)
 		codes[i] = packet.ReasonCode(granted)
 		if !shared && sendRetained(c.version, s.RetainHandling, existed) {
 			owed = c.b.retainedFor(inner, granted, subID, dec.Deny, owed)
@@ -165,12 +166,13 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	for i, f := range p.Filters {
 		if c.sess.Unsubscribe(f) {
 			k, inner := subKeyOf(c.sess, f)
-			c.b.subs.Unsubscribe(inner, k) // [MQTT-3.10.4-1]
+			c.b.unsubscribeTrie(inner, k) // [MQTT-3.10.4-1]
 		} else {
 			codes[i] = packet.NoSubscriptionExisted
 		}
 	}
 	c.sess.Guard.Unlock()
+	c.b.syncInterest()
 	if c.b.store != nil && c.sess.Persistent() {
 		var batch Batch
 		for i, f := range p.Filters {

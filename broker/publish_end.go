@@ -8,10 +8,11 @@ import (
 // ackCode is the PUBACK/PUBREC code of a publish once routed: 5.0
 // publishers hear that nobody matched (0x10), or that every matching
 // session's queue refused it (0x97 quota exceeded: 5.0 section 3.4.2.1,
-// 3.5.2.1 [MQTT-3.4.2-1] [MQTT-3.5.2-1]).
+// 3.5.2.1 [MQTT-3.4.2-1] [MQTT-3.5.2-1]). In a cluster (rt.remote) the
+// node does not know whether other nodes' subscribers take it: Success.
 func ackCode(v packet.Version, rt *routing) packet.ReasonCode {
 	switch {
-	case v != packet.V5 || rt.queued > 0:
+	case v != packet.V5 || rt.queued > 0 || rt.remote:
 		return packet.Success
 	case rt.refused > 0:
 		return packet.QuotaExceeded
@@ -43,6 +44,10 @@ func (c *conn) endPublish(p *packet.Publish, msg *session.Message, rt *routing, 
 		return c.storeFailed(p, err, send)
 	}
 	c.b.queueStaged(rt)
+	if c.b.fabric != nil {
+		// After the local deliveries and their write: never what failed.
+		c.b.fabric.Forward(msg)
+	}
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}
@@ -74,8 +79,17 @@ func retainOp(msg *session.Message) Op {
 }
 
 // retainMessage stores msg as the topic's retained message, or clears it
-// when the payload is empty [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+// when the payload is empty [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11],
+// and with a fabric has the other nodes do the same (not for $SYS).
 func (b *Broker) retainMessage(msg *session.Message) {
+	b.setRetained(msg)
+	if b.fabric != nil && !isSysTopic(msg.Topic) {
+		b.fabric.Retain(msg)
+	}
+}
+
+// setRetained is retainMessage on this node only.
+func (b *Broker) setRetained(msg *session.Message) {
 	if len(msg.Payload) == 0 {
 		b.retained.Delete(msg.Topic)
 		return

@@ -142,6 +142,7 @@ func (b *Broker) reauthorize(s *session.Session, id *Identity, cause string) int
 	var batch Batch
 	revoked := b.recheckLocked(s, id, authz, &batch)
 	s.Guard.Unlock()
+	b.syncInterest()
 
 	dropped := b.dropUnreceivable(s, id, authz, &batch)
 	if batch.Len() > 0 {
@@ -177,7 +178,7 @@ func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorize
 		dec := authz.CanSubscribe(id, sub.Filter, sub.QoS)
 		if !dec.OK {
 			s.Unsubscribe(sub.Filter)
-			b.subs.Unsubscribe(inner, key)
+			b.unsubscribeTrie(inner, key)
 			if stored {
 				batch.Add(Op{Kind: OpDeleteSubscription, ClientID: s.ID, Filter: sub.Filter})
 			}
@@ -202,7 +203,7 @@ func (b *Broker) recheckLocked(s *session.Session, id *Identity, authz Authorize
 		changed.QoS, changed.Deny = qos, dec.Deny
 		s.Subscribe(changed)
 		_, _, v := subscriberOf(s, changed)
-		b.subs.Subscribe(inner, key, v)
+		b.subscribeTrie(inner, key, v)
 		if stored && qos != sub.QoS {
 			batch.Add(Op{Kind: OpPutSubscription, ClientID: s.ID, Sub: storedSubscription(changed)})
 		}

@@ -144,7 +144,7 @@ func (r *restorer) RestoreSubscription(clientID string, sub *StoredSubscription)
 		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
 	s.Subscribe(rs)
 	k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
-	r.b.subs.Subscribe(inner, k, v)
+	r.b.subscribeTrie(inner, k, v)     // the fabric is told once Load returned (New)
 	return nil
 }
 

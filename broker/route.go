@@ -95,6 +95,7 @@ type routing struct {
 	from    *conn                         // the publishing reader, while route runs (see route)
 	queued  int                           // deliveries queued (see enqueue)
 	refused int                           // deliveries a queue bound refused
+	remote  bool                          // the message goes to other nodes too (route, with a fabric)
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct
@@ -128,7 +129,7 @@ func (rt *routing) release() {
 	rt.staged = rt.staged[:0]
 	rt.batch.Reset()
 	rt.cleanup.Reset()
-	rt.queued, rt.refused = 0, 0
+	rt.queued, rt.refused, rt.remote = 0, 0, false
 	routingPool.Put(rt)
 }
 
@@ -175,8 +176,9 @@ func (b *Broker) queueStaged(rt *routing) {
 // reader: wills, the admin API, $SYS. Deliveries to persistent sessions
 // (QoS 1/2) are written to the store first, in one commit with extra
 // (durable when asked), and queued only once it returned; on a store
-// error they are not queued and the error is returned. It returns the
-// number of sessions the message was queued for.
+// error they are not queued and the error is returned. With a fabric the
+// message then goes to the other nodes (never a $SYS one). It returns the
+// number of local sessions the message was queued for.
 func (b *Broker) publish(msg *session.Message, extra *Batch, durable bool) (int, error) {
 	rt, n := b.route(msg, nil)
 	defer rt.release()
@@ -184,6 +186,7 @@ func (b *Broker) publish(msg *session.Message, extra *Batch, durable bool) (int,
 		return n - len(rt.staged), err
 	}
 	b.queueStaged(rt)
+	b.forward(msg)
 	return n, nil
 }
 
@@ -205,22 +208,33 @@ func (b *Broker) route(msg *session.Message, from *conn) (rt *routing, n int) {
 		hint = from.stripe
 	}
 	ents := b.subs.MatchHint(msg.Topic, hint, (*ep)[:0])
-	switch len(ents) {
-	case 0:
-	case 1:
-		if ents[0].Key.group == "" {
-			n += b.deliver(rt, msg, ents[0].Key.s, ents[0].Value, nil)
-		} else {
-			n += b.deliverShared(rt, msg, ents)
-		}
-	default:
-		n += b.deliverMany(rt, msg, ents)
+	if b.fabric != nil {
+		// The share groups get it through the fabric (Forward), which
+		// balances them across the nodes; the publisher cannot know
+		// whether other nodes have subscribers (ackCode).
+		ents = keepShare(ents, "")
+		rt.remote = true
 	}
+	n = b.deliverEntries(rt, msg, ents)
 	clear(ents)
 	*ep = ents[:0]
 	entryPool.Put(ep)
 	rt.from = nil // staged deliveries may be queued by another goroutine: they wake at once
 	return rt, n
+}
+
+// deliverEntries delivers msg to the matched subscriptions ents.
+func (b *Broker) deliverEntries(rt *routing, msg *session.Message, ents []entry) int {
+	switch len(ents) {
+	case 0:
+		return 0
+	case 1:
+		if ents[0].Key.group == "" {
+			return b.deliver(rt, msg, ents[0].Key.s, ents[0].Value, nil)
+		}
+		return b.deliverShared(rt, msg, ents)
+	}
+	return b.deliverMany(rt, msg, ents)
 }
 
 // deliverMany merges overlapping subscriptions per session and hands each

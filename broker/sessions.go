@@ -36,10 +36,15 @@ var (
 // a connection; and, for an inline reader, with errAttachWaits.
 func (b *Broker) attach(c *conn, cleanStart bool) (s *session.Session, present, discardedStored bool, err error) {
 	key := c.key
+	defer b.syncInterest() // a clean start dropped the old session's subscriptions
 	for {
 		b.mu.Lock()
 		old := b.mu.clients[key]
 		if old == nil {
+			if b.fabric != nil && b.unclaimLocked(c) {
+				b.mu.Unlock()
+				return nil, false, false, errClaimLost
+			}
 			s = b.mu.sessions[key]
 			w := b.mu.wills[key]
 			if c.inline && (w != nil || (b.store != nil && s != nil)) {
@@ -162,6 +167,9 @@ func (f *flapTracker) note(key string, now time.Time) bool {
 //
 // keepWill says the connection's will is now delayed: the store record
 // keeps it, so that a restart still sends it.
+//
+// With a fabric, a session that ends here is released (Fabric.Release),
+// unless another node took it over (KickRemote).
 func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 	op := Op{Kind: OpDeleteSession, ClientID: c.key}
 	if !c.clean {
@@ -170,10 +178,15 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 			op.Session = sessionRecord(c, b.opts().Now(), keepWill)
 		}
 	}
-	defer func() {
+	release := false
+	defer func() { // after b.mu is released
 		if op.Kind != 0 && c.sess.Persistent() {
 			// A failed write is logged and counted by commit.
 			_ = b.commitOne(op, false)
+		}
+		b.syncInterest()
+		if release {
+			b.fabric.Release(c.key)
 		}
 	}()
 	b.mu.Lock()
@@ -190,6 +203,7 @@ func (b *Broker) detach(c *conn, keepWill bool) []session.Delivery {
 	shared := c.sess.TakeShared()
 	if c.clean {
 		b.dropSessionLocked(c.sess)
+		release = b.fabric != nil && !c.remoteKicked
 		return shared
 	}
 	b.rememberHolder(c.sess, c.id)
@@ -221,6 +235,10 @@ func (b *Broker) expire(key string, s *session.Session) {
 	w := b.mu.wills[key]
 	delete(b.mu.wills, key)
 	b.mu.Unlock()
+	b.syncInterest()
+	if b.fabric != nil {
+		b.fabric.Release(key)
+	}
 	tenant, id := SplitSessionKey(key)
 	b.log.Info("session expired", "tenant", tenant, "client", id)
 	// A failed write is logged and counted by commit; the session then
@@ -302,7 +320,7 @@ func (b *Broker) dropSessionLocked(s *session.Session) {
 	s.Discard() // what it holds stops counting against the tenant and the budget
 	for _, sub := range s.Subscriptions() {
 		k, inner := subKeyOf(s, sub.Filter)
-		b.subs.Unsubscribe(inner, k)
+		b.unsubscribeTrie(inner, k)
 	}
 	s.Guard.Unlock()
 	delete(b.mu.sessions, s.ID)

@@ -31,6 +31,7 @@ Commands:
   retained-delete TOPIC                      remove a retained message (and from the store)
   publish -t TOPIC -m MESSAGE [-q QOS] [-r] [--base64] [--content-type T] [--expiry S] [--user-property K=V]
   stats                                      the broker's counters
+  cluster                                    the cluster: nodes, leaders, replication lag (also petrel cluster status)
   reload                                     reload the configuration (as SIGHUP)
 
 Flags (before or after the command):
@@ -212,6 +213,15 @@ var ctlCommands = map[string]ctlCommand{
 				return err
 			}
 			return o.Stats(s)
+		}, 0
+	},
+	"cluster": func(*flag.FlagSet) (ctlDo, int) {
+		return func(ctx context.Context, c *ctl.Client, _ *ctlFlags, o ctl.Output, _ []string) error {
+			cl, err := c.Cluster(ctx)
+			if err != nil {
+				return err
+			}
+			return o.Cluster(cl)
 		}, 0
 	},
 	"reload": func(*flag.FlagSet) (ctlDo, int) {

@@ -9,6 +9,7 @@
 //	petrel passwd [--scram]                  hash a password for the users file
 //	petrel store inspect [--data DIR]        show a data directory's sessions and queues
 //	petrel ctl COMMAND                       the admin API of a running broker
+//	petrel cluster status                    a running cluster's nodes, leaders and lag
 //	petrel version                           print the version
 package main
 
@@ -30,6 +31,7 @@ Usage:
   petrel passwd [--scram] hash a password from stdin for the users file
   petrel store inspect    show the sessions, queues and retained count of a data directory
   petrel ctl COMMAND      a running broker's clients, sessions, retained messages, stats (petrel ctl -h)
+  petrel cluster status   a running cluster's nodes, leaders, replication lag, connections
   petrel version          print the version
 
 With no flags, petrel serve listens on 127.0.0.1:1883 and allows anonymous
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return storeMain(args[1:], stdout, stderr)
 	case "ctl":
 		return ctlMain(args[1:], os.Environ(), stdout, stderr)
+	case "cluster":
+		return clusterMain(args[1:], os.Environ(), stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, buildVersion())
 		return 0

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -155,11 +156,33 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		}()
 		opts.Store = st
 	}
+	// The cluster node before the broker (New binds the broker to it),
+	// closed after the broker's shutdown (deferred).
+	var served atomic.Pointer[broker.Broker]
+	node, err := startCluster(cfg, logger, func() int {
+		if b := served.Load(); b != nil {
+			return b.Stats().Clients
+		}
+		return -1
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
+		return 1
+	}
+	if node != nil {
+		defer func() {
+			if err := node.Close(); err != nil {
+				logger.Error("closing the cluster node", "err", err)
+			}
+		}()
+		opts.Fabric = node
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
 		return 2
 	}
+	served.Store(b)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -191,7 +214,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
 	reloads := make(reloadRequests)
-	adm, err := startAdmin(cfg, b, sec, lns, logger, reloads.do, len(cfg.Listeners))
+	adm, err := startAdmin(cfg, b, sec, lns, logger, reloads.do, len(cfg.Listeners), clusterReport(node))
 	if err != nil {
 		logger.Error("admin API failed to start", "err", err)
 		shutdown(b, lns, logger)

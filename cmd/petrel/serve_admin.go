@@ -11,6 +11,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/admin"
+	"github.com/petrel-mqtt/petrel/internal/admin/api"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/metrics"
@@ -30,7 +31,7 @@ type adminListener struct {
 // configured address that cannot be bound is an error, as a listener's
 // is.
 func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, logger *slog.Logger,
-	reload func(context.Context) error, listeners int) (*adminListener, error) {
+	reload func(context.Context) error, listeners int, cluster func(context.Context) (*api.Cluster, error)) (*adminListener, error) {
 	ac := cfg.Admin
 	if ac.Address == "" {
 		return nil, nil
@@ -38,7 +39,7 @@ func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*list
 	a := &adminListener{log: logger, done: make(chan struct{})}
 	o := admin.Options{
 		Broker: b, Logger: logger, OpenOnLoopback: ac.OpenOnLoopback, OperatorTenant: cfg.AdminOperatorTenant(),
-		Reload: reload,
+		Reload: reload, Cluster: cluster,
 		Ready: func() error {
 			if n := b.Serving(); n < listeners {
 				return fmt.Errorf("%d of %d listeners serving", n, listeners)

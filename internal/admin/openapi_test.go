@@ -17,6 +17,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/admin"
+	"github.com/petrel-mqtt/petrel/internal/admin/api"
 	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -154,6 +155,10 @@ func (s spec) validate(schema map[string]any, v any, at string) []string {
 		if f, ok := v.(float64); !ok || f != math.Trunc(f) {
 			bad("want an integer, got %v", v)
 		}
+	case "number":
+		if _, ok := v.(float64); !ok {
+			bad("want a number, got %T", v)
+		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {
 			bad("want a boolean, got %T", v)
@@ -176,7 +181,8 @@ func asList(v any) []any {
 func TestOpenAPIResponsesValidate(t *testing.T) {
 	s := loadSpec(t)
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "up 1") })
-	e := start(t, broker.Options{}, admin.Options{Metrics: metrics, Reload: func(context.Context) error { return nil }}, "")
+	e := start(t, broker.Options{}, admin.Options{Metrics: metrics, Reload: func(context.Context) error { return nil },
+		Cluster: func(context.Context) (*api.Cluster, error) { return sampleCluster(), nil }}, "")
 	c := mqtttest.Dial(t, e.mqtt, packet.V5)
 	c.Connect(&packet.Connect{ClientID: "dev-1", CleanStart: true, KeepAlive: 30, Properties: expiry(600)})
 	c.Subscribe(1, packet.Subscription{Filter: "cmd/#", QoS: 1, NoLocal: true})
@@ -208,6 +214,7 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 		{"POST", "/api/v1/publish", "/api/v1/publish", `{"topic":"cmd/#"}`},
 		{"GET", "/api/v1/stats", "/api/v1/stats", ""},
 		{"POST", "/api/v1/reload", "/api/v1/reload", ""},
+		{"GET", "/api/v1/cluster", "/api/v1/cluster", ""},
 		{"DELETE", "/api/v1/retained/{topic}", "/api/v1/retained/cfg/a", ""},
 		{"DELETE", "/api/v1/retained/{topic}", "/api/v1/retained/cfg/a", ""},
 		{"DELETE", "/api/v1/clients/{client_id}", "/api/v1/clients/dev-1", ""},

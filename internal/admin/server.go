@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/admin/api"
 )
 
 // DefaultAddress is where petrel serve listens for the admin API unless
@@ -73,6 +74,9 @@ type Options struct {
 	Ready func() error
 	// Reload runs the reload SIGHUP does; nil answers 501.
 	Reload func(ctx context.Context) error
+	// Cluster reports the cluster this node belongs to (GET
+	// /api/v1/cluster); nil, one node without a cluster, answers 404.
+	Cluster func(ctx context.Context) (*api.Cluster, error)
 	// TLS, when set, serves HTTPS.
 	TLS *tls.Config
 	// Now is the clock; default time.Now.
@@ -146,6 +150,8 @@ func (s *Server) routes() {
 	s.handle("POST /api/v1/publish", write, s.publish)
 	s.handle("GET /api/v1/stats", operatorRead, s.stats)
 	s.handle("POST /api/v1/reload", operatorWrite, s.reload)
+	// Every node and its connections, every tenant's: operator principals only.
+	s.handle("GET /api/v1/cluster", operatorRead, s.cluster)
 }
 
 // Patterns returns the route patterns ("METHOD /path") the server serves.

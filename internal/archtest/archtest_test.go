@@ -65,6 +65,8 @@ var layers = []layer{
 		why: "contrib's test checks the dashboard and alert rules against the exported metrics"},
 	{pkg: "internal/client/...", allow: []string{"packet", "internal/topic"}, why: "the client is a small client on packet/ (and topic validation)"},
 	{pkg: "internal/bench/...", allow: []string{"packet", "internal/client/...", "internal/fdtable"}, why: "the load generator drives any broker over the wire"},
+	{pkg: "internal/cluster/...", allow: []string{"broker", "packet", "internal/session", "internal/topic"},
+		why: "the cluster implements the broker's Fabric on the broker's message type"},
 	{pkg: "internal/config/...", allow: []string{"broker", "internal/auth/...", "internal/listener/..."},
 		why: "the configuration turns a file into the broker's, the listeners' and auth's settings"},
 	{pkg: "internal/mqtttest/...", allow: []string{"broker", "packet", "internal/listener/..."},

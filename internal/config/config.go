@@ -36,6 +36,9 @@ type Config struct {
 	Runtime Runtime `yaml:"runtime"`
 	// Admin is the admin HTTP listener (admin.go).
 	Admin Admin `yaml:"admin"`
+	// Cluster, when present, joins this broker to other nodes (cluster.go,
+	// docs/clustering.md); nil runs one node with no NATS at all.
+	Cluster *Cluster `yaml:"cluster"`
 
 	// Metrics configures the Prometheus metrics (/metrics).
 	Metrics Metrics `yaml:"metrics"`
@@ -315,6 +318,9 @@ func (c *Config) applyDefaults() {
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
 	}
+	if c.Cluster != nil {
+		c.Cluster.applyDefaults()
+	}
 }
 
 // Validate checks every value and returns all problems at once, each
@@ -466,5 +472,6 @@ func (c *Config) Validate() error {
 		c.Auth.validate(bad)
 	}
 	c.validateAdmin(bad)
+	c.validateCluster(bad)
 	return errors.Join(errs...)
 }

@@ -101,7 +101,7 @@ func (c *Config) Check() error {
 			errs = append(errs, fmt.Errorf("listeners[%d].address: %q is not a loopback address and %s; set allow_anonymous_remote: true to accept that", i, c.Listeners[i].Address, why))
 		}
 	}
-	errs = append(errs, c.checkAuth(), c.checkAdmin(), c.checkFiles())
+	errs = append(errs, c.checkAuth(), c.checkAdmin(), c.checkCluster(), c.checkFiles())
 	return errors.Join(errs...)
 }
 

@@ -83,6 +83,7 @@ func parse(data []byte, environ []string) (*Config, error) {
 	warnings, err := applyEnv(c, environ)
 	c.Warnings = append(c.Warnings, warnings...)
 	errs = append(errs, err)
+	c.Warnings = append(c.Warnings, c.clusterWarnings()...) // before the defaults: only a replicas set by hand
 	c.applyDefaults()
 	errs = append(errs, c.Validate())
 	if err := errors.Join(errs...); err != nil {

@@ -11,7 +11,8 @@ import (
 // ResolvePaths makes every relative file and folder path of the
 // configuration absolute against base, the configuration file's folder
 // (or the working directory when there is no file): store.data_dir,
-// log.audit_file, the listeners' certificate, key and CA files, the users
+// log.audit_file, the listeners' certificate, key and CA files, the
+// cluster's data_dir and TLS files, the users
 // file, the JWT key files and the token endpoint's key. A broker started
 // from another folder then opens the same store and files, and the logs
 // show where they are.
@@ -28,6 +29,12 @@ func (c *Config) ResolvePaths(base string) {
 		abs(&t.CertFile)
 		abs(&t.KeyFile)
 		abs(&t.ClientCAFile)
+	}
+	if cl := c.Cluster; cl != nil {
+		abs(&cl.DataDir)
+		abs(&cl.TLS.CertFile)
+		abs(&cl.TLS.KeyFile)
+		abs(&cl.TLS.CAFile)
 	}
 	if a := c.Auth; a != nil {
 		abs(&a.UsersFile)

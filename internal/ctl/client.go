@@ -296,6 +296,14 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 	return s, err
 }
 
+// Cluster returns the cluster as the broker's node sees it (ErrNotFound:
+// the broker is one node).
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var cl api.Cluster
+	err := c.do(ctx, "GET", "/api/v1/cluster", nil, nil, &cl)
+	return cl, err
+}
+
 // Reload makes the broker reload its configuration, as SIGHUP does.
 func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, "POST", "/api/v1/reload", nil, nil, nil)

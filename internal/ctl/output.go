@@ -181,6 +181,56 @@ func (o Output) Stats(s api.Stats) error {
 	return o.table([]string{"STAT", "VALUE"}, rows)
 }
 
+// Cluster writes the cluster's nodes (connections, routes) and its
+// replicated assets (leader, followers' lag).
+func (o Output) Cluster(c api.Cluster) error {
+	if o.JSON {
+		return o.json(c)
+	}
+	ready := "ready"
+	if !c.Ready {
+		ready = "not ready (no quorum yet: CONNECTs are refused)"
+	}
+	fmt.Fprintf(o.W, "cluster %s, node %s, %s, meta leader %s\n\n", printable(c.Name), printable(c.Node), ready, printable(c.MetaLeader))
+	var rows [][]string
+	for _, n := range c.Nodes {
+		conns := strconv.Itoa(n.Connections)
+		if n.Connections < 0 {
+			conns = "?"
+		}
+		route := yes(n.Connected)
+		if n.Self {
+			route = "self"
+		}
+		rows = append(rows, []string{n.Name, route, conns, when(n.LastSeen)})
+	}
+	if err := o.table([]string{"NODE", "ROUTE", "CONNECTIONS", "LAST SEEN"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(o.W)
+	rows = rows[:0]
+	for _, a := range c.Assets {
+		if a.Error != "" {
+			rows = append(rows, []string{a.Name, a.Leader, "-", "-", a.Error})
+			continue
+		}
+		if len(a.Replicas) == 0 {
+			rows = append(rows, []string{a.Name, a.Leader, "-", "-", ""})
+		}
+		for _, r := range a.Replicas {
+			state := "current"
+			switch {
+			case r.Offline:
+				state = "offline"
+			case !r.Current:
+				state = "catching up"
+			}
+			rows = append(rows, []string{a.Name, a.Leader, r.Name, strconv.FormatUint(r.Lag, 10), state})
+		}
+	}
+	return o.table([]string{"ASSET", "LEADER", "FOLLOWER", "LAG", "STATE"}, rows)
+}
+
 // Done writes a one-line confirmation (or {"status": ...} with JSON).
 func (o Output) Done(status string) error {
 	if o.JSON {

@@ -126,6 +126,49 @@ type Stats struct {
 	UptimeSeconds    int64  `json:"uptime_seconds"`
 }
 
+// Cluster is GET /api/v1/cluster: the cluster as the node that answers
+// sees it.
+type Cluster struct {
+	Name string `json:"name"` // the cluster's name
+	Node string `json:"node"` // the node that answered
+	// Ready: the node's replicated assets exist, so sessions can be
+	// claimed (CONNECTs accepted).
+	Ready bool `json:"ready"`
+	// MetaLeader is the node leading the replicated metadata; "" when
+	// none (no quorum).
+	MetaLeader string         `json:"meta_leader"`
+	Nodes      []ClusterNode  `json:"nodes"`  // this node first
+	Assets     []ClusterAsset `json:"assets"` // the replicated assets
+}
+
+// ClusterNode is one node of the cluster.
+type ClusterNode struct {
+	Name      string `json:"name"`
+	Self      bool   `json:"self"`      // the node that answered
+	Connected bool   `json:"connected"` // a route to it is up
+	// LastSeen is the last activity on its routes; absent when none.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Connections is its number of client connections, -1 when unknown.
+	Connections int `json:"connections"`
+}
+
+// ClusterAsset is one replicated asset: its leader and followers.
+type ClusterAsset struct {
+	Name     string           `json:"name"`
+	Leader   string           `json:"leader"`
+	Replicas []ClusterReplica `json:"replicas"`
+	Error    string           `json:"error,omitempty"` // why the figures are missing
+}
+
+// ClusterReplica is one follower of an asset.
+type ClusterReplica struct {
+	Name          string  `json:"name"`
+	Current       bool    `json:"current"` // caught up
+	Offline       bool    `json:"offline"` // not seen recently
+	ActiveSeconds float64 `json:"active_seconds"`
+	Lag           uint64  `json:"lag"` // operations behind the leader
+}
+
 // Status answers health probes, reload and actions without a document of
 // their own.
 type Status struct {

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/admin/api"
+	"github.com/petrel-mqtt/petrel/internal/cluster"
+	"github.com/petrel-mqtt/petrel/internal/config"
+)
+
+const clusterUsage = `petrel cluster: a running cluster, through a node's admin API.
+
+Usage:
+  petrel cluster status [flags]   nodes, leaders, replication lag, connections per node
+
+Flags are petrel ctl's (petrel ctl -h): --url, --user, --password, --token,
+--cacert, --json, --timeout. Operator principals only.
+`
+
+// clusterMain runs petrel cluster COMMAND: petrel ctl's "cluster" command
+// under its own name.
+func clusterMain(args []string, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "status" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, clusterUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	return ctlMain(append([]string{"cluster"}, args[1:]...), environ, stdout, stderr)
+}
+
+// clusterStartWait bounds how long petrel serve waits for its cluster
+// node before serving clients: the embedded server's start, and the
+// replicated assets when enough nodes are up (else they are made in the
+// background, and CONNECTs are refused until they exist).
+const clusterStartWait = 15 * time.Second
+
+// startCluster starts this node's member of the cluster: nil without a
+// cluster: section (no NATS at all). connections reports the broker's
+// client connections to the other nodes (petrel cluster status).
+func startCluster(cfg *config.Config, logger *slog.Logger, connections func() int) (*cluster.Node, error) {
+	cl := cfg.Cluster
+	if cl == nil {
+		return nil, nil
+	}
+	tc, err := cfg.ClusterTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	cc := cluster.Config{Name: cl.Name, Node: cl.Node, Listen: cl.Listen, Peers: cl.Peers, Replicas: cl.Replicas,
+		DataDir: cfg.ClusterDataDir(), TLS: tc, Logger: logger, Connections: connections}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterStartWait)
+	defer cancel()
+	n, err := cluster.Start(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("cluster node started", "cluster", cl.Name, "node", cl.Node, "listen", cl.Listen,
+		"peers", len(cl.Peers), "data_dir", cc.DataDir, "tls", tc != nil)
+	return n, nil
+}
+
+// clusterReport returns the admin API's view of n's status; nil for no
+// node (GET /api/v1/cluster answers 404).
+func clusterReport(n *cluster.Node) func(context.Context) (*api.Cluster, error) {
+	if n == nil {
+		return nil
+	}
+	return func(ctx context.Context) (*api.Cluster, error) {
+		st, err := n.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return apiCluster(st), nil
+	}
+}
+
+// apiCluster turns a node's Status into the admin API's document (lists
+// never nil: the document says arrays).
+func apiCluster(st cluster.Status) *api.Cluster {
+	c := &api.Cluster{Name: st.Name, Node: st.Node, Ready: st.Ready, MetaLeader: st.MetaLeader,
+		Nodes: make([]api.ClusterNode, 0, len(st.Nodes)), Assets: make([]api.ClusterAsset, 0, len(st.Assets))}
+	for _, n := range st.Nodes {
+		cn := api.ClusterNode{Name: n.Name, Self: n.Self, Connected: n.Connected, Connections: n.Connections}
+		if !n.LastSeen.IsZero() {
+			seen := n.LastSeen
+			cn.LastSeen = &seen
+		}
+		c.Nodes = append(c.Nodes, cn)
+	}
+	for _, a := range st.Assets {
+		ca := api.ClusterAsset{Name: a.Name, Leader: a.Leader, Error: a.Err, Replicas: make([]api.ClusterReplica, 0, len(a.Replicas))}
+		for _, r := range a.Replicas {
+			ca.Replicas = append(ca.Replicas, api.ClusterReplica{Name: r.Name, Current: r.Current, Offline: r.Offline,
+				ActiveSeconds: r.Active.Seconds(), Lag: r.Lag})
+		}
+		c.Assets = append(c.Assets, ca)
+	}
+	return c
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/admin/api"
+	"github.com/petrel-mqtt/petrel/internal/auth"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// clusterNode is one petrel serve of a three-node cluster on loopback.
+type clusterNode struct {
+	name        string
+	cmd         *exec.Cmd
+	logs        *cmdOutput
+	mqtt, admin string
+}
+
+// freePorts returns n TCP ports free on 127.0.0.1 a moment ago (the route
+// ports every node's peers list must name before the nodes start).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// startCluster3 starts three petrel serve processes joined by a cluster:
+// section (routes on free loopback ports, a disk store each), with users
+// op (tenant ops, operator admin), u1 (tenant t1) and u2 (tenant t2), all
+// allowed every topic, and waits until each node accepts a CONNECT (the
+// cluster has formed: claims need its replicated assets).
+func startCluster3(t *testing.T) []*clusterNode {
+	t.Helper()
+	dir, bin := buildPetrel(t)
+	h, err := auth.HashBcrypt([]byte(ctlPassword), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf(`users:
+  - {username: op, password: '%[1]s', roles: [PETREL_ADMIN, ALL]}
+  - {username: u1, password: '%[1]s', tenant: t1, roles: [ALL]}
+  - {username: u2, password: '%[1]s', tenant: t2, roles: [ALL]}
+`, h))
+	ports := freePorts(t, 3)
+	var peers []string
+	for _, p := range ports {
+		peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	nodes := make([]*clusterNode, 3)
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		cfg := filepath.Join(dir, name+".yaml")
+		write(t, cfg, fmt.Sprintf(`
+log: {level: info}
+store: {data_dir: %s}
+listeners: [{name: plain, type: tcp, address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+auth:
+  default_tenant: ops
+  users_file: %s
+  roles:
+    - {name: ALL, activity: both, max_qos: 2, retain: true, topics: ["#"]}
+cluster:
+  node: %s
+  listen: 127.0.0.1:%d
+  peers: [%s]
+`, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, ports[i], strings.Join(peers, ", ")))
+		cmd := exec.Command(bin, "serve", "--config", cfg)
+		n := &clusterNode{name: name, cmd: cmd, logs: startServe(t, cmd)}
+		nodes[i] = n
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", n.name, n.logs.String())
+			}
+		})
+	}
+	for _, n := range nodes {
+		// The listeners start once the node has joined (a few seconds
+		// while the others start too).
+		mqtttest.Eventually(t, 45*time.Second, func() bool {
+			m := listenRE.FindStringSubmatch(n.logs.String())
+			a := adminRE.FindStringSubmatch(n.logs.String())
+			if m == nil || a == nil {
+				return false
+			}
+			n.mqtt, n.admin = m[2], a[1]
+			return true
+		}, n.name+" listening")
+	}
+	for _, n := range nodes {
+		mqtttest.Eventually(t, 45*time.Second, func() bool {
+			c := mqtttest.Dial(t, n.mqtt, packet.V5)
+			defer c.Conn.Close()
+			return c.Connect(&packet.Connect{ClientID: "probe", CleanStart: true, KeepAlive: 30,
+				UsernameFlag: true, Username: "op", PasswordFlag: true, Password: []byte(ctlPassword)}).ReasonCode == packet.Success
+		}, n.name+" accepts CONNECTs (cluster formed)")
+	}
+	return nodes
+}
+
+// join connects client id as user (u1, u2 or op) with protocol v.
+func join(t *testing.T, n *clusterNode, v packet.Version, user, id string, clean bool) *mqtttest.Client {
+	t.Helper()
+	c := mqtttest.Dial(t, n.mqtt, v)
+	if ack := c.Connect(&packet.Connect{ClientID: id, CleanStart: clean, KeepAlive: 60, UsernameFlag: true, Username: user,
+		PasswordFlag: true, Password: []byte(ctlPassword)}); ack.ReasonCode != packet.Success {
+		t.Fatalf("%s on %s: CONNACK %v", id, n.name, ack.ReasonCode)
+	}
+	return c
+}
+
+// send publishes from c and waits for PUBACK (QoS 1), which must be
+// Success: a node does not know other nodes' subscribers.
+func send(t *testing.T, c *mqtttest.Client, topic, payload string, qos byte, retain bool, pid uint16) {
+	t.Helper()
+	p := &packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, Retain: retain}
+	if qos > 0 {
+		p.PacketID = pid
+	}
+	c.Send(p)
+	if qos == 1 {
+		p, err := c.Read(mqtttest.Timeout)
+		if err != nil {
+			t.Fatalf("no PUBACK: %v", err)
+		}
+		if a, ok := p.(*packet.Puback); !ok || a.PacketID != pid || a.ReasonCode != packet.Success {
+			t.Fatalf("got %s %+v, want PUBACK %d Success", p.Type(), p, pid)
+		}
+	}
+}
+
+// next reads c's next PUBLISH that is not a probe (topic ending in
+// /probe), acknowledging QoS 1; nil when none comes within d.
+func next(t *testing.T, c *mqtttest.Client, d time.Duration) *packet.Publish {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		p, err := c.Read(left)
+		if err != nil {
+			return nil
+		}
+		pub, ok := p.(*packet.Publish)
+		if !ok {
+			t.Fatalf("got %s, want PUBLISH", p.Type())
+		}
+		if pub.QoS == 1 {
+			c.Send(&packet.Puback{PacketID: pub.PacketID})
+		}
+		if !strings.HasSuffix(pub.Topic, "/probe") {
+			return pub
+		}
+	}
+}
+
+// awaitInterest publishes QoS 0 probes on prefix/probe from pub until
+// each of subs has received one: the subscriptions' interest has reached
+// the publisher's node (it takes milliseconds after SUBACK).
+func awaitInterest(t *testing.T, pub *mqtttest.Client, prefix string, subs ...*mqtttest.Client) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range subs {
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("no probe on %s/probe reached a subscriber", prefix)
+			}
+			send(t, pub, prefix+"/probe", "p", 0, false, 0)
+			p, err := s.Read(100 * time.Millisecond)
+			if err == nil {
+				if pub, ok := p.(*packet.Publish); ok && pub.Topic == prefix+"/probe" {
+					break
+				}
+				t.Fatalf("got %s while waiting for a probe", p.Type())
+			}
+		}
+	}
+}
+
+// TestClusterThreeProcesses runs three petrel serve processes as one
+// cluster on loopback: a subscriber on node 2 gets what node 1 publishes
+// (QoS 0 and 1, 3.1.1 and 5.0); a retained message set on node 1 is read
+// on node 3; a $share group with members on nodes 2 and 3 gets every
+// message once; a client id connecting on node 3 takes its session over
+// from node 1 (DISCONNECT 0x8E), the same id in another tenant is left
+// alone; petrel cluster status reports the three nodes.
+func TestClusterThreeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts three brokers")
+	}
+	nodes := startCluster3(t)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+
+	t.Run("status", func(t *testing.T) {
+		env := []string{"PETREL_ADMIN_URL=http://" + n1.admin, "PETREL_ADMIN_USER=op", "PETREL_ADMIN_PASSWORD=" + ctlPassword}
+		mqtttest.Eventually(t, 20*time.Second, func() bool {
+			var out, errb bytes.Buffer
+			if clusterMain([]string{"status", "--json"}, env, &out, &errb) != 0 {
+				return false
+			}
+			var c api.Cluster
+			if err := json.Unmarshal(out.Bytes(), &c); err != nil {
+				t.Fatalf("petrel cluster status --json: %v\n%s", err, out.String())
+			}
+			connected := 0
+			for _, n := range c.Nodes {
+				if n.Connected {
+					connected++
+				}
+			}
+			return c.Node == "n1" && c.Ready && connected == 3
+		}, "petrel cluster status shows three connected nodes")
+		var out, errb bytes.Buffer
+		if code := clusterMain([]string{"status"}, env, &out, &errb); code != 0 || !strings.Contains(out.String(), "n3") {
+			t.Fatalf("petrel cluster status: exit %d\n%s%s", code, out.String(), errb.String())
+		}
+		u1 := []string{env[0], "PETREL_ADMIN_USER=u1", "PETREL_ADMIN_PASSWORD=" + ctlPassword}
+		if code := clusterMain([]string{"status"}, u1, &out, &errb); code == 0 {
+			t.Fatal("a tenant's user read the cluster status")
+		}
+	})
+
+	t.Run("routing", func(t *testing.T) {
+		for _, v := range []packet.Version{packet.V311, packet.V5} {
+			sub := join(t, n2, v, "u1", "sub-"+v.String(), true)
+			sub.Subscribe(1, packet.Subscription{Filter: "route/" + v.String() + "/#", QoS: 1})
+			pub := join(t, n1, v, "u1", "pub-"+v.String(), true)
+			awaitInterest(t, pub, "route/"+v.String(), sub)
+			for qos := byte(0); qos <= 1; qos++ {
+				topic := fmt.Sprintf("route/%s/q%d", v, qos)
+				send(t, pub, topic, "hello", qos, false, 7)
+				p := next(t, sub, mqtttest.Timeout)
+				if p == nil || p.Topic != topic || string(p.Payload) != "hello" || p.QoS != qos {
+					t.Fatalf("%s on node 2 got %+v, want %s hello QoS %d", v, p, topic, qos)
+				}
+			}
+		}
+	})
+
+	t.Run("retained", func(t *testing.T) {
+		pub := join(t, n1, packet.V311, "u1", "ret-pub", true)
+		send(t, pub, "ret/1", "v1", 1, true, 1)
+		mqtttest.Eventually(t, 20*time.Second, func() bool {
+			s := join(t, n3, packet.V311, "u1", "ret-sub", true)
+			defer s.Conn.Close()
+			s.Subscribe(1, packet.Subscription{Filter: "ret/#", QoS: 1})
+			p := next(t, s, 500*time.Millisecond)
+			return p != nil && p.Topic == "ret/1" && string(p.Payload) == "v1" && p.Retain
+		}, "node 3 sends the retained message set on node 1")
+	})
+
+	t.Run("shared", func(t *testing.T) {
+		m2 := join(t, n2, packet.V5, "u1", "member-2", true)
+		m2.Subscribe(1, packet.Subscription{Filter: "$share/g/shared/#", QoS: 1})
+		m3 := join(t, n3, packet.V5, "u1", "member-3", true)
+		m3.Subscribe(1, packet.Subscription{Filter: "$share/g/shared/#", QoS: 1})
+		pub := join(t, n1, packet.V5, "u1", "share-pub", true)
+		awaitInterest(t, pub, "shared", m2, m3) // each has had one: both nodes' interest is known on node 1
+		const n = 20
+		for i := range n {
+			send(t, pub, "shared/m", fmt.Sprint(i), 1, false, uint16(i+1))
+		}
+		seen := map[string]int{}
+		per := map[string]int{}
+		for name, m := range map[string]*mqtttest.Client{"node 2": m2, "node 3": m3} {
+			for p := next(t, m, time.Second); p != nil; p = next(t, m, time.Second) {
+				seen[string(p.Payload)]++
+				per[name]++
+			}
+		}
+		if len(seen) != n {
+			t.Fatalf("the group got %d distinct messages of %d: %v", len(seen), n, seen)
+		}
+		for m, k := range seen {
+			if k != 1 {
+				t.Fatalf("message %s reached the group %d times, want once", m, k)
+			}
+		}
+		if per["node 2"] == 0 || per["node 3"] == 0 {
+			t.Fatalf("deliveries per node %v: not balanced across the nodes", per)
+		}
+	})
+
+	t.Run("takeover", func(t *testing.T) {
+		old := join(t, n1, packet.V5, "u1", "dev-1", true)
+		other := join(t, n1, packet.V5, "u2", "dev-1", true) // tenant t2's dev-1
+		join(t, n3, packet.V5, "u1", "dev-1", true)
+		got := old.ExpectClosed()
+		if len(got) != 1 {
+			t.Fatalf("node 1's connection got %v before closing, want DISCONNECT 0x8E", got)
+		}
+		if d, ok := got[0].(*packet.Disconnect); !ok || d.ReasonCode != packet.SessionTakenOver {
+			t.Fatalf("node 1's connection got %s %+v, want DISCONNECT 0x8E [MQTT-3.1.4-2]", got[0].Type(), got[0])
+		}
+		other.Send(&packet.Pingreq{})
+		if p, err := other.Read(mqtttest.Timeout); err != nil {
+			t.Fatalf("tenant t2's dev-1 on node 1 lost its connection: %v", err)
+		} else if _, ok := p.(*packet.Pingresp); !ok {
+			t.Fatalf("tenant t2's dev-1 got %s, want PINGRESP", p.Type())
+		}
+	})
+}

@@ -1,0 +1,28 @@
+// Package cluster links Petrel nodes into a cluster on an embedded NATS
+// server (routes plus JetStream) and implements broker.Fabric on it.
+//
+// Each node embeds one nats-server. The broker talks to it through
+// in-process connections only, and nodes talk to each other over NATS
+// routes (optionally mutual TLS). nats-server starts its routes only
+// after its client listener, so a clustered node opens one on 127.0.0.1
+// (ephemeral port) that requires a random per-start token; a single
+// node opens none. What travels between nodes:
+//
+//   - live messages, over core NATS (at most once): one NATS subscription
+//     per distinct (filter, share group) this node watches, so a message
+//     crosses to a node only when that node has interest. Topics map onto
+//     subjects with the reversible codec in subject.go, and each message
+//     carries a small binary envelope (envelope.go) with its QoS, retain
+//     flag, 5.0 properties, remaining expiry and origin;
+//   - retained messages, in the JetStream stream PETREL_RETAINED (one
+//     message per topic, replicated): each node follows it with one
+//     ordered consumer and applies other nodes' changes to its local
+//     retained index, so SUBSCRIBE stays local;
+//   - session ownership, in the JetStream KV bucket PETREL_OWNERS: a
+//     CONNECT claims its session key with a compare-and-set and asks the
+//     previous owner node to close its connection (request
+//     petrel.node.<node>.kick).
+//
+// docs/clustering.md describes the topology, the configuration and the
+// failure model.
+package cluster
