@@ -194,7 +194,9 @@ func TestReloadClosesTokensOfRemovedKeys(t *testing.T) {
 		}
 		return c
 	}
-	tok := func(secret, kid string) string { return sign(t, jwt.SigningMethodHS256, []byte(secret), claims("A", "RW"), kid) }
+	tok := func(secret, kid string) string {
+		return sign(t, jwt.SigningMethodHS256, []byte(secret), claims("A", "RW"), kid)
+	}
 
 	for _, v := range []packet.Version{packet.V311, packet.V5} {
 		t.Run(v.String(), func(t *testing.T) {
