@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 )
 
@@ -160,9 +161,14 @@ type TLS struct {
 
 // WebSocket configures a ws or wss listener.
 type WebSocket struct {
-	Path              string   `yaml:"path"`
-	AllowedOrigins    []string `yaml:"allowed_origins"`
-	TrustForwardedFor bool     `yaml:"trust_forwarded_for"`
+	Path           string   `yaml:"path"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// TrustedProxies: addresses or CIDR networks of the reverse proxies
+	// whose X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustForwardedFor is the earlier form: without TrustedProxies it
+	// trusts loopback peers only (clientaddr.Loopback), with a warning.
+	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
 }
 
 // Limits bound what clients may do.
@@ -391,7 +397,11 @@ func (c *Config) Validate() error {
 			if !strings.HasPrefix(l.WebSocket.Path, "/") {
 				bad(p+".websocket.path", "%q must start with /", l.WebSocket.Path)
 			}
-		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor {
+			if _, err := clientaddr.ParseTrustedProxies(l.WebSocket.TrustedProxies); err != nil {
+				bad(p+".websocket.trusted_proxies", "%v", err)
+			}
+		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor ||
+			len(l.WebSocket.TrustedProxies) > 0 {
 			bad(p+".websocket", "only for ws and wss listeners")
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -99,10 +100,14 @@ type Config struct {
 	// "://" matches the Origin's host only). Empty allows every origin.
 	// Requests without an Origin header (non-browser clients) are allowed.
 	CheckOrigin []string
-	// TrustForwardedFor makes the X-Forwarded-For header (its last entry, the
-	// one added by the proxy in front of us) the connection's remote address.
-	// Enable it only behind a proxy that sets the header.
-	TrustForwardedFor bool
+	// TrustedProxies are the reverse proxies (ws, wss) whose
+	// X-Forwarded-For header names the client: for an upgrade from one of
+	// them the header is read from the right and the first address that is
+	// not a trusted proxy becomes the connection's remote address
+	// (clientaddr.FromRequest), which the broker's per-address limits and
+	// logs use. From any other peer the header is ignored. Empty: the TCP
+	// peer is the client.
+	TrustedProxies []netip.Prefix
 
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header (as sent by
 	// HAProxy, AWS NLB and other load balancers) at the start of every
@@ -191,8 +196,8 @@ func (c Config) Validate() error {
 		if len(c.CheckOrigin) > 0 {
 			return bad("check_origin", "only valid for ws and wss listeners")
 		}
-		if c.TrustForwardedFor {
-			return bad("trust_forwarded_for", "only valid for ws and wss listeners")
+		if len(c.TrustedProxies) > 0 {
+			return bad("trusted_proxies", "only valid for ws and wss listeners")
 		}
 	}
 	for i, o := range c.CheckOrigin {

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/coder/websocket"
+
+	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 )
 
 // WebSocket subprotocol names. A client must offer one of them
@@ -117,11 +119,13 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// outlives this handler.
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	wc := &wsConn{Conn: nc, remote: nc.RemoteAddr(), subprotocol: ws.Subprotocol()}
-	if s.cfg.TrustForwardedFor {
-		if a, ok := forwardedFor(r.Header); ok {
-			wc.remote = a
-		} else if len(r.Header.Values("X-Forwarded-For")) > 0 {
-			s.log.Debug("unparsable X-Forwarded-For; using the peer address", "remote", r.RemoteAddr, "header", r.Header.Values("X-Forwarded-For"))
+	if len(s.cfg.TrustedProxies) > 0 {
+		// Only a trusted proxy's header is read, from the right: entries
+		// left of the first untrusted address are the client's to forge.
+		if peer, ok := clientaddr.ParseHostAddr(r.RemoteAddr); ok && clientaddr.Trusted(s.cfg.TrustedProxies, peer) {
+			if a, _ := clientaddr.FromRequest(r, s.cfg.TrustedProxies); a != peer {
+				wc.remote = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+			}
 		}
 	}
 	var conn net.Conn = wc
@@ -186,26 +190,6 @@ func (s *wsServer) originAllowed(origin string) bool {
 	return false
 }
 
-// forwardedFor returns the last X-Forwarded-For entry, the address seen by
-// the proxy directly in front of us; earlier entries are the client's to
-// forge. The port is kept when the entry has one, else it is 0.
-func forwardedFor(h http.Header) (net.Addr, bool) {
-	vals := h.Values("X-Forwarded-For")
-	if len(vals) == 0 {
-		return nil, false
-	}
-	entries := strings.Split(vals[len(vals)-1], ",")
-	last := strings.TrimSpace(entries[len(entries)-1])
-	if ap, err := netip.ParseAddrPort(last); err == nil {
-		return net.TCPAddrFromAddrPort(ap), true
-	}
-	last = strings.TrimSuffix(strings.TrimPrefix(last, "["), "]")
-	if a, err := netip.ParseAddr(last); err == nil {
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.Unmap(), 0)), true
-	}
-	return nil, false
-}
-
 func (s *wsServer) accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:
@@ -248,8 +232,8 @@ type wsConn struct {
 	subprotocol string
 }
 
-// RemoteAddr returns the peer address, or the X-Forwarded-For address when
-// Config.TrustForwardedFor is set.
+// RemoteAddr returns the peer address, or the client's address from
+// X-Forwarded-For when the peer is one of Config.TrustedProxies.
 func (c *wsConn) RemoteAddr() net.Addr { return c.remote }
 
 // Subprotocol returns the negotiated WebSocket subprotocol, "mqtt" or
