@@ -38,6 +38,9 @@ type wsServer struct {
 	done  chan struct{} // closed by shutdown
 	addr  net.Addr
 	wg    sync.WaitGroup // the Serve goroutine and handlers
+	// upgrades bounds the connections the HTTP server holds before they
+	// are upgraded (its ConnState hook).
+	upgrades *upgrades
 
 	closeOnce sync.Once
 	mu        struct {
@@ -55,16 +58,26 @@ func newWSServer(c Config, inner net.Listener, log *slog.Logger) *wsServer {
 		done:  make(chan struct{}),
 		addr:  inner.Addr(),
 	}
+	s.upgrades = newUpgrades(c, log)
 	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: c.HandshakeTimeout,
-		IdleTimeout:       c.HandshakeTimeout,
+		Handler: s,
+		// The upgrade request's header within the short deadline; the
+		// whole upgrade is bounded by upgrades (a timer per connection).
+		ReadHeaderTimeout: c.UpgradeRequestTimeout,
+		IdleTimeout:       c.UpgradeTimeout,
 		MaxHeaderBytes:    16 << 10,
+		ConnState:         s.upgrades.connState,
+		ConnContext: func(ctx context.Context, nc net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, nc)
+		},
 		// Bad requests and handshakes are routine on a public port.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		// WebSocket upgrades need HTTP/1.1: no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+	// One request per connection: a refused request closes it, so a
+	// client cannot hold a pending connection with a series of requests.
+	s.srv.SetKeepAlivesEnabled(false)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -81,8 +94,15 @@ func newWSServer(c Config, inner net.Listener, log *slog.Logger) *wsServer {
 	return s
 }
 
+// connKey is the request context key of the connection it came on
+// (http.Server.ConnContext).
+type connKey struct{}
+
 // ServeHTTP upgrades requests on the configured path.
 func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if nc, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.upgrades.requested(nc)
+	}
 	if r.URL.Path != s.cfg.Path {
 		http.NotFound(w, r)
 		return
@@ -215,6 +235,7 @@ func (s *wsServer) shutdown() {
 		// Close also closes the listener; after our own close, its error
 		// (if any) is of no use.
 		_ = s.srv.Close()
+		s.upgrades.close()
 	})
 }
 
