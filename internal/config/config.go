@@ -163,6 +163,11 @@ type TLS struct {
 type WebSocket struct {
 	Path           string   `yaml:"path"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Bounds of pending upgrades (listener.Config).
+	UpgradeRequestTimeout time.Duration `yaml:"upgrade_request_timeout"`
+	UpgradeTimeout        time.Duration `yaml:"upgrade_timeout"`
+	MaxUpgrades           int           `yaml:"max_upgrades"`
+	MaxUpgradesPerAddress int           `yaml:"max_upgrades_per_address"`
 	// TrustedProxies: addresses or CIDR networks of the reverse proxies
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -400,8 +405,20 @@ func (c *Config) Validate() error {
 			if _, err := clientaddr.ParseTrustedProxies(l.WebSocket.TrustedProxies); err != nil {
 				bad(p+".websocket.trusted_proxies", "%v", err)
 			}
+			for _, f := range []struct {
+				key string
+				neg bool
+			}{
+				{"upgrade_request_timeout", l.WebSocket.UpgradeRequestTimeout < 0}, {"upgrade_timeout", l.WebSocket.UpgradeTimeout < 0},
+				{"max_upgrades", l.WebSocket.MaxUpgrades < 0}, {"max_upgrades_per_address", l.WebSocket.MaxUpgradesPerAddress < 0},
+			} {
+				if f.neg {
+					bad(p+".websocket."+f.key, "must not be negative")
+				}
+			}
 		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor ||
-			len(l.WebSocket.TrustedProxies) > 0 {
+			len(l.WebSocket.TrustedProxies) > 0 || l.WebSocket.UpgradeRequestTimeout != 0 || l.WebSocket.UpgradeTimeout != 0 ||
+			l.WebSocket.MaxUpgrades != 0 || l.WebSocket.MaxUpgradesPerAddress != 0 {
 			bad(p+".websocket", "only for ws and wss listeners")
 		}
 	}

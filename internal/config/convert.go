@@ -91,6 +91,10 @@ func (c *Config) ListenerConfig(i int) listener.Config {
 		Path:                    l.WebSocket.Path,
 		CheckOrigin:             l.WebSocket.AllowedOrigins,
 		TrustedProxies:          l.trustedProxies(),
+		UpgradeRequestTimeout:   l.WebSocket.UpgradeRequestTimeout,
+		UpgradeTimeout:          l.WebSocket.UpgradeTimeout,
+		MaxUpgrades:             l.WebSocket.MaxUpgrades,
+		MaxUpgradesPerAddress:   l.WebSocket.MaxUpgradesPerAddress,
 		ProxyProtocol:           l.ProxyProtocol,
 		CertUsername:            l.TLS.CertUsername,
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 )
@@ -51,5 +52,26 @@ func TestWebSocketTrustedProxies(t *testing.T) {
 	_, err = Parse([]byte("listeners:\n  - type: tcp\n    address: :1883\n    websocket: {trusted_proxies: [10.0.0.1]}\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "only for ws and wss") {
 		t.Errorf("trusted_proxies on tcp: %v", err)
+	}
+}
+
+// TestWebSocketUpgradeBounds: the websocket section's upgrade bounds reach
+// the listener, negative ones and ones on a tcp listener are refused.
+func TestWebSocketUpgradeBounds(t *testing.T) {
+	c, err := Parse([]byte("listeners:\n  - type: ws\n    address: :8080\n    websocket: {upgrade_request_timeout: 2s, upgrade_timeout: 7s, max_upgrades: 300, max_upgrades_per_address: 9}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := c.ListenerConfig(0)
+	if lc.UpgradeRequestTimeout != 2*time.Second || lc.UpgradeTimeout != 7*time.Second || lc.MaxUpgrades != 300 || lc.MaxUpgradesPerAddress != 9 {
+		t.Fatalf("listener config %+v", lc)
+	}
+	for _, bad := range []string{
+		"  - type: ws\n    address: :8080\n    websocket: {max_upgrades: -1}\n",
+		"  - type: tcp\n    address: :1883\n    websocket: {upgrade_timeout: 1s}\n",
+	} {
+		if _, err := Parse([]byte("listeners:\n"+bad), nil); err == nil || !strings.Contains(err.Error(), "listeners[0].websocket") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
