@@ -155,7 +155,8 @@ func TestReloadClosesRemovedAndChangedUsers(t *testing.T) {
 // (5.0: DISCONNECT 0x87; 3.1.1: closed); connections whose tokens k2
 // signed, named by kid or not, stay open and keep their roles (their
 // subscription still delivers). Reloading the same keys again closes
-// nothing.
+// nothing; a reload that turns JWT authentication off closes every token
+// connection.
 func TestReloadClosesTokensOfRemovedKeys(t *testing.T) {
 	secret1, secret1b, secret2 := "k1-secret-0123456789abcdef0123456789", "k1-rotated-0123456789abcdef012345678", "k2-secret-0123456789abcdef0123456789"
 	jwks := func(s1 string) string {
@@ -235,6 +236,60 @@ func TestReloadClosesTokensOfRemovedKeys(t *testing.T) {
 				PasswordFlag: true, UsernameFlag: true, Username: "t"}); ack.ReasonCode == packet.Success {
 				t.Error("a token of the removed key connects")
 			}
+
+			// JWT authentication turned off: no token is accepted any more.
+			if err := s.Reload(Config{Roles: cfg.Roles}); err != nil {
+				t.Fatal(err)
+			}
+			b.Reauthorize()
+			expectRevoked(t, "token of k2 (kid), JWT off", byK2)
+			expectRevoked(t, "token of k2 (no kid), JWT off", noKID)
 		})
+	}
+}
+
+// TestReloadClosesChangedSCRAMUser: the SCRAM-SHA-256 credentials of a
+// user connected by enhanced authentication are replaced (a new
+// password): the reload closes its connection with DISCONNECT 0x87; a
+// reload that leaves them as they are keeps it.
+func TestReloadClosesChangedSCRAMUser(t *testing.T) {
+	cred := func(pw string) SCRAMCredentials {
+		c, err := NewSCRAMCredentials([]byte(pw), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	users := func(c SCRAMCredentials) string {
+		return fmt.Sprintf("users:\n  - {username: dev, scram_sha256: '%s', tenant: A, roles: [RW]}\n", c)
+	}
+	old := cred("s3cret")
+	uf := writeFile(t, "users.yaml", []byte(users(old)))
+	cfg := Config{UsersFile: uf, Roles: []Role{{Name: "RW", Activity: ActivityBoth, MaxQoS: 1, Topics: []string{"{tenantId}/#"}}}}
+	s := newService(t, cfg)
+	b, addr := mqtttest.StartBroker(t, broker.Options{Authenticator: s, Authorizer: s})
+	reload := func(c SCRAMCredentials) {
+		t.Helper()
+		if err := os.WriteFile(uf, []byte(users(c)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		b.Reauthorize()
+	}
+	c := mqtttest.Dial(t, addr, packet.V5)
+	sc := &scramClient{user: "dev", pass: "s3cret", cnonce: "nonce-0123456789abcdef"}
+	con := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "dev-1", CleanStart: true, KeepAlive: 60}
+	scramMethod(&con.Properties, sc.clientFirst())
+	if ack, ok := scramRoundTrip(t, c, con, sc).(*packet.Connack); !ok || ack.ReasonCode != packet.Success {
+		t.Fatalf("want CONNACK success, got %+v", ack)
+	}
+	reload(old)
+	expectAlive(t, "unchanged credentials", c)
+	reload(cred("new-secret"))
+	expectRevoked(t, "changed SCRAM credentials", c)
+	if n := b.Stats().CredentialRevocations; n != 1 {
+		t.Errorf("CredentialRevocations %d, want 1", n)
 	}
 }
