@@ -32,10 +32,12 @@ func (b *Broker) revokeCredentials(checker CredentialChecker) int {
 	b.mu.Unlock()
 	n := 0
 	for _, h := range all {
-		// Only a connection past its CONNECT (c.mu.sess set after hold):
-		// the session's holder is then its identity, or the one a
-		// re-authentication gave it. One still in its CONNECT was
-		// authenticated by the Authenticator just now.
+		// Only a connection past its CONNECT (c.mu.sess is set after
+		// hold): the session's holder is then its identity, or the one a
+		// re-authentication gave it. One still in its CONNECT is skipped:
+		// it authenticated a moment ago, under the old configuration or
+		// the new one (a window of one CONNECT; its next
+		// re-authentication or the next reload decides it).
 		h.c.mu.Lock()
 		mine := h.c.mu.sess == h.s
 		h.c.mu.Unlock()

@@ -9,6 +9,8 @@ type counters struct {
 	storeErrors     atomic.Uint64
 	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
 	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
+	parks           atomic.Uint64
+
 	// credentialRevocations: connections closed by Reauthorize because
 	// their credentials are no longer accepted (revokeCredentials).
 	credentialRevocations atomic.Uint64
@@ -16,7 +18,7 @@ type counters struct {
 	// them may not publish them under the policy in force, or is not
 	// known (sendWill).
 	willsRefused atomic.Uint64
-	parks        atomic.Uint64
+
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
 	// cores do not contend for one cache line per message; a snapshot
@@ -85,6 +87,13 @@ type Stats struct {
 	// again) that were removed because its identity may no longer
 	// receive them.
 	RevokedMessages uint64
+	Parks           uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
+	Parked          int    // connections parked now: idle, with no reader goroutine
+	Promotions      uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/transport)
+	MemoryBudget    int64  // Options.MemoryBudget in force, bytes (0: no bound)
+	MemoryHeld      int64  // bytes held for all clients: queued, in flight, in write buffers
+	BudgetDrops     uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)
+
 	// CredentialRevocations counts connections Reauthorize closed because
 	// the Authorizer (a CredentialChecker) no longer accepts the
 	// credentials they connected with.
@@ -94,12 +103,6 @@ type Stats struct {
 	// will restored from a record written before holders were stored, is
 	// not known).
 	WillsRefused uint64
-	Parks        uint64 // times an idle connection let its reader goroutine go (Linux, plain TCP)
-	Parked       int    // connections parked now: idle, with no reader goroutine
-	Promotions   uint64 // raw connections that became netpoller connections to wait (Linux, plain TCP; internal/transport)
-	MemoryBudget int64  // Options.MemoryBudget in force, bytes (0: no bound)
-	MemoryHeld   int64  // bytes held for all clients: queued, in flight, in write buffers
-	BudgetDrops  uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -108,26 +111,27 @@ func (b *Broker) Stats() Stats {
 	clients, sessions := len(b.mu.clients), len(b.mu.sessions)
 	b.mu.Unlock()
 	return Stats{
-		Connections:           b.stats.connections.Load(),
-		Clients:               clients,
-		Sessions:              sessions,
-		Subscriptions:         b.subs.Len(),
-		Retained:              b.retained.Len(),
-		MessagesReceived:      b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.received }),
-		MessagesSent:          b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.sent }),
-		MessagesDropped:       b.stats.messagesDropped.Load(),
-		BytesSent:             b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
-		StoreErrors:           b.stats.storeErrors.Load(),
-		Revocations:           b.stats.revocations.Load(),
-		RevokedMessages:       b.stats.revokedMessages.Load(),
+		Connections:      b.stats.connections.Load(),
+		Clients:          clients,
+		Sessions:         sessions,
+		Subscriptions:    b.subs.Len(),
+		Retained:         b.retained.Len(),
+		MessagesReceived: b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.received }),
+		MessagesSent:     b.stats.sumQoS(func(s *stripe) *[3]atomic.Uint64 { return &s.sent }),
+		MessagesDropped:  b.stats.messagesDropped.Load(),
+		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
+		StoreErrors:      b.stats.storeErrors.Load(),
+		Revocations:      b.stats.revocations.Load(),
+		RevokedMessages:  b.stats.revokedMessages.Load(),
+		Parks:            b.stats.parks.Load(),
+		Parked:           int(b.parker.Parked()),
+		Promotions:       b.parker.Promotions(),
+		MemoryBudget:     b.budget.Max(),
+		MemoryHeld:       b.budget.Held(),
+		BudgetDrops:      b.budget.Dropped(),
+
 		CredentialRevocations: b.stats.credentialRevocations.Load(),
 		WillsRefused:          b.stats.willsRefused.Load(),
-		Parks:                 b.stats.parks.Load(),
-		Parked:                int(b.parker.Parked()),
-		Promotions:            b.parker.Promotions(),
-		MemoryBudget:          b.budget.Max(),
-		MemoryHeld:            b.budget.Held(),
-		BudgetDrops:           b.budget.Dropped(),
 	}
 }
 
