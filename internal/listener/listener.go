@@ -236,8 +236,16 @@ func (c Config) Validate() error {
 		if len(c.TrustedProxies) > 0 {
 			return bad("trusted_proxies", "only valid for ws and wss listeners")
 		}
-		if c.UpgradeRequestTimeout != 0 || c.UpgradeTimeout != 0 || c.MaxUpgrades != 0 || c.MaxUpgradesPerAddress != 0 {
-			return bad("upgrade bounds", "only valid for ws and wss listeners")
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{
+			{"upgrade_request_timeout", c.UpgradeRequestTimeout != 0}, {"upgrade_timeout", c.UpgradeTimeout != 0},
+			{"max_upgrades", c.MaxUpgrades != 0}, {"max_upgrades_per_address", c.MaxUpgradesPerAddress != 0},
+		} {
+			if f.set {
+				return bad(f.field, "only valid for ws and wss listeners")
+			}
 		}
 	}
 	for i, o := range c.CheckOrigin {
