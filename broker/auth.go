@@ -124,6 +124,17 @@ type Authorizer interface {
 	CanReceive(id *Identity, topic string) bool
 }
 
+// A CredentialChecker is an Authorizer that can tell whether the
+// credentials a connection authenticated with are still accepted under
+// the policy in force: its user still exists, in the same tenant, with
+// the same password; its token still verifies under the keys in force.
+// Broker.Reauthorize asks it for every connected client and closes the
+// connections it refuses (5.0: DISCONNECT 0x87, not authorized; 3.x:
+// closed). It is called concurrently and must not block on I/O.
+type CredentialChecker interface {
+	CredentialsValid(id *Identity) bool
+}
+
 // SubscribeDecision is an Authorizer's answer to a subscription.
 type SubscribeDecision struct {
 	// OK grants the subscription; false refuses it (SUBACK 0x80 in 3.x,

@@ -32,17 +32,21 @@ const (
 	reasonNotAuthorized
 	reasonRefused
 	reasonAdministrative // closed through the admin API (Broker.Kick)
+	reasonRevoked        // its credentials are no longer accepted (Broker.Reauthorize)
 )
 
 var reasonNames = [...]string{"none", "client disconnect", "client disconnect with will", "session taken over", "server shutdown",
-	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused", "administrative action"}
+	"protocol error", "network error", "keepalive timeout", "not authorized", "connect refused", "administrative action",
+	"credentials revoked"}
 
 func (r closeReason) String() string { return reasonNames[r] }
 
 // sendsWill reports whether a connection of version v ending this way
 // publishes its will: not after DISCONNECT [MQTT-3.14.4-3], not on
-// shutdown, and on takeover only in 5.0, where the closed connection's
-// will follows its delay rules (DESIGN.md; 5.0 section 3.1.4).
+// shutdown, not when its credentials were revoked (the identity that set
+// the will is no longer accepted), and on takeover only in 5.0, where the
+// closed connection's will follows its delay rules (DESIGN.md; 5.0
+// section 3.1.4).
 func (r closeReason) sendsWill(v packet.Version) bool {
 	switch r {
 	case reasonDisconnectWithWill, reasonProtocol, reasonNetwork, reasonKeepAlive, reasonNotAuthorized, reasonAdministrative:

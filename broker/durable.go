@@ -142,8 +142,14 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 		if err != nil && j.seq != 0 {
 			// Without its record the PUBREL is not sent: the connection
 			// ends (PUBREL has no failure code), as the store refuses.
+			// The session was not moved either (handlePubrec): resumed,
+			// it sends the PUBLISH again (DUP), as the store would after
+			// a restart, never a PUBREL the store does not know of.
 			c.closeWith(packet.UnspecifiedError, reasonNetwork)
 			return
+		}
+		if j.seq != 0 {
+			c.sess.Pubrec(j.pid) // now that the store says so
 		}
 		c.send(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
 		return

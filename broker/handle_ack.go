@@ -40,13 +40,18 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		return nil
 	}
 	j := durableJob{kind: jobPubrel, pid: p.PacketID}
-	seq, first, ok := c.sess.Pubrec(p.PacketID)
+	seq, first, ok := c.sess.PubrecState(p.PacketID)
 	switch {
 	case ok && first && seq != 0 && c.b.store != nil:
+		// The session moves to AwaitPubcomp once the store has
+		// (finishDurable): if the write fails, memory and store both
+		// still await the PUBREC, and the connection ends without PUBREL.
 		j.seq = seq
-	case !ok && c.version == packet.V5:
+	case ok:
+		c.sess.Pubrec(p.PacketID)
+	case c.version == packet.V5:
 		j.code = packet.PacketIdentifierNotFound
-	case !ok:
+	default:
 		return nil // 3.x: an unknown id is ignored
 	}
 	if j.seq != 0 || c.durablePending() {

@@ -17,7 +17,7 @@ import (
 type metricCounters struct {
 	start       time.Time // New; the clock of uptime and latency stamps
 	connects    atomic.Uint64
-	disconnects [reasonAdministrative + 1]atomic.Uint64
+	disconnects [reasonRevoked + 1]atomic.Uint64
 	refused     [256]atomic.Uint64 // CONNACK refusals by reason code
 	drops       [dropReasons]atomic.Uint64
 	authFail    sync.Map // authFailKey -> *atomic.Uint64
@@ -48,10 +48,11 @@ const (
 var dropNames = [dropReasons]string{"queue_full", "offline_qos0", "expired", "too_large", "not_authorized", "no_share_member", "memory_budget"}
 
 var disconnectNames = [...]string{"none", "client_disconnect", "client_disconnect_with_will", "takeover", "shutdown",
-	"protocol_error", "network_error", "keepalive_timeout", "not_authorized", "refused", "administrative"}
+	"protocol_error", "network_error", "keepalive_timeout", "not_authorized", "refused", "administrative",
+	"credentials_revoked"}
 
 // Every close reason has a name (a compile error when one is added without).
-var _ = [1]struct{}{}[len(disconnectNames)-int(reasonAdministrative)-1]
+var _ = [1]struct{}{}[len(disconnectNames)-int(reasonRevoked)-1]
 
 // latencySampleEvery: one received PUBLISH in this many (per counter
 // stripe) carries its receipt time to the writers, which observe the

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -175,4 +176,63 @@ func TestCrashAroundPubrecIsExactlyOnce(t *testing.T) {
 			sub.ExpectNone(100 * time.Millisecond)
 		})
 	}
+}
+
+// failingPubrecStore fails the commits that record a QoS 2 delivery's
+// PUBREC (AwaitPubcomp) while fail is set.
+type failingPubrecStore struct {
+	broker.Store
+	fail atomic.Bool
+}
+
+func (s *failingPubrecStore) Commit(b *broker.Batch, durable bool) error {
+	if s.fail.Load() {
+		for _, op := range b.Ops {
+			if op.Kind == broker.OpSetInflight && op.Delivery != nil && op.Delivery.State == broker.AwaitPubcomp {
+				return errors.New("disk full")
+			}
+		}
+	}
+	return s.Store.Commit(b, durable)
+}
+
+// TestFailedPubrecWriteKeepsSessionWithStore: the write of a PUBREC's
+// AwaitPubcomp record fails; the connection ends without PUBREL, and the
+// session in memory still awaits the PUBREC, as the store does: resumed,
+// the broker sends the PUBLISH again with DUP and the same packet id
+// [MQTT-4.3.3-1], not a PUBREL the store does not know of (one that a
+// restart would follow with the PUBLISH again, which the client, having
+// released the id, would take for a new message [MQTT-4.3.3-2]).
+func TestFailedPubrecWriteKeepsSessionWithStore(t *testing.T) {
+	st := &failingPubrecStore{Store: memstore.New()}
+	_, addr := mqtttest.StartBroker(t, broker.Options{Store: st})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "q2-sub", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "q2", QoS: 2})
+	pub, _ := mqtttest.Connect(t, addr, packet.V311, "q2-pub", true)
+	pub.Send(&packet.Publish{Topic: "q2", QoS: 2, PacketID: 1, Payload: []byte("once")})
+	if _, ok := pub.Expect().(*packet.Pubrec); !ok {
+		t.Fatal("publisher: want PUBREC")
+	}
+	p := sub.ExpectPublish()
+	st.fail.Store(true)
+	sub.Send(&packet.Pubrec{PacketID: p.PacketID})
+	if got := sub.ExpectClosed(); len(got) != 0 {
+		t.Fatalf("got %v before the close; no PUBREL may be sent without its record", got)
+	}
+	st.fail.Store(false)
+
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	if ack := sub.Connect(&packet.Connect{ClientID: "q2-sub", KeepAlive: 60}); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	again, ok := sub.Expect().(*packet.Publish)
+	if !ok || !again.Dup || again.PacketID != p.PacketID || string(again.Payload) != "once" {
+		t.Fatalf("got %+v, want the PUBLISH again with DUP and packet id %d", again, p.PacketID)
+	}
+	sub.Send(&packet.Pubrec{PacketID: again.PacketID})
+	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != p.PacketID {
+		t.Fatalf("want PUBREL %d", p.PacketID)
+	}
+	sub.Send(&packet.Pubcomp{PacketID: p.PacketID})
+	sub.ExpectNone(200 * time.Millisecond)
 }

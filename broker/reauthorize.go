@@ -28,7 +28,10 @@ const (
 // messages routed meanwhile can add.
 const maxOwedRounds = 4
 
-// Reauthorize decides every subscription of every session whose holder is
+// Reauthorize first closes the connections whose credentials the
+// Authorizer, when it is a CredentialChecker, no longer accepts
+// (revokeCredentials). It then decides every subscription of every
+// session whose holder is
 // known (online, or offline with the identity that last held it) again,
 // under the policy the Authorizer applies now: a subscription no longer
 // allowed is removed (from the session, the subscription index and the
@@ -43,8 +46,12 @@ const maxOwedRounds = 4
 // number of subscriptions revoked or narrowed. It is safe to call at any
 // time; it holds no broker-wide lock while it asks the Authorizer.
 func (b *Broker) Reauthorize() int {
-	if _, ok := b.opts().Authorizer.(AllowAll); ok {
+	authz := b.opts().Authorizer
+	if _, ok := authz.(AllowAll); ok {
 		return 0
+	}
+	if cc, ok := authz.(CredentialChecker); ok {
+		b.revokeCredentials(cc)
 	}
 	b.mu.Lock()
 	all := make([]*session.Session, 0, len(b.mu.sessions))

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -37,11 +39,36 @@ func sessionRecord(c *conn, disconnected time.Time, withWill bool) *StoredSessio
 	rec := &StoredSession{ClientID: c.key, Version: c.version, ExpiryInterval: exp, DisconnectedAt: disconnected}
 	if w := c.will; withWill && w != nil {
 		props := w.Properties
+		// The delay is WillDelay: a PUBLISH (the store's encoding of a
+		// message) may not carry it (5.0 section 3.3.2.3), and a store that
+		// decodes messages as PUBLISH packets would refuse the record.
+		props.Clear(packet.PropWillDelayInterval)
 		rec.Will = &StoredMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Origin: c.key}
 		if c.version == packet.V5 && !props.IsZero() {
 			rec.Will.Properties = &props
 		}
 		rec.WillDelay = uint32(willDelay(w, c.version) / time.Second)
+		rec.Holder = storedHolder(c.id)
 	}
 	return rec
+}
+
+// storedHolder is id as a will's record keeps it; nil for nil.
+func storedHolder(id *Identity) *StoredHolder {
+	if id == nil {
+		return nil
+	}
+	return &StoredHolder{Tenant: id.Tenant, Username: id.Username, Roles: slices.Clone(id.Roles),
+		Method: id.Method, Principal: id.Principal, Attrs: maps.Clone(id.Attrs)}
+}
+
+// restoredHolder is the Identity of a stored will's holder in the session
+// of key; nil for none.
+func restoredHolder(h *StoredHolder, key string) *Identity {
+	if h == nil {
+		return nil
+	}
+	_, client := SplitSessionKey(key)
+	return &Identity{Tenant: h.Tenant, Username: h.Username, ClientID: client, Roles: h.Roles,
+		Method: h.Method, Principal: h.Principal, Attrs: h.Attrs}
 }

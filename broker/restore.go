@@ -12,12 +12,18 @@ import (
 // restoreWill schedules, at start-up, the will of a stored session: one
 // whose connection was open when the broker stopped (it ended then,
 // abnormally) or whose delay was running. It returns the will to send at
-// once, if it is due already.
-func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message {
+// once, if it is due already, and the identity that set it (the record's
+// Holder; nil in a record written before holders were stored), for which
+// it is authorized again when sent (sendWill).
+func (b *Broker) restoreWill(ss *StoredSession, now time.Time) (*session.Message, *Identity) {
 	sw := ss.Will
 	w := &packet.Will{Topic: sw.Topic, Payload: sw.Payload, QoS: sw.QoS, Retain: sw.Retain}
 	if sw.Properties != nil {
 		w.Properties = *sw.Properties
+	}
+	if ss.Version == packet.V5 && ss.WillDelay > 0 {
+		w.Properties.WillDelayInterval = ss.WillDelay
+		w.Properties.Set(packet.PropWillDelayInterval)
 	}
 	ended := ss.DisconnectedAt
 	if ended.IsZero() {
@@ -27,16 +33,17 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) *session.Message 
 	if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
 		delay = min(delay, time.Duration(ss.ExpiryInterval)*time.Second)
 	}
+	holder := restoredHolder(ss.Holder, ss.ClientID)
 	rec := *ss
-	rec.Will, rec.WillDelay, rec.DisconnectedAt = nil, 0, ended
+	rec.Will, rec.WillDelay, rec.Holder, rec.DisconnectedAt = nil, 0, nil, ended
 	rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
 	if left := ended.Add(delay).Sub(now); left > 0 {
-		b.scheduleWill(ss.ClientID, msg, nil, left, &rec)
-		return nil
+		b.scheduleWill(ss.ClientID, msg, holder, left, &rec)
+		return nil, nil
 	}
 	// A failed write is logged and counted by commit.
 	_ = b.commitOne(Op{Kind: OpPutSession, ClientID: ss.ClientID, Session: &rec}, false)
-	return msg
+	return msg, holder
 }
 
 // restore loads the store's content into the broker at startup: sessions
@@ -59,8 +66,8 @@ func (b *Broker) restore(ctx context.Context) error {
 	b.mu.Unlock()
 	// Wills last: they may publish to the sessions just restored.
 	for i := range r.wills {
-		if msg := b.restoreWill(&r.wills[i], r.now); msg != nil {
-			b.sendWill(msg, nil)
+		if msg, holder := b.restoreWill(&r.wills[i], r.now); msg != nil {
+			b.sendWill(msg, holder)
 		}
 	}
 	b.log.Info("store loaded", "sessions", r.sessions, "queued", r.queued, "retained", r.retained)

@@ -253,7 +253,7 @@ func (b *Broker) expire(key string, s *session.Session) {
 // pendingWill is a 5.0 will waiting out its Will Delay Interval.
 type pendingWill struct {
 	msg   *session.Message
-	id    *Identity // who set it; nil for a will restored from the store
+	id    *Identity // who set it (for a will restored from the store, its record's Holder; nil when it has none)
 	timer *time.Timer
 }
 
@@ -288,15 +288,26 @@ func (b *Broker) scheduleWill(key string, msg *session.Message, id *Identity, de
 }
 
 // sendWill publishes a will message as a PUBLISH would be [MQTT-3.1.2-8],
-// if id, the identity that set it, may still publish it: the will was
-// authorized at CONNECT, and the policy (a reload) or the identity's
-// roles (a re-authentication) may have changed since. A will restored
-// from the store (id nil) has no known holder and is sent as stored.
+// if id, the identity that set it, may still publish it under the policy
+// in force: the will was authorized at CONNECT, and the policy (a reload,
+// a restart with another configuration) or the identity's roles (a
+// re-authentication) may have changed since. A will restored from the
+// store is decided for the holder its record names; one whose record
+// names none (written before holders were stored) is not published
+// unless the Authorizer is AllowAll. A will not published is logged at
+// WARN and counted (Stats.WillsRefused).
 func (b *Broker) sendWill(msg *session.Message, id *Identity) {
-	if id != nil && !b.opts().Authorizer.CanPublish(id, msg.Topic, msg.QoS, msg.Retain) {
+	authz := b.opts().Authorizer
+	_, all := authz.(AllowAll)
+	if !all && (id == nil || !authz.CanPublish(id, msg.Topic, msg.QoS, msg.Retain)) {
 		tenant, client := SplitSessionKey(msg.Origin)
+		cause := "authorization changed since CONNECT"
+		if id == nil {
+			cause = "the identity that set it is not known (a store record written before wills' holders were)"
+		}
 		b.log.Warn("will not published", "tenant", tenant, "client", client, "topic", msg.Topic,
-			"reason", "not authorized", "cause", "authorization changed since CONNECT")
+			"reason", "not authorized", "cause", cause)
+		b.stats.willsRefused.Add(1)
 		return
 	}
 	var extra Batch

@@ -10,6 +10,15 @@ type counters struct {
 	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
 	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
 	parks           atomic.Uint64
+
+	// credentialRevocations: connections closed by Reauthorize because
+	// their credentials are no longer accepted (revokeCredentials).
+	credentialRevocations atomic.Uint64
+	// willsRefused: wills not published because the identity that set
+	// them may not publish them under the policy in force, or is not
+	// known (sendWill).
+	willsRefused atomic.Uint64
+
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
 	// cores do not contend for one cache line per message; a snapshot
@@ -84,6 +93,16 @@ type Stats struct {
 	MemoryBudget    int64  // Options.MemoryBudget in force, bytes (0: no bound)
 	MemoryHeld      int64  // bytes held for all clients: queued, in flight, in write buffers
 	BudgetDrops     uint64 // messages dropped because MemoryBudget was reached (also in MessagesDropped)
+
+	// CredentialRevocations counts connections Reauthorize closed because
+	// the Authorizer (a CredentialChecker) no longer accepts the
+	// credentials they connected with.
+	CredentialRevocations uint64
+	// WillsRefused counts wills not published because the identity that
+	// set them may not publish them under the policy in force (or, for a
+	// will restored from a record written before holders were stored, is
+	// not known).
+	WillsRefused uint64
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -110,6 +129,9 @@ func (b *Broker) Stats() Stats {
 		MemoryBudget:     b.budget.Max(),
 		MemoryHeld:       b.budget.Held(),
 		BudgetDrops:      b.budget.Dropped(),
+
+		CredentialRevocations: b.stats.credentialRevocations.Load(),
+		WillsRefused:          b.stats.willsRefused.Load(),
 	}
 }
 

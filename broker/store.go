@@ -169,11 +169,28 @@ type StoredSession struct {
 	Will *StoredMessage
 	// WillDelay is the will's 5.0 Will Delay Interval in seconds.
 	WillDelay uint32
+	// Holder is the identity that set Will, recorded with it so that the
+	// will is authorized again, for that identity under the policy in
+	// force, when it is sent after a restart. Nil without a will, and in
+	// records written before holders were stored (their will is not
+	// published unless the Authorizer is AllowAll).
+	Holder *StoredHolder
 	// The session's lists, filled by LoadAll (Load reports them as
 	// records of their own and leaves them empty).
 	Subscriptions []StoredSubscription
 	Queue         []StoredDelivery // by Seq, ascending
 	InboundQoS2   []uint16         // packet ids awaiting PUBREL, ascending
+}
+
+// StoredHolder is an Identity as stored with a will: what an Authorizer
+// needs to decide the will's publish again (the client id is the
+// session's). A token's roles are those it carried; an Authorizer that
+// looks its users up again (auth.Service) applies their roles in force.
+type StoredHolder struct {
+	Tenant, Username  string
+	Roles             []string
+	Method, Principal string
+	Attrs             map[string]string // nil for none
 }
 
 // StoredSubscription is one subscription of a persistent session.

@@ -11,13 +11,17 @@ import (
 )
 
 // newMetrics builds the registry the admin listener serves at /metrics:
-// the broker's figures, the TLS listeners' handshake counters and, with
+// the broker's figures, the TLS listeners' handshake counters, the WebSocket listeners' upgrade
+// counters and, with
 // an auth: section, the password checks' counters (docs/metrics.md).
 func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener) (*prometheus.Registry, error) {
 	o := metrics.Options{TenantLabels: cfg.Metrics.TenantLabels}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
 			o.Listeners = append(o.Listeners, ln)
+		}
+		if t := ln.Config().Type; t == "ws" || t == "wss" {
+			o.Upgrades = append(o.Upgrades, ln)
 		}
 	}
 	if sec.svc != nil {

@@ -37,6 +37,8 @@ func TestCheckCommand(t *testing.T) {
 	write(t, remote, "listeners: [{type: tcp, address: '0.0.0.0:1883'}]\n")
 	old := filepath.Join(dir, "old.yaml")
 	write(t, old, "listeners: [{type: tcp, address: '127.0.0.1:1883'}]\nruntime: {cpu_warming: true}\n")
+	xff := filepath.Join(dir, "xff.yaml")
+	write(t, xff, "listeners:\n  - {type: ws, address: '127.0.0.1:8080', websocket: {trust_forwarded_for: true}}\n")
 	tests := []struct {
 		name, file string
 		code       int
@@ -44,6 +46,8 @@ func TestCheckCommand(t *testing.T) {
 	}{
 		{"valid", good, 0, "ok (1 listeners)"},
 		{"removed key: a warning, still valid", old, 0, "warning: runtime.cpu_warming (line 2): removed setting, ignored"},
+		{"trust_forwarded_for without trusted_proxies: a warning, still valid", xff, 0,
+			"warning: listeners[0].websocket.trust_forwarded_for (line 2): deprecated: X-Forwarded-For is now believed only from"},
 		{"unknown key named by path", bad, 1, "listeners[1].tls.cert_fil: unknown key"},
 		{"anonymous on a public address", remote, 1, "not a loopback address"},
 		{"missing file", filepath.Join(dir, "none.yaml"), 1, "no such file"},
@@ -77,7 +81,7 @@ listeners:
     type: tls
     address: "127.0.0.1:0"
     tls: {cert_file: `+filepath.Join(dir, "cert.pem")+`, key_file: `+filepath.Join(dir, "key.pem")+`}
-  - {name: web, type: ws, address: "127.0.0.1:0"}
+  - {name: web, type: ws, address: "127.0.0.1:0", websocket: {trust_forwarded_for: true}}
 runtime: {cpu_warming: true}
 `)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
@@ -85,6 +89,9 @@ runtime: {cpu_warming: true}
 	addrs := waitFor(t, logs, 3)
 	// A key an earlier version had is logged and ignored, not refused.
 	waitLog(t, logs, `level=WARN msg="configuration: runtime.cpu_warming (line 11): removed setting, ignored`)
+	// So is trust_forwarded_for without trusted_proxies: it starts,
+	// trusting loopback peers only.
+	waitLog(t, logs, `level=WARN msg="configuration: listeners[2].websocket.trust_forwarded_for (line 10): deprecated`)
 
 	connack := func(t *testing.T, nc net.Conn) {
 		t.Helper()

@@ -44,6 +44,9 @@ type connState struct {
 	sub    sync.Map
 	subN   atomic.Int32
 	handle string
+	// cred is what the connection authenticated with (authnResult.cred),
+	// kept across recompiles; "" when not known.
+	cred string
 }
 
 func (st *connState) publish(name string) pubLimit {
@@ -93,6 +96,11 @@ func (st *connState) subscribe(filter string) subLimit {
 type stateCache struct {
 	m   sync.Map // handle -> *connState
 	seq atomic.Uint64
+	// prefix makes the handles of one Service its own: an Identity the
+	// broker restored from its store (a will's holder, with its Attrs)
+	// never names a live connection's state of another process or
+	// Service. Set by New.
+	prefix string
 	// last is the state compiled for the last identity the cache did not
 	// know: the broker re-checks an offline session with a copy of its
 	// identity, asking once per subscription and queued topic, and the
@@ -107,10 +115,10 @@ type unknownState struct {
 	st *connState
 }
 
-func (c *stateCache) register(id *broker.Identity, e *engine, g *grants) {
-	h := strconv.FormatUint(c.seq.Add(1), 36)
+func (c *stateCache) register(id *broker.Identity, e *engine, g *grants, cred string) {
+	h := c.prefix + strconv.FormatUint(c.seq.Add(1), 36)
 	id.Attrs[attrHandle] = h
-	c.m.Store(h, &connState{eng: e, g: g, handle: h})
+	c.m.Store(h, &connState{eng: e, g: g, handle: h, cred: cred})
 	runtime.AddCleanup(id, func(h string) { c.m.Delete(h) }, h)
 }
 
@@ -124,7 +132,7 @@ func (c *stateCache) lookup(id *broker.Identity, e *engine) *connState {
 			if st.eng == e {
 				return st
 			}
-			nst := &connState{eng: e, g: recompile(id, e), handle: h}
+			nst := &connState{eng: e, g: recompile(id, e), handle: h, cred: st.cred}
 			// Store only over the state we replace: a concurrent
 			// cleanup or recompile wins.
 			c.m.CompareAndSwap(h, st, nst)
@@ -137,6 +145,20 @@ func (c *stateCache) lookup(id *broker.Identity, e *engine) *connState {
 	st := &connState{eng: e, g: recompile(id, e)}
 	c.last.Store(&unknownState{id: id, st: st})
 	return st
+}
+
+// credential returns what id's live connection authenticated with, and
+// false when the cache has no live state for id.
+func (c *stateCache) credential(id *broker.Identity) (string, bool) {
+	h := id.Attrs[attrHandle]
+	if h == "" {
+		return "", false
+	}
+	v, ok := c.m.Load(h)
+	if !ok {
+		return "", false
+	}
+	return v.(*connState).cred, true
 }
 
 // recompile compiles id's grants under e: with the roles e gives the

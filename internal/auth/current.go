@@ -9,8 +9,9 @@ import "github.com/petrel-mqtt/petrel/broker"
 // to another tenant or removes it applies to its live connections and
 // offline sessions (Broker.Reauthorize), not only to its next CONNECT
 // (DESIGN.md section 3: what is delivered is allowed for the identity that
-// receives it under the policy in force). A token carries its own roles;
-// an identity made by another authenticator keeps the roles it came with.
+// receives it under the policy in force). A token carries its own roles
+// (none once JWT authentication is off); an identity made by another
+// authenticator keeps the roles it came with.
 func (e *engine) rolesNow(id *broker.Identity) ([]string, bool) {
 	switch id.Attrs[AttrMethod] {
 	case "password", "scram":
@@ -38,6 +39,10 @@ func (e *engine) rolesNow(id *broker.Identity) ([]string, bool) {
 	case "anonymous":
 		a := e.cfg.Anonymous
 		return a.Roles, a.Enabled && a.Tenant == id.Tenant
+	case "jwt":
+		// A token carries its roles, as long as tokens are accepted at
+		// all: with JWT authentication turned off, none is known.
+		return id.Roles, e.jwt != nil
 	}
 	return id.Roles, true
 }

@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/petrel-mqtt/petrel/broker"
 )
 
 // TestReloadAppliesUsersFileToKnownIdentities: a users-file reload that
@@ -61,5 +65,33 @@ func TestReloadAppliesUsersFileToKnownIdentities(t *testing.T) {
 				t.Errorf("offline copy: CanSubscribe A/read/public/x = %v, want %v", got, tt.public)
 			}
 		})
+	}
+}
+
+// TestTokenIdentityUnknownOnceJWTIsOff: a token identity authenticated
+// before (a live connection, or a will's holder restored from the store)
+// keeps its token's roles while JWT authentication is on, and has none
+// once a reload turned it off.
+func TestTokenIdentityUnknownOnceJWTIsOff(t *testing.T) {
+	cfg := Config{JWT: JWTConfig{Secret: testSecret}}
+	s := newService(t, cfg)
+	id, err := connect(s, "c", "", []byte(sign(t, jwt.SigningMethodHS256, []byte(testSecret), claims("A", "GATEWAY_PUBLISHER"), "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := &broker.Identity{Tenant: id.Tenant, ClientID: id.ClientID, Roles: id.Roles, Method: id.Method,
+		Attrs: map[string]string{AttrMethod: "jwt"}} // as restored from a store record
+	for _, who := range []*broker.Identity{id, holder} {
+		if !s.CanPublish(who, "A/status", 1, false) {
+			t.Fatal("refused with JWT on")
+		}
+	}
+	if err := s.Reload(Config{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*broker.Identity{id, holder} {
+		if s.CanPublish(who, "A/status", 1, false) {
+			t.Errorf("%+v may publish with JWT authentication off", who)
+		}
 	}
 }

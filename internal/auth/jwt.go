@@ -42,9 +42,10 @@ func (c JWTConfig) Enabled() bool {
 
 // verifier checks JWTs against a fixed set of keys.
 type verifier struct {
-	keys   []verifyKey
-	parser *jwt.Parser
-	cfg    JWTConfig
+	keys    []verifyKey
+	parser  *jwt.Parser
+	sigOnly *jwt.Parser // verifySignature
+	cfg     JWTConfig
 }
 
 func newVerifier(c JWTConfig, now func() time.Time) (*verifier, error) {
@@ -129,7 +130,18 @@ func newVerifier(c JWTConfig, now func() time.Time) (*verifier, error) {
 		opts = append(opts, jwt.WithAudience(c.Audience))
 	}
 	v.parser = jwt.NewParser(opts...)
+	// Signature only: what a reload asks of a connected client's token,
+	// whose claims were checked at CONNECT (its exp is watched there when
+	// disconnect_on_expiry is set).
+	v.sigOnly = jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithoutClaimsValidation())
 	return v, nil
+}
+
+// verifySignature reports whether token's signature verifies under v's
+// keys and allowed algorithms (kid rules included), its claims unchecked.
+func (v *verifier) verifySignature(token string) error {
+	_, err := v.sigOnly.Parse(token, v.keyfunc)
+	return err
 }
 
 var errUnknownKID = errors.New("auth: token names an unknown key id")

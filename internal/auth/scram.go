@@ -71,7 +71,7 @@ func (x *scramExchange) Step(_ context.Context, data []byte) ([]byte, *broker.Id
 			return nil, nil, code
 		}
 		x.s.checks.record(x.attempt, true)
-		id, err = x.s.finish(x.e, x.ci, "scram", id)
+		id, err = x.s.finish(x.e, x.ci, "scram", id, x.user.SCRAM)
 		if err != nil {
 			return nil, nil, err
 		}

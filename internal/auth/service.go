@@ -9,6 +9,7 @@ package auth
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -226,6 +227,9 @@ func New(c Config, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.events = ratelog.New(s.log, ratelog.Options{})
+	var p [6]byte
+	randRead(p[:])
+	s.cache.prefix = hex.EncodeToString(p[:]) + "."
 	s.cur.Store(e)
 	s.checks = NewChecker(c.Checks, s.now)
 	return s, nil
@@ -273,6 +277,7 @@ var (
 	_ broker.Authenticator         = (*Service)(nil)
 	_ broker.EnhancedAuthenticator = (*Service)(nil)
 	_ broker.Authorizer            = (*Service)(nil)
+	_ broker.CredentialChecker     = (*Service)(nil)
 )
 
 // decision is an authenticator's answer in the chain.
@@ -291,6 +296,9 @@ type authnResult struct {
 	id     *broker.Identity
 	code   packet.ReasonCode // for deny
 	err    error             // why, for the log; never holds a secret
+	// cred is what CredentialsValid compares after a reload: the
+	// password hash of the users-file entry, the token itself.
+	cred string
 }
 
 // Authenticate runs the chain: JWT, users file, client certificate,
@@ -312,7 +320,7 @@ func (s *Service) Authenticate(ctx context.Context, ci *broker.ConnectInfo) (*br
 			s.refused(ci, r.method, r.code, r.err)
 			return nil, r.code
 		}
-		return s.finish(e, ci, r.method, r.id)
+		return s.finish(e, ci, r.method, r.id, r.cred)
 	}
 	code := packet.NotAuthorized
 	if ci.HasPass || (ci.HasUser && !ci.CertUsername) {
@@ -352,8 +360,9 @@ func checkRefusal(err error) packet.ReasonCode {
 
 // finish checks that the identity's values may be substituted into its
 // roles' filters, compiles its grants and registers the connection's
-// decision cache.
-func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *broker.Identity) (*broker.Identity, error) {
+// decision cache, with cred, what it authenticated with
+// (CredentialsValid).
+func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *broker.Identity, cred string) (*broker.Identity, error) {
 	id.ClientID = ci.ClientID
 	if !safeLevel(id.Tenant) {
 		s.refused(ci, method, packet.NotAuthorized, fmt.Errorf("%w: tenant %q", errUnsafeTenant, id.Tenant))
@@ -382,7 +391,7 @@ func (s *Service) finish(e *engine, ci *broker.ConnectInfo, method string, id *b
 	if id.Principal == "" {
 		id.Principal = id.Username
 	}
-	s.cache.register(id, e, g)
+	s.cache.register(id, e, g, cred)
 	s.log.Debug("auth: authenticated", "client", ci.ClientID, "username", id.Username, "tenant", id.Tenant,
 		"roles", id.Roles, "method", method, "remote", addrString(ci))
 	return id, nil
@@ -437,7 +446,10 @@ func (e *engine) jwtAuth(ci *broker.ConnectInfo) authnResult {
 	if e.cfg.JWT.DisconnectOnExpiry {
 		id.ExpiresAt = tc.expires
 	}
-	return authnResult{d: allow, method: "jwt", id: id}
+	// The token is kept with the connection's decision cache (never in
+	// the Identity, which the store may keep) to verify it again under
+	// the keys of a reload.
+	return authnResult{d: allow, method: "jwt", id: id, cred: string(ci.Password)}
 }
 
 // passwordAuth checks a username and password against the users file,
@@ -457,7 +469,7 @@ func (s *Service) passwordAuth(ctx context.Context, e *engine, ci *broker.Connec
 		}
 		return authnResult{d: deny, method: "password", code: code, err: err}
 	}
-	return authnResult{d: allow, method: "password", id: e.userIdentity(u)}
+	return authnResult{d: allow, method: "password", id: e.userIdentity(u), cred: u.Password}
 }
 
 func (e *engine) userIdentity(u *User) *broker.Identity {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 )
 
@@ -163,9 +164,19 @@ type TLS struct {
 
 // WebSocket configures a ws or wss listener.
 type WebSocket struct {
-	Path              string   `yaml:"path"`
-	AllowedOrigins    []string `yaml:"allowed_origins"`
-	TrustForwardedFor bool     `yaml:"trust_forwarded_for"`
+	Path           string   `yaml:"path"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Bounds of pending upgrades (listener.Config).
+	UpgradeRequestTimeout time.Duration `yaml:"upgrade_request_timeout"`
+	UpgradeTimeout        time.Duration `yaml:"upgrade_timeout"`
+	MaxUpgrades           int           `yaml:"max_upgrades"`
+	MaxUpgradesPerAddress int           `yaml:"max_upgrades_per_address"`
+	// TrustedProxies: addresses or CIDR networks of the reverse proxies
+	// whose X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustForwardedFor is the earlier form: without TrustedProxies it
+	// trusts loopback peers only (clientaddr.Loopback), with a warning.
+	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
 }
 
 // Limits bound what clients may do.
@@ -397,7 +408,23 @@ func (c *Config) Validate() error {
 			if !strings.HasPrefix(l.WebSocket.Path, "/") {
 				bad(p+".websocket.path", "%q must start with /", l.WebSocket.Path)
 			}
-		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor {
+			if _, err := clientaddr.ParseTrustedProxies(l.WebSocket.TrustedProxies); err != nil {
+				bad(p+".websocket.trusted_proxies", "%v", err)
+			}
+			for _, f := range []struct {
+				key string
+				neg bool
+			}{
+				{"upgrade_request_timeout", l.WebSocket.UpgradeRequestTimeout < 0}, {"upgrade_timeout", l.WebSocket.UpgradeTimeout < 0},
+				{"max_upgrades", l.WebSocket.MaxUpgrades < 0}, {"max_upgrades_per_address", l.WebSocket.MaxUpgradesPerAddress < 0},
+			} {
+				if f.neg {
+					bad(p+".websocket."+f.key, "must not be negative")
+				}
+			}
+		} else if l.WebSocket.Path != "" || len(l.WebSocket.AllowedOrigins) > 0 || l.WebSocket.TrustForwardedFor ||
+			len(l.WebSocket.TrustedProxies) > 0 || l.WebSocket.UpgradeRequestTimeout != 0 || l.WebSocket.UpgradeTimeout != 0 ||
+			l.WebSocket.MaxUpgrades != 0 || l.WebSocket.MaxUpgradesPerAddress != 0 {
 			bad(p+".websocket", "only for ws and wss listeners")
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 )
 
@@ -54,6 +57,21 @@ func aliasMax(n int) int {
 	return n
 }
 
+// trustedProxies is the listener's trusted proxies: websocket.
+// trusted_proxies, or, for a configuration that still says
+// trust_forwarded_for without it, loopback peers only (Parse warned).
+// Validate refused a list that does not parse.
+func (l *Listener) trustedProxies() []netip.Prefix {
+	if len(l.WebSocket.TrustedProxies) > 0 {
+		p, _ := clientaddr.ParseTrustedProxies(l.WebSocket.TrustedProxies) // checked by Validate
+		return p
+	}
+	if l.WebSocket.TrustForwardedFor {
+		return slices.Clone(clientaddr.Loopback)
+	}
+	return nil
+}
+
 // ListenerConfig returns the transport configuration of listener i.
 func (c *Config) ListenerConfig(i int) listener.Config {
 	l := c.Listeners[i]
@@ -72,7 +90,11 @@ func (c *Config) ListenerConfig(i int) listener.Config {
 		MaxHandshakesPerAddress: l.TLS.MaxHandshakesPerAddress,
 		Path:                    l.WebSocket.Path,
 		CheckOrigin:             l.WebSocket.AllowedOrigins,
-		TrustForwardedFor:       l.WebSocket.TrustForwardedFor,
+		TrustedProxies:          l.trustedProxies(),
+		UpgradeRequestTimeout:   l.WebSocket.UpgradeRequestTimeout,
+		UpgradeTimeout:          l.WebSocket.UpgradeTimeout,
+		MaxUpgrades:             l.WebSocket.MaxUpgrades,
+		MaxUpgradesPerAddress:   l.WebSocket.MaxUpgradesPerAddress,
 		ProxyProtocol:           l.ProxyProtocol,
 		CertUsername:            l.TLS.CertUsername,
 	}

@@ -75,6 +75,7 @@ func parse(data []byte, environ []string) (*Config, error) {
 		}
 		if len(root.Content) > 0 {
 			c.Warnings = dropRemoved(root.Content[0])
+			c.Warnings = append(c.Warnings, forwardedForWarnings(root.Content[0])...)
 			errs = append(errs, decode(root.Content[0], reflect.ValueOf(c).Elem(), ""))
 		}
 	} else {

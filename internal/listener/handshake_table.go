@@ -28,7 +28,8 @@ type pendingConn struct {
 	deadline time.Time    // the whole handshake must be done by then
 	key      netip.Prefix // per-address key; the zero Prefix: not counted per address
 	stage    hsStage
-	gone     bool // removed from the table: evicted, refused, ended or closed
+	gone     bool        // removed from the table: evicted, refused, ended or closed
+	timer    *time.Timer // WebSocket upgrades only: closes it at deadline (upgrades.expire)
 	// prev and next link the connection into its stage's list, oldest first.
 	prev, next *pendingConn
 }

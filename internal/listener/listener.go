@@ -11,12 +11,14 @@
 package listener
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -42,6 +44,10 @@ const (
 	DefaultMaxHandshakes           = 1024
 	DefaultMaxHandshakesPerAddress = 64
 	DefaultPath                    = "/mqtt"
+	DefaultUpgradeRequestTimeout   = 3 * time.Second
+	DefaultUpgradeTimeout          = 10 * time.Second
+	DefaultMaxUpgrades             = 1024
+	DefaultMaxUpgradesPerAddress   = 64
 	DefaultMinVersion              = "1.2"
 	DefaultClientAuth              = "none"
 )
@@ -70,8 +76,9 @@ type Config struct {
 	// ClientCAFile holds the PEM CA certificates that client certificates
 	// must chain to; required when ClientAuth is not "none".
 	ClientCAFile string
-	// HandshakeTimeout bounds a TLS handshake, from accept (and, for
-	// ws/wss, reading the HTTP upgrade request). Default 10s.
+	// HandshakeTimeout bounds a TLS handshake, from accept (and the PROXY
+	// protocol header). Default 10s. WebSocket upgrades have their own
+	// bounds (UpgradeRequestTimeout, UpgradeTimeout).
 	HandshakeTimeout time.Duration
 	// HelloTimeout bounds the time from accept to a complete TLS
 	// ClientHello, the PROXY protocol header included (tls, wss only): a
@@ -99,10 +106,34 @@ type Config struct {
 	// "://" matches the Origin's host only). Empty allows every origin.
 	// Requests without an Origin header (non-browser clients) are allowed.
 	CheckOrigin []string
-	// TrustForwardedFor makes the X-Forwarded-For header (its last entry, the
-	// one added by the proxy in front of us) the connection's remote address.
-	// Enable it only behind a proxy that sets the header.
-	TrustForwardedFor bool
+	// UpgradeRequestTimeout bounds the time from the hand-off to the HTTP
+	// server (accept; after the TLS handshake on wss) to a complete
+	// upgrade request header (ws, wss). Default 3s; never more than
+	// UpgradeTimeout.
+	UpgradeRequestTimeout time.Duration
+	// UpgradeTimeout bounds the whole WebSocket upgrade, from the hand-off
+	// (ws, wss). Default 10s.
+	UpgradeTimeout time.Duration
+	// MaxUpgrades bounds the pending WebSocket upgrades at once (ws, wss).
+	// Default 1024. A new connection never waits: at the bound the oldest
+	// connection whose request header is not complete (else the oldest
+	// pending) is closed to make room.
+	MaxUpgrades int
+	// MaxUpgradesPerAddress bounds the pending upgrades of one remote
+	// address (an IPv4 address, an IPv6 /64) (ws, wss); peers in
+	// TrustedProxies are not counted. A connection over it is closed on
+	// arrival. Default 64; never more than MaxUpgrades, which turns the
+	// bound off.
+	MaxUpgradesPerAddress int
+
+	// TrustedProxies are the reverse proxies (ws, wss) whose
+	// X-Forwarded-For header names the client: for an upgrade from one of
+	// them the header is read from the right and the first address that is
+	// not a trusted proxy becomes the connection's remote address
+	// (clientaddr.FromRequest), which the broker's per-address limits and
+	// logs use. From any other peer the header is ignored. Empty: the TCP
+	// peer is the client.
+	TrustedProxies []netip.Prefix
 
 	// ProxyProtocol requires a PROXY protocol v1 or v2 header (as sent by
 	// HAProxy, AWS NLB and other load balancers) at the start of every
@@ -159,6 +190,17 @@ func (c Config) Validate() error {
 	if c.MaxHandshakesPerAddress < 0 {
 		return bad("max_handshakes_per_address", "%d is negative", c.MaxHandshakesPerAddress)
 	}
+	for _, f := range []struct {
+		field string
+		neg   bool
+	}{
+		{"upgrade_request_timeout", c.UpgradeRequestTimeout < 0}, {"upgrade_timeout", c.UpgradeTimeout < 0},
+		{"max_upgrades", c.MaxUpgrades < 0}, {"max_upgrades_per_address", c.MaxUpgradesPerAddress < 0},
+	} {
+		if f.neg {
+			return bad(f.field, "is negative")
+		}
+	}
 	if c.isTLS() {
 		if err := c.validateTLS(bad); err != nil {
 			return err
@@ -191,8 +233,19 @@ func (c Config) Validate() error {
 		if len(c.CheckOrigin) > 0 {
 			return bad("check_origin", "only valid for ws and wss listeners")
 		}
-		if c.TrustForwardedFor {
-			return bad("trust_forwarded_for", "only valid for ws and wss listeners")
+		if len(c.TrustedProxies) > 0 {
+			return bad("trusted_proxies", "only valid for ws and wss listeners")
+		}
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{
+			{"upgrade_request_timeout", c.UpgradeRequestTimeout != 0}, {"upgrade_timeout", c.UpgradeTimeout != 0},
+			{"max_upgrades", c.MaxUpgrades != 0}, {"max_upgrades_per_address", c.MaxUpgradesPerAddress != 0},
+		} {
+			if f.set {
+				return bad(f.field, "only valid for ws and wss listeners")
+			}
 		}
 	}
 	for i, o := range c.CheckOrigin {
@@ -269,8 +322,14 @@ func (c Config) withDefaults() Config {
 			c.ClientAuth = DefaultClientAuth
 		}
 	}
-	if c.isWS() && c.Path == "" {
-		c.Path = DefaultPath
+	if c.isWS() {
+		if c.Path == "" {
+			c.Path = DefaultPath
+		}
+		c.UpgradeTimeout = cmp.Or(c.UpgradeTimeout, DefaultUpgradeTimeout)
+		c.UpgradeRequestTimeout = min(cmp.Or(c.UpgradeRequestTimeout, DefaultUpgradeRequestTimeout), c.UpgradeTimeout)
+		c.MaxUpgrades = cmp.Or(c.MaxUpgrades, DefaultMaxUpgrades)
+		c.MaxUpgradesPerAddress = min(cmp.Or(c.MaxUpgradesPerAddress, DefaultMaxUpgradesPerAddress), c.MaxUpgrades)
 	}
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,7 +48,9 @@ func TestValidate(t *testing.T) {
 		{"tcp with cert", Config{Type: "tcp", Address: ":1", CertFile: cert}, "cert_file: only valid"},
 		{"tcp with path", Config{Type: "tcp", Address: ":1", Path: "/x"}, "path: only valid"},
 		{"tls with origin", with(tlsOK, func(c *Config) { c.CheckOrigin = []string{"x"} }), "check_origin: only valid"},
-		{"tcp with xff", Config{Type: "tcp", Address: ":1", TrustForwardedFor: true}, "trust_forwarded_for"},
+		{"tcp with upgrade bounds", Config{Type: "tcp", Address: ":1", MaxUpgrades: 5}, "max_upgrades"},
+		{"negative upgrade timeout", Config{Type: "ws", Address: ":1", UpgradeTimeout: -1}, "upgrade_timeout"},
+		{"tcp with trusted proxies", Config{Type: "tcp", Address: ":1", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, "trusted_proxies"},
 		{"ws bad path", Config{Type: "ws", Address: ":1", Path: "mqtt"}, "path:"},
 		{"ws empty origin", Config{Type: "ws", Address: ":1", CheckOrigin: []string{" "}}, "check_origin[0]"},
 		{"wss no cert", Config{Type: "wss", Address: ":1"}, "cert_file: missing"},

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/coder/websocket"
+
+	"github.com/petrel-mqtt/petrel/internal/clientaddr"
 )
 
 // WebSocket subprotocol names. A client must offer one of them
@@ -36,6 +38,9 @@ type wsServer struct {
 	done  chan struct{} // closed by shutdown
 	addr  net.Addr
 	wg    sync.WaitGroup // the Serve goroutine and handlers
+	// upgrades bounds the connections the HTTP server holds before they
+	// are upgraded (its ConnState hook).
+	upgrades *upgrades
 
 	closeOnce sync.Once
 	mu        struct {
@@ -53,16 +58,26 @@ func newWSServer(c Config, inner net.Listener, log *slog.Logger) *wsServer {
 		done:  make(chan struct{}),
 		addr:  inner.Addr(),
 	}
+	s.upgrades = newUpgrades(c, log)
 	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: c.HandshakeTimeout,
-		IdleTimeout:       c.HandshakeTimeout,
+		Handler: s,
+		// The upgrade request's header within the short deadline; the
+		// whole upgrade is bounded by upgrades (a timer per connection).
+		ReadHeaderTimeout: c.UpgradeRequestTimeout,
+		IdleTimeout:       c.UpgradeTimeout,
 		MaxHeaderBytes:    16 << 10,
+		ConnState:         s.upgrades.connState,
+		ConnContext: func(ctx context.Context, nc net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, nc)
+		},
 		// Bad requests and handshakes are routine on a public port.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		// WebSocket upgrades need HTTP/1.1: no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+	// One request per connection: a refused request closes it, so a
+	// client cannot hold a pending connection with a series of requests.
+	s.srv.SetKeepAlivesEnabled(false)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -79,8 +94,15 @@ func newWSServer(c Config, inner net.Listener, log *slog.Logger) *wsServer {
 	return s
 }
 
+// connKey is the request context key of the connection it came on
+// (http.Server.ConnContext).
+type connKey struct{}
+
 // ServeHTTP upgrades requests on the configured path.
 func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if nc, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.upgrades.requested(nc)
+	}
 	if r.URL.Path != s.cfg.Path {
 		http.NotFound(w, r)
 		return
@@ -117,11 +139,13 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// outlives this handler.
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	wc := &wsConn{Conn: nc, remote: nc.RemoteAddr(), subprotocol: ws.Subprotocol()}
-	if s.cfg.TrustForwardedFor {
-		if a, ok := forwardedFor(r.Header); ok {
-			wc.remote = a
-		} else if len(r.Header.Values("X-Forwarded-For")) > 0 {
-			s.log.Debug("unparsable X-Forwarded-For; using the peer address", "remote", r.RemoteAddr, "header", r.Header.Values("X-Forwarded-For"))
+	if len(s.cfg.TrustedProxies) > 0 {
+		// Only a trusted proxy's header is read, from the right: entries
+		// left of the first untrusted address are the client's to forge.
+		if peer, ok := clientaddr.ParseHostAddr(r.RemoteAddr); ok && clientaddr.Trusted(s.cfg.TrustedProxies, peer) {
+			if a, _ := clientaddr.FromRequest(r, s.cfg.TrustedProxies); a != peer {
+				wc.remote = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+			}
 		}
 	}
 	var conn net.Conn = wc
@@ -186,26 +210,6 @@ func (s *wsServer) originAllowed(origin string) bool {
 	return false
 }
 
-// forwardedFor returns the last X-Forwarded-For entry, the address seen by
-// the proxy directly in front of us; earlier entries are the client's to
-// forge. The port is kept when the entry has one, else it is 0.
-func forwardedFor(h http.Header) (net.Addr, bool) {
-	vals := h.Values("X-Forwarded-For")
-	if len(vals) == 0 {
-		return nil, false
-	}
-	entries := strings.Split(vals[len(vals)-1], ",")
-	last := strings.TrimSpace(entries[len(entries)-1])
-	if ap, err := netip.ParseAddrPort(last); err == nil {
-		return net.TCPAddrFromAddrPort(ap), true
-	}
-	last = strings.TrimSuffix(strings.TrimPrefix(last, "["), "]")
-	if a, err := netip.ParseAddr(last); err == nil {
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.Unmap(), 0)), true
-	}
-	return nil, false
-}
-
 func (s *wsServer) accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:
@@ -231,6 +235,7 @@ func (s *wsServer) shutdown() {
 		// Close also closes the listener; after our own close, its error
 		// (if any) is of no use.
 		_ = s.srv.Close()
+		s.upgrades.close()
 	})
 }
 
@@ -248,8 +253,8 @@ type wsConn struct {
 	subprotocol string
 }
 
-// RemoteAddr returns the peer address, or the X-Forwarded-For address when
-// Config.TrustForwardedFor is set.
+// RemoteAddr returns the peer address, or the client's address from
+// X-Forwarded-For when the peer is one of Config.TrustedProxies.
 func (c *wsConn) RemoteAddr() net.Addr { return c.remote }
 
 // Subprotocol returns the negotiated WebSocket subprotocol, "mqtt" or

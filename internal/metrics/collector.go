@@ -25,7 +25,7 @@ func newDesc(kind prometheus.ValueType, name, help string, labels ...string) des
 // are not included.
 func Names() []string {
 	var names []string
-	for _, ds := range [][]desc{brokerDescs, handshakeDescs, tenantDescs} {
+	for _, ds := range [][]desc{brokerDescs, handshakeDescs, upgradeDescs, tenantDescs} {
 		for _, d := range ds {
 			names = append(names, d.name)
 			if d.kind == prometheus.UntypedValue {
@@ -65,6 +65,8 @@ var (
 	dDelivery         = newDesc(prometheus.UntypedValue, "petrel_delivery_latency_seconds", "Time from receiving a PUBLISH to writing it to a subscriber, sampled (one message in 64).")
 	dHandshakes       = newDesc(prometheus.GaugeValue, "petrel_tls_handshakes_in_progress", "Unfinished TLS handshakes, by listener.", "listener")
 	dHandshakeDropped = newDesc(prometheus.CounterValue, "petrel_tls_handshakes_dropped_total", "Unfinished TLS handshakes closed, by listener and reason.", "listener", "reason")
+	dUpgrades         = newDesc(prometheus.GaugeValue, "petrel_ws_upgrades_in_progress", "Pending WebSocket upgrades, by listener.", "listener")
+	dUpgradeDropped   = newDesc(prometheus.CounterValue, "petrel_ws_upgrades_dropped_total", "Pending WebSocket upgrades closed, by listener and reason.", "listener", "reason")
 
 	dTenantConnections = newDesc(prometheus.GaugeValue, "petrel_tenant_connections", "Clients connected now, by tenant (top tenant_labels, the rest as other).", "tenant")
 	dTenantIn          = newDesc(prometheus.CounterValue, "petrel_tenant_messages_received_total", "PUBLISH packets accepted from a tenant's clients (top tenant_labels, the rest as other).", "tenant")
@@ -81,6 +83,8 @@ var brokerDescs = []desc{
 
 var handshakeDescs = []desc{dHandshakes, dHandshakeDropped}
 
+var upgradeDescs = []desc{dUpgrades, dUpgradeDropped}
+
 var tenantDescs = []desc{dTenantConnections, dTenantIn, dTenantOut, dTenantQueued, dTenantDropped}
 
 // collector reads the broker's figures at each scrape.
@@ -95,6 +99,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	if len(c.o.Listeners) > 0 {
 		for _, d := range handshakeDescs {
+			ch <- d.Desc
+		}
+	}
+	if len(c.o.Upgrades) > 0 {
+		for _, d := range upgradeDescs {
 			ch <- d.Desc
 		}
 	}
@@ -160,6 +169,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(dHandshakeDropped, float64(s.RefusedPerAddress), l.Name(), "refused_per_address")
 		emit(dHandshakeDropped, float64(s.HelloTimeouts), l.Name(), "hello_timeout")
 		emit(dHandshakeDropped, float64(s.HandshakeTimeouts), l.Name(), "handshake_timeout")
+	}
+	for _, l := range c.o.Upgrades {
+		s := l.UpgradeStats()
+		emit(dUpgrades, float64(s.InProgress), l.Name())
+		emit(dUpgradeDropped, float64(s.Evicted), l.Name(), "evicted")
+		emit(dUpgradeDropped, float64(s.RefusedPerAddress), l.Name(), "refused_per_address")
+		emit(dUpgradeDropped, float64(s.RequestTimeouts), l.Name(), "request_timeout")
+		emit(dUpgradeDropped, float64(s.Timeouts), l.Name(), "upgrade_timeout")
 	}
 	if n := c.o.TenantLabels; n > 0 {
 		c.collectTenants(ch, &f, n)

@@ -29,6 +29,13 @@ type HandshakeSource interface {
 	HandshakeStats() listener.HandshakeStats
 }
 
+// UpgradeSource is a WebSocket listener whose pending HTTP upgrades are
+// counted (*listener.Listener).
+type UpgradeSource interface {
+	Name() string
+	UpgradeStats() listener.UpgradeStats
+}
+
 // Options configure the metrics.
 type Options struct {
 	// TenantLabels is how many tenants get series of their own for the
@@ -39,6 +46,9 @@ type Options struct {
 	// Listeners are the TLS listeners whose handshake counters are
 	// exported.
 	Listeners []HandshakeSource
+	// Upgrades are the WebSocket listeners (ws, wss) whose pending
+	// upgrade counters are exported.
+	Upgrades []UpgradeSource
 	// Collectors are more collectors registered beside the broker's (for
 	// example the authentication service's counters).
 	Collectors []prometheus.Collector

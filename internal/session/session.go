@@ -594,6 +594,21 @@ func (s *Session) TakeShared() []Delivery {
 	return out
 }
 
+// PubrecState reports what Pubrec would for pid without changing
+// anything: whether pid is a QoS 2 delivery in flight, its Seq, and
+// whether a PUBREC would move it (it awaits its first PUBREC). A caller
+// that must store the new state first calls Pubrec once it is stored, so
+// that the session never says more than the store.
+func (s *Session) PubrecState(pid uint16) (seq uint64, first, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.mu.inflight[pid]
+	if !ok || f.state == awaitPuback {
+		return 0, false, false
+	}
+	return f.seq, f.state == awaitPubrec, true
+}
+
 // Pubrec records the client's PUBREC for a QoS 2 delivery: the message is
 // now released (it is never sent again) and the PUBREL is owed
 // [MQTT-4.3.3-1]. It reports whether pid is a QoS 2 delivery in flight,

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
@@ -22,7 +24,10 @@ const schemaVersion = 1
 // Value layouts (after the format byte; uv = uvarint, str = uv length +
 // bytes, time = flag bit + varint Unix nanoseconds):
 //
-//	session:      uv cid, version, uv expiry, flags (1: disconnected at), [varint disconnected at]
+//	session:      uv cid, version, uv expiry, flags (1: disconnected at, 2: holder), [varint disconnected at],
+//	              [holder], [uv will delay, message: the will, to the end]
+//	holder:       str tenant, str username, str method, str principal, uv n, n × str role,
+//	              uv m, m × (str key, str value)
 //	subscription: qos, flags (1: no local, 2: retain as published), retain handling, uv sub id
 //	delivery:     qos, flags (1: retain), uv packet id, state, uv n, n × uv sub id, str share, str share filter, message
 //	inflight out: uv packet id, state
@@ -63,12 +68,34 @@ func encodeSession(dst []byte, cid uint64, s *broker.StoredSession) ([]byte, err
 	dst = binary.AppendUvarint(dst, cid)
 	dst = append(dst, byte(s.Version))
 	dst = binary.AppendUvarint(dst, uint64(s.ExpiryInterval))
-	dst = appendTime(dst, 0, 1, s.DisconnectedAt)
+	var flags byte
+	if s.Holder != nil {
+		flags |= 2 // a record written before holders has no bit 2 and loads as it did
+	}
+	dst = appendTime(dst, flags, 1, s.DisconnectedAt)
+	if h := s.Holder; h != nil {
+		dst = appendHolder(dst, h)
+	}
 	if s.Will == nil {
 		return dst, nil // a record without a will ends here
 	}
 	dst = binary.AppendUvarint(dst, uint64(s.WillDelay))
 	return appendMessage(dst, s.Will)
+}
+
+func appendHolder(dst []byte, h *broker.StoredHolder) []byte {
+	for _, f := range []string{h.Tenant, h.Username, h.Method, h.Principal} {
+		dst = appendStr(dst, f)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(h.Roles)))
+	for _, r := range h.Roles {
+		dst = appendStr(dst, r)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(h.Attrs)))
+	for _, k := range slices.Sorted(maps.Keys(h.Attrs)) {
+		dst = appendStr(appendStr(dst, k), h.Attrs[k])
+	}
+	return dst
 }
 
 func encodeSub(dst []byte, s *broker.StoredSubscription) []byte {
@@ -204,6 +231,28 @@ func (d *decoder) str() string {
 	return s
 }
 
+// holder reads a will's holder.
+func (d *decoder) holder() *broker.StoredHolder {
+	h := &broker.StoredHolder{Tenant: d.str(), Username: d.str(), Method: d.str(), Principal: d.str()}
+	if n := d.uvarint(uint64(len(d.b))); n > 0 { // each takes a byte at least
+		h.Roles = make([]string, n)
+		for i := range h.Roles {
+			h.Roles[i] = d.str()
+		}
+	}
+	if m := d.uvarint(uint64(len(d.b) / 2)); m > 0 {
+		h.Attrs = make(map[string]string, m)
+		for range m {
+			k := d.str()
+			h.Attrs[k] = d.str()
+		}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return h
+}
+
 // time reads a time whose presence is flag bit of flags.
 func (d *decoder) time(flags, bit byte) time.Time {
 	if flags&bit == 0 || d.err != nil {
@@ -243,8 +292,11 @@ func decodeSession(v []byte) (cid uint64, s *broker.StoredSession, err error) {
 		d.fail(fmt.Errorf("%w: protocol version %d", ErrCorrupt, s.Version))
 	}
 	s.ExpiryInterval = uint32(d.uvarint(1<<32 - 1))
-	flags := d.limit("flags", d.byte(), 1)
+	flags := d.limit("flags", d.byte(), 3)
 	s.DisconnectedAt = d.time(flags, 1)
+	if flags&2 != 0 {
+		s.Holder = d.holder()
+	}
 	if d.err == nil && len(d.b) > 0 { // the will, when there is one
 		s.WillDelay = uint32(d.uvarint(1<<32 - 1))
 		s.Will = &broker.StoredMessage{}

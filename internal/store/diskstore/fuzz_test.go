@@ -25,6 +25,12 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(sv, sessionKey(nil, "c"))
+	hv, err := encodeSession(nil, 4, &broker.StoredSession{Version: packet.V5, WillDelay: 5, Will: &d.Msg,
+		Holder: &broker.StoredHolder{Tenant: "t", Username: "u", Roles: []string{"r"}, Method: "jwt", Attrs: map[string]string{"a": "b"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(hv, sessionKey(nil, "c"))
 	f.Add(encodeSub(nil, &broker.StoredSubscription{Filter: "x", QoS: 1, NoLocal: true}), subKey(nil, 2, "x"))
 	f.Add(encodeInflight(nil, 5, broker.AwaitPubcomp), outKey(nil, 1, 2))
 	f.Add([]byte{formatV1}, inKey(nil, 1, 2))

@@ -103,6 +103,7 @@ func loadSession(id string, sess *session, r broker.Restorer) error {
 	if rec.Will != nil {
 		rec.Will = cloneMessage(rec.Will)
 	}
+	rec.Holder = cloneHolder(rec.Holder)
 	if err := r.RestoreSession(&rec); err != nil {
 		return err
 	}
@@ -208,6 +209,7 @@ func (s *Store) applyLocked(op *broker.Op) {
 		if op.Session.Will != nil {
 			sess.rec.Will = cloneMessage(op.Session.Will)
 		}
+		sess.rec.Holder = cloneHolder(op.Session.Holder)
 		return
 	}
 	if sess == nil {
@@ -267,5 +269,16 @@ func cloneProperties(p *packet.Properties) *packet.Properties {
 	c.AuthenticationData = slices.Clone(p.AuthenticationData)
 	c.SubscriptionIdentifiers = slices.Clone(p.SubscriptionIdentifiers)
 	c.UserProperties = slices.Clone(p.UserProperties)
+	return &c
+}
+
+// cloneHolder returns a copy of h sharing nothing with it; nil for nil.
+func cloneHolder(h *broker.StoredHolder) *broker.StoredHolder {
+	if h == nil {
+		return nil
+	}
+	c := *h
+	c.Roles = slices.Clone(h.Roles)
+	c.Attrs = maps.Clone(h.Attrs)
 	return &c
 }

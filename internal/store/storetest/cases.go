@@ -48,13 +48,18 @@ func testSessionPutUpdate(t *testing.T, h *harness) {
 
 func testSessionWill(t *testing.T, h *harness) {
 	will := &broker.StoredMessage{Topic: "dev/1/status", Payload: []byte("offline"), QoS: 1, Retain: true, Properties: fullProperties()}
+	holder := &broker.StoredHolder{Tenant: "A", Username: "dev-1", Roles: []string{"R1", "R2"}, Method: "password",
+		Principal: "dev-1", Attrs: map[string]string{"auth.method": "password", "k": ""}}
 	put := putSession("w", packet.V5, 600, t0)
-	put.Session.Will, put.Session.WillDelay = will, 30
+	put.Session.Will, put.Session.WillDelay, put.Session.Holder = will, 30, holder
 	h.commit(true, put, putSub("w", broker.StoredSubscription{Filter: "x", QoS: 1}))
+	holder.Roles[0], holder.Attrs["k"] = "changed", "changed" // the store keeps its own copy
 	h.restart()
 	got := h.mustSession("w")
 	want := wantSession("w", packet.V5, 600, t0)
 	want.Will, want.WillDelay = will, 30
+	want.Holder = &broker.StoredHolder{Tenant: "A", Username: "dev-1", Roles: []string{"R1", "R2"}, Method: "password",
+		Principal: "dev-1", Attrs: map[string]string{"auth.method": "password", "k": ""}}
 	want.Subscriptions = []broker.StoredSubscription{{Filter: "x", QoS: 1}}
 	normMessage(want.Will)
 	equal(t, "session with a will", got, want)

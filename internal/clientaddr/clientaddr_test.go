@@ -1,4 +1,4 @@
-package auth
+package clientaddr
 
 import (
 	"net/netip"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestForwardedClient(t *testing.T) {
+func TestForwarded(t *testing.T) {
 	proxies, err := ParseTrustedProxies([]string{"127.0.0.1", "10.0.0.0/8", "fd00::/8"})
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestForwardedClient(t *testing.T) {
 		{"empty entry", []string{""}, "127.0.0.1"},
 	}
 	for _, tt := range tests {
-		if got := forwardedClient(peer, tt.values, proxies); got != netip.MustParseAddr(tt.want) {
+		if got := Forwarded(peer, tt.values, proxies); got != netip.MustParseAddr(tt.want) {
 			t.Errorf("%s: %v, want %s", tt.name, got, tt.want)
 		}
 	}
@@ -40,33 +40,33 @@ func TestForwardedClient(t *testing.T) {
 	}
 }
 
-// FuzzForwardedClient: whatever the header, the client is the peer or
+// FuzzForwarded: whatever the header, the client is the peer or
 // an address of one of its entries, never an entry left of an untrusted
 // one, and parsing never panics.
-func FuzzForwardedClient(f *testing.F) {
+func FuzzForwarded(f *testing.F) {
 	f.Add("127.0.0.1", "203.0.113.5, 10.0.0.1")
 	f.Add("10.0.0.1", "[2001:db8::1]:80,,x")
 	f.Add("[::1]:9", "::ffff:1.2.3.4%eth0, 1.2.3.4:5")
 	proxies, _ := ParseTrustedProxies([]string{"127.0.0.0/8", "10.0.0.0/8", "::1"})
 	f.Fuzz(func(t *testing.T, peerStr, header string) {
-		peer, ok := parseHostAddr(peerStr)
+		peer, ok := ParseHostAddr(peerStr)
 		if !ok {
 			return
 		}
-		got := forwardedClient(peer, []string{header}, proxies)
+		got := Forwarded(peer, []string{header}, proxies)
 		if got == peer {
 			return
 		}
 		entries := strings.Split(header, ",")
 		for i := len(entries) - 1; i >= 0; i-- {
-			a, ok := parseHostAddr(strings.TrimSpace(entries[i]))
+			a, ok := ParseHostAddr(strings.TrimSpace(entries[i]))
 			if !ok {
 				t.Fatalf("client %v found past an unparsable entry in %q", got, header)
 			}
 			if a == got {
 				return
 			}
-			if !trusted(proxies, a) {
+			if !Trusted(proxies, a) {
 				t.Fatalf("client %v is left of the untrusted %v in %q", got, a, header)
 			}
 		}
