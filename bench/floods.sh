@@ -14,11 +14,12 @@
 #                                         bystander on CPU 1 (taskset)
 #   ROUNDS=1 ONLY="bcrypt dribble" bench/floods.sh
 #   CONN_RATE=1000 bench/floods.sh        listeners[].connection_rate set
-#   CHECK_CPU=0.5 bench/floods.sh          auth.password_checks.cpu set
+#   CHECK_CPU=0.5 bench/floods.sh         auth.password_checks.cpu set
 #   ARGON2ID_HASH='$argon2id$...' ONLY=argon2id bench/floods.sh
 #                                         another users-file hash for the
 #                                         argon2id row (default: petrel
-#                                         passwd --argon2id's, p=4 lanes)
+#                                         passwd --argon2id's, p=1; p=4 was
+#                                         its default before)
 #
 # Every flood is bounded in count and time (FLOOD_SECONDS, default 10 s;
 # the TLS flood: 50 honest clients 200 ms apart) and stops by itself; the
