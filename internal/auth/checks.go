@@ -13,9 +13,9 @@ import (
 // PasswordChecks bound the password hash checks (bcrypt, argon2id) that
 // clients can make the broker run: how many at once, how much CPU time
 // per second, how much argon2id memory at once, how long one waits for its
-// turn, and how many failures a
-// name or an address may have per window before its checks are refused
-// without hashing. Zero values take the defaults.
+// turn, and how many failures a name or an address may have per window
+// before its checks are refused without hashing. Zero values take the
+// defaults.
 type PasswordChecks struct {
 	// MaxConcurrent is the number of check slots; default half of
 	// runtime.GOMAXPROCS(0) when the Checker is made, at least one, so
@@ -148,12 +148,12 @@ func (c *Checker) Limits() PasswordChecks { return c.lim }
 type CheckStats struct {
 	Checks           uint64        // hashes verified, dummies included
 	Dummy            uint64        // of them against the dummy hash (unknown names)
-	Busy             uint64        // refused: no slot within the wait (CONNACK 3 / 0x89, HTTP 503)
+	Busy             uint64        // refused: no slot or hashing CPU within the wait (CONNACK 3 / 0x89, HTTP 503)
 	ThrottledName    uint64        // refused: the name's failure limit (CONNACK 3 / 0x9F, HTTP 429)
 	ThrottledAddress uint64        // refused: the address's failure limit
 	CPUWaits         uint64        // checks that waited for the hashing CPU budget
 	CPU              time.Duration // hashing CPU time charged to the budget
-	Running          int64         // checks holding a slot now
+	Running          int64         // checks holding a slot now (hashing, or waiting for the CPU budget)
 	Waiting          int64         // checks waiting for a slot or memory now
 }
 
@@ -169,8 +169,8 @@ func (c *Checker) Stats() CheckStats {
 // (before any hashing) when a's name or address is over its failure
 // limit, with ErrBusy when no slot comes free in time or the hashing CPU
 // budget is spent until then (MaxWait and ctx's deadline bound the wait);
-// otherwise VerifyPassword's answer, whose
-// ErrMismatch counts as a failure for a's name and address.
+// otherwise VerifyPassword's answer, whose ErrMismatch counts as a failure
+// for a's name and address.
 func (c *Checker) Check(ctx context.Context, hash string, password []byte, a Attempt) error {
 	return c.check(ctx, hash, password, a, false)
 }
