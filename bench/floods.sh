@@ -14,10 +14,12 @@
 #                                         bystander on CPU 1 (taskset)
 #   ROUNDS=1 ONLY="bcrypt dribble" bench/floods.sh
 #   CONN_RATE=1000 bench/floods.sh        listeners[].connection_rate set
+#   CHECK_CPU=0.5 bench/floods.sh         auth.password_checks.cpu set
 #   ARGON2ID_HASH='$argon2id$...' ONLY=argon2id bench/floods.sh
 #                                         another users-file hash for the
 #                                         argon2id row (default: petrel
-#                                         passwd --argon2id's, p=4 lanes)
+#                                         passwd --argon2id's, p=1; p=4 was
+#                                         its default before)
 #
 # Every flood is bounded in count and time (FLOOD_SECONDS, default 10 s;
 # the TLS flood: 50 honest clients 200 ms apart) and stops by itself; the
@@ -33,6 +35,7 @@ ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-0}
 FLOOD_SECONDS=${FLOOD_SECONDS:-10}
 CONN_RATE=${CONN_RATE:-0}
+CHECK_CPU=${CHECK_CPU:-0}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 FLOODS=(bcrypt bcrypt-spread argon2id retained aliases stalled preconnect-held preconnect-reconnect dribble tls)
 ONLY=${ONLY:-${FLOODS[*]}}
@@ -98,6 +101,7 @@ admin: {address: ""}
 sys_interval: 0s
 auth:
   users_file: $users
+  password_checks: {cpu: $CHECK_CPU}
   anonymous: {enabled: true, tenant: anon, roles: [ALL]}
   roles:
     - {name: ALL, activity: both, max_qos: 2, retain: true, topics: ["#"]}
@@ -162,7 +166,7 @@ for r in $(seq "$ROUNDS"); do
 done
 log "uptime: $(uptime)"
 
-echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS CONN_RATE=$CONN_RATE, $(nproc) CPUs, $(date -u +%F)"
+echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS CONN_RATE=$CONN_RATE CHECK_CPU=$CHECK_CPU, $(nproc) CPUs, $(date -u +%F)"
 echo "# argon2id hash parameters: $(cut -d'$' -f4 "$TMP/argon2id.hash")"
 echo "# runs: flood p50_unloaded_us p99_unloaded_us p50_flood_us p99_flood_us vmhwm_kib rss_before_kib"
 cat "$TMP/runs"

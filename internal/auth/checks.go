@@ -11,10 +11,11 @@ import (
 )
 
 // PasswordChecks bound the password hash checks (bcrypt, argon2id) that
-// clients can make the broker run: how many at once, how much argon2id
-// memory at once, how long one waits for its turn, and how many failures a
-// name or an address may have per window before its checks are refused
-// without hashing. Zero values take the defaults.
+// clients can make the broker run: how many at once, how much CPU time
+// per second, how much argon2id memory at once, how long one waits for its
+// turn, and how many failures a name or an address may have per window
+// before its checks are refused without hashing. Zero values take the
+// defaults.
 type PasswordChecks struct {
 	// MaxConcurrent is the number of check slots; default half of
 	// runtime.GOMAXPROCS(0) when the Checker is made, at least one, so
@@ -22,6 +23,12 @@ type PasswordChecks struct {
 	// message path. A bcrypt check takes one slot, an argon2id check one
 	// per lane (its p), at most all.
 	MaxConcurrent int
+	// CPU is the CPU time the checks may use per second of wall time, in
+	// CPUs: a check starts only while the hashing budget is not spent, and
+	// is charged its wall time times its lanes (at most GOMAXPROCS) when
+	// it ends. Default DefaultCheckCPU of runtime.GOMAXPROCS(0) when the
+	// Checker is made.
+	CPU float64
 	// Memory is the argon2id memory, in bytes, that checks may hold at
 	// once; default DefaultCheckMemory. A hash needing more than all of it
 	// runs alone.
@@ -53,10 +60,25 @@ const (
 	DefaultMaxTracked      = 10_000
 )
 
+// DefaultCheckCPU is the hashing CPU budget of a broker with procs CPUs:
+// half of them, rounded down, or a quarter of the only one. A check that
+// runs holds a CPU until the scheduler preempts it (every 10 ms), so on one
+// CPU the message path waits whenever a check runs: a quarter keeps that
+// to a quarter of the time, leaving the median message unaffected.
+func DefaultCheckCPU(procs int) float64 {
+	if procs < 2 {
+		return 0.25
+	}
+	return float64(procs / 2)
+}
+
 // withDefaults fills in the zero fields.
 func (l PasswordChecks) withDefaults() PasswordChecks {
 	if l.MaxConcurrent <= 0 {
 		l.MaxConcurrent = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if l.CPU <= 0 {
+		l.CPU = DefaultCheckCPU(runtime.GOMAXPROCS(0))
 	}
 	if l.Memory <= 0 {
 		l.Memory = DefaultCheckMemory
@@ -81,8 +103,8 @@ func (l PasswordChecks) withDefaults() PasswordChecks {
 
 // Errors of Checker.Check besides those of VerifyPassword.
 var (
-	// ErrBusy: no check slot (or argon2id memory) came free within
-	// MaxWait or the caller's deadline.
+	// ErrBusy: no check slot (or argon2id memory, or hashing CPU time)
+	// came free within MaxWait or the caller's deadline.
 	ErrBusy = errors.New("auth: password checks busy")
 	// ErrThrottled: the name or the address had too many failed checks
 	// in the window; no hash was computed.
@@ -98,10 +120,12 @@ type Checker struct {
 	slots  *semaphore.Weighted
 	memory *semaphore.Weighted // KiB
 	memKiB int64
+	cpu    *cpuBudget
+	procs  int // GOMAXPROCS when made
 	fails  *failures
 
-	checks, dummy, busy, throttledName, throttledAddr atomic.Uint64
-	running, waiting                                  atomic.Int64
+	checks, dummy, busy, throttledName, throttledAddr, cpuWaits atomic.Uint64
+	running, waiting, cpuSpent                                  atomic.Int64
 }
 
 // NewChecker returns a Checker with the limits l (zero fields: defaults)
@@ -113,7 +137,8 @@ func NewChecker(l PasswordChecks, now func() time.Time) *Checker {
 	}
 	memKiB := max(1, l.Memory>>10)
 	return &Checker{lim: l, now: now, slots: semaphore.NewWeighted(int64(l.MaxConcurrent)),
-		memory: semaphore.NewWeighted(memKiB), memKiB: memKiB, fails: newFailures(l)}
+		memory: semaphore.NewWeighted(memKiB), memKiB: memKiB, cpu: newCPUBudget(l.CPU),
+		procs: max(1, runtime.GOMAXPROCS(0)), fails: newFailures(l)}
 }
 
 // Limits returns the Checker's limits, defaults filled in.
@@ -121,27 +146,31 @@ func (c *Checker) Limits() PasswordChecks { return c.lim }
 
 // CheckStats counts a Checker's work and refusals.
 type CheckStats struct {
-	Checks           uint64 // hashes verified, dummies included
-	Dummy            uint64 // of them against the dummy hash (unknown names)
-	Busy             uint64 // refused: no slot within the wait (CONNACK 3 / 0x89, HTTP 503)
-	ThrottledName    uint64 // refused: the name's failure limit (CONNACK 3 / 0x9F, HTTP 429)
-	ThrottledAddress uint64 // refused: the address's failure limit
-	Running          int64  // checks holding a slot now
-	Waiting          int64  // checks waiting for a slot or memory now
+	Checks           uint64        // hashes verified, dummies included
+	Dummy            uint64        // of them against the dummy hash (unknown names)
+	Busy             uint64        // refused: no slot or hashing CPU within the wait (CONNACK 3 / 0x89, HTTP 503)
+	ThrottledName    uint64        // refused: the name's failure limit (CONNACK 3 / 0x9F, HTTP 429)
+	ThrottledAddress uint64        // refused: the address's failure limit
+	CPUWaits         uint64        // checks that waited for the hashing CPU budget
+	CPU              time.Duration // hashing CPU time charged to the budget
+	Running          int64         // checks holding a slot now (hashing, or waiting for the CPU budget)
+	Waiting          int64         // checks waiting for a slot or memory now
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Checker) Stats() CheckStats {
 	return CheckStats{Checks: c.checks.Load(), Dummy: c.dummy.Load(), Busy: c.busy.Load(),
-		ThrottledName: c.throttledName.Load(), ThrottledAddress: c.throttledAddr.Load(),
+		ThrottledName: c.throttledName.Load(), ThrottledAddress: c.throttledAddr.Load(), CPUWaits: c.cpuWaits.Load(),
+		CPU:     time.Duration(c.cpuSpent.Load()),
 		Running: c.running.Load(), Waiting: c.waiting.Load()}
 }
 
 // Check verifies password against hash for a: refused with ErrThrottled
 // (before any hashing) when a's name or address is over its failure
-// limit, with ErrBusy when no slot comes free in time (ctx's deadline
-// bounds the wait too); otherwise VerifyPassword's answer, whose
-// ErrMismatch counts as a failure for a's name and address.
+// limit, with ErrBusy when no slot comes free in time or the hashing CPU
+// budget is spent until then (MaxWait and ctx's deadline bound the wait);
+// otherwise VerifyPassword's answer, whose ErrMismatch counts as a failure
+// for a's name and address.
 func (c *Checker) Check(ctx context.Context, hash string, password []byte, a Attempt) error {
 	return c.check(ctx, hash, password, a, false)
 }
@@ -163,12 +192,18 @@ func (c *Checker) check(ctx context.Context, hash string, password []byte, a Att
 	if err := c.throttle(k); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.lim.MaxWait)
+	defer cancel()
 	release, err := c.acquire(ctx, hash)
 	if err != nil {
 		c.busy.Add(1)
 		return err
 	}
 	defer release()
+	if err := c.waitCPU(ctx); err != nil {
+		c.busy.Add(1)
+		return err
+	}
 	// Failures recorded while this check waited count too, so a burst of
 	// concurrent guesses is cut at the limit, not after the queue drains.
 	if err := c.throttle(k); err != nil {
@@ -178,7 +213,12 @@ func (c *Checker) check(ctx context.Context, hash string, password []byte, a Att
 	if dummy {
 		c.dummy.Add(1)
 	}
+	start := c.now()
 	err = VerifyPassword(hash, password)
+	end := c.now()
+	cost := c.cpuCost(hash, end.Sub(start))
+	c.cpu.spend(end, cost)
+	c.cpuSpent.Add(int64(cost))
 	switch {
 	case err == nil && !dummy:
 		c.fails.succeeded(k)
@@ -214,12 +254,10 @@ func (c *Checker) throttle(k attemptKey) error {
 	return nil
 }
 
-// acquire waits, at most MaxWait and until ctx is done, for the slots and
-// memory a check of hash needs, and returns their release.
+// acquire waits, until ctx is done, for the slots and memory a check of
+// hash needs, and returns their release.
 func (c *Checker) acquire(ctx context.Context, hash string) (release func(), err error) {
 	slots, memKiB := c.weights(hash)
-	ctx, cancel := context.WithTimeout(ctx, c.lim.MaxWait)
-	defer cancel()
 	c.waiting.Add(1)
 	defer c.waiting.Add(-1)
 	// Memory first: whoever holds memory and waits for a slot waits on

@@ -41,7 +41,17 @@ func startAuthBrokerWith(t *testing.T, c Config, now func() time.Time, o broker.
 // the CONNACK's code. It reports errors instead of failing the test, so
 // flood goroutines can use it.
 func connectCode(addr string, v packet.Version, id, user, pass string) (packet.ReasonCode, error) {
-	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	return connectCodeFrom("", addr, v, id, user, pass)
+}
+
+// connectCodeFrom is connectCode from the local IP address from ("":
+// any).
+func connectCodeFrom(from, addr string, v packet.Version, id, user, pass string) (packet.ReasonCode, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return 0, err
 	}

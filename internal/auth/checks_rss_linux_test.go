@@ -45,7 +45,7 @@ func TestArgon2idFloodMemoryBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hashes 40 argon2id passwords")
 	}
-	// petrel passwd's memory and lanes (64 MiB, p=4), one pass instead of
+	// petrel passwd's memory and lanes (64 MiB, p=1), one pass instead of
 	// three to keep the test short: the memory is what is measured.
 	hash := hashArgon2id([]byte("right"), argonParams{salt: make([]byte, 16), time: 1, memory: argonMemory, threads: argonThreads}, argonKeyLen)
 	uf := writeUsers(t, fmt.Sprintf("  - {username: heavy, password: '%s', tenant: A}\n", hash))

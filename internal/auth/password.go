@@ -25,8 +25,13 @@ const (
 	DefaultSCRAMIterations = 4096
 	argonTime              = 3
 	argonMemory            = 64 * 1024
-	argonThreads           = 4
-	argonKeyLen            = 32
+	// argonThreads is one lane: a check is then one goroutine on one CPU,
+	// which the check slots and the hashing CPU budget bound exactly,
+	// while x/crypto/argon2 runs p lanes in parallel whatever the slots
+	// say. Lanes shorten one check on idle CPUs but not the work per
+	// guess (memory times passes), so p=1 costs an attacker the same.
+	argonThreads = 1
+	argonKeyLen  = 32
 )
 
 // Errors of the password functions.
@@ -48,7 +53,8 @@ func HashBcrypt(password []byte, cost int) (string, error) {
 }
 
 // HashArgon2id hashes password with argon2id in the PHC string format
-// $argon2id$v=19$m=65536,t=3,p=4$<salt>$<hash>.
+// $argon2id$v=19$m=65536,t=3,p=1$<salt>$<hash>: 64 MiB, 3 passes, one
+// lane (argonThreads says why).
 func HashArgon2id(password []byte) string {
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt) // crypto/rand.Read never fails (it panics instead)

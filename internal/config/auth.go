@@ -37,6 +37,7 @@ type Auth struct {
 // at start; a change needs a restart.
 type AuthPasswordChecks struct {
 	MaxConcurrent   int           `yaml:"max_concurrent"`   // 0: GOMAXPROCS/2, at least 1
+	CPU             float64       `yaml:"cpu"`              // CPUs' worth of hashing per second; 0: GOMAXPROCS/2, 0.25 with one
 	Memory          ByteSize      `yaml:"memory"`           // argon2id memory at once; default 256MiB
 	MaxWait         time.Duration `yaml:"max_wait"`         // default 2s
 	UserFailures    int           `yaml:"user_failures"`    // per failure_window; default 5
@@ -233,7 +234,7 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 		key string
 		neg bool
 	}{
-		{"max_concurrent", pc.MaxConcurrent < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
+		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
 		{"user_failures", pc.UserFailures < 0}, {"address_failures", pc.AddressFailures < 0},
 		{"failure_window", pc.FailureWindow < 0}, {"max_tracked", pc.MaxTracked < 0},
 	} {
@@ -257,7 +258,7 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 
 // limits converts the section for auth.NewChecker.
 func (pc AuthPasswordChecks) limits() auth.PasswordChecks {
-	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
+	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
 		UserFailures: pc.UserFailures, AddressFailures: pc.AddressFailures, FailureWindow: pc.FailureWindow,
 		MaxTracked: pc.MaxTracked}
 }

@@ -125,6 +125,7 @@ func TestAuthErrorsNameTheKeyPath(t *testing.T) {
 		{"auth: {certificate: {username: email}}\n", "auth.certificate.username"},
 		{"auth: {jwt: {clock_skew: soon}}\n", "auth.jwt.clock_skew"},
 		{"auth: {password_checks: {max_concurrent: -1}}\n", "auth.password_checks.max_concurrent: must not be negative"},
+		{"auth: {password_checks: {cpu: -0.5}}\n", "auth.password_checks.cpu: must not be negative"},
 		{"auth: {password_checks: {memory: -1}}\n", "auth.password_checks.memory"},
 		{"auth: {password_checks: {max_wait: -1s}}\n", "auth.password_checks.max_wait: must not be negative"},
 		{"auth: {password_checks: {user_failures: -1}}\n", "auth.password_checks.user_failures"},
@@ -158,13 +159,13 @@ func TestPasswordChecksSection(t *testing.T) {
 		t.Fatalf("defaults %+v, want %+v", ac.Checks, want)
 	}
 	c, err = Parse([]byte(`auth:
-  password_checks: {max_concurrent: 3, memory: 1GiB, max_wait: 500ms, user_failures: 2, address_failures: 9, failure_window: 5m, max_tracked: 50}
+  password_checks: {max_concurrent: 3, cpu: 0.5, memory: 1GiB, max_wait: 500ms, user_failures: 2, address_failures: 9, failure_window: 5m, max_tracked: 50}
 `), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ac, _ = c.AuthConfig()
-	want = auth.PasswordChecks{MaxConcurrent: 3, Memory: 1 << 30, MaxWait: 500 * time.Millisecond, UserFailures: 2,
+	want = auth.PasswordChecks{MaxConcurrent: 3, CPU: 0.5, Memory: 1 << 30, MaxWait: 500 * time.Millisecond, UserFailures: 2,
 		AddressFailures: 9, FailureWindow: 5 * time.Minute, MaxTracked: 50}
 	if ac.Checks != want {
 		t.Fatalf("%+v, want %+v", ac.Checks, want)
