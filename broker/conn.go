@@ -136,12 +136,11 @@ type conn struct {
 	stopWait atomic.Bool
 
 	// The writer's (whoever holds writing): 5.0 outbound topic aliases,
-	// the batch recording sent stored deliveries, the control packet
-	// slice handed back to mu.ctrl, and the bytes writeInline could not
-	// write without waiting, for the writer goroutine it starts.
+	// the control packet slice handed back to mu.ctrl, and the bytes
+	// writeInline could not write without waiting, for the writer
+	// goroutine it starts.
 	outAlias      map[string]uint16
 	outAliasBytes int // bytes of the topic names in outAlias
-	wbatch        Batch
 	wspare        []packet.Packet
 	wpending      *[]byte
 

@@ -11,9 +11,10 @@ import (
 // be on disk before a packet answers them, committed together by one
 // goroutine while any wait, their packets then sent in order. It carries
 // the connection's inbound QoS 1/2 publishes (PUBACK/PUBREC after their
-// deliveries are stored) and its outbound QoS 2 releases (PUBREL after
-// AwaitPubcomp is stored). The reader makes it at its first such write
-// (most connections never have one).
+// deliveries are stored), its outbound QoS 2 releases (PUBREL after
+// AwaitPubcomp is stored) and the removals of its completed stored QoS 2
+// deliveries (their packet ids free after). The reader makes it at its
+// first such write (most connections never have one).
 type durablePipe struct {
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -40,6 +41,10 @@ const (
 	// PUBREC, after its AwaitPubcomp record (seq != 0) is on disk; PUBRELs
 	// keep the order of the PUBRECs [MQTT-4.6.0-4].
 	jobPubrel
+	// jobPubcomp: the removal of a stored QoS 2 delivery completed by
+	// PUBCOMP (seq); its packet id cools until the removal is durable
+	// (session.Cooled). Sends nothing.
+	jobPubcomp
 )
 
 // durableJob is one entry of the pipeline (see jobKind).
@@ -50,8 +55,8 @@ type durableJob struct {
 	rt    *routing          // jobPublish: its staged deliveries
 	extra Batch             // jobPublish: its inbound QoS 2 id, retained message
 	code  packet.ReasonCode // jobAck, jobPubrel
-	seq   uint64            // jobPubrel: the stored delivery (0: none to record)
-	pid   uint16            // jobPubrel
+	seq   uint64            // jobPubrel, jobPubcomp: the stored delivery (0: none to record)
+	pid   uint16            // jobPubrel, jobPubcomp
 }
 
 // durablePending reports whether jobs wait in the pipeline; later acks
@@ -120,6 +125,8 @@ func (c *conn) durableLoop() {
 					batch.Add(Op{Kind: OpSetInflight, ClientID: c.key,
 						Delivery: &StoredDelivery{Seq: j.seq, PacketID: j.pid, State: AwaitPubcomp}})
 				}
+			case jobPubcomp:
+				batch.Add(Op{Kind: OpDequeue, ClientID: c.key, Seq: j.seq})
 			}
 		}
 		err := c.b.commit(&batch, true)
@@ -146,6 +153,17 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 			return
 		}
 		c.send(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
+		return
+	case jobPubcomp:
+		if err != nil {
+			// The id keeps cooling; the next connection of the session
+			// writes the removal again before it is used (persistSession).
+			c.closeWith(packet.UnspecifiedError, reasonNetwork)
+			return
+		}
+		if c.sess.Cooled(j.pid, j.seq) {
+			c.kick() // the writer may wait for this id
+		}
 		return
 	}
 	defer j.rt.release()

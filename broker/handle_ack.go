@@ -74,12 +74,19 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	return nil
 }
 
-// handlePubcomp completes an outbound QoS 2 delivery.
+// handlePubcomp completes an outbound QoS 2 delivery. A stored one is
+// removed through the durable pipeline: its packet id, derived from its
+// Seq, is given again only once the removal is durable (see
+// session.PacketIDFor), but its inflight slot is free at once.
 func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
-	if seq, ok := c.sess.Pubcomp(p.PacketID); ok {
-		c.dequeue(seq)
-		c.deferWake(c)
+	seq, ok := c.sess.Pubcomp(p.PacketID)
+	if !ok {
+		return nil
 	}
+	if seq != 0 && c.b.store != nil {
+		c.submitDurable(durableJob{kind: jobPubcomp, seq: seq, pid: p.PacketID})
+	}
+	c.deferWake(c)
 	return nil
 }
 
