@@ -105,16 +105,16 @@ type Session struct {
 
 	mu struct {
 		sync.Mutex
-		online      bool
-		wake        Waker
-		subs        map[string]Subscription
-		q           queue
-		retained    []Delivery          // retained messages owed to new subscriptions
-		inflight    map[uint16]inflight // by value: no allocation per message
-		order       []uint16            // inflight packet ids in send order from orderHead (may hold acked ids)
-		orderHead   int
-		resend      []uint16 // inflight ids to send again after a reconnect
-		nextPID     uint16 // the last packet id nextPIDLocked gave
+		online    bool
+		wake      Waker
+		subs      map[string]Subscription
+		q         queue
+		retained  []Delivery          // retained messages owed to new subscriptions
+		inflight  map[uint16]inflight // by value: no allocation per message
+		order     []uint16            // inflight packet ids in send order from orderHead (may hold acked ids)
+		orderHead int
+		resend    []uint16 // inflight ids to send again after a reconnect
+		nextPID   uint16   // the last packet id nextPIDLocked gave
 		// cooling: packet ids of stored QoS 2 deliveries completed by
 		// PUBCOMP whose removal from the store is not yet known durable,
 		// with the delivery's Seq; not given again until it is (pids.go).
@@ -125,9 +125,9 @@ type Session struct {
 		// restoredSent: deliveries Restore put in the inflight window as
 		// maybe sent (pids.go).
 		restoredSent int
-		maxInflight int
-		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
-		nextSeq     uint64
+		maxInflight  int
+		inbound      map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
+		nextSeq      uint64
 		// inflightBytes is what the inflight messages hold (their held).
 		inflightBytes int
 		// discarded: the broker let the session go (Discard); nothing is
