@@ -142,6 +142,7 @@ type conn struct {
 	outAlias      map[string]uint16
 	outAliasBytes int // bytes of the topic names in outAlias
 	wspare        []packet.Packet
+	inAck         ack // the reader's: the acknowledgement it decoded last (readAck)
 	wpending      *[]byte
 
 	// Shared by the reader, the writer and closers from outside.
@@ -204,14 +205,16 @@ func (c *conn) handle(p packet.Packet) error {
 	switch p := p.(type) {
 	case *packet.Publish:
 		return c.handlePublish(p)
+	case *ack:
+		return c.handleAck(*p)
 	case *packet.Puback:
-		return c.handlePuback(p)
+		return c.puback(p.PacketID)
 	case *packet.Pubrec:
-		return c.handlePubrec(p)
+		return c.pubrec(p.PacketID, p.ReasonCode)
 	case *packet.Pubrel:
-		return c.handlePubrel(p)
+		return c.pubrel(p.PacketID)
 	case *packet.Pubcomp:
-		return c.handlePubcomp(p)
+		return c.pubcomp(p.PacketID)
 	case *packet.Subscribe:
 		return c.handleSubscribe(p)
 	case *packet.Unsubscribe:

@@ -121,7 +121,7 @@ func (c *conn) durableLoop() {
 			case jobPubrel:
 				if j.seq != 0 {
 					// After a restart the broker sends PUBREL, never the
-					// PUBLISH again [MQTT-4.3.3-1]; see handlePubrec.
+					// PUBLISH again [MQTT-4.3.3-1]; see pubrec.
 					batch.Add(Op{Kind: OpSetInflight, ClientID: c.key,
 						Delivery: &StoredDelivery{Seq: j.seq, PacketID: j.pid, State: AwaitPubcomp}})
 				}
@@ -152,7 +152,7 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 			c.closeWith(packet.UnspecifiedError, reasonNetwork)
 			return
 		}
-		c.send(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
+		c.send(ackPacket(packet.PUBREL, j.pid, j.code))
 		return
 	case jobPubcomp:
 		if err != nil {
