@@ -20,6 +20,9 @@ type durablePipe struct {
 	cond    sync.Cond
 	jobs    []durableJob
 	running bool
+	// out: the packets answering the jobs of one commit, queued for the
+	// writer together (flushDurable); only durableLoop's goroutine uses it.
+	out []packet.Packet
 }
 
 // durableMax bounds the jobs waiting in a connection's durable pipeline;
@@ -134,6 +137,30 @@ func (c *conn) durableLoop() {
 			c.finishDurable(&jobs[i], err)
 			jobs[i] = durableJob{}
 		}
+		c.flushDurable()
+	}
+}
+
+// stageDurable holds p, answering a job, for flushDurable.
+func (c *conn) stageDurable(p packet.Packet) { c.dur.out = append(c.dur.out, p) }
+
+// flushDurable queues the packets staged so far, in order, under one lock
+// and with one wake of the writer, not one per acknowledgement.
+func (c *conn) flushDurable() {
+	out := c.dur.out
+	if len(out) == 0 {
+		return
+	}
+	c.mu.Lock()
+	ok := !c.mu.closing
+	if ok {
+		c.mu.ctrl = append(c.mu.ctrl, out...)
+	}
+	c.mu.Unlock()
+	clear(out)
+	c.dur.out = out[:0]
+	if ok {
+		c.kick()
 	}
 }
 
@@ -143,21 +170,23 @@ func (c *conn) durableLoop() {
 func (c *conn) finishDurable(j *durableJob, err error) {
 	switch j.kind {
 	case jobAck:
-		c.ackPublish(j.p, j.code)
+		c.ackPublishWith(j.p, j.code, (*conn).stageDurable)
 		return
 	case jobPubrel:
 		if err != nil && j.seq != 0 {
 			// Without its record the PUBREL is not sent: the connection
 			// ends (PUBREL has no failure code), as the store refuses.
+			c.flushDurable()
 			c.closeWith(packet.UnspecifiedError, reasonNetwork)
 			return
 		}
-		c.send(ackPacket(packet.PUBREL, j.pid, j.code))
+		c.stageDurable(ackPacket(packet.PUBREL, j.pid, j.code))
 		return
 	case jobPubcomp:
 		if err != nil {
 			// The id keeps cooling; the next connection of the session
 			// writes the removal again before it is used (persistSession).
+			c.flushDurable()
 			c.closeWith(packet.UnspecifiedError, reasonNetwork)
 			return
 		}
@@ -167,7 +196,8 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 		return
 	}
 	defer j.rt.release()
-	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).send).(*closeError); ok {
+	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).stageDurable).(*closeError); ok {
+		c.flushDurable()
 		c.closeWith(ce.code, ce.reason)
 	}
 }
