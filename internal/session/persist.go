@@ -36,7 +36,9 @@ const (
 // An inflight one goes in the inflight window under its packet id, to be
 // sent again when a connection attaches [MQTT-4.4.0-1]. A record under
 // the id of an earlier inflight one makes that one stale: an id is given
-// again only once its delivery ended, so its removal was lost.
+// again only once its delivery ended, so its removal was lost. (An
+// earlier one taken from the queue as maybe sent cannot have ended; it
+// goes back to the queue instead, never lost.)
 //
 // A queued one goes at the end of the queue (outside the limits: it was
 // accepted once), except a QoS 2 one among the first window of the
@@ -51,7 +53,8 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState, window int) (
 	if d.Seq > s.mu.nextSeq {
 		s.mu.nextSeq = d.Seq
 	}
-	if st == RestoreQueued || pid == 0 {
+	fromQueue := st == RestoreQueued || pid == 0
+	if fromQueue {
 		if s.mu.restoring || !derived(&d) || s.mu.restoredSent >= window || !s.pidFreeLocked(PacketIDFor(d.Seq)) {
 			s.mu.restoring = true
 			s.mu.q.push(d)
@@ -60,7 +63,7 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState, window int) (
 		pid, st = PacketIDFor(d.Seq), RestoreAwaitPubrec
 		s.mu.restoredSent++
 	}
-	f := inflight{d: d, seq: d.Seq}
+	f := inflight{d: d, seq: d.Seq, maybe: fromQueue}
 	switch st {
 	case RestoreAwaitPuback:
 		f.state = awaitPuback
@@ -78,7 +81,12 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState, window int) (
 	}
 	if old, ok := s.mu.inflight[pid]; ok {
 		s.releaseLocked(&old)
-		stale = old.seq
+		if old.maybe {
+			s.mu.restoring = true
+			s.mu.q.push(old.d)
+		} else {
+			stale = old.seq
+		}
 		o := s.mu.order[:0]
 		for _, p := range s.mu.order {
 			if p != pid {

@@ -182,3 +182,28 @@ func TestRestoreDropsAnEarlierRecordUnderTheSameID(t *testing.T) {
 		t.Fatalf("resent %+v, want PUBREL 9 then PUBLISH seq 5 under 7 with DUP", out)
 	}
 }
+
+// TestRestoreNeverDropsAMaybeSentDelivery: a record under the derived id
+// of an earlier queued delivery (which the broker would not make) never
+// makes that delivery stale: it goes back to the queue, behind, not lost.
+func TestRestoreNeverDropsAMaybeSentDelivery(t *testing.T) {
+	s := New("c1", Limits{})
+	s.SetPersistent(true)
+	s.Restore(storedDelivery(3, 2), 0, RestoreQueued, 100) // in flight as maybe sent, id 3
+	if stale := s.Restore(storedDelivery(storedIDs+3, 2), 3, RestoreAwaitPubcomp, 100); stale != 0 {
+		t.Fatalf("stale %d, want none: seq 3 may never have been sent", stale)
+	}
+	s.Attach(wakeFunc(func() {}), 100)
+	out := s.TakeBatch(nil, 10)
+	if len(out) != 1 || out[0].Kind != OutPubrel || out[0].PacketID != 3 {
+		t.Fatalf("took %+v, want PUBREL 3 first", out)
+	}
+	if _, ok := s.Pubcomp(3); !ok {
+		t.Fatal("PUBCOMP 3 refused")
+	}
+	s.Cooled(3, storedIDs+3)
+	out = s.TakeBatch(nil, 10)
+	if len(out) != 1 || out[0].Delivery.Seq != 3 || out[0].PacketID != 3 {
+		t.Fatalf("took %+v, want seq 3 from the queue under id 3", out)
+	}
+}

@@ -57,6 +57,7 @@ type inflight struct {
 	d     Delivery
 	seq   uint64 // the delivery's Seq, kept after PUBREC drops the message
 	state inflightState
+	maybe bool   // restored from the queue as maybe sent (Restore)
 	held  uint32 // bytes charged for the message (0: none, a retained one)
 }
 
