@@ -1,8 +1,10 @@
 package broker_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,4 +154,60 @@ func TestCrashAfterUnrecordedSendResendsUnderTheSameID(t *testing.T) {
 		sub.Send(&packet.Pubcomp{PacketID: pid})
 	}
 	sub.ExpectNone(100 * time.Millisecond)
+}
+
+// failRemovals is a store whose commits carrying a removal (OpDequeue)
+// fail while fail is set, as a full disk refuses them.
+type failRemovals struct {
+	*opLog
+	fail atomic.Bool
+}
+
+func (f *failRemovals) Commit(b *broker.Batch, durable bool) error {
+	if f.fail.Load() {
+		for _, op := range b.Ops {
+			if op.Kind == broker.OpDequeue {
+				return errors.New("disk full")
+			}
+		}
+	}
+	return f.opLog.Commit(b, durable)
+}
+
+// TestUnconfirmedRemovalIsWrittenAtTheNextConnect: when the synced removal
+// after PUBCOMP fails, the packet id keeps cooling (a crash could still
+// bring the finished delivery back) and the connection ends; the
+// session's next CONNECT writes the removal again, synced, before the
+// CONNACK, and only then frees the id.
+func TestUnconfirmedRemovalIsWrittenAtTheNextConnect(t *testing.T) {
+	f := &failRemovals{opLog: newOpLog()}
+	b, addr := mqtttest.StartBroker(t, broker.Options{Store: f})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "cool-sub", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "w", QoS: 2})
+	pid := qos2Window(t, addr, sub, 1)[0]
+	sub.Send(&packet.Pubrec{PacketID: pid})
+	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pid {
+		t.Fatalf("want PUBREL %d", pid)
+	}
+	f.fail.Store(true)
+	sub.Send(&packet.Pubcomp{PacketID: pid})
+	sub.ExpectClosed() // the removal failed
+	seq := f.seqs()[0]
+	if f.removedSynced(seq) {
+		t.Fatal("the failed removal was recorded")
+	}
+	if ids := b.CoolingIDs("cool-sub"); len(ids) != 1 || ids[0] != pid {
+		t.Fatalf("cooling %v, want [%d] while the removal is not on disk", ids, pid)
+	}
+	f.fail.Store(false)
+	sub = mqtttest.Dial(t, addr, packet.V311)
+	if ack := sub.Connect(&packet.Connect{ClientID: "cool-sub", KeepAlive: 60}); !ack.SessionPresent {
+		t.Fatal("session lost")
+	}
+	if !f.removedSynced(seq) {
+		t.Fatalf("CONNACK before the removal of seq %d was written synced", seq)
+	}
+	if ids := b.CoolingIDs("cool-sub"); len(ids) != 0 {
+		t.Fatalf("cooling %v after the removal was written, want none", ids)
+	}
 }
