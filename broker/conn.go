@@ -139,13 +139,13 @@ type conn struct {
 	stopWait atomic.Bool
 
 	// The writer's (whoever holds writing): 5.0 outbound topic aliases,
-	// the batch recording sent stored deliveries, the control packet
-	// slice handed back to mu.ctrl, and the bytes writeInline could not
-	// write without waiting, for the writer goroutine it starts.
+	// the control packet slice handed back to mu.ctrl, and the bytes
+	// writeInline could not write without waiting, for the writer
+	// goroutine it starts.
 	outAlias      map[string]uint16
 	outAliasBytes int // bytes of the topic names in outAlias
-	wbatch        Batch
 	wspare        []packet.Packet
+	inAck         ack // the reader's: the acknowledgement it decoded last (readAck)
 	wpending      *[]byte
 
 	// Shared by the reader, the writer and closers from outside.
@@ -208,14 +208,16 @@ func (c *conn) handle(p packet.Packet) error {
 	switch p := p.(type) {
 	case *packet.Publish:
 		return c.handlePublish(p)
+	case *ack:
+		return c.handleAck(*p)
 	case *packet.Puback:
-		return c.handlePuback(p)
+		return c.puback(p.PacketID)
 	case *packet.Pubrec:
-		return c.handlePubrec(p)
+		return c.pubrec(p.PacketID, p.ReasonCode)
 	case *packet.Pubrel:
-		return c.handlePubrel(p)
+		return c.pubrel(p.PacketID)
 	case *packet.Pubcomp:
-		return c.handlePubcomp(p)
+		return c.pubcomp(p.PacketID)
 	case *packet.Subscribe:
 		return c.handleSubscribe(p)
 	case *packet.Unsubscribe:

@@ -11,14 +11,18 @@ import (
 // be on disk before a packet answers them, committed together by one
 // goroutine while any wait, their packets then sent in order. It carries
 // the connection's inbound QoS 1/2 publishes (PUBACK/PUBREC after their
-// deliveries are stored) and its outbound QoS 2 releases (PUBREL after
-// AwaitPubcomp is stored). The reader makes it at its first such write
-// (most connections never have one).
+// deliveries are stored), its outbound QoS 2 releases (PUBREL after
+// AwaitPubcomp is stored) and the removals of its completed stored QoS 2
+// deliveries (their packet ids free after). The reader makes it at its
+// first such write (most connections never have one).
 type durablePipe struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	jobs    []durableJob
 	running bool
+	// out: the packets answering the jobs of one commit, queued for the
+	// writer together (flushDurable); only durableLoop's goroutine uses it.
+	out []packet.Packet
 }
 
 // durableMax bounds the jobs waiting in a connection's durable pipeline;
@@ -40,6 +44,10 @@ const (
 	// PUBREC, after its AwaitPubcomp record (seq != 0) is on disk; PUBRELs
 	// keep the order of the PUBRECs [MQTT-4.6.0-4].
 	jobPubrel
+	// jobPubcomp: the removal of a stored QoS 2 delivery completed by
+	// PUBCOMP (seq); its packet id cools until the removal is durable
+	// (session.Cooled). Sends nothing.
+	jobPubcomp
 )
 
 // durableJob is one entry of the pipeline (see jobKind).
@@ -50,8 +58,8 @@ type durableJob struct {
 	rt    *routing          // jobPublish: its staged deliveries
 	extra Batch             // jobPublish: its inbound QoS 2 id, retained message
 	code  packet.ReasonCode // jobAck, jobPubrel
-	seq   uint64            // jobPubrel: the stored delivery (0: none to record)
-	pid   uint16            // jobPubrel
+	seq   uint64            // jobPubrel, jobPubcomp: the stored delivery (0: none to record)
+	pid   uint16            // jobPubrel, jobPubcomp
 }
 
 // durablePending reports whether jobs wait in the pipeline; later acks
@@ -116,10 +124,12 @@ func (c *conn) durableLoop() {
 			case jobPubrel:
 				if j.seq != 0 {
 					// After a restart the broker sends PUBREL, never the
-					// PUBLISH again [MQTT-4.3.3-1]; see handlePubrec.
+					// PUBLISH again [MQTT-4.3.3-1]; see pubrec.
 					batch.Add(Op{Kind: OpSetInflight, ClientID: c.key,
 						Delivery: &StoredDelivery{Seq: j.seq, PacketID: j.pid, State: AwaitPubcomp}})
 				}
+			case jobPubcomp:
+				batch.Add(Op{Kind: OpDequeue, ClientID: c.key, Seq: j.seq})
 			}
 		}
 		err := c.b.commit(&batch, true)
@@ -127,6 +137,30 @@ func (c *conn) durableLoop() {
 			c.finishDurable(&jobs[i], err)
 			jobs[i] = durableJob{}
 		}
+		c.flushDurable()
+	}
+}
+
+// stageDurable holds p, answering a job, for flushDurable.
+func (c *conn) stageDurable(p packet.Packet) { c.dur.out = append(c.dur.out, p) }
+
+// flushDurable queues the packets staged so far, in order, under one lock
+// and with one wake of the writer, not one per acknowledgement.
+func (c *conn) flushDurable() {
+	out := c.dur.out
+	if len(out) == 0 {
+		return
+	}
+	c.mu.Lock()
+	ok := !c.mu.closing
+	if ok {
+		c.mu.ctrl = append(c.mu.ctrl, out...)
+	}
+	c.mu.Unlock()
+	clear(out)
+	c.dur.out = out[:0]
+	if ok {
+		c.kick()
 	}
 }
 
@@ -136,7 +170,7 @@ func (c *conn) durableLoop() {
 func (c *conn) finishDurable(j *durableJob, err error) {
 	switch j.kind {
 	case jobAck:
-		c.ackPublish(j.p, j.code)
+		c.ackPublishWith(j.p, j.code, (*conn).stageDurable)
 		return
 	case jobPubrel:
 		if err != nil && j.seq != 0 {
@@ -145,17 +179,31 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 			// The session was not moved either (handlePubrec): resumed,
 			// it sends the PUBLISH again (DUP), as the store would after
 			// a restart, never a PUBREL the store does not know of.
+			c.flushDurable()
 			c.closeWith(packet.UnspecifiedError, reasonNetwork)
 			return
 		}
 		if j.seq != 0 {
 			c.sess.Pubrec(j.pid) // now that the store says so
 		}
-		c.send(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
+		c.stageDurable(ackPacket(packet.PUBREL, j.pid, j.code))
+		return
+	case jobPubcomp:
+		if err != nil {
+			// The id keeps cooling; the next connection of the session
+			// writes the removal again before it is used (persistSession).
+			c.flushDurable()
+			c.closeWith(packet.UnspecifiedError, reasonNetwork)
+			return
+		}
+		if c.sess.Cooled(j.pid, j.seq) {
+			c.kick() // the writer may wait for this id
+		}
 		return
 	}
 	defer j.rt.release()
-	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).send).(*closeError); ok {
+	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).stageDurable).(*closeError); ok {
+		c.flushDurable()
 		c.closeWith(ce.code, ce.reason)
 	}
 }

@@ -2,10 +2,10 @@ package broker
 
 import "github.com/petrel-mqtt/petrel/packet"
 
-// handlePuback completes an outbound QoS 1 delivery and lets the writer
-// use the freed inflight slot. An unknown id is ignored.
-func (c *conn) handlePuback(p *packet.Puback) error {
-	if seq, ok := c.sess.Puback(p.PacketID); ok {
+// puback handles PUBACK pid: it completes an outbound QoS 1 delivery and
+// lets the writer use the freed inflight slot. An unknown id is ignored.
+func (c *conn) puback(pid uint16) error {
+	if seq, ok := c.sess.Puback(pid); ok {
 		c.dequeue(seq)
 		c.deferWake(c)
 	}
@@ -22,7 +22,8 @@ func (c *conn) dequeue(seq uint64) {
 	}
 }
 
-// handlePubrec answers an outbound QoS 2 delivery's PUBREC with PUBREL
+// pubrec handles PUBREC pid with code: it answers an outbound QoS 2
+// delivery's PUBREC with PUBREL
 // [MQTT-4.3.3-1]. For a stored delivery the PUBREL waits until the
 // AwaitPubcomp state is on disk, so that after a crash the broker sends
 // PUBREL, never the PUBLISH again: a client that got PUBREL has released
@@ -31,16 +32,16 @@ func (c *conn) dequeue(seq uint64) {
 // which commits the PUBRECs of the whole inflight window together while
 // the reader reads on, and sends the PUBRELs in the order of the PUBRECs
 // [MQTT-4.6.0-4].
-func (c *conn) handlePubrec(p *packet.Pubrec) error {
-	if c.version == packet.V5 && p.ReasonCode.IsError() {
+func (c *conn) pubrec(pid uint16, code packet.ReasonCode) error {
+	if c.version == packet.V5 && code.IsError() {
 		// A PUBREC with an error code ends the QoS 2 exchange: no PUBREL
 		// [MQTT-4.3.3-4]; the packet id is free again.
-		c.dequeue(c.sess.Abandon(p.PacketID))
+		c.dequeue(c.sess.Abandon(pid))
 		c.deferWake(c)
 		return nil
 	}
-	j := durableJob{kind: jobPubrel, pid: p.PacketID}
-	seq, first, ok := c.sess.PubrecState(p.PacketID)
+	j := durableJob{kind: jobPubrel, pid: pid}
+	seq, first, ok := c.sess.PubrecState(pid)
 	switch {
 	case ok && first && seq != 0 && c.b.store != nil:
 		// The session moves to AwaitPubcomp once the store has
@@ -48,7 +49,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		// still await the PUBREC, and the connection ends without PUBREL.
 		j.seq = seq
 	case ok:
-		c.sess.Pubrec(p.PacketID)
+		c.sess.Pubrec(pid)
 	case c.version == packet.V5:
 		j.code = packet.PacketIdentifierNotFound
 	default:
@@ -58,33 +59,41 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		c.submitDurable(j)
 		return nil
 	}
-	c.reply(&packet.Pubrel{PacketID: j.pid, ReasonCode: j.code})
+	c.reply(ackPacket(packet.PUBREL, j.pid, j.code))
 	return nil
 }
 
-// handlePubrel releases an inbound QoS 2 packet id and answers PUBCOMP
-// [MQTT-4.3.3-2], also for an id already released (a resent PUBREL).
-func (c *conn) handlePubrel(p *packet.Pubrel) error {
-	ack := &packet.Pubcomp{PacketID: p.PacketID}
-	if c.sess.Pubrel(p.PacketID) {
+// pubrel handles PUBREL pid: it releases an inbound QoS 2 packet id and
+// answers PUBCOMP [MQTT-4.3.3-2], also for an id already released (a
+// resent PUBREL).
+func (c *conn) pubrel(pid uint16) error {
+	code := packet.Success
+	if c.sess.Pubrel(pid) {
 		if c.b.store != nil && c.sess.Persistent() {
 			// Lazily: if lost, the id comes back at restart and the
 			// client's resent PUBREL releases it.
-			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
+			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: pid})
 		}
 	} else if c.version == packet.V5 {
-		ack.ReasonCode = packet.PacketIdentifierNotFound
+		code = packet.PacketIdentifierNotFound
 	}
-	c.reply(ack)
+	c.reply(ackPacket(packet.PUBCOMP, pid, code))
 	return nil
 }
 
-// handlePubcomp completes an outbound QoS 2 delivery.
-func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
-	if seq, ok := c.sess.Pubcomp(p.PacketID); ok {
-		c.dequeue(seq)
-		c.deferWake(c)
+// pubcomp handles PUBCOMP pid: it completes an outbound QoS 2 delivery. A stored one is
+// removed through the durable pipeline: its packet id, derived from its
+// Seq, is given again only once the removal is durable (see
+// session.PacketIDFor), but its inflight slot is free at once.
+func (c *conn) pubcomp(pid uint16) error {
+	seq, ok := c.sess.Pubcomp(pid)
+	if !ok {
+		return nil
 	}
+	if seq != 0 && c.b.store != nil {
+		c.submitDurable(durableJob{kind: jobPubcomp, seq: seq, pid: pid})
+	}
+	c.deferWake(c)
 	return nil
 }
 

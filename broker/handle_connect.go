@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
 )
 
@@ -311,7 +312,22 @@ func (c *conn) persistSession(present, discarded bool) error {
 		// connected, the connection ends abnormally and the will is due.
 		batch.Add(Op{Kind: OpPutSession, ClientID: c.key, Session: sessionRecord(c, time.Time{}, true)})
 	}
-	return c.b.commit(&batch, persistent)
+	var cooling []session.CoolingID
+	if persistent && wasStored {
+		// Removals a previous connection could not confirm durable: their
+		// packet ids are given again only after (session.Cooled).
+		cooling = c.sess.Cooling()
+		for _, ci := range cooling {
+			batch.Add(Op{Kind: OpDequeue, ClientID: c.key, Seq: ci.Seq})
+		}
+	}
+	if err := c.b.commit(&batch, persistent); err != nil {
+		return err
+	}
+	for _, ci := range cooling {
+		c.sess.Cooled(ci.PacketID, ci.Seq)
+	}
+	return nil
 }
 
 // connackProperties fills the 5.0 CONNACK properties: what the broker

@@ -41,7 +41,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if !c.sess.ReceiveQoS2(p.PacketID) {
 			// A resent QoS 2 PUBLISH whose PUBREL is pending was routed once
 			// already: acknowledge again, do not deliver again [MQTT-4.3.3-2].
-			c.reply(&packet.Pubrec{PacketID: p.PacketID})
+			c.reply(newAck(packet.PUBREC, p.PacketID))
 			return nil
 		}
 	}

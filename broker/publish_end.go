@@ -113,7 +113,7 @@ func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send fu
 	}
 	switch p.QoS {
 	case 1:
-		send(c, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
+		send(c, ackPacket(packet.PUBACK, p.PacketID, code))
 	case 2:
 		if code.IsError() && c.sess.Pubrel(p.PacketID) && c.b.store != nil && c.sess.Persistent() {
 			// The exchange ends here [MQTT-4.3.3-4]: no PUBREL will release
@@ -121,6 +121,6 @@ func (c *conn) ackPublishWith(p *packet.Publish, code packet.ReasonCode, send fu
 			// keeps the id until the client reuses it).
 			c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
 		}
-		send(c, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
+		send(c, ackPacket(packet.PUBREC, p.PacketID, code))
 	}
 }

@@ -111,7 +111,7 @@ func (c *conn) readPacket() (packet.Packet, error) {
 						} else {
 							p = pub
 						}
-					} else {
+					} else if p = c.readAck(hdr, buf[n:total]); p == nil {
 						p, derr = packet.Decode(hdr, buf[n:total], c.version)
 					}
 					c.r += total

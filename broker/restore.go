@@ -52,9 +52,14 @@ func (b *Broker) restoreWill(ss *StoredSession, now time.Time) (*session.Message
 // Load reports the store record by record and each record becomes session
 // state at once: the broker never holds a second copy of the store.
 func (b *Broker) restore(ctx context.Context) error {
-	r := &restorer{b: b, now: b.opts().Now()}
+	r := &restorer{b: b, now: b.opts().Now(), window: b.opts().MaxInflight}
 	if err := b.store.Load(ctx, r); err != nil {
 		return fmt.Errorf("broker: loading the store: %w", err)
+	}
+	if r.stale.Len() > 0 {
+		// Not synced: if lost, the next start finds them stale again. A
+		// failed write is logged and counted by commit.
+		_ = b.commit(&r.stale, false)
 	}
 	// Expiry timers once everything is restored: a session whose expiry
 	// passed while the broker was down is removed with all of it.
@@ -87,6 +92,11 @@ type restorer struct {
 	// wills are the records of the sessions with a will (lists empty).
 	wills                      []StoredSession
 	sessions, queued, retained int
+	// window is the inflight window of a restored session's first
+	// deliveries (Session.Restore).
+	window int
+	// stale removes the deliveries Session.Restore found ended.
+	stale Batch
 }
 
 type restoredExpiry struct {
@@ -162,7 +172,9 @@ func (r *restorer) RestoreDelivery(clientID string, sd *StoredDelivery) error {
 	}
 	d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
 		SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
-	s.Restore(d, sd.PacketID, session.RestoreState(sd.State))
+	if seq := s.Restore(d, sd.PacketID, session.RestoreState(sd.State), r.window); seq != 0 {
+		r.stale.Add(Op{Kind: OpDequeue, ClientID: clientID, Seq: seq})
+	}
 	r.queued++
 	return nil
 }

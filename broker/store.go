@@ -210,7 +210,7 @@ type InflightState byte
 const (
 	Queued       InflightState = iota // not sent yet (PacketID 0)
 	AwaitPuback                       // QoS 1 sent
-	AwaitPubrec                       // QoS 2 sent
+	AwaitPubrec                       // QoS 2 sent (written by earlier versions: a stored QoS 2 delivery's packet id is now derived from its Seq, session.PacketIDFor)
 	AwaitPubcomp                      // QoS 2 PUBREC received, PUBREL sent; Msg no longer needed
 )
 

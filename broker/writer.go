@@ -50,12 +50,7 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		if sess != nil && !closing {
 			batch, _ = sess.TakeBatchLimited(batch, session.BatchLimit{Items: writeBatchMax, Bytes: writeBatchBytes})
 		}
-		if err := c.recordInflight(batch); err != nil {
-			c.b.log.Warn("recording sent messages failed; closing", "client", c.clientID, "err", err)
-			c.failWrite()
-			c.releaseWriter()
-			return
-		}
+		c.recordInflight(batch)
 		var err error
 		buf, closing, err = c.encode(buf, batch, v, sess, &lim, true)
 		if err == nil && len(buf) > 0 {
@@ -254,34 +249,25 @@ func putWriteBuf(bufp *[]byte) {
 	}
 }
 
-// recordInflight writes to the store the packet ids given to stored
-// deliveries: for QoS 2 synced before they are sent, so that a restart
-// resends them under the same id and the client can tell the duplicate
-// [MQTT-4.3.3-2]; for QoS 1 lazily, as losing the record only means a
-// resend.
-func (c *conn) recordInflight(batch []session.Outbound) error {
+// recordInflight records, lazily, the packet ids given to stored QoS 1
+// deliveries sent for the first time: losing the record only means the
+// message is sent again without DUP after a restart, as QoS 1 allows. A
+// stored QoS 2 delivery needs no record before it is sent: its packet id
+// is derived from its Seq (session.PacketIDFor), so a restart sends it
+// again under the same id and the client recognises the duplicate
+// [MQTT-4.3.3-2].
+func (c *conn) recordInflight(batch []session.Outbound) {
 	if c.b.store == nil {
-		return nil
+		return
 	}
-	c.wbatch.Reset()
 	for i := range batch {
 		o := &batch[i]
-		if o.Kind != session.OutPublish || o.Dup || o.PacketID == 0 || o.Delivery.Seq == 0 {
+		if o.Kind != session.OutPublish || o.Dup || o.PacketID == 0 || o.Delivery.Seq == 0 || o.Delivery.QoS != 1 {
 			continue
 		}
-		op := Op{Kind: OpSetInflight, ClientID: c.key,
-			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: AwaitPuback}}
-		if o.Delivery.QoS == 1 {
-			c.b.lazy(op)
-			continue
-		}
-		op.Delivery.State = AwaitPubrec
-		c.wbatch.Add(op)
+		c.b.lazy(Op{Kind: OpSetInflight, ClientID: c.key,
+			Delivery: &StoredDelivery{Seq: o.Delivery.Seq, PacketID: o.PacketID, State: AwaitPuback}})
 	}
-	if c.wbatch.Len() == 0 {
-		return nil // nothing synced: the lazy operations wait for their timer or the next commit
-	}
-	return c.b.commit(&c.wbatch, true)
 }
 
 // hasWork reports whether the writer would find something to send.

@@ -29,21 +29,41 @@ const (
 	RestoreAwaitPubcomp                     // QoS 2 received by the client, PUBREL owed
 )
 
-// Restore puts back a stored delivery, at startup and in Seq order: a
-// queued one at the end of the queue (outside the limits: it was accepted
-// once), an inflight one in the inflight window under its packet id, to be
-// sent again when a connection attaches [MQTT-4.4.0-1].
-func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
+// Restore puts back a stored delivery, at startup and in Seq order, and
+// returns the Seq of a delivery it found stale (0: none), whose stored
+// copy the caller removes.
+//
+// An inflight one goes in the inflight window under its packet id, to be
+// sent again when a connection attaches [MQTT-4.4.0-1]. A record under
+// the id of an earlier inflight one makes that one stale: an id is given
+// again only once its delivery ended, so its removal was lost. (An
+// earlier one taken from the queue as maybe sent cannot have ended; it
+// goes back to the queue instead, never lost.)
+//
+// A queued one goes at the end of the queue (outside the limits: it was
+// accepted once), except a QoS 2 one among the first window of the
+// session's deliveries, before any went to the queue: its packet id is
+// derived from its Seq and the broker writes nothing before sending it
+// (pids.go), so it may have been sent already. It goes in the inflight
+// window as sent, under its id, and is sent again with DUP
+// [MQTT-3.3.1-1].
+func (s *Session) Restore(d Delivery, pid uint16, st RestoreState, window int) (stale uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d.Seq > s.mu.nextSeq {
 		s.mu.nextSeq = d.Seq
 	}
-	if st == RestoreQueued || pid == 0 {
-		s.mu.q.push(d)
-		return
+	fromQueue := st == RestoreQueued || pid == 0
+	if fromQueue {
+		if s.mu.restoring || !derived(&d) || s.mu.restoredSent >= window || !s.pidFreeLocked(PacketIDFor(d.Seq)) {
+			s.mu.restoring = true
+			s.mu.q.push(d)
+			return 0
+		}
+		pid, st = PacketIDFor(d.Seq), RestoreAwaitPubrec
+		s.mu.restoredSent++
 	}
-	f := inflight{d: d, seq: d.Seq}
+	f := inflight{d: d, seq: d.Seq, maybe: fromQueue}
 	switch st {
 	case RestoreAwaitPuback:
 		f.state = awaitPuback
@@ -59,11 +79,28 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState) {
 	if s.mu.inflight == nil {
 		s.mu.inflight = make(map[uint16]inflight)
 	}
+	if old, ok := s.mu.inflight[pid]; ok {
+		s.releaseLocked(&old)
+		if old.maybe {
+			s.mu.restoring = true
+			s.mu.q.push(old.d)
+		} else {
+			stale = old.seq
+		}
+		o := s.mu.order[:0]
+		for _, p := range s.mu.order {
+			if p != pid {
+				o = append(o, p)
+			}
+		}
+		s.mu.order = o
+	}
 	s.mu.inflight[pid] = f
 	s.mu.order = append(s.mu.order, pid)
 	if pid > s.mu.nextPID {
 		s.mu.nextPID = pid
 	}
+	return stale
 }
 
 // RestoreInbound puts back an inbound QoS 2 packet id awaiting PUBREL.
@@ -135,4 +172,5 @@ func (s *Session) Discard() {
 	}
 	s.mu.order, s.mu.orderHead, s.mu.resend = nil, 0, nil
 	s.mu.retained = nil
+	s.mu.cooling = nil
 }

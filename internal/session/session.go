@@ -57,6 +57,7 @@ type inflight struct {
 	d     Delivery
 	seq   uint64 // the delivery's Seq, kept after PUBREC drops the message
 	state inflightState
+	maybe bool   // restored from the queue as maybe sent (Restore)
 	held  uint32 // bytes charged for the message (0: none, a retained one)
 }
 
@@ -105,19 +106,29 @@ type Session struct {
 
 	mu struct {
 		sync.Mutex
-		online      bool
-		wake        Waker
-		subs        map[string]Subscription
-		q           queue
-		retained    []Delivery          // retained messages owed to new subscriptions
-		inflight    map[uint16]inflight // by value: no allocation per message
-		order       []uint16            // inflight packet ids in send order from orderHead (may hold acked ids)
-		orderHead   int
-		resend      []uint16 // inflight ids to send again after a reconnect
-		nextPID     uint16
-		maxInflight int
-		inbound     map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
-		nextSeq     uint64
+		online    bool
+		wake      Waker
+		subs      map[string]Subscription
+		q         queue
+		retained  []Delivery          // retained messages owed to new subscriptions
+		inflight  map[uint16]inflight // by value: no allocation per message
+		order     []uint16            // inflight packet ids in send order from orderHead (may hold acked ids)
+		orderHead int
+		resend    []uint16 // inflight ids to send again after a reconnect
+		nextPID   uint16   // the last packet id nextPIDLocked gave
+		// cooling: packet ids of stored QoS 2 deliveries completed by
+		// PUBCOMP whose removal from the store is not yet known durable,
+		// with the delivery's Seq; not given again until it is (pids.go).
+		cooling map[uint16]uint64
+		// restoring: Restore has put a delivery of the session in the
+		// queue; those after it go there too, behind it.
+		restoring bool
+		// restoredSent: deliveries Restore put in the inflight window as
+		// maybe sent (pids.go).
+		restoredSent int
+		maxInflight  int
+		inbound      map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
+		nextSeq      uint64
 		// inflightBytes is what the inflight messages hold (their held).
 		inflightBytes int
 		// discarded: the broker let the session go (Discard); nothing is
@@ -365,7 +376,7 @@ func (s *Session) TakeBatchLimited(dst []Outbound, lim BatchLimit) (_ []Outbound
 	}
 	// Resent messages count against the window too [MQTT-3.3.4-9]: those
 	// still in resend have not been sent on this connection yet.
-	for len(s.mu.resend) > 0 && len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight {
+	for len(s.mu.resend) > 0 && len(s.mu.inflight)-len(s.mu.resend) < s.windowLocked() {
 		pid := s.mu.resend[0]
 		f, ok := s.mu.inflight[pid]
 		if !ok {
@@ -389,7 +400,7 @@ func (s *Session) TakeBatchLimited(dst []Outbound, lim BatchLimit) (_ []Outbound
 	}
 	for len(s.mu.retained) > 0 {
 		d := &s.mu.retained[0]
-		if d.QoS > 0 && len(s.mu.inflight) >= s.mu.maxInflight {
+		if d.QoS > 0 && !s.admissibleLocked(d) {
 			return dst, false
 		}
 		if max == 0 || !fits(d.Msg) {
@@ -406,7 +417,7 @@ func (s *Session) TakeBatchLimited(dst []Outbound, lim BatchLimit) (_ []Outbound
 	}
 	for s.mu.q.len() > 0 {
 		d := s.mu.q.peek()
-		if d.QoS > 0 && len(s.mu.inflight) >= s.mu.maxInflight {
+		if d.QoS > 0 && !s.admissibleLocked(d) {
 			return dst, false
 		}
 		if max == 0 || !fits(d.Msg) {
@@ -427,7 +438,7 @@ func (s *Session) admitLocked(d Delivery, charge bool) Outbound {
 	if d.QoS == 0 {
 		return Outbound{Kind: OutPublish, Delivery: d}
 	}
-	pid := s.nextPIDLocked()
+	pid := s.pidForLocked(&d)
 	f := inflight{d: d, seq: d.Seq, state: awaitPuback}
 	if d.QoS == 2 {
 		f.state = awaitPubrec
@@ -473,21 +484,6 @@ func (s *Session) releaseLocked(f *inflight) {
 	}
 }
 
-// nextPIDLocked returns an unused non-zero packet identifier
-// [MQTT-2.3.1-1] [MQTT-2.3.1-2]. The inflight window is at most 65535, so
-// one is always free.
-func (s *Session) nextPIDLocked() uint16 {
-	for {
-		s.mu.nextPID++
-		if s.mu.nextPID == 0 {
-			s.mu.nextPID = 1
-		}
-		if _, used := s.mu.inflight[s.mu.nextPID]; !used {
-			return s.mu.nextPID
-		}
-	}
-}
-
 // compactOrderLocked drops acknowledged ids from the send order and returns it.
 func (s *Session) compactOrderLocked() []uint16 {
 	o := s.mu.order[:0]
@@ -505,7 +501,7 @@ func (s *Session) HasPending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mu.resend) > 0 {
-		return len(s.mu.inflight)-len(s.mu.resend) < s.mu.maxInflight
+		return len(s.mu.inflight)-len(s.mu.resend) < s.windowLocked()
 	}
 	var head *Delivery
 	if len(s.mu.retained) > 0 {
@@ -513,7 +509,7 @@ func (s *Session) HasPending() bool {
 	} else {
 		head = s.mu.q.peek()
 	}
-	return head != nil && (head.QoS == 0 || len(s.mu.inflight) < s.mu.maxInflight)
+	return head != nil && (head.QoS == 0 || s.admissibleLocked(head))
 }
 
 // removeLocked deletes an inflight entry and trims the send order when the
@@ -640,6 +636,9 @@ func (s *Session) Pubcomp(pid uint16) (seq uint64, ok bool) {
 		return 0, false
 	}
 	s.removeLocked(pid)
+	if f.seq != 0 {
+		s.coolLocked(pid, f.seq)
+	}
 	return f.seq, true
 }
 

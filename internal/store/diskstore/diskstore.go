@@ -52,6 +52,9 @@
 // engine at the first failure, which ends those retries, and reopens it
 // once the directory has room again: the reserve, the WAL the engine
 // flushes when it opens, the new WAL it preallocates and a margin (need).
+// Against a disk filled between two checks, which the engine's own write
+// finds first, the store holds a ballast file and gives it back at the
+// first refused write, which then succeeds (ballast.go).
 // Until then one goroutine checks the free space every second; nothing is
 // logged but the failure and the recovery (and a reopening that fails,
 // with growing delays). Commits of a failed engine's epoch are never
@@ -194,6 +197,9 @@ type Store struct {
 	// bgLogged is the epoch whose first engine background error was
 	// logged at error level (later ones go to debug).
 	bgLogged atomic.Pointer[epoch]
+	// ballastHeld: the ballast file exists and is the store's to give
+	// back (ballast.go).
+	ballastHeld atomic.Bool
 
 	// eng is the open engine: writable, read-only, or none. The committer
 	// (while it commits) and Load hold it for reading; the recovery
@@ -280,7 +286,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return s, nil
 	}
-	if free, need, ok := s.room(); ok && free < need {
+	s.adoptBallast()
+	free, need, ok := s.room()
+	if ok && free < need && s.releaseBallast() {
+		free, need, ok = s.room()
+	}
+	if ok && free < need {
 		if err := s.openReadOnly(); err != nil && !errors.Is(err, ErrNoStore) {
 			s.unlock()
 			return nil, err
@@ -294,6 +305,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.ep.Store(ep)
+	s.makeBallast()
 	s.startCommitter()
 	return s, nil
 }
@@ -422,6 +434,9 @@ func (s *Store) openDB(readOnly bool, ep *epoch, a *openAttempt) (*pebble.DB, er
 		},
 		ReadOnly: readOnly,
 		FS:       s.fs,
+	}
+	if !readOnly {
+		po.FS = ballastFS{FS: s.fs, s: s}
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

@@ -118,6 +118,7 @@ func (s *Store) recover() {
 		_ = s.closeDB(s.eng.db, false) // the engine failed: its close error adds nothing
 		s.eng.db = nil
 	}
+	s.releaseBallast() // closed, the engine writes nothing; the room helps it reopen
 	s.eng.Unlock()
 	delay := recoverPoll
 	t := time.NewTimer(recoverPoll)
@@ -143,6 +144,7 @@ func (s *Store) recover() {
 			continue
 		}
 		s.ep.Store(ep)
+		s.makeBallast()
 		free, _, _ := s.room()
 		s.log.Info("diskstore: store available again", "data_dir", s.dir, "free", size(free))
 		return
