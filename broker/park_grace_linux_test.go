@@ -88,6 +88,7 @@ func TestBusyConnectionKeepsItsDeadline(t *testing.T) {
 	// grace parks the connection between packets; what is left is what
 	// the busy reader set.
 	sets, parks := ln.sets.Load()-sets0, b.Stats().Parks-parks0
+	t.Logf("%d read deadlines set for %d packets, %d parks", sets, packets, parks)
 	if busy := sets - 2*int64(parks); busy > 8 {
 		t.Fatalf("%d read deadlines set for %d packets (%d parks), want a few: the deadline moved per packet", sets, packets, parks)
 	}
