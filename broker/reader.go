@@ -23,11 +23,11 @@ const parkGrace = 100 * time.Millisecond
 // packet. Each first move of a socket's deadline after its runtime timer
 // came due wakes an idle runtime thread (the runtime's wakeNetPoller), and
 // the due timer wakes the netpoller's thread and the runtime's monitor:
-// with parkGrace renewed per packet that was about 40 wake-ups a second
-// per busy connection (BENCHMARKS.md, "The wake-up cost at light load").
-// A busy connection that goes quiet keeps its goroutine and read buffer
-// this long before it parks; one whose packets come more than parkGrace
-// apart still parks right after each.
+// a few wake-ups per grace while the connection is busy, whatever its
+// rate (BENCHMARKS.md, "The wake-up cost at light load"). A busy
+// connection that goes quiet keeps its goroutine and read buffer this
+// long before it parks; one whose packets come more than parkGrace apart
+// still parks right after each.
 const busyGrace = time.Second
 
 func (c *conn) readLoop() error {
