@@ -117,6 +117,9 @@ type conn struct {
 	woken    bool // set by Unpark before it resumes the reader
 	active   bool // a packet came after CONNECT
 	busy     bool // the last two reads came within parkGrace: park only after it
+	// stayedBusy: the grace deadline passed with bytes read since; the
+	// grace is busyGrace until the connection parks (reader.go, grace).
+	stayedBusy bool
 	// The reader's, served on its accepting goroutine (serve.go): inline
 	// is set while the accept loop runs the reader, which then never
 	// waits; what would wait goes on in a connection goroutine, with the

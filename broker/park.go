@@ -27,10 +27,11 @@ func (c *conn) park() bool {
 	deadline := c.readDeadline() // the connect timeout before CONNECT
 	// Once parked, c is the parker's, and whichever goroutine it resumes
 	// c on is not the accepting one.
-	inline := c.inline
+	inline, stayed := c.inline, c.stayedBusy
 	c.inline = false
+	c.stayedBusy = false // resumed, it starts with parkGrace again
 	if !c.tr.Park(deadline) {
-		c.inline = inline
+		c.inline, c.stayedBusy = inline, stayed
 		return false
 	}
 	c.b.stats.parks.Add(1)

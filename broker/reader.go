@@ -18,6 +18,18 @@ import (
 // never pays for parking and waking per message, an idle one parks soon.
 const parkGrace = 100 * time.Millisecond
 
+// busyGrace is the grace of a connection that stayed busy through a whole
+// grace: its grace deadline is set once per busyGrace, not moved for every
+// packet. Each first move of a socket's deadline after its runtime timer
+// came due wakes an idle runtime thread (the runtime's wakeNetPoller), and
+// the due timer wakes the netpoller's thread and the runtime's monitor:
+// a few wake-ups per grace while the connection is busy, whatever its
+// rate (BENCHMARKS.md, "The wake-up cost at light load"). A busy
+// connection that goes quiet keeps its goroutine and read buffer this
+// long before it parks; one whose packets come more than parkGrace apart
+// still parks right after each.
+const busyGrace = time.Second
+
 func (c *conn) readLoop() error {
 	for {
 		var p packet.Packet
@@ -206,7 +218,7 @@ func (c *conn) fillIdle() error {
 	for {
 		deadline := c.readDeadline()
 		if grace {
-			if g := time.Now().Add(parkGrace); deadline.IsZero() || g.Before(deadline) {
+			if g := c.graceDeadline(); deadline.IsZero() || g.Before(deadline) {
 				deadline = g
 			} else {
 				grace = false // the keepalive deadline comes first
@@ -234,6 +246,12 @@ func (c *conn) fillIdle() error {
 		}
 		var ne net.Error
 		if grace && errors.As(err, &ne) && ne.Timeout() {
+			if time.Since(c.lastRead) < c.grace() {
+				// Bytes came after the deadline was set: busy through
+				// a whole grace, it reads on with the longer one.
+				c.stayedBusy = true
+				continue
+			}
 			if c.park() {
 				return errParked
 			}
@@ -242,6 +260,26 @@ func (c *conn) fillIdle() error {
 		}
 		return readError(err)
 	}
+}
+
+// grace is how long c keeps its goroutine after its last bytes.
+func (c *conn) grace() time.Duration {
+	if c.stayedBusy {
+		return busyGrace
+	}
+	return parkGrace
+}
+
+// graceDeadline is the deadline of a read in the grace: the grace after
+// the last bytes, or the grace deadline of an earlier read while it has
+// not passed (fillIdle renews it when it passes with bytes read since), so
+// that the socket's timer is not moved for every packet.
+func (c *conn) graceDeadline() time.Time {
+	g := c.lastRead.Add(c.grace())
+	if c.rdlSet && c.rdl.Before(g) && time.Until(c.rdl) > 0 {
+		return c.rdl
+	}
+	return g
 }
 
 // gotBytes notes that the first read after the buffer emptied returned
