@@ -4,6 +4,7 @@
 package mqtttest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -129,11 +130,24 @@ func (c *Client) SendRaw(b []byte) {
 }
 
 // Read returns the next packet or the read error, waiting up to d.
+//
+// d bounds the wait for the packet's first byte only: once a packet has
+// begun, the rest has Timeout to arrive, so that a short d never ends a
+// read in the middle of a packet, which would leave the stream out of step
+// for every later Read (a loop of short Reads meeting a burst at its
+// deadline lost whole packets that way).
 func (c *Client) Read(d time.Duration) (packet.Packet, error) {
 	if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return nil, err
 	}
-	return packet.ReadPacket(c.Conn, c.Version, 0)
+	var first [1]byte
+	if _, err := io.ReadFull(c.Conn, first[:]); err != nil {
+		return nil, err
+	}
+	if err := c.Conn.SetReadDeadline(time.Now().Add(Timeout)); err != nil {
+		return nil, err
+	}
+	return packet.ReadPacket(io.MultiReader(bytes.NewReader(first[:]), c.Conn), c.Version, 0)
 }
 
 // Expect returns the next packet, failing the test if none arrives in Timeout.
