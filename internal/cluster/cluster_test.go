@@ -37,6 +37,7 @@ func TestCluster(t *testing.T) {
 	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
 	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
 	t.Run("ClaimKicksOldOwner", func(t *testing.T) { testClaimKicks(t, n1, n2, n3) })
+	t.Run("ClaimUnanswered", func(t *testing.T) { testClaimUnanswered(t, n1, n2) })
 	t.Run("ClaimOwnerGone", func(t *testing.T) { testClaimOwnerGone(t, n1, n3) })
 }
 
@@ -411,6 +412,11 @@ func TestRouteTLS(t *testing.T) {
 	if r := n3.srv.NumRoutes(); r != 0 {
 		t.Fatalf("n3 has %d routes", r)
 	}
+	// Alone, n3 has no JetStream meta leader: a claim fails at once, so
+	// the broker can refuse the CONNECT (server unavailable).
+	if err := n3.Claim(context.Background(), "t\x00c"); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("claim on a node without quorum: %v, want ErrNotReady", err)
+	}
 }
 
 // BenchmarkCrossNode measures QoS 0 delivery of 64-byte messages from
@@ -552,4 +558,38 @@ func testSlowBroker(t *testing.T, n1, n2 member) {
 	}
 	n1.Forward(msg("slow/after", ""))
 	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("slow/after") }, "a message after the drops")
+}
+
+// testClaimUnanswered: when the previous owner's node takes the kick but
+// never answers, the claim fails within its context (the broker refuses
+// the CONNECT) and the node keeps no record of it.
+func testClaimUnanswered(t *testing.T, n1, n2 member) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := "tenant1\x00unanswered"
+	if _, err := n1.kv.Put(ctx, ownerKey(key), []byte(`{"node":"ghost","epoch":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := n2.ctl.SubscribeSync(kickSubject("ghost")) // takes kicks, answers none
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	mqtttest.Eventually(t, 10*time.Second, func() bool {
+		return n1.srv.GlobalAccount().SubscriptionInterest(kickSubject("ghost"))
+	}, "the ghost's kick subscription on n1")
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if err := n1.Claim(short, key); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("claim with an unanswered kick: %v, want the context's deadline", err)
+	}
+	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data[8:]) != key {
+		t.Fatalf("the ghost got no kick for the session: %v", err)
+	}
+	n1.mu.Lock()
+	_, held := n1.mu.held[key]
+	n1.mu.Unlock()
+	if held {
+		t.Fatal("a failed claim is still held")
+	}
 }
