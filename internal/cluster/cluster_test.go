@@ -593,3 +593,60 @@ func testClaimUnanswered(t *testing.T, n1, n2 member) {
 		t.Fatal("a failed claim is still held")
 	}
 }
+
+// BenchmarkLeaderStopPause measures how long session claims pause when
+// the node leading the owners bucket stops (gracefully: Close hands
+// leadership over), three nodes up. Run it with -benchtime 1x: each
+// iteration costs a cluster.
+func BenchmarkLeaderStopPause(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("run with -benchtime 1x")
+	}
+	ms := startAll(b, configs(b, 3, 3))
+	waitReady(b, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ms[0].Claim(ctx, "t\x00warm"); err != nil {
+		b.Fatal(err)
+	}
+	st, err := ms[0].Status(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leader := ""
+	for _, a := range st.Assets {
+		if a.Name == "KV_"+ownersBucket {
+			leader = a.Leader
+		}
+	}
+	var stopped, survivor member
+	for _, m := range ms {
+		if m.cfg.Node == leader {
+			stopped = m
+		} else {
+			survivor = m
+		}
+	}
+	if stopped.Node == nil {
+		b.Fatalf("no leader for the owners bucket: %+v", st.Assets)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := stopped.Close(); err != nil {
+		b.Fatal(err)
+	}
+	closed := time.Since(start)
+	for i := 0; ; i++ {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := survivor.Claim(c, fmt.Sprint("t\x00after", i))
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("claims did not resume: %v", err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds()), "pause-ms")
+	b.ReportMetric(float64(closed.Milliseconds()), "close-ms")
+}
