@@ -650,3 +650,27 @@ func BenchmarkLeaderStopPause(b *testing.B) {
 	b.ReportMetric(float64(time.Since(start).Milliseconds()), "pause-ms")
 	b.ReportMetric(float64(closed.Milliseconds()), "close-ms")
 }
+
+// BenchmarkInterestGap measures the interest propagation gap: from a
+// Watch on one node until another node's server knows of it (and would
+// send it a matching message), two nodes up.
+func BenchmarkInterestGap(b *testing.B) {
+	ms := startAll(b, configs(b, 2, 1))
+	i := 0
+	var total time.Duration
+	for b.Loop() {
+		i++
+		filter := fmt.Sprintf("gap/%d/+", i)
+		subj, _ := TopicSubject(fmt.Sprintf("gap/%d/x", i))
+		start := time.Now()
+		ms[1].Watch(filter, "")
+		for !ms[0].srv.GlobalAccount().SubscriptionInterest(subj) {
+			if time.Since(start) > 10*time.Second {
+				b.Fatal("interest never arrived")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(i), "gap-us")
+}
