@@ -24,6 +24,7 @@ import (
 func TestCluster(t *testing.T) {
 	cfgs := configs(t, 3, 3)
 	cfgs[1].Connections = func() int { return 7 }
+	cfgs[1].InboxBytes = 4 << 20
 	ms := startAll(t, cfgs)
 	n1, n2, n3 := ms[0], ms[1], ms[2]
 	waitReady(t, ms)
@@ -36,6 +37,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Status", func(t *testing.T) { testStatus(t, n1) })
 	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
 	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
+	t.Run("SlowBrokerBytes", func(t *testing.T) { testSlowBrokerBytes(t, n1, n2) })
 	t.Run("ClaimKicksOldOwner", func(t *testing.T) { testClaimKicks(t, n1, n2, n3) })
 	t.Run("ClaimUnanswered", func(t *testing.T) { testClaimUnanswered(t, n1, n2) })
 	t.Run("ClaimOwnerGone", func(t *testing.T) { testClaimOwnerGone(t, n1, n3) })
@@ -523,7 +525,7 @@ func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
 }
 
 // testSlowBroker: when a node's broker does not take messages as fast as
-// they come, its inbox holds a bounded number, NATS drops the rest
+// they come, its inbox holds a bounded number, the rest are dropped
 // (counted), and the node's connection survives: later messages arrive.
 func testSlowBroker(t *testing.T, n1, n2 member) {
 	bh := blockingHost{&fakeHost{}, make(chan struct{})}
@@ -534,15 +536,20 @@ func testSlowBroker(t *testing.T, n1, n2 member) {
 	n2.Watch("slow/#", "")
 	defer n2.Unwatch("slow/#", "")
 	waitWatched(t, n1, "slow/#", "", 1)
+	drop0 := n2.Counters().InboxDropped
 	const count = inboxLen + 8000
 	for i := range count {
 		n1.Forward(msg("slow/x", fmt.Sprint(i)))
 	}
-	// Every message is either waiting in the inbox (one more in the
-	// dispatcher's hands) or dropped.
+	// Every message is either held by the inbox (the one in the
+	// dispatcher's hands included) or dropped.
 	mqtttest.Eventually(t, 30*time.Second, func() bool {
-		return len(n2.plainIn)+1+int(n2.Counters().InboxDropped) >= count
+		held, _ := n2.plainIn.held()
+		return held+int(n2.Counters().InboxDropped-drop0) >= count
 	}, "the inbox full and the rest dropped")
+	if held, _ := n2.plainIn.held(); held != inboxLen {
+		t.Fatalf("the inbox holds %d messages, want its bound %d", held, inboxLen)
+	}
 	if n2.Counters().SlowConsumer == 0 {
 		t.Fatal("no slow consumer incident counted")
 	}
@@ -551,13 +558,60 @@ func testSlowBroker(t *testing.T, n1, n2 member) {
 	// connection was not cut.
 	mqtttest.Eventually(t, 30*time.Second, func() bool {
 		c := bh.count("slow/x")
-		return c+int(n2.Counters().InboxDropped) >= count
+		return c+int(n2.Counters().InboxDropped-drop0) >= count
 	}, "the inbox drained")
-	if c := bh.count("slow/x"); c != inboxLen+1 {
-		t.Fatalf("%d of %d messages delivered: want the inbox's %d and the one the dispatcher held", c, count, inboxLen)
+	if c := bh.count("slow/x"); c != inboxLen {
+		t.Fatalf("%d of %d messages delivered: want the inbox's %d", c, count, inboxLen)
 	}
 	n1.Forward(msg("slow/after", ""))
 	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("slow/after") }, "a message after the drops")
+}
+
+// testSlowBrokerBytes: large messages fill an inbox by its byte bound
+// (Config.InboxBytes, 4 MiB on n2 here) long before its count bound: the
+// inbox holds at most that many bytes, the rest are dropped and counted,
+// the connection stays up, and what was held is delivered once the
+// broker takes messages again.
+func testSlowBrokerBytes(t *testing.T, n1, n2 member) {
+	const bound = 4 << 20
+	if n2.plainIn.maxBytes != bound {
+		t.Fatalf("n2's inbox bound is %d bytes, want the configured %d", n2.plainIn.maxBytes, bound)
+	}
+	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	if err := n2.Bind(bh); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Bind(n2.host)
+	n2.Watch("big/#", "")
+	defer n2.Unwatch("big/#", "")
+	waitWatched(t, n1, "big/#", "", 1)
+	drop0, slow0 := n2.Counters().InboxDropped, n2.Counters().SlowConsumer
+	payload := strings.Repeat("p", 256<<10)
+	const count = 64 // 16 MiB of payload: four times the bound
+	for i := range count {
+		n1.Forward(msg("big/x", fmt.Sprintf("%03d", i)+payload))
+	}
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		held, _ := n2.plainIn.held()
+		return held+int(n2.Counters().InboxDropped-drop0) >= count
+	}, "every large message held or dropped")
+	held, bytes := n2.plainIn.held()
+	if bytes > bound || held >= count/2 {
+		t.Fatalf("the inbox holds %d messages, %d bytes: want at most %d bytes", held, bytes, bound)
+	}
+	if n2.Counters().SlowConsumer == slow0 {
+		t.Fatal("no overflow counted")
+	}
+	close(bh.release)
+	mqtttest.Eventually(t, 30*time.Second, func() bool { return bh.count("big/x") == held }, "the held messages delivered")
+	// In order, the first ones: the inbox took messages until it was full.
+	for i, r := range bh.all() {
+		if got := string(r.msg.Payload[:3]); got != fmt.Sprintf("%03d", i) {
+			t.Fatalf("delivery %d is message %s", i, got)
+		}
+	}
+	n1.Forward(msg("big/after", ""))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("big/after") }, "a message after the drops")
 }
 
 // testClaimUnanswered: when the previous owner's node takes the kick but

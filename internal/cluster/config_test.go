@@ -56,6 +56,8 @@ func TestConfigValidate(t *testing.T) {
 		"no data dir":    func(c *Config) { c.DataDir = "" },
 		"tls no cert":    func(c *Config) { c.TLS = &tls.Config{} },
 		"long node name": func(c *Config) { c.Node = string(make([]byte, 65)) },
+		"negative inbox": func(c *Config) { c.InboxBytes = -1 },
+		"negative ttl":   func(c *Config) { c.TombstoneTTL = -time.Second },
 	}
 	for name, mod := range tests {
 		c := good
@@ -71,5 +73,9 @@ func TestConfigValidate(t *testing.T) {
 	c.Peers = []string{"127.0.0.1:6222", "127.0.0.1:6223"}
 	if r := c.replicas(); r != 2 {
 		t.Fatalf("replicas %d, want 2 (two configured nodes)", r)
+	}
+	// Zero bounds take their defaults.
+	if b, ttl := good.inboxBytes(), good.tombstoneTTL(); b != DefaultInboxBytes || ttl != DefaultTombstoneTTL {
+		t.Fatalf("defaults: inbox %d bytes, tombstone TTL %s", b, ttl)
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,10 @@ func TestEnvelopeRefusesMalformed(t *testing.T) {
 		"props mask 0": append(append([]byte{envVersion, flagProps}, good[2:envFixed]...), 0, 0, 0),
 		"user count": append(append([]byte{envVersion, flagProps}, good[2:envFixed]...),
 			0, 0, propUser, 100, 1, 'k'),
+		// The origin node names a dedup window the receiver keeps: no
+		// longer than a node id may be, never empty.
+		"long origin node": appendEnvelope(nil, &session.Message{Topic: "t"}, strings.Repeat("n", maxNodeLen+1), 1, time.Now()),
+		"no origin node":   appendEnvelope(nil, &session.Message{Topic: "t"}, "", 1, time.Now()),
 	}
 	for name, b := range bad {
 		if _, err := decodeEnvelope("t", b, time.Now()); err == nil {

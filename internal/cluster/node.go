@@ -29,9 +29,10 @@ const (
 	// crosses to another node: NATS's own ceiling. A larger message is not
 	// forwarded (counted in Counters.TooLarge).
 	maxPayload = 64 << 20
-	// inboxLen is the number of messages, per connection, received from
-	// the server and not yet handed to the broker; past it NATS drops
-	// (counted in Counters.SlowConsumer).
+	// inboxLen bounds the messages, per inbox (plain, share), received
+	// from the server and not yet handed to the broker; past it they are
+	// dropped (counted in Counters.InboxDropped). Config.InboxBytes bounds
+	// their bytes.
 	inboxLen = 32768
 	// readyWait bounds how long Start waits for the embedded server.
 	readyWait = 10 * time.Second
@@ -68,8 +69,11 @@ type Node struct {
 	ctl   *nats.Conn // JetStream, kicks, status requests
 	js    jetstream.JetStream
 
-	plainIn chan *nats.Msg // every plain subscription delivers here, in arrival order
-	shareIn chan *nats.Msg // every queue subscription delivers here
+	// Every plain subscription delivers to plainCh, in arrival order, and
+	// every queue subscription to shareCh; a pump each moves them into
+	// the inbox its dispatcher reads (inbox.go).
+	plainCh, shareCh chan *nats.Msg
+	plainIn, shareIn *inbox
 
 	hostp    atomic.Pointer[hostRef]
 	bound    chan struct{} // closed by the first Bind
@@ -96,10 +100,14 @@ type Node struct {
 	}
 
 	releases chan release
-	count    counters
-	stop     context.CancelFunc
-	ctx      context.Context
-	wg       sync.WaitGroup
+	purges   chan purge
+	// retainInFlight is the bytes of retained changes published and not
+	// yet settled (retained.go).
+	retainInFlight atomic.Int64
+	count          counters
+	stop           context.CancelFunc
+	ctx            context.Context
+	wg             sync.WaitGroup
 }
 
 // hostRef boxes the FabricHost for an atomic pointer.
@@ -164,11 +172,14 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		incarnation: binary.BigEndian.Uint64(inc[:]),
 		token:       token,
 		multi:       len(c.routes()) > 0,
-		plainIn:     make(chan *nats.Msg, inboxLen),
-		shareIn:     make(chan *nats.Msg, inboxLen),
+		plainCh:     make(chan *nats.Msg, handoffLen),
+		shareCh:     make(chan *nats.Msg, handoffLen),
+		plainIn:     newInbox(inboxLen, c.inboxBytes()),
+		shareIn:     newInbox(inboxLen, c.inboxBytes()),
 		assets:      make(chan struct{}),
 		bound:       make(chan struct{}),
 		releases:    make(chan release, releaseQueue),
+		purges:      make(chan purge, purgeQueue),
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
@@ -181,10 +192,13 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		n.shutdown()
 		return nil, err
 	}
-	n.wg.Add(3)
+	n.wg.Add(6)
+	go n.pump(n.plainCh, n.plainIn)
+	go n.pump(n.shareCh, n.shareIn)
 	go n.dispatchPlain()
 	go n.dispatchShare()
 	go n.releaseLoop()
+	go n.purgeLoop()
 	n.wg.Add(1)
 	go n.ensureAssets()
 	select {
@@ -275,7 +289,12 @@ func (n *Node) connect() error {
 	}
 	n.js, err = jetstream.New(n.ctl,
 		jetstream.WithPublishAsyncMaxPending(65536),
+		jetstream.WithPublishAsyncTimeout(retainAckWait),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			n.retainSettled(m.Data)
+		}),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			n.retainSettled(m.Data)
 			n.count.retainFailed.Add(1)
 			n.log.Warn("cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
 		}))
