@@ -30,6 +30,7 @@ type purge struct {
 func (n *Node) schedulePurge(subject string, seq uint64, stored time.Time) {
 	select {
 	case n.purges <- purge{subject: subject, seq: seq, due: stored.Add(n.cfg.tombstoneTTL())}:
+		n.count.purgesScheduled.Add(1)
 	default:
 		n.count.purgeDropped.Add(1)
 	}
