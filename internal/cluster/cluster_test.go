@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -517,7 +518,19 @@ func testListenerToken(t *testing.T, n1 member) {
 type blockingHost struct {
 	*fakeHost
 	release chan struct{}
+	once    *sync.Once
 }
+
+// newBlockingHost returns a blockingHost that lets go when the test ends
+// at the latest (a failed test must not leave the dispatcher blocked).
+func newBlockingHost(t *testing.T) blockingHost {
+	h := blockingHost{&fakeHost{}, make(chan struct{}), new(sync.Once)}
+	t.Cleanup(h.letGo)
+	return h
+}
+
+// letGo releases the held and later deliveries.
+func (h blockingHost) letGo() { h.once.Do(func() { close(h.release) }) }
 
 func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
 	<-h.release
@@ -528,7 +541,7 @@ func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
 // they come, its inbox holds a bounded number, the rest are dropped
 // (counted), and the node's connection survives: later messages arrive.
 func testSlowBroker(t *testing.T, n1, n2 member) {
-	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	bh := newBlockingHost(t)
 	if err := n2.Bind(bh); err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +566,7 @@ func testSlowBroker(t *testing.T, n1, n2 member) {
 	if n2.Counters().SlowConsumer == 0 {
 		t.Fatal("no slow consumer incident counted")
 	}
-	close(bh.release)
+	bh.letGo()
 	// The dispatcher drains the inbox; a message sent now arrives: the
 	// connection was not cut.
 	mqtttest.Eventually(t, 30*time.Second, func() bool {
@@ -577,7 +590,7 @@ func testSlowBrokerBytes(t *testing.T, n1, n2 member) {
 	if n2.plainIn.maxBytes != bound {
 		t.Fatalf("n2's inbox bound is %d bytes, want the configured %d", n2.plainIn.maxBytes, bound)
 	}
-	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	bh := newBlockingHost(t)
 	if err := n2.Bind(bh); err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +615,7 @@ func testSlowBrokerBytes(t *testing.T, n1, n2 member) {
 	if n2.Counters().SlowConsumer == slow0 {
 		t.Fatal("no overflow counted")
 	}
-	close(bh.release)
+	bh.letGo()
 	mqtttest.Eventually(t, 30*time.Second, func() bool { return bh.count("big/x") == held }, "the held messages delivered")
 	// In order, the first ones: the inbox took messages until it was full.
 	for i, r := range bh.all() {
