@@ -44,6 +44,13 @@ const (
 	closeWait = 10 * time.Second
 	// releaseQueue bounds the session releases waiting to be written.
 	releaseQueue = 4096
+	// reconnectBuf bounds what nats.go buffers for an in-process
+	// connection while it reconnects to the embedded server (Forward's
+	// messages among them); past it a publish fails at once (counted in
+	// Counters.ForwardFailed). Connected, nats.go buffers at most 32 KiB
+	// and one message: a fuller buffer is written to the server's
+	// in-memory pipe before the publish returns.
+	reconnectBuf = 8 << 20
 )
 
 // ErrNotReady is returned by Claim while the node's JetStream assets do
@@ -269,6 +276,7 @@ func (n *Node) connect() error {
 			nats.Name(n.cfg.Node + "-" + name),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(50 * time.Millisecond),
+			nats.ReconnectBufSize(reconnectBuf),
 			nats.ErrorHandler(n.asyncError),
 		}, extra...)
 		nc, err := nats.Connect("", o...)
