@@ -111,10 +111,12 @@ type Node struct {
 	// retainInFlight is the bytes of retained changes published and not
 	// yet settled (retained.go).
 	retainInFlight atomic.Int64
-	count          counters
-	stop           context.CancelFunc
-	ctx            context.Context
-	wg             sync.WaitGroup
+	// purgeBytes is the bytes of the subjects in purges (purge.go).
+	purgeBytes atomic.Int64
+	count      counters
+	stop       context.CancelFunc
+	ctx        context.Context
+	wg         sync.WaitGroup
 }
 
 // hostRef boxes the FabricHost for an atomic pointer.

@@ -13,6 +13,9 @@ const (
 	// (counted in Counters.PurgeDropped); the node schedules it again
 	// when it next follows the stream from its start.
 	purgeQueue = 65536
+	// purgeQueueBytes bounds the subjects of the tombstones waiting for
+	// their purge (a subject can be 192 KiB long), alike.
+	purgeQueueBytes = 16 << 20
 	// purgeTimeout bounds one purge request.
 	purgeTimeout = 5 * time.Second
 )
@@ -28,13 +31,23 @@ type purge struct {
 // schedulePurge queues the purge of the tombstone at stream sequence seq
 // on subject, written at stored, TombstoneTTL after it. It never blocks.
 func (n *Node) schedulePurge(subject string, seq uint64, stored time.Time) {
+	size := int64(len(subject))
+	if n.purgeBytes.Add(size) > purgeQueueBytes {
+		n.purgeBytes.Add(-size)
+		n.count.purgeDropped.Add(1)
+		return
+	}
 	select {
 	case n.purges <- purge{subject: subject, seq: seq, due: stored.Add(n.cfg.tombstoneTTL())}:
 		n.count.purgesScheduled.Add(1)
 	default:
+		n.purgeBytes.Add(-size)
 		n.count.purgeDropped.Add(1)
 	}
 }
+
+// dequeued releases the bytes of p, taken from the queue.
+func (n *Node) dequeued(p purge) { n.purgeBytes.Add(-int64(len(p.subject))) }
 
 // purgeLoop purges the queued tombstones, each when due. The queue is in
 // stream order, so the due times follow each other.
@@ -43,6 +56,7 @@ func (n *Node) purgeLoop() {
 	for {
 		select {
 		case p := <-n.purges:
+			n.dequeued(p)
 			if !sleepCtx(n.ctx, time.Until(p.due)) {
 				return
 			}

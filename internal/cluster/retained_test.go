@@ -133,3 +133,27 @@ func TestRetainedTombstones(t *testing.T) {
 		t.Fatalf("%d of %d retained changes counted as failed", f, count)
 	}
 }
+
+// TestPurgeQueueBounds: the tombstones waiting for their purge are
+// bounded in number (the queue) and in the bytes of their subjects; past
+// either a tombstone is not queued and is counted.
+func TestPurgeQueueBounds(t *testing.T) {
+	n := &Node{purges: make(chan purge, 3)}
+	half := strings.Repeat("s", purgeQueueBytes/2)
+	n.schedulePurge(half, 1, time.Now())
+	n.schedulePurge(half, 2, time.Now())
+	n.schedulePurge("r.x", 3, time.Now()) // past the byte bound
+	if s, d := n.count.purgesScheduled.Load(), n.count.purgeDropped.Load(); s != 2 || d != 1 {
+		t.Fatalf("scheduled %d, dropped %d: want 2 and 1 (byte bound)", s, d)
+	}
+	n.dequeued(<-n.purges) // what purgeLoop does, less the wait and the purge
+	n.schedulePurge("r.y", 4, time.Now())
+	n.schedulePurge("r.z", 5, time.Now()) // the queue holds 3
+	n.schedulePurge("r.w", 6, time.Now())
+	if s, d := n.count.purgesScheduled.Load(), n.count.purgeDropped.Load(); s != 4 || d != 2 {
+		t.Fatalf("scheduled %d, dropped %d: want 4 and 2 (count bound)", s, d)
+	}
+	if b := n.purgeBytes.Load(); b != int64(len(half)+2*len("r.y")) {
+		t.Fatalf("%d subject bytes counted, want %d", b, len(half)+2*len("r.y"))
+	}
+}
