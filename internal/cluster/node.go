@@ -306,7 +306,7 @@ func (n *Node) connect() error {
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
 			n.retainSettled(m.Data)
 			n.count.retainFailed.Add(1)
-			n.log.Warn("cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
+			n.logDrop(&n.count.lastRetainFailed, "cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
 		}))
 	return err
 }
