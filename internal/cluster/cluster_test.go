@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 func TestCluster(t *testing.T) {
 	cfgs := configs(t, 3, 3)
 	cfgs[1].Connections = func() int { return 7 }
+	cfgs[1].InboxBytes = 4 << 20
 	ms := startAll(t, cfgs)
 	n1, n2, n3 := ms[0], ms[1], ms[2]
 	waitReady(t, ms)
@@ -36,7 +38,9 @@ func TestCluster(t *testing.T) {
 	t.Run("Status", func(t *testing.T) { testStatus(t, n1) })
 	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
 	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
+	t.Run("SlowBrokerBytes", func(t *testing.T) { testSlowBrokerBytes(t, n1, n2) })
 	t.Run("ClaimKicksOldOwner", func(t *testing.T) { testClaimKicks(t, n1, n2, n3) })
+	t.Run("ClaimUnanswered", func(t *testing.T) { testClaimUnanswered(t, n1, n2) })
 	t.Run("ClaimOwnerGone", func(t *testing.T) { testClaimOwnerGone(t, n1, n3) })
 }
 
@@ -411,6 +415,11 @@ func TestRouteTLS(t *testing.T) {
 	if r := n3.srv.NumRoutes(); r != 0 {
 		t.Fatalf("n3 has %d routes", r)
 	}
+	// Alone, n3 has no JetStream meta leader: a claim fails at once, so
+	// the broker can refuse the CONNECT (server unavailable).
+	if err := n3.Claim(context.Background(), "t\x00c"); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("claim on a node without quorum: %v, want ErrNotReady", err)
+	}
 }
 
 // BenchmarkCrossNode measures QoS 0 delivery of 64-byte messages from
@@ -509,7 +518,19 @@ func testListenerToken(t *testing.T, n1 member) {
 type blockingHost struct {
 	*fakeHost
 	release chan struct{}
+	once    *sync.Once
 }
+
+// newBlockingHost returns a blockingHost that lets go when the test ends
+// at the latest (a failed test must not leave the dispatcher blocked).
+func newBlockingHost(t *testing.T) blockingHost {
+	h := blockingHost{&fakeHost{}, make(chan struct{}), new(sync.Once)}
+	t.Cleanup(h.letGo)
+	return h
+}
+
+// letGo releases the held and later deliveries.
+func (h blockingHost) letGo() { h.once.Do(func() { close(h.release) }) }
 
 func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
 	<-h.release
@@ -517,10 +538,10 @@ func (h blockingHost) DeliverRemote(msg *session.Message, share string) {
 }
 
 // testSlowBroker: when a node's broker does not take messages as fast as
-// they come, its inbox holds a bounded number, NATS drops the rest
+// they come, its inbox holds a bounded number, the rest are dropped
 // (counted), and the node's connection survives: later messages arrive.
 func testSlowBroker(t *testing.T, n1, n2 member) {
-	bh := blockingHost{&fakeHost{}, make(chan struct{})}
+	bh := newBlockingHost(t)
 	if err := n2.Bind(bh); err != nil {
 		t.Fatal(err)
 	}
@@ -528,28 +549,195 @@ func testSlowBroker(t *testing.T, n1, n2 member) {
 	n2.Watch("slow/#", "")
 	defer n2.Unwatch("slow/#", "")
 	waitWatched(t, n1, "slow/#", "", 1)
+	drop0 := n2.Counters().InboxDropped
 	const count = inboxLen + 8000
 	for i := range count {
 		n1.Forward(msg("slow/x", fmt.Sprint(i)))
 	}
-	// Every message is either waiting in the inbox (one more in the
-	// dispatcher's hands) or dropped.
+	// Every message is either held by the inbox (the one in the
+	// dispatcher's hands included) or dropped.
 	mqtttest.Eventually(t, 30*time.Second, func() bool {
-		return len(n2.plainIn)+1+int(n2.Counters().InboxDropped) >= count
+		held, _ := n2.plainIn.held()
+		return held+int(n2.Counters().InboxDropped-drop0) >= count
 	}, "the inbox full and the rest dropped")
+	if held, _ := n2.plainIn.held(); held != inboxLen {
+		t.Fatalf("the inbox holds %d messages, want its bound %d", held, inboxLen)
+	}
 	if n2.Counters().SlowConsumer == 0 {
 		t.Fatal("no slow consumer incident counted")
 	}
-	close(bh.release)
+	bh.letGo()
 	// The dispatcher drains the inbox; a message sent now arrives: the
 	// connection was not cut.
 	mqtttest.Eventually(t, 30*time.Second, func() bool {
 		c := bh.count("slow/x")
-		return c+int(n2.Counters().InboxDropped) >= count
+		return c+int(n2.Counters().InboxDropped-drop0) >= count
 	}, "the inbox drained")
-	if c := bh.count("slow/x"); c != inboxLen+1 {
-		t.Fatalf("%d of %d messages delivered: want the inbox's %d and the one the dispatcher held", c, count, inboxLen)
+	if c := bh.count("slow/x"); c != inboxLen {
+		t.Fatalf("%d of %d messages delivered: want the inbox's %d", c, count, inboxLen)
 	}
 	n1.Forward(msg("slow/after", ""))
 	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("slow/after") }, "a message after the drops")
+}
+
+// testSlowBrokerBytes: large messages fill an inbox by its byte bound
+// (Config.InboxBytes, 4 MiB on n2 here) long before its count bound: the
+// inbox holds at most that many bytes, the rest are dropped and counted,
+// the connection stays up, and what was held is delivered once the
+// broker takes messages again.
+func testSlowBrokerBytes(t *testing.T, n1, n2 member) {
+	const bound = 4 << 20
+	if n2.plainIn.maxBytes != bound {
+		t.Fatalf("n2's inbox bound is %d bytes, want the configured %d", n2.plainIn.maxBytes, bound)
+	}
+	bh := newBlockingHost(t)
+	if err := n2.Bind(bh); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Bind(n2.host)
+	n2.Watch("big/#", "")
+	defer n2.Unwatch("big/#", "")
+	waitWatched(t, n1, "big/#", "", 1)
+	drop0, slow0 := n2.Counters().InboxDropped, n2.Counters().SlowConsumer
+	payload := strings.Repeat("p", 256<<10)
+	const count = 64 // 16 MiB of payload: four times the bound
+	for i := range count {
+		n1.Forward(msg("big/x", fmt.Sprintf("%03d", i)+payload))
+	}
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		held, _ := n2.plainIn.held()
+		return held+int(n2.Counters().InboxDropped-drop0) >= count
+	}, "every large message held or dropped")
+	held, bytes := n2.plainIn.held()
+	if bytes > bound || held >= count/2 {
+		t.Fatalf("the inbox holds %d messages, %d bytes: want at most %d bytes", held, bytes, bound)
+	}
+	if n2.Counters().SlowConsumer == slow0 {
+		t.Fatal("no overflow counted")
+	}
+	bh.letGo()
+	mqtttest.Eventually(t, 30*time.Second, func() bool { return bh.count("big/x") == held }, "the held messages delivered")
+	// In order, the first ones: the inbox took messages until it was full.
+	for i, r := range bh.all() {
+		if got := string(r.msg.Payload[:3]); got != fmt.Sprintf("%03d", i) {
+			t.Fatalf("delivery %d is message %s", i, got)
+		}
+	}
+	n1.Forward(msg("big/after", ""))
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return bh.has("big/after") }, "a message after the drops")
+}
+
+// testClaimUnanswered: when the previous owner's node takes the kick but
+// never answers, the claim fails within its context (the broker refuses
+// the CONNECT) and the node keeps no record of it.
+func testClaimUnanswered(t *testing.T, n1, n2 member) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := "tenant1\x00unanswered"
+	if _, err := n1.kv.Put(ctx, ownerKey(key), []byte(`{"node":"ghost","epoch":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := n2.ctl.SubscribeSync(kickSubject("ghost")) // takes kicks, answers none
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	mqtttest.Eventually(t, 10*time.Second, func() bool {
+		return n1.srv.GlobalAccount().SubscriptionInterest(kickSubject("ghost"))
+	}, "the ghost's kick subscription on n1")
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if err := n1.Claim(short, key); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("claim with an unanswered kick: %v, want the context's deadline", err)
+	}
+	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data[8:]) != key {
+		t.Fatalf("the ghost got no kick for the session: %v", err)
+	}
+	n1.mu.Lock()
+	_, held := n1.mu.held[key]
+	n1.mu.Unlock()
+	if held {
+		t.Fatal("a failed claim is still held")
+	}
+}
+
+// BenchmarkLeaderStopPause measures how long session claims pause when
+// the node leading the owners bucket stops (gracefully: Close hands
+// leadership over), three nodes up. Run it with -benchtime 1x: each
+// iteration costs a cluster.
+func BenchmarkLeaderStopPause(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("run with -benchtime 1x")
+	}
+	ms := startAll(b, configs(b, 3, 3))
+	waitReady(b, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ms[0].Claim(ctx, "t\x00warm"); err != nil {
+		b.Fatal(err)
+	}
+	st, err := ms[0].Status(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leader := ""
+	for _, a := range st.Assets {
+		if a.Name == "KV_"+ownersBucket {
+			leader = a.Leader
+		}
+	}
+	var stopped, survivor member
+	for _, m := range ms {
+		if m.cfg.Node == leader {
+			stopped = m
+		} else {
+			survivor = m
+		}
+	}
+	if stopped.Node == nil {
+		b.Fatalf("no leader for the owners bucket: %+v", st.Assets)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := stopped.Close(); err != nil {
+		b.Fatal(err)
+	}
+	closed := time.Since(start)
+	for i := 0; ; i++ {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := survivor.Claim(c, fmt.Sprint("t\x00after", i))
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("claims did not resume: %v", err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds()), "pause-ms")
+	b.ReportMetric(float64(closed.Milliseconds()), "close-ms")
+}
+
+// BenchmarkInterestGap measures the interest propagation gap: from a
+// Watch on one node until another node's server knows of it (and would
+// send it a matching message), two nodes up.
+func BenchmarkInterestGap(b *testing.B) {
+	ms := startAll(b, configs(b, 2, 1))
+	i := 0
+	var total time.Duration
+	for b.Loop() {
+		i++
+		filter := fmt.Sprintf("gap/%d/+", i)
+		subj, _ := TopicSubject(fmt.Sprintf("gap/%d/x", i))
+		start := time.Now()
+		ms[1].Watch(filter, "")
+		for !ms[0].srv.GlobalAccount().SubscriptionInterest(subj) {
+			if time.Since(start) > 10*time.Second {
+				b.Fatal("interest never arrived")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(i), "gap-us")
 }

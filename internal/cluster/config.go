@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config configures one cluster node (the broker's cluster: section).
@@ -42,6 +43,43 @@ type Config struct {
 	// Connections, when set, returns this node's number of client
 	// connections, reported by Status to every node.
 	Connections func() int
+	// InboxBytes bounds the bytes of messages from other nodes that each
+	// of the node's two inboxes (plain subscriptions, share groups) holds
+	// for the broker, beside the bound of 32,768 messages; past either the
+	// messages are dropped and counted (Counters.InboxDropped) and the
+	// connection stays up. A message larger than the bound alone is taken
+	// when the inbox is empty. 0: DefaultInboxBytes.
+	InboxBytes int
+	// TombstoneTTL is how long a cleared retained topic's tombstone stays
+	// in the retained stream before the node that cleared it purges it:
+	// nodes that are up apply a clear at once, and a node that was away
+	// for less than this applies it when it comes back. 0:
+	// DefaultTombstoneTTL.
+	TombstoneTTL time.Duration
+}
+
+// Defaults of Config's bounds.
+const (
+	// DefaultInboxBytes is Config.InboxBytes's default: 64 MiB per inbox.
+	DefaultInboxBytes = 64 << 20
+	// DefaultTombstoneTTL is Config.TombstoneTTL's default.
+	DefaultTombstoneTTL = time.Hour
+)
+
+// inboxBytes is InboxBytes or its default.
+func (c Config) inboxBytes() int {
+	if c.InboxBytes == 0 {
+		return DefaultInboxBytes
+	}
+	return c.InboxBytes
+}
+
+// tombstoneTTL is TombstoneTTL or its default.
+func (c Config) tombstoneTTL() time.Duration {
+	if c.TombstoneTTL == 0 {
+		return DefaultTombstoneTTL
+	}
+	return c.TombstoneTTL
 }
 
 // maxNodeLen bounds a node id: it travels in every message envelope.
@@ -74,6 +112,12 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("cluster: data_dir is required")
+	}
+	if c.InboxBytes < 0 {
+		return fmt.Errorf("cluster: inbox_bytes %d: must not be negative", c.InboxBytes)
+	}
+	if c.TombstoneTTL < 0 {
+		return fmt.Errorf("cluster: tombstone_ttl %s: must not be negative", c.TombstoneTTL)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		return errors.New("cluster: tls: no certificate for this node")

@@ -17,12 +17,19 @@
 //   - retained messages, in the JetStream stream PETREL_RETAINED (one
 //     message per topic, replicated): each node follows it with one
 //     ordered consumer and applies other nodes' changes to its local
-//     retained index, so SUBSCRIBE stays local;
+//     retained index, so SUBSCRIBE stays local; a clear is a tombstone,
+//     which the node that wrote it purges after Config.TombstoneTTL
+//     (purge.go);
 //   - session ownership, in the JetStream KV bucket PETREL_OWNERS: a
 //     CONNECT claims its session key with a compare-and-set and asks the
 //     previous owner node to close its connection (request
 //     petrel.node.<node>.kick).
 //
-// docs/clustering.md describes the topology, the configuration and the
-// failure model.
+// What other nodes can make a node hold is bounded: the inboxes between
+// NATS and the broker in messages and bytes (inbox.go, Config.InboxBytes),
+// retained changes waiting for JetStream in bytes and time, the
+// tombstones waiting for their purge, the per-origin dedup windows.
+//
+// docs/clustering.md describes the topology, the configuration, the
+// bounds and the failure model.
 package cluster

@@ -183,7 +183,13 @@ func decodeEnvelope(topic string, data []byte, now time.Time) (envelope, error) 
 		seq:         binary.BigEndian.Uint64(data[seqOffset:]),
 	}
 	r := envReader{b: data[envFixed:]}
-	e.node = string(r.bytes())
+	node := r.bytes()
+	if len(node) == 0 || len(node) > maxNodeLen {
+		// The receiver keeps a dedup window per origin node: a forged name
+		// must not make it keep megabytes per window.
+		return envelope{}, errEnvelope
+	}
+	e.node = string(node)
 	origin := string(r.bytes())
 	var expiry time.Time
 	if flags&flagExpiry != 0 {

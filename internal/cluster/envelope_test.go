@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"bytes"
-	"crypto/tls"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +72,10 @@ func TestEnvelopeRefusesMalformed(t *testing.T) {
 		"props mask 0": append(append([]byte{envVersion, flagProps}, good[2:envFixed]...), 0, 0, 0),
 		"user count": append(append([]byte{envVersion, flagProps}, good[2:envFixed]...),
 			0, 0, propUser, 100, 1, 'k'),
+		// The origin node names a dedup window the receiver keeps: no
+		// longer than a node id may be, never empty.
+		"long origin node": appendEnvelope(nil, &session.Message{Topic: "t"}, strings.Repeat("n", maxNodeLen+1), 1, time.Now()),
+		"no origin node":   appendEnvelope(nil, &session.Message{Topic: "t"}, "", 1, time.Now()),
 	}
 	for name, b := range bad {
 		if _, err := decodeEnvelope("t", b, time.Now()); err == nil {
@@ -137,40 +141,5 @@ func TestSeenWindow(t *testing.T) {
 		if got := w.accept(s.seq); got != s.want {
 			t.Fatalf("step %d: accept(%d) = %v, want %v", i, s.seq, got, s.want)
 		}
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	good := Config{Name: "c", Node: "n1", Listen: "127.0.0.1:6222", Peers: []string{"127.0.0.1:6223", "nats-route://h:6224"}, Replicas: 3, DataDir: "/tmp/x"}
-	if err := good.Validate(); err != nil {
-		t.Fatalf("good config: %v", err)
-	}
-	tests := map[string]func(*Config){
-		"no name":        func(c *Config) { c.Name = "" },
-		"no node":        func(c *Config) { c.Node = "" },
-		"node with dot":  func(c *Config) { c.Node = "n.1" },
-		"bad listen":     func(c *Config) { c.Listen = "localhost" },
-		"listen port 0":  func(c *Config) { c.Listen = "127.0.0.1:0" },
-		"bad peer":       func(c *Config) { c.Peers = []string{"http://h:1"} },
-		"peer no port":   func(c *Config) { c.Peers = []string{"h"} },
-		"replicas 0":     func(c *Config) { c.Replicas = 0 },
-		"no data dir":    func(c *Config) { c.DataDir = "" },
-		"tls no cert":    func(c *Config) { c.TLS = &tls.Config{} },
-		"long node name": func(c *Config) { c.Node = string(make([]byte, 65)) },
-	}
-	for name, mod := range tests {
-		c := good
-		mod(&c)
-		if err := c.Validate(); err == nil {
-			t.Errorf("%s: valid", name)
-		}
-	}
-	// Replicas are capped by the configured nodes; a peer equal to the
-	// listen address is this node.
-	c := good
-	c.Replicas = 5
-	c.Peers = []string{"127.0.0.1:6222", "127.0.0.1:6223"}
-	if r := c.replicas(); r != 2 {
-		t.Fatalf("replicas %d, want 2 (two configured nodes)", r)
 	}
 }

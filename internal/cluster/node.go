@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,9 +29,10 @@ const (
 	// crosses to another node: NATS's own ceiling. A larger message is not
 	// forwarded (counted in Counters.TooLarge).
 	maxPayload = 64 << 20
-	// inboxLen is the number of messages, per connection, received from
-	// the server and not yet handed to the broker; past it NATS drops
-	// (counted in Counters.SlowConsumer).
+	// inboxLen bounds the messages, per inbox (plain, share), received
+	// from the server and not yet handed to the broker; past it they are
+	// dropped (counted in Counters.InboxDropped). Config.InboxBytes bounds
+	// their bytes.
 	inboxLen = 32768
 	// readyWait bounds how long Start waits for the embedded server.
 	readyWait = 10 * time.Second
@@ -42,6 +44,13 @@ const (
 	closeWait = 10 * time.Second
 	// releaseQueue bounds the session releases waiting to be written.
 	releaseQueue = 4096
+	// reconnectBuf bounds what nats.go buffers for an in-process
+	// connection while it reconnects to the embedded server (Forward's
+	// messages among them); past it a publish fails at once (counted in
+	// Counters.ForwardFailed). Connected, nats.go buffers at most 32 KiB
+	// and one message: a fuller buffer is written to the server's
+	// in-memory pipe before the publish returns.
+	reconnectBuf = 8 << 20
 )
 
 // ErrNotReady is returned by Claim while the node's JetStream assets do
@@ -67,8 +76,11 @@ type Node struct {
 	ctl   *nats.Conn // JetStream, kicks, status requests
 	js    jetstream.JetStream
 
-	plainIn chan *nats.Msg // every plain subscription delivers here, in arrival order
-	shareIn chan *nats.Msg // every queue subscription delivers here
+	// Every plain subscription delivers to plainCh, in arrival order, and
+	// every queue subscription to shareCh; a pump each moves them into
+	// the inbox its dispatcher reads (inbox.go).
+	plainCh, shareCh chan *nats.Msg
+	plainIn, shareIn *inbox
 
 	hostp    atomic.Pointer[hostRef]
 	bound    chan struct{} // closed by the first Bind
@@ -95,10 +107,16 @@ type Node struct {
 	}
 
 	releases chan release
-	count    counters
-	stop     context.CancelFunc
-	ctx      context.Context
-	wg       sync.WaitGroup
+	purges   chan purge
+	// retainInFlight is the bytes of retained changes published and not
+	// yet settled (retained.go).
+	retainInFlight atomic.Int64
+	// purgeBytes is the bytes of the subjects in purges (purge.go).
+	purgeBytes atomic.Int64
+	count      counters
+	stop       context.CancelFunc
+	ctx        context.Context
+	wg         sync.WaitGroup
 }
 
 // hostRef boxes the FabricHost for an atomic pointer.
@@ -163,11 +181,14 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		incarnation: binary.BigEndian.Uint64(inc[:]),
 		token:       token,
 		multi:       len(c.routes()) > 0,
-		plainIn:     make(chan *nats.Msg, inboxLen),
-		shareIn:     make(chan *nats.Msg, inboxLen),
+		plainCh:     make(chan *nats.Msg, handoffLen),
+		shareCh:     make(chan *nats.Msg, handoffLen),
+		plainIn:     newInbox(inboxLen, c.inboxBytes()),
+		shareIn:     newInbox(inboxLen, c.inboxBytes()),
 		assets:      make(chan struct{}),
 		bound:       make(chan struct{}),
 		releases:    make(chan release, releaseQueue),
+		purges:      make(chan purge, purgeQueue),
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
@@ -180,10 +201,13 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		n.shutdown()
 		return nil, err
 	}
-	n.wg.Add(3)
+	n.wg.Add(6)
+	go n.pump(n.plainCh, n.plainIn)
+	go n.pump(n.shareCh, n.shareIn)
 	go n.dispatchPlain()
 	go n.dispatchShare()
 	go n.releaseLoop()
+	go n.purgeLoop()
 	n.wg.Add(1)
 	go n.ensureAssets()
 	select {
@@ -254,6 +278,7 @@ func (n *Node) connect() error {
 			nats.Name(n.cfg.Node + "-" + name),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(50 * time.Millisecond),
+			nats.ReconnectBufSize(reconnectBuf),
 			nats.ErrorHandler(n.asyncError),
 		}, extra...)
 		nc, err := nats.Connect("", o...)
@@ -274,9 +299,14 @@ func (n *Node) connect() error {
 	}
 	n.js, err = jetstream.New(n.ctl,
 		jetstream.WithPublishAsyncMaxPending(65536),
+		jetstream.WithPublishAsyncTimeout(retainAckWait),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			n.retainSettled(m.Data)
+		}),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			n.retainSettled(m.Data)
 			n.count.retainFailed.Add(1)
-			n.log.Warn("cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
+			n.logDrop(&n.count.lastRetainFailed, "cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
 		}))
 	return err
 }
@@ -370,8 +400,16 @@ func shorten(s string) string {
 type serverLogger struct{ l *slog.Logger }
 
 func (s serverLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Tracef(format string, v ...any)  {}
+func (s serverLogger) Warnf(format string, v ...any) {
+	if strings.HasPrefix(format, "Maximum payloads over") {
+		// maxPayload is above NATS's advice on purpose (the broker's own
+		// limit decides): not worth a warning at every start.
+		s.l.Debug(fmt.Sprintf(format, v...))
+		return
+	}
+	s.l.Warn(fmt.Sprintf(format, v...))
+}
+func (s serverLogger) Fatalf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Tracef(format string, v ...any) {}

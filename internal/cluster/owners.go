@@ -124,6 +124,14 @@ func (n *Node) Claim(ctx context.Context, key string) error {
 		return nil // that node is gone: nothing to close
 	}
 	if err != nil {
+		// The broker refuses the CONNECT: forget the claim here (the
+		// record stays; the next claim overwrites it), so that failed
+		// claims hold nothing.
+		n.mu.Lock()
+		if n.mu.held[key] == epoch {
+			delete(n.mu.held, key)
+		}
+		n.mu.Unlock()
 		return fmt.Errorf("cluster: claim: node %s did not answer the takeover: %w", prev.Node, err)
 	}
 	return nil

@@ -107,7 +107,9 @@ func (n *Node) followRetained() {
 		})
 		if err == nil {
 			var cc jetstream.ConsumeContext
-			cc, err = cons.Consume(n.applyRetained)
+			// Bounded in bytes, not in messages (500 by default, each up
+			// to 64 MiB).
+			cc, err = cons.Consume(n.applyRetained, jetstream.PullMaxBytes(followBytes))
 			if err == nil {
 				<-n.ctx.Done()
 				cc.Stop()
@@ -125,11 +127,20 @@ func (n *Node) followRetained() {
 	}
 }
 
-// applyRetained applies one retained message from the stream.
+// followBytes bounds the retained messages the follower's consumer
+// buffers: twice the largest message, so that a refill (at half) always
+// has room for one.
+const followBytes = 2 * (maxPayload + 1<<20)
+
+// applyRetained applies one retained message from the stream. A tombstone
+// this node wrote (in this run or an earlier one) is purged TombstoneTTL
+// after it was stored.
 func (n *Node) applyRetained(m jetstream.Msg) {
 	stored := time.Now()
+	var seq uint64
 	if md, err := m.Metadata(); err == nil {
 		stored = md.Timestamp // the expiry counts from when it was stored
+		seq = md.Sequence.Stream
 	}
 	topic, err := retainedTopic(m.Subject())
 	var e envelope
@@ -140,6 +151,9 @@ func (n *Node) applyRetained(m jetstream.Msg) {
 		n.count.malformed.Add(1)
 		n.logDrop(&n.count.lastMalformed, "cluster: malformed retained message ignored", "subject", shorten(m.Subject()), "err", err)
 		return
+	}
+	if len(e.msg.Payload) == 0 && e.node == n.cfg.Node && seq != 0 {
+		n.schedulePurge(m.Subject(), seq, stored)
 	}
 	if e.node == n.cfg.Node && e.incarnation == n.incarnation {
 		return // set here, already in the local index
@@ -152,9 +166,27 @@ func (n *Node) applyRetained(m jetstream.Msg) {
 	n.host().ApplyRetained(e.msg)
 }
 
+// retainInFlightBytes bounds the bytes of retained changes published and
+// not yet acknowledged by JetStream (nats.go keeps each until its
+// acknowledgement, at most retainAckWait): past it a change is not
+// replicated (counted in Counters.RetainFailed), unless none is in
+// flight.
+const retainInFlightBytes = 64 << 20
+
+// retainAckWait bounds the wait for JetStream's acknowledgement of a
+// retained change (without a quorum none comes).
+const retainAckWait = 10 * time.Second
+
+// retainSettled releases a retained change's bytes when JetStream
+// acknowledged it or it failed.
+func (n *Node) retainSettled(data []byte) {
+	n.retainInFlight.Add(-int64(len(data)))
+}
+
 // Retain implements broker.Fabric: it publishes msg to the retained
 // stream asynchronously (an empty payload clears the topic). A failure
-// is logged and counted (Counters.RetainFailed), never waited for.
+// is logged and counted (Counters.RetainFailed), never waited for; so is
+// a change while retainInFlightBytes wait for their acknowledgement.
 func (n *Node) Retain(msg *session.Message) {
 	subject, err := retainedSubject(msg.Topic)
 	if err != nil {
@@ -175,7 +207,15 @@ func (n *Node) Retain(msg *session.Message) {
 		n.logDrop(&n.count.lastTooLarge, "cluster: retained message too large to replicate", "bytes", len(body))
 		return
 	}
+	size := int64(len(body))
+	if total := n.retainInFlight.Add(size); total > retainInFlightBytes && total != size {
+		n.retainInFlight.Add(-size)
+		n.count.retainFailed.Add(1)
+		n.logDrop(&n.count.lastRetainFailed, "cluster: retained message not replicated: too many bytes waiting for JetStream", "topic", shorten(msg.Topic), "bound_bytes", retainInFlightBytes)
+		return
+	}
 	if _, err := n.js.PublishAsync(subject, body, jetstream.WithStallWait(time.Millisecond)); err != nil {
+		n.retainInFlight.Add(-size)
 		n.count.retainFailed.Add(1)
 		n.logDrop(&n.count.lastRetainFailed, "cluster: retained message not replicated", "topic", shorten(msg.Topic), "err", err)
 		return

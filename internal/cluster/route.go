@@ -76,9 +76,9 @@ func (n *Node) watchLocal(filter, share string) bool {
 	for _, s := range subjects {
 		var sub *nats.Subscription
 		if share == "" {
-			sub, err = n.data.ChanSubscribe(s, n.plainIn)
+			sub, err = n.data.ChanSubscribe(s, n.plainCh)
 		} else {
-			sub, err = n.share.ChanQueueSubscribe(s, queueName(share, filter), n.shareIn)
+			sub, err = n.share.ChanQueueSubscribe(s, queueName(share, filter), n.shareCh)
 		}
 		if err != nil {
 			n.count.watchFailed.Add(1)
@@ -176,23 +176,8 @@ func (n *Node) Forward(msg *session.Message) {
 // the copies arrive in the order the server sent them, and the sequence
 // number its origin gave it tells a copy from a new message.
 func (n *Node) dispatchPlain() {
-	defer n.wg.Done()
 	seen := make(map[string]*seenWindow)
-	for {
-		select {
-		case m := <-n.plainIn:
-			n.receive(m, seen)
-		case <-n.ctx.Done():
-			for {
-				select {
-				case m := <-n.plainIn:
-					n.receive(m, seen)
-				default:
-					return
-				}
-			}
-		}
-	}
+	n.dispatch(n.plainIn, func(m *nats.Msg) { n.receive(m, seen) })
 }
 
 // maxOrigins bounds the origins whose sequence windows a node keeps.
@@ -246,22 +231,7 @@ func (n *Node) receive(m *nats.Msg, seen map[string]*seenWindow) {
 // group's filter (FilterSubjects), and NATS gives it to one member per
 // queue group: no copies.
 func (n *Node) dispatchShare() {
-	defer n.wg.Done()
-	for {
-		select {
-		case m := <-n.shareIn:
-			n.receive(m, nil)
-		case <-n.ctx.Done():
-			for {
-				select {
-				case m := <-n.shareIn:
-					n.receive(m, nil)
-				default:
-					return
-				}
-			}
-		}
-	}
+	n.dispatch(n.shareIn, func(m *nats.Msg) { n.receive(m, nil) })
 }
 
 // windowBits is how far behind the newest sequence number of an origin a

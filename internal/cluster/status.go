@@ -55,37 +55,43 @@ type ReplicaStatus struct {
 
 // Counters are the node's event counts since Start.
 type Counters struct {
-	Forwarded      uint64 // live messages sent to the cluster
-	ForwardFailed  uint64 // not sent: the in-process connection refused them
-	TooLong        uint64 // not sent: topic longer than 65535 bytes
-	TooLarge       uint64 // not sent: body larger than the NATS payload limit
-	Received       uint64 // live messages handed to the broker
-	Duplicates     uint64 // copies of a message dropped (one per extra matching filter)
-	SlowConsumer   uint64 // times an inbox overflowed (NATS dropped messages)
-	InboxDropped   uint64 // messages dropped by full inboxes (unwatched filters so far)
-	Malformed      uint64 // messages or requests from other nodes that did not decode
-	Unbound        uint64 // messages received before Bind
-	Retained       uint64 // retained changes published
-	RetainFailed   uint64 // retained changes not replicated
-	RetainApplied  uint64 // retained changes from other nodes applied
-	KicksSent      uint64
-	KicksReceived  uint64
-	ReleaseDropped uint64 // releases not written: too many waiting
-	WatchFailed    uint64
+	Forwarded       uint64 // live messages sent to the cluster
+	ForwardFailed   uint64 // not sent: the in-process connection refused them
+	TooLong         uint64 // not sent: topic longer than 65535 bytes
+	TooLarge        uint64 // not sent: body larger than the NATS payload limit
+	Received        uint64 // live messages handed to the broker
+	Duplicates      uint64 // copies of a message dropped (one per extra matching filter)
+	SlowConsumer    uint64 // times an inbox overflowed (messages dropped by it or by NATS before it)
+	InboxDropped    uint64 // messages dropped by full inboxes (by count or bytes, Config.InboxBytes)
+	Malformed       uint64 // messages or requests from other nodes that did not decode
+	Unbound         uint64 // messages received before Bind
+	Retained        uint64 // retained changes published
+	RetainFailed    uint64 // retained changes not replicated
+	RetainApplied   uint64 // retained changes from other nodes applied
+	KicksSent       uint64
+	KicksReceived   uint64
+	ReleaseDropped  uint64 // releases not written: too many waiting
+	WatchFailed     uint64
+	PurgesScheduled uint64 // tombstones this node wrote, queued for their purge
+	Purged          uint64 // tombstones of cleared retained topics purged from the stream
+	PurgeFailed     uint64 // purges that failed (the tombstone stays)
+	PurgeDropped    uint64 // tombstones not queued for their purge: too many waiting
 }
 
 // counters are the live counts behind Counters.
 type counters struct {
-	forwarded, forwardFailed, tooLong, tooLarge      atomic.Uint64
-	received, duplicates, slowConsumer, inboxDropped atomic.Uint64
-	malformed, unbound                               atomic.Uint64
-	retained, retainFailed, retainApplied            atomic.Uint64
-	kicksSent, kicksReceived, releaseDropped         atomic.Uint64
-	watchFailed                                      atomic.Uint64
-	shareWatches                                     atomic.Int64
+	forwarded, forwardFailed, tooLong, tooLarge        atomic.Uint64
+	received, duplicates, slowConsumer, inboxDropped   atomic.Uint64
+	malformed, unbound                                 atomic.Uint64
+	retained, retainFailed, retainApplied              atomic.Uint64
+	kicksSent, kicksReceived, releaseDropped           atomic.Uint64
+	watchFailed                                        atomic.Uint64
+	purged, purgeFailed, purgeDropped, purgesScheduled atomic.Uint64
+	shareWatches                                       atomic.Int64
 
 	// Unix nanoseconds of the last log line per kind of drop.
 	lastTooLong, lastTooLarge, lastForwardFailed, lastMalformed, lastRetainFailed atomic.Int64
+	lastInboxFull, lastPurgeFailed                                                atomic.Int64
 }
 
 // dropLogEvery spaces the log lines of one kind of drop; the counters
@@ -114,6 +120,11 @@ func (n *Node) Counters() Counters {
 		Retained: c.retained.Load(), RetainFailed: c.retainFailed.Load(), RetainApplied: c.retainApplied.Load(),
 		KicksSent: c.kicksSent.Load(), KicksReceived: c.kicksReceived.Load(),
 		ReleaseDropped: c.releaseDropped.Load(), WatchFailed: c.watchFailed.Load(),
+		PurgesScheduled: c.purgesScheduled.Load(), Purged: c.purged.Load(), PurgeFailed: c.purgeFailed.Load(), PurgeDropped: c.purgeDropped.Load(),
+	}
+	for _, in := range []*inbox{n.plainIn, n.shareIn} {
+		out.InboxDropped += in.dropped.Load()
+		out.SlowConsumer += in.overflows.Load()
 	}
 	n.mu.Lock()
 	for _, w := range n.mu.watches {
