@@ -3,11 +3,15 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // PasswordChecks bound the password hash checks (bcrypt, argon2id) that
@@ -48,6 +52,11 @@ type PasswordChecks struct {
 	// MaxTracked bounds each of the maps of names, addresses and
 	// (name, address) pairs the failure limits keep; default 10,000.
 	MaxTracked int
+	// RefusalDelay is how long the CONNACK of a CONNECT refused by the
+	// failure limits of its name or address is held (broker.HeldRefusal);
+	// 0: answered at once. Never for a (name, address) pair that
+	// authenticated before, whose own bucket ran out.
+	RefusalDelay time.Duration
 }
 
 // Defaults of PasswordChecks.
@@ -109,7 +118,25 @@ var (
 	// ErrThrottled: the name or the address had too many failed checks
 	// in the window; no hash was computed.
 	ErrThrottled = errors.New("auth: too many failed password checks")
+	// errThrottledKnown is ErrThrottled for a (name, address) pair that
+	// authenticated before and ran out of its own failures.
+	errThrottledKnown = fmt.Errorf("%w (from an address it authenticated from)", ErrThrottled)
 )
+
+// DefaultRefusalDelay is the refusal delay `petrel serve` holds the
+// answers of throttled CONNECTs for, unless configured.
+const DefaultRefusalDelay = time.Second
+
+// refusal returns the error Authenticate returns for a check refused with
+// err as code: code itself, or a broker.HeldRefusal for a refusal by the
+// failure limits of a name or an address, when RefusalDelay is set.
+func (c *Checker) refusal(code packet.ReasonCode, err error) error {
+	if c.lim.RefusalDelay > 0 && code == packet.ConnectionRateExceeded &&
+		errors.Is(err, ErrThrottled) && !errors.Is(err, errThrottledKnown) {
+		return &broker.HeldRefusal{Code: code, Delay: c.lim.RefusalDelay}
+	}
+	return code
+}
 
 // Checker runs password hash checks within PasswordChecks. It is safe for
 // concurrent use; a Service and its token endpoint share one, so their
@@ -244,6 +271,9 @@ func (c *Checker) record(a Attempt, ok bool) {
 // throttle returns ErrThrottled, counted, when k is over a failure limit.
 func (c *Checker) throttle(k attemptKey) error {
 	switch c.fails.throttled(c.now(), k) {
+	case throttledKnown:
+		c.throttledName.Add(1)
+		return errThrottledKnown
 	case throttledName:
 		c.throttledName.Add(1)
 		return ErrThrottled

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/auth"
 )
 
@@ -44,6 +45,13 @@ type AuthPasswordChecks struct {
 	AddressFailures int           `yaml:"address_failures"` // per failure_window; default 20
 	FailureWindow   time.Duration `yaml:"failure_window"`   // default 1m
 	MaxTracked      int           `yaml:"max_tracked"`      // names, addresses, pairs each; default 10000
+	// RefusalDelay holds the CONNACK of a CONNECT refused by the failure
+	// limits; unset: auth.DefaultRefusalDelay, 0: off.
+	RefusalDelay *time.Duration `yaml:"refusal_delay"`
+	// RefusalHold and RefusalHoldPerAddress bound the connections held so
+	// (broker.Options.HeldRefusals, HeldRefusalsPerAddress); 0: default.
+	RefusalHold           int `yaml:"refusal_hold"`
+	RefusalHoldPerAddress int `yaml:"refusal_hold_per_address"`
 }
 
 // AuthAnonymous configures clients that send no username and no password.
@@ -163,6 +171,12 @@ func (a *Auth) applyDefaults() {
 	pc.AddressFailures = cmp.Or(pc.AddressFailures, auth.DefaultAddressFailures)
 	pc.FailureWindow = cmp.Or(pc.FailureWindow, auth.DefaultFailureWindow)
 	pc.MaxTracked = cmp.Or(pc.MaxTracked, auth.DefaultMaxTracked)
+	if pc.RefusalDelay == nil {
+		d := auth.DefaultRefusalDelay
+		pc.RefusalDelay = &d
+	}
+	pc.RefusalHold = cmp.Or(pc.RefusalHold, broker.DefaultHeldRefusals)
+	pc.RefusalHoldPerAddress = cmp.Or(pc.RefusalHoldPerAddress, broker.DefaultHeldRefusalsPerAddress)
 }
 
 // validate checks the auth: section's values (files are read by Check).
@@ -237,6 +251,8 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
 		{"user_failures", pc.UserFailures < 0}, {"address_failures", pc.AddressFailures < 0},
 		{"failure_window", pc.FailureWindow < 0}, {"max_tracked", pc.MaxTracked < 0},
+		{"refusal_delay", pc.RefusalDelay != nil && *pc.RefusalDelay < 0},
+		{"refusal_hold", pc.RefusalHold < 0}, {"refusal_hold_per_address", pc.RefusalHoldPerAddress < 0},
 	} {
 		if f.neg {
 			bad("auth.password_checks."+f.key, "must not be negative")
@@ -260,7 +276,15 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 func (pc AuthPasswordChecks) limits() auth.PasswordChecks {
 	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
 		UserFailures: pc.UserFailures, AddressFailures: pc.AddressFailures, FailureWindow: pc.FailureWindow,
-		MaxTracked: pc.MaxTracked}
+		MaxTracked: pc.MaxTracked, RefusalDelay: pc.refusalDelay()}
+}
+
+// refusalDelay is refusal_delay: auth.DefaultRefusalDelay when unset.
+func (pc AuthPasswordChecks) refusalDelay() time.Duration {
+	if pc.RefusalDelay == nil {
+		return auth.DefaultRefusalDelay
+	}
+	return *pc.RefusalDelay
 }
 
 func (a *Auth) role(r AuthRole) auth.Role {
