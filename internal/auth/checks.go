@@ -133,7 +133,7 @@ const DefaultRefusalDelay = time.Second
 func (c *Checker) refusal(code packet.ReasonCode, err error) error {
 	if c.lim.RefusalDelay > 0 && code == packet.ConnectionRateExceeded &&
 		errors.Is(err, ErrThrottled) && !errors.Is(err, errThrottledKnown) {
-		return &broker.HeldRefusal{Code: code, Delay: c.lim.RefusalDelay}
+		return &broker.HeldRefusal{Code: code, Delay: c.lim.RefusalDelay, Err: err}
 	}
 	return code
 }
