@@ -41,6 +41,12 @@ type PasswordChecks struct {
 	// refused as busy (never past the CONNECT's own deadline); default
 	// DefaultCheckWait.
 	MaxWait time.Duration
+	// MaxWaiting bounds the checks waiting for a slot and memory at once;
+	// one more is refused as busy at once. Each holds its connection (a
+	// goroutine, a read buffer) while it waits, so without it a client
+	// that does not wait for its answers makes the broker hold MaxWait
+	// times its connection rate of them. Default DefaultMaxWaiting.
+	MaxWaiting int
 	// UserFailures is how many failed checks a username (or token endpoint
 	// client id) may have per FailureWindow; default 5.
 	UserFailures int
@@ -63,6 +69,7 @@ type PasswordChecks struct {
 const (
 	DefaultCheckMemory     = 256 << 20
 	DefaultCheckWait       = 2 * time.Second
+	DefaultMaxWaiting      = 64
 	DefaultUserFailures    = 5
 	DefaultAddressFailures = 20
 	DefaultFailureWindow   = time.Minute
@@ -95,6 +102,9 @@ func (l PasswordChecks) withDefaults() PasswordChecks {
 	if l.MaxWait <= 0 {
 		l.MaxWait = DefaultCheckWait
 	}
+	if l.MaxWaiting <= 0 {
+		l.MaxWaiting = DefaultMaxWaiting
+	}
 	if l.UserFailures <= 0 {
 		l.UserFailures = DefaultUserFailures
 	}
@@ -113,7 +123,8 @@ func (l PasswordChecks) withDefaults() PasswordChecks {
 // Errors of Checker.Check besides those of VerifyPassword.
 var (
 	// ErrBusy: no check slot (or argon2id memory, or hashing CPU time)
-	// came free within MaxWait or the caller's deadline.
+	// came free within MaxWait or the caller's deadline, or MaxWaiting
+	// checks were waiting already.
 	ErrBusy = errors.New("auth: password checks busy")
 	// ErrThrottled: the name or the address had too many failed checks
 	// in the window; no hash was computed.
@@ -288,7 +299,10 @@ func (c *Checker) throttle(k attemptKey) error {
 // hash needs, and returns their release.
 func (c *Checker) acquire(ctx context.Context, hash string) (release func(), err error) {
 	slots, memKiB := c.weights(hash)
-	c.waiting.Add(1)
+	if c.waiting.Add(1) > int64(c.lim.MaxWaiting) {
+		c.waiting.Add(-1)
+		return nil, ErrBusy // no place in the queue: refused at once
+	}
 	defer c.waiting.Add(-1)
 	// Memory first: whoever holds memory and waits for a slot waits on
 	// checks that are running, never on one that waits for memory.

@@ -41,6 +41,7 @@ type AuthPasswordChecks struct {
 	CPU             float64       `yaml:"cpu"`              // CPUs' worth of hashing per second; 0: GOMAXPROCS/2, 0.25 with one
 	Memory          ByteSize      `yaml:"memory"`           // argon2id memory at once; default 256MiB
 	MaxWait         time.Duration `yaml:"max_wait"`         // default 2s
+	MaxWaiting      int           `yaml:"max_waiting"`      // checks waiting at once; default 64
 	UserFailures    int           `yaml:"user_failures"`    // per failure_window; default 5
 	AddressFailures int           `yaml:"address_failures"` // per failure_window; default 20
 	FailureWindow   time.Duration `yaml:"failure_window"`   // default 1m
@@ -167,6 +168,7 @@ func (a *Auth) applyDefaults() {
 	pc := &a.PasswordChecks
 	pc.Memory = cmp.Or(pc.Memory, auth.DefaultCheckMemory)
 	pc.MaxWait = cmp.Or(pc.MaxWait, auth.DefaultCheckWait)
+	pc.MaxWaiting = cmp.Or(pc.MaxWaiting, auth.DefaultMaxWaiting)
 	pc.UserFailures = cmp.Or(pc.UserFailures, auth.DefaultUserFailures)
 	pc.AddressFailures = cmp.Or(pc.AddressFailures, auth.DefaultAddressFailures)
 	pc.FailureWindow = cmp.Or(pc.FailureWindow, auth.DefaultFailureWindow)
@@ -248,7 +250,7 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 		key string
 		neg bool
 	}{
-		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
+		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0}, {"max_waiting", pc.MaxWaiting < 0},
 		{"user_failures", pc.UserFailures < 0}, {"address_failures", pc.AddressFailures < 0},
 		{"failure_window", pc.FailureWindow < 0}, {"max_tracked", pc.MaxTracked < 0},
 		{"refusal_delay", pc.RefusalDelay != nil && *pc.RefusalDelay < 0},
@@ -274,7 +276,7 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 
 // limits converts the section for auth.NewChecker.
 func (pc AuthPasswordChecks) limits() auth.PasswordChecks {
-	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
+	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait, MaxWaiting: pc.MaxWaiting,
 		UserFailures: pc.UserFailures, AddressFailures: pc.AddressFailures, FailureWindow: pc.FailureWindow,
 		MaxTracked: pc.MaxTracked, RefusalDelay: pc.refusalDelay()}
 }
