@@ -261,7 +261,7 @@ func shrinkRcvBuf(nc net.Conn) {
 		if sc, ok := nc.(syscall.Conn); ok {
 			if rc, err := sc.SyscallConn(); err == nil {
 				_ = rc.Control(func(fd uintptr) { // a closed socket: nothing to bound
-					_ = setRcvBuf(fd, heldRcvBuf)
+					_ = setRcvBuf(fd, heldRcvBuf) // best effort: the kernel keeps its default
 				})
 			}
 			return
