@@ -15,6 +15,10 @@
 #   ROUNDS=1 ONLY="bcrypt dribble" bench/floods.sh
 #   CONN_RATE=1000 bench/floods.sh        listeners[].connection_rate set
 #   CHECK_CPU=0.5 bench/floods.sh         auth.password_checks.cpu set
+#   REFUSAL_DELAY=0s bench/floods.sh      auth.password_checks.refusal_delay
+#                                         set (unset: the default)
+#   PETREL=/path/to/petrel bench/floods.sh  another broker binary (an older
+#                                         build, to compare)
 #   ARGON2ID_HASH='$argon2id$...' ONLY=argon2id bench/floods.sh
 #                                         another users-file hash for the
 #                                         argon2id row (default: petrel
@@ -36,8 +40,10 @@ PIN=${PIN:-0}
 FLOOD_SECONDS=${FLOOD_SECONDS:-10}
 CONN_RATE=${CONN_RATE:-0}
 CHECK_CPU=${CHECK_CPU:-0}
+REFUSAL_DELAY=${REFUSAL_DELAY:-}
+PETREL=${PETREL:-}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
-FLOODS=(bcrypt bcrypt-spread argon2id retained aliases stalled preconnect-held preconnect-reconnect dribble tls)
+FLOODS=(bcrypt bcrypt-nowait bcrypt-spread argon2id retained aliases stalled preconnect-held preconnect-reconnect dribble tls)
 ONLY=${ONLY:-${FLOODS[*]}}
 
 cd "$(dirname "$0")/.."
@@ -61,6 +67,7 @@ trap cleanup EXIT
 
 log "building into $TMP"
 go build -o "$TMP/petrel" ./cmd/petrel
+[ -n "$PETREL" ] && cp "$PETREL" "$TMP/petrel-serve" || cp "$TMP/petrel" "$TMP/petrel-serve"
 go build -o "$TMP/flood" ./bench/flood
 go build -o "$TMP/tlsflood" ./bench/tlsflood
 
@@ -101,7 +108,7 @@ admin: {address: ""}
 sys_interval: 0s
 auth:
   users_file: $users
-  password_checks: {cpu: $CHECK_CPU}
+  password_checks: {cpu: $CHECK_CPU${REFUSAL_DELAY:+, refusal_delay: $REFUSAL_DELAY}}
   anonymous: {enabled: true, tenant: anon, roles: [ALL]}
   roles:
     - {name: ALL, activity: both, max_qos: 2, retain: true, topics: ["#"]}
@@ -128,7 +135,7 @@ one() {
 	local f=$1 r=$2 d=$TMP/$1-$2
 	mkdir -p "$d"
 	config "$f" >"$d/petrel.yaml"
-	"${BROKER_CPU[@]}" "$TMP/petrel" serve --config "$d/petrel.yaml" >"$d/serve.log" 2>&1 &
+	"${BROKER_CPU[@]}" "$TMP/petrel-serve" serve --config "$d/petrel.yaml" >"$d/serve.log" 2>&1 &
 	local bpid=$!
 	PIDS+=("$bpid")
 	wait_port "$PORT" || { log "$f: broker did not listen"; cat "$d/serve.log" >&2; kill "$bpid"; return 1; }
@@ -166,7 +173,7 @@ for r in $(seq "$ROUNDS"); do
 done
 log "uptime: $(uptime)"
 
-echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS CONN_RATE=$CONN_RATE CHECK_CPU=$CHECK_CPU, $(nproc) CPUs, $(date -u +%F)"
+echo "# bench/floods.sh: ROUNDS=$ROUNDS PIN=$PIN FLOOD_SECONDS=$FLOOD_SECONDS CONN_RATE=$CONN_RATE CHECK_CPU=$CHECK_CPU REFUSAL_DELAY=${REFUSAL_DELAY:-default} PETREL=${PETREL:-this tree}, $(nproc) CPUs, $(date -u +%F)"
 echo "# argon2id hash parameters: $(cut -d'$' -f4 "$TMP/argon2id.hash")"
 echo "# runs: flood p50_unloaded_us p99_unloaded_us p50_flood_us p99_flood_us vmhwm_kib rss_before_kib"
 cat "$TMP/runs"

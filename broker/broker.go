@@ -177,6 +177,17 @@ type Options struct {
 	// Fixed at New: SetLimits keeps it.
 	RawTransport bool
 
+	// HeldRefusals bounds the connections whose refusal an Authenticator
+	// asked to hold (HeldRefusal) held at once; default
+	// DefaultHeldRefusals, negative: refusals are never held. Beyond it a
+	// held refusal is answered at once. Fixed at New.
+	HeldRefusals int
+	// HeldRefusalsPerAddress bounds them per client address (an IPv6
+	// /64); default DefaultHeldRefusalsPerAddress. While an address has
+	// that many held, its new connections are closed at accept. Fixed at
+	// New.
+	HeldRefusalsPerAddress int
+
 	// Fabric links the broker to the other nodes of a cluster (fabric.go,
 	// internal/cluster); nil for one node. New binds it (Fabric.Bind)
 	// before restoring the store. With a fabric, messages published here
@@ -200,6 +211,7 @@ type Broker struct {
 	// storeLog limits the log lines of failed store writes (commit.go).
 	storeLog storeErrLog
 	parker   *transport.Parker // idle plain TCP connections wait here (RawTransport)
+	held     *heldRefusals     // refused connections whose CONNACK waits (refusalhold.go)
 	gor      *goroutines       // reused connection goroutines
 	// refusals and audit write the lines clients cause, rate-limited
 	// (audit.go): per remote address, and per client.
@@ -386,6 +398,7 @@ func New(o Options) (*Broker, error) {
 	b.metrics.init(time.Now())
 	b.refusals, b.audit = newEventLogs(o.Logger)
 	b.parker = transport.NewParker(b.log)
+	b.held = newHeldRefusals(o.HeldRefusals, o.HeldRefusalsPerAddress, time.Now) // its timer runs on the real clock
 	b.gor = newGoroutines(b.done)
 	b.shared.seed, b.shared.next = maphash.MakeSeed(), make(map[uint64]uint64)
 	b.mu.listeners = make(map[net.Listener]transport.Accepter)
@@ -525,6 +538,12 @@ func (b *Broker) Serve(l net.Listener) error {
 			return fmt.Errorf("broker: accept: %w", err)
 		}
 		delay = 0
+		if !b.held.admit(nc.RemoteAddr()) {
+			// Its address's share of held refusals is full: a guesser
+			// that does not wait for its answers [refusalhold.go].
+			_ = nc.Close() // refusing: nothing to report to anyone
+			continue
+		}
 		if c := b.serveConn(nc, info); c != nil {
 			c.serveInline()
 		}
@@ -564,6 +583,10 @@ func (b *Broker) trackListener(l net.Listener, acc transport.Accepter, add bool)
 // ServeConn serves one already accepted connection (from any transport) in
 // new goroutines and returns at once. After Shutdown it closes nc.
 func (b *Broker) ServeConn(nc net.Conn) {
+	if !b.held.admit(nc.RemoteAddr()) {
+		_ = nc.Close() // its address's share of held refusals is full
+		return
+	}
 	if c := b.serveConn(nc, new(listenerInfo)); c != nil {
 		b.gor.run(job{c, taskServe}) // the connection's last reader calls b.wg.Done
 	}
@@ -651,6 +674,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(packet.ServerShuttingDown, reasonShutdown)
 	}
+	b.held.close()  // held refusals are answered now
 	b.parker.Stop() // ends its goroutine; connections still parked are woken by their close
 	waited := make(chan struct{})
 	go func() {

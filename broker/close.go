@@ -219,8 +219,10 @@ func (c *conn) cleanup(err error) {
 		c.mu.expiry.Stop()
 	}
 	c.mu.Unlock()
-	// The writer closed nc after its last write; close again in case it never ran.
-	_ = c.nc.Close() // already closed or closing: nothing to report
+	if !c.held {
+		// The writer closed nc after its last write; close again in case it never ran.
+		_ = c.nc.Close() // already closed or closing: nothing to report
+	}
 	c.releaseReadBuf()
 
 	if c.connected {

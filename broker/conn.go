@@ -128,6 +128,10 @@ type conn struct {
 	inline  bool
 	handoff packet.Packet
 	endErr  error
+	// held: the connection was refused and its socket handed to the
+	// broker's held refusals, which write the CONNACK and close it; the
+	// cleanup leaves nc alone.
+	held bool
 	// dur is the durable pipeline (durable.go), nil until the reader's
 	// first durable publish; read by the reader and by the pipeline's
 	// goroutine, which the reader starts after making it.

@@ -127,7 +127,12 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	}
 	ident, err := o.Authenticator.Authenticate(ctx, ci)
 	if err != nil {
-		return c.refuseAuth(pc, refusalCode(err, packet.ServerUnavailable), fmt.Errorf("authentication: %w", err))
+		code := refusalCode(err, packet.ServerUnavailable)
+		var hr *HeldRefusal
+		if errors.As(err, &hr) {
+			return c.refuseHeld(pc, code, hr.Delay, fmt.Errorf("authentication: %w", err))
+		}
+		return c.refuseAuth(pc, code, fmt.Errorf("authentication: %w", err))
 	}
 	return c.finishConnect(pc, ident, nil)
 }
@@ -377,6 +382,30 @@ func (c *conn) refuse(code packet.ReasonCode, err error) error {
 		ack.Properties.Set(packet.PropReasonString)
 	}
 	c.queueLast(ack, reasonRefused) // written by cleanup, on this goroutine, once the read loop returns the error
+	c.logRefused(code, err)
+	return &closeError{code: code, reason: reasonRefused, err: err}
+}
+
+// refuseHeld is refuseAuth for a refusal the authenticator asked to hold
+// (HeldRefusal): the CONNACK, without properties, is encoded now and the
+// socket handed to the broker's held refusals, which write it and close
+// the connection after delay; the read loop ends as for any refusal, and
+// no goroutine waits. When they are full (or the CONNACK would exceed the
+// client's Maximum Packet Size [MQTT-3.2.2-19]) it is refuseAuth.
+func (c *conn) refuseHeld(pc *pendingConnect, code packet.ReasonCode, delay time.Duration, err error) error {
+	ack, aerr := (&packet.Connack{ReasonCode: code}).Append(nil, c.version)
+	c.mu.Lock()
+	maxPacket := c.mu.maxPacket
+	c.mu.Unlock()
+	if aerr != nil || (maxPacket > 0 && len(ack) > maxPacket) || !c.b.held.hold(c.nc, ack, delay) {
+		return c.refuseAuth(pc, code, err)
+	}
+	c.held = true
+	c.mu.Lock()
+	c.mu.closing, c.mu.reason = true, reasonRefused // nothing is queued: the held refusal writes the CONNACK
+	c.mu.Unlock()
+	c.countAuthFail(pc, code)
+	c.b.metrics.refused[code].Add(1)
 	c.logRefused(code, err)
 	return &closeError{code: code, reason: reasonRefused, err: err}
 }

@@ -188,6 +188,12 @@ func (c *conn) countDisconnect(reason closeReason) {
 // refuseAuth is refuse for a failed authentication: counted by method and
 // code.
 func (c *conn) refuseAuth(pc *pendingConnect, code packet.ReasonCode, err error) error {
+	c.countAuthFail(pc, code)
+	return c.refuse(code, err)
+}
+
+// countAuthFail counts a failed authentication by method and code.
+func (c *conn) countAuthFail(pc *pendingConnect, code packet.ReasonCode) {
 	k := authFailKey{method: authMethodLabel(pc), code: code}
 	m := &c.b.metrics
 	n, ok := m.authFail.Load(k)
@@ -195,7 +201,6 @@ func (c *conn) refuseAuth(pc *pendingConnect, code packet.ReasonCode, err error)
 		n, _ = m.authFail.LoadOrStore(k, new(atomic.Uint64))
 	}
 	n.(*atomic.Uint64).Add(1)
-	return c.refuse(code, err)
 }
 
 // authMethodLabel names how a client tried to authenticate, from a small

@@ -103,6 +103,8 @@ type Stats struct {
 	// will restored from a record written before holders were stored, is
 	// not known).
 	WillsRefused uint64
+	// Held counts refusals whose CONNACK was held (HeldRefusal).
+	Held HeldStats
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -132,6 +134,7 @@ func (b *Broker) Stats() Stats {
 
 		CredentialRevocations: b.stats.credentialRevocations.Load(),
 		WillsRefused:          b.stats.willsRefused.Load(),
+		Held:                  b.held.stats(),
 	}
 }
 

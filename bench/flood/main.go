@@ -9,6 +9,9 @@
 //
 //	bcrypt       32 loops of CONNECT with a wrong password for one user
 //	             (-user), reconnecting after each refusal
+//	bcrypt-nowait  the same without waiting for the CONNACK: each loop
+//	             closes its connection once the CONNECT is written and
+//	             reconnects at once
 //	bcrypt-spread  the same with a new username per attempt and each loop
 //	             from its own source address (127.0.1.x)
 //	argon2id     40 such loops, a new username per attempt, each from its
@@ -107,6 +110,9 @@ func run(c config) error {
 	case "bcrypt":
 		def(&c.workers, 32)
 		loops(c.workers, stop, func(i int) { passwordLoop(c, &k, stop, i, false) })
+	case "bcrypt-nowait":
+		def(&c.workers, 32)
+		loops(c.workers, stop, func(i int) { noWaitLoop(c, &k, stop, i) })
 	case "bcrypt-spread":
 		def(&c.workers, 32)
 		loops(c.workers, stop, func(i int) { passwordLoop(c, &k, stop, i, true) })
@@ -185,6 +191,25 @@ func dial(c config, k *counts, src netip.Addr, stop <-chan struct{}) (net.Conn, 
 
 // srcAddr is worker i's source address, 127.0.1.1 and up.
 func srcAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + i%250)}) }
+
+// noWaitLoop sends CONNECTs with a wrong password for c.user, closing each
+// connection once its CONNECT is written, until stop.
+func noWaitLoop(c config, k *counts, stop <-chan struct{}, i int) {
+	p := &packet.Connect{ProtocolName: "MQTT", Version: packet.V311, ClientID: fmt.Sprintf("flood-%d", i), CleanStart: true,
+		UsernameFlag: true, Username: c.user, PasswordFlag: true, Password: []byte("wrong-password")}
+	buf, _ := p.Append(nil, packet.V311)
+	for !stopped(stop) {
+		conn, err := dial(c, k, netip.Addr{}, stop)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // the backlog is full: try again
+			continue
+		}
+		if _, err := conn.Write(buf); err != nil {
+			k.closed.Add(1) // closed at accept before the write
+		}
+		_ = conn.Close() // at once, answered or not
+	}
+}
 
 // passwordLoop sends CONNECTs with a wrong password until stop; spread
 // uses a new username each time and worker i's own source address.

@@ -3,11 +3,15 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // PasswordChecks bound the password hash checks (bcrypt, argon2id) that
@@ -37,6 +41,12 @@ type PasswordChecks struct {
 	// refused as busy (never past the CONNECT's own deadline); default
 	// DefaultCheckWait.
 	MaxWait time.Duration
+	// MaxWaiting bounds the checks waiting for a slot and memory at once;
+	// one more is refused as busy at once. Each holds its connection (a
+	// goroutine, a read buffer) while it waits, so without it a client
+	// that does not wait for its answers makes the broker hold MaxWait
+	// times its connection rate of them. Default DefaultMaxWaiting.
+	MaxWaiting int
 	// UserFailures is how many failed checks a username (or token endpoint
 	// client id) may have per FailureWindow; default 5.
 	UserFailures int
@@ -48,12 +58,18 @@ type PasswordChecks struct {
 	// MaxTracked bounds each of the maps of names, addresses and
 	// (name, address) pairs the failure limits keep; default 10,000.
 	MaxTracked int
+	// RefusalDelay is how long the CONNACK of a CONNECT refused by the
+	// failure limits of its name or address is held (broker.HeldRefusal);
+	// 0: answered at once. Never for a (name, address) pair that
+	// authenticated before, whose own bucket ran out.
+	RefusalDelay time.Duration
 }
 
 // Defaults of PasswordChecks.
 const (
 	DefaultCheckMemory     = 256 << 20
 	DefaultCheckWait       = 2 * time.Second
+	DefaultMaxWaiting      = 64
 	DefaultUserFailures    = 5
 	DefaultAddressFailures = 20
 	DefaultFailureWindow   = time.Minute
@@ -86,6 +102,9 @@ func (l PasswordChecks) withDefaults() PasswordChecks {
 	if l.MaxWait <= 0 {
 		l.MaxWait = DefaultCheckWait
 	}
+	if l.MaxWaiting <= 0 {
+		l.MaxWaiting = DefaultMaxWaiting
+	}
 	if l.UserFailures <= 0 {
 		l.UserFailures = DefaultUserFailures
 	}
@@ -104,12 +123,31 @@ func (l PasswordChecks) withDefaults() PasswordChecks {
 // Errors of Checker.Check besides those of VerifyPassword.
 var (
 	// ErrBusy: no check slot (or argon2id memory, or hashing CPU time)
-	// came free within MaxWait or the caller's deadline.
+	// came free within MaxWait or the caller's deadline, or MaxWaiting
+	// checks were waiting already.
 	ErrBusy = errors.New("auth: password checks busy")
 	// ErrThrottled: the name or the address had too many failed checks
 	// in the window; no hash was computed.
 	ErrThrottled = errors.New("auth: too many failed password checks")
+	// errThrottledKnown is ErrThrottled for a (name, address) pair that
+	// authenticated before and ran out of its own failures.
+	errThrottledKnown = fmt.Errorf("%w (from an address it authenticated from)", ErrThrottled)
 )
+
+// DefaultRefusalDelay is the refusal delay `petrel serve` holds the
+// answers of throttled CONNECTs for, unless configured.
+const DefaultRefusalDelay = time.Second
+
+// refusal returns the error Authenticate returns for a check refused with
+// err as code: code itself, or a broker.HeldRefusal for a refusal by the
+// failure limits of a name or an address, when RefusalDelay is set.
+func (c *Checker) refusal(code packet.ReasonCode, err error) error {
+	if c.lim.RefusalDelay > 0 && code == packet.ConnectionRateExceeded &&
+		errors.Is(err, ErrThrottled) && !errors.Is(err, errThrottledKnown) {
+		return &broker.HeldRefusal{Code: code, Delay: c.lim.RefusalDelay, Err: err}
+	}
+	return code
+}
 
 // Checker runs password hash checks within PasswordChecks. It is safe for
 // concurrent use; a Service and its token endpoint share one, so their
@@ -244,6 +282,9 @@ func (c *Checker) record(a Attempt, ok bool) {
 // throttle returns ErrThrottled, counted, when k is over a failure limit.
 func (c *Checker) throttle(k attemptKey) error {
 	switch c.fails.throttled(c.now(), k) {
+	case throttledKnown:
+		c.throttledName.Add(1)
+		return errThrottledKnown
 	case throttledName:
 		c.throttledName.Add(1)
 		return ErrThrottled
@@ -258,7 +299,10 @@ func (c *Checker) throttle(k attemptKey) error {
 // hash needs, and returns their release.
 func (c *Checker) acquire(ctx context.Context, hash string) (release func(), err error) {
 	slots, memKiB := c.weights(hash)
-	c.waiting.Add(1)
+	if c.waiting.Add(1) > int64(c.lim.MaxWaiting) {
+		c.waiting.Add(-1)
+		return nil, ErrBusy // no place in the queue: refused at once
+	}
 	defer c.waiting.Add(-1)
 	// Memory first: whoever holds memory and waits for a slot waits on
 	// checks that are running, never on one that waits for memory.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 )
 
 // clock is a settable test clock.
@@ -233,5 +235,39 @@ func TestDummyHashCost(t *testing.T) {
 				t.Fatalf("dummy hash costs %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCheckerWaitersBounded: at most MaxWaiting checks wait for a slot;
+// one more is refused with ErrBusy at once, without waiting its MaxWait,
+// so a flood of CONNECTs that do not wait for their answers cannot make
+// the broker hold a connection per attempt for MaxWait. The waiters run
+// once the slot is free.
+func TestCheckerWaitersBounded(t *testing.T) {
+	const waiters = 3
+	bc := bcryptHash(t, "right", 4)
+	c := NewChecker(PasswordChecks{MaxConcurrent: 1, MaxWaiting: waiters, MaxWait: time.Hour}, nil)
+	ctx := context.Background()
+	if err := c.slots.Acquire(ctx, 1); err != nil { // the only slot: every check waits
+		t.Fatal(err)
+	}
+	errs := make(chan error, waiters)
+	for i := range waiters {
+		go func() { errs <- c.Check(ctx, bc, []byte("right"), Attempt{Name: fmt.Sprint("u", i)}) }()
+	}
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return c.Stats().Waiting == waiters }, "the waiters queued")
+	// The queue is full: refused now, while the slot is still taken (a
+	// MaxWait of an hour would otherwise hold it).
+	if err := c.Check(ctx, bc, []byte("right"), Attempt{Name: "late"}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("check over MaxWaiting: %v, want ErrBusy", err)
+	}
+	if st := c.Stats(); st.Busy != 1 || st.Waiting != waiters {
+		t.Fatalf("stats %+v, want 1 busy and %d waiting", st, waiters)
+	}
+	c.slots.Release(1)
+	for range waiters {
+		if err := <-errs; err != nil {
+			t.Fatalf("a waiter: %v", err)
+		}
 	}
 }

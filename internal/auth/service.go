@@ -318,7 +318,7 @@ func (s *Service) Authenticate(ctx context.Context, ci *broker.ConnectInfo) (*br
 			continue
 		case deny:
 			s.refused(ci, r.method, r.code, r.err)
-			return nil, r.code
+			return nil, s.checks.refusal(r.code, r.err)
 		}
 		return s.finish(e, ci, r.method, r.id, r.cred)
 	}
@@ -333,7 +333,7 @@ func (s *Service) Authenticate(ctx context.Context, ci *broker.ConnectInfo) (*br
 		err := s.checks.checkDummy(ctx, e.dummy, ci.Password, attemptOf(ci))
 		if c := checkRefusal(err); c != 0 {
 			s.refused(ci, "password", c, err)
-			return nil, c
+			return nil, s.checks.refusal(c, err)
 		}
 	}
 	s.refused(ci, "none", code, errors.New("no authenticator accepted the client"))

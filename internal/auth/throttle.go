@@ -106,6 +106,7 @@ const (
 	throttledNone = iota
 	throttledName
 	throttledAddr
+	throttledKnown // a known pair's own bucket
 )
 
 // throttled reports whether k is over a failure limit at now, and which.
@@ -113,7 +114,7 @@ func (f *failures) throttled(now time.Time, k attemptKey) int {
 	if k.addr.IsValid() {
 		if l, ok := f.known.Get(pairKey(k)); ok {
 			if l.TokensAt(now) < 1 {
-				return throttledName
+				return throttledKnown
 			}
 			return throttledNone
 		}

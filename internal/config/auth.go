@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/auth"
 )
 
@@ -40,10 +41,18 @@ type AuthPasswordChecks struct {
 	CPU             float64       `yaml:"cpu"`              // CPUs' worth of hashing per second; 0: GOMAXPROCS/2, 0.25 with one
 	Memory          ByteSize      `yaml:"memory"`           // argon2id memory at once; default 256MiB
 	MaxWait         time.Duration `yaml:"max_wait"`         // default 2s
+	MaxWaiting      int           `yaml:"max_waiting"`      // checks waiting at once; default 64
 	UserFailures    int           `yaml:"user_failures"`    // per failure_window; default 5
 	AddressFailures int           `yaml:"address_failures"` // per failure_window; default 20
 	FailureWindow   time.Duration `yaml:"failure_window"`   // default 1m
 	MaxTracked      int           `yaml:"max_tracked"`      // names, addresses, pairs each; default 10000
+	// RefusalDelay holds the CONNACK of a CONNECT refused by the failure
+	// limits; unset: auth.DefaultRefusalDelay, 0: off.
+	RefusalDelay *time.Duration `yaml:"refusal_delay"`
+	// RefusalHold and RefusalHoldPerAddress bound the connections held so
+	// (broker.Options.HeldRefusals, HeldRefusalsPerAddress); 0: default.
+	RefusalHold           int `yaml:"refusal_hold"`
+	RefusalHoldPerAddress int `yaml:"refusal_hold_per_address"`
 }
 
 // AuthAnonymous configures clients that send no username and no password.
@@ -159,10 +168,17 @@ func (a *Auth) applyDefaults() {
 	pc := &a.PasswordChecks
 	pc.Memory = cmp.Or(pc.Memory, auth.DefaultCheckMemory)
 	pc.MaxWait = cmp.Or(pc.MaxWait, auth.DefaultCheckWait)
+	pc.MaxWaiting = cmp.Or(pc.MaxWaiting, auth.DefaultMaxWaiting)
 	pc.UserFailures = cmp.Or(pc.UserFailures, auth.DefaultUserFailures)
 	pc.AddressFailures = cmp.Or(pc.AddressFailures, auth.DefaultAddressFailures)
 	pc.FailureWindow = cmp.Or(pc.FailureWindow, auth.DefaultFailureWindow)
 	pc.MaxTracked = cmp.Or(pc.MaxTracked, auth.DefaultMaxTracked)
+	if pc.RefusalDelay == nil {
+		d := auth.DefaultRefusalDelay
+		pc.RefusalDelay = &d
+	}
+	pc.RefusalHold = cmp.Or(pc.RefusalHold, broker.DefaultHeldRefusals)
+	pc.RefusalHoldPerAddress = cmp.Or(pc.RefusalHoldPerAddress, broker.DefaultHeldRefusalsPerAddress)
 }
 
 // validate checks the auth: section's values (files are read by Check).
@@ -234,9 +250,11 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 		key string
 		neg bool
 	}{
-		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0},
+		{"max_concurrent", pc.MaxConcurrent < 0}, {"cpu", pc.CPU < 0}, {"memory", pc.Memory < 0}, {"max_wait", pc.MaxWait < 0}, {"max_waiting", pc.MaxWaiting < 0},
 		{"user_failures", pc.UserFailures < 0}, {"address_failures", pc.AddressFailures < 0},
 		{"failure_window", pc.FailureWindow < 0}, {"max_tracked", pc.MaxTracked < 0},
+		{"refusal_delay", pc.RefusalDelay != nil && *pc.RefusalDelay < 0},
+		{"refusal_hold", pc.RefusalHold < 0}, {"refusal_hold_per_address", pc.RefusalHoldPerAddress < 0},
 	} {
 		if f.neg {
 			bad("auth.password_checks."+f.key, "must not be negative")
@@ -258,9 +276,17 @@ func (a *Auth) validate(bad func(path, format string, args ...any)) {
 
 // limits converts the section for auth.NewChecker.
 func (pc AuthPasswordChecks) limits() auth.PasswordChecks {
-	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait,
+	return auth.PasswordChecks{MaxConcurrent: pc.MaxConcurrent, CPU: pc.CPU, Memory: int64(pc.Memory), MaxWait: pc.MaxWait, MaxWaiting: pc.MaxWaiting,
 		UserFailures: pc.UserFailures, AddressFailures: pc.AddressFailures, FailureWindow: pc.FailureWindow,
-		MaxTracked: pc.MaxTracked}
+		MaxTracked: pc.MaxTracked, RefusalDelay: pc.refusalDelay()}
+}
+
+// refusalDelay is refusal_delay: auth.DefaultRefusalDelay when unset.
+func (pc AuthPasswordChecks) refusalDelay() time.Duration {
+	if pc.RefusalDelay == nil {
+		return auth.DefaultRefusalDelay
+	}
+	return *pc.RefusalDelay
 }
 
 func (a *Auth) role(r AuthRole) auth.Role {

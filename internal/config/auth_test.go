@@ -132,6 +132,10 @@ func TestAuthErrorsNameTheKeyPath(t *testing.T) {
 		{"auth: {password_checks: {address_failures: -1}}\n", "auth.password_checks.address_failures"},
 		{"auth: {password_checks: {failure_window: -1m}}\n", "auth.password_checks.failure_window"},
 		{"auth: {password_checks: {max_tracked: -1}}\n", "auth.password_checks.max_tracked"},
+		{"auth: {password_checks: {max_waiting: -1}}\n", "auth.password_checks.max_waiting: must not be negative"},
+		{"auth: {password_checks: {refusal_delay: -1s}}\n", "auth.password_checks.refusal_delay: must not be negative"},
+		{"auth: {password_checks: {refusal_hold: -1}}\n", "auth.password_checks.refusal_hold: must not be negative"},
+		{"auth: {password_checks: {refusal_hold_per_address: -1}}\n", "auth.password_checks.refusal_hold_per_address"},
 		{"auth: {password_checks: {slots: 2}}\n", "auth.password_checks.slots: unknown key"},
 		{"auth: {token_endpoint: {trusted_proxies: [10.0.0.0/33]}}\n", "auth.token_endpoint.trusted_proxies"},
 		{"auth: {token_endpoint: {trusted_proxies: [proxy.example]}}\n", "auth.token_endpoint.trusted_proxies"},
@@ -153,22 +157,37 @@ func TestPasswordChecksSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac, _ := c.AuthConfig()
-	want := auth.PasswordChecks{Memory: 256 << 20, MaxWait: 2 * time.Second, UserFailures: 5, AddressFailures: 20,
-		FailureWindow: time.Minute, MaxTracked: 10000}
+	want := auth.PasswordChecks{Memory: 256 << 20, MaxWait: 2 * time.Second, MaxWaiting: 64, UserFailures: 5, AddressFailures: 20,
+		FailureWindow: time.Minute, MaxTracked: 10000, RefusalDelay: time.Second}
 	if ac.Checks != want {
 		t.Fatalf("defaults %+v, want %+v", ac.Checks, want)
 	}
+	if o := c.BrokerOptions(); o.HeldRefusals != 1024 || o.HeldRefusalsPerAddress != 64 {
+		t.Fatalf("held refusals %d / %d per address, want the defaults 1024 / 64", o.HeldRefusals, o.HeldRefusalsPerAddress)
+	}
 	c, err = Parse([]byte(`auth:
-  password_checks: {max_concurrent: 3, cpu: 0.5, memory: 1GiB, max_wait: 500ms, user_failures: 2, address_failures: 9, failure_window: 5m, max_tracked: 50}
+  password_checks: {max_concurrent: 3, cpu: 0.5, memory: 1GiB, max_wait: 500ms, max_waiting: 7, user_failures: 2, address_failures: 9, failure_window: 5m, max_tracked: 50,
+    refusal_delay: 250ms, refusal_hold: 10, refusal_hold_per_address: 3}
 `), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ac, _ = c.AuthConfig()
-	want = auth.PasswordChecks{MaxConcurrent: 3, CPU: 0.5, Memory: 1 << 30, MaxWait: 500 * time.Millisecond, UserFailures: 2,
-		AddressFailures: 9, FailureWindow: 5 * time.Minute, MaxTracked: 50}
+	want = auth.PasswordChecks{MaxConcurrent: 3, CPU: 0.5, Memory: 1 << 30, MaxWait: 500 * time.Millisecond, MaxWaiting: 7, UserFailures: 2,
+		AddressFailures: 9, FailureWindow: 5 * time.Minute, MaxTracked: 50, RefusalDelay: 250 * time.Millisecond}
 	if ac.Checks != want {
 		t.Fatalf("%+v, want %+v", ac.Checks, want)
+	}
+	if o := c.BrokerOptions(); o.HeldRefusals != 10 || o.HeldRefusalsPerAddress != 3 {
+		t.Fatalf("held refusals %d / %d per address, want 10 / 3", o.HeldRefusals, o.HeldRefusalsPerAddress)
+	}
+	// refusal_delay 0 turns the delay off (not the default).
+	c, err = Parse([]byte("auth: {password_checks: {refusal_delay: 0s}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac, _ = c.AuthConfig(); ac.Checks.RefusalDelay != 0 {
+		t.Fatalf("refusal_delay 0s gave %v, want 0 (off)", ac.Checks.RefusalDelay)
 	}
 
 	dir := t.TempDir()

@@ -45,6 +45,8 @@ func (c *Config) BrokerOptions() broker.Options {
 	}
 	if c.Auth != nil {
 		o.UnauthorizedPublish = c.Auth.UnauthorizedPublish
+		o.HeldRefusals = c.Auth.PasswordChecks.RefusalHold
+		o.HeldRefusalsPerAddress = c.Auth.PasswordChecks.RefusalHoldPerAddress
 	}
 	return o
 }

@@ -58,6 +58,8 @@ var (
 	dQueuedBytes      = newDesc(prometheus.GaugeValue, "petrel_queued_bytes", "Topic and payload bytes of the queued messages.")
 	dInflight         = newDesc(prometheus.GaugeValue, "petrel_inflight_messages", "QoS 1 and 2 messages sent and not yet acknowledged.")
 	dParked           = newDesc(prometheus.GaugeValue, "petrel_parked_connections", "Idle connections parked with no reader goroutine.")
+	dHeld             = newDesc(prometheus.GaugeValue, "petrel_refusals_held", "Refused connections whose CONNACK is held (auth.password_checks.refusal_delay).")
+	dHeldTotal        = newDesc(prometheus.CounterValue, "petrel_refusals_held_total", "Refusals by the failure limits, by outcome: held, answered at once (bounds full), connection closed at accept (its address's share full).", "outcome")
 	dStoreErrors      = newDesc(prometheus.CounterValue, "petrel_store_errors_total", "Failed store writes.")
 	dStoreSize        = newDesc(prometheus.GaugeValue, "petrel_store_size_bytes", "Disk usage of the store's data directory.")
 	dCommitSeconds    = newDesc(prometheus.UntypedValue, "petrel_store_commit_duration_seconds", "Time of a store commit as the broker waits for it (group commit and fsync included).")
@@ -78,7 +80,7 @@ var (
 var brokerDescs = []desc{
 	dConnections, dAccepted, dConnects, dDisconnects, dRefused, dAuthFailures, dMsgIn, dMsgOut, dPubBytesIn, dPubBytesOut,
 	dBytesIn, dBytesOut, dDropped, dRetained, dRetainedBytes, dSessions, dSubscriptions, dQueued, dQueuedBytes, dInflight,
-	dParked, dStoreErrors, dStoreSize, dCommitSeconds, dCommitOps, dDelivery,
+	dParked, dHeld, dHeldTotal, dStoreErrors, dStoreSize, dCommitSeconds, dCommitOps, dDelivery,
 }
 
 var handshakeDescs = []desc{dHandshakes, dHandshakeDropped}
@@ -155,6 +157,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(dQueuedBytes, float64(f.QueuedBytes))
 	emit(dInflight, float64(f.Inflight))
 	emit(dParked, float64(f.Parked))
+	emit(dHeld, float64(f.Held.Held))
+	emit(dHeldTotal, float64(f.Held.Holds), "held")
+	emit(dHeldTotal, float64(f.Held.Overflow), "overflow")
+	emit(dHeldTotal, float64(f.Held.AtAccept), "closed_at_accept")
 	emit(dStoreErrors, float64(f.StoreErrors))
 	if f.StoreBytes >= 0 {
 		emit(dStoreSize, float64(f.StoreBytes))
