@@ -59,3 +59,50 @@ func TestNextDeliveryWaitingForACoolingIDFlushesItsRemoval(t *testing.T) {
 		t.Fatalf("packet id %d given again before the removal of seq %d was written synced", pid, first)
 	}
 }
+
+// TestWaitingRemovalsAreBounded: the removals waiting for the durable
+// pipeline's next commit are bounded per connection: at the 1,024th
+// (durableMax) they are committed, synced, without waiting for a job.
+func TestWaitingRemovalsAreBounded(t *testing.T) {
+	const n = 1024 // durableMax
+	l := newOpLog()
+	_, addr := mqtttest.StartBroker(t, broker.Options{Store: l, MaxInflight: n})
+	sub, _ := mqtttest.Connect(t, addr, packet.V311, "many-rm", false)
+	sub.Subscribe(1, packet.Subscription{Filter: "w", QoS: 2})
+	pids := qos2Window(t, addr, sub, n)
+	seqs := l.seqs()
+	var buf []byte
+	for _, pid := range pids {
+		buf, _ = (&packet.Pubrec{PacketID: pid}).Append(buf, packet.V311)
+	}
+	sub.SendRaw(buf)
+	for _, pid := range pids {
+		if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pid {
+			t.Fatalf("want PUBREL %d", pid)
+		}
+	}
+	buf = buf[:0]
+	for _, pid := range pids[:n-1] {
+		buf, _ = (&packet.Pubcomp{PacketID: pid}).Append(buf, packet.V311)
+	}
+	sub.SendRaw(buf)
+	sub.Send(&packet.Pingreq{})
+	if _, ok := sub.Expect().(*packet.Pingresp); !ok {
+		t.Fatal("want PINGRESP")
+	}
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if l.removed(seqs[0]) {
+			t.Fatalf("%d removals committed before the bound", n-1)
+		}
+	}
+	sub.Send(&packet.Pubcomp{PacketID: pids[n-1]})
+	deadline := time.Now().Add(5 * time.Second)
+	for _, seq := range seqs {
+		for !l.removedSynced(seq) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the removal of seq %d not written synced once %d waited", seq, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
