@@ -212,6 +212,9 @@ func (c *conn) cleanup(err error) {
 			c.writeLoop()
 		}
 	}
+	if c.removalsWaiting.Load() > 0 {
+		c.flushRemovals() // not needed for safety (persistSession writes them again), but spares a resent PUBREL
+	}
 	c.waitDurable() // its deliveries are on disk: they are queued before the session is let go
 	c.stopWriter()
 	c.mu.Lock()

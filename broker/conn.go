@@ -136,6 +136,9 @@ type conn struct {
 	// first durable publish; read by the reader and by the pipeline's
 	// goroutine, which the reader starts after making it.
 	dur *durablePipe
+	// removalsWaiting counts the removals waiting in dur (durablePipe
+	// removals), for the writer (flushRemovals).
+	removalsWaiting atomic.Int32
 
 	// writing grants the right to be the writer: a writer goroutine is
 	// running or being started, or a reader is in writeInline. Taken with

@@ -20,6 +20,14 @@ type durablePipe struct {
 	cond    sync.Cond
 	jobs    []durableJob
 	running bool
+	// removals: jobPubcomp jobs, which ride the next commit of jobs
+	// and never start one alone (flush aside): the id they free is given
+	// again only 32767 stored deliveries later (session.PacketIDFor), so
+	// the removal needs no fsync of its own, only one before that.
+	removals []durableJob
+	// flush makes the loop commit the removals even with no job
+	// (flushRemovals).
+	flush bool
 	// out: the packets answering the jobs of one commit, queued for the
 	// writer together (flushDurable); only durableLoop's goroutine uses it.
 	out []packet.Packet
@@ -27,7 +35,8 @@ type durablePipe struct {
 
 // durableMax bounds the jobs waiting in a connection's durable pipeline;
 // beyond it the reader waits (a client that does not wait for its acks is
-// slowed to the disk's pace, and holds at most this many jobs).
+// slowed to the disk's pace, and holds at most this many jobs). At this
+// many removals waiting, they are committed without waiting for a job.
 const durableMax = 1024
 
 // jobKind says what a durableJob answers.
@@ -85,16 +94,47 @@ func (c *conn) submitDurable(j durableJob) {
 		c.dur.cond.L = &c.dur.mu
 	}
 	c.dur.mu.Lock()
-	for len(c.dur.jobs) >= durableMax {
-		c.dur.cond.Wait()
+	if j.kind == jobPubcomp {
+		c.dur.removals = append(c.dur.removals, j)
+		c.removalsWaiting.Add(1) // after c.dur is set: the writer then sees it
+		if len(c.dur.removals) < durableMax {
+			c.dur.mu.Unlock()
+			return
+		}
+		c.dur.flush = true
+	} else {
+		for len(c.dur.jobs) >= durableMax {
+			c.dur.cond.Wait()
+		}
+		c.dur.jobs = append(c.dur.jobs, j)
 	}
-	c.dur.jobs = append(c.dur.jobs, j)
+	c.startDurableLocked()
+}
+
+// startDurableLocked starts the pipeline's goroutine unless it runs, and
+// unlocks c.dur.mu.
+func (c *conn) startDurableLocked() {
 	start := !c.dur.running
 	c.dur.running = true
 	c.dur.mu.Unlock()
 	if start {
 		go c.durableLoop()
 	}
+}
+
+// flushRemovals commits the removals waiting in the pipeline without
+// waiting for a job to carry them: when the session's next delivery waits
+// for the packet id one of them frees (the writer, going idle), and when
+// the connection ends. Any goroutine may call it once removalsWaiting
+// was seen non-zero (c.dur is set then).
+func (c *conn) flushRemovals() {
+	c.dur.mu.Lock()
+	if len(c.dur.removals) == 0 {
+		c.dur.mu.Unlock()
+		return
+	}
+	c.dur.flush = true
+	c.startDurableLocked()
 }
 
 // durableLoop writes what every waiting job must store in one durable
@@ -107,12 +147,20 @@ func (c *conn) durableLoop() {
 		c.dur.mu.Lock()
 		jobs := c.dur.jobs
 		c.dur.jobs = nil
-		if len(jobs) == 0 {
+		if len(jobs) == 0 && !c.dur.flush {
 			c.dur.running = false
 			c.dur.cond.Broadcast()
 			c.dur.mu.Unlock()
 			return
 		}
+		// The removals ride along (after the jobs: their deliveries'
+		// AwaitPubcomp records were committed before their PUBRELs went
+		// out, so no job here is for one of them).
+		jobs = append(jobs, c.dur.removals...)
+		clear(c.dur.removals)
+		c.dur.removals = c.dur.removals[:0]
+		c.removalsWaiting.Store(0)
+		c.dur.flush = false
 		c.dur.cond.Broadcast()
 		c.dur.mu.Unlock()
 

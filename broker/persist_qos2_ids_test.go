@@ -67,6 +67,13 @@ func (l *opLog) seqs() []uint64 {
 	return append([]uint64(nil), l.mu.seqs...)
 }
 
+func (l *opLog) removed(seq uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.mu.removed[seq]
+	return ok
+}
+
 func (l *opLog) removedSynced(seq uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -97,25 +104,47 @@ func TestStoredQoS2IsSentWithoutAStoreWrite(t *testing.T) {
 	}
 }
 
-// TestPubcompRemovalIsSynced: the removal of a stored QoS 2 delivery that
-// PUBCOMP completed is written synced (its packet id is given again only
-// after), not left to the lazy writes a crash may lose.
-func TestPubcompRemovalIsSynced(t *testing.T) {
+// TestPubcompRemovalRidesTheNextCommit: the removal of a stored QoS 2
+// delivery that PUBCOMP completed starts no commit of its own (its packet
+// id is needed again only 32767 deliveries later); it is written synced
+// with the next commit of the connection's durable pipeline, here the
+// AwaitPubcomp record of the next PUBREC, before that PUBREL is sent; and
+// the connection's end writes the last one.
+func TestPubcompRemovalRidesTheNextCommit(t *testing.T) {
 	l := newOpLog()
 	_, addr := mqtttest.StartBroker(t, broker.Options{Store: l})
 	sub, _ := mqtttest.Connect(t, addr, packet.V311, "rm-sub", false)
 	sub.Subscribe(1, packet.Subscription{Filter: "w", QoS: 2})
-	pid := qos2Window(t, addr, sub, 1)[0]
-	sub.Send(&packet.Pubrec{PacketID: pid})
-	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pid {
-		t.Fatalf("want PUBREL %d", pid)
+	pids := qos2Window(t, addr, sub, 2)
+	seqs := l.seqs()
+	sub.Send(&packet.Pubrec{PacketID: pids[0]})
+	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pids[0] {
+		t.Fatalf("want PUBREL %d", pids[0])
 	}
-	sub.Send(&packet.Pubcomp{PacketID: pid})
-	seq := l.seqs()[0]
+	sub.Send(&packet.Pubcomp{PacketID: pids[0]})
+	sub.Send(&packet.Pingreq{})
+	if _, ok := sub.Expect().(*packet.Pingresp); !ok {
+		t.Fatal("want PINGRESP")
+	}
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if l.removed(seqs[0]) {
+			t.Fatalf("the removal of seq %d was committed alone", seqs[0])
+		}
+	}
+	sub.Send(&packet.Pubrec{PacketID: pids[1]})
+	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pids[1] {
+		t.Fatalf("want PUBREL %d", pids[1])
+	}
+	if !l.removedSynced(seqs[0]) {
+		t.Fatalf("PUBREL %d sent before the waiting removal of seq %d was written synced", pids[1], seqs[0])
+	}
+	sub.Send(&packet.Pubcomp{PacketID: pids[1]})
+	sub.Send(&packet.Disconnect{})
+	sub.ExpectClosed()
 	deadline := time.Now().Add(5 * time.Second)
-	for !l.removedSynced(seq) {
+	for !l.removedSynced(seqs[1]) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the removal of seq %d was not written synced", seq)
+			t.Fatalf("the removal of seq %d was not written synced when the connection ended", seqs[1])
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -174,9 +203,10 @@ func (f *failRemovals) Commit(b *broker.Batch, durable bool) error {
 	return f.opLog.Commit(b, durable)
 }
 
-// TestUnconfirmedRemovalIsWrittenAtTheNextConnect: when the synced removal
-// after PUBCOMP fails, the packet id keeps cooling (a crash could still
-// bring the finished delivery back) and the connection ends; the
+// TestUnconfirmedRemovalIsWrittenAtTheNextConnect: when the commit that
+// carries the removal after PUBCOMP fails (here the next PUBREC's), the
+// packet id keeps cooling (a crash could still bring the finished
+// delivery back) and the connection ends without that PUBREL; the
 // session's next CONNECT writes the removal again, synced, before the
 // CONNACK, and only then frees the id.
 func TestUnconfirmedRemovalIsWrittenAtTheNextConnect(t *testing.T) {
@@ -184,14 +214,20 @@ func TestUnconfirmedRemovalIsWrittenAtTheNextConnect(t *testing.T) {
 	b, addr := mqtttest.StartBroker(t, broker.Options{Store: f})
 	sub, _ := mqtttest.Connect(t, addr, packet.V311, "cool-sub", false)
 	sub.Subscribe(1, packet.Subscription{Filter: "w", QoS: 2})
-	pid := qos2Window(t, addr, sub, 1)[0]
+	pids := qos2Window(t, addr, sub, 2)
+	pid := pids[0]
 	sub.Send(&packet.Pubrec{PacketID: pid})
 	if rel, ok := sub.Expect().(*packet.Pubrel); !ok || rel.PacketID != pid {
 		t.Fatalf("want PUBREL %d", pid)
 	}
 	f.fail.Store(true)
 	sub.Send(&packet.Pubcomp{PacketID: pid})
-	sub.ExpectClosed() // the removal failed
+	sub.Send(&packet.Pubrec{PacketID: pids[1]})
+	for _, p := range sub.ExpectClosed() { // the commit with the removal failed
+		if _, ok := p.(*packet.Pubrel); ok {
+			t.Fatalf("PUBREL %d sent without its record", pids[1])
+		}
+	}
 	seq := f.seqs()[0]
 	if f.removedSynced(seq) {
 		t.Fatal("the failed removal was recorded")

@@ -80,6 +80,11 @@ func (c *conn) writeLoopFrom(pending *[]byte) {
 		if wrote {
 			continue
 		}
+		if sess != nil && c.removalsWaiting.Load() > 0 && sess.WaitsForCooling() {
+			// The next delivery waits for an id whose removal waits for a
+			// commit: make one (it kicks the writer, session.Cooled).
+			c.flushRemovals()
+		}
 		c.releaseWriter()
 		if !c.hasWork() || !c.writing.CompareAndSwap(false, true) {
 			return

@@ -32,7 +32,8 @@ Scenarios:
             --pid, the broker's memory per connection
   retained  publish --count retained messages (default 10000), subscribe to #
             and time their arrival; clears them afterwards
-  durable   N pairs, QoS 1 (or 2) to persistent-session subscribers (default 10)
+  durable   N pairs, QoS 1 (or 2) to persistent-session subscribers (default 10);
+            --subscribers S gives each publisher S of them
 
 Flags:
   --host HOST        broker host (default 127.0.0.1; loopback only)
@@ -46,6 +47,7 @@ Flags:
   --duration D       publishing time (default 5s, at most 10m)
   --count N          stop after N messages over all publishers (default: duration only)
   --clients N        publishers, subscribers, pairs or connections (see above)
+  --subscribers S    durable: persistent subscribers per publisher (default 1)
   --drain D          wait this long at most for stragglers (default 5s)
   --write-each       publishers write each PUBLISH with a write(2) of its own,
                      as simple clients do (default: up to 16 KiB per write)
@@ -92,6 +94,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&c.Duration, "duration", 5*time.Second, "")
 	fs.IntVar(&c.Count, "count", 0, "")
 	fs.IntVar(&c.Clients, "clients", 0, "")
+	fs.IntVar(&c.Subscribers, "subscribers", 0, "")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "")
 	fs.IntVar(&c.PID, "pid", 0, "")
 	fs.BoolVar(&c.WriteEach, "write-each", false, "")

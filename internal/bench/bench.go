@@ -31,8 +31,11 @@ var Scenarios = []string{"fanin", "fanout", "pairs", "latency", "conns", "retain
 const (
 	MaxDuration = 10 * time.Minute
 	MaxClients  = 100_000
-	MaxCount    = 1_000_000_000
-	MaxSize     = 16 << 20
+	// maxSubscribers bounds the durable scenario's subscribers per
+	// publisher.
+	maxSubscribers = 1000
+	MaxCount       = 1_000_000_000
+	MaxSize        = 16 << 20
 )
 
 // ErrConfig wraps every configuration error returned by Run.
@@ -54,6 +57,9 @@ type Config struct {
 	Duration    time.Duration // publishing time; default 5s
 	Count       int           // messages over all publishers (retained: messages; conns: connections); 0: bounded by Duration only
 	Clients     int           // publishers (fanin), subscribers (fanout), pairs (pairs, durable), connections (conns)
+	// Subscribers is how many persistent subscribers each durable
+	// publisher's topic has (durable only; default 1).
+	Subscribers int
 	Drain       time.Duration // how long to wait for stragglers after publishing; default 5s
 	PID         int           // broker process id for CPU and memory figures; 0: none
 	// WriteEach makes publishers write every PUBLISH with a write(2) of
@@ -113,6 +119,9 @@ func Defaults(c Config) Config {
 		if c.QoS == 0 {
 			c.QoS = 1
 		}
+		if c.Subscribers == 0 {
+			c.Subscribers = 1
+		}
 	case "latency":
 		if c.Rate == 0 {
 			c.Rate = 1000
@@ -169,6 +178,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: clients %d: must be 1..%d", ErrConfig, c.Clients, MaxClients)
 	case c.Scenario == "fanin" && c.Clients > 65535, c.Scenario == "pairs" && c.Clients > 65535, c.Scenario == "durable" && c.Clients > 65535:
 		return fmt.Errorf("%w: at most 65535 publishers", ErrConfig)
+	case c.Subscribers < 0 || c.Subscribers > maxSubscribers, c.Subscribers > 1 && c.Scenario != "durable":
+		return fmt.Errorf("%w: subscribers %d: must be 1..%d, and only for durable", ErrConfig, c.Subscribers, maxSubscribers)
+	case c.Scenario == "durable" && c.Clients*c.Subscribers > MaxClients:
+		return fmt.Errorf("%w: %d pairs of %d subscribers: more than %d subscribers", ErrConfig, c.Clients, c.Subscribers, MaxClients)
 	case c.Scenario == "durable" && c.QoS == 0:
 		return fmt.Errorf("%w: durable needs QoS 1 or 2", ErrConfig)
 	case c.Scenario == "retained" && c.Count == 0:

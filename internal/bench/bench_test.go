@@ -129,6 +129,16 @@ func TestDurable(t *testing.T) {
 	}
 }
 
+// TestDurableSubscribers: --subscribers gives each durable publisher that
+// many persistent subscribers, each owed every message of its publisher.
+func TestDurableSubscribers(t *testing.T) {
+	r := run(t, Config{Scenario: "durable", Clients: 2, Subscribers: 3, QoS: 2, Rate: 2000})
+	checkDelivery(t, r)
+	if r.Publishers != 2 || r.Subscribers != 6 || r.Expected != 3*r.Sent {
+		t.Errorf("publishers %d subscribers %d expected %d sent %d, want 2, 6, 3x sent", r.Publishers, r.Subscribers, r.Expected, r.Sent)
+	}
+}
+
 func TestConns(t *testing.T) {
 	r := run(t, Config{Scenario: "conns", Clients: 50, PID: os.Getpid()})
 	if r.Connections != 50 || r.ConnRate <= 0 {
@@ -158,6 +168,9 @@ func TestConfigRefused(t *testing.T) {
 		{Scenario: "fanin", Duration: time.Hour},
 		{Scenario: "fanin", Window: 70000},
 		{Scenario: "conns", Clients: MaxClients + 1},
+		{Scenario: "pairs", Subscribers: 2},
+		{Scenario: "durable", Subscribers: maxSubscribers + 1},
+		{Scenario: "durable", Clients: MaxClients / 10, Subscribers: 11},
 	} {
 		if _, err := Run(context.Background(), c); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: err %v, want ErrConfig", c, err)

@@ -96,12 +96,14 @@ func layout(c *Config, prefix string) (pubTopics []string, subFilters []string, 
 		return []string{prefix + "/out"}, subFilters, owed
 	case "latency":
 		return []string{prefix + "/lat"}, []string{prefix + "/lat"}, [][]int{{0}}
-	default: // pairs, durable
+	default: // pairs, durable (Subscribers per publisher)
 		for i := range c.Clients {
 			t := fmt.Sprintf("%s/pair/%d", prefix, i)
 			pubTopics = append(pubTopics, t)
-			subFilters = append(subFilters, t)
-			owed = append(owed, []int{i})
+			for range max(c.Subscribers, 1) {
+				subFilters = append(subFilters, t)
+				owed = append(owed, []int{i})
+			}
 		}
 		return pubTopics, subFilters, owed
 	}

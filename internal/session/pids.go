@@ -121,6 +121,23 @@ func (s *Session) Cooled(pid uint16, seq uint64) bool {
 	return true
 }
 
+// WaitsForCooling reports whether the first queued delivery waits for its
+// packet id to cool (see Cooled): then only the durable removal of the
+// delivery that last held the id lets the queue move on.
+func (s *Session) WaitsForCooling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.cooling) == 0 || len(s.mu.retained) > 0 || len(s.mu.resend) > 0 {
+		return false
+	}
+	head := s.mu.q.peek()
+	if head == nil || !derived(head) {
+		return false
+	}
+	_, cooling := s.mu.cooling[PacketIDFor(head.Seq)]
+	return cooling
+}
+
 // CoolingID is a packet id cooling (see Cooled) and its delivery's Seq.
 type CoolingID struct {
 	PacketID uint16

@@ -65,7 +65,8 @@ func TestStoredQoS2IDsAreDerivedAndOthersAvoidThem(t *testing.T) {
 // TestStoredQoS2WaitsForItsIDAndItsCooling: a stored QoS 2 delivery whose
 // id is held waits first in the queue, and nothing behind it overtakes it
 // [MQTT-4.6.0-6]; an id freed by PUBCOMP stays held until Cooled says the
-// removal is durable.
+// removal is durable; WaitsForCooling says so only while the head waits
+// for a cooling id, not for one in flight.
 func TestStoredQoS2WaitsForItsIDAndItsCooling(t *testing.T) {
 	s := stored(t, 100)
 	s.Enqueue(storedDelivery(1, 2))
@@ -84,6 +85,9 @@ func TestStoredQoS2WaitsForItsIDAndItsCooling(t *testing.T) {
 		}
 	}
 	assertWaits("in flight")
+	if s.WaitsForCooling() {
+		t.Fatal("WaitsForCooling while id 1 is in flight")
+	}
 	if _, _, ok := s.Pubrec(1); !ok {
 		t.Fatal("PUBREC 1 refused")
 	}
@@ -92,6 +96,9 @@ func TestStoredQoS2WaitsForItsIDAndItsCooling(t *testing.T) {
 		t.Fatalf("PUBCOMP 1: seq %d ok %v", seq, ok)
 	}
 	assertWaits("cooling")
+	if !s.WaitsForCooling() {
+		t.Fatal("WaitsForCooling false while the head waits for cooling id 1")
+	}
 	if c := s.Cooling(); len(c) != 1 || c[0] != (CoolingID{PacketID: 1, Seq: 1}) {
 		t.Fatalf("Cooling %+v, want id 1 of seq 1", c)
 	}
@@ -102,8 +109,8 @@ func TestStoredQoS2WaitsForItsIDAndItsCooling(t *testing.T) {
 	if !s.Cooled(1, 1) {
 		t.Fatal("Cooled(1, 1) = false, want true")
 	}
-	if !s.HasPending() {
-		t.Fatal("HasPending false once id 1 is free")
+	if !s.HasPending() || s.WaitsForCooling() {
+		t.Fatalf("HasPending %v WaitsForCooling %v once id 1 is free, want true, false", s.HasPending(), s.WaitsForCooling())
 	}
 	if got := ids(s.TakeBatch(nil, 10)); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Fatalf("ids %v, want [1 2]", got)
