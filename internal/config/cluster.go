@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Cluster joins this broker to other nodes over embedded NATS routes
@@ -41,6 +42,14 @@ type Cluster struct {
 	// AllowPlainRoutes accepts a listen address that is not loopback
 	// without tls (every tenant's messages cross the routes).
 	AllowPlainRoutes bool `yaml:"allow_plain_routes"`
+	// InboxBytes bounds the bytes of messages from other nodes waiting for
+	// this node's broker, per inbox (plain and shared); 0: the cluster's
+	// default (cluster.DefaultInboxBytes, 64 MiB).
+	InboxBytes ByteSize `yaml:"inbox_bytes"`
+	// TombstoneTTL is how long the marker of a cleared retained topic
+	// stays in the replicated stream before the node that wrote it purges
+	// it; 0: the cluster's default (cluster.DefaultTombstoneTTL, 1 h).
+	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
 }
 
 // ClusterTLS is the routes' mutual TLS.
@@ -134,6 +143,12 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	}
 	if cl.Replicas < 1 {
 		bad("cluster.replicas", "%d: must be at least 1", cl.Replicas)
+	}
+	if cl.InboxBytes < 0 {
+		bad("cluster.inbox_bytes", "must not be negative")
+	}
+	if cl.TombstoneTTL < 0 {
+		bad("cluster.tombstone_ttl", "must not be negative")
 	}
 	t := cl.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {

@@ -48,6 +48,9 @@ func TestClusterSection(t *testing.T) {
 		{"plain routes off loopback", "cluster: {node: n1, listen: '0.0.0.0:6250'}\n", "is not a loopback address and cluster.tls is not set", ""},
 		{"plain routes allowed", "cluster: {node: n1, listen: '0.0.0.0:6250', allow_plain_routes: true}\n", "", ""},
 		{"ephemeral", "store: {type: memory}\n" + ok, "not with store.type memory", ""},
+		{"inbox and tombstone", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: 16MiB, tombstone_ttl: 10m}\n", "", ""},
+		{"inbox negative", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: -1}\n", "cluster.inbox_bytes", ""},
+		{"tombstone negative", "cluster: {node: n1, listen: '127.0.0.1:6250', tombstone_ttl: -1s}\n", "cluster.tombstone_ttl", ""},
 		{"unknown key", "cluster: {node: n1, listen: '127.0.0.1:6250', replica: 2}\n", "cluster.replica: unknown key", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
