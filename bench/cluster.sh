@@ -183,8 +183,11 @@ status() { "$PETREL" cluster status --url "http://127.0.0.1:${ADMIN[$1]}" --json
 # caught_up I: node I is ready, routes to all three nodes are up, and both
 # assets have a leader and two current, online followers.
 caught_up() {
-	status "$1" | jq -e '.ready and ([.nodes[] | select(.connected)] | length) == 3
-		and ([.assets[] | select(.leader != "" and ([.replicas[] | select(.current and (.offline | not))] | length) == 2)] | length) == 2' >/dev/null 2>&1
+	local st
+	st=$(status "$1")
+	[ -n "$st" ] || return 1
+	jq -e '.ready and ([.nodes[] | select(.connected)] | length) == 3
+		and ([.assets[] | select(.leader != "" and ([.replicas[] | select(.current and (.offline | not))] | length) == 2)] | length) == 2' >/dev/null 2>&1 <<<"$st"
 }
 
 wait_cluster() { # nodes to check...
@@ -312,9 +315,13 @@ leader_of() {
 	local i l
 	for i in 1 2 3; do
 		[ -n "${PID_OF[n$i]:-}" ] || continue
-		l=$(status "$i" | jq -r --arg a "$1" '.assets[] | select(.name == $a) | .leader' 2>/dev/null)
-		[ -n "$l" ] && { echo "$l"; return; }
+		l=$(status "$i" | jq -r --arg a "$1" '.assets[] | select(.name == $a) | .leader' 2>/dev/null || true)
+		if [ -n "$l" ]; then
+			echo "$l"
+			return 0
+		fi
 	done
+	return 0
 }
 
 if [[ " $PARTS " == *" failover "* ]]; then
@@ -323,7 +330,7 @@ if [[ " $PARTS " == *" failover "* ]]; then
 			for sig in KILL TERM; do
 				load_avg
 				leader=$(leader_of KV_PETREL_OWNERS)
-				meta=$(status 1 | jq -r '.meta_leader' 2>/dev/null)
+				meta=$(status 1 | jq -r '.meta_leader' 2>/dev/null || true)
 				case $leader in n1 | n2 | n3) ;; *)
 					log "failover $sig round $round: no leader of KV_PETREL_OWNERS"
 					continue
@@ -344,7 +351,7 @@ if [[ " $PARTS " == *" failover "* ]]; then
 				unset "PID_OF[$leader]"
 				t0=$SECONDS
 				start_petrel "$k"
-				if wait_cluster 1 2 3; then
+				if wait_cluster 1 2 3 && mqtt_ok "${MQTT[k]}"; then
 					echo "$((SECONDS - t0))" >"$RES/rejoin.$sig.$round"
 					log "$leader restarted and caught up in $((SECONDS - t0)) s"
 				else
@@ -429,20 +436,19 @@ row() { # name label kind jq
 	fi
 	if [[ " $PARTS " == *" failover "* ]]; then
 		echo
-		echo "Write pause after the leader of KV_PETREL_OWNERS stops: from the signal to the first accepted CONNECT on each survivor (s; every round's figure in round order, two survivors per round):"
+		echo "Write pause after the leader of KV_PETREL_OWNERS (the bucket every CONNECT claims its session in) stops. Pause: the longest a client that starts trying at any moment after the signal, and retries at once when refused, waits for an accepted CONNECT (bench/failover sends one every 20 ms to each survivor, a new client id each, and keeps on until the node is gone and 5 s more). Two survivors per round; every figure in round order:"
 		echo
-		echo "| signal | median s | min s | max s | rounds (survivors) | leader was also meta leader | attempts refused (CONNACK 3) | restart to caught up, median s |"
-		echo "|---|---|---|---|---|---|---|---|"
+		echo "| signal | pause, median s | min s | max s | per round (survivor / survivor) s | first accepted CONNECT after the signal, per round s | node gone after, per round s | leader was also meta leader | CONNACKs 0x88 per round | restart to caught up, median s |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
 		for sig in KILL TERM; do
 			fs=("$RES"/failover."$sig".*.json)
-			[ -f "${fs[0]}" ] || { echo "| SIG$sig | n/a | | | | | | |"; continue; }
+			[ -f "${fs[0]}" ] || { echo "| SIG$sig | n/a | | | | | | | | |"; continue; }
 			all=$(for f in "${fs[@]}"; do jq -r '.survivors[].pause_s' "$f"; done | sort -g)
 			med=$(echo "$all" | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }')
-			per=$(for f in "${fs[@]}"; do jq -r '[.survivors[].pause_s | (. * 100 | round / 100 | tostring)] | join(" / ")' "$f"; done | paste -sd, | sed 's/,/, /g')
-			both=$(for f in "${fs[@]}"; do jq -r 'if .leader == .meta_leader then "yes" else "no" end' "$f"; done | paste -sd, | sed 's/,/, /g')
-			refused=$(for f in "${fs[@]}"; do jq -r '[.survivors[].refused["3"] // 0] | add' "$f"; done | paste -sd, | sed 's/,/, /g')
+			per() { for f in "${fs[@]}"; do jq -r "$1" "$f"; done | paste -sd, | sed 's/,/, /g'; }
+			two='[.survivors[] | (X * 100 | round / 100 | tostring)] | join(" / ")'
 			rejoin=$(for f in "$RES"/rejoin."$sig".*; do [ -f "$f" ] && cat "$f"; done | sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }')
-			echo "| SIG$sig | $(fmtv s "$med") | $(fmtv s "$(echo "$all" | head -1)") | $(fmtv s "$(echo "$all" | tail -1)") | $per | $both | $refused | $rejoin |"
+			echo "| SIG$sig | $(fmtv s "$med") | $(fmtv s "$(echo "$all" | head -1)") | $(fmtv s "$(echo "$all" | tail -1)") | $(per "${two/X/.pause_s}") | $(per "${two/X/.first_ok_s}") | $(per '.exit_s * 100 | round / 100') | $(per 'if .leader == .meta_leader then "yes" else "no" end') | $(per '[.survivors[].refused["0x88"] // 0] | add') | $rejoin |"
 		done
 		echo
 		echo "Command, per round (PID the leader's, ADDRS the two survivors' MQTT addresses; bench/cluster.sh restarts the node afterwards and waits until \`petrel cluster status\` shows both assets with a leader and two current followers):"
