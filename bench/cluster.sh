@@ -3,7 +3,7 @@
 # beside one node and beside a three-node NATS MQTT cluster, with the same
 # load generator (petrel bench), and the write pause after a leader dies.
 #
-#   bench/cluster.sh                      3 rounds (~12 min)
+#   bench/cluster.sh                      3 rounds (~10 min)
 #   ROUNDS=5 DURATION=3s bench/cluster.sh
 #   PARTS=failover OUT=/tmp/some.md bench/cluster.sh   (a partial run: keep it out of BENCHMARKS.md)
 #
@@ -14,7 +14,8 @@
 #               publisher and subscriber on node 1 (local) and publisher on
 #               node 1, subscriber on node 2 (cross); the NATS cluster the
 #               same two ways. Scenarios: fanin QoS 0, fanin QoS 1 (8
-#               publishers, one wildcard subscriber), latency at 1k msg/s.
+#               publishers, one wildcard subscriber), unpaced and at 40k
+#               msg/s, latency at 1k msg/s.
 #   failover    per round: find the leader of KV_PETREL_OWNERS (the bucket
 #               every CONNECT claims its session in) in petrel cluster
 #               status, send it SIGKILL, and time from the signal to the
@@ -236,25 +237,38 @@ stop_nats() { stop nats1 nats2 nats3; }
 SCENARIOS=(
 	"fanin-q0|fanin --qos 0 --size 16 --clients 8 --duration $DURATION --drain $DRAIN"
 	"fanin-q1|fanin --qos 1 --window 64 --clients 8 --duration $DURATION --drain $DRAIN"
+	"fanin-q1-40k|fanin --qos 1 --window 64 --clients 8 --rate 40000 --duration $DURATION --drain $DRAIN"
 	"lat-1k|latency --rate 1000 --duration $LAT_DURATION --drain $DRAIN"
 )
 # Columns of the table, in order.
 SETUPS="ephemeral single petrel-local petrel-cross nats-local nats-cross"
 [ "$NATS" = 1 ] || SETUPS="ephemeral single petrel-local petrel-cross"
 
-# bench SETUP ROUND PUBPORT SUBPORT PID: every scenario against one setup.
+# dropped ADMINPORT: the messages_dropped counter of a Petrel node.
+dropped() { "$PETREL" ctl --url "http://127.0.0.1:$1" --json --timeout 5s stats 2>/dev/null | jq -r '.messages_dropped' 2>/dev/null || true; }
+
+# bench SETUP ROUND PUBPORT SUBPORT PID [SUBADMIN]: every scenario against
+# one setup; with SUBADMIN (a Petrel node's admin port), what the
+# subscribers' node's broker dropped during each run is added to its
+# report (sub_node_dropped).
 bench() {
-	local setup=$1 round=$2 pub=$3 sub=$4 pid=$5 s name args out
+	local setup=$1 round=$2 pub=$3 sub=$4 pid=$5 admin=${6:-} s name args out d0 d1
 	for s in "${SCENARIOS[@]}"; do
 		IFS='|' read -r name args <<<"$s"
 		out="$RES/$name.$setup.$round.json"
+		d0=
+		[ -z "$admin" ] || d0=$(dropped "$admin")
 		# shellcheck disable=SC2086 # args are words
 		if ! "$PETREL" bench $args --port "$pub" --sub-port "$sub" --settle "$SETTLE" --pid "$pid" --json >"$out" 2>"$out.err"; then
 			log "$name $setup round $round failed: $(head -c 300 "$out.err")"
 			rm -f "$out"
-		else
-			log "$name $setup round $round: $(jq -c '{d: .delivered_per_s|floor, lost, p50: .latency.p50_us, p99: .latency.p99_us, err: (.errors|length)}' "$out")"
+			continue
 		fi
+		if [ -n "$d0" ]; then
+			d1=$(dropped "$admin")
+			[ -z "$d1" ] || { jq --argjson d "$((d1 - d0))" '. + {sub_node_dropped: $d}' "$out" >"$out.tmp" && mv "$out.tmp" "$out"; }
+		fi
+		log "$name $setup round $round: $(jq -c '{d: .delivered_per_s|floor, lost, dropped: .sub_node_dropped, p50: .latency.p50_us, p99: .latency.p99_us, err: (.errors|length)}' "$out")"
 	done
 }
 
@@ -280,7 +294,7 @@ if [[ " $PARTS " == *" throughput "* ]]; then
 			load_avg
 			case $g in
 			ephemeral)
-				start ephemeral "$PETREL" serve --ephemeral --listen "127.0.0.1:$EPH_PORT" --log-level error
+				start ephemeral env PETREL_LIMITS_QUEUE_MESSAGES=1000000 PETREL_LIMITS_MAX_INFLIGHT=1024 "$PETREL" serve --ephemeral --listen "127.0.0.1:$EPH_PORT" --log-level error
 				listening "$EPH_PORT" && bench ephemeral "$round" "$EPH_PORT" "$EPH_PORT" "${PID_OF[ephemeral]}"
 				stop ephemeral
 				;;
@@ -288,13 +302,13 @@ if [[ " $PARTS " == *" throughput "* ]]; then
 				rm -rf "$TMP/single"
 				mkdir -p "$TMP/single"
 				start single "$PETREL" serve --config "$TMP/single.yaml" --log-level error
-				listening "$SINGLE_PORT" && bench single "$round" "$SINGLE_PORT" "$SINGLE_PORT" "${PID_OF[single]}"
+				listening "$SINGLE_PORT" && bench single "$round" "$SINGLE_PORT" "$SINGLE_PORT" "${PID_OF[single]}" "$SINGLE_ADMIN"
 				stop single
 				;;
 			petrel)
 				if start_cluster; then
-					bench petrel-local "$round" "${MQTT[1]}" "${MQTT[1]}" "${PID_OF[n1]}"
-					bench petrel-cross "$round" "${MQTT[1]}" "${MQTT[2]}" "${PID_OF[n1]}"
+					bench petrel-local "$round" "${MQTT[1]}" "${MQTT[1]}" "${PID_OF[n1]}" "${ADMIN[1]}"
+					bench petrel-cross "$round" "${MQTT[1]}" "${MQTT[2]}" "${PID_OF[n1]}" "${ADMIN[2]}"
 				fi
 				stop_cluster
 				;;
@@ -405,9 +419,10 @@ row() { # name label kind jq
 		for s in $SETUPS; do h+=" $s |"; sep+="---|"; done
 		echo "$h"
 		echo "$sep"
-		for name in fanin-q0 fanin-q1; do
+		for name in fanin-q0 fanin-q1 fanin-q1-40k; do
 			row $name "delivered msg/s" rate '.delivered_per_s'
 			row $name "lost" int '.lost'
+			row $name "of which dropped by the subscribers' broker" int '.sub_node_dropped'
 			row $name "latency p50 us" us '.latency.p50_us'
 			row $name "latency p99 us" us '.latency.p99_us'
 		done
