@@ -51,7 +51,9 @@ type survivor struct {
 	PauseFromS float64 `json:"pause_from_s"`
 	// FirstS is when the first CONNECT sent after the signal was
 	// accepted; -1: none.
-	FirstS   float64        `json:"first_ok_s"`
+	FirstS float64 `json:"first_ok_s"`
+	// SlowestS is the longest an accepted CONNECT waited for its CONNACK.
+	SlowestS float64        `json:"slowest_ok_s"`
 	Attempts int            `json:"attempts"` // CONNECTs sent after the signal
 	Accepted int            `json:"accepted"`
 	Refused  map[string]int `json:"refused"` // by CONNACK reason code
@@ -207,6 +209,7 @@ func (sv *survivor) summarize() {
 		if a[i].ok {
 			sv.Accepted++
 			next = math.Min(next, a[i].done)
+			sv.SlowestS = math.Max(sv.SlowestS, a[i].done-a[i].sent)
 			if sv.FirstS < 0 || a[i].done < sv.FirstS {
 				sv.FirstS = a[i].done
 			}
