@@ -39,6 +39,13 @@ Flags:
   --host HOST        broker host (default 127.0.0.1; loopback only)
   --port PORT        broker port (default 1883)
   --allow-remote     allow a host that is not a loopback address
+  --sub-host HOST    where the subscribers connect (default --host): with
+                     --sub-port, another node of a cluster than the
+                     publishers' (fanin, fanout, pairs, latency, durable)
+  --sub-port PORT    the subscribers' broker port (default --port)
+  --settle D         wait D between the subscriptions and the first publish,
+                     so that a cluster carries them to the publishers' node
+                     (default 0)
   --version V        MQTT version: 3.1.1 (default), 5 or 3.1
   --qos QOS          0, 1 or 2 for publishers and subscriptions (default 0)
   --size BYTES       payload size, at least 16 (default 16)
@@ -86,6 +93,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&c.Host, "host", "127.0.0.1", "")
 	fs.IntVar(&c.Port, "port", 1883, "")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "")
+	fs.StringVar(&c.SubHost, "sub-host", "", "")
+	fs.IntVar(&c.SubPort, "sub-port", 0, "")
+	fs.DurationVar(&c.Settle, "settle", 0, "")
 	fs.StringVar(&version, "version", "3.1.1", "")
 	fs.IntVar(&qos, "qos", 0, "")
 	fs.IntVar(&c.Size, "size", 16, "")

@@ -47,6 +47,15 @@ type Config struct {
 	Scenario string
 	Host     string // default 127.0.0.1; must be loopback unless AllowRemote
 	Port     int    // default 1883
+	// SubHost and SubPort are where the subscribers connect (pub/sub
+	// scenarios): another node of a cluster than the publishers' Host and
+	// Port. Default Host and Port.
+	SubHost string
+	SubPort int
+	// Settle is how long the run waits between the subscribers' SUBACKs
+	// (and the publishers' CONNACKs) and the first publish: time for a
+	// cluster to carry the subscriptions to the publishers' node. 0: none.
+	Settle time.Duration
 	// AllowRemote permits a Host that is not a loopback address.
 	AllowRemote bool
 	Version     packet.Version // default 3.1.1
@@ -92,6 +101,12 @@ func Defaults(c Config) Config {
 	}
 	if c.Port == 0 {
 		c.Port = 1883
+	}
+	if c.SubHost == "" {
+		c.SubHost = c.Host
+	}
+	if c.SubPort == 0 {
+		c.SubPort = c.Port
 	}
 	if c.Version == 0 {
 		c.Version = packet.V311
@@ -188,9 +203,17 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: retained needs a count", ErrConfig)
 	case c.Port < 1 || c.Port > 65535:
 		return fmt.Errorf("%w: port %d", ErrConfig, c.Port)
+	case c.SubPort < 1 || c.SubPort > 65535:
+		return fmt.Errorf("%w: subscribers' port %d", ErrConfig, c.SubPort)
+	case c.Settle < 0 || c.Settle > time.Minute:
+		return fmt.Errorf("%w: settle %v: must be in [0, 1m]", ErrConfig, c.Settle)
+	case (c.SubHost != c.Host || c.SubPort != c.Port) && (c.Scenario == "conns" || c.Scenario == "retained"):
+		return fmt.Errorf("%w: %s has no separate subscribers' broker (--sub-host, --sub-port)", ErrConfig, c.Scenario)
 	}
-	if !c.AllowRemote && !isLoopback(c.Host) {
-		return fmt.Errorf("%w: host %q is not a loopback address (use --allow-remote to load a remote broker)", ErrConfig, c.Host)
+	for _, h := range []string{c.Host, c.SubHost} {
+		if !c.AllowRemote && !isLoopback(h) {
+			return fmt.Errorf("%w: host %q is not a loopback address (use --allow-remote to load a remote broker)", ErrConfig, h)
+		}
 	}
 	return nil
 }
@@ -217,7 +240,8 @@ type Latency struct {
 // Report is the result of one run. Rates are per second; sizes in bytes.
 type Report struct {
 	Scenario    string  `json:"scenario"`
-	Broker      string  `json:"broker"`
+	Broker      string  `json:"broker"`               // host:port of the publishers (and of every client by default)
+	SubBroker   string  `json:"sub_broker,omitempty"` // host:port of the subscribers when elsewhere
 	Version     string  `json:"version"`
 	QoS         byte    `json:"qos"`
 	Size        int     `json:"size"`
@@ -275,6 +299,9 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	r := &Report{
 		Scenario: c.Scenario, Broker: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Version: c.Version.String(),
 		QoS: c.QoS, Size: c.Size, Window: c.Window, Rate: c.Rate, WriteEach: c.WriteEach, Transport: c.Transport,
+	}
+	if c.SubHost != c.Host || c.SubPort != c.Port {
+		r.SubBroker = net.JoinHostPort(c.SubHost, strconv.Itoa(c.SubPort))
 	}
 	switch c.Scenario {
 	case "conns":

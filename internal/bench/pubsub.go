@@ -143,6 +143,10 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	clk := newClock()
 	var errs errSink
 
+	subAddr := r.Broker
+	if r.SubBroker != "" {
+		subAddr = r.SubBroker
+	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
 	subs := make([]*subscriber, len(subFilters))
@@ -162,7 +166,7 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	err := forEach(len(subs), func(i int) error {
 		s := &subscriber{filter: subFilters[i], qos: c.QoS, pubs: owed[i], t: newTracker(run, clk),
 			id: fmt.Sprintf("pb-%04x-s%d", run, i)}
-		o := dialOpts{addr: r.Broker, clientID: s.id, clean: !durable, version: c.Version, tr: c.tr}
+		o := dialOpts{addr: subAddr, clientID: s.id, clean: !durable, version: c.Version, tr: c.tr}
 		if durable {
 			o.sessionExpiry = 600
 		}
@@ -203,7 +207,14 @@ func runPubSub(ctx context.Context, c *Config, run uint16, r *Report) error {
 	}
 	cancelSetup()
 	if durable {
-		defer cleanSessions(subs, r.Broker, c.Version, c.tr)
+		defer cleanSessions(subs, subAddr, c.Version, c.tr)
+	}
+	if c.Settle > 0 {
+		select {
+		case <-time.After(c.Settle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 
 	meter := startMeter(c.PID)
