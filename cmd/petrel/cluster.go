@@ -103,5 +103,29 @@ func apiCluster(st cluster.Status) *api.Cluster {
 		}
 		c.Assets = append(c.Assets, ca)
 	}
+	k := st.Counters
+	c.Counters = api.ClusterCounters{
+		Forwarded:       k.Forwarded,
+		ForwardFailed:   k.ForwardFailed,
+		TooLong:         k.TooLong,
+		TooLarge:        k.TooLarge,
+		Received:        k.Received,
+		Duplicates:      k.Duplicates,
+		SlowConsumer:    k.SlowConsumer,
+		InboxDropped:    k.InboxDropped,
+		Malformed:       k.Malformed,
+		Unbound:         k.Unbound,
+		Retained:        k.Retained,
+		RetainFailed:    k.RetainFailed,
+		RetainApplied:   k.RetainApplied,
+		KicksSent:       k.KicksSent,
+		KicksReceived:   k.KicksReceived,
+		ReleaseDropped:  k.ReleaseDropped,
+		WatchFailed:     k.WatchFailed,
+		PurgesScheduled: k.PurgesScheduled,
+		Purged:          k.Purged,
+		PurgeFailed:     k.PurgeFailed,
+		PurgeDropped:    k.PurgeDropped,
+	}
 	return c
 }

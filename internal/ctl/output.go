@@ -228,7 +228,14 @@ func (o Output) Cluster(c api.Cluster) error {
 			rows = append(rows, []string{a.Name, a.Leader, r.Name, strconv.FormatUint(r.Lag, 10), state})
 		}
 	}
-	return o.table([]string{"ASSET", "LEADER", "FOLLOWER", "LAG", "STATE"}, rows)
+	if err := o.table([]string{"ASSET", "LEADER", "FOLLOWER", "LAG", "STATE"}, rows); err != nil {
+		return err
+	}
+	k := c.Counters
+	_, err := fmt.Fprintf(o.W, "\nforwarded %d, received %d, duplicates %d, inbox dropped %d (slow consumer %d), forward failed %d, malformed %d; retained %d (failed %d, applied %d); kicks sent %d, received %d\n",
+		k.Forwarded, k.Received, k.Duplicates, k.InboxDropped, k.SlowConsumer, k.ForwardFailed, k.Malformed,
+		k.Retained, k.RetainFailed, k.RetainApplied, k.KicksSent, k.KicksReceived)
+	return err
 }
 
 // Done writes a one-line confirmation (or {"status": ...} with JSON).

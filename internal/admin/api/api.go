@@ -139,6 +139,35 @@ type Cluster struct {
 	MetaLeader string         `json:"meta_leader"`
 	Nodes      []ClusterNode  `json:"nodes"`  // this node first
 	Assets     []ClusterAsset `json:"assets"` // the replicated assets
+	// Counters are the answering node's cluster counters since it
+	// started.
+	Counters ClusterCounters `json:"counters"`
+}
+
+// ClusterCounters are a node's cluster counters (docs/clustering.md,
+// "Operations").
+type ClusterCounters struct {
+	Forwarded       uint64 `json:"forwarded"`        // live messages sent to the other nodes
+	ForwardFailed   uint64 `json:"forward_failed"`   // not sent: the in-process connection refused them
+	TooLong         uint64 `json:"too_long"`         // not sent: topic too long for a subject
+	TooLarge        uint64 `json:"too_large"`        // not sent: body over the NATS payload limit
+	Received        uint64 `json:"received"`         // live messages from other nodes handed to the broker
+	Duplicates      uint64 `json:"duplicates"`       // extra copies of a message dropped (one per further matching filter)
+	SlowConsumer    uint64 `json:"slow_consumer"`    // times an inbox overflowed
+	InboxDropped    uint64 `json:"inbox_dropped"`    // messages dropped by full inboxes
+	Malformed       uint64 `json:"malformed"`        // messages or requests from other nodes that did not decode
+	Unbound         uint64 `json:"unbound"`          // messages received before the broker was bound
+	Retained        uint64 `json:"retained"`         // retained changes replicated
+	RetainFailed    uint64 `json:"retain_failed"`    // retained changes not replicated
+	RetainApplied   uint64 `json:"retain_applied"`   // retained changes from other nodes applied
+	KicksSent       uint64 `json:"kicks_sent"`       // takeover kicks sent to other nodes
+	KicksReceived   uint64 `json:"kicks_received"`   // takeover kicks received
+	ReleaseDropped  uint64 `json:"release_dropped"`  // session releases not written: too many waiting
+	WatchFailed     uint64 `json:"watch_failed"`     // subscriptions the fabric could not make
+	PurgesScheduled uint64 `json:"purges_scheduled"` // tombstones written, queued for their purge
+	Purged          uint64 `json:"purged"`           // tombstones purged
+	PurgeFailed     uint64 `json:"purge_failed"`     // tombstone purges that failed
+	PurgeDropped    uint64 `json:"purge_dropped"`    // tombstones not queued for their purge: too many waiting
 }
 
 // ClusterNode is one node of the cluster.
