@@ -134,8 +134,12 @@ func run(addrList string, pid int, sigName string, interval, attemptTimeout, aft
 			return fmt.Errorf("%s before the signal: CONNACK 0x%02X, %v", sv.Addr, code, err)
 		}
 	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return fmt.Errorf("process %d: %w", pid, err)
+	}
 	at := time.Now()
-	if err := syscall.Kill(pid, s); err != nil {
+	if err := proc.Signal(s); err != nil {
 		return fmt.Errorf("signal %d: %w", pid, err)
 	}
 	res.At = at
