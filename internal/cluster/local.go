@@ -66,17 +66,14 @@ func (n *Node) Local() Local {
 			if !slices.Contains(assetNames, sd.Name) {
 				continue
 			}
+			if slices.ContainsFunc(l.Assets, func(a LocalAsset) bool { return a.Name == sd.Name }) {
+				continue
+			}
 			a := LocalAsset{Name: sd.Name}
 			if ci := sd.Cluster; ci != nil {
 				a.Leader = ci.Leader == n.cfg.Node
 				if a.Leader {
-					for _, p := range ci.Replicas {
-						if p == nil || p.Name == n.cfg.Node {
-							continue
-						}
-						a.Followers = append(a.Followers, ReplicaStatus{Name: p.Name, Current: p.Current,
-							Offline: p.Offline, Active: p.Active, Lag: p.Lag})
-					}
+					a.Followers = followers(ci.Replicas, n.cfg.Node)
 				}
 			}
 			l.Assets = append(l.Assets, a)
@@ -84,4 +81,25 @@ func (n *Node) Local() Local {
 	}
 	slices.SortFunc(l.Assets, func(a, b LocalAsset) int { return cmpString(a.Name, b.Name) })
 	return l
+}
+
+// followers returns the replicas other than self, one per name: a node
+// that came back with a new identity can stay listed under its old one
+// too until JetStream drops it; the larger lag is kept.
+func followers(replicas []*server.PeerInfo, self string) []ReplicaStatus {
+	var out []ReplicaStatus
+	for _, p := range replicas {
+		if p == nil || p.Name == self {
+			continue
+		}
+		r := ReplicaStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag}
+		i := slices.IndexFunc(out, func(o ReplicaStatus) bool { return o.Name == p.Name })
+		switch {
+		case i < 0:
+			out = append(out, r)
+		case r.Lag > out[i].Lag:
+			out[i] = r
+		}
+	}
+	return out
 }
