@@ -5,17 +5,22 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/auth"
+	"github.com/petrel-mqtt/petrel/internal/cluster"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/metrics"
 )
 
 // newMetrics builds the registry the admin listener serves at /metrics:
-// the broker's figures, the TLS listeners' handshake counters, the WebSocket listeners' upgrade
-// counters and, with
-// an auth: section, the password checks' counters (docs/metrics.md).
-func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener) (*prometheus.Registry, error) {
+// the broker's figures, the TLS listeners' handshake counters, the
+// WebSocket listeners' upgrade counters, with an auth: section the
+// password checks' counters and with a cluster node its figures
+// (docs/metrics.md).
+func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, node *cluster.Node) (*prometheus.Registry, error) {
 	o := metrics.Options{TenantLabels: cfg.Metrics.TenantLabels}
+	if node != nil { // never a typed nil in the interface
+		o.Cluster = node
+	}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
 			o.Listeners = append(o.Listeners, ln)
