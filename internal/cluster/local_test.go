@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -59,5 +60,39 @@ func testLocal(t *testing.T, ms []member) {
 		if want := []string{"KV_" + ownersBucket, retainedStream}; !slices.Equal(names, want) {
 			t.Errorf("%s: assets %q, want %q", node, names, want)
 		}
+	}
+}
+
+// TestLocalSendsNoRequest: Local reads the embedded server's memory: a
+// hundred calls publish nothing on the node's connections (no JetStream
+// API request, no status request to another node), where one Status
+// call does ask JetStream, which the same count sees.
+func TestLocalSendsNoRequest(t *testing.T) {
+	ms := startAll(t, configs(t, 1, 1))
+	n := ms[0]
+	waitReady(t, ms)
+	sent := func() uint64 {
+		return n.ctl.Stats().OutMsgs + n.data.Stats().OutMsgs + n.share.Stats().OutMsgs
+	}
+	// The node's own start-up traffic (its retained follower's consumer)
+	// can still be going: retry until a run of calls sees none. A Local
+	// that published would fail every run.
+	var before uint64
+	mqtttest.Eventually(t, 10*time.Second, func() bool {
+		before = sent()
+		for range 100 {
+			if l := n.Local(); !l.Ready || len(l.Assets) != 2 {
+				t.Fatalf("local view %+v", l)
+			}
+		}
+		return sent() == before
+	}, "100 Local calls publishing nothing")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sent() == before {
+		t.Fatal("Status published nothing: the count does not see requests")
 	}
 }
