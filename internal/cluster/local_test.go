@@ -96,3 +96,15 @@ func TestLocalSendsNoRequest(t *testing.T) {
 		t.Fatal("Status published nothing: the count does not see requests")
 	}
 }
+
+// BenchmarkLocal is the cost of one node's own view, read at each
+// metrics scrape (one node, standalone JetStream).
+func BenchmarkLocal(b *testing.B) {
+	ms := startAll(b, configs(b, 1, 1))
+	waitReady(b, ms)
+	n := ms[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Local()
+	}
+}

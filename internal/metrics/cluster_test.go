@@ -97,3 +97,57 @@ func TestClusterSeries(t *testing.T) {
 		}
 	}
 }
+
+// fakeCluster is a ClusterSource with fixed figures.
+type fakeCluster struct {
+	k cluster.Counters
+	l cluster.Local
+}
+
+func (f fakeCluster) Counters() cluster.Counters { return f.k }
+func (f fakeCluster) Local() cluster.Local       { return f.l }
+
+// TestClusterLagSeries: each follower of an asset this node leads is one
+// lag series labelled by asset and follower; an asset it follows is
+// leader 0 with no lag series; each counter goes to its own family and
+// reason.
+func TestClusterLagSeries(t *testing.T) {
+	b, _ := startBroker(t, broker.Options{})
+	src := fakeCluster{
+		k: cluster.Counters{Forwarded: 11, ForwardFailed: 2, TooLong: 3, TooLarge: 4, InboxDropped: 5, PurgeDropped: 6},
+		l: cluster.Local{Ready: true, Routes: 2, Assets: []cluster.LocalAsset{
+			{Name: "KV_PETREL_OWNERS"},
+			{Name: "PETREL_RETAINED", Leader: true, Followers: []cluster.ReplicaStatus{{Name: "n2", Lag: 7}, {Name: "n3"}}},
+		}},
+	}
+	reg, err := New(b, Options{Cluster: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, Handler(reg))
+	for _, w := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"petrel_cluster_asset_leader", []string{"asset", "KV_PETREL_OWNERS"}, 0},
+		{"petrel_cluster_asset_leader", []string{"asset", "PETREL_RETAINED"}, 1},
+		{"petrel_cluster_asset_lag", []string{"asset", "PETREL_RETAINED", "follower", "n2"}, 7},
+		{"petrel_cluster_asset_lag", []string{"asset", "PETREL_RETAINED", "follower", "n3"}, 0},
+		{"petrel_cluster_routes", nil, 2},
+		{"petrel_cluster_meta_leader", nil, 0},
+		{"petrel_cluster_forwarded_total", nil, 11},
+		{"petrel_cluster_forward_failed_total", []string{"reason", "refused"}, 2},
+		{"petrel_cluster_forward_failed_total", []string{"reason", "topic_too_long"}, 3},
+		{"petrel_cluster_forward_failed_total", []string{"reason", "too_large"}, 4},
+		{"petrel_cluster_inbox_dropped_total", nil, 5},
+		{"petrel_cluster_purge_dropped_total", nil, 6},
+	} {
+		if v, ok := value(fams, w.name, w.labels...); !ok || v != w.want {
+			t.Errorf("%s%v = %v (present %v), want %v", w.name, w.labels, v, ok, w.want)
+		}
+	}
+	if n := len(fams["petrel_cluster_asset_lag"].GetMetric()); n != 2 {
+		t.Errorf("%d lag series, want 2 (the followers of the asset this node leads)", n)
+	}
+}
