@@ -160,3 +160,31 @@ cluster: {node: solo, listen: "127.0.0.1:%d"}
 		}
 	}
 }
+
+// getMetrics scrapes the admin listener's /metrics as user (none: no
+// credentials) and returns the status and the page.
+func getMetrics(t *testing.T, adminAddr, user string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/metrics", nil)
+	if user != "" {
+		req.SetBasicAuth(user, ctlPassword)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metricValue returns the value of the series line matching re (the name
+// and its labels) in a /metrics page, and whether there is one.
+func metricValue(body, re string) (float64, bool) {
+	m := regexp.MustCompile(`(?m)^` + re + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
+}
