@@ -18,8 +18,8 @@ import (
 // (docs/metrics.md).
 func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, node *cluster.Node) (*prometheus.Registry, error) {
 	o := metrics.Options{TenantLabels: cfg.Metrics.TenantLabels}
-	if node != nil { // never a typed nil in the interface
-		o.Cluster = node
+	if node != nil {
+		o.Cluster = clusterMetrics{node}
 	}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
@@ -67,4 +67,24 @@ func passwordCheckCollectors(svc *auth.Service) []prometheus.Collector {
 		gauge("petrel_password_checks_waiting", "Password checks waiting for a slot or argon2id memory now.",
 			func(s auth.CheckStats) int64 { return s.Waiting }),
 	}
+}
+
+// clusterMetrics is a cluster node as the metrics read it.
+type clusterMetrics struct{ n *cluster.Node }
+
+func (c clusterMetrics) ClusterCounters() metrics.ClusterCounters {
+	return metrics.ClusterCounters(c.n.Counters())
+}
+
+func (c clusterMetrics) ClusterView() metrics.ClusterView {
+	l := c.n.Local()
+	v := metrics.ClusterView{Ready: l.Ready, MetaLeader: l.MetaLeader, Routes: l.Routes}
+	for _, a := range l.Assets {
+		ma := metrics.ClusterAsset{Name: a.Name, Leader: a.Leader}
+		for _, f := range a.Followers {
+			ma.Followers = append(ma.Followers, metrics.ClusterFollower{Name: f.Name, Lag: f.Lag})
+		}
+		v.Assets = append(v.Assets, ma)
+	}
+	return v
 }

@@ -2,16 +2,63 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/petrel-mqtt/petrel/internal/cluster"
 )
 
-// ClusterSource is a cluster node (*cluster.Node): its counters and its
-// own view of the cluster, both read from memory (no request to another
-// node at scrape).
+// ClusterSource is a cluster node: its counters and its own view of the
+// cluster, both read from its memory (no request to another node at
+// scrape). petrel serve adapts a *cluster.Node to it; metrics does not
+// import the cluster (nor NATS).
 type ClusterSource interface {
-	Counters() cluster.Counters
-	Local() cluster.Local
+	ClusterCounters() ClusterCounters
+	ClusterView() ClusterView
+}
+
+// ClusterCounters are the node's event counts since it started: the
+// fields of cluster.Counters, in its order, so that one converts to the
+// other (a field added there fails to compile until added here).
+type ClusterCounters struct {
+	Forwarded       uint64
+	ForwardFailed   uint64
+	TooLong         uint64
+	TooLarge        uint64
+	Received        uint64
+	Duplicates      uint64
+	SlowConsumer    uint64
+	InboxDropped    uint64
+	Malformed       uint64
+	Unbound         uint64
+	Retained        uint64
+	RetainFailed    uint64
+	RetainApplied   uint64
+	KicksSent       uint64
+	KicksReceived   uint64
+	ReleaseDropped  uint64
+	WatchFailed     uint64
+	PurgesScheduled uint64
+	Purged          uint64
+	PurgeFailed     uint64
+	PurgeDropped    uint64
+}
+
+// ClusterView is the node's own view of the cluster (cluster.Local).
+type ClusterView struct {
+	Ready      bool // the replicated assets exist
+	MetaLeader bool // this node is the JetStream meta leader
+	Routes     int  // other nodes with a route up
+	Assets     []ClusterAsset
+}
+
+// ClusterAsset is an asset this node holds a replica of.
+type ClusterAsset struct {
+	Name      string
+	Leader    bool              // this node leads it
+	Followers []ClusterFollower // known to the leader only
+}
+
+// ClusterFollower is a follower of an asset and how far behind it is.
+type ClusterFollower struct {
+	Name string
+	Lag  uint64 // operations behind
 }
 
 // clusterCounter is one counter of cluster.Counters, with its label value
@@ -19,7 +66,7 @@ type ClusterSource interface {
 type clusterCounter struct {
 	d     desc
 	label string
-	get   func(*cluster.Counters) uint64
+	get   func(*ClusterCounters) uint64
 }
 
 func clusterCounterDesc(name, help string, labels ...string) desc {
@@ -55,27 +102,27 @@ var (
 )
 
 var clusterCounters = []clusterCounter{
-	{dClusterForwarded, "", func(c *cluster.Counters) uint64 { return c.Forwarded }},
-	{dClusterForwardFailed, "refused", func(c *cluster.Counters) uint64 { return c.ForwardFailed }},
-	{dClusterForwardFailed, "topic_too_long", func(c *cluster.Counters) uint64 { return c.TooLong }},
-	{dClusterForwardFailed, "too_large", func(c *cluster.Counters) uint64 { return c.TooLarge }},
-	{dClusterReceived, "", func(c *cluster.Counters) uint64 { return c.Received }},
-	{dClusterDuplicates, "", func(c *cluster.Counters) uint64 { return c.Duplicates }},
-	{dClusterSlowConsumer, "", func(c *cluster.Counters) uint64 { return c.SlowConsumer }},
-	{dClusterInboxDropped, "", func(c *cluster.Counters) uint64 { return c.InboxDropped }},
-	{dClusterMalformed, "", func(c *cluster.Counters) uint64 { return c.Malformed }},
-	{dClusterUnbound, "", func(c *cluster.Counters) uint64 { return c.Unbound }},
-	{dClusterRetained, "", func(c *cluster.Counters) uint64 { return c.Retained }},
-	{dClusterRetainFailed, "", func(c *cluster.Counters) uint64 { return c.RetainFailed }},
-	{dClusterRetainApplied, "", func(c *cluster.Counters) uint64 { return c.RetainApplied }},
-	{dClusterKicksSent, "", func(c *cluster.Counters) uint64 { return c.KicksSent }},
-	{dClusterKicksReceived, "", func(c *cluster.Counters) uint64 { return c.KicksReceived }},
-	{dClusterReleaseDrop, "", func(c *cluster.Counters) uint64 { return c.ReleaseDropped }},
-	{dClusterWatchFailed, "", func(c *cluster.Counters) uint64 { return c.WatchFailed }},
-	{dClusterPurgesQueued, "", func(c *cluster.Counters) uint64 { return c.PurgesScheduled }},
-	{dClusterPurged, "", func(c *cluster.Counters) uint64 { return c.Purged }},
-	{dClusterPurgeFailed, "", func(c *cluster.Counters) uint64 { return c.PurgeFailed }},
-	{dClusterPurgeDropped, "", func(c *cluster.Counters) uint64 { return c.PurgeDropped }},
+	{dClusterForwarded, "", func(c *ClusterCounters) uint64 { return c.Forwarded }},
+	{dClusterForwardFailed, "refused", func(c *ClusterCounters) uint64 { return c.ForwardFailed }},
+	{dClusterForwardFailed, "topic_too_long", func(c *ClusterCounters) uint64 { return c.TooLong }},
+	{dClusterForwardFailed, "too_large", func(c *ClusterCounters) uint64 { return c.TooLarge }},
+	{dClusterReceived, "", func(c *ClusterCounters) uint64 { return c.Received }},
+	{dClusterDuplicates, "", func(c *ClusterCounters) uint64 { return c.Duplicates }},
+	{dClusterSlowConsumer, "", func(c *ClusterCounters) uint64 { return c.SlowConsumer }},
+	{dClusterInboxDropped, "", func(c *ClusterCounters) uint64 { return c.InboxDropped }},
+	{dClusterMalformed, "", func(c *ClusterCounters) uint64 { return c.Malformed }},
+	{dClusterUnbound, "", func(c *ClusterCounters) uint64 { return c.Unbound }},
+	{dClusterRetained, "", func(c *ClusterCounters) uint64 { return c.Retained }},
+	{dClusterRetainFailed, "", func(c *ClusterCounters) uint64 { return c.RetainFailed }},
+	{dClusterRetainApplied, "", func(c *ClusterCounters) uint64 { return c.RetainApplied }},
+	{dClusterKicksSent, "", func(c *ClusterCounters) uint64 { return c.KicksSent }},
+	{dClusterKicksReceived, "", func(c *ClusterCounters) uint64 { return c.KicksReceived }},
+	{dClusterReleaseDrop, "", func(c *ClusterCounters) uint64 { return c.ReleaseDropped }},
+	{dClusterWatchFailed, "", func(c *ClusterCounters) uint64 { return c.WatchFailed }},
+	{dClusterPurgesQueued, "", func(c *ClusterCounters) uint64 { return c.PurgesScheduled }},
+	{dClusterPurged, "", func(c *ClusterCounters) uint64 { return c.Purged }},
+	{dClusterPurgeFailed, "", func(c *ClusterCounters) uint64 { return c.PurgeFailed }},
+	{dClusterPurgeDropped, "", func(c *ClusterCounters) uint64 { return c.PurgeDropped }},
 }
 
 // clusterDescs are the cluster's families, exported with a cluster node
@@ -97,7 +144,7 @@ func collectCluster(ch chan<- prometheus.Metric, src ClusterSource) {
 	emit := func(d desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d.Desc, d.kind, v, labels...)
 	}
-	k := src.Counters()
+	k := src.ClusterCounters()
 	for _, c := range clusterCounters {
 		if c.label == "" {
 			emit(c.d, float64(c.get(&k)))
@@ -105,7 +152,7 @@ func collectCluster(ch chan<- prometheus.Metric, src ClusterSource) {
 			emit(c.d, float64(c.get(&k)), c.label)
 		}
 	}
-	l := src.Local()
+	l := src.ClusterView()
 	emit(dClusterReady, bit(l.Ready))
 	emit(dClusterMetaLeader, bit(l.MetaLeader))
 	emit(dClusterRoutes, float64(l.Routes))
