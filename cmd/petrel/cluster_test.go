@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,7 +204,8 @@ func awaitInterest(t *testing.T, pub *mqtttest.Client, prefix string, subs ...*m
 // on node 3; a $share group with members on nodes 2 and 3 gets every
 // message once; a client id connecting on node 3 takes its session over
 // from node 1 (DISCONNECT 0x8E), the same id in another tenant is left
-// alone; petrel cluster status reports the three nodes.
+// alone; petrel cluster status reports the three nodes; each node's
+// /metrics has its cluster series.
 func TestClusterThreeProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts three brokers")
@@ -255,6 +258,8 @@ func TestClusterThreeProcesses(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("metrics", func(t *testing.T) { testClusterMetrics(t, nodes) })
 
 	t.Run("retained", func(t *testing.T) {
 		pub := join(t, n1, packet.V311, "u1", "ret-pub", true)
@@ -318,4 +323,56 @@ func TestClusterThreeProcesses(t *testing.T) {
 			t.Fatalf("tenant t2's dev-1 got %s, want PINGRESP", p.Type())
 		}
 	})
+}
+
+// testClusterMetrics: each node's /metrics shows it ready with routes to
+// the two others; exactly one node leads the retained stream and exports
+// its two followers' lag; node 1 counted the messages it forwarded to a
+// subscriber on node 2, node 2 those it received; a tenant's user gets
+// 403.
+func testClusterMetrics(t *testing.T, nodes []*clusterNode) {
+	sub := join(t, nodes[1], packet.V311, "u1", "metrics-sub", true)
+	sub.Subscribe(1, packet.Subscription{Filter: "metered/#", QoS: 0})
+	pub := join(t, nodes[0], packet.V311, "u1", "metrics-pub", true)
+	awaitInterest(t, pub, "metered", sub)
+	pages := make([]string, len(nodes))
+	mqtttest.Eventually(t, 20*time.Second, func() bool {
+		leaders := 0
+		for i, n := range nodes {
+			code, body := getMetrics(t, n.admin, "op")
+			if code != http.StatusOK {
+				t.Fatalf("%s /metrics: HTTP %d", n.name, code)
+			}
+			pages[i] = body
+			if v, _ := metricValue(body, `petrel_cluster_asset_leader\{asset="PETREL_RETAINED"\}`); v == 1 {
+				leaders++
+			}
+		}
+		return leaders == 1
+	}, "one node leading the retained stream")
+	for i, n := range nodes {
+		body := pages[i]
+		for re, want := range map[string]float64{`petrel_cluster_ready`: 1, `petrel_cluster_routes`: 2} {
+			if v, ok := metricValue(body, re); !ok || v != want {
+				t.Errorf("%s: %s = %v (present %v), want %v", n.name, re, v, ok, want)
+			}
+		}
+		lags := regexp.MustCompile(`(?m)^petrel_cluster_asset_lag\{asset="PETREL_RETAINED",follower="(n\d)"\} `).FindAllStringSubmatch(body, -1)
+		if v, _ := metricValue(body, `petrel_cluster_asset_leader\{asset="PETREL_RETAINED"\}`); v == 1 {
+			if len(lags) != 2 || lags[0][1] == n.name || lags[1][1] == n.name {
+				t.Errorf("%s leads the retained stream with lag series %q, want the two other nodes", n.name, lags)
+			}
+		} else if len(lags) != 0 {
+			t.Errorf("%s follows the retained stream but exports lag %q", n.name, lags)
+		}
+	}
+	if v, _ := metricValue(pages[0], `petrel_cluster_forwarded_total`); v < 1 {
+		t.Errorf("n1 forwarded %v messages, want at least 1", v)
+	}
+	if v, _ := metricValue(pages[1], `petrel_cluster_received_total`); v < 1 {
+		t.Errorf("n2 received %v messages, want at least 1", v)
+	}
+	if code, _ := getMetrics(t, nodes[0].admin, "u1"); code != http.StatusForbidden {
+		t.Errorf("a tenant's user scraping /metrics: HTTP %d, want 403", code)
+	}
 }

@@ -214,7 +214,7 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		go func() { errc <- b.Serve(listener.Limit(ln, lc.MaxConnections, lc.ConnectionRate)) }()
 	}
 	reloads := make(reloadRequests)
-	adm, err := startAdmin(cfg, b, sec, lns, logger, reloads.do, len(cfg.Listeners), clusterReport(node))
+	adm, err := startAdmin(cfg, b, sec, lns, logger, reloads.do, len(cfg.Listeners), node)
 	if err != nil {
 		logger.Error("admin API failed to start", "err", err)
 		shutdown(b, lns, logger)

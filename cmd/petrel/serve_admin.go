@@ -11,7 +11,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/admin"
-	"github.com/petrel-mqtt/petrel/internal/admin/api"
+	"github.com/petrel-mqtt/petrel/internal/cluster"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/metrics"
@@ -29,9 +29,10 @@ type adminListener struct {
 // it is off. When the default address is taken (a second broker on the
 // host with the defaults) it logs a warning and runs without; a
 // configured address that cannot be bound is an error, as a listener's
-// is.
+// is. node is the cluster node, nil without one: GET /api/v1/cluster and
+// the petrel_cluster_* metrics read it.
 func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, logger *slog.Logger,
-	reload func(context.Context) error, listeners int, cluster func(context.Context) (*api.Cluster, error)) (*adminListener, error) {
+	reload func(context.Context) error, listeners int, node *cluster.Node) (*adminListener, error) {
 	ac := cfg.Admin
 	if ac.Address == "" {
 		return nil, nil
@@ -39,7 +40,7 @@ func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*list
 	a := &adminListener{log: logger, done: make(chan struct{})}
 	o := admin.Options{
 		Broker: b, Logger: logger, OpenOnLoopback: ac.OpenOnLoopback, OperatorTenant: cfg.AdminOperatorTenant(),
-		Reload: reload, Cluster: cluster,
+		Reload: reload, Cluster: clusterReport(node),
 		Ready: func() error {
 			if n := b.Serving(); n < listeners {
 				return fmt.Errorf("%d of %d listeners serving", n, listeners)
@@ -50,7 +51,7 @@ func startAdmin(cfg *config.Config, b *broker.Broker, sec *security, lns []*list
 	if sec.svc != nil {
 		o.Authenticator = sec.svc
 	}
-	reg, err := newMetrics(cfg, b, sec, lns)
+	reg, err := newMetrics(cfg, b, sec, lns, node)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

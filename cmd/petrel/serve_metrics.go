@@ -5,17 +5,22 @@ import (
 
 	"github.com/petrel-mqtt/petrel/broker"
 	"github.com/petrel-mqtt/petrel/internal/auth"
+	"github.com/petrel-mqtt/petrel/internal/cluster"
 	"github.com/petrel-mqtt/petrel/internal/config"
 	"github.com/petrel-mqtt/petrel/internal/listener"
 	"github.com/petrel-mqtt/petrel/internal/metrics"
 )
 
 // newMetrics builds the registry the admin listener serves at /metrics:
-// the broker's figures, the TLS listeners' handshake counters, the WebSocket listeners' upgrade
-// counters and, with
-// an auth: section, the password checks' counters (docs/metrics.md).
-func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener) (*prometheus.Registry, error) {
+// the broker's figures, the TLS listeners' handshake counters, the
+// WebSocket listeners' upgrade counters, with an auth: section the
+// password checks' counters and with a cluster node its figures
+// (docs/metrics.md).
+func newMetrics(cfg *config.Config, b *broker.Broker, sec *security, lns []*listener.Listener, node *cluster.Node) (*prometheus.Registry, error) {
 	o := metrics.Options{TenantLabels: cfg.Metrics.TenantLabels}
+	if node != nil {
+		o.Cluster = clusterMetrics{node}
+	}
 	for _, ln := range lns {
 		if t := ln.Config().Type; t == "tls" || t == "wss" {
 			o.Listeners = append(o.Listeners, ln)
@@ -62,4 +67,24 @@ func passwordCheckCollectors(svc *auth.Service) []prometheus.Collector {
 		gauge("petrel_password_checks_waiting", "Password checks waiting for a slot or argon2id memory now.",
 			func(s auth.CheckStats) int64 { return s.Waiting }),
 	}
+}
+
+// clusterMetrics is a cluster node as the metrics read it.
+type clusterMetrics struct{ n *cluster.Node }
+
+func (c clusterMetrics) ClusterCounters() metrics.ClusterCounters {
+	return metrics.ClusterCounters(c.n.Counters())
+}
+
+func (c clusterMetrics) ClusterView() metrics.ClusterView {
+	l := c.n.Local()
+	v := metrics.ClusterView{Ready: l.Ready, MetaLeader: l.MetaLeader, Routes: l.Routes}
+	for _, a := range l.Assets {
+		ma := metrics.ClusterAsset{Name: a.Name, Leader: a.Leader}
+		for _, f := range a.Followers {
+			ma.Followers = append(ma.Followers, metrics.ClusterFollower{Name: f.Name, Lag: f.Lag})
+		}
+		v.Assets = append(v.Assets, ma)
+	}
+	return v
 }

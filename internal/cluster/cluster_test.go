@@ -36,6 +36,7 @@ func TestCluster(t *testing.T) {
 	t.Run("ShareGroups", func(t *testing.T) { testShareGroups(t, ms) })
 	t.Run("Retained", func(t *testing.T) { testRetained(t, ms) })
 	t.Run("Status", func(t *testing.T) { testStatus(t, n1) })
+	t.Run("Local", func(t *testing.T) { testLocal(t, ms) })
 	t.Run("ClientListenerNeedsToken", func(t *testing.T) { testListenerToken(t, n1) })
 	t.Run("SlowBroker", func(t *testing.T) { testSlowBroker(t, n1, n2) })
 	t.Run("SlowBrokerBytes", func(t *testing.T) { testSlowBrokerBytes(t, n1, n2) })
@@ -489,6 +490,15 @@ func TestSingleNode(t *testing.T) {
 	defer cancel()
 	if err := n.Claim(ctx, "t\x00c"); err != nil {
 		t.Fatal(err)
+	}
+	l := n.Local()
+	if !l.Ready || !l.MetaLeader || l.Routes != 0 || len(l.Assets) != len(assetNames) {
+		t.Fatalf("a single node's local view %+v: want ready, meta leader, no routes, both assets", l)
+	}
+	for _, a := range l.Assets {
+		if !a.Leader || len(a.Followers) != 0 {
+			t.Fatalf("asset %+v: a single node leads it, with no followers", a)
+		}
 	}
 }
 

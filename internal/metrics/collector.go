@@ -20,12 +20,12 @@ func newDesc(kind prometheus.ValueType, name, help string, labels ...string) des
 }
 
 // Names returns the name of every metric family the broker's collector
-// can export (per-tenant and TLS ones included), and for histograms their
+// can export (per-tenant, TLS and cluster ones included), and for histograms their
 // _bucket, _sum and _count series; the Go and process collectors' names
 // are not included.
 func Names() []string {
 	var names []string
-	for _, ds := range [][]desc{brokerDescs, handshakeDescs, upgradeDescs, tenantDescs} {
+	for _, ds := range [][]desc{brokerDescs, handshakeDescs, upgradeDescs, tenantDescs, clusterDescs} {
 		for _, d := range ds {
 			names = append(names, d.name)
 			if d.kind == prometheus.UntypedValue {
@@ -114,6 +114,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 			ch <- d.Desc
 		}
 	}
+	if c.o.Cluster != nil {
+		for _, d := range clusterDescs {
+			ch <- d.Desc
+		}
+	}
 }
 
 var qosLabels = [3]string{"0", "1", "2"}
@@ -186,6 +191,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n := c.o.TenantLabels; n > 0 {
 		c.collectTenants(ch, &f, n)
+	}
+	if c.o.Cluster != nil {
+		collectCluster(ch, c.o.Cluster)
 	}
 }
 

@@ -49,6 +49,9 @@ type Options struct {
 	// Upgrades are the WebSocket listeners (ws, wss) whose pending
 	// upgrade counters are exported.
 	Upgrades []UpgradeSource
+	// Cluster is the cluster node whose counters and own view are
+	// exported (petrel_cluster_*); nil without a cluster.
+	Cluster ClusterSource
 	// Collectors are more collectors registered beside the broker's (for
 	// example the authentication service's counters).
 	Collectors []prometheus.Collector
