@@ -73,8 +73,12 @@ func (s *Store) makeBallast() {
 }
 
 // releaseBallast gives the ballast back, if held; it reports whether it
-// did.
+// did. Writes that find no room at the same moment all come here:
+// ballastMu makes the ones that lose the race wait until the winner's
+// removal is done, so that their own retry finds the room it made.
 func (s *Store) releaseBallast() bool {
+	s.ballastMu.Lock()
+	defer s.ballastMu.Unlock()
 	if !s.ballastHeld.CompareAndSwap(true, false) {
 		return false
 	}
@@ -85,9 +89,6 @@ func (s *Store) releaseBallast() bool {
 	return true
 }
 
-// writeBallast writes size bytes of zeros to a new file at path and syncs
-// it: written, not only preallocated, so that every file system holds
-// the blocks.
 func (s *Store) writeBallast(path string, size int64) error {
 	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -112,23 +113,22 @@ func (s *Store) writeBallast(path string, size int64) error {
 // noSpace is called by a write of the engine that the file system refused
 // for lack of space (err): it gives back the ballast, then fails the
 // running engine's epoch (so a Commit refused for it finds the ballast
-// gone). It reports whether it gave the ballast back, and the write is
-// worth trying again.
+// gone). The write is always worth one more try: this call or a
+// concurrent one (two of the engine's writers can find the disk full at
+// once: the WAL's and a flush's) has just given the room back, and the
+// engine keeps a failed WAL write and panics at its next rotation. When
+// there was no ballast the second try fails as the first did.
 func (s *Store) noSpace(err error) (retry bool) {
-	if retry = s.releaseBallast(); retry {
+	if s.releaseBallast() {
 		s.log.Warn("diskstore: the disk filled between checks: ballast given back so that the engine stops cleanly",
 			"data_dir", s.dir, "ballast", size(s.ballastSize()))
 	}
 	if ep := s.ep.Load(); ep.db != nil {
-		// A running engine (while one opens, the epoch is the failed one
-		// before it, or none at all: the opening handles its failures).
 		s.fail(ep, engineError(err))
 	}
-	return retry
+	return true
 }
 
-// ballastFS is the file system the engine writes through (see the top of
-// this file).
 type ballastFS struct {
 	vfs.FS
 	s *Store

@@ -200,6 +200,9 @@ type Store struct {
 	// ballastHeld: the ballast file exists and is the store's to give
 	// back (ballast.go).
 	ballastHeld atomic.Bool
+	// ballastMu serializes releaseBallast (a leaf: nothing is taken
+	// under it but the file system's removal).
+	ballastMu sync.Mutex
 
 	// eng is the open engine: writable, read-only, or none. The committer
 	// (while it commits) and Load hold it for reading; the recovery
