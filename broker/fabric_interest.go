@@ -123,11 +123,7 @@ func (b *Broker) subscribeTrie(inner string, k subKey, v subscriber) {
 // fabric, from the node's interest.
 func (b *Broker) unsubscribeTrie(inner string, k subKey) {
 	if b.subs.Unsubscribe(inner, k) && b.fabric != nil {
-		share := ""
-		if k.group != "" {
-			share = k.group + "\x00" + inner // subscriber.shareKey
-		}
-		b.interest.remove(inner, share)
+		b.interest.remove(inner, shareKeyOf(k.group, inner))
 	}
 }
 

@@ -44,10 +44,7 @@ func (c *conn) endPublish(p *packet.Publish, msg *session.Message, rt *routing, 
 		return c.storeFailed(p, err, send)
 	}
 	c.b.queueStaged(rt)
-	if c.b.fabric != nil {
-		// After the local deliveries and their write: never what failed.
-		c.b.fabric.Forward(msg)
-	}
+	c.b.forward(msg) // after the local deliveries and their write: never what failed
 	if p.Retain {
 		c.b.retainMessage(msg)
 	}

@@ -45,10 +45,17 @@ func newSubscriber(filter, group string, qos byte, noLocal, retainAsPublished bo
 	if subID != 0 {
 		sub.subIDs = []uint32{subID}
 	}
-	if group != "" {
-		sub.shareKey = group + "\x00" + filter
-	}
+	sub.shareKey = shareKeyOf(group, filter)
 	return sub
+}
+
+// shareKeyOf is the shareKey of a subscription to filter in share group
+// group (its groupKey: tenant and name); "" for a plain subscription.
+func shareKeyOf(group, filter string) string {
+	if group == "" {
+		return ""
+	}
+	return group + "\x00" + filter
 }
 
 type entry = topic.Entry[subKey, subscriber]
