@@ -234,6 +234,20 @@ type Broker struct {
 	// what this node told it it subscribes to (fabric_interest.go).
 	fabric   Fabric
 	interest fabricInterest
+	// flog and journal are the cluster's message log and session journal
+	// (fabric_log.go, adopt.go): both set, when the fabric keeps a log
+	// and the store is a SessionJournal, or both nil; fixed at New.
+	flog    FabricLog
+	journal SessionJournal
+	// logMu orders the log's deliveries with adoptions: DeliverLogged
+	// holds it while it routes one message, adopt while it puts an
+	// adopted session in the trie (docs/design/locking.md).
+	logMu struct {
+		sync.Mutex
+		applied uint64 // the last log sequence routed (LogFrom, DeliverLogged)
+		started bool   // LogFrom was called
+	}
+	logPipe logPipe
 
 	wg       sync.WaitGroup // connection goroutines and the sweeper
 	shutdown atomic.Bool
@@ -413,6 +427,12 @@ func New(o Options) (*Broker, error) {
 		// become the node's interest, and restored wills go to the cluster.
 		b.fabric = o.Fabric
 		b.mu.claiming = make(map[string][]*conn)
+		if fl, ok := o.Fabric.(FabricLog); ok {
+			if j, ok := b.store.(SessionJournal); ok {
+				b.flog, b.journal = fl, j
+				b.logPipe.cond.L = &b.logPipe.mu
+			}
+		}
 		if err := b.fabric.Bind(b); err != nil {
 			return nil, fmt.Errorf("broker: binding the cluster fabric: %w", err)
 		}

@@ -79,6 +79,10 @@ type conn struct {
 	// Under b.mu: another node took this connection's session over
 	// (Broker.KickRemote): its end is not a Fabric.Release.
 	remoteKicked bool
+	// journalDiscard: the cluster's journal may hold an older session of
+	// the key that this CONNECT does not resume (clean start, or expired
+	// while no node held it); persistSession deletes it (adopt.go).
+	journalDiscard bool
 
 	// The reader's. remoteAddr is the client's address, set when serving
 	// starts (before the first packet); logs format it (remoteString)

@@ -69,6 +69,7 @@ type durableJob struct {
 	code  packet.ReasonCode // jobAck, jobPubrel
 	seq   uint64            // jobPubrel, jobPubcomp: the stored delivery (0: none to record)
 	pid   uint16            // jobPubrel, jobPubcomp
+	lw    *logWait          // jobPublish in a cluster with a message log: its write there
 }
 
 // durablePending reports whether jobs wait in the pipeline; later acks
@@ -182,6 +183,13 @@ func (c *conn) durableLoop() {
 		}
 		err := c.b.commit(&batch, true)
 		for i := range jobs {
+			if lw := jobs[i].lw; lw != nil {
+				if lerr := lw.wait(); err == nil && lerr != nil {
+					c.finishDurable(&jobs[i], lerr)
+					jobs[i] = durableJob{}
+					continue
+				}
+			}
 			c.finishDurable(&jobs[i], err)
 			jobs[i] = durableJob{}
 		}

@@ -86,3 +86,42 @@ type FabricHost interface {
 	// another node has taken over (DISCONNECT 0x8E for 5.0) [MQTT-3.1.4-2].
 	KickRemote(key string)
 }
+
+// FabricLog is implemented by a Fabric that keeps the cluster's message
+// log: with it (and a SessionJournal store) a QoS 1/2 publish is
+// acknowledged only once a quorum of the cluster stored it, and the
+// persistent sessions of every node get their QoS 1/2 deliveries from the
+// log, in its order, whatever node the publisher was on (fabric_log.go).
+type FabricLog interface {
+	// Log writes msg, published on this node, to the log and calls done
+	// once, with the log's sequence of msg once a quorum stored it, or
+	// with an error. Calls made by one goroutine are stored in call
+	// order. It never blocks on the network.
+	Log(msg *session.Message, done func(seq uint64, err error))
+	// ReadLog calls fn in sequence order for each message of the log
+	// after sequence after whose topic matches one of filters, up to the
+	// log's last sequence when it started, which it returns.
+	ReadLog(ctx context.Context, after uint64, filters []string, fn func(seq uint64, msg *session.Message) error) (last uint64, err error)
+}
+
+// LogHost is what a FabricLog's follower calls on the broker, from one
+// goroutine, in the log's order. *Broker implements it.
+type LogHost interface {
+	// LogFrom says that the next message handed over comes after seq.
+	LogFrom(seq uint64)
+	// DeliverLogged hands over the log's message seq (nil: a message
+	// that could not be read, position only).
+	DeliverLogged(msg *session.Message, seq uint64)
+}
+
+// SessionJournal is implemented by a Store whose persistent sessions the
+// nodes of a cluster share: a session is adopted from it by the node its
+// client connects to (adopt.go), never loaded at start.
+type SessionJournal interface {
+	// LoadSession reports session key's records to r as Store.Load does
+	// for one session; found is false when there is none.
+	LoadSession(ctx context.Context, key string, r Restorer) (found bool, err error)
+	// Forget drops what the store keeps in memory of session key, which
+	// another node now holds (nothing is deleted).
+	Forget(key string)
+}

@@ -148,6 +148,12 @@ func (b *Broker) KickRemote(key string) {
 	}
 	b.mu.Unlock()
 	b.syncInterest()
+	if b.journal != nil {
+		// The session lives on in the cluster's journal, the other
+		// node's now: nothing is deleted.
+		b.journal.Forget(key)
+		return
+	}
 	if s.Persistent() {
 		// A failed write is logged and counted by commit; the session
 		// would come back at restart, and be claimed again then.

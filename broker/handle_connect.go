@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/petrel-mqtt/petrel/internal/ratelog"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -186,6 +187,14 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		if err := c.claim(); err != nil {
 			return c.refuse(packet.ServerUnavailable, err) // 5.0: 0x88; 3.x: CONNACK 3
 		}
+		// A persistent session another node held comes from the
+		// cluster's journal (adopt.go).
+		if err := c.adopt(p.CleanStart); err != nil {
+			c.b.refusals.Log(slog.LevelWarn, ratelog.AddrKey(c.remoteAddr), "cluster: adopting the session failed; CONNECT refused",
+				"tenant", c.id.Tenant, "client", c.clientID, "remote", c.remoteString(), "err", err)
+			c.b.releaseUnheld(c.key)
+			return c.refuse(packet.ServerUnavailable, err)
+		}
 	}
 	c.will = p.Will
 	c.clean = p.CleanStart
@@ -309,7 +318,7 @@ func (c *conn) persistSession(present, discarded bool) error {
 	wasStored := c.sess.Persistent() && present
 	c.sess.SetPersistent(persistent)
 	var batch Batch
-	if discarded || (wasStored && !persistent) {
+	if discarded || (wasStored && !persistent) || c.journalDiscard {
 		batch.Add(Op{Kind: OpDeleteSession, ClientID: c.key})
 	}
 	if persistent {

@@ -62,6 +62,12 @@ func (c *conn) storeFailed(p *packet.Publish, err error, send func(*conn, packet
 		c.ackPublishWith(p, packet.UnspecifiedError, send)
 		return nil
 	}
+	if p.QoS == 2 && c.sess.Pubrel(p.PacketID) && c.b.store != nil && c.sess.Persistent() {
+		// Not routed: the client's resend after it reconnects is routed
+		// then, not taken for a duplicate [MQTT-4.3.3-2] (the id may be
+		// on record: a cluster's journal took it, the log did not).
+		c.b.lazy(Op{Kind: OpDeleteInbound, ClientID: c.key, PacketID: p.PacketID})
+	}
 	return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
 }
 

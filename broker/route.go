@@ -103,6 +103,7 @@ type routing struct {
 	queued  int                           // deliveries queued (see enqueue)
 	refused int                           // deliveries a queue bound refused
 	remote  bool                          // the message goes to other nodes too (route, with a fabric)
+	logSeq  uint64                        // the cluster log's sequence of the message (routeLogged); 0 live
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct
@@ -136,7 +137,7 @@ func (rt *routing) release() {
 	rt.staged = rt.staged[:0]
 	rt.batch.Reset()
 	rt.cleanup.Reset()
-	rt.queued, rt.refused, rt.remote = 0, 0, false
+	rt.queued, rt.refused, rt.remote, rt.logSeq = 0, 0, false, 0
 	routingPool.Put(rt)
 }
 
@@ -194,6 +195,7 @@ func (b *Broker) publish(msg *session.Message, extra *Batch, durable bool) (int,
 	}
 	b.queueStaged(rt)
 	b.forward(msg)
+	b.logUnwaited(msg)
 	return n, nil
 }
 
@@ -423,7 +425,26 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 	if group != "" {
 		d.Share, d.ShareFilter = group, sub.filter
 	}
+	if rt.logSeq != 0 {
+		// The cluster's log delivers persistent sessions' QoS 1/2
+		// deliveries only (fabric_log.go).
+		if d.QoS == 0 || !s.Persistent() {
+			return 0
+		}
+		return stageLogged(rt, s, d)
+	}
 	if d.QoS > 0 && b.store != nil && s.Persistent() {
+		if b.flog != nil {
+			if group == "" {
+				return 0 // the cluster's log delivers it (liveSkips)
+			}
+			// A share group's delivery: live, not stored (its Seq would
+			// not be the log's).
+			if !b.enqueue(rt, s, d) {
+				return 0
+			}
+			return 1
+		}
 		// Written to the store first (writeStaged), then queued (queueStaged).
 		d.Seq = s.NextSeq()
 		rt.staged = append(rt.staged, staged{s: s, d: d})

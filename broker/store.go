@@ -175,6 +175,11 @@ type StoredSession struct {
 	// records written before holders were stored (their will is not
 	// published unless the Authorizer is AllowAll).
 	Holder *StoredHolder
+	// LastSeq is the highest Seq of a delivery ever stored for the
+	// session, kept after the delivery is removed; 0 when the store does
+	// not keep it (a SessionJournal does: a session adopted on another
+	// node is caught up from the cluster's message log after it).
+	LastSeq uint64
 	// The session's lists, filled by LoadAll (Load reports them as
 	// records of their own and leaves them empty).
 	Subscriptions []StoredSubscription

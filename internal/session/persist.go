@@ -174,3 +174,22 @@ func (s *Session) Discard() {
 	s.mu.retained = nil
 	s.mu.cooling = nil
 }
+
+// NoteSeq records that a stored delivery with Seq seq was made for the
+// session elsewhere than NextSeq (a cluster's message log gives the Seq:
+// the log's sequence), so that Seen reports it and NextSeq stays above.
+func (s *Session) NoteSeq(seq uint64) {
+	s.mu.Lock()
+	if seq > s.mu.nextSeq {
+		s.mu.nextSeq = seq
+	}
+	s.mu.Unlock()
+}
+
+// LastSeq returns the highest Seq given (NextSeq) or noted (NoteSeq,
+// Restore) so far; a delivery at or below it was already made.
+func (s *Session) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.nextSeq
+}

@@ -1,0 +1,214 @@
+package broker
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+)
+
+// The cluster's message log (FabricLog) with a session journal
+// (SessionJournal): the path of a QoS 1/2 message to a persistent session
+// in a cluster.
+//
+//   - The publishing node writes the message to the log, and acknowledges
+//     the publisher (PUBACK/PUBREC) only once a quorum stored it (a
+//     client's publish: the durable pipeline waits for logWait; a will or
+//     an admin publish: logged without a waiter).
+//   - Live delivery (route, DeliverRemote) serves clean sessions, QoS 0
+//     deliveries and share groups as before, and leaves a persistent
+//     session's QoS 1/2 plain deliveries to the log.
+//   - Every node follows the log (one follower per node, in the log's
+//     order) and hands each message to DeliverLogged, which delivers it to
+//     the node's persistent sessions with the log's sequence as the
+//     delivery's Seq. Those deliveries are written to the journal (a
+//     quorum) before they are queued, so nothing is sent that the journal
+//     does not hold, and a session's journal holds every delivery up to
+//     its LastSeq: a node that adopts the session (adopt.go) takes the
+//     rest from the log after it.
+
+// logWait is the outcome of one Log call a publish's acknowledgement
+// waits for.
+type logWait struct {
+	done chan struct{}
+	seq  uint64
+	err  error
+}
+
+// logWrite starts writing msg to the cluster's log and returns what to
+// wait for.
+func (b *Broker) logWrite(msg *session.Message) *logWait {
+	w := &logWait{done: make(chan struct{})}
+	b.flog.Log(msg, func(seq uint64, err error) {
+		w.seq, w.err = seq, err
+		close(w.done)
+	})
+	return w
+}
+
+// wait returns the log's error for the message, once known.
+func (w *logWait) wait() error {
+	<-w.done
+	if w.err != nil {
+		return fmt.Errorf("cluster message log: %w", w.err)
+	}
+	return nil
+}
+
+// logUnwaited writes msg, published by the broker itself (a will, the
+// admin API), to the log without a publisher to answer: a failure is
+// logged.
+func (b *Broker) logUnwaited(msg *session.Message) {
+	if b.flog == nil || msg.QoS == 0 || isSysTopic(msg.Topic) {
+		return
+	}
+	b.flog.Log(msg, func(_ uint64, err error) {
+		if err != nil {
+			b.log.Warn("cluster: a message the broker published could not be written to the message log; persistent sessions miss it",
+				"topic", msg.Topic, "err", err)
+		}
+	})
+}
+
+// LogFrom implements LogHost: the follower's next message comes after
+// seq. A jump past what was routed means this node's persistent sessions
+// miss the messages between: logged (the log had dropped them, or the
+// follower could not read them).
+func (b *Broker) LogFrom(seq uint64) {
+	b.logMu.Lock()
+	if b.logMu.started && seq > b.logMu.applied {
+		b.log.Error("cluster: the message log's follower skipped messages; this node's persistent sessions miss them",
+			"from", b.logMu.applied+1, "to", seq)
+	}
+	b.logMu.applied, b.logMu.started = seq, true
+	b.logMu.Unlock()
+}
+
+// DeliverLogged implements LogHost: it delivers the log's message seq to
+// this node's persistent sessions (QoS 1/2 plain subscriptions) that have
+// not had it yet, writing the deliveries to the journal before queueing
+// them (logPipe). It waits only when the pipe is full.
+func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
+	b.logMu.Lock()
+	if seq > b.logMu.applied {
+		b.logMu.applied = seq
+	}
+	b.logMu.started = true
+	var rt *routing
+	if msg != nil {
+		rt = b.routeLogged(msg, seq)
+	}
+	b.logMu.Unlock()
+	if rt == nil {
+		return
+	}
+	if len(rt.staged) == 0 {
+		rt.release()
+		return
+	}
+	b.logPipe.submit(b, rt)
+}
+
+// routeLogged matches the log's message seq against the plain
+// subscriptions and stages its deliveries to persistent sessions
+// (deliverShare, rt.logSeq). logMu is held.
+func (b *Broker) routeLogged(msg *session.Message, seq uint64) *routing {
+	rt := routingPool.Get().(*routing)
+	rt.logSeq = seq
+	ep := entryPool.Get().(*[]entry)
+	ents := keepShare(b.subs.Match(msg.Topic, (*ep)[:0]), "")
+	b.deliverEntries(rt, msg, ents)
+	clear(ents)
+	*ep = ents[:0]
+	entryPool.Put(ep)
+	return rt
+}
+
+// stageLogged stages d, the log's delivery rt.logSeq to persistent
+// session s, unless s had it already (a follower that restarted behind,
+// or an adoption that read it first).
+func stageLogged(rt *routing, s *session.Session, d session.Delivery) int {
+	if rt.logSeq <= s.LastSeq() {
+		return 0
+	}
+	d.Seq = rt.logSeq
+	s.NoteSeq(d.Seq)
+	rt.staged = append(rt.staged, staged{s: s, d: d})
+	return 1
+}
+
+// logPipe writes the log's deliveries to the journal, many messages in
+// one durable commit, and queues them once written, in the log's order.
+// Its goroutine runs while routings wait.
+type logPipe struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	jobs    []*routing
+	running bool
+}
+
+// logPipeMax bounds the routed messages waiting for their journal write;
+// beyond it the follower waits (its own buffers then fill, and the log
+// keeps the messages).
+const logPipeMax = 4096
+
+func (p *logPipe) submit(b *Broker, rt *routing) {
+	p.mu.Lock()
+	for len(p.jobs) >= logPipeMax {
+		p.cond.Wait()
+	}
+	p.jobs = append(p.jobs, rt)
+	start := !p.running
+	p.running = true
+	p.mu.Unlock()
+	if start {
+		go b.logLoop()
+	}
+}
+
+// logRetryMax is the longest pause between two attempts at a journal
+// write the cluster refused (no quorum): the deliveries wait, in order,
+// and nothing after them is queued meanwhile.
+const logRetryMax = 2 * time.Second
+
+func (b *Broker) logLoop() {
+	p := &b.logPipe
+	var batch Batch
+	for {
+		p.mu.Lock()
+		jobs := p.jobs
+		p.jobs = nil
+		if len(jobs) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		batch.Reset()
+		for _, rt := range jobs {
+			rt.appendWrites(&batch, nil)
+		}
+		pause := 50 * time.Millisecond
+		for {
+			err := b.commit(&batch, true) // logged and counted by commit
+			if err == nil {
+				break
+			}
+			select {
+			case <-b.done:
+				for _, rt := range jobs {
+					rt.release()
+				}
+				return
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, logRetryMax)
+		}
+		for _, rt := range jobs {
+			b.queueStaged(rt)
+			rt.release()
+		}
+	}
+}

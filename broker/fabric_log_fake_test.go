@@ -1,0 +1,277 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
+	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/internal/store/memstore"
+	"github.com/petrel-mqtt/petrel/internal/topic"
+)
+
+// fakeLog is a cluster's message log in one process, as internal/cluster
+// keeps it in JetStream: Log appends and answers with the sequence; each
+// node's follower hands every message to its broker (broker.LogHost) in
+// order; ReadLog reads what matches. A node's follower can be paused.
+type fakeLog struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	// Under mu.
+	msgs   []*session.Message // sequence i+1
+	err    error              // Log fails with it when set
+	closed bool
+}
+
+func newFakeLog() *fakeLog {
+	l := &fakeLog{}
+	l.cond.L = &l.mu
+	return l
+}
+
+func (l *fakeLog) log(msg *session.Message, done func(uint64, error)) {
+	l.mu.Lock()
+	if err := l.err; err != nil {
+		l.mu.Unlock()
+		done(0, err)
+		return
+	}
+	l.msgs = append(l.msgs, msg)
+	seq := uint64(len(l.msgs))
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	done(seq, nil)
+}
+
+func (l *fakeLog) failWith(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+}
+
+func (l *fakeLog) readLog(ctx context.Context, after uint64, filters []string, fn func(uint64, *session.Message) error) (uint64, error) {
+	l.mu.Lock()
+	msgs := l.msgs[:len(l.msgs):len(l.msgs)]
+	l.mu.Unlock()
+	for i := int(after); i < len(msgs); i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if topic.MatchAny(filters, msgs[i].Topic) {
+			if err := fn(uint64(i+1), msgs[i]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return uint64(len(msgs)), nil
+}
+
+func (l *fakeLog) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// logNode is one node's Fabric with the log: a fakeNode plus FabricLog,
+// and its follower.
+type logNode struct {
+	*fakeNode
+	l      *fakeLog
+	paused bool // under l.mu
+	stop   chan struct{}
+}
+
+func (n *logNode) Log(msg *session.Message, done func(uint64, error)) { n.l.log(msg, done) }
+
+func (n *logNode) ReadLog(ctx context.Context, after uint64, filters []string, fn func(uint64, *session.Message) error) (uint64, error) {
+	return n.l.readLog(ctx, after, filters, fn)
+}
+
+// Bind starts the follower after the log's current end, as the cluster's
+// does (new messages only).
+func (n *logNode) Bind(h broker.FabricHost) error {
+	if err := n.fakeNode.Bind(h); err != nil {
+		return err
+	}
+	lh := h.(broker.LogHost)
+	n.l.mu.Lock()
+	next := len(n.l.msgs)
+	n.l.mu.Unlock()
+	lh.LogFrom(uint64(next))
+	go func() {
+		for {
+			n.l.mu.Lock()
+			for !n.l.closed && (n.paused || next >= len(n.l.msgs)) {
+				select {
+				case <-n.stop:
+					n.l.mu.Unlock()
+					return
+				default:
+				}
+				n.l.cond.Wait()
+			}
+			if n.l.closed {
+				n.l.mu.Unlock()
+				return
+			}
+			select {
+			case <-n.stop:
+				n.l.mu.Unlock()
+				return
+			default:
+			}
+			msg := n.l.msgs[next]
+			next++
+			n.l.mu.Unlock()
+			lh.DeliverLogged(msg, uint64(next))
+		}
+	}()
+	return nil
+}
+
+// pause stops (true) or resumes n's follower.
+func (n *logNode) pause(p bool) {
+	n.l.mu.Lock()
+	n.paused = p
+	n.l.cond.Broadcast()
+	n.l.mu.Unlock()
+}
+
+// halt ends n's follower for good (its node died).
+func (n *logNode) halt() {
+	n.l.mu.Lock()
+	close(n.stop)
+	n.l.cond.Broadcast()
+	n.l.mu.Unlock()
+}
+
+// fakeJournal is the cluster's session journal in one process: one
+// memstore shared by every node's broker, which LoadSession reads one
+// session of, with each session's LastSeq kept as the journal keeps it.
+type fakeJournal struct {
+	st *memstore.Store
+	mu sync.Mutex
+	// Under mu.
+	last   map[string]uint64
+	commit error // Commit fails with it when set
+}
+
+func newFakeJournal() *fakeJournal {
+	return &fakeJournal{st: memstore.New(), last: map[string]uint64{}}
+}
+
+// store is one node's Store over the shared journal.
+func (j *fakeJournal) store() *journalStore { return &journalStore{j: j} }
+
+type journalStore struct{ j *fakeJournal }
+
+func (s *journalStore) Load(ctx context.Context, r broker.Restorer) error { return nil }
+
+func (s *journalStore) Commit(b *broker.Batch, durable bool) error {
+	j := s.j
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.commit != nil {
+		return j.commit
+	}
+	for _, op := range b.Ops {
+		switch op.Kind {
+		case broker.OpEnqueue:
+			j.last[op.ClientID] = max(j.last[op.ClientID], op.Delivery.Seq)
+		case broker.OpDeleteSession:
+			delete(j.last, op.ClientID)
+		}
+	}
+	return j.st.Commit(b, durable)
+}
+
+func (s *journalStore) Close() error { return nil }
+
+func (s *journalStore) Forget(string) {}
+
+func (s *journalStore) LoadSession(ctx context.Context, key string, r broker.Restorer) (bool, error) {
+	j := s.j
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st, err := broker.LoadAll(ctx, j.st)
+	if err != nil {
+		return false, err
+	}
+	for _, ss := range st.Sessions {
+		if ss.ClientID != key {
+			continue
+		}
+		rec := *ss
+		rec.Subscriptions, rec.Queue, rec.InboundQoS2 = nil, nil, nil
+		rec.LastSeq = j.last[key]
+		if err := r.RestoreSession(&rec); err != nil {
+			return false, err
+		}
+		for i := range ss.Subscriptions {
+			if err := r.RestoreSubscription(key, &ss.Subscriptions[i]); err != nil {
+				return false, err
+			}
+		}
+		for i := range ss.Queue {
+			if err := r.RestoreDelivery(key, &ss.Queue[i]); err != nil {
+				return false, err
+			}
+		}
+		for _, pid := range ss.InboundQoS2 {
+			if err := r.RestoreInbound(key, pid); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// has reports whether the journal holds session key.
+func (j *fakeJournal) has(t *testing.T, key string) bool {
+	t.Helper()
+	found, err := j.store().LoadSession(context.Background(), key, discardRestorer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+type discardRestorer struct{}
+
+func (discardRestorer) RestoreSession(*broker.StoredSession) error                { return nil }
+func (discardRestorer) RestoreSubscription(string, *broker.StoredSubscription) error { return nil }
+func (discardRestorer) RestoreDelivery(string, *broker.StoredDelivery) error         { return nil }
+func (discardRestorer) RestoreInbound(string, uint16) error                          { return nil }
+func (discardRestorer) RestoreRetained(*broker.StoredMessage) error                  { return nil }
+
+// logCluster is a fakeCluster whose nodes share a fakeLog and a
+// fakeJournal.
+type logCluster struct {
+	*fakeCluster
+	l *fakeLog
+	j *fakeJournal
+}
+
+func newLogCluster(t *testing.T) *logCluster {
+	c := &logCluster{fakeCluster: newFakeCluster(t), l: newFakeLog(), j: newFakeJournal()}
+	t.Cleanup(c.l.close)
+	return c
+}
+
+// start starts a broker on a node of the cluster, with the journal as
+// its store.
+func (c *logCluster) start(t *testing.T, name string, o broker.Options) (*logNode, *broker.Broker, string) {
+	t.Helper()
+	n := &logNode{fakeNode: c.node(name), l: c.l, stop: make(chan struct{})}
+	o.Fabric = n
+	o.Store = c.j.store()
+	b, addr := mqtttest.StartBroker(t, o)
+	return n, b, addr
+}
+
+var errNoQuorum = errors.New("no quorum")

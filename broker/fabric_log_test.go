@@ -1,0 +1,312 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
+	"github.com/petrel-mqtt/petrel/packet"
+)
+
+// persistentConnect is a CONNECT resuming (or starting) a persistent
+// session of version v.
+func persistentConnect(v packet.Version) packet.Connect {
+	p := packet.Connect{}
+	if v == packet.V5 {
+		p.Properties.SessionExpiryInterval = 3600
+		p.Properties.Set(packet.PropSessionExpiryInterval)
+	}
+	return p
+}
+
+// payloadsOf reads n PUBLISH packets from c, completing their QoS flows
+// (readPublishes), and returns their payloads in arrival order.
+func payloadsOf(t *testing.T, c *mqtttest.Client, n int) []string {
+	t.Helper()
+	var got []string
+	for _, p := range readPublishes(t, c, n, nil) {
+		got = append(got, string(p.Payload))
+	}
+	return got
+}
+
+func want(prefix string, from, to int) []string {
+	var w []string
+	for i := from; i < to; i++ {
+		w = append(w, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return w
+}
+
+func sameList(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d messages %v, want %d %v", what, len(got), got, len(want), want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: message %d is %q, want %q (got %v)", what, i, got[i], want[i], got)
+		}
+	}
+}
+
+// TestLogDeliversPersistentSessionsOnce: in a cluster with a message log
+// a QoS 1/2 message reaches a persistent session on another node through
+// the log, once (the live copy is left to the log), in order; a clean
+// session on that node gets it live; the publisher's ack came after the
+// log stored it.
+func TestLogDeliversPersistentSessionsOnce(t *testing.T) {
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			cl := newLogCluster(t)
+			o := broker.Options{Authenticator: tenantAuth{}}
+			na, _, addrA := cl.start(t, "A", o)
+			_, _, addrB := cl.start(t, "B", o)
+			sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
+			subscribe(t, sub, 1, "d/#", 2)
+			clean, _ := connectTenant(t, addrA, v, "t1", "clean", packet.Connect{CleanStart: true})
+			subscribe(t, clean, 1, "d/#", 1)
+			waitWatching(t, na.fakeNode, "d/#", "")
+
+			pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
+			for i := 0; i < 20; i++ {
+				publish(t, pub, "d/x", byte(1+i%2), false, fmt.Sprintf("m%d", i), uint16(i+1))
+				cl.l.mu.Lock()
+				logged := len(cl.l.msgs)
+				cl.l.mu.Unlock()
+				if logged != i+1 { // the ack came after the log's
+					t.Fatalf("after %d acknowledged publishes the log holds %d", i+1, logged)
+				}
+			}
+			sameList(t, "persistent subscriber", payloadsOf(t, sub, 20), want("m", 0, 20))
+			sub.ExpectNone(200 * time.Millisecond) // no second copy from the live path
+			sameList(t, "clean subscriber", payloadsOf(t, clean, 20), want("m", 0, 20))
+		})
+	}
+}
+
+// TestAdoptedSessionResumesOnAnotherNode: a persistent session with
+// queued QoS 1 and QoS 2 messages, held by node A, is resumed on node B
+// after A is gone: session present, every message once, in order, and
+// its subscription keeps delivering.
+func TestAdoptedSessionResumesOnAnotherNode(t *testing.T) {
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			cl := newLogCluster(t)
+			o := broker.Options{Authenticator: tenantAuth{}}
+			na, ba, addrA := cl.start(t, "A", o)
+			_, bb, addrB := cl.start(t, "B", o)
+			sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
+			subscribe(t, sub, 1, "q1/#", 1)
+			subscribe(t, sub, 2, "q2/#", 2)
+			leave(sub)
+			mqtttest.Eventually(t, mqtttest.Timeout, func() bool { _, ok := ba.ClientStatsIn("t1", "sub"); return ok },
+				"A holds the offline session")
+
+			pub, _ := connectTenant(t, addrA, v, "t1", "pub", packet.Connect{CleanStart: true})
+			for i := 0; i < 30; i++ {
+				publish(t, pub, "q1/a", 1, false, fmt.Sprintf("a%d", i), uint16(2*i+1))
+				publish(t, pub, "q2/b", 2, false, fmt.Sprintf("b%d", i), uint16(2*i+2))
+			}
+			// Queued on A (the log's deliveries are written to the
+			// journal before they are queued); then A goes away without
+			// handing anything over.
+			mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
+				st, _ := ba.ClientStatsIn("t1", "sub")
+				return st.Queued+st.Inflight == 60
+			}, "A queued the 60 messages")
+			na.halt()
+			stopBroker(t, ba)
+
+			re, ack := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+			if !ack.SessionPresent {
+				t.Fatal("session not present on B [MQTT-3.2.2-2]")
+			}
+			var q1, q2 []string
+			for _, p := range readPublishes(t, re, 60, nil) {
+				if p.Topic == "q1/a" {
+					q1 = append(q1, string(p.Payload))
+				} else {
+					q2 = append(q2, string(p.Payload))
+				}
+			}
+			sameList(t, "q1", q1, want("a", 0, 30)) // [MQTT-4.6.0-6]
+			sameList(t, "q2", q2, want("b", 0, 30))
+			re.ExpectNone(200 * time.Millisecond)
+
+			pub2, _ := connectTenant(t, addrB, v, "t1", "pub2", packet.Connect{CleanStart: true})
+			publish(t, pub2, "q2/b", 2, false, "after", 1)
+			sameList(t, "after adoption", payloadsOf(t, re, 1), []string{"after"})
+			if _, ok := bb.ClientStatsIn("t1", "sub"); !ok {
+				t.Fatal("B does not hold the adopted session")
+			}
+		})
+	}
+}
+
+// TestAdoptionCatchesUpFromTheLog: messages logged after the session's
+// last journaled delivery, which its node never routed (its follower was
+// behind when it died), reach the session on the node that adopts it.
+func TestAdoptionCatchesUpFromTheLog(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	na, ba, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
+	subscribe(t, sub, 1, "c/#", 2)
+	leave(sub)
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { _, ok := ba.ClientStatsIn("t1", "sub"); return ok },
+		"A holds the offline session")
+	pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
+	for i := 0; i < 10; i++ {
+		publish(t, pub, "c/x", 2, false, fmt.Sprintf("m%d", i), uint16(i+1))
+	}
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
+		st, _ := ba.ClientStatsIn("t1", "sub")
+		return st.Queued == 10
+	}, "A queued the first 10")
+	na.pause(true)
+	for i := 10; i < 25; i++ {
+		publish(t, pub, "c/x", 2, false, fmt.Sprintf("m%d", i), uint16(i+1))
+	}
+	na.halt()
+	stopBroker(t, ba)
+
+	re, ack := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("session not present on B")
+	}
+	sameList(t, "resumed", payloadsOf(t, re, 25), want("m", 0, 25))
+	re.ExpectNone(200 * time.Millisecond)
+}
+
+// TestLogFailureRefusesThePublish: when the cluster's log cannot store a
+// QoS 1/2 message (no quorum), the publisher never gets a success: 5.0
+// hears 0x80 in its PUBACK/PUBREC, a 3.1.1 connection is closed; the
+// 3.1.1 client's QoS 2 resend after it reconnects is routed, not taken for
+// a duplicate [MQTT-4.3.3-2].
+func TestLogFailureRefusesThePublish(t *testing.T) {
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	_, _, addr := cl.start(t, "A", o)
+	sub, _ := connectTenant(t, addr, packet.V5, "t1", "sub", persistentConnect(packet.V5))
+	subscribe(t, sub, 1, "f/#", 2)
+	cl.l.failWith(errNoQuorum)
+
+	p5, _ := connectTenant(t, addr, packet.V5, "t1", "p5", packet.Connect{CleanStart: true})
+	for _, q := range []byte{1, 2} {
+		if code := publish5(t, p5, &packet.Publish{Topic: "f/5", QoS: q, PacketID: uint16(q), Payload: []byte("x")}); code != packet.UnspecifiedError {
+			t.Fatalf("5.0 QoS %d publish without the log's quorum answered %v, want 0x80", q, code)
+		}
+	}
+	p3, _ := connectTenant(t, addr, packet.V311, "t1", "p3", persistentConnect(packet.V311))
+	p3.Send(&packet.Publish{Topic: "f/3", QoS: 2, PacketID: 7, Payload: []byte("y")})
+	expectClosedSilently(t, p3)
+	sub.ExpectNone(200 * time.Millisecond)
+
+	cl.l.failWith(nil)
+	p3, ack := connectTenant(t, addr, packet.V311, "t1", "p3", persistentConnect(packet.V311))
+	if !ack.SessionPresent {
+		t.Fatal("3.1.1 session not present")
+	}
+	p3.Send(&packet.Publish{Topic: "f/3", QoS: 2, PacketID: 7, Payload: []byte("y"), Dup: true})
+	expect[*packet.Pubrec](t, p3)
+	sameList(t, "the resend", payloadsOf(t, sub, 1), []string{"y"})
+}
+
+// TestCleanStartDiscardsTheJournalsSession: a clean start on another node
+// ends the session the journal holds: a later resume finds none.
+func TestCleanStartDiscardsTheJournalsSession(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	_, _, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	key := broker.SessionKey("t1", "dev")
+	c, _ := connectTenant(t, addrA, v, "t1", "dev", persistentConnect(v))
+	subscribe(t, c, 1, "x/#", 1)
+	leave(c)
+	if !cl.j.has(t, key) {
+		t.Fatal("the journal does not hold the persistent session")
+	}
+	p := persistentConnect(v)
+	p.CleanStart = true
+	c2, ack := connectTenant(t, addrB, v, "t1", "dev", p)
+	if ack.SessionPresent {
+		t.Fatal("clean start resumed a session [MQTT-3.1.2-4]")
+	}
+	leave(c2)
+	c3, ack := connectTenant(t, addrA, v, "t1", "dev", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("the new persistent session is not present")
+	}
+	pub, _ := connectTenant(t, addrA, v, "t1", "pub", packet.Connect{CleanStart: true})
+	publish(t, pub, "x/1", 1, false, "old-subscription", 1)
+	c3.ExpectNone(300 * time.Millisecond) // the discarded session's subscription is gone
+}
+
+// TestAdoptionWhilePublishing: a session adopted while messages keep
+// being published and logged gets every one once, in order, whether it
+// came from the journal, the catch-up or the follower.
+func TestAdoptionWhilePublishing(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	na, ba, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
+	subscribe(t, sub, 1, "w/#", 1)
+	leave(sub)
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { _, ok := ba.ClientStatsIn("t1", "sub"); return ok },
+		"A holds the offline session")
+	const n = 400
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
+		for i := 0; i < n; i++ {
+			pub.Send(&packet.Publish{Topic: "w/1", QoS: 1, PacketID: uint16(i + 1), Payload: []byte(fmt.Sprintf("m%d", i))})
+			if _, err := pub.Read(mqtttest.Timeout); err != nil {
+				t.Errorf("publisher: %v", err)
+				return
+			}
+			if i == n/4 {
+				na.halt()
+			}
+		}
+	}()
+	// Resume on B while the publisher runs.
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
+		cl.l.mu.Lock()
+		defer cl.l.mu.Unlock()
+		return len(cl.l.msgs) > n/2
+	}, "half the messages logged")
+	stopBroker(t, ba)
+	re, ack := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("session not present on B")
+	}
+	<-done
+	sameList(t, "resumed while publishing", payloadsOf(t, re, n), want("m", 0, n))
+	re.ExpectNone(200 * time.Millisecond)
+}
+
+// stopBroker shuts b down (a node gone; its test cleanup finds it stopped).
+func stopBroker(t *testing.T, b *broker.Broker) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// leave disconnects c normally and waits for the broker to close it.
+func leave(c *mqtttest.Client) {
+	c.Send(&packet.Disconnect{})
+	c.ExpectClosed()
+}
