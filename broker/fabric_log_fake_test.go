@@ -243,7 +243,7 @@ func (j *fakeJournal) has(t *testing.T, key string) bool {
 
 type discardRestorer struct{}
 
-func (discardRestorer) RestoreSession(*broker.StoredSession) error                { return nil }
+func (discardRestorer) RestoreSession(*broker.StoredSession) error                   { return nil }
 func (discardRestorer) RestoreSubscription(string, *broker.StoredSubscription) error { return nil }
 func (discardRestorer) RestoreDelivery(string, *broker.StoredDelivery) error         { return nil }
 func (discardRestorer) RestoreInbound(string, uint16) error                          { return nil }
