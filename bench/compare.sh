@@ -103,6 +103,9 @@ cleanup() {
 trap cleanup EXIT
 
 log "building petrel"
+# The version of the tree built, taken now: the tree may change while the
+# run goes on.
+PETREL_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 go build -o "$TMP/petrel" ./cmd/petrel
 PETREL="$TMP/petrel"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -413,7 +416,7 @@ failures() {
 }
 
 versions() {
-	echo "- petrel $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) ($(go version | awk '{print $3}'))"
+	echo "- petrel $PETREL_VERSION ($(go version | awk '{print $3}'))"
 	for b in $BROKERS; do
 		case $b in
 		mosquitto) echo "- $(mosquitto -h 2>/dev/null | head -1) (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))" ;;
@@ -426,7 +429,7 @@ commands() {
 	local s name args mode flags
 	echo '```'
 	for s in "${SCENARIOS[@]}"; do
-		IFS='|' read -r name args _ mode <<<"$s"
+		IFS="|" read -r name args _ mode _ <<<"$s"
 		selected "$name" || continue
 		# shellcheck disable=SC2086 # args are words
 		set -- $args
