@@ -80,6 +80,8 @@ func (c *conn) adopt(cleanStart bool) error {
 		return err
 	}
 	b.syncInterest()
+	b.stats.cluster.adopted.Add(1)
+	b.stats.cluster.caughtUp.Add(uint64(a.caughtUp))
 	b.log.Info("session adopted from the cluster's journal", "tenant", c.id.Tenant, "client", c.clientID,
 		"queued", a.queued, "caught_up", a.caughtUp)
 	return nil

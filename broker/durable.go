@@ -185,6 +185,7 @@ func (c *conn) durableLoop() {
 		for i := range jobs {
 			if lw := jobs[i].lw; lw != nil {
 				if lerr := lw.wait(); err == nil && lerr != nil {
+					c.b.stats.cluster.logRefused.Add(1)
 					c.finishDurable(&jobs[i], lerr)
 					jobs[i] = durableJob{}
 					continue

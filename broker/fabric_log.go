@@ -65,6 +65,7 @@ func (b *Broker) logUnwaited(msg *session.Message) {
 	}
 	b.flog.Log(msg, func(_ uint64, err error) {
 		if err != nil {
+			b.stats.cluster.logUnwaited.Add(1)
 			b.log.Warn("cluster: a message the broker published could not be written to the message log; persistent sessions miss it",
 				"topic", msg.Topic, "err", err)
 		}
@@ -78,6 +79,7 @@ func (b *Broker) logUnwaited(msg *session.Message) {
 func (b *Broker) LogFrom(seq uint64) {
 	b.logMu.Lock()
 	if b.logMu.started && seq > b.logMu.applied {
+		b.stats.cluster.logSkipped.Add(seq - b.logMu.applied)
 		b.log.Error("cluster: the message log's follower skipped messages; this node's persistent sessions miss them",
 			"from", b.logMu.applied+1, "to", seq)
 	}
@@ -196,6 +198,7 @@ func (b *Broker) logLoop() {
 			if err == nil {
 				break
 			}
+			b.stats.cluster.journalRetries.Add(1)
 			select {
 			case <-b.done:
 				for _, rt := range jobs {

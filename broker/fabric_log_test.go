@@ -143,6 +143,9 @@ func TestAdoptedSessionResumesOnAnotherNode(t *testing.T) {
 			if _, ok := bb.ClientStatsIn("t1", "sub"); !ok {
 				t.Fatal("B does not hold the adopted session")
 			}
+			if st := bb.Stats().Cluster; st.Adopted != 1 || st.CaughtUp != 0 {
+				t.Fatalf("B's cluster stats %+v, want 1 adopted, 0 caught up (all 60 were in the journal)", st)
+			}
 		})
 	}
 }
@@ -155,7 +158,7 @@ func TestAdoptionCatchesUpFromTheLog(t *testing.T) {
 	cl := newLogCluster(t)
 	o := broker.Options{Authenticator: tenantAuth{}}
 	na, ba, addrA := cl.start(t, "A", o)
-	_, _, addrB := cl.start(t, "B", o)
+	_, bb, addrB := cl.start(t, "B", o)
 	sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
 	subscribe(t, sub, 1, "c/#", 2)
 	leave(sub)
@@ -182,6 +185,9 @@ func TestAdoptionCatchesUpFromTheLog(t *testing.T) {
 	}
 	sameList(t, "resumed", payloadsOf(t, re, 25), want("m", 0, 25))
 	re.ExpectNone(200 * time.Millisecond)
+	if st := bb.Stats().Cluster; st.Adopted != 1 || st.CaughtUp != 15 {
+		t.Fatalf("B's cluster stats %+v, want 1 adopted, 15 caught up from the log", st)
+	}
 }
 
 // TestLogFailureRefusesThePublish: when the cluster's log cannot store a
@@ -192,7 +198,7 @@ func TestAdoptionCatchesUpFromTheLog(t *testing.T) {
 func TestLogFailureRefusesThePublish(t *testing.T) {
 	cl := newLogCluster(t)
 	o := broker.Options{Authenticator: tenantAuth{}}
-	_, _, addr := cl.start(t, "A", o)
+	_, b, addr := cl.start(t, "A", o)
 	sub, _ := connectTenant(t, addr, packet.V5, "t1", "sub", persistentConnect(packet.V5))
 	subscribe(t, sub, 1, "f/#", 2)
 	cl.l.failWith(errNoQuorum)
@@ -216,6 +222,9 @@ func TestLogFailureRefusesThePublish(t *testing.T) {
 	p3.Send(&packet.Publish{Topic: "f/3", QoS: 2, PacketID: 7, Payload: []byte("y"), Dup: true})
 	expect[*packet.Pubrec](t, p3)
 	sameList(t, "the resend", payloadsOf(t, sub, 1), []string{"y"})
+	if st := b.Stats().Cluster; st.LogRefused != 3 {
+		t.Fatalf("LogRefused %d, want 3", st.LogRefused)
+	}
 }
 
 // TestCleanStartDiscardsTheJournalsSession: a clean start on another node

@@ -190,6 +190,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		// A persistent session another node held comes from the
 		// cluster's journal (adopt.go).
 		if err := c.adopt(p.CleanStart); err != nil {
+			c.b.stats.cluster.adoptFailed.Add(1)
 			c.b.refusals.Log(slog.LevelWarn, ratelog.AddrKey(c.remoteAddr), "cluster: adopting the session failed; CONNECT refused",
 				"tenant", c.id.Tenant, "client", c.clientID, "remote", c.remoteString(), "err", err)
 			c.b.releaseUnheld(c.key)

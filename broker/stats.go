@@ -18,6 +18,8 @@ type counters struct {
 	// them may not publish them under the policy in force, or is not
 	// known (sendWill).
 	willsRefused atomic.Uint64
+	// The cluster's message log and journal (fabric_log.go, adopt.go).
+	cluster clusterCounters
 
 	// The counters every message updates are striped: a connection adds
 	// to its own stripe (stripeOf), so readers and writers on different
@@ -105,6 +107,25 @@ type Stats struct {
 	WillsRefused uint64
 	// Held counts refusals whose CONNACK was held (HeldRefusal).
 	Held HeldStats
+	// Cluster counts the work of the cluster's message log and session
+	// journal on this node (zero without them).
+	Cluster ClusterStats
+}
+
+// ClusterStats are the broker's counters of the cluster's message log and
+// session journal.
+type ClusterStats struct {
+	Adopted        uint64 // sessions adopted from the journal
+	AdoptFailed    uint64 // CONNECTs refused because an adoption failed
+	CaughtUp       uint64 // deliveries an adoption took from the log
+	LogRefused     uint64 // QoS 1/2 publishes refused because the log did not store them
+	LogUnwaited    uint64 // wills and admin publishes the log did not store
+	LogSkipped     uint64 // log messages the follower skipped (LogFrom jumps)
+	JournalRetries uint64 // journal writes of the log's deliveries tried again
+}
+
+type clusterCounters struct {
+	adopted, adoptFailed, caughtUp, logRefused, logUnwaited, logSkipped, journalRetries atomic.Uint64
 }
 
 // Stats returns a snapshot of the broker's counters.
@@ -135,6 +156,15 @@ func (b *Broker) Stats() Stats {
 		CredentialRevocations: b.stats.credentialRevocations.Load(),
 		WillsRefused:          b.stats.willsRefused.Load(),
 		Held:                  b.held.stats(),
+		Cluster: ClusterStats{
+			Adopted:        b.stats.cluster.adopted.Load(),
+			AdoptFailed:    b.stats.cluster.adoptFailed.Load(),
+			CaughtUp:       b.stats.cluster.caughtUp.Load(),
+			LogRefused:     b.stats.cluster.logRefused.Load(),
+			LogUnwaited:    b.stats.cluster.logUnwaited.Load(),
+			LogSkipped:     b.stats.cluster.logSkipped.Load(),
+			JournalRetries: b.stats.cluster.journalRetries.Load(),
+		},
 	}
 }
 
