@@ -239,6 +239,9 @@ type Broker struct {
 	// and the store is a SessionJournal, or both nil; fixed at New.
 	flog    FabricLog
 	journal SessionJournal
+	// wk keeps the wills of this node's connections in the cluster
+	// (wills.go); nil without a fabric that does. Fixed at New.
+	wk WillKeeper
 	// logMu orders the log's deliveries with adoptions: DeliverLogged
 	// holds it while it routes one message, adopt while it puts an
 	// adopted session in the trie (docs/design/locking.md).
@@ -427,6 +430,7 @@ func New(o Options) (*Broker, error) {
 		// become the node's interest, and restored wills go to the cluster.
 		b.fabric = o.Fabric
 		b.mu.claiming = make(map[string][]*conn)
+		b.wk, _ = o.Fabric.(WillKeeper)
 		if fl, ok := o.Fabric.(FabricLog); ok {
 			if j, ok := b.store.(SessionJournal); ok {
 				b.flog, b.journal = fl, j

@@ -231,9 +231,13 @@ func (c *conn) cleanup(err error) {
 	if c.connected {
 		c.countDisconnect(reason)
 		sendWill := c.will != nil && reason.sendsWill(c.version)
-		shared := c.b.detach(c, sendWill && !c.clean && willDelay(c.will, c.version) > 0)
+		delayed := sendWill && !c.clean && willDelay(c.will, c.version) > 0
+		shared := c.b.detach(c, delayed)
 		if sendWill {
 			c.publishWill()
+		}
+		if !delayed {
+			c.b.dropWill(c.key) // decided here; a delayed one is kept until it is sent or cancelled
 		}
 		c.b.redistribute(shared, c.sess)
 		if c.b.log.Enabled(context.Background(), slog.LevelInfo) { // no argument building when off

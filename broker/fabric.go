@@ -125,3 +125,26 @@ type SessionJournal interface {
 	// another node now holds (nothing is deleted).
 	Forget(key string)
 }
+
+// WillKeeper is implemented by a Fabric that publishes the wills of the
+// clients of a node that died (wills.go): while a connection with a will
+// is open here, or its 5.0 will waits out its delay here, the cluster
+// holds a copy.
+type WillKeeper interface {
+	// KeepWill records, replicated, the will of session key's connection
+	// on this node (rec: ClientID, Version, ExpiryInterval, Will,
+	// WillDelay, Holder), replacing an earlier one of key. It does not
+	// block on the network.
+	KeepWill(key string, rec *StoredSession)
+	// DropWill removes what this node recorded for key; never a later
+	// KeepWill of key on another node.
+	DropWill(key string)
+}
+
+// OrphanWillHost is what a WillKeeper calls on the broker of the node that
+// publishes a dead node's client's will. *Broker implements it.
+type OrphanWillHost interface {
+	// SendOrphanWill publishes the will of rec, authorized again for its
+	// holder, after its delay counted from now.
+	SendOrphanWill(rec *StoredSession)
+}

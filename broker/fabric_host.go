@@ -147,6 +147,7 @@ func (b *Broker) KickRemote(key string) {
 		delete(b.mu.wills, key)
 	}
 	b.mu.Unlock()
+	b.dropWill(key) // the other node keeps its own connection's will
 	b.syncInterest()
 	if b.journal != nil {
 		// The session lives on in the cluster's journal, the other

@@ -265,6 +265,7 @@ func (c *conn) finishConnect(pc *pendingConnect, ident *Identity, authData []byt
 		c.b.detach(c, false)
 		return c.refuse(packet.ServerUnavailable, err)
 	}
+	c.b.keepWill(c)
 
 	var ack *packet.Connack
 	if p.Version == packet.V5 {

@@ -16,23 +16,11 @@ import (
 // Holder; nil in a record written before holders were stored), for which
 // it is authorized again when sent (sendWill).
 func (b *Broker) restoreWill(ss *StoredSession, now time.Time) (*session.Message, *Identity) {
-	sw := ss.Will
-	w := &packet.Will{Topic: sw.Topic, Payload: sw.Payload, QoS: sw.QoS, Retain: sw.Retain}
-	if sw.Properties != nil {
-		w.Properties = *sw.Properties
-	}
-	if ss.Version == packet.V5 && ss.WillDelay > 0 {
-		w.Properties.WillDelayInterval = ss.WillDelay
-		w.Properties.Set(packet.PropWillDelayInterval)
-	}
 	ended := ss.DisconnectedAt
 	if ended.IsZero() {
 		ended = now
 	}
-	msg, delay := willMessage(w, ss.Version, ss.ClientID, ended)
-	if ss.Version == packet.V5 && ss.ExpiryInterval != NoExpiry {
-		delay = min(delay, time.Duration(ss.ExpiryInterval)*time.Second)
-	}
+	msg, delay := storedWill(ss, ended)
 	holder := restoredHolder(ss.Holder, ss.ClientID)
 	rec := *ss
 	rec.Will, rec.WillDelay, rec.Holder, rec.DisconnectedAt = nil, 0, nil, ended

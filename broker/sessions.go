@@ -247,6 +247,7 @@ func (b *Broker) expire(key string, s *session.Session) {
 	if w != nil {
 		w.timer.Stop() // if it fired, its func finds the map changed and sends nothing
 		b.sendWill(w.msg, w.id)
+		b.dropWill(key)
 	}
 }
 
@@ -275,6 +276,7 @@ func (b *Broker) scheduleWill(key string, msg *session.Message, id *Identity, de
 		_, exists := b.mu.sessions[key]
 		b.mu.Unlock()
 		b.sendWill(msg, id)
+		b.dropWill(key)
 		if rec != nil && exists {
 			// A failed write is logged and counted by commit; the will
 			// would then be sent again after a restart.
