@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,7 +249,7 @@ func (p *clusterPublisher) counts() (sent, refused, resumed, lost int) {
 // QoS 1 a repeat is an error unless allowDup (at least once, 4.3.2: a
 // resent message may come twice). It reports with t.Errorf and
 // returns the repeats.
-func checkDelivery(t *testing.T, who, topic string, qos byte, got, acked []int, allowDup bool) (dups int) {
+func checkDelivery(t errorReporter, who, topic string, qos byte, got, acked []int, allowDup bool) (dups int) {
 	t.Helper()
 	seen := make(map[int]int, len(got))
 	last := -1
@@ -282,6 +283,12 @@ func checkDelivery(t *testing.T, who, topic string, qos byte, got, acked []int, 
 		t.Errorf("%s: %s QoS %d: %d of %d acknowledged messages lost (first %v; %d deliveries)", who, topic, qos, missing, len(acked), first, len(got))
 	}
 	return dups
+}
+
+// errorReporter is the part of *testing.T checkDelivery uses.
+type errorReporter interface {
+	Helper()
+	Errorf(format string, args ...any)
 }
 
 // hasAllAcked reports whether sub received every number of each
@@ -350,4 +357,52 @@ func victim(t *testing.T, nodes []*clusterNode, round int) int {
 		}
 	}
 	return rand.IntN(len(nodes))
+}
+
+// errorRecorder records what checkDelivery reports.
+type errorRecorder struct{ errs []string }
+
+func (r *errorRecorder) Helper() {}
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestCheckDeliveryCatches shows that the cluster failure tests' checker
+// reports each way a delivery can be wrong (a lost acknowledged message,
+// a QoS 2 message twice, first arrivals out of order, a QoS 1 repeat where
+// none may be) and accepts a correct one (unacknowledged messages may or
+// may not arrive; a QoS 1 repeat of a resent message is allowed).
+func TestCheckDeliveryCatches(t *testing.T) {
+	tests := []struct {
+		name     string
+		qos      byte
+		got      []int
+		allowDup bool
+		wantErr  string // "" for none
+		wantDups int
+	}{
+		{"complete", 2, []int{0, 1, 2}, false, "", 0},
+		{"an unacknowledged one arrives too", 1, []int{0, 1, 2, 3}, false, "", 0},
+		{"acknowledged lost", 1, []int{0, 2, 3}, true, "1 of 3 acknowledged messages lost", 0},
+		{"QoS 2 twice", 2, []int{0, 1, 1, 2}, false, "message 1 delivered 2 times", 1},
+		{"QoS 2 twice even when QoS 1 may repeat", 2, []int{0, 1, 2, 0}, true, "message 0 delivered 2 times", 1},
+		{"QoS 1 resent", 1, []int{0, 1, 2, 1, 2, 3}, true, "", 2},
+		{"QoS 1 repeat not allowed", 1, []int{0, 1, 1, 2}, false, "message 1 delivered 2 times", 1},
+		{"out of order", 1, []int{0, 2, 1, 3}, true, "message 1 after 2, out of order", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r errorRecorder
+			dups := checkDelivery(&r, "sub", "topic", tt.qos, tt.got, []int{0, 1, 2}, tt.allowDup)
+			if dups != tt.wantDups {
+				t.Errorf("dups = %d, want %d", dups, tt.wantDups)
+			}
+			switch {
+			case tt.wantErr == "" && len(r.errs) > 0:
+				t.Errorf("reported %q for a correct delivery", r.errs)
+			case tt.wantErr != "" && (len(r.errs) != 1 || !strings.Contains(r.errs[0], tt.wantErr)):
+				t.Errorf("reported %q, want one report containing %q", r.errs, tt.wantErr)
+			}
+		})
+	}
 }

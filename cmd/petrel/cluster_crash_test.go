@@ -281,10 +281,10 @@ func TestClusterMinorityRefusesPersistentWrites(t *testing.T) {
 		switch {
 		case err == nil:
 			if a, ok := p.(*packet.Puback); ok && !a.ReasonCode.IsError() {
-				t.Errorf("PUBACK %v on a node without a quorum: a message no quorum stored was acknowledged", a.ReasonCode)
+				t.Errorf("5.0: PUBACK %v on a node without a quorum: a message no quorum stored was acknowledged", a.ReasonCode)
 			} else if !ok {
 				if _, ok := p.(*packet.Disconnect); !ok {
-					t.Errorf("got %s %+v, want PUBACK with a reason code >= 0x80, or the connection closed", p.Type(), p)
+					t.Errorf("5.0: got %s, want PUBACK with a reason code >= 0x80, or the connection closed", p.Type())
 				}
 			}
 		case connClosed(err):
@@ -298,7 +298,7 @@ func TestClusterMinorityRefusesPersistentWrites(t *testing.T) {
 		p, err := pub3.Read(20 * time.Second)
 		switch {
 		case err == nil:
-			t.Errorf("got %s %+v on a node without a quorum, want the connection closed without PUBACK", p.Type(), p)
+			t.Errorf("3.1.1: got %s on a node without a quorum, want the connection closed without PUBACK", p.Type())
 		case connClosed(err):
 		default:
 			t.Errorf("connection neither closed nor answered within 20 s: %v", err)
@@ -329,7 +329,10 @@ func TestClusterMinorityRefusesPersistentWrites(t *testing.T) {
 		if err == nil {
 			c.nc.Close()
 		}
-		t.Logf("a new clean-session CONNECT on the survivor: CONNACK %+v, %v", ack, err) // not a requirement either way
+		if ack != nil {
+			err = ack.ReasonCode
+		}
+		t.Logf("a new clean-session CONNECT on the survivor: %v", err) // not a requirement either way
 	}
 
 	// The quorum comes back; the survivor is not restarted.
@@ -429,9 +432,10 @@ func TestClusterRollingRestartKeepsSessions(t *testing.T) {
 	for _, n := range nodes {
 		n.stop(t)
 		t.Logf("%v: %s stopped", time.Since(began).Round(time.Millisecond), n.name)
+		time.Sleep(time.Second) // its clients move to the other nodes
 		n.restart(t)
 		t.Logf("%v: %s restarted and accepting CONNECTs", time.Since(began).Round(time.Millisecond), n.name)
-		time.Sleep(time.Second)
+		time.Sleep(2 * time.Second)
 	}
 	close(stop)
 	pwg.Wait()
