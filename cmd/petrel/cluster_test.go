@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,11 +22,17 @@ import (
 )
 
 // clusterNode is one petrel serve of a three-node cluster on loopback.
+// It can be killed, stopped and started again with the same configuration
+// (and so the same data directories and route port); its listeners take
+// new ephemeral ports at each start.
 type clusterNode struct {
 	name        string
+	bin, cfg    string
 	cmd         *exec.Cmd
 	logs        *cmdOutput
-	mqtt, admin string
+	mqtt, admin string // the running (or last) process's addresses
+	starts      int
+	up          atomic.Value // string: mqtt while the node runs and accepts CONNECTs, "" otherwise
 }
 
 // freePorts returns n TCP ports free on 127.0.0.1 a moment ago (the route
@@ -84,37 +92,114 @@ cluster:
   listen: 127.0.0.1:%d
   peers: [%s]
 `, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, ports[i], strings.Join(peers, ", ")))
-		cmd := exec.Command(bin, "serve", "--config", cfg)
-		n := &clusterNode{name: name, cmd: cmd, logs: startServe(t, cmd)}
-		nodes[i] = n
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s's log:\n%s", n.name, n.logs.String())
-			}
-		})
+		nodes[i] = &clusterNode{name: name, bin: bin, cfg: cfg}
+		nodes[i].up.Store("")
+		nodes[i].launch(t)
 	}
 	for _, n := range nodes {
 		// The listeners start once the node has joined (a few seconds
 		// while the others start too).
-		mqtttest.Eventually(t, 45*time.Second, func() bool {
-			m := listenRE.FindStringSubmatch(n.logs.String())
-			a := adminRE.FindStringSubmatch(n.logs.String())
-			if m == nil || a == nil {
-				return false
-			}
-			n.mqtt, n.admin = m[2], a[1]
-			return true
-		}, n.name+" listening")
+		n.waitListening(t)
 	}
 	for _, n := range nodes {
-		mqtttest.Eventually(t, 45*time.Second, func() bool {
-			c := mqtttest.Dial(t, n.mqtt, packet.V5)
-			defer c.Conn.Close()
-			return c.Connect(&packet.Connect{ClientID: "probe", CleanStart: true, KeepAlive: 30,
-				UsernameFlag: true, Username: "op", PasswordFlag: true, Password: []byte(ctlPassword)}).ReasonCode == packet.Success
-		}, n.name+" accepts CONNECTs (cluster formed)")
+		n.waitAccepting(t)
 	}
 	return nodes
+}
+
+// launch starts the node's process; its log is shown if the test fails.
+func (n *clusterNode) launch(t *testing.T) {
+	t.Helper()
+	n.starts++
+	n.cmd = exec.Command(n.bin, "serve", "--config", n.cfg)
+	logs := startServe(t, n.cmd)
+	n.logs = logs
+	name, start := n.name, n.starts
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's log (start %d):\n%s", name, start, lastLines(logs.String(), 300))
+		}
+	})
+}
+
+// waitListening waits for the process's MQTT and admin listeners.
+func (n *clusterNode) waitListening(t *testing.T) {
+	t.Helper()
+	mqtttest.Eventually(t, 45*time.Second, func() bool {
+		m := listenRE.FindStringSubmatch(n.logs.String())
+		a := adminRE.FindStringSubmatch(n.logs.String())
+		if m == nil || a == nil {
+			return false
+		}
+		n.mqtt, n.admin = m[2], a[1]
+		return true
+	}, n.name+" listening")
+}
+
+// waitAccepting waits until the node accepts a CONNECT (its replicated
+// assets are there), then marks it up.
+func (n *clusterNode) waitAccepting(t *testing.T) {
+	t.Helper()
+	mqtttest.Eventually(t, 45*time.Second, func() bool {
+		c := mqtttest.Dial(t, n.mqtt, packet.V5)
+		defer c.Conn.Close()
+		return c.Connect(&packet.Connect{ClientID: "probe-" + n.name, CleanStart: true, KeepAlive: 30,
+			UsernameFlag: true, Username: "op", PasswordFlag: true, Password: []byte(ctlPassword)}).ReasonCode == packet.Success
+	}, n.name+" accepts CONNECTs (cluster formed)")
+	n.up.Store(n.mqtt)
+}
+
+// addr is the node's MQTT address while it is up, "" otherwise; safe to
+// call from any goroutine.
+func (n *clusterNode) addr() string { return n.up.Load().(string) }
+
+// kill ends the node's process with SIGKILL, by its PID.
+func (n *clusterNode) kill(t *testing.T) {
+	t.Helper()
+	n.up.Store("")
+	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %s (pid %d): %v", n.name, n.cmd.Process.Pid, err)
+	}
+	_ = n.cmd.Wait() // killed: the error says so
+}
+
+// stop ends the node's process with SIGTERM and waits for it to exit.
+func (n *clusterNode) stop(t *testing.T) {
+	t.Helper()
+	n.up.Store("")
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s (pid %d): %v", n.name, n.cmd.Process.Pid, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- n.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("%s exited after SIGTERM with %v", n.name, err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Signal(syscall.SIGKILL) // the test fails anyway
+		<-exited
+		t.Fatalf("%s did not exit within 30 s of SIGTERM", n.name)
+	}
+}
+
+// restart starts the node again with the same configuration and waits
+// until it accepts CONNECTs.
+func (n *clusterNode) restart(t *testing.T) {
+	t.Helper()
+	n.launch(t)
+	n.waitListening(t)
+	n.waitAccepting(t)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("[%d lines before]\n", len(lines)-n) + strings.Join(lines[len(lines)-n:], "")
 }
 
 // join connects client id as user (u1, u2 or op) with protocol v.

@@ -144,40 +144,59 @@ func TestCrashQoS2FullRateExactlyOnce(t *testing.T) {
 	}
 }
 
-// crashConn is one MQTT 3.1.1 connection of the crash test's clients.
+// crashConn is one MQTT connection of the crash tests' clients (3.1.1
+// unless dialed with another version).
 type crashConn struct {
 	nc net.Conn
 	r  *bufio.Reader
+	v  packet.Version
 	mu sync.Mutex // w
 	w  *bufio.Writer
 }
 
 // dialCrash connects with a CONNECT for id (clean or resuming), or fails.
 func dialCrash(addr, id string, clean bool) (*crashConn, error) {
+	c, _, err := dialConnect(addr, &packet.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30})
+	return c, err
+}
+
+// dialConnect connects with p (3.1.1 unless p.Version says otherwise) and
+// returns the connection and its CONNACK, or fails (refused included).
+func dialConnect(addr string, p *packet.Connect) (*crashConn, *packet.Connack, error) {
 	if addr == "" {
-		return nil, fmt.Errorf("broker down")
+		return nil, nil, fmt.Errorf("broker down")
 	}
+	if p.Version == 0 {
+		p.Version = packet.V311
+	}
+	p.ProtocolName = "MQTT"
 	nc, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c := &crashConn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), w: bufio.NewWriterSize(nc, 64<<10)}
-	if err := c.send(&packet.Connect{ProtocolName: "MQTT", Version: packet.V311, ClientID: id, CleanStart: clean, KeepAlive: 30}, true); err != nil {
+	c := &crashConn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), v: p.Version, w: bufio.NewWriterSize(nc, 64<<10)}
+	if err := c.send(p, true); err != nil {
 		nc.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	p, err := c.read(5 * time.Second)
-	if ack, ok := p.(*packet.Connack); err != nil || !ok || ack.ReasonCode != packet.Success {
+	// A cluster's CONNECT claims the session (2 s at most) and may adopt
+	// it from the other nodes: give it more than a local one.
+	pk, err := c.read(10 * time.Second)
+	ack, ok := pk.(*packet.Connack)
+	if err != nil || !ok || ack.ReasonCode != packet.Success {
 		nc.Close()
-		return nil, fmt.Errorf("no CONNACK: %v", err)
+		if ok {
+			return nil, ack, fmt.Errorf("CONNACK %v", ack.ReasonCode)
+		}
+		return nil, nil, fmt.Errorf("no CONNACK: %v", err)
 	}
-	return c, nil
+	return c, ack, nil
 }
 
 func (c *crashConn) send(p packet.Packet, flush bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	buf, err := p.Append(nil, packet.V311)
+	buf, err := p.Append(nil, c.v)
 	if err != nil {
 		return err
 	}
@@ -200,7 +219,7 @@ func (c *crashConn) read(d time.Duration) (packet.Packet, error) {
 	if err := c.nc.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return nil, err
 	}
-	return packet.ReadPacket(c.r, packet.V311, 0)
+	return packet.ReadPacket(c.r, c.v, 0)
 }
 
 // crashPublisher publishes sequence numbers on its topic at QoS 2 with up
@@ -320,24 +339,46 @@ func (p *crashPublisher) sent() int {
 	return p.next
 }
 
-// crashSubscriber is a persistent QoS 2 subscriber to crash/q2/#. Like any
-// receiver it keeps, across connections, the packet ids it answered with
-// PUBREC and has not seen PUBREL for: a PUBLISH under one of them is the
-// same message again and is not delivered again (method B of 4.3.3).
+// crashSubscriber is a persistent subscriber, by default a 3.1.1 one to
+// crash/q2/# at QoS 2. Like any receiver it keeps, across connections, the
+// packet ids it answered with PUBREC and has not seen PUBREL for: a QoS 2
+// PUBLISH under one of them is the same message again and is not delivered
+// again (method B of 4.3.3). A QoS 1 PUBLISH is delivered each time it
+// comes (its checker decides whether a repeat is allowed).
 type crashSubscriber struct {
-	id       string
+	id      string
+	v       packet.Version        // 0: 3.1.1; 5.0 asks for a session expiry of an hour
+	user    string                // username (password ctlPassword); none when empty
+	filters []packet.Subscription // nil: crash/q2/# at QoS 2
+
 	mu       sync.Mutex
 	got      map[string][]int // topic -> numbers delivered, in order
 	awaiting map[uint16]bool
 	conn     *crashConn // the connection now, nil between them
 	closed   bool       // close was called: no new connection
+	resumed  int        // connections after the first that found the session (session present)
+	lost     int        // connections after the first that found none
+}
+
+// connectPacket is the subscriber's CONNECT: clean start false, and for
+// 5.0 a session that outlives the connection [MQTT-3.1.2-23].
+func (s *crashSubscriber) connectPacket() *packet.Connect {
+	p := &packet.Connect{Version: s.v, ClientID: s.id, KeepAlive: 30}
+	if s.v == packet.V5 {
+		p.Properties.SessionExpiryInterval = 3600
+		p.Properties.Set(packet.PropSessionExpiryInterval)
+	}
+	if s.user != "" {
+		p.UsernameFlag, p.Username, p.PasswordFlag, p.Password = true, s.user, true, []byte(ctlPassword)
+	}
+	return p
 }
 
 // session runs one connection: when first, it subscribes and disconnects;
 // otherwise it reads and acknowledges until the connection fails, or until
 // offline fires (it disconnects then, keeping its session).
 func (s *crashSubscriber) session(addr string, first bool, offline <-chan time.Time) error {
-	c, err := dialCrash(addr, s.id, false)
+	c, ack, err := dialConnect(addr, s.connectPacket())
 	if err != nil {
 		return err
 	}
@@ -348,6 +389,13 @@ func (s *crashSubscriber) session(addr string, first bool, offline <-chan time.T
 		return fmt.Errorf("closed")
 	}
 	s.conn = c
+	if !first {
+		if ack.SessionPresent {
+			s.resumed++
+		} else {
+			s.lost++
+		}
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -355,11 +403,25 @@ func (s *crashSubscriber) session(addr string, first bool, offline <-chan time.T
 		s.mu.Unlock()
 	}()
 	if first {
-		if err := c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "crash/q2/#", QoS: 2}}}, true); err != nil {
+		filters := s.filters
+		if filters == nil {
+			filters = []packet.Subscription{{Filter: "crash/q2/#", QoS: 2}}
+		}
+		if err := c.send(&packet.Subscribe{PacketID: 1, Subscriptions: filters}, true); err != nil {
 			return err
 		}
-		if p, err := c.read(5 * time.Second); err != nil || p.Type() != packet.SUBACK {
+		p, err := c.read(5 * time.Second)
+		if err != nil {
 			return fmt.Errorf("no SUBACK: %v", err)
+		}
+		sa, ok := p.(*packet.Suback)
+		if !ok || len(sa.ReasonCodes) != len(filters) {
+			return fmt.Errorf("got %s, want SUBACK for %d filters", p.Type(), len(filters))
+		}
+		for i, rc := range sa.ReasonCodes {
+			if rc.IsError() {
+				return fmt.Errorf("SUBACK refused %s: %v", filters[i].Filter, rc)
+			}
 		}
 		return c.send(&packet.Disconnect{}, true)
 	}
@@ -381,14 +443,26 @@ func (s *crashSubscriber) session(addr string, first bool, offline <-chan time.T
 		}
 		switch pk := pk.(type) {
 		case *packet.Publish:
+			n, _ := strconv.Atoi(string(pk.Payload))
+			var reply packet.Packet
 			s.mu.Lock()
-			if !s.awaiting[pk.PacketID] { // a new message: deliver it, once
-				n, _ := strconv.Atoi(string(pk.Payload))
+			switch pk.QoS {
+			case 2:
+				if !s.awaiting[pk.PacketID] { // a new message: deliver it, once
+					s.got[pk.Topic] = append(s.got[pk.Topic], n)
+					s.awaiting[pk.PacketID] = true
+				}
+				reply = &packet.Pubrec{PacketID: pk.PacketID}
+			case 1:
 				s.got[pk.Topic] = append(s.got[pk.Topic], n)
-				s.awaiting[pk.PacketID] = true
+				reply = &packet.Puback{PacketID: pk.PacketID}
+			default:
+				s.got[pk.Topic] = append(s.got[pk.Topic], n)
 			}
 			s.mu.Unlock()
-			err = c.send(&packet.Pubrec{PacketID: pk.PacketID}, false)
+			if reply != nil {
+				err = c.send(reply, false)
+			}
 		case *packet.Pubrel:
 			s.mu.Lock()
 			delete(s.awaiting, pk.PacketID)
@@ -440,6 +514,21 @@ func (s *crashSubscriber) close() {
 	if s.conn != nil {
 		s.conn.nc.Close()
 	}
+}
+
+// isClosed reports whether close was called.
+func (s *crashSubscriber) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// sessions returns how many connections after the first found no session
+// (session present 0) and how many resumed it.
+func (s *crashSubscriber) sessions() (lost, resumed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost, s.resumed
 }
 
 func (s *crashSubscriber) delivered(topic string) []int {
