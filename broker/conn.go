@@ -83,6 +83,9 @@ type conn struct {
 	// the key that this CONNECT does not resume (clean start, or expired
 	// while no node held it); persistSession deletes it (adopt.go).
 	journalDiscard bool
+	// logQ: the reader's log writes not yet seen answered, oldest first
+	// (conn.logPublish).
+	logQ []*logWait
 
 	// The reader's. remoteAddr is the client's address, set when serving
 	// starts (before the first packet); logs format it (remoteString)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
+	"github.com/petrel-mqtt/petrel/packet"
 )
 
 // The cluster's message log (FabricLog) with a session journal
@@ -32,6 +33,7 @@ import (
 // waits for.
 type logWait struct {
 	done chan struct{}
+	sent time.Time
 	seq  uint64
 	err  error
 }
@@ -39,7 +41,7 @@ type logWait struct {
 // logWrite starts writing msg to the cluster's log and returns what to
 // wait for.
 func (b *Broker) logWrite(msg *session.Message) *logWait {
-	w := &logWait{done: make(chan struct{})}
+	w := &logWait{done: make(chan struct{}), sent: time.Now()}
 	b.flog.Log(msg, func(seq uint64, err error) {
 		w.seq, w.err = seq, err
 		close(w.done)
@@ -47,13 +49,46 @@ func (b *Broker) logWrite(msg *session.Message) *logWait {
 	return w
 }
 
-// wait returns the log's error for the message, once known.
-func (w *logWait) wait() error {
-	<-w.done
-	if w.err != nil {
-		return fmt.Errorf("cluster message log: %w", w.err)
+// logStall is how long a connection's oldest log write may wait for its
+// quorum before the reader stops writing more of the connection's
+// messages until it is answered. A write the cluster could not take
+// (its leader gone, an election running) fails; one written after it,
+// once a new leader is elected, would be stored: the publisher's resend
+// of the failed one would then come after it. Holding the reader when
+// the log stops answering keeps the window for that to the few
+// milliseconds around an election's end; while the log answers, acks
+// come back in a millisecond or so and this never waits.
+const logStall = 100 * time.Millisecond
+
+// logPublish writes a QoS 1/2 publish of c to the log, in c's order. A
+// 3.x connection whose earlier write failed writes nothing more: it is
+// being closed (storeFailed), and its client resends in order once it
+// reconnects [MQTT-4.6.0-1].
+func (c *conn) logPublish(msg *session.Message) (*logWait, error) {
+	for len(c.logQ) > 0 {
+		w := c.logQ[0]
+		select {
+		case <-w.done:
+		default:
+			if time.Since(w.sent) < logStall {
+				return c.logNext(msg), nil
+			}
+			<-w.done
+		}
+		if w.err != nil && c.version != packet.V5 {
+			return nil, &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: w.wait()}
+		}
+		c.logQ[0] = nil
+		c.logQ = c.logQ[1:]
 	}
-	return nil
+	return c.logNext(msg), nil
+}
+
+// logNext starts the log write of msg and queues it in c.logQ.
+func (c *conn) logNext(msg *session.Message) *logWait {
+	w := c.b.logWrite(msg)
+	c.logQ = append(c.logQ, w)
+	return w
 }
 
 // logUnwaited writes msg, published by the broker itself (a will, the
@@ -98,7 +133,7 @@ func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
 	}
 	b.logMu.started = true
 	var rt *routing
-	if msg != nil {
+	if msg != nil && !msg.Expired(b.opts().Now()) { // [MQTT-3.3.2-5]
 		rt = b.routeLogged(msg, seq)
 	}
 	b.logMu.Unlock()
@@ -214,4 +249,13 @@ func (b *Broker) logLoop() {
 			rt.release()
 		}
 	}
+}
+
+// wait returns the log's error for the message, once known.
+func (w *logWait) wait() error {
+	<-w.done
+	if w.err != nil {
+		return fmt.Errorf("cluster message log: %w", w.err)
+	}
+	return nil
 }

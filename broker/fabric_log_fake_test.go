@@ -24,6 +24,35 @@ type fakeLog struct {
 	msgs   []*session.Message // sequence i+1
 	err    error              // Log fails with it when set
 	closed bool
+	held   bool                  // Log keeps its answer (hold)
+	owed   []func(uint64, error) // the answers held
+	calls  int                   // Log calls
+}
+
+// hold makes Log keep its answers until answerHeld.
+func (l *fakeLog) hold() {
+	l.mu.Lock()
+	l.held = true
+	l.mu.Unlock()
+}
+
+// answerHeld answers the held Log calls with err (storing nothing) and
+// stops holding.
+func (l *fakeLog) answerHeld(err error) {
+	l.mu.Lock()
+	owed := l.owed
+	l.owed, l.held = nil, false
+	l.mu.Unlock()
+	for _, done := range owed {
+		done(0, err)
+	}
+}
+
+// logCalls returns how many messages were handed to Log.
+func (l *fakeLog) logCalls() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
 }
 
 func newFakeLog() *fakeLog {
@@ -34,6 +63,12 @@ func newFakeLog() *fakeLog {
 
 func (l *fakeLog) log(msg *session.Message, done func(uint64, error)) {
 	l.mu.Lock()
+	l.calls++
+	if l.held {
+		l.owed = append(l.owed, done)
+		l.mu.Unlock()
+		return
+	}
 	if err := l.err; err != nil {
 		l.mu.Unlock()
 		done(0, err)

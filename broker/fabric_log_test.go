@@ -319,3 +319,28 @@ func leave(c *mqtttest.Client) {
 	c.Send(&packet.Disconnect{})
 	c.ExpectClosed()
 }
+
+// TestLogStallHoldsLaterWrites: when the log stops answering a 3.1.1
+// connection's write (its leader died), the connection writes nothing
+// more once that write is older than the stall bound, and when it fails
+// the connection is closed with nothing after it stored: the client's
+// resend keeps its order [MQTT-4.6.0-1].
+func TestLogStallHoldsLaterWrites(t *testing.T) {
+	cl := newLogCluster(t)
+	_, _, addr := cl.start(t, "A", broker.Options{Authenticator: tenantAuth{}})
+	pub, _ := connectTenant(t, addr, packet.V311, "t1", "pub", packet.Connect{CleanStart: true})
+	cl.l.hold()
+	pub.Send(&packet.Publish{Topic: "s/1", QoS: 1, PacketID: 1, Payload: []byte("first")})
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return cl.l.logCalls() == 1 }, "the first write handed to the log")
+	time.Sleep(300 * time.Millisecond) // past the stall bound
+	pub.Send(&packet.Publish{Topic: "s/1", QoS: 1, PacketID: 2, Payload: []byte("second")})
+	time.Sleep(200 * time.Millisecond)
+	if n := cl.l.logCalls(); n != 1 {
+		t.Fatalf("%d writes handed to the log while the first waited past the stall bound, want 1", n)
+	}
+	cl.l.answerHeld(errNoQuorum)
+	expectClosedSilently(t, pub)
+	if n := cl.l.logCalls(); n != 1 {
+		t.Fatalf("%d writes handed to the log after the first failed, want 1", n)
+	}
+}

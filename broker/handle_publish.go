@@ -93,13 +93,18 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			extra.Add(retainOp(msg))
 		}
 	}
-	rt, _ := c.b.route(msg, c)
 	if p.QoS > 0 && c.b.flog != nil {
 		// In a cluster with a message log the PUBACK/PUBREC waits until
 		// a quorum of the cluster stored the message too (fabric_log.go).
-		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra, lw: c.b.logWrite(msg)})
+		lw, err := c.logPublish(msg)
+		if err != nil {
+			return err
+		}
+		rt, _ := c.b.route(msg, c)
+		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra, lw: lw})
 		return nil
 	}
+	rt, _ := c.b.route(msg, c)
 	if p.QoS > 0 && c.b.store != nil && (len(rt.staged) > 0 || extra.Len() > 0 || c.durablePending()) {
 		// A PUBACK/PUBREC means the message is on disk for every
 		// persistent session it was queued for (DESIGN.md section 3): the
