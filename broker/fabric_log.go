@@ -112,6 +112,9 @@ func (b *Broker) logUnwaited(msg *session.Message) {
 // miss the messages between: logged (the log had dropped them, or the
 // follower could not read them).
 func (b *Broker) LogFrom(seq uint64) {
+	if b.flog == nil {
+		return
+	}
 	b.logMu.Lock()
 	if b.logMu.started && seq > b.logMu.applied {
 		b.stats.cluster.logSkipped.Add(seq - b.logMu.applied)
@@ -127,6 +130,9 @@ func (b *Broker) LogFrom(seq uint64) {
 // not had it yet, writing the deliveries to the journal before queueing
 // them (logPipe). It waits only when the pipe is full.
 func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
+	if b.flog == nil {
+		return // no journal: live delivery serves every session
+	}
 	b.logMu.Lock()
 	if seq > b.logMu.applied {
 		b.logMu.applied = seq
