@@ -80,9 +80,9 @@ func TestLogFollowerPositions(t *testing.T) {
 			t.Fatalf("seq %d: malformed message handed over as %+v, want nil", e.seq, e.msg)
 		}
 	}
-	c := n.Counters()
-	if c.FollowerResets != 1 || c.Malformed != 2 || c.LogFollowed != 6 {
-		t.Fatalf("FollowerResets %d, Malformed %d, LogFollowed %d; want 1, 2, 6", c.FollowerResets, c.Malformed, c.LogFollowed)
+	c := &n.count
+	if r, m, f := c.followerResets.Load(), c.malformed.Load(), c.followed.Load(); r != 1 || m != 2 || f != 6 {
+		t.Fatalf("FollowerResets %d, Malformed %d, LogFollowed %d; want 1, 2, 6", r, m, f)
 	}
 }
 
