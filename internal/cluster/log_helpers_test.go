@@ -246,3 +246,23 @@ func logOK(t testing.TB, n *Node, topic string) uint64 {
 	}, "a message stored by the log")
 	return seq
 }
+
+// leadLog makes n the leader of the message log: it asks the current
+// leader to step down in n's favour until n leads.
+func leadLog(t testing.TB, n *Node) {
+	t.Helper()
+	req := []byte(`{"placement":{"preferred":"` + n.cfg.Node + `"}}`)
+	mqtttest.Eventually(t, 60*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := n.js.Stream(ctx, logStream)
+		if err != nil {
+			return false
+		}
+		if ci := s.CachedInfo().Cluster; ci != nil && ci.Leader == n.cfg.Node {
+			return true
+		}
+		_, _ = n.ctl.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+logStream, req)
+		return false
+	}, n.cfg.Node+" leads the message log")
+}

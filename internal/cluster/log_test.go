@@ -142,6 +142,11 @@ func TestLogNoQuorum(t *testing.T) {
 	if res := warm.wait(t, 30*time.Second, "a message logged with every node up"); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
+	// n1 leads the log, then loses its followers: it stays leader for
+	// about 10 s (nats-server's lost-quorum interval) and its writes wait
+	// for a quorum that will not come. (Had another node led, the writes
+	// would fail at once: no responders.)
+	leadLog(t, n1.Node)
 	ms[1].Close()
 	ms[2].Close()
 
@@ -158,7 +163,7 @@ func TestLogNoQuorum(t *testing.T) {
 	// wait for a quorum that will not come.
 	mqtttest.Eventually(t, 20*time.Second, func() bool { return r.done() >= over }, "the refusals past the bound")
 	if p := n1.Counters().LogPending; p != bound {
-		t.Fatalf("LogPending %d when the refusals were reported, want %d still waiting", p, bound)
+		t.Fatalf("LogPending %d when the refusals were reported, want %d still waiting: %+v", p, bound, n1.Counters())
 	}
 	res := r.wait(t, logAckWait+20*time.Second, "every message fails within the ack bound")
 	for i, x := range res {
