@@ -289,3 +289,47 @@ func TestLogExpiryFromPublication(t *testing.T) {
 		checkExpiry(t, d.msg.Expiry, []time.Time{short.Expiry, long.Expiry}[i])
 	}
 }
+
+// TestLogPendingBytes: the bytes of the log writes waiting for their
+// quorum are bounded too: past the bound Log refuses at once
+// (ErrLogFull, while the earlier ones still wait), and a message larger
+// than the bound alone is taken when nothing waits.
+func TestLogPendingBytes(t *testing.T) {
+	ms := startLogged(t, configs(t, 3, 3))
+	n1 := ms[0]
+	logOK(t, n1.Node, "pb/warm")
+	leadLog(t, n1.Node)
+	ms[1].Close()
+	ms[2].Close()
+
+	small := qos1("pb/small", string(make([]byte, 1000)))
+	size := int64(len(appendEnvelope(nil, small, n1.cfg.Node, n1.incarnation, time.Now())))
+	n1.lw.maxBytes = 3*size + size/2
+	big := qos1("pb/big", string(make([]byte, 5000)))
+	var r logRecorder
+	for range 4 {
+		r.log(n1.Node, small)
+	}
+	r.log(n1.Node, big)
+	mqtttest.Eventually(t, 20*time.Second, func() bool { return r.done() >= 2 }, "the refusals past the byte bound")
+	if c := n1.Counters(); c.LogPending != 3 || c.LogFull != 2 {
+		t.Fatalf("LogPending %d, LogFull %d when the refusals were reported; want 3 waiting, 2 refused", c.LogPending, c.LogFull)
+	}
+	res := r.wait(t, logAckWait+20*time.Second, "the waiting writes fail")
+	for i, x := range res {
+		want := ErrLogNoQuorum
+		if i >= 3 {
+			want = ErrLogFull
+		}
+		if !errors.Is(x.err, want) {
+			t.Fatalf("message %d: %v, want %v", i, x.err, want)
+		}
+	}
+	// Nothing waits now: the large message is written, not refused (a
+	// refusal is counted before Log returns).
+	var alone logRecorder
+	alone.log(n1.Node, big)
+	if c := n1.Counters(); c.LogFull != 2 || c.LogTooLarge != 0 {
+		t.Fatalf("a message over the byte bound with nothing waiting: LogFull %d, LogTooLarge %d; want it written", c.LogFull, c.LogTooLarge)
+	}
+}
