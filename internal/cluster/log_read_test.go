@@ -113,11 +113,22 @@ func TestReadLog(t *testing.T) {
 			t.Fatalf("ReadLog: last %d, %v; want %d", end, err, last)
 		}
 	})
-	t.Run("fn's error stops it", func(t *testing.T) {
+	t.Run("fn's error stops it, no consumer made", func(t *testing.T) {
 		stop := errors.New("stop")
 		calls := 0
 		_, err := ms[2].ReadLog(context.Background(), 0, []string{"#"}, func(uint64, *session.Message) error {
 			calls++
+			// While a read is under way the log has the followers'
+			// consumers only, one per node.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := ms[0].logJS.Stream(ctx, logStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := s.CachedInfo().State.Consumers; c > len(ms) {
+				t.Fatalf("%d consumers on the log during a read, want the %d followers only", c, len(ms))
+			}
 			return stop
 		})
 		if !errors.Is(err, stop) || calls != 1 {
