@@ -55,7 +55,8 @@ func startCluster(cfg *config.Config, logger *slog.Logger, connections func() in
 	}
 	cc := cluster.Config{Name: cl.Name, Node: cl.Node, Listen: cl.Listen, Peers: cl.Peers, Replicas: cl.Replicas,
 		DataDir: cfg.ClusterDataDir(), TLS: tc, Logger: logger, Connections: connections,
-		InboxBytes: int(cl.InboxBytes), TombstoneTTL: cl.TombstoneTTL}
+		InboxBytes: int(cl.InboxBytes), TombstoneTTL: cl.TombstoneTTL,
+		MessageRetention: cl.MessageRetention, MessageBytes: clusterMessageBytes(cl.MessageBytes)}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartWait)
 	defer cancel()
 	n, err := cluster.Start(ctx, cc)
@@ -65,6 +66,16 @@ func startCluster(cfg *config.Config, logger *slog.Logger, connections func() in
 	logger.Info("cluster node started", "cluster", cl.Name, "node", cl.Node, "listen", cl.Listen,
 		"peers", len(cl.Peers), "data_dir", cc.DataDir, "tls", tc != nil)
 	return n, nil
+}
+
+// clusterMessageBytes maps cluster.message_bytes (0: no bound, the
+// default filled in by the configuration) to cluster.Config.MessageBytes
+// (negative: no bound).
+func clusterMessageBytes(b config.ByteSize) int64 {
+	if b == 0 {
+		return -1
+	}
+	return int64(b)
 }
 
 // clusterReport returns the admin API's view of n's status; nil for no
@@ -126,6 +137,16 @@ func apiCluster(st cluster.Status) *api.Cluster {
 		Purged:          k.Purged,
 		PurgeFailed:     k.PurgeFailed,
 		PurgeDropped:    k.PurgeDropped,
+		Logged:          k.Logged,
+		LogNoQuorum:     k.LogNoQuorum,
+		LogFull:         k.LogFull,
+		LogNotReady:     k.LogNotReady,
+		LogClosed:       k.LogClosed,
+		LogTooLarge:     k.LogTooLarge,
+		LogRefused:      k.LogRefused,
+		LogPending:      k.LogPending,
+		LogFollowed:     k.LogFollowed,
+		FollowerResets:  k.FollowerResets,
 	}
 	return c
 }

@@ -291,7 +291,7 @@ func testStatus(t *testing.T, n1 member) {
 			t.Fatalf("n2 reports %d connections, want 7 (its hook)", ns.Connections)
 		}
 	}
-	if len(st.Assets) != 2 {
+	if len(st.Assets) != len(assetNames) {
 		t.Fatalf("assets %+v", st.Assets)
 	}
 	for _, a := range st.Assets {

@@ -56,6 +56,14 @@ type Config struct {
 	// for less than this applies it when it comes back. 0:
 	// DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
+	// MessageRetention is how long the message log (stream PETREL_MSGS)
+	// keeps a message: a persistent session offline for longer loses its
+	// oldest messages. 0: DefaultMessageRetention.
+	MessageRetention time.Duration
+	// MessageBytes bounds the message log's bytes on each replica; past
+	// it the oldest messages are discarded. 0: DefaultMessageBytes;
+	// negative: no bound in bytes (MessageRetention alone bounds it).
+	MessageBytes int64
 }
 
 // Defaults of Config's bounds.
@@ -64,6 +72,10 @@ const (
 	DefaultInboxBytes = 64 << 20
 	// DefaultTombstoneTTL is Config.TombstoneTTL's default.
 	DefaultTombstoneTTL = time.Hour
+	// DefaultMessageRetention is Config.MessageRetention's default: 7 days.
+	DefaultMessageRetention = 168 * time.Hour
+	// DefaultMessageBytes is Config.MessageBytes's default: 10 GiB.
+	DefaultMessageBytes = 10 << 30
 )
 
 // inboxBytes is InboxBytes or its default.
@@ -80,6 +92,26 @@ func (c Config) tombstoneTTL() time.Duration {
 		return DefaultTombstoneTTL
 	}
 	return c.TombstoneTTL
+}
+
+// messageRetention is MessageRetention or its default.
+func (c Config) messageRetention() time.Duration {
+	if c.MessageRetention == 0 {
+		return DefaultMessageRetention
+	}
+	return c.MessageRetention
+}
+
+// messageBytes is the log's JetStream MaxBytes: MessageBytes, its
+// default, or -1 for no bound.
+func (c Config) messageBytes() int64 {
+	switch {
+	case c.MessageBytes == 0:
+		return DefaultMessageBytes
+	case c.MessageBytes < 0:
+		return -1
+	}
+	return c.MessageBytes
 }
 
 // maxNodeLen bounds a node id: it travels in every message envelope.
@@ -118,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.TombstoneTTL < 0 {
 		return fmt.Errorf("cluster: tombstone_ttl %s: must not be negative", c.TombstoneTTL)
+	}
+	if c.MessageRetention < 0 {
+		return fmt.Errorf("cluster: message_retention %s: must not be negative", c.MessageRetention)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		return errors.New("cluster: tls: no certificate for this node")

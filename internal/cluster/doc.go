@@ -20,6 +20,12 @@
 //     retained index, so SUBSCRIBE stays local; a clear is a tombstone,
 //     which the node that wrote it purges after Config.TombstoneTTL
 //     (purge.go);
+//   - QoS 1 and 2 messages, in the message log PETREL_MSGS (log*.go):
+//     the publishing node writes each before its publisher is
+//     acknowledged (Log), every node follows the log with one ordered
+//     consumer and hands each message to its broker in order (LogHost),
+//     and a session resumed elsewhere reads what it missed by sequence
+//     (ReadLog, direct gets, no consumer);
 //   - session ownership, in the JetStream KV bucket PETREL_OWNERS: a
 //     CONNECT claims its session key with a compare-and-set and asks the
 //     previous owner node to close its connection (request
@@ -27,8 +33,9 @@
 //
 // What other nodes can make a node hold is bounded: the inboxes between
 // NATS and the broker in messages and bytes (inbox.go, Config.InboxBytes),
-// retained changes waiting for JetStream in bytes and time, the
-// tombstones waiting for their purge, the per-origin dedup windows.
+// retained changes and log writes waiting for JetStream in bytes, count
+// and time, ReadLog's batch, the tombstones waiting for their purge, the
+// per-origin dedup windows.
 //
 // docs/clustering.md describes the topology, the configuration, the
 // bounds and the failure model.

@@ -18,8 +18,8 @@ type Local struct {
 	// Routes is the number of other nodes this node has a route to
 	// (pooled routes to one node count once).
 	Routes int
-	// Assets are the assets (the retained stream, the owners bucket) this
-	// node holds a replica of, by name.
+	// Assets are the assets (the retained stream, the message log, the
+	// owners bucket) this node holds a replica of, by name.
 	Assets []LocalAsset
 }
 
@@ -34,7 +34,7 @@ type LocalAsset struct {
 }
 
 // assetNames are the JetStream streams behind the node's assets.
-var assetNames = []string{retainedStream, "KV_" + ownersBucket}
+var assetNames = []string{retainedStream, logStream, "KV_" + ownersBucket}
 
 // Local returns the node's own view of the cluster (see Local). It takes
 // no Petrel lock; the embedded server takes its own, briefly.

@@ -57,7 +57,7 @@ func testLocal(t *testing.T, ms []member) {
 				t.Errorf("%s follows %s but reports followers %q (only the leader knows their lag)", node, a.Name, followers)
 			}
 		}
-		if want := []string{"KV_" + ownersBucket, retainedStream}; !slices.Equal(names, want) {
+		if want := []string{"KV_" + ownersBucket, logStream, retainedStream}; !slices.Equal(names, want) {
 			t.Errorf("%s: assets %q, want %q", node, names, want)
 		}
 	}
@@ -72,7 +72,7 @@ func TestLocalSendsNoRequest(t *testing.T) {
 	n := ms[0]
 	waitReady(t, ms)
 	sent := func() uint64 {
-		return n.ctl.Stats().OutMsgs + n.data.Stats().OutMsgs + n.share.Stats().OutMsgs
+		return n.ctl.Stats().OutMsgs + n.data.Stats().OutMsgs + n.share.Stats().OutMsgs + n.logc.Stats().OutMsgs
 	}
 	// The node's own start-up traffic (its retained follower's consumer)
 	// can still be going: retry until a run of calls sees none. A Local
@@ -81,7 +81,7 @@ func TestLocalSendsNoRequest(t *testing.T) {
 	mqtttest.Eventually(t, 10*time.Second, func() bool {
 		before = sent()
 		for range 100 {
-			if l := n.Local(); !l.Ready || len(l.Assets) != 2 {
+			if l := n.Local(); !l.Ready || len(l.Assets) != len(assetNames) {
 				t.Fatalf("local view %+v", l)
 			}
 		}

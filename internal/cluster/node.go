@@ -75,6 +75,11 @@ type Node struct {
 	share *nats.Conn // share-group queue subscriptions; echo on
 	ctl   *nats.Conn // JetStream, kicks, status requests
 	js    jetstream.JetStream
+	// logc carries the message log: its writes and their acks, the
+	// follower's consumer, ReadLog's batches (log*.go).
+	logc  *nats.Conn
+	logJS jetstream.JetStream
+	lw    *logWriter
 
 	// Every plain subscription delivers to plainCh, in arrival order, and
 	// every queue subscription to shareCh; a pump each moves them into
@@ -83,7 +88,8 @@ type Node struct {
 	plainIn, shareIn *inbox
 
 	hostp    atomic.Pointer[hostRef]
-	bound    chan struct{} // closed by the first Bind
+	logHostp atomic.Pointer[logHostRef] // set by Bind when the host is a LogHost
+	bound    chan struct{}              // closed by the first Bind
 	bindOnce sync.Once
 
 	// assets is closed once the JetStream assets exist; kv is set before.
@@ -189,6 +195,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		bound:       make(chan struct{}),
 		releases:    make(chan release, releaseQueue),
 		purges:      make(chan purge, purgeQueue),
+		lw:          newLogWriter(),
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
@@ -201,7 +208,8 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		n.shutdown()
 		return nil, err
 	}
-	n.wg.Add(6)
+	n.wg.Add(7)
+	go n.logDoneLoop()
 	go n.pump(n.plainCh, n.plainIn)
 	go n.pump(n.shareCh, n.shareIn)
 	go n.dispatchPlain()
@@ -308,6 +316,18 @@ func (n *Node) connect() error {
 			n.count.retainFailed.Add(1)
 			n.logDrop(&n.count.lastRetainFailed, "cluster: retained message not replicated", "subject", shorten(m.Subject), "err", err)
 		}))
+	if err != nil {
+		return err
+	}
+	if n.logc, err = open("log"); err != nil {
+		return err
+	}
+	n.logJS, err = jetstream.New(n.logc,
+		// Above the writer's own bound, so that nats.go never stalls Log.
+		jetstream.WithPublishAsyncMaxPending(2*logPendingMsgs),
+		jetstream.WithPublishAsyncTimeout(logAckWait),
+		jetstream.WithPublishAsyncAckHandler(n.logAcked),
+		jetstream.WithPublishAsyncErrHandler(n.logFailed))
 	return err
 }
 
@@ -322,12 +342,19 @@ func (n *Node) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	n.log.Warn("cluster: NATS connection error", "err", err)
 }
 
-// Bind implements broker.Fabric.
+// Bind implements broker.Fabric. When h is also a LogHost (the broker
+// is), the node follows the message log for it (log_follow.go); a host
+// that is not one gets no logged messages.
 func (n *Node) Bind(h broker.FabricHost) error {
 	if h == nil {
 		return errors.New("cluster: Bind with a nil host")
 	}
 	n.hostp.Store(&hostRef{h})
+	if lh, ok := h.(LogHost); ok {
+		n.logHostp.Store(&logHostRef{lh})
+	} else {
+		n.logHostp.Store(nil)
+	}
 	n.bindOnce.Do(func() { close(n.bound) })
 	return nil
 }
@@ -361,6 +388,12 @@ func (n *Node) shutdown() {
 	if n.ctl != nil {
 		drainClose(n.ctl)
 	}
+	if n.logc != nil {
+		drainClose(n.logc)
+	}
+	// Writes still waiting for their quorum fail (ErrClosed); the
+	// completion goroutine reports them and stops.
+	n.closeLog()
 	n.srv.Shutdown()
 	done := make(chan struct{})
 	go func() { n.srv.WaitForShutdown(); close(done) }()

@@ -45,17 +45,22 @@ func (n *Node) ensureAssets() {
 		if time.Since(lastLog) > 30*time.Second {
 			lastLog = time.Now()
 			n.log.Warn("cluster: JetStream assets not created yet; retrying", "replicas", r, "err", err)
+			if isStorageExceeded(err) {
+				n.log.Error("cluster: not enough JetStream storage for the message log: each node reserves cluster.message_bytes in cluster.data_dir's file system; lower it or free space", "message_bytes", n.cfg.messageBytes())
+			}
 		}
 		if !sleepCtx(n.ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+	n.wg.Add(1)
+	go n.followLog()
 	n.followRetained()
 }
 
-// createAssets creates or updates the retained stream and the owners
-// bucket at r replicas.
+// createAssets creates or updates the retained stream, the message log
+// and the owners bucket at r replicas.
 func (n *Node) createAssets(ctx context.Context, r int) (jetstream.KeyValue, error) {
 	_, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              retainedStream,
@@ -67,6 +72,9 @@ func (n *Node) createAssets(ctx context.Context, r int) (jetstream.KeyValue, err
 		AllowDirect:       true,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if _, err := n.js.CreateOrUpdateStream(ctx, n.logStreamConfig(r)); err != nil {
 		return nil, err
 	}
 	return n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

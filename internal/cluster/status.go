@@ -21,7 +21,7 @@ type Status struct {
 	// MetaLeader is the JetStream meta leader's node, "" when none.
 	MetaLeader string
 	Nodes      []NodeStatus  // this node first, then the others by name
-	Assets     []AssetStatus // the retained stream and the owners bucket
+	Assets     []AssetStatus // the retained stream, the message log and the owners bucket
 	Counters   Counters
 }
 
@@ -76,6 +76,16 @@ type Counters struct {
 	Purged          uint64 // tombstones of cleared retained topics purged from the stream
 	PurgeFailed     uint64 // purges that failed (the tombstone stays)
 	PurgeDropped    uint64 // tombstones not queued for their purge: too many waiting
+	Logged          uint64 // messages written to the message log (stored by a quorum)
+	LogNoQuorum     uint64 // not logged: no quorum stored them within 5 s
+	LogFull         uint64 // not logged: too many messages waiting for their quorum
+	LogNotReady     uint64 // not logged: JetStream not ready
+	LogClosed       uint64 // not logged: the node was closing
+	LogTooLarge     uint64 // not logged: message or topic too large
+	LogRefused      uint64 // not logged: JetStream refused the write
+	LogPending      uint64 // gauge: messages written to the log, waiting for their quorum
+	LogFollowed     uint64 // messages of the log handed to the broker (LogHost.DeliverLogged)
+	FollowerResets  uint64 // times the follower started over after a gap (LogHost.LogFrom)
 }
 
 // counters are the live counts behind Counters.
@@ -87,11 +97,14 @@ type counters struct {
 	kicksSent, kicksReceived, releaseDropped           atomic.Uint64
 	watchFailed                                        atomic.Uint64
 	purged, purgeFailed, purgeDropped, purgesScheduled atomic.Uint64
-	shareWatches                                       atomic.Int64
+	logged, logNoQuorum, logFull, logNotReady          atomic.Uint64
+	logClosed, logTooLarge, logRefused                 atomic.Uint64
+	followed, followerResets                           atomic.Uint64
+	shareWatches, logPending                           atomic.Int64
 
 	// Unix nanoseconds of the last log line per kind of drop.
 	lastTooLong, lastTooLarge, lastForwardFailed, lastMalformed, lastRetainFailed atomic.Int64
-	lastInboxFull, lastPurgeFailed                                                atomic.Int64
+	lastInboxFull, lastPurgeFailed, lastLogFailed                                 atomic.Int64
 }
 
 // dropLogEvery spaces the log lines of one kind of drop; the counters
@@ -121,6 +134,9 @@ func (n *Node) Counters() Counters {
 		KicksSent: c.kicksSent.Load(), KicksReceived: c.kicksReceived.Load(),
 		ReleaseDropped: c.releaseDropped.Load(), WatchFailed: c.watchFailed.Load(),
 		PurgesScheduled: c.purgesScheduled.Load(), Purged: c.purged.Load(), PurgeFailed: c.purgeFailed.Load(), PurgeDropped: c.purgeDropped.Load(),
+		Logged: c.logged.Load(), LogNoQuorum: c.logNoQuorum.Load(), LogFull: c.logFull.Load(), LogNotReady: c.logNotReady.Load(),
+		LogClosed: c.logClosed.Load(), LogTooLarge: c.logTooLarge.Load(), LogRefused: c.logRefused.Load(),
+		LogPending: uint64(max(c.logPending.Load(), 0)), LogFollowed: c.followed.Load(), FollowerResets: c.followerResets.Load(),
 	}
 	for _, in := range []*inbox{n.plainIn, n.shareIn} {
 		out.InboxDropped += in.dropped.Load()
@@ -198,7 +214,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			mu.Unlock()
 		})
 	}
-	for _, name := range []string{retainedStream, "KV_" + ownersBucket} {
+	for _, name := range assetNames {
 		st.Assets = append(st.Assets, n.assetStatus(ctx, name))
 	}
 	wg.Wait()

@@ -50,6 +50,28 @@ type Cluster struct {
 	// stays in the replicated stream before the node that wrote it purges
 	// it; 0: the cluster's default (cluster.DefaultTombstoneTTL, 1 h).
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// MessageRetention is how long the cluster's message log keeps a
+	// QoS>=1 message: a persistent session offline for longer loses its
+	// oldest messages; default 168h (DefaultMessageRetention), 0 too.
+	MessageRetention time.Duration `yaml:"message_retention"`
+	// MessageBytes bounds the message log on each node that holds a
+	// replica (the oldest messages are discarded past it); default 10 GiB
+	// (DefaultMessageBytes); 0: no bound in bytes (message_retention
+	// alone bounds it).
+	MessageBytes ByteSize `yaml:"message_bytes"`
+}
+
+// DefaultMessageRetention is cluster.message_retention's default.
+const DefaultMessageRetention = 168 * time.Hour
+
+// DefaultMessageBytes is cluster.message_bytes's default.
+const DefaultMessageBytes ByteSize = 10 << 30
+
+// presetDefaults fills, when the file opens a cluster: section, the
+// defaults a key written 0 must be able to override (message_bytes: 0 is
+// no bound).
+func (cl *Cluster) presetDefaults() {
+	cl.MessageBytes = DefaultMessageBytes
 }
 
 // ClusterTLS is the routes' mutual TLS.
@@ -76,6 +98,9 @@ func (cl *Cluster) applyDefaults() {
 	}
 	if cl.Replicas == 0 {
 		cl.Replicas = DefaultClusterReplicas
+	}
+	if cl.MessageRetention == 0 {
+		cl.MessageRetention = DefaultMessageRetention
 	}
 }
 
@@ -150,6 +175,9 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	if cl.TombstoneTTL < 0 {
 		bad("cluster.tombstone_ttl", "must not be negative")
 	}
+	if cl.MessageRetention < 0 {
+		bad("cluster.message_retention", "must not be negative")
+	}
 	t := cl.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		bad("cluster.tls", "cert_file and key_file go together")
@@ -167,15 +195,19 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 
 // clusterWarnings returns what the cluster: section does that the user
 // may not expect: a replicas set above the nodes configured (the default
-// is capped silently).
+// is capped silently), a message log without a bound in bytes.
 func (c *Config) clusterWarnings() []string {
 	if c.Cluster == nil {
 		return nil
 	}
+	var out []string
 	if n := c.ClusterSize(); c.Cluster.Replicas > n {
-		return []string{fmt.Sprintf("cluster.replicas %d is capped at %d, the number of nodes configured (this node and cluster.peers)", c.Cluster.Replicas, n)}
+		out = append(out, fmt.Sprintf("cluster.replicas %d is capped at %d, the number of nodes configured (this node and cluster.peers)", c.Cluster.Replicas, n))
 	}
-	return nil
+	if c.Cluster.MessageBytes == 0 {
+		out = append(out, "cluster.message_bytes 0: the message log has no bound in bytes; only cluster.message_retention bounds its disk use, which then grows with the rate of QoS 1 and 2 publishes")
+	}
+	return out
 }
 
 // isNodeToken reports whether s is 1 to max letters, digits, '_' or '-':

@@ -51,6 +51,10 @@ func TestClusterSection(t *testing.T) {
 		{"inbox and tombstone", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: 16MiB, tombstone_ttl: 10m}\n", "", ""},
 		{"inbox negative", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: -1}\n", "cluster.inbox_bytes", ""},
 		{"tombstone negative", "cluster: {node: n1, listen: '127.0.0.1:6250', tombstone_ttl: -1s}\n", "cluster.tombstone_ttl", ""},
+		{"message log bounds", "cluster: {node: n1, listen: '127.0.0.1:6250', message_retention: 24h, message_bytes: 1GiB}\n", "", ""},
+		{"message log without a byte bound", "cluster: {node: n1, listen: '127.0.0.1:6250', message_bytes: 0}\n", "", "cluster.message_bytes 0: the message log has no bound in bytes"},
+		{"message retention negative", "cluster: {node: n1, listen: '127.0.0.1:6250', message_retention: -1h}\n", "cluster.message_retention", ""},
+		{"message bytes negative", "cluster: {node: n1, listen: '127.0.0.1:6250', message_bytes: -1}\n", "cluster.message_bytes", ""},
 		{"unknown key", "cluster: {node: n1, listen: '127.0.0.1:6250', replica: 2}\n", "cluster.replica: unknown key", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +85,32 @@ func TestClusterSection(t *testing.T) {
 			}
 			if want := filepath.Join(c.Store.DataDir, "cluster"); c.ClusterDataDir() != want {
 				t.Fatalf("data_dir %q, want %q", c.ClusterDataDir(), want)
+			}
+		})
+	}
+}
+
+// TestClusterMessageLogKeys: cluster.message_retention and
+// cluster.message_bytes default to 7 days and 10 GiB when left out; a
+// value given is kept, message_bytes 0 (no bound in bytes) included.
+func TestClusterMessageLogKeys(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string
+		retention  time.Duration
+		bytes      ByteSize
+	}{
+		{"defaults", "cluster: {node: n1, listen: '127.0.0.1:6250'}\n", 168 * time.Hour, 10 << 30},
+		{"set", "cluster: {node: n1, listen: '127.0.0.1:6250', message_retention: 36h, message_bytes: 512MiB}\n", 36 * time.Hour, 512 << 20},
+		{"no byte bound", "cluster: {node: n1, listen: '127.0.0.1:6250', message_bytes: 0}\n", 168 * time.Hour, 0},
+		{"retention 0 is the default", "cluster: {node: n1, listen: '127.0.0.1:6250', message_retention: 0s}\n", 168 * time.Hour, 10 << 30},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.file), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cluster.MessageRetention != tt.retention || c.Cluster.MessageBytes != tt.bytes {
+				t.Fatalf("message_retention %s, message_bytes %d; want %s, %d", c.Cluster.MessageRetention, c.Cluster.MessageBytes, tt.retention, tt.bytes)
 			}
 		})
 	}

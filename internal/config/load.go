@@ -105,6 +105,9 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 		// An optional section (auth:): present, even empty, means set.
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
+			if p, ok := v.Interface().(interface{ presetDefaults() }); ok {
+				p.presetDefaults()
+			}
 		}
 		v = v.Elem()
 	}

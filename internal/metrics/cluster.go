@@ -38,6 +38,16 @@ type ClusterCounters struct {
 	Purged          uint64
 	PurgeFailed     uint64
 	PurgeDropped    uint64
+	Logged          uint64
+	LogNoQuorum     uint64
+	LogFull         uint64
+	LogNotReady     uint64
+	LogClosed       uint64
+	LogTooLarge     uint64
+	LogRefused      uint64
+	LogPending      uint64 // a gauge
+	LogFollowed     uint64
+	FollowerResets  uint64
 }
 
 // ClusterView is the node's own view of the cluster (cluster.Local).
@@ -61,7 +71,7 @@ type ClusterFollower struct {
 	Lag  uint64 // operations behind
 }
 
-// clusterCounter is one counter of cluster.Counters, with its label value
+// clusterCounter is one counter (or gauge) of cluster.Counters, with its label value
 // when the family has one.
 type clusterCounter struct {
 	d     desc
@@ -93,6 +103,11 @@ var (
 	dClusterPurged        = clusterCounterDesc("purged_total", "Tombstones purged from the retained stream.")
 	dClusterPurgeFailed   = clusterCounterDesc("purge_failed_total", "Purges of tombstones that failed.")
 	dClusterPurgeDropped  = clusterCounterDesc("purge_dropped_total", "Tombstones not queued for their purge: too many waiting.")
+	dClusterLogged        = clusterCounterDesc("logged_total", "Messages this node wrote to the message log (stored by a quorum of its replicas).")
+	dClusterLogFailed     = clusterCounterDesc("log_failed_total", "Messages not written to the message log, by reason: no_quorum (not stored by a quorum within 5 s), full (too many waiting for their quorum), not_ready, closed, too_large, refused (JetStream refused the write).", "reason")
+	dClusterLogPending    = newDesc(prometheus.GaugeValue, "petrel_cluster_log_pending", "Messages written to the message log and waiting for a quorum of its replicas.")
+	dClusterLogFollowed   = clusterCounterDesc("log_followed_total", "Messages of the message log handed to this node's broker.")
+	dClusterLogResets     = clusterCounterDesc("log_follower_resets_total", "Times this node's follower of the message log started over after a gap (messages discarded before it read them).")
 
 	dClusterReady       = newDesc(prometheus.GaugeValue, "petrel_cluster_ready", "1 when the cluster's replicated assets exist on this node's view (sessions can be claimed), else 0.")
 	dClusterMetaLeader  = newDesc(prometheus.GaugeValue, "petrel_cluster_meta_leader", "1 when this node is the JetStream meta leader, else 0.")
@@ -123,6 +138,16 @@ var clusterCounters = []clusterCounter{
 	{dClusterPurged, "", func(c *ClusterCounters) uint64 { return c.Purged }},
 	{dClusterPurgeFailed, "", func(c *ClusterCounters) uint64 { return c.PurgeFailed }},
 	{dClusterPurgeDropped, "", func(c *ClusterCounters) uint64 { return c.PurgeDropped }},
+	{dClusterLogged, "", func(c *ClusterCounters) uint64 { return c.Logged }},
+	{dClusterLogFailed, "no_quorum", func(c *ClusterCounters) uint64 { return c.LogNoQuorum }},
+	{dClusterLogFailed, "full", func(c *ClusterCounters) uint64 { return c.LogFull }},
+	{dClusterLogFailed, "not_ready", func(c *ClusterCounters) uint64 { return c.LogNotReady }},
+	{dClusterLogFailed, "closed", func(c *ClusterCounters) uint64 { return c.LogClosed }},
+	{dClusterLogFailed, "too_large", func(c *ClusterCounters) uint64 { return c.LogTooLarge }},
+	{dClusterLogFailed, "refused", func(c *ClusterCounters) uint64 { return c.LogRefused }},
+	{dClusterLogPending, "", func(c *ClusterCounters) uint64 { return c.LogPending }},
+	{dClusterLogFollowed, "", func(c *ClusterCounters) uint64 { return c.LogFollowed }},
+	{dClusterLogResets, "", func(c *ClusterCounters) uint64 { return c.FollowerResets }},
 }
 
 // clusterDescs are the cluster's families, exported with a cluster node

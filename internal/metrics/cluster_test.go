@@ -26,7 +26,8 @@ func (f fakeCluster) ClusterView() ClusterView         { return f.v }
 func TestClusterSeries(t *testing.T) {
 	b, _ := startBroker(t, broker.Options{})
 	src := fakeCluster{
-		k: ClusterCounters{Forwarded: 11, ForwardFailed: 2, TooLong: 3, TooLarge: 4, InboxDropped: 5, PurgeDropped: 6},
+		k: ClusterCounters{Forwarded: 11, ForwardFailed: 2, TooLong: 3, TooLarge: 4, InboxDropped: 5, PurgeDropped: 6,
+			Logged: 21, LogNoQuorum: 22, LogFull: 23, LogPending: 24, LogFollowed: 25, FollowerResets: 26},
 		v: ClusterView{Ready: true, Routes: 2, Assets: []ClusterAsset{
 			{Name: "KV_PETREL_OWNERS"},
 			{Name: "PETREL_RETAINED", Leader: true, Followers: []ClusterFollower{{Name: "n2", Lag: 7}, {Name: "n3"}}},
@@ -54,6 +55,13 @@ func TestClusterSeries(t *testing.T) {
 		{"petrel_cluster_forward_failed_total", []string{"reason", "too_large"}, 4},
 		{"petrel_cluster_inbox_dropped_total", nil, 5},
 		{"petrel_cluster_purge_dropped_total", nil, 6},
+		{"petrel_cluster_logged_total", nil, 21},
+		{"petrel_cluster_log_failed_total", []string{"reason", "no_quorum"}, 22},
+		{"petrel_cluster_log_failed_total", []string{"reason", "full"}, 23},
+		{"petrel_cluster_log_failed_total", []string{"reason", "closed"}, 0},
+		{"petrel_cluster_log_pending", nil, 24},
+		{"petrel_cluster_log_followed_total", nil, 25},
+		{"petrel_cluster_log_follower_resets_total", nil, 26},
 	} {
 		if v, ok := value(fams, w.name, w.labels...); !ok || v != w.want {
 			t.Errorf("%s%v = %v (present %v), want %v", w.name, w.labels, v, ok, w.want)

@@ -168,6 +168,16 @@ type ClusterCounters struct {
 	Purged          uint64 `json:"purged"`           // tombstones purged
 	PurgeFailed     uint64 `json:"purge_failed"`     // tombstone purges that failed
 	PurgeDropped    uint64 `json:"purge_dropped"`    // tombstones not queued for their purge: too many waiting
+	Logged          uint64 `json:"logged"`           // messages written to the message log
+	LogNoQuorum     uint64 `json:"log_no_quorum"`    // not logged: no quorum in time
+	LogFull         uint64 `json:"log_full"`         // not logged: too many waiting for their quorum
+	LogNotReady     uint64 `json:"log_not_ready"`    // not logged: JetStream not ready
+	LogClosed       uint64 `json:"log_closed"`       // not logged: the node was closing
+	LogTooLarge     uint64 `json:"log_too_large"`    // not logged: message or topic too large
+	LogRefused      uint64 `json:"log_refused"`      // not logged: JetStream refused the write
+	LogPending      uint64 `json:"log_pending"`      // waiting for their quorum now
+	LogFollowed     uint64 `json:"log_followed"`     // messages of the log handed to the broker
+	FollowerResets  uint64 `json:"follower_resets"`  // times the log's follower started over after a gap
 }
 
 // ClusterNode is one node of the cluster.

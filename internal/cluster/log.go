@@ -1,0 +1,372 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
+)
+
+// The message log: stream PETREL_MSGS holds every QoS>=1 message
+// published on any node (a client's publish, a will, an admin publish),
+// replicated, once however many sessions want it. The publishing node
+// writes it before it acknowledges the publisher (Log); every node
+// follows the stream in order and hands each message to its broker
+// (log_follow.go); a session resumed on another node reads what it
+// missed by sequence (ReadLog, log_read.go).
+const (
+	// logStream is the message log's stream.
+	logStream = "PETREL_MSGS"
+	// logRoot prefixes a message's live subject in the log: the subject
+	// of a message on topic t is logRoot + "." + TopicSubject(t), so the
+	// filter codec (FilterSubjects) selects log messages too.
+	logRoot = "petrel.log"
+)
+
+// Bounds of the log's writer.
+const (
+	// logAckWait bounds the wait for a quorum of the log's replicas to
+	// store a message: past it Log's done gets ErrLogNoQuorum. It covers
+	// an election after a graceful leader stop (under 1.5 s), not one
+	// after a crash (4 to 9 s): those publishes fail rather than wait.
+	logAckWait = 5 * time.Second
+	// logPendingMsgs and logPendingBytes bound the messages written to
+	// the log and not yet stored by a quorum (nats.go keeps each until
+	// then, at most logAckWait): past either, Log refuses at once
+	// (ErrLogFull). A message larger than logPendingBytes alone is taken
+	// when none is pending.
+	logPendingMsgs  = 65536
+	logPendingBytes = 64 << 20
+	// logRefusalsWaiting bounds the refusals waiting for the completion
+	// goroutine to report them; past it Log reports a refusal itself,
+	// before it returns.
+	logRefusalsWaiting = 65536
+)
+
+// Errors Log's done reports, one per reason (errors.Is).
+var (
+	// ErrLogNoQuorum: a quorum of the log's replicas did not store the
+	// message within logAckWait (no leader: too few nodes up, an
+	// election after a crash). The message may still be stored later.
+	ErrLogNoQuorum = errors.New("cluster: message log: not stored by a quorum in time")
+	// ErrLogFull: logPendingMsgs messages or logPendingBytes bytes wait
+	// for their quorum already; the message was not written.
+	ErrLogFull = errors.New("cluster: message log: too many messages waiting for their quorum")
+	// ErrLogTooLarge: the message (envelope and payload) exceeds the
+	// NATS payload limit (64 MiB) or its topic the subject codec's.
+	ErrLogTooLarge = errors.New("cluster: message log: message too large for the log")
+	// ErrLogRefused: JetStream refused the write (its error follows).
+	ErrLogRefused = errors.New("cluster: message log: write refused")
+)
+
+// logEntry is one Log call until its done has been called.
+type logEntry struct {
+	done func(seq uint64, err error)
+	size int64
+	seq  uint64
+	err  error
+	// settled: seq or err is final (set under logWriter.mu).
+	settled bool
+}
+
+// logWriter tracks Log's writes until their done is called: written
+// entries in call order (done is called in that order, once each is
+// settled), and refusals (reported at once, ahead of pending writes).
+type logWriter struct {
+	// wake holds a token when there is something to report (or the
+	// writer closed).
+	wake chan struct{}
+
+	mu struct {
+		sync.Mutex
+		queue   []*logEntry // written, in call order, oldest first
+		refused []*logEntry // refused, to report
+		byMsg   map[*nats.Msg]*logEntry
+		pending int   // written and not yet settled
+		bytes   int64 // their sizes
+		closed  bool  // no more writes; report what is left, then stop
+	}
+	// Bounds; tests lower them before the first Log.
+	maxMsgs  int
+	maxBytes int64
+}
+
+func newLogWriter() *logWriter {
+	w := &logWriter{wake: make(chan struct{}, 1), maxMsgs: logPendingMsgs, maxBytes: logPendingBytes}
+	w.mu.byMsg = make(map[*nats.Msg]*logEntry)
+	return w
+}
+
+func (w *logWriter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// LogHost is what the log's follower calls on the broker, from one
+// goroutine, in sequence order. The broker (the broker.FabricHost given
+// to Bind) implements it; without it the node does not follow the log.
+type LogHost interface {
+	// LogFrom tells the broker that the next message it gets follows
+	// sequence seq, and that nothing up to seq will come: called once
+	// before the first DeliverLogged, and again when the follower starts
+	// over after a gap it could not fill (messages discarded by the
+	// log's retention before it read them, a log recreated).
+	LogFrom(seq uint64)
+	// DeliverLogged hands over the log's message at sequence seq (every
+	// one, this node's own included): the broker enqueues it for the
+	// local persistent sessions it matches, with seq as the delivery's
+	// sequence. msg is nil for a message that did not decode (its
+	// position only; counted in Counters.Malformed). It must not block
+	// on subscribers. The broker keeps msg: the node does not change it.
+	DeliverLogged(msg *session.Message, seq uint64)
+}
+
+// logHostRef boxes the LogHost for an atomic pointer.
+type logHostRef struct{ h LogHost }
+
+// logHost returns the bound LogHost, nil when the host is not one.
+func (n *Node) logHost() LogHost {
+	if r := n.logHostp.Load(); r != nil {
+		return r.h
+	}
+	return nil
+}
+
+// logSubject returns the subject of topic's messages in the log.
+func logSubject(topic string) (string, error) {
+	s, err := TopicSubject(topic)
+	if err != nil {
+		return "", err
+	}
+	return logRoot + "." + s, nil
+}
+
+// Log writes msg, published on this node (a client's QoS>=1 publish, a
+// will, an admin publish), to the message log, asynchronously, and calls
+// done once: with the log's sequence of the message once a quorum of
+// the log's replicas stored it, or with an error that says why not
+// (errors.Is: ErrLogNoQuorum within logAckWait, ErrClosed, ErrNotReady,
+// ErrLogFull, ErrLogTooLarge, ErrLogRefused). Log never waits for
+// another node. Messages logged by one goroutine are stored in call
+// order [MQTT-4.6.0-2], [MQTT-4.6.0-3], and their done calls come in
+// that order too; a refusal (an error known when Log is called) is
+// reported at once, ahead of messages still waiting for their quorum.
+//
+// done runs on a goroutine of the node's, never the caller's, except
+// when more than 65,536 refusals already wait to be reported or the
+// node is closed: then before Log returns. It must not block long, since
+// the next done calls wait for it. The message's 5.0 expiry is stored
+// relative to the time the log stores it [MQTT-3.3.2-5].
+func (n *Node) Log(msg *session.Message, done func(seq uint64, err error)) {
+	if done == nil {
+		done = func(uint64, error) {}
+	}
+	e := &logEntry{done: done}
+	subject, err := logSubject(msg.Topic)
+	if err != nil {
+		n.refuseLog(e, fmt.Errorf("%w: %w", ErrLogTooLarge, err))
+		return
+	}
+	select {
+	case <-n.assets:
+	default:
+		n.refuseLog(e, ErrNotReady)
+		return
+	}
+	body := appendEnvelope(make([]byte, 0, envFixed+24+len(n.cfg.Node)+len(msg.Origin)+len(msg.Payload)), msg, n.cfg.Node, n.incarnation, time.Now())
+	if len(body) > maxPayload {
+		n.refuseLog(e, ErrLogTooLarge)
+		return
+	}
+	e.size = int64(len(body))
+	m := &nats.Msg{Subject: subject, Data: body}
+	w := n.lw
+	w.mu.Lock()
+	switch {
+	case w.mu.closed:
+		w.mu.Unlock()
+		n.refuseLog(e, ErrClosed)
+		return
+	case w.mu.pending >= w.maxMsgs, w.mu.pending > 0 && w.mu.bytes+e.size > w.maxBytes:
+		w.mu.Unlock()
+		n.refuseLog(e, ErrLogFull)
+		return
+	}
+	w.mu.queue = append(w.mu.queue, e)
+	w.mu.byMsg[m] = e
+	w.mu.pending++
+	w.mu.bytes += e.size
+	n.count.logPending.Store(int64(w.mu.pending))
+	w.mu.Unlock()
+	// No retry after "no responders": a retried message would be stored
+	// after later ones, out of call order.
+	if _, err := n.logJS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond)); err != nil {
+		n.settleLog(m, 0, err)
+	}
+}
+
+// refuseLog reports e's refusal: queued for the completion goroutine,
+// or at once when logRefusalsWaiting are queued already or the node
+// closed (its completion goroutine is gone).
+func (n *Node) refuseLog(e *logEntry, err error) {
+	n.countLogFailure(err)
+	e.err, e.settled = err, true
+	w := n.lw
+	w.mu.Lock()
+	if !w.mu.closed && len(w.mu.refused) < logRefusalsWaiting {
+		w.mu.refused = append(w.mu.refused, e)
+		w.mu.Unlock()
+		w.signal()
+		return
+	}
+	w.mu.Unlock()
+	e.done(0, err)
+}
+
+// countLogFailure counts a failed Log by its reason.
+func (n *Node) countLogFailure(err error) {
+	c := &n.count
+	switch {
+	case errors.Is(err, ErrLogFull):
+		c.logFull.Add(1)
+	case errors.Is(err, ErrLogNoQuorum):
+		c.logNoQuorum.Add(1)
+	case errors.Is(err, ErrClosed):
+		c.logClosed.Add(1)
+	case errors.Is(err, ErrNotReady):
+		c.logNotReady.Add(1)
+	case errors.Is(err, ErrLogTooLarge):
+		c.logTooLarge.Add(1)
+	default:
+		c.logRefused.Add(1)
+	}
+	n.logDrop(&c.lastLogFailed, "cluster: message not written to the message log", "err", err)
+}
+
+// logAcked is the log's JetStream ack handler (nats.go's goroutine).
+func (n *Node) logAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	n.settleLog(m, ack.Sequence, nil)
+}
+
+// logFailed is the log's JetStream error handler: nats.go calls it for
+// an ack that timed out (with its own lock held: it must not call
+// nats.go back), for "no responders" and for an error from the stream.
+func (n *Node) logFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	n.settleLog(m, 0, err)
+}
+
+// settleLog records the outcome of m's write (err nil: stored at seq).
+func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
+	if err != nil {
+		err = n.logError(err)
+	}
+	w := n.lw
+	w.mu.Lock()
+	e := w.mu.byMsg[m]
+	if e == nil {
+		w.mu.Unlock() // settled already (the node closed)
+		return
+	}
+	delete(w.mu.byMsg, m)
+	n.settleLocked(e, seq, err)
+	head := w.mu.queue[0] == e
+	w.mu.Unlock()
+	if err != nil {
+		n.countLogFailure(err)
+	} else {
+		n.count.logged.Add(1)
+	}
+	if head {
+		w.signal()
+	}
+}
+
+// settleLocked marks a written entry settled.
+func (n *Node) settleLocked(e *logEntry, seq uint64, err error) {
+	w := n.lw
+	e.seq, e.err, e.settled = seq, err, true
+	w.mu.pending--
+	w.mu.bytes -= e.size
+	n.count.logPending.Store(int64(w.mu.pending))
+}
+
+// logError maps a JetStream publish error to Log's errors.
+func (n *Node) logError(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case n.ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	case errors.As(err, &apiErr):
+		return fmt.Errorf("%w: %w", ErrLogRefused, err)
+	}
+	// A timeout, no responders (no stream leader), the in-process
+	// connection lost: no quorum stored it in time.
+	return fmt.Errorf("%w: %w", ErrLogNoQuorum, err)
+}
+
+// logDoneLoop calls the done of every Log: refusals at once, writes in
+// call order as each settles. It returns once the writer closed and
+// everything was reported.
+func (n *Node) logDoneLoop() {
+	defer n.wg.Done()
+	w := n.lw
+	var batch []*logEntry
+	for range w.wake {
+		for {
+			w.mu.Lock()
+			batch = append(batch[:0], w.mu.refused...)
+			clear(w.mu.refused)
+			w.mu.refused = w.mu.refused[:0]
+			i := 0
+			for i < len(w.mu.queue) && w.mu.queue[i].settled {
+				i++
+			}
+			batch = append(batch, w.mu.queue[:i]...)
+			clear(w.mu.queue[:i])
+			w.mu.queue = w.mu.queue[i:]
+			if len(w.mu.queue) == 0 {
+				w.mu.queue = nil // let the backing array go
+			}
+			finished := w.mu.closed && len(w.mu.queue) == 0
+			w.mu.Unlock()
+			for _, e := range batch {
+				e.done(e.seq, e.err)
+			}
+			if finished {
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
+			clear(batch)
+		}
+	}
+}
+
+// closeLog settles every write still waiting with ErrClosed and has the
+// completion goroutine report them and stop. Log refuses from then on.
+func (n *Node) closeLog() {
+	w := n.lw
+	w.mu.Lock()
+	if w.mu.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.mu.closed = true
+	var failed int
+	for m, e := range w.mu.byMsg {
+		delete(w.mu.byMsg, m)
+		n.settleLocked(e, 0, ErrClosed)
+		failed++
+	}
+	w.mu.Unlock()
+	n.count.logClosed.Add(uint64(failed))
+	w.signal()
+}
