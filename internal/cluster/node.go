@@ -103,7 +103,13 @@ type Node struct {
 		sync.Mutex
 		watches map[watchKey]*watch
 		held    map[string]uint64 // session key -> epoch this node claimed
-		closed  bool
+		// revs is the owners bucket revision of each claim in held: a
+		// number that only grows, across sessions and across the deletion
+		// of a session's owner record, unlike the epoch (which starts at 1
+		// again once a released record is deleted). It is the session
+		// journal's fencing token (journal.go).
+		revs   map[string]uint64
+		closed bool
 	}
 
 	releases chan release
@@ -192,6 +198,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
+	n.mu.revs = make(map[string]uint64)
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	if err := n.connect(); err != nil {
 		n.shutdown()
