@@ -45,11 +45,10 @@ const (
 	// compactMin is the least number of messages on a session's subject
 	// that triggers a snapshot: max(compactMin, 2 × its live entries).
 	compactMin = 64
-	// compactQueue and compactBytes bound the snapshots waiting for
-	// their write; past them a snapshot is skipped and tried again after
-	// the session's next commit.
-	compactQueue   = 1024
-	compactBytes   = 64 << 20
+	// compactQueue bounds the sessions waiting for a snapshot; past it a
+	// snapshot is skipped and tried again after the session's next
+	// commit. Each of the compactWorkers writes one snapshot at a time.
+	compactQueue   = 4096
 	compactWorkers = 2
 	// markerTTL is how long JetStream keeps an adoption's fencing marker
 	// and the snapshot of a deleted session: longer than any write of a
@@ -115,8 +114,7 @@ type Journal struct {
 	js    jetstream.JetStream
 	err   error // the connection could not be opened: every write fails with it
 
-	compacts     chan compaction
-	compactBytes atomic.Int64
+	compacts chan compaction
 	// failures counts the writes JetStream did not take; a shadow that
 	// has not seen the latest count is stale: the journal may differ from
 	// it, and its next commit writes a snapshot. (An atomic, not a flag
@@ -147,6 +145,8 @@ type shadow struct {
 	// seen is Journal.failures when its last snapshot was taken (or the
 	// shadow made): another value means a write failed since.
 	seen uint64
+	// last is the acknowledgement of the session's last write.
+	last *ackWaiter
 	// complete: st is the session's whole state, so a snapshot of it may
 	// replace the subject's messages. True once this node adopted the
 	// session (LoadSession while holding its claim) or wrote its
@@ -287,7 +287,7 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 			return fmt.Errorf("cluster: session journal: unknown operation %d", op.Kind)
 		}
 	}
-	var futs []jetstream.PubAckFuture
+	var futs []*ackWaiter
 	if len(keys) > 0 {
 		if j.err != nil {
 			return j.err
@@ -314,7 +314,7 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 		lerr = j.local.Commit(&retained, durable)
 	}
 	if durable && len(futs) > 0 {
-		if err := awaitAcks(futs); err != nil {
+		if err := j.awaitAcks(futs); err != nil {
 			j.count.commitFailed.Add(1)
 			return fmt.Errorf("cluster: session journal: not stored: %w", err)
 		}
@@ -322,18 +322,61 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 	return lerr
 }
 
-// awaitAcks waits for JetStream's acknowledgement of every future, at
+// ackWaiter is the acknowledgement of one journal write, awaited by
+// its commit (when durable) and by a compaction that follows it: a
+// nats.go future hands its result over once, so the first waiter takes
+// it and the others read it here.
+type ackWaiter struct {
+	f     jetstream.PubAckFuture
+	taken atomic.Bool
+	done  chan struct{} // closed once seq or err is set
+	seq   uint64
+	err   error
+}
+
+func newAckWaiter(f jetstream.PubAckFuture) *ackWaiter {
+	return &ackWaiter{f: f, done: make(chan struct{})}
+}
+
+// wait returns the write's stream sequence, or why it failed, or gives
+// up at timeout or stop.
+func (a *ackWaiter) wait(timeout <-chan time.Time, stop <-chan struct{}) (uint64, error) {
+	for {
+		if a.taken.CompareAndSwap(false, true) {
+			select {
+			case ack := <-a.f.Ok():
+				a.seq = ack.Sequence
+			case err := <-a.f.Err():
+				a.err = err
+			case <-timeout:
+				a.taken.Store(false)
+				return 0, jetstream.ErrAsyncPublishTimeout
+			case <-stop:
+				a.taken.Store(false)
+				return 0, ErrJournalClosed
+			}
+			close(a.done)
+			return a.seq, a.err
+		}
+		select {
+		case <-a.done:
+			return a.seq, a.err
+		case <-timeout:
+			return 0, jetstream.ErrAsyncPublishTimeout
+		case <-stop:
+			return 0, ErrJournalClosed
+		}
+	}
+}
+
+// awaitAcks waits for JetStream's acknowledgement of every write, at
 // most journalTimeout in all.
-func awaitAcks(futs []jetstream.PubAckFuture) error {
+func (j *Journal) awaitAcks(acks []*ackWaiter) error {
 	t := time.NewTimer(journalTimeout)
 	defer t.Stop()
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	for _, a := range acks {
+		if _, err := a.wait(t.C, j.stop); err != nil {
 			return err
-		case <-t.C:
-			return jetstream.ErrAsyncPublishTimeout
 		}
 	}
 	return nil
@@ -341,8 +384,8 @@ func awaitAcks(futs []jetstream.PubAckFuture) error {
 
 // publish writes one message per session key, in order, under
 // Journal.mu, and queues the snapshots that became due.
-func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences []uint64, held []bool) ([]jetstream.PubAckFuture, error) {
-	futs := make([]jetstream.PubAckFuture, 0, len(keys))
+func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences []uint64, held []bool) ([]*ackWaiter, error) {
+	futs := make([]*ackWaiter, 0, len(keys))
 	var due []compaction
 	j.mu.Lock()
 	if j.mu.closed {
@@ -381,10 +424,12 @@ func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences [
 			return nil, fmt.Errorf("cluster: session journal: %w", err)
 		}
 		j.count.written.Add(1)
-		futs = append(futs, f)
+		a := newAckWaiter(f)
+		futs = append(futs, a)
+		sh.last = a
 		sh.st.applyRecord(rec)
 		sh.msgs++
-		if c, ok := j.compactionLocked(subj, sh, f); ok {
+		if c, ok := j.compactionLocked(subj, sh); ok {
 			due = append(due, c)
 		}
 	}

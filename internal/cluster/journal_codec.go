@@ -406,7 +406,7 @@ func decodeRecord(b []byte) (*jrecord, error) {
 	}
 	if rec.kind == recOps {
 		n := r.count(1)
-		rec.ops = make([]broker.Op, 0, n)
+		rec.ops = make([]broker.Op, 0, min(n, 1024))
 		for range n {
 			op := broker.Op{Kind: broker.OpKind(r.byte()), ClientID: rec.key}
 			switch op.Kind {

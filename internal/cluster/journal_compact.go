@@ -11,76 +11,60 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// compaction is one snapshot waiting for its write: the state of a
-// session as of the message after, which must still be the last on the
-// subject when the snapshot is written (else another write came first
-// and the snapshot is dropped).
+// compaction is one session whose subject is due for a snapshot.
 type compaction struct {
 	sh      *shadow
 	subject string
-	after   jetstream.PubAckFuture
-	body    []byte
-	deleted bool // the session does not exist: the snapshot expires (markerTTL)
-	msgs    int  // the shadow's message count the snapshot replaces
-	seen    uint64
 }
 
-// compactionLocked returns the compaction due for sh after its message
-// f, if any, and marks sh compacting. A subject is compacted once it
-// holds more than max(compactMin, 2 × live entries) messages since its
-// last snapshot, at once when the session was deleted, and at the next
-// commit after a failed write (the journal may differ from the shadow).
-// A node whose claim was superseded (its epoch below the state's) never
-// compacts.
-func (j *Journal) compactionLocked(subj string, sh *shadow, f jetstream.PubAckFuture) (compaction, bool) {
+// compactAttempts bounds the tries of one compaction: each waits for the
+// acknowledgement of the session's last write, and fails when the
+// session was written again meanwhile.
+const compactAttempts = 8
+
+// compactionLocked reports whether sh is due for a snapshot, and marks
+// it compacting. A subject is compacted once it holds more than
+// max(compactMin, 2 × live entries) messages since its last snapshot, at
+// once when the session was deleted, and at the next commit after a
+// failed write (the journal may differ from the shadow). A node whose
+// claim was superseded (its epoch below the state's), or whose shadow
+// is not the session's whole state, never compacts.
+func (j *Journal) compactionLocked(subj string, sh *shadow) (compaction, bool) {
 	if !sh.complete || sh.compacting || sh.epoch < sh.st.epoch {
 		return compaction{}, false
 	}
-	seen := j.failures.Load()
 	deleted := sh.st.sess == nil
-	due := sh.msgs > max(compactMin, 2*sh.st.entries()) || (deleted && sh.msgs > 0) || sh.seen != seen
-	if !due {
-		return compaction{}, false
-	}
-	body, err := appendSnapshot(nil, sh.key, &sh.st, sh.epoch)
-	if err != nil || len(body) > snapshotMax {
-		// Tried again after as many messages more.
-		sh.msgs = 0
-		j.count.snapshotsSkipped.Add(1)
-		j.n.logDrop(&j.count.lastSnapshotSkipped, "cluster: session journal not compacted: snapshot too large", "bytes", len(body), "limit", snapshotMax, "err", err)
+	if sh.msgs <= max(compactMin, 2*sh.st.entries()) && !(deleted && sh.msgs > 1) && sh.seen == j.failures.Load() {
 		return compaction{}, false
 	}
 	sh.compacting = true
-	return compaction{sh: sh, subject: subj, after: f, body: body, deleted: deleted, msgs: sh.msgs, seen: seen}, true
+	return compaction{sh: sh, subject: subj}, true
 }
 
 // queueCompaction hands c to the compaction workers, unless too many
 // wait (then it is tried again at the session's next commit).
 func (j *Journal) queueCompaction(c compaction) {
-	size := int64(len(c.body))
-	if total := j.compactBytes.Add(size); total <= compactBytes || total == size {
-		select {
-		case j.compacts <- c:
-			return
-		default:
-		}
+	select {
+	case j.compacts <- c:
+	default:
+		j.count.snapshotsSkipped.Add(1)
+		j.compacted(c, 0, 0)
 	}
-	j.compactBytes.Add(-size)
-	j.count.snapshotsSkipped.Add(1)
-	j.compacted(c, false)
 }
 
-// compacted records the end of c.
-func (j *Journal) compacted(c compaction, ok bool) {
+// compacted records the end of c: done is the number of the shadow's
+// messages the snapshot replaced, 0 when none was written, and seen the
+// failure count the snapshot covers.
+func (j *Journal) compacted(c compaction, done int, seen uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	sh := c.sh
 	sh.compacting = false
-	if !ok {
+	if done == 0 {
 		return
 	}
-	sh.msgs -= c.msgs - 1
-	sh.seen = c.seen
+	sh.msgs -= done
+	sh.seen = seen
 	if sh.st.sess == nil && sh.msgs == 1 && j.mu.shadows[c.subject] == sh {
 		// Deleted and compacted: nothing left to fence (a new session is
 		// claimed again, with a higher token).
@@ -88,67 +72,103 @@ func (j *Journal) compacted(c compaction, ok bool) {
 	}
 }
 
-// compactLoop writes queued snapshots until the journal closes.
+// compactLoop writes snapshots until the journal closes.
 func (j *Journal) compactLoop() {
 	defer j.wg.Done()
 	for {
 		select {
 		case c := <-j.compacts:
-			j.compactBytes.Add(-int64(len(c.body)))
-			j.compacted(c, j.compact(c))
+			done, seen := j.compact(c)
+			j.compacted(c, done, seen)
 		case <-j.stop:
 			return
 		}
 	}
 }
 
-// compact writes c's snapshot, if the message it follows is still the
-// last of its subject (an expected-last-subject-sequence publish: a
-// newer write, this node's or a newer owner's, makes JetStream refuse
-// it), then purges the subject's messages before the snapshot.
-func (j *Journal) compact(c compaction) bool {
-	var after uint64
+// compact writes a snapshot of c's session, then purges the subject's
+// messages before it; it returns the number of shadow messages replaced
+// (0 when nothing was written) and the failure count it covers. The snapshot is the state as of the
+// session's last write, which must be acknowledged and still the
+// subject's last message: it is published, under Journal.mu (so no write
+// of this node comes between), with that write's sequence as the
+// expected last sequence of the subject, which JetStream checks; a
+// write of another node in between (a new owner's marker) makes it
+// refuse the snapshot.
+func (j *Journal) compact(c compaction) (int, uint64) {
 	t := time.NewTimer(journalTimeout)
 	defer t.Stop()
-	select {
-	case ack := <-c.after.Ok():
-		after = ack.Sequence
-	case <-c.after.Err():
-		return false
-	case <-t.C:
-		return false
-	case <-j.stop:
-		return false
+	sh := c.sh
+	for range compactAttempts {
+		j.mu.Lock()
+		// Forgotten (taken over: Forget runs before the new owner's claim
+		// returns, hence before its adoption's marker) or replaced: not
+		// this node's to compact any more.
+		current := j.mu.shadows[c.subject] == sh && !j.mu.closed
+		last := sh.last
+		j.mu.Unlock()
+		if !current || last == nil {
+			return 0, 0
+		}
+		after, err := last.wait(t.C, j.stop)
+		if err != nil {
+			return 0, 0
+		}
+		j.mu.Lock()
+		if j.mu.shadows[c.subject] != sh || j.mu.closed {
+			j.mu.Unlock()
+			return 0, 0
+		}
+		if sh.last != last {
+			j.mu.Unlock()
+			continue // written again meanwhile: wait for that write
+		}
+		deleted := sh.st.sess == nil
+		body, err := appendSnapshot(nil, sh.key, &sh.st, sh.epoch)
+		if err != nil || len(body) > snapshotMax {
+			// Tried again after as many messages more.
+			sh.msgs = 1
+			j.mu.Unlock()
+			j.count.snapshotsSkipped.Add(1)
+			j.n.logDrop(&j.count.lastSnapshotSkipped, "cluster: session journal not compacted: snapshot too large", "bytes", len(body), "limit", snapshotMax, "err", err)
+			return 0, 0
+		}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(after),
+			jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall)}
+		if deleted {
+			opts = append(opts, jetstream.WithMsgTTL(markerTTL))
+		}
+		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: c.subject, Data: body}, opts...)
+		if err != nil {
+			j.mu.Unlock()
+			j.count.snapshotsSkipped.Add(1)
+			return 0, 0
+		}
+		snap := newAckWaiter(f)
+		replaced := sh.msgs
+		sh.last = snap
+		sh.msgs++
+		seen := j.failures.Load()
+		j.mu.Unlock()
+		j.count.written.Add(1)
+		seq, err := snap.wait(t.C, j.stop)
+		if err != nil {
+			// Mostly another node wrote first (a new owner's marker).
+			j.count.snapshotsSkipped.Add(1)
+			return 0, 0
+		}
+		j.count.snapshots.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
+		err = j.purgeBefore(ctx, c.subject, seq)
+		cancel()
+		if err != nil {
+			j.count.purgeFailed.Add(1)
+			j.n.logDrop(&j.count.lastPurgeFailed, "cluster: session journal: purge after a snapshot failed", "subject", c.subject, "err", err)
+		}
+		return replaced, seen
 	}
-	// Forgotten (taken over: Forget runs before the new owner's claim
-	// returns, hence before its adoption's marker) or replaced: not this
-	// node's to compact any more. A newer owner's marker written after
-	// this check makes the snapshot's expected sequence fail.
-	j.mu.Lock()
-	current := j.mu.shadows[c.subject] == c.sh
-	j.mu.Unlock()
-	if !current {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
-	defer cancel()
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(after), jetstream.WithRetryAttempts(0)}
-	if c.deleted {
-		opts = append(opts, jetstream.WithMsgTTL(markerTTL))
-	}
-	ack, err := j.js.PublishMsg(ctx, &nats.Msg{Subject: c.subject, Data: c.body}, opts...)
-	if err != nil {
-		// Mostly another write came first: compacted at a later commit.
-		j.count.snapshotsSkipped.Add(1)
-		return false
-	}
-	j.count.written.Add(1)
-	j.count.snapshots.Add(1)
-	if err := j.purgeBefore(ctx, c.subject, ack.Sequence); err != nil {
-		j.count.purgeFailed.Add(1)
-		j.n.logDrop(&j.count.lastPurgeFailed, "cluster: session journal: purge after a snapshot failed", "subject", c.subject, "err", err)
-	}
-	return true
+	j.count.snapshotsSkipped.Add(1)
+	return 0, 0
 }
 
 // purgeBefore purges the messages of subject below sequence seq.

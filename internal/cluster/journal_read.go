@@ -67,7 +67,13 @@ func (j *Journal) LoadSession(ctx context.Context, key string, r broker.Restorer
 	var upTo uint64
 	var err error
 	if held {
-		upTo, err = j.mark(ctx, subj, key, epoch)
+		// Retried until ctx ends: right after a node's death the stream
+		// may have no leader for a few seconds (an election).
+		for {
+			if upTo, err = j.mark(ctx, subj, key, epoch); err == nil || errors.Is(err, ErrJournalClosed) || !sleepCtx(ctx, 250*time.Millisecond) {
+				break
+			}
+		}
 	} else {
 		upTo, err = j.lastSeq(ctx, sessionsStream, subj)
 	}
