@@ -267,8 +267,10 @@ func (j *Journal) Close() error {
 // once JetStream acknowledged every message (a quorum stored it), or an
 // error after journalTimeout at most. Without, it returns at once;
 // failures are counted (AsyncFailed) and the session's next commit
-// writes a snapshot. A commit is atomic per session (one message), not
-// across sessions nor across the two stores.
+// writes a snapshot. A batch with an invalid operation writes nothing;
+// otherwise a commit is atomic per session (one message), not across
+// sessions (a failure of JetStream midway leaves the sessions before it
+// written) nor across the two stores.
 func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 	var retained broker.Batch
 	var keys []string
@@ -276,9 +278,14 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 	for i := range b.Ops {
 		op := &b.Ops[i]
 		switch {
+		case op.Kind == broker.OpPutRetained && op.Retained == nil:
+			return errors.New("cluster: session journal: OpPutRetained without its message")
 		case op.Kind == broker.OpPutRetained || op.Kind == broker.OpDeleteRetained:
 			retained.Ops = append(retained.Ops, *op)
 		case sessionOp(op.Kind):
+			if !complete(op) {
+				return fmt.Errorf("cluster: session journal: operation %d on %q without its record", op.Kind, op.ClientID)
+			}
 			if byKey[op.ClientID] == nil {
 				keys = append(keys, op.ClientID)
 			}
@@ -320,6 +327,20 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 		}
 	}
 	return lerr
+}
+
+// complete reports whether a session operation carries the record its
+// kind needs.
+func complete(op *broker.Op) bool {
+	switch op.Kind {
+	case broker.OpPutSession:
+		return op.Session != nil
+	case broker.OpPutSubscription:
+		return op.Sub != nil
+	case broker.OpEnqueue, broker.OpSetInflight:
+		return op.Delivery != nil
+	}
+	return true
 }
 
 // ackWaiter is the acknowledgement of one journal write, awaited by
@@ -385,57 +406,77 @@ func (j *Journal) awaitAcks(acks []*ackWaiter) error {
 // publish writes one message per session key, in order, under
 // Journal.mu, and queues the snapshots that became due.
 func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences []uint64, held []bool) ([]*ackWaiter, error) {
-	futs := make([]*ackWaiter, 0, len(keys))
-	var due []compaction
+	type write struct {
+		subj  string
+		epoch uint64
+		body  []byte
+		rec   *jrecord
+	}
+	writes := make([]write, len(keys))
 	j.mu.Lock()
 	if j.mu.closed {
 		j.mu.Unlock()
 		return nil, ErrJournalClosed
 	}
+	// Every record is encoded before any is published: a batch that
+	// cannot be encoded writes nothing.
 	for i, key := range keys {
-		subj := sessionSubject(key)
-		sh := j.mu.shadows[subj]
-		if sh == nil {
-			sh = &shadow{key: key, seen: j.failures.Load(), complete: byKey[key][0].Kind == broker.OpDeleteSession}
-			j.mu.shadows[subj] = sh
-		}
+		w := &writes[i]
+		w.subj = sessionSubject(key)
 		if held[i] {
-			sh.epoch = fences[i]
+			w.epoch = fences[i]
+		} else if sh := j.mu.shadows[w.subj]; sh != nil {
+			w.epoch = sh.epoch
 		}
-		body, err := appendOps(nil, sh.epoch, key, byKey[key])
-		if err == nil && len(body) > maxPayload {
-			err = fmt.Errorf("cluster: session journal: %d-byte record over the %d-byte limit", len(body), maxPayload)
+		var err error
+		w.body, err = appendOps(nil, w.epoch, key, byKey[key])
+		if err == nil && len(w.body) > maxPayload {
+			err = fmt.Errorf("cluster: session journal: %d-byte record over the %d-byte limit", len(w.body), maxPayload)
 		}
-		var rec *jrecord
 		if err == nil {
 			// The shadow applies what the journal holds, decoded: exactly
 			// what a fold applies, and nothing of the batch is kept.
-			rec, err = decodeRecord(body)
+			w.rec, err = decodeRecord(w.body)
 		}
 		if err != nil {
 			j.mu.Unlock()
 			return nil, err
 		}
-		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: body},
+	}
+	futs := make([]*ackWaiter, 0, len(keys))
+	var due []compaction
+	var err error
+	for i, w := range writes {
+		var f jetstream.PubAckFuture
+		f, err = j.js.PublishMsgAsync(&nats.Msg{Subject: w.subj, Data: w.body},
 			jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall))
 		if err != nil {
-			j.mu.Unlock()
-			j.writeFailed(subj, err)
-			return nil, fmt.Errorf("cluster: session journal: %w", err)
+			j.writeFailed(w.subj, err)
+			err = fmt.Errorf("cluster: session journal: %w", err)
+			break
 		}
 		j.count.written.Add(1)
+		sh := j.mu.shadows[w.subj]
+		if sh == nil {
+			sh = &shadow{key: keys[i], seen: j.failures.Load(), complete: byKey[keys[i]][0].Kind == broker.OpDeleteSession}
+			j.mu.shadows[w.subj] = sh
+		}
+		sh.epoch = w.epoch
 		a := newAckWaiter(f)
 		futs = append(futs, a)
 		sh.last = a
-		sh.st.applyRecord(rec)
+		sh.st.applyRecord(w.rec)
 		sh.msgs++
-		if c, ok := j.compactionLocked(subj, sh); ok {
+		if c, ok := j.compactionLocked(w.subj, sh); ok {
 			due = append(due, c)
 		}
 	}
 	j.mu.Unlock()
 	for _, c := range due {
 		j.queueCompaction(c)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return futs, nil
 }

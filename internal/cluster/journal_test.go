@@ -73,6 +73,27 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 		broker.Op{Kind: broker.OpPutSubscription, ClientID: "nobody", Sub: &subA},
 		// Another tenant's session of the same client id.
 		broker.Op{Kind: broker.OpPutSession, ClientID: other, Session: &broker.StoredSession{Version: packet.V311, ExpiryInterval: broker.NoExpiry}})
+	// A batch with an operation lacking its record is refused whole:
+	// nothing of it is written, for any session (the Store contract).
+	ghost := broker.StoredSubscription{Filter: "acme/ghost"}
+	for i, bad := range [][]broker.Op{
+		{{Kind: broker.OpPutSubscription, ClientID: key, Sub: &ghost}, {Kind: broker.OpEnqueue, ClientID: other}},
+		{{Kind: broker.OpPutSubscription, ClientID: key, Sub: &ghost}, {Kind: broker.OpPutSession, ClientID: "new"}},
+		{{Kind: broker.OpPutSubscription, ClientID: key, Sub: &ghost}, {Kind: 200}},
+		{{Kind: broker.OpPutSubscription, ClientID: key, Sub: &ghost}, {Kind: broker.OpPutRetained}},
+		// A will the packet codec refuses to encode (QoS 3).
+		{{Kind: broker.OpPutSubscription, ClientID: key, Sub: &ghost}, {Kind: broker.OpPutSession, ClientID: "new",
+			Session: &broker.StoredSession{Version: packet.V5, Will: &broker.StoredMessage{Topic: "w", QoS: 3}}}},
+	} {
+		if err := j1.Commit(&broker.Batch{Ops: bad}, true); err == nil {
+			t.Fatalf("invalid batch %d committed", i)
+		}
+	}
+	// The broker reuses its batches: mutating a committed one changes
+	// nothing stored.
+	wantSubA, wantWill := subA, *rec.Will
+	wantWill.Payload = []byte("gone")
+	subA.Filter, rec.Will.Payload[0] = "mutated", 'X'
 	// n1 dies: nothing of its memory helps.
 	j1.Close()
 	n1.Close()
@@ -84,7 +105,8 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 	}
 	want := *rec
 	want.DisconnectedAt = disc
-	want.Subscriptions = []broker.StoredSubscription{subB, subA} // by filter
+	want.Will = &wantWill
+	want.Subscriptions = []broker.StoredSubscription{subB, wantSubA} // by filter
 	want.Queue = []broker.StoredDelivery{
 		{Seq: s1, QoS: 1, SubIDs: []uint32{7}, PacketID: 11, State: broker.AwaitPuback,
 			Msg: broker.StoredMessage{Topic: "acme/a/1", Payload: []byte("one"), QoS: 1, Properties: props, Origin: "acme\x00pub"}},
@@ -97,11 +119,23 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 	if o := load(t, j2, other); !o.found || o.s.Version != packet.V311 || len(o.s.Subscriptions) != 0 {
 		t.Fatalf("tenant-less session of the same client id: %+v", o)
 	}
+	// What LoadSession reported belongs to the Restorer.
+	a.s.Will.Payload[0] = 'Y'
+	a.s.Queue[0].SubIDs[0] = 42
+	a.s.Queue[0].Msg.Payload[0] = 'Y'
+	a.s.Queue[0].Msg.Properties.CorrelationData[0] = 9
+	if again := load(t, j2, key); string(again.s.Will.Payload) != "gone" || again.s.Queue[0].SubIDs[0] != 7 ||
+		string(again.s.Queue[0].Msg.Payload) != "one" || again.s.Queue[0].Msg.Properties.CorrelationData[0] != 1 {
+		t.Fatalf("a second adoption sees what the Restorer changed: %+v", again.s)
+	}
 	if load(t, j2, "nobody").found {
 		t.Fatal("operations naming no session created one")
 	}
-	if c := j2.Counters(); c.Adopted != 2 || c.DeliveriesDropped != 0 {
-		t.Fatalf("counters %+v: want 2 adopted, none dropped", c)
+	if load(t, j2, "new").found {
+		t.Fatal("a session of a refused batch was stored")
+	}
+	if c := j2.Counters(); c.Adopted != 3 || c.DeliveriesDropped != 0 {
+		t.Fatalf("counters %+v: want 3 adoptions that found a session, none dropped", c)
 	}
 }
 
