@@ -94,8 +94,8 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 	wantSubA, wantWill := subA, *rec.Will
 	wantWill.Payload = []byte("gone")
 	subA.Filter, rec.Will.Payload[0] = "mutated", 'X'
-	// n1 dies: nothing of its memory helps.
-	j1.Close()
+	// n1's server goes (its journal is not closed first: no flush, no
+	// handover of its own): nothing of its memory helps.
 	n1.Close()
 
 	claim(t, n2, key)
@@ -133,6 +133,20 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 	}
 	if load(t, j2, "new").found {
 		t.Fatal("a session of a refused batch was stored")
+	}
+	// Adoptions created no JetStream consumer.
+	for _, name := range []string{sessionsStream, logStream} {
+		s, err := n2.js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := info.State.Consumers; c != 0 {
+			t.Fatalf("stream %s after adoptions: %d consumers", name, c)
+		}
 	}
 	if c := j2.Counters(); c.Adopted != 3 || c.DeliveriesDropped != 0 {
 		t.Fatalf("counters %+v: want 3 adoptions that found a session, none dropped", c)
