@@ -182,6 +182,7 @@ func (n *Node) Journal(local broker.Store) *Journal {
 		j.err = fmt.Errorf("cluster: session journal: %w", j.err)
 		return j
 	}
+	n.journal.Store(j)
 	j.wg.Add(compactWorkers)
 	for range compactWorkers {
 		go j.compactLoop()
@@ -231,7 +232,8 @@ func (f *retainedOnly) RestoreInbound(string, uint16) error                     
 func (f *retainedOnly) RestoreRetained(m *broker.StoredMessage) error                { return f.r.RestoreRetained(m) }
 
 // Forget drops what the journal keeps of session key, which this node
-// no longer serves (taken over by another node); its journal stays.
+// no longer serves (taken over by another node); its journal stays. The
+// node calls it when it is kicked, before it answers the kick.
 func (j *Journal) Forget(key string) {
 	j.mu.Lock()
 	delete(j.mu.shadows, sessionSubject(key))

@@ -286,10 +286,13 @@ func (f *logFetcher) get(seqs []uint64) (*broker.StoredMessage, error) {
 func (f *logFetcher) fetch(seqs []uint64) error {
 	start, end := seqs[0], seqs[0]
 	for _, s := range seqs[1:] {
+		if s-start >= readBatch {
+			break
+		}
 		if !f.needs(s) {
 			continue
 		}
-		if s-end > logGap || s-start >= readBatch {
+		if s-end > logGap {
 			break
 		}
 		end = s

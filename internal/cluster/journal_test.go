@@ -245,6 +245,15 @@ func TestJournalFencing(t *testing.T) {
 	if f := js[2].Counters().Fenced; f != 2 {
 		t.Fatalf("Fenced = %d, want 2", f)
 	}
+	// A kick makes the kicked node's journal forget the session before
+	// the claim that kicked it returns.
+	claim(t, ms[2], key)
+	js[1].mu.Lock()
+	sh := js[1].mu.shadows[sessionSubject(key)]
+	js[1].mu.Unlock()
+	if sh != nil {
+		t.Fatal("n2's journal still keeps the session after n3's claim kicked it")
+	}
 }
 
 // TestJournalCompaction: many commits leave few messages on the

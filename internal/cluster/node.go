@@ -82,7 +82,10 @@ type Node struct {
 	plainCh, shareCh chan *nats.Msg
 	plainIn, shareIn *inbox
 
-	hostp    atomic.Pointer[hostRef]
+	hostp atomic.Pointer[hostRef]
+	// journal is the node's session journal, once made: a kick makes it
+	// forget the session before the kick is answered (journal.go).
+	journal  atomic.Pointer[Journal]
 	bound    chan struct{} // closed by the first Bind
 	bindOnce sync.Once
 

@@ -232,6 +232,11 @@ func (n *Node) onKick(m *nats.Msg) {
 	n.mu.Unlock()
 	if !newer {
 		n.count.kicksReceived.Add(1)
+		// Before the answer, hence before the new owner adopts the
+		// session: this node's journal never compacts it again.
+		if j := n.journal.Load(); j != nil {
+			j.Forget(key)
+		}
 		if h := n.host(); h != nil {
 			h.KickRemote(key)
 		}
