@@ -56,6 +56,8 @@ const (
 	markerTTL = time.Hour
 )
 
+var _ broker.Store = (*Journal)(nil)
+
 // ErrJournalClosed is returned by Commit after Close.
 var ErrJournalClosed = errors.New("cluster: session journal closed")
 

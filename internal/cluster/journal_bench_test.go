@@ -82,3 +82,39 @@ func BenchmarkJournalAdopt10k(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(queued), "deliveries/op")
 }
+
+// BenchmarkJournalCommit measures one session's commits of one enqueue
+// each (three nodes in one process, replicas 3): durable (each waits
+// for the quorum's acknowledgement) and not.
+//
+//	go test -run '^$' -bench BenchmarkJournalCommit -benchtime 2000x ./internal/cluster/
+func BenchmarkJournalCommit(b *testing.B) {
+	ms := startAll(b, configs(b, 3, 3))
+	waitReady(b, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	j := ms[0].Journal(memstore.New())
+	defer j.Close()
+	for _, durable := range []bool{true, false} {
+		key := "commit-" + map[bool]string{true: "durable", false: "async"}[durable]
+		if err := ms[0].Claim(ctx, key); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := j.LoadSession(ctx, key, &sessionOrder{key: key}); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Commit(&broker.Batch{Ops: []broker.Op{{Kind: broker.OpPutSession, ClientID: key, Session: &broker.StoredSession{Version: packet.V311}}}}, true); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(key, func(b *testing.B) {
+			var batch broker.Batch
+			for i := range b.N {
+				batch.Reset()
+				batch.Add(broker.Op{Kind: broker.OpEnqueue, ClientID: key, Delivery: &broker.StoredDelivery{Seq: uint64(i + 1), QoS: 1}})
+				if err := j.Commit(&batch, durable); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
