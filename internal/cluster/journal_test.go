@@ -458,3 +458,47 @@ func TestJournalConcurrentCommits(t *testing.T) {
 		t.Fatalf("counters %+v: want snapshots and no failed write", c)
 	}
 }
+
+// TestJournalAdoptAfterLeaderLoss: the node leading PETREL_SESSIONS,
+// which wrote the session, goes away; a survivor adopts the session
+// once the stream has a new leader (the adoption's marker is retried
+// until then, within the adoption's bound) and gets everything
+// committed durably.
+func TestJournalAdoptAfterLeaderLoss(t *testing.T) {
+	ms, js := journalCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := ms[0].js.Stream(ctx, sessionsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	li := slices.IndexFunc(ms, func(m member) bool { return m.cfg.Node == info.Cluster.Leader })
+	if li < 0 {
+		t.Fatalf("leader %q is not a node", info.Cluster.Leader)
+	}
+	leader, survivor := ms[li], ms[(li+1)%3]
+	key := "leader-loss"
+	claim(t, leader, key)
+	load(t, js[li], key)
+	seq := logPublish(t, leader, msgQoS("ll/t", 1))
+	commit(t, js[li], broker.Op{Kind: broker.OpPutSession, ClientID: key, Session: &broker.StoredSession{Version: packet.V5}},
+		broker.Op{Kind: broker.OpPutSubscription, ClientID: key, Sub: &broker.StoredSubscription{Filter: "ll/#", QoS: 1}},
+		broker.Op{Kind: broker.OpEnqueue, ClientID: key, Delivery: &broker.StoredDelivery{Seq: seq, QoS: 1}})
+	leader.Close()
+
+	// The owners bucket may have lost its leader too: claim until it
+	// answers.
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return survivor.Claim(c, key) == nil
+	}, "a survivor's claim")
+	a := load(t, js[(li+1)%3], key)
+	if !a.found || len(a.s.Subscriptions) != 1 || len(a.s.Queue) != 1 || a.s.Queue[0].Seq != seq || string(a.s.Queue[0].Msg.Payload) != "m\x01\x00" {
+		t.Fatalf("adopted after the leader's loss: %+v", a.s)
+	}
+}
