@@ -38,6 +38,10 @@ const (
 	// acknowledgement; past it a write waits journalStall, then fails.
 	journalPending = 65536
 	journalStall   = 2 * time.Second
+	// journalInFlightBytes bounds the bytes of those writes (nats.go keeps
+	// each until its acknowledgement; a session record carries its will):
+	// past it a write fails at once, unless none is in flight.
+	journalInFlightBytes = 64 << 20
 	// snapshotMax is the largest snapshot written: a larger session
 	// state is not compacted (counted in SnapshotsSkipped) and its
 	// subject keeps its operations until the state shrinks.
@@ -123,6 +127,9 @@ type Journal struct {
 	// under mu: nats.go calls writeFailed with its own lock held, which
 	// publish holds under mu.)
 	failures atomic.Uint64
+	// inFlight is the bytes of the writes waiting for their
+	// acknowledgement (journalInFlightBytes).
+	inFlight atomic.Int64
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	count    journalCounters
@@ -176,7 +183,16 @@ func (n *Node) Journal(local broker.Store) *Journal {
 		j.js, j.err = jetstream.New(j.nc,
 			jetstream.WithPublishAsyncMaxPending(journalPending),
 			jetstream.WithPublishAsyncTimeout(journalTimeout),
+			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+				j.inFlight.Add(-int64(len(m.Data)))
+			}),
 			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+				j.inFlight.Add(-int64(len(m.Data)))
+				if m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) != "" {
+					// A snapshot (compact counts it): the journal lacks
+					// nothing without it.
+					return
+				}
 				j.writeFailed(m.Subject, err)
 			}))
 	}
@@ -452,8 +468,7 @@ func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences [
 	var err error
 	for i, w := range writes {
 		var f jetstream.PubAckFuture
-		f, err = j.js.PublishMsgAsync(&nats.Msg{Subject: w.subj, Data: w.body},
-			jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall))
+		f, err = j.publishAsync(w.subj, w.body)
 		if err != nil {
 			j.writeFailed(w.subj, err)
 			err = fmt.Errorf("cluster: session journal: %w", err)
@@ -483,6 +498,27 @@ func (j *Journal) publish(keys []string, byKey map[string][]*broker.Op, fences [
 		return nil, err
 	}
 	return futs, nil
+}
+
+// errJournalBusy is returned for a write while journalInFlightBytes wait
+// for their acknowledgement.
+var errJournalBusy = errors.New("cluster: session journal: too many bytes waiting for JetStream")
+
+// publishAsync publishes one journal message on the ordered connection
+// (the caller holds Journal.mu), within journalInFlightBytes; nats.go
+// retries nothing (a retry would land out of order).
+func (j *Journal) publishAsync(subject string, body []byte, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	size := int64(len(body))
+	if total := j.inFlight.Add(size); total > journalInFlightBytes && total != size {
+		j.inFlight.Add(-size)
+		return nil, errJournalBusy
+	}
+	opts = append(opts, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall))
+	f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: body}, opts...)
+	if err != nil {
+		j.inFlight.Add(-size)
+	}
+	return f, err
 }
 
 // writeFailed counts a journal write JetStream did not take; every

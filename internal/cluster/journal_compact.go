@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -133,12 +132,11 @@ func (j *Journal) compact(c compaction) (int, uint64) {
 			j.n.logDrop(&j.count.lastSnapshotSkipped, "cluster: session journal not compacted: snapshot too large", "bytes", len(body), "limit", snapshotMax, "err", err)
 			return 0, 0
 		}
-		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(after),
-			jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall)}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(after)}
 		if deleted {
 			opts = append(opts, jetstream.WithMsgTTL(markerTTL))
 		}
-		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: c.subject, Data: body}, opts...)
+		f, err := j.publishAsync(c.subject, body, opts...)
 		if err != nil {
 			j.mu.Unlock()
 			j.count.snapshotsSkipped.Add(1)

@@ -118,8 +118,7 @@ func (j *Journal) mark(ctx context.Context, subj, key string, epoch uint64) (uin
 		j.mu.Unlock()
 		return 0, ErrJournalClosed
 	}
-	f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: body},
-		jetstream.WithRetryAttempts(0), jetstream.WithStallWait(journalStall), jetstream.WithMsgTTL(markerTTL))
+	f, err := j.publishAsync(subj, body, jetstream.WithMsgTTL(markerTTL))
 	j.mu.Unlock()
 	if err != nil {
 		return 0, err

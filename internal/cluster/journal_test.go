@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -186,6 +187,22 @@ func TestJournalDurableNeedsQuorum(t *testing.T) {
 		t.Fatalf("non-durable commit: %v", err)
 	}
 	mqtttest.Eventually(t, 20*time.Second, func() bool { return js[0].Counters().AsyncFailed > before }, "the unstored non-durable write counted")
+
+	// The bytes of writes waiting for an acknowledgement are released
+	// when they fail; past journalInFlightBytes a write fails at once.
+	big := &broker.StoredSession{Version: packet.V5, Will: &broker.StoredMessage{Topic: "q/will", Payload: make([]byte, 1<<20)}}
+	for range 4 {
+		if err := js[0].Commit(&broker.Batch{Ops: []broker.Op{{Kind: broker.OpPutSession, ClientID: key, Session: big}}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mqtttest.Eventually(t, 20*time.Second, func() bool { return js[0].inFlight.Load() == 0 }, "the failed writes' bytes released")
+	js[0].inFlight.Add(journalInFlightBytes) // as if that many waited
+	err = js[0].Commit(&broker.Batch{Ops: []broker.Op{{Kind: broker.OpPutSession, ClientID: key, Session: big}}}, false)
+	js[0].inFlight.Add(-journalInFlightBytes)
+	if !errors.Is(err, errJournalBusy) {
+		t.Fatalf("a write past the in-flight bound: %v, want errJournalBusy", err)
+	}
 }
 
 // TestJournalFencing: a node that lost a session (a newer claim adopted
