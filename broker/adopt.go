@@ -68,6 +68,10 @@ func (c *conn) adopt(cleanStart bool) error {
 		return fmt.Errorf("cluster: reading the session from the journal: %w", err)
 	}
 	if !found || a.s == nil {
+		// A new session: its first write starts the journal's copy
+		// afresh (the journal compacts only a session it started or
+		// adopted).
+		c.journalDiscard = true
 		return nil
 	}
 	if a.expired(b.opts().Now()) {

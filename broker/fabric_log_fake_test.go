@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/petrel-mqtt/petrel/broker"
@@ -118,6 +119,7 @@ type logNode struct {
 	l      *fakeLog
 	paused bool // under l.mu
 	stop   chan struct{}
+	pos    atomic.Uint64 // the last sequence the follower handed over
 }
 
 func (n *logNode) Log(msg *session.Message, done func(uint64, error)) { n.l.log(msg, done) }
@@ -163,6 +165,7 @@ func (n *logNode) Bind(h broker.FabricHost) error {
 			next++
 			n.l.mu.Unlock()
 			lh.DeliverLogged(msg, uint64(next))
+			n.pos.Store(uint64(next))
 		}
 	}()
 	return nil
@@ -215,6 +218,8 @@ func (s *journalStore) Commit(b *broker.Batch, durable bool) error {
 	}
 	for _, op := range b.Ops {
 		switch op.Kind {
+		case broker.OpPutSession:
+			j.last[op.ClientID] = max(j.last[op.ClientID], op.Session.LastSeq)
 		case broker.OpEnqueue:
 			j.last[op.ClientID] = max(j.last[op.ClientID], op.Delivery.Seq)
 		case broker.OpDeleteSession:

@@ -344,3 +344,31 @@ func TestLogStallHoldsLaterWrites(t *testing.T) {
 		t.Fatalf("%d writes handed to the log after the first failed, want 1", n)
 	}
 }
+
+// TestAdoptionStartsAtTheSessionsCreation: a session adopted on another
+// node is caught up from where the log stood when the session was made,
+// never with what was published before it existed.
+func TestAdoptionStartsAtTheSessionsCreation(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	na, ba, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
+	for i := 0; i < 5; i++ {
+		publish(t, pub, "o/x", 1, false, fmt.Sprintf("before%d", i), uint16(i+1))
+	}
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return na.pos.Load() == 5 }, "A's follower routed the 5")
+	sub, _ := connectTenant(t, addrA, v, "t1", "sub", persistentConnect(v))
+	subscribe(t, sub, 1, "o/#", 1)
+	leave(sub)
+	na.halt()
+	stopBroker(t, ba)
+	publish(t, pub, "o/x", 1, false, "after", 6)
+	re, ack := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("session not present on B")
+	}
+	sameList(t, "resumed", payloadsOf(t, re, 1), []string{"after"})
+	re.ExpectNone(300 * time.Millisecond)
+}

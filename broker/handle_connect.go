@@ -326,7 +326,14 @@ func (c *conn) persistSession(present, discarded bool) error {
 	if persistent {
 		// With the will: if the broker stops while the client is
 		// connected, the connection ends abnormally and the will is due.
-		batch.Add(Op{Kind: OpPutSession, ClientID: c.key, Session: sessionRecord(c, time.Time{}, true)})
+		rec := sessionRecord(c, time.Time{}, true)
+		if c.b.journal != nil && !present {
+			// A new session in a cluster: the log's messages before now
+			// are not for it, wherever it is adopted (adopt.go).
+			c.sess.NoteSeq(c.b.logApplied())
+			rec.LastSeq = c.sess.LastSeq()
+		}
+		batch.Add(Op{Kind: OpPutSession, ClientID: c.key, Session: rec})
 	}
 	var cooling []session.CoolingID
 	if persistent && wasStored {

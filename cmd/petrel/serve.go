@@ -148,9 +148,13 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "petrel serve: %v\n", err)
 		return 1
 	}
+	// closeStore closes the store last; in a cluster the journal closes
+	// it (before the node).
+	closeStore := func() error { return nil }
 	if st != nil {
+		closeStore = st.Close
 		defer func() {
-			if err := st.Close(); err != nil {
+			if err := closeStore(); err != nil {
 				logger.Error("closing the store", "err", err)
 			}
 		}()
@@ -176,6 +180,16 @@ func serveMain(args []string, environ []string, stderr io.Writer) int {
 			}
 		}()
 		opts.Fabric = node
+		// Persistent sessions live in the cluster's journal, retained
+		// messages in this node's store (docs/clustering.md).
+		j := node.Journal(st)
+		closeStore = func() error { return nil }
+		defer func() {
+			if err := j.Close(); err != nil {
+				logger.Error("closing the store", "err", err)
+			}
+		}()
+		opts.Store = j
 	}
 	b, err := broker.New(opts)
 	if err != nil {

@@ -29,7 +29,13 @@
 //   - session ownership, in the JetStream KV bucket PETREL_OWNERS: a
 //     CONNECT claims its session key with a compare-and-set and asks the
 //     previous owner node to close its connection (request
-//     petrel.node.<node>.kick).
+//     petrel.node.<node>.kick);
+//   - persistent sessions, in the JetStream stream PETREL_SESSIONS: a
+//     Journal (Node.Journal, journal*.go) is the cluster's broker.Store,
+//     one subject per session key, one message per commit and session,
+//     fenced by the writer's claim, compacted by snapshots; a node adopts
+//     a session with Journal.LoadSession when its client connects, the
+//     deliveries' messages coming from the message log PETREL_MSGS.
 //
 // What other nodes can make a node hold is bounded: the inboxes between
 // NATS and the broker in messages and bytes (inbox.go, Config.InboxBytes),

@@ -89,7 +89,10 @@ type Node struct {
 
 	hostp    atomic.Pointer[hostRef]
 	logHostp atomic.Pointer[logHostRef] // set by Bind when the host is a LogHost
-	bound    chan struct{}              // closed by the first Bind
+	// journal is the node's session journal, once made: a kick makes it
+	// forget the session before the kick is answered (journal.go).
+	journal  atomic.Pointer[Journal]
+	bound    chan struct{} // closed by the first Bind
 	bindOnce sync.Once
 
 	// assets is closed once the JetStream assets exist; kv is set before.
@@ -109,7 +112,13 @@ type Node struct {
 		sync.Mutex
 		watches map[watchKey]*watch
 		held    map[string]uint64 // session key -> epoch this node claimed
-		closed  bool
+		// revs is the owners bucket revision of each claim in held: a
+		// number that only grows, across sessions and across the deletion
+		// of a session's owner record, unlike the epoch (which starts at 1
+		// again once a released record is deleted). It is the session
+		// journal's fencing token (journal.go).
+		revs   map[string]uint64
+		closed bool
 	}
 
 	releases chan release
@@ -199,6 +208,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
+	n.mu.revs = make(map[string]uint64)
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	if err := n.connect(); err != nil {
 		n.shutdown()

@@ -76,7 +76,7 @@ func (n *Node) Claim(ctx context.Context, key string) error {
 	defer cancel()
 	k := ownerKey(key)
 	var prev owner
-	var epoch uint64
+	var epoch, claimed uint64
 	for attempt := 0; ; attempt++ {
 		if attempt == claimAttempts {
 			return fmt.Errorf("cluster: claim: %d concurrent claims of the session", claimAttempts)
@@ -100,9 +100,9 @@ func (n *Node) Claim(ctx context.Context, key string) error {
 			return err
 		}
 		if rev == 0 {
-			_, err = n.kv.Create(ctx, k, val)
+			claimed, err = n.kv.Create(ctx, k, val)
 		} else {
-			_, err = n.kv.Update(ctx, k, val, rev)
+			claimed, err = n.kv.Update(ctx, k, val, rev)
 		}
 		if err == nil {
 			break
@@ -114,6 +114,7 @@ func (n *Node) Claim(ctx context.Context, key string) error {
 	}
 	n.mu.Lock()
 	n.mu.held[key] = epoch
+	n.mu.revs[key] = claimed
 	n.mu.Unlock()
 	if prev.Node == "" || prev.Node == n.cfg.Node {
 		return nil // new, or taken over on this node by the broker itself
@@ -130,6 +131,7 @@ func (n *Node) Claim(ctx context.Context, key string) error {
 		n.mu.Lock()
 		if n.mu.held[key] == epoch {
 			delete(n.mu.held, key)
+			delete(n.mu.revs, key)
 		}
 		n.mu.Unlock()
 		return fmt.Errorf("cluster: claim: node %s did not answer the takeover: %w", prev.Node, err)
@@ -152,6 +154,7 @@ func (n *Node) Release(key string) {
 	n.mu.Lock()
 	epoch, ok := n.mu.held[key]
 	delete(n.mu.held, key)
+	delete(n.mu.revs, key)
 	n.mu.Unlock()
 	if !ok {
 		return
@@ -224,10 +227,16 @@ func (n *Node) onKick(m *nats.Msg) {
 	newer := holds && held > epoch
 	if !newer {
 		delete(n.mu.held, key)
+		delete(n.mu.revs, key)
 	}
 	n.mu.Unlock()
 	if !newer {
 		n.count.kicksReceived.Add(1)
+		// Before the answer, hence before the new owner adopts the
+		// session: this node's journal never compacts it again.
+		if j := n.journal.Load(); j != nil {
+			j.Forget(key)
+		}
 		if h := n.host(); h != nil {
 			h.KickRemote(key)
 		}
@@ -260,4 +269,13 @@ func (n *Node) connections() int {
 		return -1
 	}
 	return n.cfg.Connections()
+}
+
+// fence returns the fencing token of this node's claim of key (the
+// owners bucket revision it wrote), and whether it holds key.
+func (n *Node) fence(key string) (uint64, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rev, ok := n.mu.revs[key]
+	return rev, ok
 }

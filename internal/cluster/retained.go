@@ -59,8 +59,8 @@ func (n *Node) ensureAssets() {
 	n.followRetained()
 }
 
-// createAssets creates or updates the retained stream, the message log
-// and the owners bucket at r replicas.
+// createAssets creates or updates the retained stream, the message log,
+// the session journal's stream and the owners bucket at r replicas.
 func (n *Node) createAssets(ctx context.Context, r int) (jetstream.KeyValue, error) {
 	_, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              retainedStream,
@@ -75,6 +75,9 @@ func (n *Node) createAssets(ctx context.Context, r int) (jetstream.KeyValue, err
 		return nil, err
 	}
 	if _, err := n.js.CreateOrUpdateStream(ctx, n.logStreamConfig(r)); err != nil {
+		return nil, err
+	}
+	if _, err := n.js.CreateOrUpdateStream(ctx, sessionsStreamConfig(r)); err != nil {
 		return nil, err
 	}
 	return n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
