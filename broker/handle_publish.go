@@ -98,6 +98,11 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		// a quorum of the cluster stored the message too (fabric_log.go).
 		lw, err := c.logPublish(msg)
 		if err != nil {
+			if p.QoS == 2 {
+				// Not routed: the resend after the client reconnects is
+				// routed then, not taken for a duplicate [MQTT-4.3.3-2].
+				c.sess.Pubrel(p.PacketID)
+			}
 			return err
 		}
 		rt, _ := c.b.route(msg, c)

@@ -139,6 +139,7 @@ func apiCluster(st cluster.Status) *api.Cluster {
 		PurgeDropped:    k.PurgeDropped,
 		Logged:          k.Logged,
 		LogNoQuorum:     k.LogNoQuorum,
+		LogRetried:      k.LogRetried,
 		LogFull:         k.LogFull,
 		LogNotReady:     k.LogNotReady,
 		LogClosed:       k.LogClosed,

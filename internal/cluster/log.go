@@ -3,7 +3,9 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +37,10 @@ const (
 	// an election after a graceful leader stop (under 1.5 s), not one
 	// after a crash (4 to 9 s): those publishes fail rather than wait.
 	logAckWait = 5 * time.Second
+	// logRetryFor bounds how long a write whose acknowledgement timed
+	// out is written again (settleLog): past an election after a crash
+	// (4 to 9 s), inside the stream's duplicate window (2 minutes).
+	logRetryFor = 20 * time.Second
 	// logPendingMsgs and logPendingBytes bound the messages written to
 	// the log and not yet stored by a quorum (nats.go keeps each until
 	// then, at most logAckWait): past either, Log refuses at once
@@ -67,9 +73,12 @@ var (
 // logEntry is one Log call until its done has been called.
 type logEntry struct {
 	done func(seq uint64, err error)
-	size int64
-	seq  uint64
-	err  error
+	// until: a write whose acknowledgement timed out is written again,
+	// under the same Nats-Msg-Id, until then (logRetryFor).
+	until time.Time
+	size  int64
+	seq   uint64
+	err   error
 	// settled: seq or err is final (set under logWriter.mu).
 	settled bool
 }
@@ -94,6 +103,8 @@ type logWriter struct {
 	// Bounds; tests lower them before the first Log.
 	maxMsgs  int
 	maxBytes int64
+	// ids numbers the writes of this life of the node (their Nats-Msg-Id).
+	ids atomic.Uint64
 }
 
 func newLogWriter() *logWriter {
@@ -186,7 +197,11 @@ func (n *Node) Log(msg *session.Message, done func(seq uint64, err error)) {
 		return
 	}
 	e.size = int64(len(body))
-	m := &nats.Msg{Subject: subject, Data: body}
+	e.until = time.Now().Add(logRetryFor)
+	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	// The id makes a write again after a timed-out acknowledgement
+	// harmless: the stream keeps one copy (its duplicate window).
+	m.Header.Set(jetstream.MsgIDHeader, n.cfg.Node+"."+strconv.FormatUint(n.incarnation, 10)+"."+strconv.FormatUint(n.lw.ids.Add(1), 10))
 	w := n.lw
 	w.mu.Lock()
 	switch {
@@ -262,8 +277,15 @@ func (n *Node) logFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	n.settleLog(m, 0, err)
 }
 
-// settleLog records the outcome of m's write (err nil: stored at seq).
+// settleLog records the outcome of m's write (err nil: stored at seq). A
+// write whose acknowledgement timed out may have been stored all the
+// same (the leader died after its followers took it): it is written
+// again under its Nats-Msg-Id, which the stream deduplicates, until
+// logRetryFor passed, so that the publisher is told whether it is
+// stored, never "failed" for a message that is (its resend would be a
+// second copy).
 func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
+	timedOut := err != nil && errors.Is(err, jetstream.ErrAsyncPublishTimeout)
 	if err != nil {
 		err = n.logError(err)
 	}
@@ -272,6 +294,12 @@ func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
 	e := w.mu.byMsg[m]
 	if e == nil {
 		w.mu.Unlock() // settled already (the node closed)
+		return
+	}
+	if timedOut && !w.mu.closed && time.Now().Before(e.until) {
+		w.mu.Unlock()
+		n.count.logRetried.Add(1)
+		go n.rewriteLog(m) // not from nats.go's callback, which holds its lock
 		return
 	}
 	delete(w.mu.byMsg, m)
@@ -285,6 +313,13 @@ func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
 	}
 	if head {
 		w.signal()
+	}
+}
+
+// rewriteLog writes m again (settleLog).
+func (n *Node) rewriteLog(m *nats.Msg) {
+	if _, err := n.logJS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond)); err != nil {
+		n.settleLog(m, 0, err)
 	}
 }
 

@@ -78,6 +78,7 @@ type Counters struct {
 	PurgeDropped    uint64 // tombstones not queued for their purge: too many waiting
 	Logged          uint64 // messages written to the message log (stored by a quorum)
 	LogNoQuorum     uint64 // not logged: no quorum stored them within 5 s
+	LogRetried      uint64 // writes sent again after an acknowledgement timed out (deduplicated by the stream)
 	LogFull         uint64 // not logged: too many messages waiting for their quorum
 	LogNotReady     uint64 // not logged: JetStream not ready
 	LogClosed       uint64 // not logged: the node was closing
@@ -98,7 +99,7 @@ type counters struct {
 	watchFailed                                        atomic.Uint64
 	purged, purgeFailed, purgeDropped, purgesScheduled atomic.Uint64
 	logged, logNoQuorum, logFull, logNotReady          atomic.Uint64
-	logClosed, logTooLarge, logRefused                 atomic.Uint64
+	logClosed, logTooLarge, logRefused, logRetried     atomic.Uint64
 	followed, followerResets                           atomic.Uint64
 	shareWatches, logPending                           atomic.Int64
 
@@ -134,7 +135,7 @@ func (n *Node) Counters() Counters {
 		KicksSent: c.kicksSent.Load(), KicksReceived: c.kicksReceived.Load(),
 		ReleaseDropped: c.releaseDropped.Load(), WatchFailed: c.watchFailed.Load(),
 		PurgesScheduled: c.purgesScheduled.Load(), Purged: c.purged.Load(), PurgeFailed: c.purgeFailed.Load(), PurgeDropped: c.purgeDropped.Load(),
-		Logged: c.logged.Load(), LogNoQuorum: c.logNoQuorum.Load(), LogFull: c.logFull.Load(), LogNotReady: c.logNotReady.Load(),
+		Logged: c.logged.Load(), LogNoQuorum: c.logNoQuorum.Load(), LogRetried: c.logRetried.Load(), LogFull: c.logFull.Load(), LogNotReady: c.logNotReady.Load(),
 		LogClosed: c.logClosed.Load(), LogTooLarge: c.logTooLarge.Load(), LogRefused: c.logRefused.Load(),
 		LogPending: uint64(max(c.logPending.Load(), 0)), LogFollowed: c.followed.Load(), FollowerResets: c.followerResets.Load(),
 	}

@@ -40,6 +40,7 @@ type ClusterCounters struct {
 	PurgeDropped    uint64
 	Logged          uint64
 	LogNoQuorum     uint64
+	LogRetried      uint64
 	LogFull         uint64
 	LogNotReady     uint64
 	LogClosed       uint64
@@ -104,6 +105,7 @@ var (
 	dClusterPurgeFailed   = clusterCounterDesc("purge_failed_total", "Purges of tombstones that failed.")
 	dClusterPurgeDropped  = clusterCounterDesc("purge_dropped_total", "Tombstones not queued for their purge: too many waiting.")
 	dClusterLogged        = clusterCounterDesc("logged_total", "Messages this node wrote to the message log (stored by a quorum of its replicas).")
+	dClusterLogRetried    = clusterCounterDesc("log_retried_total", "Message log writes sent again, under the same message id, after their acknowledgement timed out (the stream keeps one copy).")
 	dClusterLogFailed     = clusterCounterDesc("log_failed_total", "Messages not written to the message log, by reason: no_quorum (not stored by a quorum within 5 s), full (too many waiting for their quorum), not_ready, closed, too_large, refused (JetStream refused the write).", "reason")
 	dClusterLogPending    = newDesc(prometheus.GaugeValue, "petrel_cluster_log_pending", "Messages written to the message log and waiting for a quorum of its replicas.")
 	dClusterLogFollowed   = clusterCounterDesc("log_followed_total", "Messages of the message log handed to this node's broker.")
@@ -139,6 +141,7 @@ var clusterCounters = []clusterCounter{
 	{dClusterPurgeFailed, "", func(c *ClusterCounters) uint64 { return c.PurgeFailed }},
 	{dClusterPurgeDropped, "", func(c *ClusterCounters) uint64 { return c.PurgeDropped }},
 	{dClusterLogged, "", func(c *ClusterCounters) uint64 { return c.Logged }},
+	{dClusterLogRetried, "", func(c *ClusterCounters) uint64 { return c.LogRetried }},
 	{dClusterLogFailed, "no_quorum", func(c *ClusterCounters) uint64 { return c.LogNoQuorum }},
 	{dClusterLogFailed, "full", func(c *ClusterCounters) uint64 { return c.LogFull }},
 	{dClusterLogFailed, "not_ready", func(c *ClusterCounters) uint64 { return c.LogNotReady }},
