@@ -56,6 +56,12 @@ type Config struct {
 	// for less than this applies it when it comes back. 0:
 	// DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
+	// WillAfter is how long no route to a node may be up before the other
+	// nodes take it for dead and publish the wills of its clients
+	// (wills.go); a node the JetStream meta group reports offline and
+	// that no route reaches is taken for dead at once. 0:
+	// DefaultWillAfter.
+	WillAfter time.Duration
 }
 
 // Defaults of Config's bounds.
@@ -64,6 +70,8 @@ const (
 	DefaultInboxBytes = 64 << 20
 	// DefaultTombstoneTTL is Config.TombstoneTTL's default.
 	DefaultTombstoneTTL = time.Hour
+	// DefaultWillAfter is Config.WillAfter's default.
+	DefaultWillAfter = 15 * time.Second
 )
 
 // inboxBytes is InboxBytes or its default.
@@ -80,6 +88,14 @@ func (c Config) tombstoneTTL() time.Duration {
 		return DefaultTombstoneTTL
 	}
 	return c.TombstoneTTL
+}
+
+// willAfter is WillAfter or its default.
+func (c Config) willAfter() time.Duration {
+	if c.WillAfter == 0 {
+		return DefaultWillAfter
+	}
+	return c.WillAfter
 }
 
 // maxNodeLen bounds a node id: it travels in every message envelope.
@@ -118,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.TombstoneTTL < 0 {
 		return fmt.Errorf("cluster: tombstone_ttl %s: must not be negative", c.TombstoneTTL)
+	}
+	if c.WillAfter < 0 {
+		return fmt.Errorf("cluster: will_after %s: must not be negative", c.WillAfter)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		return errors.New("cluster: tls: no certificate for this node")

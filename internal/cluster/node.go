@@ -108,6 +108,7 @@ type Node struct {
 
 	releases chan release
 	purges   chan purge
+	wills    willState // the will registry (wills.go)
 	// retainInFlight is the bytes of retained changes published and not
 	// yet settled (retained.go).
 	retainInFlight atomic.Int64
@@ -192,6 +193,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	}
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
+	n.wills.init()
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	if err := n.connect(); err != nil {
 		n.shutdown()
@@ -210,6 +212,9 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	go n.purgeLoop()
 	n.wg.Add(1)
 	go n.ensureAssets()
+	n.wg.Add(2)
+	go n.willWriter()
+	go n.willReaper()
 	select {
 	case <-n.assets:
 	case <-time.After(assetsWait):
@@ -350,6 +355,7 @@ func (n *Node) Close() error {
 // node's goroutines. The data connections are drained first, while the
 // dispatchers still run to empty their inboxes.
 func (n *Node) shutdown() {
+	n.flushWills(willFlushWait)
 	for _, nc := range []*nats.Conn{n.data, n.share} {
 		if nc != nil {
 			drainClose(nc)

@@ -92,6 +92,7 @@ type counters struct {
 	// Unix nanoseconds of the last log line per kind of drop.
 	lastTooLong, lastTooLarge, lastForwardFailed, lastMalformed, lastRetainFailed atomic.Int64
 	lastInboxFull, lastPurgeFailed                                                atomic.Int64
+	lastWillUnqueued, lastWillFailed                                              atomic.Int64
 }
 
 // dropLogEvery spaces the log lines of one kind of drop; the counters

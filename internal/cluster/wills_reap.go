@@ -1,0 +1,372 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The reaper publishes the wills of the connections of a node that died,
+// and, at a node's start, those of its own previous life.
+//
+// Death: a node is taken for dead when no route to it is up and either
+// the JetStream meta group reports it offline (at once after its server
+// stopped, whatever the way; nats-server also marks a server offline
+// whose heartbeats stopped for a while) or no route to it has been up for
+// Config.WillAfter. A node never seen is taken to have been up when this
+// reaper started.
+//
+// Reaping node X, by a survivor or by X itself at its start, holds the
+// lock reap.X (created when missing: one reaper at a time, cluster-wide):
+// it reads X's life number L, then for each record w.X.* of a life before
+// L (X restarted: those connections are gone) or, when X is dead, of life
+// L: if the owners bucket still names X with the record's epoch (the
+// client did not connect again, anywhere), the broker publishes the will
+// (OrphanWillHost); then the record is deleted. The lock is deleted at
+// the end, so a later death of X is reaped again; a reaper that comes
+// later finds the records gone. A reaper refreshes its lock while it
+// works; a lock whose holder is dead, or that was not refreshed for
+// reapLease, is taken over: a will published by a reaper that died before
+// deleting the record is published again by the next one (at least
+// once).
+const (
+	// reapLease is how long a reaping lock holds without being refreshed.
+	reapLease = 30 * time.Second
+	// reapCheck spaces the checks that the reaped node is still dead.
+	reapCheck = 500 * time.Millisecond
+	// reapTimeout bounds one bucket request of the reaper.
+	reapTimeout = 5 * time.Second
+)
+
+// reapLock is the value of a reaping lock.
+type reapLock struct {
+	Node string `json:"node"`
+	Life uint64 `json:"life"`
+}
+
+// peerState is what the reaper knows of another node.
+type peerState struct {
+	lastUp time.Time // a route to it was last seen up; or when the reaper started
+	up     bool      // a route to it is up
+	reaped bool      // reaped since it was last up
+}
+
+// reaper is the reaper's state, owned by its goroutine.
+type reaper struct {
+	n       *Node
+	host    OrphanWillHost
+	peers   map[string]*peerState
+	offline map[string]bool // the meta group's offline peers, at the last tick
+	self    bool            // own leftovers reaped
+}
+
+// willReaper runs the reaper once the wills bucket is open and the broker
+// bound: first this node's leftovers from its previous life, then every
+// tick the other nodes' deaths.
+func (n *Node) willReaper() {
+	defer n.wg.Done()
+	for _, c := range []<-chan struct{}{n.wills.ready, n.bound} {
+		select {
+		case <-c:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+	host, ok := n.host().(OrphanWillHost)
+	if !ok {
+		n.log.Warn("cluster: the broker publishes no orphan wills: this node reaps no node's wills")
+		return
+	}
+	r := &reaper{n: n, host: host, peers: map[string]*peerState{}}
+	r.learnPeers()
+	tick := min(max(n.cfg.willAfter()/4, 100*time.Millisecond), 2*time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		r.round()
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// learnPeers adds the nodes that ever kept wills (their life keys).
+func (r *reaper) learnPeers() {
+	ctx, cancel := context.WithTimeout(r.n.ctx, reapTimeout)
+	defer cancel()
+	kl, err := r.n.wills.kv.ListKeysFiltered(ctx, "life.*")
+	if err != nil {
+		return
+	}
+	defer kl.Stop() //nolint:errcheck // a lister's Stop fails only when already stopped
+	for k := range kl.Keys() {
+		if node := k[len("life."):]; node != r.n.cfg.Node {
+			r.peer(node)
+		}
+	}
+}
+
+// peer returns node's state, new ones taken to be up now.
+func (r *reaper) peer(node string) *peerState {
+	p := r.peers[node]
+	if p == nil {
+		p = &peerState{lastUp: time.Now()}
+		r.peers[node] = p
+	}
+	return p
+}
+
+// observe updates the peers from the embedded server's routes and meta
+// group.
+func (r *reaper) observe() {
+	now := time.Now()
+	for _, p := range r.peers {
+		p.up = false
+	}
+	if rz, err := r.n.srv.Routez(&server.RoutezOptions{}); err == nil {
+		for _, rt := range rz.Routes {
+			if rt.RemoteName != "" && rt.RemoteName != r.n.cfg.Node {
+				p := r.peer(rt.RemoteName)
+				p.up, p.lastUp, p.reaped = true, now, false
+			}
+		}
+	}
+	r.offline = map[string]bool{}
+	if jsz, err := r.n.srv.Jsz(&server.JSzOptions{}); err == nil && jsz.Meta != nil {
+		for _, pi := range jsz.Meta.Replicas {
+			if pi != nil && pi.Name != r.n.cfg.Node {
+				r.peer(pi.Name)
+				if pi.Offline {
+					r.offline[pi.Name] = true
+				}
+			}
+		}
+	}
+}
+
+// dead reports whether node is taken for dead.
+func (r *reaper) dead(node string) bool {
+	p := r.peers[node]
+	if p == nil || p.up {
+		return false
+	}
+	return r.offline[node] || time.Since(p.lastUp) >= r.n.cfg.willAfter()
+}
+
+// round reaps this node's leftovers until done, and each dead node not
+// reaped since it was last up.
+func (r *reaper) round() {
+	r.observe()
+	if !r.self {
+		r.self = r.reap(r.n.cfg.Node)
+	}
+	for node, p := range r.peers {
+		if p.reaped || !r.dead(node) {
+			continue
+		}
+		p.reaped = r.reap(node)
+	}
+}
+
+// reap reaps node's wills; it reports whether that is done (false: the
+// lock is held by a live reaper, or an error stopped it; tried again at
+// the next round).
+func (r *reaper) reap(node string) bool {
+	n := r.n
+	kv := n.wills.kv
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	lockRev, ok := r.lock(ctx, node)
+	if !ok {
+		return false
+	}
+	done, err := r.reapLocked(ctx, node, &lockRev)
+	uctx, ucancel := context.WithTimeout(ctx, reapTimeout)
+	defer ucancel()
+	if derr := kv.Delete(uctx, reapKey(node), jetstream.LastRevision(lockRev)); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil {
+		n.wills.count.reapFailed.Add(1)
+		n.logDrop(&n.count.lastWillFailed, "cluster: reaping a node's wills stopped; trying again", "dead", node, "err", err)
+		return false
+	}
+	return done
+}
+
+// lock takes the reaping lock of node; it returns the lock's revision.
+func (r *reaper) lock(ctx context.Context, node string) (uint64, bool) {
+	n := r.n
+	kv := n.wills.kv
+	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	defer cancel()
+	val, err := json.Marshal(reapLock{Node: n.cfg.Node, Life: n.wills.life})
+	if err != nil {
+		return 0, false
+	}
+	rev, err := kv.Create(ctx, reapKey(node), val)
+	if err == nil {
+		return rev, true
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		n.wills.count.reapFailed.Add(1)
+		return 0, false
+	}
+	e, err := kv.Get(ctx, reapKey(node))
+	if err != nil {
+		return 0, false // deleted meanwhile: the next round creates it
+	}
+	var held reapLock
+	stale := json.Unmarshal(e.Value(), &held) != nil ||
+		held.Node == n.cfg.Node || // an earlier life of this node, or a lock this node failed to delete
+		r.dead(held.Node) ||
+		time.Since(e.Created()) > reapLease
+	if !stale {
+		return 0, false
+	}
+	rev, err = kv.Update(ctx, reapKey(node), val, e.Revision())
+	if err != nil {
+		return 0, false
+	}
+	return rev, true
+}
+
+// reapLocked reaps node's wills under its lock, whose revision it
+// refreshes in *lockRev. done is false when node came back meanwhile.
+func (r *reaper) reapLocked(ctx context.Context, node string, lockRev *uint64) (done bool, err error) {
+	n := r.n
+	kv := n.wills.kv
+	self := node == n.cfg.Node
+	life := n.wills.life
+	if !self {
+		if life, err = r.lifeOf(ctx, node); err != nil {
+			return false, err
+		}
+	}
+	keys, err := r.keysOf(ctx, node)
+	if err != nil {
+		return false, err
+	}
+	lockVal, _ := json.Marshal(reapLock{Node: n.cfg.Node, Life: n.wills.life})
+	refreshed, checked := time.Now(), time.Now()
+	for _, k := range keys {
+		if !self && time.Since(checked) > reapCheck {
+			r.observe()
+			checked = time.Now()
+			if !r.dead(node) {
+				return false, nil // it came back: its records are its own again
+			}
+		}
+		if time.Since(refreshed) > reapLease/3 {
+			rctx, rcancel := context.WithTimeout(ctx, reapTimeout)
+			*lockRev, err = kv.Update(rctx, reapKey(node), lockVal, *lockRev)
+			rcancel()
+			if err != nil {
+				return false, fmt.Errorf("refreshing the lock: %w", err)
+			}
+			refreshed = time.Now()
+		}
+		if err := r.reapOne(ctx, k, node, life, self); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// lifeOf reads node's life number (0 when it has none).
+func (r *reaper) lifeOf(ctx context.Context, node string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	defer cancel()
+	e, err := r.n.wills.kv.Get(ctx, lifeKey(node))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(e.Value()) != 8:
+		return 0, errors.New("malformed life record")
+	}
+	return binary.BigEndian.Uint64(e.Value()), nil
+}
+
+// keysOf lists node's will records.
+func (r *reaper) keysOf(ctx context.Context, node string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	defer cancel()
+	kl, err := r.n.wills.kv.ListKeysFiltered(ctx, "w."+node+".*")
+	if err != nil {
+		return nil, err
+	}
+	defer kl.Stop() //nolint:errcheck // a lister's Stop fails only when already stopped
+	var keys []string
+	for k := range kl.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, ctx.Err()
+}
+
+// reapOne reaps the record k of node, whose life number is life: a record
+// of an earlier life, or (node dead, not self) of this one, is published
+// when its session's owner record still names node with its epoch, and
+// deleted either way.
+func (r *reaper) reapOne(ctx context.Context, k, node string, life uint64, self bool) error {
+	n := r.n
+	kv := n.wills.kv
+	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	defer cancel()
+	e, err := kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil // dropped meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	wr, err := decodeWill(e.Value())
+	if err == nil && (wr.life > life || self && wr.life == life) {
+		return nil // written after the life was read, or by this node now: live
+	}
+	if err != nil {
+		n.count.malformed.Add(1)
+	} else {
+		owned, err := r.ownedBy(ctx, wr.rec.ClientID, node, wr.epoch)
+		if err != nil {
+			return err
+		}
+		if owned {
+			r.host.SendOrphanWill(wr.rec)
+			n.wills.count.reaped.Add(1)
+		} else {
+			n.wills.count.skipped.Add(1)
+		}
+	}
+	err = kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	return nil
+}
+
+// ownedBy reports whether the owners bucket names node with epoch for
+// session key: its client did not connect again since.
+func (r *reaper) ownedBy(ctx context.Context, key, node string, epoch uint64) (bool, error) {
+	e, err := r.n.kv.Get(ctx, ownerKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil // released: the session ended
+	}
+	if err != nil {
+		return false, err
+	}
+	var o owner
+	if json.Unmarshal(e.Value(), &o) != nil {
+		return false, nil
+	}
+	return o.Node == node && o.Epoch == epoch, nil
+}
