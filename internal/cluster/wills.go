@@ -44,11 +44,11 @@ const (
 	willFlushWait = 2 * time.Second
 )
 
-// OrphanWillHost is what the node calls on its broker to publish the
+// orphanWillHost is what the node calls on its broker to publish the
 // will of a connection whose node died; the broker's FabricHost
-// implements it (broker.OrphanWillHost). Without it the node keeps its
+// implements it (broker.orphanWillHost). Without it the node keeps its
 // own registry but reaps no other node's.
-type OrphanWillHost interface {
+type orphanWillHost interface {
 	// SendOrphanWill publishes the will in rec (authorized again for
 	// rec.Holder under the policy in force, its delay honoured from now).
 	SendOrphanWill(rec *broker.StoredSession)
@@ -64,18 +64,19 @@ type WillCounters struct {
 	Unqueued    uint64 // KeepWill calls not recorded: too many bytes waiting (willQueueBytes)
 	Unheld      uint64 // KeepWill calls for a session this node does not hold (taken over meanwhile): not recorded
 	WriteFailed uint64 // records not written or not removed: JetStream refused or did not answer
+	NodesReaped uint64 // dead nodes (other than this one) whose reaping this node completed, wills found or not
 }
 
 // willCounts are the live counts behind WillCounters.
 type willCounts struct {
 	kept, dropped, reaped, skipped, reapFailed atomic.Uint64
-	unqueued, unheld, writeFailed              atomic.Uint64
+	unqueued, unheld, writeFailed, nodesReaped atomic.Uint64
 }
 
 func (c *willCounts) snapshot() WillCounters {
 	return WillCounters{Kept: c.kept.Load(), Dropped: c.dropped.Load(), Reaped: c.reaped.Load(),
 		Skipped: c.skipped.Load(), ReapFailed: c.reapFailed.Load(), Unqueued: c.unqueued.Load(),
-		Unheld: c.unheld.Load(), WriteFailed: c.writeFailed.Load()}
+		Unheld: c.unheld.Load(), WriteFailed: c.writeFailed.Load(), NodesReaped: c.nodesReaped.Load()}
 }
 
 // willState is the node's will registry.
@@ -148,7 +149,7 @@ func (n *Node) KeepWill(key string, rec *broker.StoredSession) {
 	cp.ClientID = key
 	val, err := appendWill(nil, 0, epoch, &cp) // the life is set by the writer
 	if err != nil {
-		n.log.Warn("cluster: will not recorded", "err", err)
+		n.log.Warn("cluster: will not recorded", "err", shorten(err.Error()))
 		n.wills.count.writeFailed.Add(1)
 		n.DropWill(key)
 		return

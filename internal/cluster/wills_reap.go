@@ -28,7 +28,7 @@ import (
 // L (X restarted: those connections are gone) or, when X is dead, of life
 // L: if the owners bucket still names X with the record's epoch (the
 // client did not connect again, anywhere), the broker publishes the will
-// (OrphanWillHost); then the record is deleted. The lock is deleted at
+// (orphanWillHost); then the record is deleted. The lock is deleted at
 // the end, so a later death of X is reaped again; a reaper that comes
 // later finds the records gone. A reaper refreshes its lock while it
 // works; a lock whose holder is dead, or that was not refreshed for
@@ -60,7 +60,7 @@ type peerState struct {
 // reaper is the reaper's state, owned by its goroutine.
 type reaper struct {
 	n       *Node
-	host    OrphanWillHost
+	host    orphanWillHost
 	peers   map[string]*peerState
 	offline map[string]bool // the meta group's offline peers, at the last tick
 	self    bool            // own leftovers reaped
@@ -78,7 +78,7 @@ func (n *Node) willReaper() {
 			return
 		}
 	}
-	host, ok := n.host().(OrphanWillHost)
+	host, ok := n.host().(orphanWillHost)
 	if !ok {
 		n.log.Warn("cluster: the broker publishes no orphan wills: this node reaps no node's wills")
 		return
@@ -172,7 +172,9 @@ func (r *reaper) round() {
 		if p.reaped || !r.dead(node) {
 			continue
 		}
-		p.reaped = r.reap(node)
+		if p.reaped = r.reap(node); p.reaped {
+			r.n.wills.count.nodesReaped.Add(1)
+		}
 	}
 }
 
