@@ -23,7 +23,6 @@ import (
 //
 //	w.<node>.<hex sha256(session key)[:16 bytes]>  a will record (wills_codec.go)
 //	life.<node>                                     the node's life number
-//	reap.<node>                                     the lock of the reaping of node's wills
 //
 // A node's life number grows by one at each start (a compare-and-set on
 // life.<node>); each record carries the life of the node that wrote it.
@@ -64,7 +63,7 @@ type WillCounters struct {
 	Unqueued    uint64 // KeepWill calls not recorded: too many bytes waiting (willQueueBytes)
 	Unheld      uint64 // KeepWill calls for a session this node does not hold (taken over meanwhile): not recorded
 	WriteFailed uint64 // records not written or not removed: JetStream refused or did not answer
-	NodesReaped uint64 // dead nodes (other than this one) whose reaping this node completed, wills found or not
+	NodesReaped uint64 // reapings this node completed, wills found or not: of a dead node, or of its own previous life at start
 }
 
 // willCounts are the live counts behind WillCounters.
@@ -124,7 +123,6 @@ func willKey(node, key string) string {
 }
 
 func lifeKey(node string) string { return "life." + node }
-func reapKey(node string) string { return "reap." + node }
 
 // KeepWill implements broker.WillKeeper: it records, replicated, the will
 // of this node's connection of session key (rec.ClientID = key), with the

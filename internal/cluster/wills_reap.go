@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,33 +21,26 @@ import (
 // Config.WillAfter. A node never seen is taken to have been up when this
 // reaper started.
 //
-// Reaping node X, by a survivor or by X itself at its start, holds the
-// lock reap.X (created when missing: one reaper at a time, cluster-wide):
-// it reads X's life number L, then for each record w.X.* of a life before
-// L (X restarted: those connections are gone) or, when X is dead, of life
-// L: if the owners bucket still names X with the record's epoch (the
-// client did not connect again, anywhere), the broker publishes the will
-// (orphanWillHost); then the record is deleted. The lock is deleted at
-// the end, so a later death of X is reaped again; a reaper that comes
-// later finds the records gone. A reaper refreshes its lock while it
-// works; a lock whose holder is dead, or that was not refreshed for
-// reapLease, is taken over: a will published by a reaper that died before
-// deleting the record is published again by the next one (at least
-// once).
+// Reaping node X (by every survivor, or by X itself at its start): read
+// X's life number L, list the records w.X.*, and for each record of a
+// life before L (X restarted: those connections are gone) or, when X is
+// dead, of life L: if the owners bucket still names X with the record's
+// epoch (the client did not connect again, anywhere), delete the record
+// with a compare-and-set on the revision read and, only if that delete
+// succeeded, have the broker publish the will (orphanWillHost); else
+// just delete it. The compare-and-set delete is the claim: of the
+// reapers that read a record, exactly one deletes it, so a will is
+// published once cluster-wide without any lock (a lock would have to
+// expire when its holder dies, and then two holders could overlap). A
+// reaper that dies between its delete and its call loses that one will
+// (at most once); a record X itself wrote again meanwhile (a new
+// connection of the session) has a new revision and is not deleted.
 const (
-	// reapLease is how long a reaping lock holds without being refreshed.
-	reapLease = 30 * time.Second
 	// reapCheck spaces the checks that the reaped node is still dead.
 	reapCheck = 500 * time.Millisecond
 	// reapTimeout bounds one bucket request of the reaper.
 	reapTimeout = 5 * time.Second
 )
-
-// reapLock is the value of a reaping lock.
-type reapLock struct {
-	Node string `json:"node"`
-	Life uint64 `json:"life"`
-}
 
 // peerState is what the reaper knows of another node.
 type peerState struct {
@@ -166,7 +158,9 @@ func (r *reaper) dead(node string) bool {
 func (r *reaper) round() {
 	r.observe()
 	if !r.self {
-		r.self = r.reap(r.n.cfg.Node)
+		if r.self = r.reap(r.n.cfg.Node); r.self {
+			r.n.wills.count.nodesReaped.Add(1)
+		}
 	}
 	for node, p := range r.peers {
 		if p.reaped || !r.dead(node) {
@@ -178,109 +172,47 @@ func (r *reaper) round() {
 	}
 }
 
-// reap reaps node's wills; it reports whether that is done (false: the
-// lock is held by a live reaper, or an error stopped it; tried again at
-// the next round).
+// reap reaps node's wills; it reports whether that is done (false: an
+// error stopped it, or the node came back; tried again at the next
+// round).
 func (r *reaper) reap(node string) bool {
 	n := r.n
-	kv := n.wills.kv
-	ctx, cancel := context.WithCancel(n.ctx)
-	defer cancel()
-	lockRev, ok := r.lock(ctx, node)
-	if !ok {
-		return false
-	}
-	done, err := r.reapLocked(ctx, node, &lockRev)
-	uctx, ucancel := context.WithTimeout(ctx, reapTimeout)
-	defer ucancel()
-	if derr := kv.Delete(uctx, reapKey(node), jetstream.LastRevision(lockRev)); derr != nil && err == nil {
-		err = derr
-	}
-	if err != nil {
-		n.wills.count.reapFailed.Add(1)
-		n.logDrop(&n.count.lastWillFailed, "cluster: reaping a node's wills stopped; trying again", "dead", node, "err", err)
-		return false
-	}
-	return done
-}
-
-// lock takes the reaping lock of node; it returns the lock's revision.
-func (r *reaper) lock(ctx context.Context, node string) (uint64, bool) {
-	n := r.n
-	kv := n.wills.kv
-	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
-	defer cancel()
-	val, err := json.Marshal(reapLock{Node: n.cfg.Node, Life: n.wills.life})
-	if err != nil {
-		return 0, false
-	}
-	rev, err := kv.Create(ctx, reapKey(node), val)
-	if err == nil {
-		return rev, true
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		n.wills.count.reapFailed.Add(1)
-		return 0, false
-	}
-	e, err := kv.Get(ctx, reapKey(node))
-	if err != nil {
-		return 0, false // deleted meanwhile: the next round creates it
-	}
-	var held reapLock
-	stale := json.Unmarshal(e.Value(), &held) != nil ||
-		held.Node == n.cfg.Node || // an earlier life of this node, or a lock this node failed to delete
-		r.dead(held.Node) ||
-		time.Since(e.Created()) > reapLease
-	if !stale {
-		return 0, false
-	}
-	rev, err = kv.Update(ctx, reapKey(node), val, e.Revision())
-	if err != nil {
-		return 0, false
-	}
-	return rev, true
-}
-
-// reapLocked reaps node's wills under its lock, whose revision it
-// refreshes in *lockRev. done is false when node came back meanwhile.
-func (r *reaper) reapLocked(ctx context.Context, node string, lockRev *uint64) (done bool, err error) {
-	n := r.n
-	kv := n.wills.kv
+	ctx := n.ctx
 	self := node == n.cfg.Node
 	life := n.wills.life
+	var err error
 	if !self {
 		if life, err = r.lifeOf(ctx, node); err != nil {
-			return false, err
+			r.failed(node, err)
+			return false
 		}
 	}
 	keys, err := r.keysOf(ctx, node)
 	if err != nil {
-		return false, err
+		r.failed(node, err)
+		return false
 	}
-	lockVal, _ := json.Marshal(reapLock{Node: n.cfg.Node, Life: n.wills.life})
-	refreshed, checked := time.Now(), time.Now()
+	checked := time.Now()
 	for _, k := range keys {
 		if !self && time.Since(checked) > reapCheck {
 			r.observe()
 			checked = time.Now()
 			if !r.dead(node) {
-				return false, nil // it came back: its records are its own again
+				return false // it came back: its records are its own again
 			}
-		}
-		if time.Since(refreshed) > reapLease/3 {
-			rctx, rcancel := context.WithTimeout(ctx, reapTimeout)
-			*lockRev, err = kv.Update(rctx, reapKey(node), lockVal, *lockRev)
-			rcancel()
-			if err != nil {
-				return false, fmt.Errorf("refreshing the lock: %w", err)
-			}
-			refreshed = time.Now()
 		}
 		if err := r.reapOne(ctx, k, node, life, self); err != nil {
-			return false, err
+			r.failed(node, err)
+			return false
 		}
 	}
-	return true, nil
+	return true
+}
+
+// failed counts and logs a reaping stopped by err.
+func (r *reaper) failed(node string, err error) {
+	r.n.wills.count.reapFailed.Add(1)
+	r.n.logDrop(&r.n.count.lastWillFailed, "cluster: reaping a node's wills stopped; trying again", "dead", node, "err", err)
 }
 
 // lifeOf reads node's life number (0 when it has none).
@@ -315,43 +247,49 @@ func (r *reaper) keysOf(ctx context.Context, node string) ([]string, error) {
 	return keys, ctx.Err()
 }
 
-// reapOne reaps the record k of node, whose life number is life: a record
-// of an earlier life, or (node dead, not self) of this one, is published
-// when its session's owner record still names node with its epoch, and
-// deleted either way.
+// reapOne reads the record k of node and reaps it (reapEntry); a record
+// deleted meanwhile is done.
 func (r *reaper) reapOne(ctx context.Context, k, node string, life uint64, self bool) error {
-	n := r.n
-	kv := n.wills.kv
 	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
 	defer cancel()
-	e, err := kv.Get(ctx, k)
+	e, err := r.n.wills.kv.Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil // dropped meanwhile
+		return nil
 	}
 	if err != nil {
 		return err
 	}
+	return r.reapEntry(ctx, e, node, life, self)
+}
+
+// reapEntry reaps the record e of node, whose life number is life: a
+// record of an earlier life, or (node dead, not self) of this one, is
+// deleted, with a compare-and-set on e's revision, and its will published
+// when its session's owner record still names node with its epoch and
+// this reaper's delete won.
+func (r *reaper) reapEntry(ctx context.Context, e jetstream.KeyValueEntry, node string, life uint64, self bool) error {
+	n := r.n
 	wr, err := decodeWill(e.Value())
 	if err == nil && (wr.life > life || self && wr.life == life) {
 		return nil // written after the life was read, or by this node now: live
 	}
+	owned := false
 	if err != nil {
 		n.count.malformed.Add(1)
-	} else {
-		owned, err := r.ownedBy(ctx, wr.rec.ClientID, node, wr.epoch)
-		if err != nil {
-			return err
-		}
-		if owned {
-			r.host.SendOrphanWill(wr.rec)
-			n.wills.count.reaped.Add(1)
-		} else {
-			n.wills.count.skipped.Add(1)
-		}
-	}
-	err = kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	} else if owned, err = r.ownedBy(ctx, wr.rec.ClientID, node, wr.epoch); err != nil {
 		return err
+	}
+	err = n.wills.kv.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return nil // another reaper took it, or node wrote it again
+	case err != nil:
+		return err
+	case owned:
+		r.host.SendOrphanWill(wr.rec)
+		n.wills.count.reaped.Add(1)
+	case wr.rec != nil:
+		n.wills.count.skipped.Add(1)
 	}
 	return nil
 }

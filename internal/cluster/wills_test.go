@@ -186,8 +186,9 @@ func sameWill(t *testing.T, got, want *broker.StoredSession) {
 // client still connected there is published by exactly one survivor,
 // whole (topic, payload, QoS, retain, properties, delay, holder); not the
 // will of a client that connected again on n2 meanwhile (the owner
-// record moved), nor one n1 dropped; and n1's DropWill of a session n2
-// kept afterwards removes nothing of n2's.
+// record moved), nor one n1 dropped; n1's DropWill of a session n2 kept
+// afterwards removes nothing of n2's; and of two reapers that read one
+// record at once, one publishes it.
 func TestWillsOfDeadNode(t *testing.T) {
 	cfgs := configs(t, 3, 3)
 	for i := range cfgs {
@@ -221,10 +222,37 @@ func TestWillsOfDeadNode(t *testing.T) {
 		t.Fatalf("n1 has %d records, want 2 (dead, moved)", got)
 	}
 
+	// Two reapers that read one record at once: the compare-and-set
+	// delete lets one publish it.
+	race := "t\x00race"
+	claim(t, n1, race)
+	n1.KeepWill(race, testWill(race, "race"))
+	mqtttest.Eventually(t, 20*time.Second, func() bool { return n1.WillCounters().Kept == 5 }, "n1's race record written")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range []willMember{n2, n3} {
+		e, err := m.wills.kv.Get(ctx, willKey("n1", race))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &reaper{n: m.Node, host: m.host, peers: map[string]*peerState{}}
+		wg.Go(func() {
+			if err := r.reapEntry(ctx, e, "n1", n1.wills.life, false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(n2.host.orphans(race)) + len(n3.host.orphans(race)); got != 1 {
+		t.Fatalf("a record two reapers read at once was published %d times, want once", got)
+	}
+
 	start := time.Now()
 	n1.srv.Shutdown() // abrupt: no DropWill, no flush, no release
 	mqtttest.Eventually(t, 45*time.Second, func() bool {
-		return n2.WillCounters().NodesReaped >= 1 && n3.WillCounters().NodesReaped >= 1
+		// each reaped its own previous life (none) at start, then n1
+		return n2.WillCounters().NodesReaped >= 2 && n3.WillCounters().NodesReaped >= 2
 	}, "both survivors done with n1")
 	t.Logf("n1's wills reaped %v after its stop", time.Since(start).Round(time.Millisecond))
 
@@ -239,8 +267,8 @@ func TestWillsOfDeadNode(t *testing.T) {
 		}
 	}
 	c2, c3 := n2.WillCounters(), n3.WillCounters()
-	if c2.Reaped+c3.Reaped != 1 || c2.Skipped+c3.Skipped != 1 {
-		t.Fatalf("survivors counted %d published, %d skipped; want 1 and 1 (moved)", c2.Reaped+c3.Reaped, c2.Skipped+c3.Skipped)
+	if c2.Reaped+c3.Reaped != 2 || c2.Skipped+c3.Skipped != 1 {
+		t.Fatalf("survivors counted %d published, %d skipped; want 2 (race, dead) and 1 (moved)", c2.Reaped+c3.Reaped, c2.Skipped+c3.Skipped)
 	}
 	if left := records(t, n2, "n1"); len(left) != 0 {
 		t.Fatalf("the dead node's records are still there: %q", left)
@@ -310,11 +338,10 @@ func TestWillsLeftoverAfterRestart(t *testing.T) {
 	}
 	defer third.Close()
 	waitWills(t, third)
-	mqtttest.Eventually(t, 20*time.Second, func() bool {
-		// the reaper took and released the lock of its own leftovers
-		_, err := third.wills.kv.Get(context.Background(), reapKey(cfg.Node))
-		return errors.Is(err, jetstream.ErrKeyNotFound) && third.wills.life == first.wills.life+2
-	}, "the third start's reaping")
+	mqtttest.Eventually(t, 20*time.Second, func() bool { return third.WillCounters().NodesReaped == 1 }, "the third start's reaping")
+	if third.wills.life != first.wills.life+2 {
+		t.Fatalf("third life %d after %d", third.wills.life, first.wills.life)
+	}
 	if c := third.WillCounters(); c.Reaped != 0 || c.Skipped != 0 || len(third.host.orphan) != 0 {
 		t.Fatalf("a third start reaped again: %+v", c)
 	}
