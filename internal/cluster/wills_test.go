@@ -230,13 +230,18 @@ func TestWillsOfDeadNode(t *testing.T) {
 	mqtttest.Eventually(t, 20*time.Second, func() bool { return n1.WillCounters().Kept == 5 }, "n1's race record written")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, m := range []willMember{n2, n3} {
+	var entries []jetstream.KeyValueEntry
+	for _, m := range []willMember{n2, n3} { // both read before either deletes
 		e, err := m.wills.kv.Get(ctx, willKey("n1", race))
 		if err != nil {
 			t.Fatal(err)
 		}
+		entries = append(entries, e)
+	}
+	var wg sync.WaitGroup
+	for i, m := range []willMember{n2, n3} {
 		r := &reaper{n: m.Node, host: m.host, peers: map[string]*peerState{}}
+		e := entries[i]
 		wg.Go(func() {
 			if err := r.reapEntry(ctx, e, "n1", n1.wills.life, false); err != nil {
 				t.Error(err)
