@@ -40,6 +40,9 @@ const (
 	reapCheck = 500 * time.Millisecond
 	// reapTimeout bounds one bucket request of the reaper.
 	reapTimeout = 5 * time.Second
+	// reapListTimeout bounds the listing of a node's records (one key per
+	// connection with a will it had).
+	reapListTimeout = time.Minute
 )
 
 // peerState is what the reaper knows of another node.
@@ -233,7 +236,7 @@ func (r *reaper) lifeOf(ctx context.Context, node string) (uint64, error) {
 
 // keysOf lists node's will records.
 func (r *reaper) keysOf(ctx context.Context, node string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
+	ctx, cancel := context.WithTimeout(ctx, reapListTimeout)
 	defer cancel()
 	kl, err := r.n.wills.kv.ListKeysFiltered(ctx, "w."+node+".*")
 	if err != nil {

@@ -490,3 +490,34 @@ func FuzzDecodeWill(f *testing.F) {
 		}
 	})
 }
+
+// TestReaperDeath: a node is taken for dead only when no route to it is
+// up, and then at once when the meta group reports it offline, else once
+// no route has been up for WillAfter.
+func TestReaperDeath(t *testing.T) {
+	n := &Node{cfg: Config{WillAfter: time.Minute}}
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		p       *peerState
+		offline bool
+		dead    bool
+	}{
+		{"unknown", nil, false, false},
+		{"route up", &peerState{up: true, lastUp: now}, false, false},
+		{"route up, meta says offline", &peerState{up: true, lastUp: now}, true, false},
+		{"no route, meta says offline", &peerState{lastUp: now}, true, true},
+		{"no route for less than WillAfter", &peerState{lastUp: now.Add(-59 * time.Second)}, false, false},
+		{"no route for WillAfter", &peerState{lastUp: now.Add(-61 * time.Second)}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &reaper{n: n, peers: map[string]*peerState{}, offline: map[string]bool{"x": tc.offline}}
+			if tc.p != nil {
+				r.peers["x"] = tc.p
+			}
+			if got := r.dead("x"); got != tc.dead {
+				t.Fatalf("dead = %v, want %v", got, tc.dead)
+			}
+		})
+	}
+}
