@@ -51,6 +51,10 @@ const (
 	// and one message: a fuller buffer is written to the server's
 	// in-memory pipe before the publish returns.
 	reconnectBuf = 8 << 20
+	// routePing and routePingsOut bound how long a route to a lost peer
+	// stays up: routePingsOut pings unanswered, routePing apart.
+	routePing     = 5 * time.Second
+	routePingsOut = 2
 )
 
 // ErrNotReady is returned by Claim while the node's JetStream assets do
@@ -257,7 +261,11 @@ func serverOptions(c Config, token string) (*server.Options, error) {
 	opts.DontListen = false
 	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 	opts.Authorization = token
-	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port,
+		// A route to a lost machine drops after 10 to 15 s (nats-server's
+		// default: 30 s pings, 2 unanswered) so that the node is taken for
+		// dead, and its clients' wills published, WillAfter later (wills_reap.go).
+		PingInterval: routePing, MaxPingsOut: routePingsOut}
 	opts.Routes = routes
 	if c.TLS != nil {
 		t := c.TLS.Clone()
