@@ -50,6 +50,10 @@ type Cluster struct {
 	// stays in the replicated stream before the node that wrote it purges
 	// it; 0: the cluster's default (cluster.DefaultTombstoneTTL, 1 h).
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// WillAfter is how long no route to a node may be up before the other
+	// nodes take it for dead and publish the wills of its clients; 0: the
+	// cluster's default (cluster.DefaultWillAfter, 15 s).
+	WillAfter time.Duration `yaml:"will_after"`
 }
 
 // ClusterTLS is the routes' mutual TLS.
@@ -149,6 +153,9 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	}
 	if cl.TombstoneTTL < 0 {
 		bad("cluster.tombstone_ttl", "must not be negative")
+	}
+	if cl.WillAfter < 0 {
+		bad("cluster.will_after", "must not be negative")
 	}
 	t := cl.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {

@@ -51,6 +51,8 @@ func TestClusterSection(t *testing.T) {
 		{"inbox and tombstone", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: 16MiB, tombstone_ttl: 10m}\n", "", ""},
 		{"inbox negative", "cluster: {node: n1, listen: '127.0.0.1:6250', inbox_bytes: -1}\n", "cluster.inbox_bytes", ""},
 		{"tombstone negative", "cluster: {node: n1, listen: '127.0.0.1:6250', tombstone_ttl: -1s}\n", "cluster.tombstone_ttl", ""},
+		{"will after", "cluster: {node: n1, listen: '127.0.0.1:6250', will_after: 30s}\n", "", ""},
+		{"will after negative", "cluster: {node: n1, listen: '127.0.0.1:6250', will_after: -1s}\n", "cluster.will_after", ""},
 		{"unknown key", "cluster: {node: n1, listen: '127.0.0.1:6250', replica: 2}\n", "cluster.replica: unknown key", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
