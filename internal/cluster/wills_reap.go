@@ -75,7 +75,7 @@ func (n *Node) willReaper() {
 	}
 	host, ok := n.host().(orphanWillHost)
 	if !ok {
-		n.log.Warn("cluster: the broker publishes no orphan wills: this node reaps no node's wills")
+		n.log.Info("cluster: the broker publishes no orphan wills: this node reaps no node's wills")
 		return
 	}
 	r := &reaper{n: n, host: host, peers: map[string]*peerState{}}
