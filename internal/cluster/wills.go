@@ -101,9 +101,10 @@ type willState struct {
 		// revs is, per session key, the revision of this node's record:
 		// DropWill deletes that revision only.
 		revs map[string]uint64
-		// writing is set while the writer writes a record taken from
-		// pending.
-		writing bool
+		// writing is the key whose record (or removal) the writer is
+		// writing now, taken from pending; writingNow says there is one.
+		writing    string
+		writingNow bool
 	}
 }
 
@@ -170,11 +171,16 @@ func (n *Node) DropWill(key string) {
 // queueWill queues val (nil: a removal) for key, replacing what waits
 // for key. A record that would take the waiting bytes over
 // willQueueBytes is refused (false); a removal never is (it replaces a
-// larger record, or costs its key: bounded by the sessions).
+// larger record, or costs its key: bounded by the sessions), and is not
+// queued when nothing of key was written, waits or is being written.
 func (n *Node) queueWill(key string, val []byte) bool {
 	w := &n.wills
 	w.mu.Lock()
 	old, waiting := w.mu.pending[key]
+	if _, written := w.mu.revs[key]; val == nil && !waiting && !written && !(w.mu.writingNow && w.mu.writing == key) {
+		w.mu.Unlock()
+		return true // nothing of key's recorded or on its way: nothing to remove
+	}
 	delta := int64(len(val)) - int64(len(old))
 	if !waiting {
 		delta += int64(len(key))
@@ -214,7 +220,7 @@ func (w *willState) nextWillLocked() (key string, val []byte, ok bool) {
 	val = w.mu.pending[key]
 	delete(w.mu.pending, key)
 	w.mu.bytes -= int64(len(val) + len(key))
-	w.mu.writing = true
+	w.mu.writing, w.mu.writingNow = key, true
 	return key, val, true
 }
 
@@ -246,7 +252,7 @@ func (n *Node) willWriter() {
 		}
 		n.writeWill(key, val)
 		w.mu.Lock()
-		w.mu.writing = false
+		w.mu.writing, w.mu.writingNow = "", false
 		w.mu.Unlock()
 	}
 }
@@ -364,7 +370,7 @@ func (n *Node) flushWills(d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		n.wills.mu.Lock()
-		idle := len(n.wills.mu.pending) == 0 && !n.wills.mu.writing
+		idle := len(n.wills.mu.pending) == 0 && !n.wills.mu.writingNow
 		n.wills.mu.Unlock()
 		if idle {
 			return

@@ -384,8 +384,8 @@ func TestWillQueueBound(t *testing.T) {
 	if waiting < 60 {
 		t.Fatalf("refused after %d records of 1 MiB, bound %d", waiting, willQueueBytes)
 	}
-	if !queued || val != nil {
-		t.Fatalf("the refused will's session has %d bytes waiting (queued %v), want a removal", len(val), queued)
+	if queued {
+		t.Fatalf("the refused will's session, never written, has %d bytes waiting, want nothing", len(val))
 	}
 
 	// A waiting record of a session that keeps a new, larger will over
@@ -417,10 +417,25 @@ func TestWillQueueBound(t *testing.T) {
 	if val == nil || entries != waiting {
 		t.Fatalf("after a new will: %d bytes waiting for the session, %d entries (want %d)", len(val), entries, waiting)
 	}
-	// A session not held (taken over meanwhile) keeps nothing.
+	// A session not held (taken over meanwhile) keeps nothing; a
+	// DropWill of a session never kept queues nothing; one of a session
+	// whose record was written queues its removal.
 	n.KeepWill("t\x00unheld", testWill("t\x00unheld", "x"))
-	if n.WillCounters().Unheld != 1 {
-		t.Fatal("a will of a session this node does not hold was not refused")
+	n.DropWill("t\x00never")
+	n.wills.mu.Lock()
+	n.wills.mu.revs["t\x00written"] = 7
+	n.wills.mu.Unlock()
+	n.DropWill("t\x00written")
+	n.wills.mu.Lock()
+	_, unheld := n.wills.mu.pending["t\x00unheld"]
+	_, never := n.wills.mu.pending["t\x00never"]
+	rm, written := n.wills.mu.pending["t\x00written"]
+	n.wills.mu.Unlock()
+	if n.WillCounters().Unheld != 1 || unheld || never {
+		t.Fatalf("unheld %d, queued for the unheld session %v, for a session never kept %v", n.WillCounters().Unheld, unheld, never)
+	}
+	if !written || rm != nil {
+		t.Fatal("the DropWill of a written record was not queued as a removal")
 	}
 }
 
