@@ -284,7 +284,7 @@ func (r *reaper) reapEntry(ctx context.Context, e jetstream.KeyValueEntry, node 
 	}
 	err = n.wills.kv.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
 		return nil // another reaper took it, or node wrote it again
 	case err != nil:
 		return err
