@@ -144,6 +144,11 @@ func (n *Node) KeepWill(key string, rec *broker.StoredSession) {
 		n.DropWill(key)
 		return
 	}
+	if len(rec.Will.Payload) > willQueueBytes {
+		n.wills.count.unqueued.Add(1) // refused before it is copied
+		n.queueWill(key, nil)
+		return
+	}
 	cp := *rec
 	cp.ClientID = key
 	val, err := appendWill(nil, 0, epoch, &cp) // the life is set by the writer
