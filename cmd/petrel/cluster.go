@@ -56,7 +56,8 @@ func startCluster(cfg *config.Config, logger *slog.Logger, connections func() in
 	cc := cluster.Config{Name: cl.Name, Node: cl.Node, Listen: cl.Listen, Peers: cl.Peers, Replicas: cl.Replicas,
 		DataDir: cfg.ClusterDataDir(), TLS: tc, Logger: logger, Connections: connections,
 		InboxBytes: int(cl.InboxBytes), TombstoneTTL: cl.TombstoneTTL,
-		MessageRetention: cl.MessageRetention, MessageBytes: clusterMessageBytes(cl.MessageBytes)}
+		MessageRetention: cl.MessageRetention, MessageBytes: clusterMessageBytes(cl.MessageBytes),
+		WillAfter: cl.WillAfter}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartWait)
 	defer cancel()
 	n, err := cluster.Start(ctx, cc)

@@ -76,6 +76,10 @@ func (c clusterMetrics) ClusterCounters() metrics.ClusterCounters {
 	return metrics.ClusterCounters(c.n.Counters())
 }
 
+func (c clusterMetrics) ClusterWills() metrics.ClusterWillCounters {
+	return metrics.ClusterWillCounters(c.n.WillCounters())
+}
+
 func (c clusterMetrics) ClusterView() metrics.ClusterView {
 	l := c.n.Local()
 	v := metrics.ClusterView{Ready: l.Ready, MetaLeader: l.MetaLeader, Routes: l.Routes}

@@ -64,6 +64,12 @@ type Config struct {
 	// it the oldest messages are discarded. 0: DefaultMessageBytes;
 	// negative: no bound in bytes (MessageRetention alone bounds it).
 	MessageBytes int64
+	// WillAfter is how long no route to a node may be up before the other
+	// nodes take it for dead and publish the wills of its clients
+	// (wills.go); a node the JetStream meta group reports offline and
+	// that no route reaches is taken for dead at once. 0:
+	// DefaultWillAfter.
+	WillAfter time.Duration
 }
 
 // Defaults of Config's bounds.
@@ -76,6 +82,8 @@ const (
 	DefaultMessageRetention = 168 * time.Hour
 	// DefaultMessageBytes is Config.MessageBytes's default: 10 GiB.
 	DefaultMessageBytes = 10 << 30
+	// DefaultWillAfter is Config.WillAfter's default.
+	DefaultWillAfter = 15 * time.Second
 )
 
 // inboxBytes is InboxBytes or its default.
@@ -112,6 +120,14 @@ func (c Config) messageBytes() int64 {
 		return -1
 	}
 	return c.MessageBytes
+}
+
+// willAfter is WillAfter or its default.
+func (c Config) willAfter() time.Duration {
+	if c.WillAfter == 0 {
+		return DefaultWillAfter
+	}
+	return c.WillAfter
 }
 
 // maxNodeLen bounds a node id: it travels in every message envelope.
@@ -153,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.MessageRetention < 0 {
 		return fmt.Errorf("cluster: message_retention %s: must not be negative", c.MessageRetention)
+	}
+	if c.WillAfter < 0 {
+		return fmt.Errorf("cluster: will_after %s: must not be negative", c.WillAfter)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		return errors.New("cluster: tls: no certificate for this node")

@@ -45,20 +45,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("good config: %v", err)
 	}
 	tests := map[string]func(*Config){
-		"no name":            func(c *Config) { c.Name = "" },
-		"no node":            func(c *Config) { c.Node = "" },
-		"node with dot":      func(c *Config) { c.Node = "n.1" },
-		"bad listen":         func(c *Config) { c.Listen = "localhost" },
-		"listen port 0":      func(c *Config) { c.Listen = "127.0.0.1:0" },
-		"bad peer":           func(c *Config) { c.Peers = []string{"http://h:1"} },
-		"peer no port":       func(c *Config) { c.Peers = []string{"h"} },
-		"replicas 0":         func(c *Config) { c.Replicas = 0 },
-		"no data dir":        func(c *Config) { c.DataDir = "" },
-		"tls no cert":        func(c *Config) { c.TLS = &tls.Config{} },
-		"long node name":     func(c *Config) { c.Node = string(make([]byte, 65)) },
-		"negative inbox":     func(c *Config) { c.InboxBytes = -1 },
-		"negative ttl":       func(c *Config) { c.TombstoneTTL = -time.Second },
-		"negative retention": func(c *Config) { c.MessageRetention = -time.Hour },
+		"no name":             func(c *Config) { c.Name = "" },
+		"no node":             func(c *Config) { c.Node = "" },
+		"node with dot":       func(c *Config) { c.Node = "n.1" },
+		"bad listen":          func(c *Config) { c.Listen = "localhost" },
+		"listen port 0":       func(c *Config) { c.Listen = "127.0.0.1:0" },
+		"bad peer":            func(c *Config) { c.Peers = []string{"http://h:1"} },
+		"peer no port":        func(c *Config) { c.Peers = []string{"h"} },
+		"replicas 0":          func(c *Config) { c.Replicas = 0 },
+		"no data dir":         func(c *Config) { c.DataDir = "" },
+		"tls no cert":         func(c *Config) { c.TLS = &tls.Config{} },
+		"long node name":      func(c *Config) { c.Node = string(make([]byte, 65)) },
+		"negative inbox":      func(c *Config) { c.InboxBytes = -1 },
+		"negative ttl":        func(c *Config) { c.TombstoneTTL = -time.Second },
+		"negative will after": func(c *Config) { c.WillAfter = -time.Second },
+		"negative retention":  func(c *Config) { c.MessageRetention = -time.Hour },
 	}
 	for name, mod := range tests {
 		c := good
@@ -92,5 +93,8 @@ func TestConfigValidate(t *testing.T) {
 	c.MessageBytes = 1 << 20
 	if b := c.messageBytes(); b != 1<<20 {
 		t.Fatalf("log bytes %d, want 1 MiB", b)
+	}
+	if d := good.willAfter(); d != DefaultWillAfter {
+		t.Fatalf("default will_after %s", d)
 	}
 }

@@ -55,7 +55,10 @@ const (
 	markerTTL = time.Hour
 )
 
-var _ broker.Store = (*Journal)(nil)
+var (
+	_ broker.Store          = (*Journal)(nil)
+	_ broker.SessionJournal = (*Journal)(nil)
+)
 
 // ErrJournalClosed is returned by Commit after Close.
 var ErrJournalClosed = errors.New("cluster: session journal closed")

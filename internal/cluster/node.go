@@ -21,7 +21,11 @@ import (
 	"github.com/petrel-mqtt/petrel/broker"
 )
 
-var _ broker.Fabric = (*Node)(nil)
+var (
+	_ broker.Fabric     = (*Node)(nil)
+	_ broker.FabricLog  = (*Node)(nil)
+	_ broker.WillKeeper = (*Node)(nil)
+)
 
 // Limits of the embedded server and of this node's connections to it.
 const (
@@ -51,6 +55,10 @@ const (
 	// and one message: a fuller buffer is written to the server's
 	// in-memory pipe before the publish returns.
 	reconnectBuf = 8 << 20
+	// routePing and routePingsOut bound how long a route to a lost peer
+	// stays up: routePingsOut pings unanswered, routePing apart.
+	routePing     = 5 * time.Second
+	routePingsOut = 2
 )
 
 // ErrNotReady is returned by Claim while the node's JetStream assets do
@@ -123,6 +131,7 @@ type Node struct {
 
 	releases chan release
 	purges   chan purge
+	wills    willState // the will registry (wills.go)
 	// retainInFlight is the bytes of retained changes published and not
 	// yet settled (retained.go).
 	retainInFlight atomic.Int64
@@ -209,6 +218,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	n.mu.watches = make(map[watchKey]*watch)
 	n.mu.held = make(map[string]uint64)
 	n.mu.revs = make(map[string]uint64)
+	n.wills.init()
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	if err := n.connect(); err != nil {
 		n.shutdown()
@@ -228,6 +238,9 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	go n.purgeLoop()
 	n.wg.Add(1)
 	go n.ensureAssets()
+	n.wg.Add(2)
+	go n.willWriter()
+	go n.willReaper()
 	select {
 	case <-n.assets:
 	case <-time.After(assetsWait):
@@ -270,7 +283,11 @@ func serverOptions(c Config, token string) (*server.Options, error) {
 	opts.DontListen = false
 	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 	opts.Authorization = token
-	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port,
+		// A route to a lost machine drops after 10 to 15 s (nats-server's
+		// default: 30 s pings, 2 unanswered) so that the node is taken for
+		// dead, and its clients' wills published, WillAfter later (wills_reap.go).
+		PingInterval: routePing, MaxPingsOut: routePingsOut}
 	opts.Routes = routes
 	if c.TLS != nil {
 		t := c.TLS.Clone()
@@ -387,6 +404,7 @@ func (n *Node) Close() error {
 // node's goroutines. The data connections are drained first, while the
 // dispatchers still run to empty their inboxes.
 func (n *Node) shutdown() {
+	n.flushWills(willFlushWait)
 	for _, nc := range []*nats.Conn{n.data, n.share} {
 		if nc != nil {
 			drainClose(nc)

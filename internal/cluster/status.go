@@ -106,6 +106,7 @@ type counters struct {
 	// Unix nanoseconds of the last log line per kind of drop.
 	lastTooLong, lastTooLarge, lastForwardFailed, lastMalformed, lastRetainFailed atomic.Int64
 	lastInboxFull, lastPurgeFailed, lastLogFailed                                 atomic.Int64
+	lastWillUnqueued, lastWillFailed                                              atomic.Int64
 }
 
 // dropLogEvery spaces the log lines of one kind of drop; the counters

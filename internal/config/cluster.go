@@ -59,6 +59,10 @@ type Cluster struct {
 	// (DefaultMessageBytes); 0: no bound in bytes (message_retention
 	// alone bounds it).
 	MessageBytes ByteSize `yaml:"message_bytes"`
+	// WillAfter is how long no route to a node may be up before the other
+	// nodes take it for dead and publish the wills of its clients; 0: the
+	// cluster's default (cluster.DefaultWillAfter, 15 s).
+	WillAfter time.Duration `yaml:"will_after"`
 }
 
 // DefaultMessageRetention is cluster.message_retention's default.
@@ -177,6 +181,9 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	}
 	if cl.MessageRetention < 0 {
 		bad("cluster.message_retention", "must not be negative")
+	}
+	if cl.WillAfter < 0 {
+		bad("cluster.will_after", "must not be negative")
 	}
 	t := cl.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {

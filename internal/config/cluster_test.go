@@ -55,6 +55,8 @@ func TestClusterSection(t *testing.T) {
 		{"message log without a byte bound", "cluster: {node: n1, listen: '127.0.0.1:6250', message_bytes: 0}\n", "", "cluster.message_bytes 0: the message log has no bound in bytes"},
 		{"message retention negative", "cluster: {node: n1, listen: '127.0.0.1:6250', message_retention: -1h}\n", "cluster.message_retention", ""},
 		{"message bytes negative", "cluster: {node: n1, listen: '127.0.0.1:6250', message_bytes: -1}\n", "cluster.message_bytes", ""},
+		{"will after", "cluster: {node: n1, listen: '127.0.0.1:6250', will_after: 30s}\n", "", ""},
+		{"will after negative", "cluster: {node: n1, listen: '127.0.0.1:6250', will_after: -1s}\n", "cluster.will_after", ""},
 		{"unknown key", "cluster: {node: n1, listen: '127.0.0.1:6250', replica: 2}\n", "cluster.replica: unknown key", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
