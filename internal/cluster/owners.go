@@ -187,21 +187,39 @@ func (n *Node) deleteOwner(r release) {
 	default:
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, releaseTimeout)
-	defer cancel()
 	k := ownerKey(r.key)
-	e, err := n.kv.Get(ctx, k)
-	if err != nil {
-		return
-	}
-	var o owner
-	if json.Unmarshal(e.Value(), &o) != nil || o.Node != n.cfg.Node || o.Epoch != r.epoch {
-		return
-	}
-	if err := n.kv.Delete(ctx, k, jetstream.LastRevision(e.Revision())); err != nil {
-		n.log.Debug("cluster: release", "err", err)
+	// A transient error (a timeout while an asset elects its leader, a
+	// loaded machine) is tried again, a few times: a record left behind
+	// only costs the next claim of the key a kick nobody answers.
+	for attempt := range releaseAttempts {
+		if attempt > 0 && !sleepCtx(n.ctx, time.Duration(attempt)*200*time.Millisecond) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, releaseTimeout)
+		e, err := n.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			cancel()
+			return
+		}
+		if err == nil {
+			var o owner
+			if json.Unmarshal(e.Value(), &o) != nil || o.Node != n.cfg.Node || o.Epoch != r.epoch {
+				cancel()
+				return
+			}
+			err = n.kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+			if err == nil || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				cancel()
+				return // gone, or claimed again meanwhile
+			}
+		}
+		cancel()
+		n.log.Debug("cluster: release", "err", err, "attempt", attempt+1)
 	}
 }
+
+// releaseAttempts bounds the tries of one release (deleteOwner).
+const releaseAttempts = 3
 
 // serveControl answers this node's kick and status subjects.
 func (n *Node) serveControl() error {
