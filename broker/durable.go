@@ -70,6 +70,9 @@ type durableJob struct {
 	seq   uint64            // jobPubrel, jobPubcomp: the stored delivery (0: none to record)
 	pid   uint16            // jobPubrel, jobPubcomp
 	lw    *logWait          // jobPublish in a cluster with a message log: its write there
+	// logAfter: a QoS 2 publish of a persistent session, written to the
+	// cluster's log once the commit holding its packet id returned.
+	logAfter bool
 }
 
 // durablePending reports whether jobs wait in the pipeline; later acks
@@ -182,6 +185,13 @@ func (c *conn) durableLoop() {
 			}
 		}
 		err := c.b.commit(&batch, true)
+		if err == nil {
+			for i := range jobs {
+				if jobs[i].logAfter {
+					jobs[i].lw = c.b.logWrite(jobs[i].msg) // in the connection's order
+				}
+			}
+		}
 		for i := range jobs {
 			if lw := jobs[i].lw; lw != nil {
 				if lerr := lw.wait(); err == nil && lerr != nil {

@@ -372,3 +372,31 @@ func TestAdoptionStartsAtTheSessionsCreation(t *testing.T) {
 	sameList(t, "resumed", payloadsOf(t, re, 1), []string{"after"})
 	re.ExpectNone(300 * time.Millisecond)
 }
+
+// TestQoS2IsLoggedAfterItsPacketIDIsJournaled: a persistent session's
+// QoS 2 publish goes to the cluster's log only once the journal holds its
+// packet id; when the journal refuses it, nothing is logged, so the
+// client's resend is the only copy [MQTT-4.3.3-2].
+func TestQoS2IsLoggedAfterItsPacketIDIsJournaled(t *testing.T) {
+	cl := newLogCluster(t)
+	_, _, addr := cl.start(t, "A", broker.Options{Authenticator: tenantAuth{}})
+	pub, _ := connectTenant(t, addr, packet.V5, "t1", "pub", persistentConnect(packet.V5))
+	cl.j.mu.Lock()
+	cl.j.commit = errNoQuorum
+	cl.j.mu.Unlock()
+	if code := publish5(t, pub, &packet.Publish{Topic: "j/1", QoS: 2, PacketID: 9, Payload: []byte("x")}); code != packet.UnspecifiedError {
+		t.Fatalf("QoS 2 publish the journal refused answered %v, want 0x80", code)
+	}
+	if n := cl.l.logCalls(); n != 0 {
+		t.Fatalf("%d writes reached the log for a publish whose packet id the journal refused, want 0", n)
+	}
+	cl.j.mu.Lock()
+	cl.j.commit = nil
+	cl.j.mu.Unlock()
+	if code := publish5(t, pub, &packet.Publish{Topic: "j/1", QoS: 2, PacketID: 9, Payload: []byte("x")}); code != packet.Success {
+		t.Fatalf("the publish again answered %v", code)
+	}
+	if n := cl.l.logCalls(); n != 1 {
+		t.Fatalf("%d writes reached the log, want 1", n)
+	}
+}

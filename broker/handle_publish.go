@@ -96,17 +96,26 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if p.QoS > 0 && c.b.flog != nil {
 		// In a cluster with a message log the PUBACK/PUBREC waits until
 		// a quorum of the cluster stored the message too (fabric_log.go).
-		lw, err := c.logPublish(msg)
-		if err != nil {
-			if p.QoS == 2 {
-				// Not routed: the resend after the client reconnects is
-				// routed then, not taken for a duplicate [MQTT-4.3.3-2].
-				c.sess.Pubrel(p.PacketID)
+		job := durableJob{p: p, msg: msg, extra: extra}
+		if p.QoS == 2 && extra.Len() > 0 && extra.Ops[0].Kind == OpPutInbound {
+			// Logged only once the journal holds its packet id: a
+			// message in the log whose id the journal lost would be
+			// routed again when the client resends it [MQTT-4.3.3-2].
+			job.logAfter = true
+		} else {
+			lw, err := c.logPublish(msg)
+			if err != nil {
+				if p.QoS == 2 {
+					// Not routed: the resend after the client reconnects is
+					// routed then, not taken for a duplicate [MQTT-4.3.3-2].
+					c.sess.Pubrel(p.PacketID)
+				}
+				return err
 			}
-			return err
+			job.lw = lw
 		}
-		rt, _ := c.b.route(msg, c)
-		c.submitDurable(durableJob{p: p, msg: msg, rt: rt, extra: extra, lw: lw})
+		job.rt, _ = c.b.route(msg, c)
+		c.submitDurable(job)
 		return nil
 	}
 	rt, _ := c.b.route(msg, c)
