@@ -243,20 +243,25 @@ func (n *Node) onKick(m *nats.Msg) {
 	n.mu.Lock()
 	held, holds := n.mu.held[key]
 	newer := holds && held > epoch
-	if !newer {
-		delete(n.mu.held, key)
-		delete(n.mu.revs, key)
-	}
 	n.mu.Unlock()
 	if !newer {
 		n.count.kicksReceived.Add(1)
-		// Before the answer, hence before the new owner adopts the
-		// session: this node's journal never compacts it again.
-		if j := n.journal.Load(); j != nil {
-			j.Forget(key)
-		}
+		// The connection ends first, its pending writes made while this
+		// node still holds the session (under its fencing token): the new
+		// owner adopts the session only after the answer, so it reads
+		// them. Then, still before the answer, the node lets the session
+		// go: its journal never writes or compacts it again.
 		if h := n.host(); h != nil {
 			h.KickRemote(key)
+		}
+		n.mu.Lock()
+		if cur, ok := n.mu.held[key]; ok && cur <= epoch {
+			delete(n.mu.held, key)
+			delete(n.mu.revs, key)
+		}
+		n.mu.Unlock()
+		if j := n.journal.Load(); j != nil {
+			j.Forget(key)
 		}
 	}
 	if err := m.Respond(nil); err != nil {
