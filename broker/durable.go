@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -31,7 +32,17 @@ type durablePipe struct {
 	// out: the packets answering the jobs of one commit, queued for the
 	// writer together (flushDurable); only durableLoop's goroutine uses it.
 	out []packet.Packet
+	// broken: a publish failed on a connection that is closing because
+	// of it (3.x) or anyway: the publishes after it are not written
+	// either, so that none of them is stored ahead of the failed one,
+	// which the client sends again once it reconnects [MQTT-4.6.0-1].
+	// Only durableLoop's goroutine uses it.
+	broken bool
 }
+
+// errPipeBroken fails the publishes queued behind one that failed on a
+// closing connection (durablePipe.broken).
+var errPipeBroken = errors.New("broker: an earlier publish of the connection failed; the connection is closing")
 
 // durableMax bounds the jobs waiting in a connection's durable pipeline;
 // beyond it the reader waits (a client that does not wait for its acks is
@@ -168,6 +179,14 @@ func (c *conn) durableLoop() {
 		c.dur.cond.Broadcast()
 		c.dur.mu.Unlock()
 
+		if c.dur.broken {
+			for i := range jobs {
+				c.finishDurable(&jobs[i], errPipeBroken)
+				jobs[i] = durableJob{}
+			}
+			c.flushDurable()
+			continue
+		}
 		batch.Reset()
 		for i := range jobs {
 			switch j := &jobs[i]; j.kind {
@@ -193,15 +212,17 @@ func (c *conn) durableLoop() {
 			}
 		}
 		for i := range jobs {
+			jerr := err
 			if lw := jobs[i].lw; lw != nil {
 				if lerr := lw.wait(); err == nil && lerr != nil {
 					c.b.stats.cluster.logRefused.Add(1)
-					c.finishDurable(&jobs[i], lerr)
-					jobs[i] = durableJob{}
-					continue
+					jerr = lerr
 				}
 			}
-			c.finishDurable(&jobs[i], err)
+			if jerr != nil && jobs[i].kind == jobPublish && c.b.flog != nil && (c.version != packet.V5 || c.isClosing()) {
+				c.dur.broken = true
+			}
+			c.finishDurable(&jobs[i], jerr)
 			jobs[i] = durableJob{}
 		}
 		c.flushDurable()
@@ -285,4 +306,11 @@ func (c *conn) waitDurable() {
 		c.dur.cond.Wait()
 	}
 	c.dur.mu.Unlock()
+}
+
+// isClosing reports whether c is closing (no more session traffic).
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closing
 }
