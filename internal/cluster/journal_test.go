@@ -115,6 +115,9 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 		{Seq: s4, QoS: 2, Retain: true, Msg: broker.StoredMessage{Topic: "acme/a/4", Payload: []byte("four"), QoS: 2}},
 	}
 	want.InboundQoS2 = []uint16{5, 9}
+	// The highest Seq ever enqueued, kept after its delivery went (s3
+	// was dequeued): the adopting node catches up from the log after it.
+	want.LastSeq = max(s1, s2, s3, s4)
 	a.s.DisconnectedAt = a.s.DisconnectedAt.UTC()
 	same(t, "adopted session", a.s, &want)
 	if o := load(t, j2, other); !o.found || o.s.Version != packet.V311 || len(o.s.Subscriptions) != 0 {

@@ -41,6 +41,12 @@ const (
 	// out is written again (settleLog): past an election after a crash
 	// (4 to 9 s), inside the stream's duplicate window (2 minutes).
 	logRetryFor = 20 * time.Second
+	// errCodeDuplicateInProgress is JetStream's answer to a write whose id
+	// the stream is still storing (nats-server's
+	// JSStreamDuplicateMessageConflict, 10158; nats.go names no constant).
+	errCodeDuplicateInProgress jetstream.ErrorCode = 10158
+	// logRetryPause spaces those writes.
+	logRetryPause = 100 * time.Millisecond
 	// logPendingMsgs and logPendingBytes bound the messages written to
 	// the log and not yet stored by a quorum (nats.go keeps each until
 	// then, at most logAckWait): past either, Log refuses at once
@@ -105,10 +111,13 @@ type logWriter struct {
 	maxBytes int64
 	// ids numbers the writes of this life of the node (their Nats-Msg-Id).
 	ids atomic.Uint64
+	// retryFor is how long a write whose acknowledgement timed out is
+	// written again (logRetryFor; tests lower it).
+	retryFor time.Duration
 }
 
 func newLogWriter() *logWriter {
-	w := &logWriter{wake: make(chan struct{}, 1), maxMsgs: logPendingMsgs, maxBytes: logPendingBytes}
+	w := &logWriter{wake: make(chan struct{}, 1), maxMsgs: logPendingMsgs, maxBytes: logPendingBytes, retryFor: logRetryFor}
 	w.mu.byMsg = make(map[*nats.Msg]*logEntry)
 	return w
 }
@@ -197,7 +206,7 @@ func (n *Node) Log(msg *session.Message, done func(seq uint64, err error)) {
 		return
 	}
 	e.size = int64(len(body))
-	e.until = time.Now().Add(logRetryFor)
+	e.until = time.Now().Add(n.lw.retryFor)
 	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	// The id makes a write again after a timed-out acknowledgement
 	// harmless: the stream keeps one copy (its duplicate window).
@@ -285,8 +294,15 @@ func (n *Node) logFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // stored, never "failed" for a message that is (its resend would be a
 // second copy).
 func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
-	timedOut := err != nil && errors.Is(err, jetstream.ErrAsyncPublishTimeout)
-	if err != nil {
+	// Not known to be stored or not: the acknowledgement timed out, or
+	// the stream is still storing the earlier copy of the same id.
+	var apiErr *jetstream.APIError
+	timedOut := err != nil && (errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProgress)
+	switch {
+	case timedOut:
+		err = fmt.Errorf("%w: %w", ErrLogNoQuorum, err)
+	case err != nil:
 		err = n.logError(err)
 	}
 	w := n.lw
@@ -299,7 +315,13 @@ func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
 	if timedOut && !w.mu.closed && time.Now().Before(e.until) {
 		w.mu.Unlock()
 		n.count.logRetried.Add(1)
-		go n.rewriteLog(m) // not from nats.go's callback, which holds its lock
+		go func() { // not from nats.go's callback, which holds its lock
+			if sleepCtx(n.ctx, logRetryPause) {
+				n.rewriteLog(m)
+			} else {
+				n.settleLog(m, 0, ErrClosed)
+			}
+		}()
 		return
 	}
 	delete(w.mu.byMsg, m)

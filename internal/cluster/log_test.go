@@ -152,6 +152,7 @@ func TestLogNoQuorum(t *testing.T) {
 
 	const bound, over = 50, 30
 	n1.lw.maxMsgs = bound
+	n1.lw.retryFor = time.Second // a timed-out write is tried again, then fails
 	var r logRecorder
 	for i := range bound + over {
 		r.log(n1.Node, qos1("nq/t", payloadf("%d", i)))
@@ -305,6 +306,7 @@ func TestLogPendingBytes(t *testing.T) {
 	small := qos1("pb/small", string(make([]byte, 1000)))
 	size := int64(len(appendEnvelope(nil, small, n1.cfg.Node, n1.incarnation, time.Now())))
 	n1.lw.maxBytes = 3*size + size/2
+	n1.lw.retryFor = time.Second
 	big := qos1("pb/big", string(make([]byte, 5000)))
 	var r logRecorder
 	for range 4 {
