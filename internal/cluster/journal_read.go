@@ -28,7 +28,7 @@ const (
 	loadMaxEntries = 1 << 20
 	// readBatch and journalBatchBytes bound one batched direct get: what a
 	// reply may make the node buffer at once (plus one message).
-	readBatch      = 512
+	readBatch         = 512
 	journalBatchBytes = 4 << 20
 	// logGap is the largest gap between two deliveries' log sequences
 	// fetched in one batch: the batch returns the messages in between too.
