@@ -378,9 +378,10 @@ func TestClusterMinorityRefusesPersistentWrites(t *testing.T) {
 // while each node in turn is stopped (SIGTERM, waited for) and started
 // again. A client of the stopping node resumes on another node: session
 // present 1 each time [MQTT-3.2.2-2]. Every acknowledged message reaches
-// every subscriber. Duplicates and order are logged, not failed: a
-// graceful stop can still make a QoS 2 publisher's last window arrive
-// twice (docs/clustering.md, "Not there yet").
+// every subscriber. Duplicates and order are logged, not failed: when a
+// stop moves the log's leader, a write that failed can be resent after
+// later ones of its connection were stored (docs/clustering.md, "Not
+// there yet").
 func TestClusterRollingRestartKeepsSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, starts three brokers and restarts each")
@@ -470,11 +471,11 @@ func TestClusterRollingRestartKeepsSessions(t *testing.T) {
 			got := s.delivered(p.topic)
 			deliveries += len(got)
 			// What this test holds the cluster to is the issue's: no
-			// session lost and nothing acknowledged lost. A graceful
-			// restart can still deliver a QoS 2 publisher's last window
-			// twice (docs/clustering.md, "Not there yet"): counted and
-			// logged here, not failed; the kill -9 test holds the cluster
-			// to exactly once and order.
+			// session lost and nothing acknowledged lost. A moving log
+			// leader can still put one resent message after later ones
+			// (docs/clustering.md, "Not there yet"): logged here, not
+			// failed; the kill -9 test holds the cluster to exactly once
+			// and order.
 			dups += checkDelivery(lossOnly{t}, s.id, p.topic, p.qos, got, p.acked(), true)
 		}
 		lost, resumed := s.sessions()
