@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/petrel-mqtt/petrel/broker"
 )
 
 // ClusterSource is a cluster node: its counters and its own view of the
@@ -197,4 +199,32 @@ func bit(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// The broker's own work for the cluster's message log and session journal
+// (broker.ClusterStats), exported with a cluster node only.
+var (
+	dClusterAdopted     = clusterCounterDesc("sessions_adopted_total", "Persistent sessions this node adopted from the cluster's session journal when their client connected here.")
+	dClusterAdoptFailed = clusterCounterDesc("adoptions_failed_total", "CONNECTs refused (server unavailable) because reading or catching up their session failed.")
+	dClusterCaughtUp    = clusterCounterDesc("caught_up_total", "Deliveries adoptions took from the message log after the session's last journaled one.")
+	dClusterPubRefused  = clusterCounterDesc("publishes_refused_total", "QoS 1/2 publishes of this node's clients refused because the message log did not store them (5.0: 0x80; 3.x: connection closed).")
+	dClusterUnlogged    = clusterCounterDesc("unlogged_total", "Wills and admin publishes the message log did not store (persistent sessions miss them).")
+	dClusterLogSkipped  = clusterCounterDesc("log_skipped_total", "Messages of the log this node's follower skipped (its persistent sessions miss them).")
+	dClusterRetries     = clusterCounterDesc("journal_retries_total", "Journal writes of the log's deliveries tried again after the cluster refused them (no quorum).")
+)
+
+var clusterBrokerDescs = []desc{dClusterAdopted, dClusterAdoptFailed, dClusterCaughtUp, dClusterPubRefused, dClusterUnlogged, dClusterLogSkipped, dClusterRetries}
+
+// collectClusterBroker exports the broker's cluster counters.
+func collectClusterBroker(ch chan<- prometheus.Metric, s broker.ClusterStats) {
+	for _, m := range []struct {
+		d desc
+		v uint64
+	}{
+		{dClusterAdopted, s.Adopted}, {dClusterAdoptFailed, s.AdoptFailed}, {dClusterCaughtUp, s.CaughtUp},
+		{dClusterPubRefused, s.LogRefused}, {dClusterUnlogged, s.LogUnwaited}, {dClusterLogSkipped, s.LogSkipped},
+		{dClusterRetries, s.JournalRetries},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d.Desc, m.d.kind, float64(m.v))
+	}
 }

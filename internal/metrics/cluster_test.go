@@ -70,7 +70,7 @@ func TestClusterSeries(t *testing.T) {
 	if n := len(fams["petrel_cluster_asset_lag"].GetMetric()); n != 2 {
 		t.Errorf("%d lag series, want 2 (the followers of the asset this node leads)", n)
 	}
-	for _, d := range clusterDescs {
+	for _, d := range append(clusterDescs, clusterBrokerDescs...) {
 		if fams[d.name] == nil {
 			t.Errorf("family %s missing with a cluster source", d.name)
 		}

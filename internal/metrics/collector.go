@@ -25,7 +25,7 @@ func newDesc(kind prometheus.ValueType, name, help string, labels ...string) des
 // are not included.
 func Names() []string {
 	var names []string
-	for _, ds := range [][]desc{brokerDescs, handshakeDescs, upgradeDescs, tenantDescs, clusterDescs, clusterWillDescs} {
+	for _, ds := range [][]desc{brokerDescs, handshakeDescs, upgradeDescs, tenantDescs, clusterDescs, clusterBrokerDescs, clusterWillDescs} {
 		for _, d := range ds {
 			names = append(names, d.name)
 			if d.kind == prometheus.UntypedValue {
@@ -118,6 +118,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		for _, d := range clusterDescs {
 			ch <- d.Desc
 		}
+		for _, d := range clusterBrokerDescs {
+			ch <- d.Desc
+		}
 		if _, ok := c.o.Cluster.(ClusterWillSource); ok {
 			for _, d := range clusterWillDescs {
 				ch <- d.Desc
@@ -199,6 +202,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.o.Cluster != nil {
 		collectCluster(ch, c.o.Cluster)
+		collectClusterBroker(ch, f.Cluster)
 		if ws, ok := c.o.Cluster.(ClusterWillSource); ok {
 			collectClusterWills(ch, ws)
 		}
