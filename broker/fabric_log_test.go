@@ -400,3 +400,36 @@ func TestQoS2IsLoggedAfterItsPacketIDIsJournaled(t *testing.T) {
 		t.Fatalf("%d writes reached the log, want 1", n)
 	}
 }
+
+// TestAdoptionIsPerTenant: another tenant's client with the same client
+// id resumes nothing of the session the journal holds: the journal is
+// keyed by (tenant, client id), as sessions are.
+func TestAdoptionIsPerTenant(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	na, ba, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	sub, _ := connectTenant(t, addrA, v, "t1", "dev", persistentConnect(v))
+	subscribe(t, sub, 1, "p/#", 1)
+	leave(sub)
+	pub, _ := connectTenant(t, addrA, v, "t1", "pub", packet.Connect{CleanStart: true})
+	publish(t, pub, "p/1", 1, false, "t1-secret", 1)
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { st, _ := ba.ClientStatsIn("t1", "dev"); return st.Queued == 1 }, "queued on A")
+	na.halt()
+	stopBroker(t, ba)
+
+	other, ack := connectTenant(t, addrB, v, "t2", "dev", persistentConnect(v))
+	if ack.SessionPresent {
+		t.Fatal("t2's dev resumed t1's dev session")
+	}
+	other.ExpectNone(300 * time.Millisecond)
+	if !cl.j.has(t, broker.SessionKey("t1", "dev")) {
+		t.Fatal("t2's CONNECT touched t1's journaled session")
+	}
+	own, ack := connectTenant(t, addrB, v, "t1", "dev", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("t1's dev not resumed")
+	}
+	sameList(t, "t1's own", payloadsOf(t, own, 1), []string{"t1-secret"})
+}
