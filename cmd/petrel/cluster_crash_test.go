@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -581,4 +582,69 @@ func (r lossOnly) Errorf(format string, args ...any) {
 		return
 	}
 	r.t.Logf("not failed (rolling restart): "+format, args...)
+}
+
+// TestClusterWillOfKilledNode: the will of a client connected to a node
+// that is killed (kill -9) is published once, by a surviving node, to a
+// subscriber on another node [MQTT-3.1.2-8]; the will of a client that
+// disconnected normally before is not [MQTT-3.1.2-10].
+func TestClusterWillOfKilledNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, starts three brokers and kills one")
+	}
+	nodes := startCluster3(t)
+	n1, n2 := nodes[0], nodes[1]
+	watcher := join(t, n2, packet.V5, "u1", "will-watcher", true)
+	if codes := watcher.Subscribe(1, packet.Subscription{Filter: "lwt/#", QoS: 1}); len(codes) != 1 || codes[0] != 1 {
+		t.Fatalf("SUBACK %v", codes)
+	}
+	dial := func(id, payload string) *mqtttest.Client {
+		c := mqtttest.Dial(t, n1.addr(), packet.V311)
+		if ack := c.Connect(&packet.Connect{ClientID: id, CleanStart: true, KeepAlive: 60, UsernameFlag: true, Username: "u1",
+			PasswordFlag: true, Password: []byte(ctlPassword),
+			Will: &packet.Will{Topic: "lwt/" + id, Payload: []byte(payload), QoS: 1}}); ack.ReasonCode != packet.Success {
+			t.Fatalf("%s: CONNACK %v", id, ack.ReasonCode)
+		}
+		return c
+	}
+	dial("dev-1", "dev-1 gone")
+	quiet := dial("dev-2", "dev-2 gone")
+	quiet.Send(&packet.Disconnect{}) // its will is discarded
+	quiet.ExpectClosed()
+	// The registry writes asynchronously (and its bucket may still be
+	// being made right after the cluster formed): wait until n1 kept
+	// dev-1's will and dropped dev-2's.
+	var last string
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(last, "\n") {
+				if strings.Contains(l, "will") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		code, body := getMetrics(t, n1.admin, "op")
+		last = body
+		kept, _ := metricValue(body, `petrel_cluster_wills_total\{event="kept"\}`)
+		dropped, _ := metricValue(body, `petrel_cluster_wills_total\{event="dropped"\}`)
+		// dev-2's keep and drop may be one write, or none when the drop
+		// came while the keep waited: dev-1's will alone stays.
+		return code == http.StatusOK && kept >= 1 && kept-dropped == 1
+	}, "n1 keeping dev-1's will")
+	n1.kill(t)
+	start := time.Now()
+	p := next(t, watcher, 45*time.Second)
+	if p == nil {
+		t.Fatal("no will within 45 s of the kill")
+	}
+	if p.Topic != "lwt/dev-1" || string(p.Payload) != "dev-1 gone" {
+		t.Fatalf("got %q %q, want dev-1's will", p.Topic, p.Payload)
+	}
+	if p.QoS == 1 {
+		watcher.Send(&packet.Puback{PacketID: p.PacketID})
+	}
+	t.Logf("dev-1's will arrived %v after the kill of its node", time.Since(start).Round(time.Millisecond))
+	watcher.ExpectNone(3 * time.Second) // once, and not dev-2's
 }

@@ -91,6 +91,7 @@ cluster:
   node: %s
   listen: 127.0.0.1:%d
   peers: [%s]
+  will_after: 5s
 `, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, ports[i], strings.Join(peers, ", ")))
 		nodes[i] = &clusterNode{name: name, bin: bin, cfg: cfg}
 		nodes[i].up.Store("")
