@@ -110,8 +110,9 @@ type LogHost interface {
 	// LogFrom says that the next message handed over comes after seq.
 	LogFrom(seq uint64)
 	// DeliverLogged hands over the log's message seq (nil: a message
-	// that could not be read, position only).
-	DeliverLogged(msg *session.Message, seq uint64)
+	// that could not be read, position only); here says that this node
+	// wrote it (in its current life).
+	DeliverLogged(msg *session.Message, seq uint64, here bool)
 }
 
 // SessionJournal is implemented by a Store whose persistent sessions the

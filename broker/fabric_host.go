@@ -69,6 +69,7 @@ func (b *Broker) DeliverRemote(msg *session.Message, share string) {
 	}
 	rt := routingPool.Get().(*routing)
 	defer rt.release()
+	rt.inbound = true
 	ep := entryPool.Get().(*[]entry)
 	ents := keepShare(b.subs.Match(msg.Topic, (*ep)[:0]), share)
 	if len(ents) == 0 && share != "" {

@@ -129,7 +129,7 @@ func (b *Broker) LogFrom(seq uint64) {
 // this node's persistent sessions (QoS 1/2 plain subscriptions) that have
 // not had it yet, writing the deliveries to the journal before queueing
 // them (logPipe). It waits only when the pipe is full.
-func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
+func (b *Broker) DeliverLogged(msg *session.Message, seq uint64, here bool) {
 	if b.flog == nil {
 		return // no journal: live delivery serves every session
 	}
@@ -140,7 +140,7 @@ func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
 	b.logMu.started = true
 	var rt *routing
 	if msg != nil && !msg.Expired(b.opts().Now()) { // [MQTT-3.3.2-5]
-		rt = b.routeLogged(msg, seq)
+		rt = b.routeLogged(msg, seq, here)
 	}
 	b.logMu.Unlock()
 	if rt == nil {
@@ -156,9 +156,9 @@ func (b *Broker) DeliverLogged(msg *session.Message, seq uint64) {
 // routeLogged matches the log's message seq against the plain
 // subscriptions and stages its deliveries to persistent sessions
 // (deliverShare, rt.logSeq). logMu is held.
-func (b *Broker) routeLogged(msg *session.Message, seq uint64) *routing {
+func (b *Broker) routeLogged(msg *session.Message, seq uint64, here bool) *routing {
 	rt := routingPool.Get().(*routing)
-	rt.logSeq = seq
+	rt.logSeq, rt.logHere = seq, here
 	ep := entryPool.Get().(*[]entry)
 	ents := keepShare(b.subs.Match(msg.Topic, (*ep)[:0]), "")
 	b.deliverEntries(rt, msg, ents)

@@ -23,6 +23,7 @@ type fakeLog struct {
 	cond sync.Cond
 	// Under mu.
 	msgs   []*session.Message // sequence i+1
+	from   []*logNode         // who wrote each (nil: unknown)
 	err    error              // Log fails with it when set
 	closed bool
 	held   bool                  // Log keeps its answer (hold)
@@ -62,7 +63,7 @@ func newFakeLog() *fakeLog {
 	return l
 }
 
-func (l *fakeLog) log(msg *session.Message, done func(uint64, error)) {
+func (l *fakeLog) log(by *logNode, msg *session.Message, done func(uint64, error)) {
 	l.mu.Lock()
 	l.calls++
 	if l.held {
@@ -76,6 +77,7 @@ func (l *fakeLog) log(msg *session.Message, done func(uint64, error)) {
 		return
 	}
 	l.msgs = append(l.msgs, msg)
+	l.from = append(l.from, by)
 	seq := uint64(len(l.msgs))
 	l.cond.Broadcast()
 	l.mu.Unlock()
@@ -122,7 +124,7 @@ type logNode struct {
 	pos    atomic.Uint64 // the last sequence the follower handed over
 }
 
-func (n *logNode) Log(msg *session.Message, done func(uint64, error)) { n.l.log(msg, done) }
+func (n *logNode) Log(msg *session.Message, done func(uint64, error)) { n.l.log(n, msg, done) }
 
 func (n *logNode) ReadLog(ctx context.Context, after uint64, filters []string, fn func(uint64, *session.Message) error) (uint64, error) {
 	return n.l.readLog(ctx, after, filters, fn)
@@ -161,10 +163,10 @@ func (n *logNode) Bind(h broker.FabricHost) error {
 				return
 			default:
 			}
-			msg := n.l.msgs[next]
+			msg, here := n.l.msgs[next], n.l.from[next] == n
 			next++
 			n.l.mu.Unlock()
-			lh.DeliverLogged(msg, uint64(next))
+			lh.DeliverLogged(msg, uint64(next), here)
 			n.pos.Store(uint64(next))
 		}
 	}()

@@ -433,3 +433,30 @@ func TestAdoptionIsPerTenant(t *testing.T) {
 	}
 	sameList(t, "t1's own", payloadsOf(t, own, 1), []string{"t1-secret"})
 }
+
+// TestCleanSessionsGetOtherNodesQoS1FromTheLog: a clean session's QoS 1/2
+// deliveries published on another node come from the cluster's log (at
+// least once, whatever the routes drop), its QoS 0 ones live; each once.
+func TestCleanSessionsGetOtherNodesQoS1FromTheLog(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	na, _, addrA := cl.start(t, "A", o)
+	_, _, addrB := cl.start(t, "B", o)
+	clean, _ := connectTenant(t, addrA, v, "t1", "clean", packet.Connect{CleanStart: true})
+	subscribe(t, clean, 1, "c/#", 1)
+	waitWatching(t, na.fakeNode, "c/#", "")
+	local, _ := connectTenant(t, addrB, v, "t1", "local", packet.Connect{CleanStart: true})
+	subscribe(t, local, 1, "c/1", 1)
+	pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
+	na.pause(true)
+	publish(t, pub, "c/1", 1, false, "q1", 1)
+	sameList(t, "the publisher's node", payloadsOf(t, local, 1), []string{"q1"}) // live
+	local.ExpectNone(200 * time.Millisecond)                                     // not again from the log (here)
+	publish(t, pub, "c/0", 0, false, "q0", 0)
+	sameList(t, "while A's follower is paused", payloadsOf(t, clean, 1), []string{"q0"}) // QoS 0: live
+	clean.ExpectNone(200 * time.Millisecond)
+	na.pause(false)
+	sameList(t, "from the log", payloadsOf(t, clean, 1), []string{"q1"})
+	clean.ExpectNone(200 * time.Millisecond) // once
+}

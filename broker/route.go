@@ -104,6 +104,8 @@ type routing struct {
 	refused int                           // deliveries a queue bound refused
 	remote  bool                          // the message goes to other nodes too (route, with a fabric)
 	logSeq  uint64                        // the cluster log's sequence of the message (routeLogged); 0 live
+	logHere bool                          // routeLogged: this node wrote it (its clean sessions had it live)
+	inbound bool                          // DeliverRemote: published on another node
 }
 
 // distinctPlain reports whether ents are plain subscriptions of distinct
@@ -137,7 +139,7 @@ func (rt *routing) release() {
 	rt.staged = rt.staged[:0]
 	rt.batch.Reset()
 	rt.cleanup.Reset()
-	rt.queued, rt.refused, rt.remote, rt.logSeq = 0, 0, false, 0
+	rt.queued, rt.refused, rt.remote, rt.logSeq, rt.logHere, rt.inbound = 0, 0, false, 0, false, false
 	routingPool.Put(rt)
 }
 
@@ -426,12 +428,24 @@ func (b *Broker) deliverShare(rt *routing, msg *session.Message, s *session.Sess
 		d.Share, d.ShareFilter = group, sub.filter
 	}
 	if rt.logSeq != 0 {
-		// The cluster's log delivers persistent sessions' QoS 1/2
-		// deliveries only (fabric_log.go).
-		if d.QoS == 0 || !s.Persistent() {
+		// The cluster's log delivers the QoS 1/2 plain deliveries of
+		// persistent sessions, and of clean ones on a node other than
+		// the publisher's (fabric_log.go).
+		switch {
+		case d.QoS == 0 || group != "":
+			return 0
+		case s.Persistent():
+			return stageLogged(rt, s, d)
+		case rt.logHere:
+			return 0 // delivered live here
+		}
+		if !b.enqueue(rt, s, d) {
 			return 0
 		}
-		return stageLogged(rt, s, d)
+		return 1
+	}
+	if rt.inbound && b.flog != nil && group == "" && d.QoS > 0 {
+		return 0 // the log brings it (above)
 	}
 	if d.QoS > 0 && b.store != nil && s.Persistent() {
 		if b.flog != nil {

@@ -145,7 +145,7 @@ type LogHost interface {
 	// sequence. msg is nil for a message that did not decode (its
 	// position only; counted in Counters.Malformed). It must not block
 	// on subscribers. The broker keeps msg: the node does not change it.
-	DeliverLogged(msg *session.Message, seq uint64)
+	DeliverLogged(msg *session.Message, seq uint64, here bool)
 }
 
 // logHostRef boxes the LogHost for an atomic pointer.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/petrel-mqtt/petrel/internal/session"
 )
 
 // JetStream's error codes for a stream whose MaxBytes the servers'
@@ -154,12 +156,18 @@ func (f *logFollower) deliver(m jetstream.Msg) {
 		f.from(seq - 1)
 	}
 	f.next = seq + 1
-	msg, err := decodeLogMessage(m.Subject(), m.Data(), md.Timestamp)
+	var msg *session.Message
+	here := false
+	e, err := decodeLogEnvelope(m.Subject(), m.Data(), md.Timestamp)
+	if err == nil {
+		msg = e.msg
+		here = e.node == n.cfg.Node && e.incarnation == n.incarnation
+	}
 	if err != nil {
 		n.count.malformed.Add(1)
 		n.logDrop(&n.count.lastMalformed, "cluster: malformed message in the message log", "seq", seq, "subject", shorten(m.Subject()), "err", err)
 		msg = nil
 	}
 	n.count.followed.Add(1)
-	f.h.DeliverLogged(msg, seq)
+	f.h.DeliverLogged(msg, seq, here)
 }

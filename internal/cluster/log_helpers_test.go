@@ -18,6 +18,7 @@ type logEvent struct {
 	from bool
 	seq  uint64
 	msg  *session.Message
+	here bool
 }
 
 // logHost is a fakeHost that is also a LogHost: it records the
@@ -46,11 +47,11 @@ func (h *logHost) LogFrom(seq uint64) {
 	h.lmu.Unlock()
 }
 
-func (h *logHost) DeliverLogged(msg *session.Message, seq uint64) {
+func (h *logHost) DeliverLogged(msg *session.Message, seq uint64, here bool) {
 	h.enter()
 	defer h.leave()
 	h.lmu.Lock()
-	h.events = append(h.events, logEvent{seq: seq, msg: msg})
+	h.events = append(h.events, logEvent{seq: seq, msg: msg, here: here})
 	h.lmu.Unlock()
 }
 

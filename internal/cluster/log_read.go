@@ -35,15 +35,21 @@ const (
 // 5.0 expiry counts [MQTT-3.3.2-5]. The message owns copies of what it
 // holds (data is not kept).
 func decodeLogMessage(subject string, data []byte, stored time.Time) (*session.Message, error) {
-	t, err := logTopic(subject)
-	if err != nil {
-		return nil, err
-	}
-	e, err := decodeEnvelope(t, data, stored)
+	e, err := decodeLogEnvelope(subject, data, stored)
 	if err != nil {
 		return nil, err
 	}
 	return e.msg, nil
+}
+
+// decodeLogEnvelope is decodeLogMessage with the envelope's writer (node
+// and life).
+func decodeLogEnvelope(subject string, data []byte, stored time.Time) (envelope, error) {
+	t, err := logTopic(subject)
+	if err != nil {
+		return envelope{}, err
+	}
+	return decodeEnvelope(t, data, stored)
 }
 
 // logTopic returns the topic of a log message's subject (logSubject's

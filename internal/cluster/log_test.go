@@ -78,8 +78,10 @@ func TestLogFollowedInOrder(t *testing.T) {
 		t.Fatal(res2[0].err)
 	}
 	bySeq := map[uint64]*session.Message{res2[0].seq: other}
+	writer := map[uint64]string{res2[0].seq: n2.cfg.Node}
 	for i, x := range res {
 		bySeq[x.seq] = sent[i]
+		writer[x.seq] = n1.cfg.Node
 	}
 	if c := n1.Counters(); c.Logged != count || c.LogPending != 0 {
 		t.Fatalf("n1: Logged %d, LogPending %d; want %d, 0", c.Logged, c.LogPending, count)
@@ -108,6 +110,9 @@ func TestLogFollowedInOrder(t *testing.T) {
 				t.Fatalf("%s: seq %d: properties %+v, want %+v", m.cfg.Node, e.seq, got.Properties, want.Properties)
 			}
 			checkExpiry(t, got.Expiry, want.Expiry)
+			if e.here != (writer[e.seq] == m.cfg.Node) {
+				t.Fatalf("%s: seq %d written by %s handed over with here=%v", m.cfg.Node, e.seq, writer[e.seq], e.here)
+			}
 		}
 	}
 	if len(bySeq) != count+1 {
