@@ -181,14 +181,15 @@ start_petrel() { # n (1..3): one cluster node
 # status I: node I's petrel cluster status (JSON), empty when it fails.
 status() { "$PETREL" cluster status --url "http://127.0.0.1:${ADMIN[$1]}" --json --timeout 5s 2>/dev/null || true; }
 
-# caught_up I: node I is ready, routes to all three nodes are up, and both
-# assets have a leader and two current, online followers.
+# caught_up I: node I is ready, routes to all three nodes are up, and every
+# asset has a leader and two current, online followers.
 caught_up() {
 	local st
 	st=$(status "$1")
 	[ -n "$st" ] || return 1
 	jq -e '.ready and ([.nodes[] | select(.connected)] | length) == 3
-		and ([.assets[] | select(.leader != "" and ([.replicas[] | select(.current and (.offline | not))] | length) == 2)] | length) == 2' >/dev/null 2>&1 <<<"$st"
+		and (.assets | length) > 0
+		and ([.assets[] | select(.leader != "" and ([.replicas[] | select(.current and (.offline | not))] | length) == 2)] | length) == (.assets | length)' >/dev/null 2>&1 <<<"$st"
 }
 
 wait_cluster() { # nodes to check...
@@ -466,7 +467,7 @@ row() { # name label kind jq
 			echo "| SIG$sig | $(fmtv s "$med") | $(fmtv s "$(echo "$all" | head -1)") | $(fmtv s "$(echo "$all" | tail -1)") | $(per "${two/X/.pause_s}") | $(per "${two/X/.first_ok_s}") | $(per '.exit_s * 100 | round / 100') | $(per 'if .leader == .meta_leader then "yes" else "no" end') | $(per '[.survivors[].refused["0x88"] // 0] | add') | $rejoin |"
 		done
 		echo
-		echo "Command, per round (PID the leader's, ADDRS the two survivors' MQTT addresses; bench/cluster.sh restarts the node afterwards and waits until \`petrel cluster status\` shows both assets with a leader and two current followers):"
+		echo "Command, per round (PID the leader's, ADDRS the two survivors' MQTT addresses; bench/cluster.sh restarts the node afterwards and waits until \`petrel cluster status\` shows every asset with a leader and two current followers):"
 		echo
 		echo '```'
 		echo "go run ./bench/failover -pid PID -signal KILL|TERM -addrs ADDRS -timeout 60s"

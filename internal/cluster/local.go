@@ -34,7 +34,7 @@ type LocalAsset struct {
 }
 
 // assetNames are the JetStream streams behind the node's assets.
-var assetNames = []string{retainedStream, logStream, "KV_" + ownersBucket}
+var assetNames = []string{retainedStream, logStream, sessionsStream, "KV_" + ownersBucket}
 
 // Local returns the node's own view of the cluster (see Local). It takes
 // no Petrel lock; the embedded server takes its own, briefly.

@@ -57,7 +57,7 @@ func testLocal(t *testing.T, ms []member) {
 				t.Errorf("%s follows %s but reports followers %q (only the leader knows their lag)", node, a.Name, followers)
 			}
 		}
-		if want := []string{"KV_" + ownersBucket, logStream, retainedStream}; !slices.Equal(names, want) {
+		if want := []string{"KV_" + ownersBucket, logStream, retainedStream, sessionsStream}; !slices.Equal(names, want) {
 			t.Errorf("%s: assets %q, want %q", node, names, want)
 		}
 	}
