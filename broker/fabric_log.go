@@ -92,18 +92,33 @@ func (c *conn) logNext(msg *session.Message) *logWait {
 }
 
 // logUnwaited writes msg, published by the broker itself (a will, the
-// admin API), to the log without a publisher to answer: a failure is
-// logged.
+// admin API), to the log without a publisher to answer. Nobody would send
+// it again, and other nodes' sessions get QoS 1/2 only from the log, so a
+// failed write (an election after a leader's crash) is tried again for up
+// to unwaitedRetryFor; a failure past it is logged and counted.
 func (b *Broker) logUnwaited(msg *session.Message) {
 	if b.flog == nil || msg.QoS == 0 || isSysTopic(msg.Topic) {
 		return
 	}
+	b.logUnwaitedUntil(msg, time.Now().Add(unwaitedRetryFor), 100*time.Millisecond)
+}
+
+// unwaitedRetryFor bounds how long a will or admin publish is written
+// again (logUnwaited): past an election after a crash (4 to 9 s).
+const unwaitedRetryFor = 30 * time.Second
+
+func (b *Broker) logUnwaitedUntil(msg *session.Message, until time.Time, pause time.Duration) {
 	b.flog.Log(msg, func(_ uint64, err error) {
-		if err != nil {
-			b.stats.cluster.logUnwaited.Add(1)
-			b.log.Warn("cluster: a message the broker published could not be written to the message log; persistent sessions miss it",
-				"topic", msg.Topic, "err", err)
+		if err == nil {
+			return
 		}
+		if time.Now().Add(pause).Before(until) && !b.shutdown.Load() {
+			time.AfterFunc(pause, func() { b.logUnwaitedUntil(msg, until, min(2*pause, 2*time.Second)) })
+			return
+		}
+		b.stats.cluster.logUnwaited.Add(1)
+		b.log.Warn("cluster: a message the broker published could not be written to the message log; other nodes' sessions miss it",
+			"topic", msg.Topic, "err", err)
 	})
 }
 

@@ -460,3 +460,26 @@ func TestCleanSessionsGetOtherNodesQoS1FromTheLog(t *testing.T) {
 	sameList(t, "from the log", payloadsOf(t, clean, 1), []string{"q1"})
 	clean.ExpectNone(200 * time.Millisecond) // once
 }
+
+// TestBrokersOwnPublishIsLoggedOnceTheLogIsBack: a will (a publish of the
+// broker's own, nobody to send it again) that the log refuses while it has
+// no quorum is written again until it is stored, and then reaches a QoS 1
+// subscriber on another node, which gets QoS 1/2 only from the log.
+func TestBrokersOwnPublishIsLoggedOnceTheLogIsBack(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	_, ba, _ := cl.start(t, "A", o)
+	nb, _, addrB := cl.start(t, "B", o)
+	watcher, _ := connectTenant(t, addrB, v, "t1", "watcher", packet.Connect{CleanStart: true})
+	subscribe(t, watcher, 1, "lwt/#", 1)
+	waitWatching(t, nb.fakeNode, "lwt/#", "")
+	cl.l.failWith(errNoQuorum)
+	ba.SendOrphanWill(&broker.StoredSession{ClientID: broker.SessionKey("t1", "dev"), Version: v, ExpiryInterval: 300,
+		Will:   &broker.StoredMessage{Topic: "lwt/dev", Payload: []byte("gone"), QoS: 1, Origin: broker.SessionKey("t1", "dev")},
+		Holder: &broker.StoredHolder{Tenant: "t1", Username: "t1"}})
+	watcher.ExpectNone(300 * time.Millisecond)
+	cl.l.failWith(nil)
+	sameList(t, "the will", payloadsOf(t, watcher, 1), []string{"gone"})
+	watcher.ExpectNone(300 * time.Millisecond)
+}
