@@ -208,7 +208,7 @@ var (
 	dClusterAdoptFailed = clusterCounterDesc("adoptions_failed_total", "CONNECTs refused (server unavailable) because reading or catching up their session failed.")
 	dClusterCaughtUp    = clusterCounterDesc("caught_up_total", "Deliveries adoptions took from the message log after the session's last journaled one.")
 	dClusterPubRefused  = clusterCounterDesc("publishes_refused_total", "QoS 1/2 publishes of this node's clients refused because the message log did not store them (5.0: 0x80; 3.x: connection closed).")
-	dClusterUnlogged    = clusterCounterDesc("unlogged_total", "Wills and admin publishes the message log did not store (persistent sessions miss them).")
+	dClusterUnlogged    = clusterCounterDesc("unlogged_total", "Wills and admin publishes the message log did not store within 30 s of tries (other nodes' sessions miss them).")
 	dClusterLogSkipped  = clusterCounterDesc("log_skipped_total", "Messages of the log this node's follower skipped (its persistent sessions miss them).")
 	dClusterRetries     = clusterCounterDesc("journal_retries_total", "Journal writes of the log's deliveries tried again after the cluster refused them (no quorum).")
 )
