@@ -132,8 +132,7 @@ func (a *adopter) RestoreSubscription(clientID string, sub *StoredSubscription) 
 	if err != nil {
 		return err
 	}
-	rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
-		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+	rs := restoredSubscription(sub)
 	s.Subscribe(rs)
 	a.subs = append(a.subs, rs)
 	return nil
@@ -144,11 +143,7 @@ func (a *adopter) RestoreDelivery(clientID string, sd *StoredDelivery) error {
 	if err != nil {
 		return err
 	}
-	d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
-		SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
-	if seq := s.Restore(d, sd.PacketID, session.RestoreState(sd.State), a.window); seq != 0 {
-		a.stale.Add(Op{Kind: OpDequeue, ClientID: clientID, Seq: seq})
-	}
+	restoreDelivery(s, clientID, sd, a.window, &a.stale)
 	a.queued++
 	return nil
 }

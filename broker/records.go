@@ -72,3 +72,21 @@ func restoredHolder(h *StoredHolder, key string) *Identity {
 	return &Identity{Tenant: h.Tenant, Username: h.Username, ClientID: client, Roles: h.Roles,
 		Method: h.Method, Principal: h.Principal, Attrs: h.Attrs}
 }
+
+// restoredSubscription is a stored subscription as a session holds it
+// (restore and adoption).
+func restoredSubscription(sub *StoredSubscription) session.Subscription {
+	return session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+}
+
+// restoreDelivery puts stored delivery sd back in session s (restore and
+// adoption), its first deliveries in an inflight window of window; the
+// removal of one it finds ended goes to stale.
+func restoreDelivery(s *session.Session, clientID string, sd *StoredDelivery, window int, stale *Batch) {
+	d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
+		SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
+	if seq := s.Restore(d, sd.PacketID, session.RestoreState(sd.State), window); seq != 0 {
+		stale.Add(Op{Kind: OpDequeue, ClientID: clientID, Seq: seq})
+	}
+}

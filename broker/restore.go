@@ -145,8 +145,7 @@ func (r *restorer) RestoreSubscription(clientID string, sub *StoredSubscription)
 	}
 	// Its last identity is not known (Guard.Owner nil): the
 	// subscriptions are authorized again when a client resumes it.
-	rs := session.Subscription{Filter: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
-		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID}
+	rs := restoredSubscription(sub)
 	s.Subscribe(rs)
 	k, inner, v := subscriberOf(s, rs) // the session's tenant is in its key
 	r.b.subscribeTrie(inner, k, v)     // the fabric is told once Load returned (New)
@@ -158,11 +157,7 @@ func (r *restorer) RestoreDelivery(clientID string, sd *StoredDelivery) error {
 	if err != nil {
 		return err
 	}
-	d := session.Delivery{Msg: restoredMessage(&sd.Msg), QoS: sd.QoS, Retain: sd.Retain,
-		SubIDs: sd.SubIDs, Share: sd.Share, ShareFilter: sd.ShareFilter, Seq: sd.Seq}
-	if seq := s.Restore(d, sd.PacketID, session.RestoreState(sd.State), r.window); seq != 0 {
-		r.stale.Add(Op{Kind: OpDequeue, ClientID: clientID, Seq: seq})
-	}
+	restoreDelivery(s, clientID, sd, r.window, &r.stale)
 	r.queued++
 	return nil
 }
