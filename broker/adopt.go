@@ -148,12 +148,12 @@ func (a *adopter) RestoreDelivery(clientID string, sd *StoredDelivery) error {
 	return nil
 }
 
-func (a *adopter) RestoreInbound(clientID string, pid uint16) error {
+func (a *adopter) RestoreInbound(clientID string, pid uint16, write uint64) error {
 	s, err := a.session(clientID)
 	if err != nil {
 		return err
 	}
-	s.RestoreInbound(pid)
+	s.RestoreInbound(pid, write)
 	return nil
 }
 

@@ -84,6 +84,12 @@ type durableJob struct {
 	// logAfter: a QoS 2 publish of a persistent session, written to the
 	// cluster's log once the commit holding its packet id returned.
 	logAfter bool
+	// write: a persistent session's QoS 2 publish in a cluster, its log
+	// write id (inboundWriteID); resend: the PUBLISH was sent again while
+	// its packet id was on record with write (not routed yet: routed
+	// once the log says its copy is this write's).
+	write  uint64
+	resend bool
 }
 
 // durablePending reports whether jobs wait in the pipeline; later acks
@@ -207,7 +213,7 @@ func (c *conn) durableLoop() {
 		if err == nil {
 			for i := range jobs {
 				if jobs[i].logAfter {
-					jobs[i].lw = c.b.logWrite(jobs[i].msg) // in the connection's order
+					jobs[i].lw = c.b.logWrite(jobs[i].msg, inboundWriteID(c.key, jobs[i].p.PacketID, jobs[i].write)) // in the connection's order
 				}
 			}
 		}
@@ -288,6 +294,24 @@ func (c *conn) finishDurable(j *durableJob, err error) {
 			c.kick() // the writer may wait for this id
 		}
 		return
+	}
+	if j.write != 0 && err == nil {
+		c.sess.SetInboundWrite(j.p.PacketID, 0) // the log holds it
+		if j.resend {
+			if j.lw.dup {
+				// The first write's copy: routed from the log already.
+				j.rt.release()
+				c.ackPublishWith(j.p, packet.Success, (*conn).stageDurable)
+				return
+			}
+			// The first write never reached the log: routed now, as it
+			// would have been.
+			j.rt.release()
+			j.rt, _ = c.b.route(j.msg, nil)
+			if j.p.Retain && c.b.store != nil {
+				c.b.lazy(retainOp(j.msg))
+			}
+		}
 	}
 	defer j.rt.release()
 	if ce, ok := c.endPublish(j.p, j.msg, j.rt, err, (*conn).stageDurable).(*closeError); ok {

@@ -93,11 +93,14 @@ type FabricHost interface {
 // persistent sessions of every node get their QoS 1/2 deliveries from the
 // log, in its order, whatever node the publisher was on (fabric_log.go).
 type FabricLog interface {
-	// Log writes msg, published on this node, to the log and calls done
-	// once, with the log's sequence of msg once a quorum stored it, or
-	// with an error. Calls made by one goroutine are stored in call
-	// order. It never blocks on the network.
-	Log(msg *session.Message, done func(seq uint64, err error))
+	// LogOnce writes msg, published on this node, to the log and calls
+	// done once, with the log's sequence of msg once a quorum stored it,
+	// or with an error. Calls made by one goroutine are stored in call
+	// order. It never blocks on the network. With a write id (id != ""),
+	// the log keeps one copy of the messages written under it within its
+	// duplicate window, whichever node wrote them: dup then reports that
+	// the copy kept is an earlier write's (seq is that copy's).
+	LogOnce(msg *session.Message, id string, done func(seq uint64, dup bool, err error))
 	// ReadLog calls fn in sequence order for each message of the log
 	// after sequence after whose topic matches one of filters, up to the
 	// log's last sequence when it started, which it returns.

@@ -2,6 +2,9 @@ package broker
 
 import (
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,18 +38,50 @@ type logWait struct {
 	done chan struct{}
 	sent time.Time
 	seq  uint64
+	dup  bool // the log kept an earlier write's copy under the same id
 	err  error
 }
 
-// logWrite starts writing msg to the cluster's log and returns what to
-// wait for.
-func (b *Broker) logWrite(msg *session.Message) *logWait {
+// logWrite starts writing msg to the cluster's log, under write id id
+// ("" for none), and returns what to wait for.
+func (b *Broker) logWrite(msg *session.Message, id string) *logWait {
 	w := &logWait{done: make(chan struct{}), sent: time.Now()}
-	b.flog.Log(msg, func(seq uint64, err error) {
-		w.seq, w.err = seq, err
+	b.flog.LogOnce(msg, id, func(seq uint64, dup bool, err error) {
+		w.seq, w.dup, w.err = seq, dup, err
 		close(w.done)
 	})
 	return w
+}
+
+// The write id of a persistent session's QoS 2 publish. Its inbound
+// packet id is journaled (OpPutInbound) with a random write id before
+// the message is written to the log under the id inboundWriteID makes of
+// it. The node may die between the two, or after the log stored it and
+// before the PUBREC left: the client then sends the PUBLISH again (DUP),
+// on whatever node adopts the session, which finds the packet id on
+// record with its write id. It writes the message again under the same
+// id: the log keeps one copy (within its duplicate window, two
+// minutes), and the answer says whether that copy was the first write's
+// (routed from the log already: nothing more to do) or this one's (routed
+// now) [MQTT-4.3.3-2]. Without the write id the resend could only be
+// taken for a duplicate, and a message the log never stored was lost.
+
+// newInboundWrite returns a random write id, never 0.
+func newInboundWrite() uint64 {
+	for {
+		if w := rand.Uint64(); w != 0 {
+			return w
+		}
+	}
+}
+
+// inboundWriteID is the log write id of session key's QoS 2 publish
+// packet id pid recorded with write: the session and the packet id keep
+// two sessions' random ids apart.
+func inboundWriteID(key string, pid uint16, write uint64) string {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return strconv.FormatUint(h.Sum64(), 36) + "." + strconv.FormatUint(uint64(pid), 10) + "." + strconv.FormatUint(write, 36)
 }
 
 // logStall is how long a connection's oldest log write may wait for its
@@ -64,14 +99,14 @@ const logStall = 100 * time.Millisecond
 // 3.x connection whose earlier write failed writes nothing more: it is
 // being closed (storeFailed), and its client resends in order once it
 // reconnects [MQTT-4.6.0-1].
-func (c *conn) logPublish(msg *session.Message) (*logWait, error) {
+func (c *conn) logPublish(msg *session.Message, id string) (*logWait, error) {
 	for len(c.logQ) > 0 {
 		w := c.logQ[0]
 		select {
 		case <-w.done:
 		default:
 			if time.Since(w.sent) < logStall {
-				return c.logNext(msg), nil
+				return c.logNext(msg, id), nil
 			}
 			<-w.done
 		}
@@ -81,12 +116,12 @@ func (c *conn) logPublish(msg *session.Message) (*logWait, error) {
 		c.logQ[0] = nil
 		c.logQ = c.logQ[1:]
 	}
-	return c.logNext(msg), nil
+	return c.logNext(msg, id), nil
 }
 
 // logNext starts the log write of msg and queues it in c.logQ.
-func (c *conn) logNext(msg *session.Message) *logWait {
-	w := c.b.logWrite(msg)
+func (c *conn) logNext(msg *session.Message, id string) *logWait {
+	w := c.b.logWrite(msg, id)
 	c.logQ = append(c.logQ, w)
 	return w
 }
@@ -108,7 +143,7 @@ func (b *Broker) logUnwaited(msg *session.Message) {
 const unwaitedRetryFor = 30 * time.Second
 
 func (b *Broker) logUnwaitedUntil(msg *session.Message, until time.Time, pause time.Duration) {
-	b.flog.Log(msg, func(_ uint64, err error) {
+	b.flog.LogOnce(msg, "", func(_ uint64, _ bool, err error) {
 		if err == nil {
 			return
 		}

@@ -26,9 +26,11 @@ type fakeLog struct {
 	from   []*logNode         // who wrote each (nil: unknown)
 	err    error              // Log fails with it when set
 	closed bool
-	held   bool                  // Log keeps its answer (hold)
-	owed   []func(uint64, error) // the answers held
-	calls  int                   // Log calls
+	held   bool                        // Log keeps its answer (hold)
+	keep   bool                        // with held: Log stores, only the answer is held
+	owed   []func(uint64, bool, error) // the answers held
+	calls  int                         // Log calls
+	ids    map[string]uint64           // write id -> sequence (the stream's duplicate window)
 }
 
 // hold makes Log keep its answers until answerHeld.
@@ -38,15 +40,23 @@ func (l *fakeLog) hold() {
 	l.mu.Unlock()
 }
 
+// holdAnswers makes Log store messages but keep its answers, as a node
+// that dies after a quorum stored its write and before it heard so.
+func (l *fakeLog) holdAnswers() {
+	l.mu.Lock()
+	l.held, l.keep = true, true
+	l.mu.Unlock()
+}
+
 // answerHeld answers the held Log calls with err (storing nothing) and
 // stops holding.
 func (l *fakeLog) answerHeld(err error) {
 	l.mu.Lock()
 	owed := l.owed
-	l.owed, l.held = nil, false
+	l.owed, l.held, l.keep = nil, false, false
 	l.mu.Unlock()
 	for _, done := range owed {
-		done(0, err)
+		done(0, false, err)
 	}
 }
 
@@ -63,25 +73,41 @@ func newFakeLog() *fakeLog {
 	return l
 }
 
-func (l *fakeLog) log(by *logNode, msg *session.Message, done func(uint64, error)) {
+func (l *fakeLog) log(by *logNode, msg *session.Message, id string, done func(uint64, bool, error)) {
 	l.mu.Lock()
 	l.calls++
-	if l.held {
+	if l.held && !l.keep {
 		l.owed = append(l.owed, done)
 		l.mu.Unlock()
 		return
 	}
 	if err := l.err; err != nil {
 		l.mu.Unlock()
-		done(0, err)
+		done(0, false, err)
+		return
+	}
+	if seq, ok := l.ids[id]; ok && id != "" {
+		l.mu.Unlock()
+		done(seq, true, nil)
 		return
 	}
 	l.msgs = append(l.msgs, msg)
 	l.from = append(l.from, by)
 	seq := uint64(len(l.msgs))
+	if id != "" {
+		if l.ids == nil {
+			l.ids = make(map[string]uint64)
+		}
+		l.ids[id] = seq
+	}
 	l.cond.Broadcast()
+	if l.held {
+		l.owed = append(l.owed, done)
+		l.mu.Unlock()
+		return
+	}
 	l.mu.Unlock()
-	done(seq, nil)
+	done(seq, false, nil)
 }
 
 func (l *fakeLog) failWith(err error) {
@@ -124,7 +150,9 @@ type logNode struct {
 	pos    atomic.Uint64 // the last sequence the follower handed over
 }
 
-func (n *logNode) Log(msg *session.Message, done func(uint64, error)) { n.l.log(n, msg, done) }
+func (n *logNode) LogOnce(msg *session.Message, id string, done func(uint64, bool, error)) {
+	n.l.log(n, msg, id, done)
+}
 
 func (n *logNode) ReadLog(ctx context.Context, after uint64, filters []string, fn func(uint64, *session.Message) error) (uint64, error) {
 	return n.l.readLog(ctx, after, filters, fn)
@@ -264,7 +292,7 @@ func (s *journalStore) LoadSession(ctx context.Context, key string, r broker.Res
 			}
 		}
 		for _, pid := range ss.InboundQoS2 {
-			if err := r.RestoreInbound(key, pid); err != nil {
+			if err := r.RestoreInbound(key, pid, ss.InboundWrites[pid]); err != nil {
 				return false, err
 			}
 		}
@@ -288,7 +316,7 @@ type discardRestorer struct{}
 func (discardRestorer) RestoreSession(*broker.StoredSession) error                   { return nil }
 func (discardRestorer) RestoreSubscription(string, *broker.StoredSubscription) error { return nil }
 func (discardRestorer) RestoreDelivery(string, *broker.StoredDelivery) error         { return nil }
-func (discardRestorer) RestoreInbound(string, uint16) error                          { return nil }
+func (discardRestorer) RestoreInbound(string, uint16, uint64) error                  { return nil }
 func (discardRestorer) RestoreRetained(*broker.StoredMessage) error                  { return nil }
 
 // logCluster is a fakeCluster whose nodes share a fakeLog and a

@@ -483,3 +483,81 @@ func TestBrokersOwnPublishIsLoggedOnceTheLogIsBack(t *testing.T) {
 	sameList(t, "the will", payloadsOf(t, watcher, 1), []string{"gone"})
 	watcher.ExpectNone(300 * time.Millisecond)
 }
+
+// TestQoS2ResendAfterANodesDeathIsStoredOnce: a persistent session's
+// QoS 2 publish whose node died after the journal took its packet id, but
+// before the client heard PUBREC, is sent again (DUP) on the node that
+// adopts the session. Whether the log never stored the first write (the
+// node died before it) or stored it (the answer was lost), the message
+// reaches each subscriber exactly once [MQTT-4.3.3-2]: the resend is
+// written under the first write's id, which the log stores once.
+func TestQoS2ResendAfterANodesDeathIsStoredOnce(t *testing.T) {
+	for _, stored := range []bool{false, true} {
+		for _, v := range []packet.Version{packet.V311, packet.V5} {
+			t.Run(fmt.Sprintf("stored=%v/%s", stored, v), func(t *testing.T) {
+				cl := newLogCluster(t)
+				o := broker.Options{Authenticator: tenantAuth{}}
+				na, ba, addrA := cl.start(t, "A", o)
+				nb, _, addrB := cl.start(t, "B", o)
+				psub, _ := connectTenant(t, addrB, v, "t1", "psub", persistentConnect(v))
+				subscribe(t, psub, 1, "r/#", 2)
+				csub, _ := connectTenant(t, addrB, v, "t1", "csub", packet.Connect{CleanStart: true})
+				subscribe(t, csub, 1, "r/#", 2)
+				waitWatching(t, nb.fakeNode, "r/#", "")
+
+				pub, _ := connectTenant(t, addrA, v, "t1", "pub", persistentConnect(v))
+				if stored {
+					cl.l.holdAnswers() // stored; A never hears so
+				} else {
+					cl.l.hold() // A dies before the log stores it
+				}
+				p := &packet.Publish{Topic: "r/1", QoS: 2, PacketID: 7, Payload: []byte("once")}
+				pub.Send(p)
+				mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return cl.l.logCalls() == 1 },
+					"the write handed to the log after the journal took the packet id")
+				if stored {
+					sameList(t, "persistent subscriber, first write", payloadsOf(t, psub, 1), []string{"once"})
+					sameList(t, "clean subscriber, first write", payloadsOf(t, csub, 1), []string{"once"})
+				}
+				// A dies: the journal no longer hears from it (its release
+				// of the packet id is lost), its write's answer never comes.
+				cl.j.mu.Lock()
+				cl.j.commit = errNoQuorum
+				cl.j.mu.Unlock()
+				na.halt()
+				cl.l.answerHeld(errNoQuorum)
+				pub.Conn.Close()
+				stopBroker(t, ba)
+				cl.j.mu.Lock()
+				cl.j.commit = nil
+				cl.j.mu.Unlock()
+
+				re, ack := connectTenant(t, addrB, v, "t1", "pub", persistentConnect(v))
+				if !ack.SessionPresent {
+					t.Fatal("publisher's session not present on B")
+				}
+				p.Dup = true
+				re.Send(p)
+				if r := expect[*packet.Pubrec](t, re); r.PacketID != 7 || r.ReasonCode != packet.Success {
+					t.Fatalf("PUBREC %d %v to the resend, want 7 success", r.PacketID, r.ReasonCode)
+				}
+				re.Send(&packet.Pubrel{PacketID: 7})
+				if r := expect[*packet.Pubcomp](t, re); r.PacketID != 7 {
+					t.Fatalf("PUBCOMP %d, want 7", r.PacketID)
+				}
+				if !stored {
+					sameList(t, "persistent subscriber", payloadsOf(t, psub, 1), []string{"once"})
+					sameList(t, "clean subscriber", payloadsOf(t, csub, 1), []string{"once"})
+				}
+				psub.ExpectNone(300 * time.Millisecond)
+				csub.ExpectNone(100 * time.Millisecond)
+				cl.l.mu.Lock()
+				n := len(cl.l.msgs)
+				cl.l.mu.Unlock()
+				if n != 1 {
+					t.Fatalf("the log holds %d copies, want 1", n)
+				}
+			})
+		}
+	}
+}

@@ -31,6 +31,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if err := c.b.checkTopicLimits(p.Topic); err != nil {
 		return &closeError{code: packet.TopicNameInvalid, reason: reasonProtocol, err: fmt.Errorf("publish: %w", err)}
 	}
+	var resend uint64 // a QoS 2 resend's write id (InboundWrite)
 	if p.QoS == 2 {
 		if c.version == packet.V5 && c.sess.InboundQoS2() >= o.ReceiveMaximum && !c.sess.AwaitingPubrel(p.PacketID) {
 			// More QoS 2 messages unacknowledged than the Receive Maximum
@@ -39,10 +40,16 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 				err: fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL", o.ReceiveMaximum)}
 		}
 		if !c.sess.ReceiveQoS2(p.PacketID) {
-			// A resent QoS 2 PUBLISH whose PUBREL is pending was routed once
-			// already: acknowledge again, do not deliver again [MQTT-4.3.3-2].
-			c.reply(newAck(packet.PUBREC, p.PacketID))
-			return nil
+			if resend = c.sess.InboundWrite(p.PacketID); resend == 0 || c.b.flog == nil {
+				// A resent QoS 2 PUBLISH whose PUBREL is pending was routed
+				// once already: acknowledge again, do not deliver again
+				// [MQTT-4.3.3-2].
+				c.reply(newAck(packet.PUBREC, p.PacketID))
+				return nil
+			}
+			// In a cluster, the log write of its first copy may not have
+			// happened (fabric_log.go, inboundWriteID): written again
+			// under the same id below, routed only if the log had none.
 		}
 	}
 	if !o.Authorizer.CanPublish(c.id, p.Topic, p.QoS, p.Retain) {
@@ -87,7 +94,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if p.QoS == 2 && c.sess.Persistent() {
 			// Recorded with the message so a resend after a restart is
 			// recognised [MQTT-4.3.3-2].
-			extra.Add(Op{Kind: OpPutInbound, ClientID: c.key, PacketID: p.PacketID})
+			extra.Add(Op{Kind: OpPutInbound, ClientID: c.key, PacketID: p.PacketID, Seq: resend})
 		}
 		if p.Retain {
 			extra.Add(retainOp(msg))
@@ -97,13 +104,32 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		// In a cluster with a message log the PUBACK/PUBREC waits until
 		// a quorum of the cluster stored the message too (fabric_log.go).
 		job := durableJob{p: p, msg: msg, extra: extra}
-		if p.QoS == 2 && extra.Len() > 0 && extra.Ops[0].Kind == OpPutInbound {
-			// Logged only once the journal holds its packet id: a
-			// message in the log whose id the journal lost would be
-			// routed again when the client resends it [MQTT-4.3.3-2].
+		switch {
+		case resend != 0:
+			// Written again under its first write's id; routed once the
+			// log answers, if its copy is this one (finishDurable).
+			lw, err := c.logPublish(msg, inboundWriteID(c.key, p.PacketID, resend))
+			if err != nil {
+				return err // the id stays on record with its write id
+			}
+			// Nothing to journal: the id is on record, and the retained
+			// message is stored only if this copy is the log's.
+			job.extra = Batch{}
+			job.lw, job.write, job.resend = lw, resend, true
+			job.rt = routingPool.Get().(*routing)
+			c.submitDurable(job)
+			return nil
+		case p.QoS == 2 && extra.Len() > 0 && extra.Ops[0].Kind == OpPutInbound:
+			// Logged only once the journal holds its packet id, with the
+			// write id the log will keep it under: a resend after a crash
+			// on either side of the log write is stored once
+			// [MQTT-4.3.3-2] (inboundWriteID).
 			job.logAfter = true
-		} else {
-			lw, err := c.logPublish(msg)
+			job.write = newInboundWrite()
+			job.extra.Ops[0].Seq = job.write
+			c.sess.SetInboundWrite(p.PacketID, job.write)
+		default:
+			lw, err := c.logPublish(msg, "")
 			if err != nil {
 				if p.QoS == 2 {
 					// Not routed: the resend after the client reconnects is

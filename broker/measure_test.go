@@ -224,7 +224,7 @@ func (c *countingRestorer) RestoreDelivery(string, *broker.StoredDelivery) error
 	c.deliveries++
 	return nil
 }
-func (c *countingRestorer) RestoreInbound(string, uint16) error         { c.inbound++; return nil }
+func (c *countingRestorer) RestoreInbound(string, uint16, uint64) error { c.inbound++; return nil }
 func (c *countingRestorer) RestoreRetained(*broker.StoredMessage) error { c.retained++; return nil }
 
 // fillQueues writes sessions persistent 3.1.1 sessions client-NN, each

@@ -162,12 +162,12 @@ func (r *restorer) RestoreDelivery(clientID string, sd *StoredDelivery) error {
 	return nil
 }
 
-func (r *restorer) RestoreInbound(clientID string, pid uint16) error {
+func (r *restorer) RestoreInbound(clientID string, pid uint16, write uint64) error {
 	s, err := r.session(clientID)
 	if err != nil {
 		return err
 	}
-	s.RestoreInbound(pid)
+	s.RestoreInbound(pid, write)
 	return nil
 }
 

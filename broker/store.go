@@ -62,8 +62,10 @@ type Restorer interface {
 	// clientID.
 	RestoreDelivery(clientID string, d *StoredDelivery) error
 	// RestoreInbound receives an inbound QoS 2 packet id of session
-	// clientID, awaiting PUBREL.
-	RestoreInbound(clientID string, packetID uint16) error
+	// clientID, awaiting PUBREL, with the write id its OpPutInbound
+	// carried (Op.Seq; 0 for none, and always from a store that does not
+	// keep it).
+	RestoreInbound(clientID string, packetID uint16, write uint64) error
 	// RestoreRetained receives a retained message.
 	RestoreRetained(m *StoredMessage) error
 }
@@ -132,7 +134,7 @@ func (c *collector) RestoreDelivery(clientID string, d *StoredDelivery) error {
 	return nil
 }
 
-func (c *collector) RestoreInbound(clientID string, packetID uint16) error {
+func (c *collector) RestoreInbound(clientID string, packetID uint16, write uint64) error {
 	s, err := c.session(clientID, "an inbound packet id")
 	if err != nil {
 		return err
@@ -141,6 +143,12 @@ func (c *collector) RestoreInbound(clientID string, packetID uint16) error {
 		return fmt.Errorf("broker: store reported inbound packet id %d of session %q after %d", packetID, clientID, s.InboundQoS2[n-1])
 	}
 	s.InboundQoS2 = append(s.InboundQoS2, packetID)
+	if write != 0 {
+		if s.InboundWrites == nil {
+			s.InboundWrites = make(map[uint16]uint64)
+		}
+		s.InboundWrites[packetID] = write
+	}
 	return nil
 }
 
@@ -185,6 +193,9 @@ type StoredSession struct {
 	Subscriptions []StoredSubscription
 	Queue         []StoredDelivery // by Seq, ascending
 	InboundQoS2   []uint16         // packet ids awaiting PUBREL, ascending
+	// InboundWrites maps those of InboundQoS2 stored with a write id (a
+	// SessionJournal's: see Op.Seq) to it; nil for none.
+	InboundWrites map[uint16]uint64
 }
 
 // StoredHolder is an Identity as stored with a will: what an Authorizer
@@ -288,6 +299,10 @@ type Op struct {
 	Sub      *StoredSubscription
 	Filter   string
 	Delivery *StoredDelivery
+	// Seq: OpDequeue's delivery. OpPutInbound's write id in a cluster
+	// with a message log: the id the log stores the publish under
+	// (FabricLog.LogOnce), 0 for none; a store that is not a
+	// SessionJournal may drop it.
 	Seq      uint64
 	PacketID uint16
 	Retained *StoredMessage

@@ -123,7 +123,7 @@ func (m *storeSummary) RestoreDelivery(clientID string, d *broker.StoredDelivery
 	return err
 }
 
-func (m *storeSummary) RestoreInbound(clientID string, _ uint16) error {
+func (m *storeSummary) RestoreInbound(clientID string, _ uint16, _ uint64) error {
 	r, err := m.row(clientID)
 	if err == nil {
 		r.inbound++

@@ -244,7 +244,7 @@ func (f *retainedOnly) RestoreSession(*broker.StoredSession) error {
 }
 func (f *retainedOnly) RestoreSubscription(string, *broker.StoredSubscription) error { return nil }
 func (f *retainedOnly) RestoreDelivery(string, *broker.StoredDelivery) error         { return nil }
-func (f *retainedOnly) RestoreInbound(string, uint16) error                          { return nil }
+func (f *retainedOnly) RestoreInbound(string, uint16, uint64) error                  { return nil }
 func (f *retainedOnly) RestoreRetained(m *broker.StoredMessage) error                { return f.r.RestoreRetained(m) }
 
 // Forget drops what the journal keeps of session key, which this node

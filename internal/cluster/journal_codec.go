@@ -22,13 +22,16 @@ import (
 //	str        the session key (checked on read: subjects are hashes)
 //	recOps:      uv n, n × op
 //	recSnapshot: byte found (0, 1), [session record, uv n, n × subscription,
-//	             uv n, n × delivery, uv n, n × uv inbound packet id]
+//	             uv n, n × delivery, uv n, n × inbound]
 //
 //	op:           byte broker.OpKind, then by kind: OpPutSession session
 //	              record; OpDeleteSession nothing; OpPutSubscription
 //	              subscription; OpDeleteSubscription str filter; OpEnqueue
 //	              delivery; OpSetInflight uv seq, uv packet id, byte state;
-//	              OpDequeue uv seq; OpPutInbound, OpDeleteInbound uv packet id
+//	              OpDequeue uv seq; OpPutInbound inbound; OpDeleteInbound
+//	              uv packet id
+//	inbound:      uv packet id, uv write (the log write id of its message,
+//	              Op.Seq; 0 for none; version 1 records have no write)
 //	session:      byte version, uv expiry, byte flags (1 disconnected at,
 //	              2 will, 4 holder), [varint disconnected at, Unix ns],
 //	              [uv will delay, message], [holder]
@@ -46,7 +49,11 @@ import (
 // A delivery carries no message: its Seq is the sequence of its message
 // in the cluster's message log (PETREL_MSGS), fetched when the session is
 // adopted.
-const journalVersion = 1
+const journalVersion = 2
+
+// journalVersionNoWrite is the version whose inbound ids carry no write
+// id; read, never written.
+const journalVersionNoWrite = 1
 
 // Record kinds.
 const (
@@ -79,7 +86,7 @@ type jstate struct {
 	sess    *broker.StoredSession // nil: no session; lists always empty
 	subs    map[string]broker.StoredSubscription
 	dels    map[uint64]*jdelivery
-	inbound map[uint16]struct{}
+	inbound map[uint16]uint64 // packet id -> its message's log write id (0: none)
 }
 
 // entries is the number of the state's live records.
@@ -112,7 +119,7 @@ func (s *jstate) apply(op *broker.Op) {
 		if s.sess == nil {
 			s.subs = make(map[string]broker.StoredSubscription)
 			s.dels = make(map[uint64]*jdelivery)
-			s.inbound = make(map[uint16]struct{})
+			s.inbound = make(map[uint16]uint64)
 		}
 		rec := *op.Session
 		rec.ClientID = op.ClientID
@@ -149,7 +156,7 @@ func (s *jstate) apply(op *broker.Op) {
 	case broker.OpDequeue:
 		delete(s.dels, op.Seq)
 	case broker.OpPutInbound:
-		s.inbound[op.PacketID] = struct{}{}
+		s.inbound[op.PacketID] = op.Seq
 	case broker.OpDeleteInbound:
 		delete(s.inbound, op.PacketID)
 	}
@@ -195,7 +202,10 @@ func appendOps(dst []byte, epoch uint64, key string, ops []*broker.Op) ([]byte, 
 			dst = append(dst, byte(op.Delivery.State))
 		case broker.OpDequeue:
 			dst = binary.AppendUvarint(dst, op.Seq)
-		case broker.OpPutInbound, broker.OpDeleteInbound:
+		case broker.OpPutInbound:
+			dst = binary.AppendUvarint(dst, uint64(op.PacketID))
+			dst = binary.AppendUvarint(dst, op.Seq)
+		case broker.OpDeleteInbound:
 			dst = binary.AppendUvarint(dst, uint64(op.PacketID))
 		default:
 			return nil, fmt.Errorf("cluster: journal: operation %d is not a session's", op.Kind)
@@ -227,6 +237,7 @@ func appendSnapshot(dst []byte, key string, s *jstate, epoch uint64) ([]byte, er
 	dst = binary.AppendUvarint(dst, uint64(len(s.inbound)))
 	for _, pid := range slices.Sorted(maps.Keys(s.inbound)) {
 		dst = binary.AppendUvarint(dst, uint64(pid))
+		dst = binary.AppendUvarint(dst, s.inbound[pid])
 	}
 	return dst, nil
 }
@@ -406,9 +417,10 @@ func (r *jreader) state() broker.InflightState {
 // decodeRecord decodes a journal record. What it returns owns copies of
 // everything (b is not kept).
 func decodeRecord(b []byte) (*jrecord, error) {
-	if len(b) < 2 || b[0] != journalVersion || (b[1] != recOps && b[1] != recSnapshot) {
+	if len(b) < 2 || b[0] != journalVersion && b[0] != journalVersionNoWrite || (b[1] != recOps && b[1] != recSnapshot) {
 		return nil, errJournalRecord
 	}
+	withWrite := b[0] != journalVersionNoWrite
 	r := &jreader{envReader{b: b[2:]}}
 	rec := &jrecord{kind: b[1]}
 	rec.epoch = r.uvarint()
@@ -438,7 +450,12 @@ func decodeRecord(b []byte) (*jrecord, error) {
 				op.Delivery = &broker.StoredDelivery{Seq: r.uvarint(), PacketID: r.u16(), State: r.state()}
 			case broker.OpDequeue:
 				op.Seq = r.uvarint()
-			case broker.OpPutInbound, broker.OpDeleteInbound:
+			case broker.OpPutInbound:
+				op.PacketID = r.u16()
+				if withWrite {
+					op.Seq = r.uvarint()
+				}
+			case broker.OpDeleteInbound:
 				op.PacketID = r.u16()
 			default:
 				return nil, errJournalRecord
@@ -464,9 +481,14 @@ func decodeRecord(b []byte) (*jrecord, error) {
 				d := r.delivery()
 				s.dels[d.seq] = &d
 			}
-			s.inbound = make(map[uint16]struct{})
+			s.inbound = make(map[uint16]uint64)
 			for range r.count(1) {
-				s.inbound[r.u16()] = struct{}{}
+				pid := r.u16()
+				var write uint64
+				if withWrite {
+					write = r.uvarint()
+				}
+				s.inbound[pid] = write
 			}
 		default:
 			return nil, errJournalRecord

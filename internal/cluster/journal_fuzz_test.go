@@ -26,7 +26,7 @@ func journalSeeds(tb testing.TB) [][]byte {
 		{Kind: broker.OpEnqueue, ClientID: "k", Delivery: &broker.StoredDelivery{Seq: 77, QoS: 1, SubIDs: []uint32{4, 5}, Share: "s", ShareFilter: "f"}},
 		{Kind: broker.OpSetInflight, ClientID: "k", Delivery: &broker.StoredDelivery{Seq: 77, PacketID: 3, State: broker.AwaitPubcomp}},
 		{Kind: broker.OpDequeue, ClientID: "k", Seq: 77},
-		{Kind: broker.OpPutInbound, ClientID: "k", PacketID: 9},
+		{Kind: broker.OpPutInbound, ClientID: "k", PacketID: 9, Seq: 1 << 40},
 		{Kind: broker.OpDeleteInbound, ClientID: "k", PacketID: 9},
 		{Kind: broker.OpDeleteSession, ClientID: "k"},
 	}
@@ -70,6 +70,45 @@ func TestJournalRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// TestJournalInboundWriteIDs: an inbound packet id keeps its log write
+// id through an ops record and a snapshot; a record of the version
+// before write ids decodes with none.
+func TestJournalInboundWriteIDs(t *testing.T) {
+	ops := []*broker.Op{{Kind: broker.OpPutSession, ClientID: "k", Session: &broker.StoredSession{Version: packet.V5}},
+		{Kind: broker.OpPutInbound, ClientID: "k", PacketID: 9, Seq: 0xabcdef},
+		{Kind: broker.OpPutInbound, ClientID: "k", PacketID: 10}}
+	b, err := appendOps(nil, 1, "k", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &jstate{}
+	st.applyRecord(rec)
+	if len(st.inbound) != 2 || st.inbound[9] != 0xabcdef || st.inbound[10] != 0 {
+		t.Fatalf("folded inbound ids %v", st.inbound)
+	}
+	snap, err := appendSnapshot(nil, "k", st, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = decodeRecord(snap); err != nil || len(rec.snap.inbound) != 2 || rec.snap.inbound[9] != 0xabcdef {
+		t.Fatalf("snapshot decoded as %+v, %v", rec, err)
+	}
+	// Version 1: byte version, kind, uv epoch, str key, uv 1 op,
+	// OpPutInbound, uv packet id.
+	v1 := []byte{journalVersionNoWrite, recOps, 3, 1, 'k', 1, byte(broker.OpPutInbound), 9}
+	if rec, err = decodeRecord(v1); err != nil || len(rec.ops) != 1 || rec.ops[0].PacketID != 9 || rec.ops[0].Seq != 0 {
+		t.Fatalf("version 1 record decoded as %+v, %v", rec, err)
+	}
+	v1[0] = journalVersion // the same bytes as version 2 lack the write id
+	if _, err := decodeRecord(v1); err == nil {
+		t.Fatal("a version 2 record without its inbound write id decoded")
+	}
+}
+
 // reencode encodes a decoded record again.
 func reencode(tb testing.TB, rec *jrecord) []byte {
 	tb.Helper()
@@ -97,6 +136,7 @@ func FuzzJournalRecord(f *testing.F) {
 	for _, b := range journalSeeds(f) {
 		f.Add(b)
 	}
+	f.Add([]byte{journalVersionNoWrite, recOps, 3, 1, 'k', 1, byte(broker.OpPutInbound), 9})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := decodeRecord(b)
 		if err != nil {

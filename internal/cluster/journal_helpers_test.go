@@ -128,7 +128,7 @@ func (o *sessionOrder) RestoreDelivery(id string, d *broker.StoredDelivery) erro
 	return nil
 }
 
-func (o *sessionOrder) RestoreInbound(id string, pid uint16) error {
+func (o *sessionOrder) RestoreInbound(id string, pid uint16, write uint64) error {
 	if err := o.check(id); err != nil {
 		return err
 	}
@@ -136,6 +136,12 @@ func (o *sessionOrder) RestoreInbound(id string, pid uint16) error {
 		return fmt.Errorf("inbound %d out of order", pid)
 	}
 	o.s.InboundQoS2 = append(o.s.InboundQoS2, pid)
+	if write != 0 {
+		if o.s.InboundWrites == nil {
+			o.s.InboundWrites = make(map[uint16]uint64)
+		}
+		o.s.InboundWrites[pid] = write
+	}
 	return nil
 }
 

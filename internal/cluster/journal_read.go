@@ -246,7 +246,7 @@ func (j *Journal) report(ctx context.Context, key string, st *jstate, r broker.R
 		j.log.Warn("cluster: adopted session's deliveries dropped: their messages left the message log", "session", key, "dropped", dropped)
 	}
 	for _, pid := range slices.Sorted(maps.Keys(st.inbound)) {
-		if err := r.RestoreInbound(key, pid); err != nil {
+		if err := r.RestoreInbound(key, pid, st.inbound[pid]); err != nil {
 			return err
 		}
 	}

@@ -66,7 +66,7 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 	commit(t, j1, broker.Op{Kind: broker.OpSetInflight, ClientID: key, Delivery: &broker.StoredDelivery{Seq: s1, PacketID: 11, State: broker.AwaitPuback}},
 		broker.Op{Kind: broker.OpSetInflight, ClientID: key, Delivery: &broker.StoredDelivery{Seq: s2, PacketID: 12, State: broker.AwaitPubcomp}},
 		broker.Op{Kind: broker.OpDequeue, ClientID: key, Seq: s3},
-		broker.Op{Kind: broker.OpPutInbound, ClientID: key, PacketID: 9},
+		broker.Op{Kind: broker.OpPutInbound, ClientID: key, PacketID: 9, Seq: 0xfeedface}, // with its log write id
 		broker.Op{Kind: broker.OpPutInbound, ClientID: key, PacketID: 5},
 		broker.Op{Kind: broker.OpPutInbound, ClientID: key, PacketID: 300},
 		broker.Op{Kind: broker.OpDeleteInbound, ClientID: key, PacketID: 300},
@@ -115,6 +115,7 @@ func TestJournalAdoptAfterWriterDies(t *testing.T) {
 		{Seq: s4, QoS: 2, Retain: true, Msg: broker.StoredMessage{Topic: "acme/a/4", Payload: []byte("four"), QoS: 2}},
 	}
 	want.InboundQoS2 = []uint16{5, 9}
+	want.InboundWrites = map[uint16]uint64{9: 0xfeedface}
 	// The highest Seq ever enqueued, kept after its delivery went (s3
 	// was dequeued): the adopting node catches up from the log after it.
 	want.LastSeq = max(s1, s2, s3, s4)

@@ -78,7 +78,12 @@ var (
 
 // logEntry is one Log call until its done has been called.
 type logEntry struct {
-	done func(seq uint64, err error)
+	done func(seq uint64, dup bool, err error)
+	// dup: the stream already held a copy under the entry's id when its
+	// first write arrived (LogOnce: another writer's). rewritten: the
+	// entry was written again after a timeout, so a later duplicate
+	// answer may be its own first copy (not reported as dup).
+	dup, rewritten bool
 	// until: a write whose acknowledgement timed out is written again,
 	// under the same Nats-Msg-Id, until then (logRetryFor).
 	until time.Time
@@ -188,6 +193,22 @@ func (n *Node) Log(msg *session.Message, done func(seq uint64, err error)) {
 	if done == nil {
 		done = func(uint64, error) {}
 	}
+	n.LogOnce(msg, "", func(seq uint64, _ bool, err error) { done(seq, err) })
+}
+
+// LogOnce is Log under the write id id ("" for one of the node's own):
+// the stream keeps one copy of the messages written under one id within
+// its duplicate window (two minutes), whichever node writes them. done's
+// dup reports that the copy stored is an earlier write's under the same
+// id, not this one's (then seq is that copy's). The broker writes a
+// persistent session's QoS 2 publish under an id the session's journal
+// keeps with its packet id, so that the client's resend on any node
+// after a crash is stored once, whether or not the first write was
+// [MQTT-4.3.3-2].
+func (n *Node) LogOnce(msg *session.Message, id string, done func(seq uint64, dup bool, err error)) {
+	if done == nil {
+		done = func(uint64, bool, error) {}
+	}
 	e := &logEntry{done: done}
 	subject, err := logSubject(msg.Topic)
 	if err != nil {
@@ -210,7 +231,12 @@ func (n *Node) Log(msg *session.Message, done func(seq uint64, err error)) {
 	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	// The id makes a write again after a timed-out acknowledgement
 	// harmless: the stream keeps one copy (its duplicate window).
-	m.Header.Set(jetstream.MsgIDHeader, n.cfg.Node+"."+strconv.FormatUint(n.incarnation, 10)+"."+strconv.FormatUint(n.lw.ids.Add(1), 10))
+	if id == "" {
+		id = "n." + n.cfg.Node + "." + strconv.FormatUint(n.incarnation, 10) + "." + strconv.FormatUint(n.lw.ids.Add(1), 10)
+	} else {
+		id = "w." + id // apart from the nodes' own ("n.")
+	}
+	m.Header.Set(jetstream.MsgIDHeader, id)
 	w := n.lw
 	w.mu.Lock()
 	switch {
@@ -251,7 +277,7 @@ func (n *Node) refuseLog(e *logEntry, err error) {
 		return
 	}
 	w.mu.Unlock()
-	e.done(0, err)
+	e.done(0, false, err)
 }
 
 // countLogFailure counts a failed Log by its reason.
@@ -276,7 +302,7 @@ func (n *Node) countLogFailure(err error) {
 
 // logAcked is the log's JetStream ack handler (nats.go's goroutine).
 func (n *Node) logAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	n.settleLog(m, ack.Sequence, nil)
+	n.settleLogDup(m, ack.Sequence, ack.Duplicate, nil)
 }
 
 // logFailed is the log's JetStream error handler: nats.go calls it for
@@ -294,6 +320,11 @@ func (n *Node) logFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // stored, never "failed" for a message that is (its resend would be a
 // second copy).
 func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
+	n.settleLogDup(m, seq, false, err)
+}
+
+// settleLogDup is settleLog with the acknowledgement's duplicate flag.
+func (n *Node) settleLogDup(m *nats.Msg, seq uint64, dup bool, err error) {
 	// Not known to be stored or not: the acknowledgement timed out, or
 	// the stream is still storing the earlier copy of the same id.
 	var apiErr *jetstream.APIError
@@ -313,6 +344,7 @@ func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
 		return
 	}
 	if timedOut && !w.mu.closed && time.Now().Before(e.until) {
+		e.rewritten = true
 		w.mu.Unlock()
 		n.count.logRetried.Add(1)
 		go func() { // not from nats.go's callback, which holds its lock
@@ -325,6 +357,7 @@ func (n *Node) settleLog(m *nats.Msg, seq uint64, err error) {
 		return
 	}
 	delete(w.mu.byMsg, m)
+	e.dup = dup && err == nil && !e.rewritten
 	n.settleLocked(e, seq, err)
 	head := w.mu.queue[0] == e
 	w.mu.Unlock()
@@ -394,7 +427,7 @@ func (n *Node) logDoneLoop() {
 			finished := w.mu.closed && len(w.mu.queue) == 0
 			w.mu.Unlock()
 			for _, e := range batch {
-				e.done(e.seq, e.err)
+				e.done(e.seq, e.dup, e.err)
 			}
 			if finished {
 				return

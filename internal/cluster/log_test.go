@@ -340,3 +340,50 @@ func TestLogPendingBytes(t *testing.T) {
 		t.Fatalf("a message over the byte bound with nothing waiting: LogFull %d, LogTooLarge %d; want it written", c.LogFull, c.LogTooLarge)
 	}
 }
+
+// TestLogOnceStoresAWriteIDOnce: messages written under one write id,
+// from any node, are stored once; the second write's answer says so
+// (dup) with the first copy's sequence, and the followers hand over that
+// copy only. Writes without an id are each stored.
+func TestLogOnceStoresAWriteIDOnce(t *testing.T) {
+	ms := startLogged(t, configs(t, 3, 3))
+	type answer struct {
+		seq uint64
+		dup bool
+		err error
+	}
+	write := func(n *Node, msg *session.Message, id string) answer {
+		t.Helper()
+		ch := make(chan answer, 1)
+		n.LogOnce(msg, id, func(seq uint64, dup bool, err error) { ch <- answer{seq, dup, err} })
+		select {
+		case a := <-ch:
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			return a
+		case <-time.After(30 * time.Second):
+			t.Fatal("no answer")
+		}
+		return answer{}
+	}
+	first := write(ms[0].Node, qos1("once/t", "first"), "k.7.x")
+	again := write(ms[1].Node, qos1("once/t", "again"), "k.7.x") // another node: the resend after a crash
+	if first.dup || !again.dup || again.seq != first.seq {
+		t.Fatalf("first %+v, again %+v: want the second a duplicate of the first", first, again)
+	}
+	other := write(ms[1].Node, qos1("once/t", "other"), "k.8.x")
+	p1 := write(ms[0].Node, qos1("once/t", "plain"), "")
+	p2 := write(ms[0].Node, qos1("once/t", "plain"), "")
+	if other.dup || p1.dup || p2.dup || p1.seq == p2.seq || other.seq <= first.seq {
+		t.Fatalf("other %+v, plain %+v %+v: want each stored", other, p1, p2)
+	}
+	mqtttest.Eventually(t, 30*time.Second, func() bool { return len(ms[2].host.delivered()) >= 4 }, "n3's follower")
+	var got []string
+	for _, e := range ms[2].host.delivered() {
+		got = append(got, string(e.msg.Payload))
+	}
+	if !reflect.DeepEqual(got, []string{"first", "other", "plain", "plain"}) {
+		t.Fatalf("n3's follower got %q", got)
+	}
+}

@@ -103,9 +103,11 @@ func (s *Session) Restore(d Delivery, pid uint16, st RestoreState, window int) (
 	return stale
 }
 
-// RestoreInbound puts back an inbound QoS 2 packet id awaiting PUBREL.
-func (s *Session) RestoreInbound(pid uint16) {
+// RestoreInbound puts back an inbound QoS 2 packet id awaiting PUBREL,
+// with its write id (SetInboundWrite; 0 for none).
+func (s *Session) RestoreInbound(pid uint16, write uint64) {
 	s.ReceiveQoS2(pid)
+	s.SetInboundWrite(pid, write)
 }
 
 // SetQuota makes the session's queue count against q (a tenant's shared

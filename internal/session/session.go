@@ -127,7 +127,7 @@ type Session struct {
 		// maybe sent (pids.go).
 		restoredSent int
 		maxInflight  int
-		inbound      map[uint16]struct{} // QoS 2 packet ids received, PUBREL pending
+		inbound      map[uint16]uint64 // QoS 2 packet ids received, PUBREL pending -> write id (InboundWrite)
 		nextSeq      uint64
 		// inflightBytes is what the inflight messages hold (their held).
 		inflightBytes int
@@ -649,13 +649,34 @@ func (s *Session) ReceiveQoS2(pid uint16) (first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.inbound == nil {
-		s.mu.inbound = make(map[uint16]struct{})
+		s.mu.inbound = make(map[uint16]uint64)
 	}
 	if _, dup := s.mu.inbound[pid]; dup {
 		return false
 	}
-	s.mu.inbound[pid] = struct{}{}
+	s.mu.inbound[pid] = 0
 	return true
+}
+
+// SetInboundWrite records, for inbound QoS 2 packet id pid awaiting its
+// PUBREL, the id under which a cluster's message log was asked to store
+// its message, while the write's outcome is unknown (0: known stored or
+// none). A resend of the PUBLISH is then written again under the same
+// id, which the log stores once, instead of being taken for a duplicate
+// of what the log may not hold [MQTT-4.3.3-2].
+func (s *Session) SetInboundWrite(pid uint16, write uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.mu.inbound[pid]; ok {
+		s.mu.inbound[pid] = write
+	}
+}
+
+// InboundWrite returns pid's write id (SetInboundWrite), 0 for none.
+func (s *Session) InboundWrite(pid uint16) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.inbound[pid]
 }
 
 // AwaitingPubrel reports whether inbound QoS 2 packet id pid awaits its PUBREL.

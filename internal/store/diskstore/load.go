@@ -120,7 +120,7 @@ func (l *loader) load() error {
 			if err := decodeEmpty(v); err != nil {
 				return err
 			}
-			return l.restored(l.r.RestoreInbound(id, binary.BigEndian.Uint16(k[11:])))
+			return l.restored(l.r.RestoreInbound(id, binary.BigEndian.Uint16(k[11:]), 0))
 		}
 		pid, state, err := decodeInflight(v)
 		if err != nil {

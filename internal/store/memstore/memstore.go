@@ -26,7 +26,7 @@ type session struct {
 	rec     broker.StoredSession // lists unused
 	subs    map[string]broker.StoredSubscription
 	queue   map[uint64]*broker.StoredDelivery
-	inbound map[uint16]struct{}
+	inbound map[uint16]uint64 // packet id -> write id (Op.Seq)
 }
 
 // Store is the in-memory broker.Store. It is safe for concurrent use.
@@ -119,7 +119,7 @@ func loadSession(id string, sess *session, r broker.Restorer) error {
 		}
 	}
 	for _, pid := range slices.Sorted(maps.Keys(sess.inbound)) {
-		if err := r.RestoreInbound(id, pid); err != nil {
+		if err := r.RestoreInbound(id, pid, sess.inbound[pid]); err != nil {
 			return err
 		}
 	}
@@ -196,7 +196,7 @@ func (s *Store) applyLocked(op *broker.Op) {
 			sess = &session{
 				subs:    make(map[string]broker.StoredSubscription),
 				queue:   make(map[uint64]*broker.StoredDelivery),
-				inbound: make(map[uint16]struct{}),
+				inbound: make(map[uint16]uint64),
 			}
 			s.mu.sessions[op.ClientID] = sess
 		}
@@ -231,7 +231,7 @@ func (s *Store) applyLocked(op *broker.Op) {
 	case broker.OpDequeue:
 		delete(sess.queue, op.Seq)
 	case broker.OpPutInbound:
-		sess.inbound[op.PacketID] = struct{}{}
+		sess.inbound[op.PacketID] = op.Seq
 	case broker.OpDeleteInbound:
 		delete(sess.inbound, op.PacketID)
 	}

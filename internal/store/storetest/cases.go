@@ -570,7 +570,7 @@ func (r *stopRestorer) RestoreSubscription(string, *broker.StoredSubscription) e
 func (r *stopRestorer) RestoreDelivery(string, *broker.StoredDelivery) error {
 	return r.record("delivery")
 }
-func (r *stopRestorer) RestoreInbound(string, uint16) error         { return r.record("inbound") }
+func (r *stopRestorer) RestoreInbound(string, uint16, uint64) error { return r.record("inbound") }
 func (r *stopRestorer) RestoreRetained(*broker.StoredMessage) error { return r.record("retained") }
 
 // testLoadStops: an error from the Restorer ends Load, which returns it,
