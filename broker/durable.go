@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
@@ -43,6 +44,11 @@ type durablePipe struct {
 // errPipeBroken fails the publishes queued behind one that failed on a
 // closing connection (durablePipe.broken).
 var errPipeBroken = errors.New("broker: an earlier publish of the connection failed; the connection is closing")
+
+// errTakenOver fails a QoS 2 publish of a persistent session whose
+// packet id was journaled while another node took the session over
+// (logAfter, remotelyTakenOver).
+var errTakenOver = errors.New("broker: the session was taken over by another node; the publish was not logged")
 
 // durableMax bounds the jobs waiting in a connection's durable pipeline;
 // beyond it the reader waits (a client that does not wait for its acks is
@@ -210,6 +216,15 @@ func (c *conn) durableLoop() {
 			}
 		}
 		err := c.b.commit(&batch, true)
+		if err == nil && c.remotelyTakenOver(jobs) {
+			// The journal may have taken the packet ids after the new
+			// owner read the session (its marker fences them out): the
+			// new owner would not know them, and would route the
+			// client's resend as a new message. Logged here, it would
+			// then be stored twice [MQTT-4.3.3-2]; not logged, the
+			// resend is its only copy.
+			err = errTakenOver
+		}
 		if err == nil {
 			for i := range jobs {
 				if jobs[i].logAfter {
@@ -233,6 +248,20 @@ func (c *conn) durableLoop() {
 		}
 		c.flushDurable()
 	}
+}
+
+// remotelyTakenOver reports whether jobs hold a publish to log after its
+// packet id's commit (logAfter) and another node took the connection's
+// session over (Broker.KickRemote). A commit that returned before the
+// kick began landed before the new owner's marker, which comes after the
+// kick's answer: the new owner reads it.
+func (c *conn) remotelyTakenOver(jobs []durableJob) bool {
+	if !slices.ContainsFunc(jobs, func(j durableJob) bool { return j.logAfter }) {
+		return false
+	}
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	return c.remoteKicked
 }
 
 // stageDurable holds p, answering a job, for flushDurable.

@@ -345,3 +345,60 @@ func (c *logCluster) start(t *testing.T, name string, o broker.Options) (*logNod
 }
 
 var errNoQuorum = errors.New("no quorum")
+
+// gatedStore is a node's journalStore whose commits can be held (hold,
+// open), as a journal write that waits for its quorum.
+type gatedStore struct {
+	*journalStore
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	waiting int           // commits held now
+}
+
+func (g *gatedStore) hold() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatedStore) open() {
+	g.mu.Lock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gatedStore) held() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
+}
+
+func (g *gatedStore) Commit(b *broker.Batch, durable bool) error {
+	g.mu.Lock()
+	gate := g.gate
+	if gate != nil {
+		g.waiting++
+	}
+	g.mu.Unlock()
+	if gate != nil {
+		<-gate
+		g.mu.Lock()
+		g.waiting--
+		g.mu.Unlock()
+	}
+	return g.journalStore.Commit(b, durable)
+}
+
+// startGated is start with the node's commits behind a gatedStore.
+func (c *logCluster) startGated(t *testing.T, name string, o broker.Options) (*logNode, *gatedStore, *broker.Broker, string) {
+	t.Helper()
+	n := &logNode{fakeNode: c.node(name), l: c.l, stop: make(chan struct{})}
+	g := &gatedStore{journalStore: c.j.store()}
+	o.Fabric = n
+	o.Store = g
+	b, addr := mqtttest.StartBroker(t, o)
+	return n, g, b, addr
+}

@@ -561,3 +561,65 @@ func TestQoS2ResendAfterANodesDeathIsStoredOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestQoS2NotLoggedAfterATakeover: a persistent session's QoS 2 publish
+// whose packet id the old node's journal write takes only after another
+// node took the session over (and read it without that id) is not
+// written to the log by the old node: the new owner routes the client's
+// resend as the message's only copy, stored and delivered once
+// [MQTT-4.3.3-2].
+func TestQoS2NotLoggedAfterATakeover(t *testing.T) {
+	v := packet.V5
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	_, ga, _, addrA := cl.startGated(t, "A", o)
+	nb, _, addrB := cl.start(t, "B", o)
+	sub, _ := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+	subscribe(t, sub, 1, "r/#", 2)
+	waitWatching(t, nb.fakeNode, "r/#", "")
+
+	pub, _ := connectTenant(t, addrA, v, "t1", "pub", persistentConnect(v))
+	ga.hold()
+	p := &packet.Publish{Topic: "r/1", QoS: 2, PacketID: 7, Payload: []byte("once")}
+	pub.Send(p)
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return ga.held() == 1 }, "A's commit of the packet id waiting")
+	// B takes the session over while A's commit waits: A's connection
+	// cannot finish within the takeover's wait, and B reads the session
+	// without packet id 7.
+	var re *mqtttest.Client
+	for attempt := 0; re == nil; attempt++ {
+		c := mqtttest.Dial(t, addrB, v)
+		cp := persistentConnect(v)
+		cp.ClientID, cp.Username, cp.UsernameFlag, cp.KeepAlive = "pub", "t1", true, 60
+		c.Send(&cp)
+		// The first claim waits for A's connection longer than a CONNECT
+		// waits for its claim (0x88, as a cluster answers); the client
+		// connects again.
+		pk, err := c.Read(20 * time.Second)
+		ack, ok := pk.(*packet.Connack)
+		switch {
+		case err != nil || !ok:
+			t.Fatalf("CONNECT on B: %v %v", pk, err)
+		case ack.ReasonCode == packet.Success && ack.SessionPresent:
+			re = c
+		case ack.ReasonCode == packet.ServerUnavailable && attempt < 3:
+			c.ExpectClosed()
+		default:
+			t.Fatalf("CONNECT on B: %+v, want the session present", ack)
+		}
+	}
+	ga.open() // A's commit lands now, after B read the session
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return ga.held() == 0 }, "A's commit done")
+	p.Dup = true
+	if code := publish5(t, re, p); code != packet.Success {
+		t.Fatalf("the resend on B answered %v", code)
+	}
+	sameList(t, "subscriber", payloadsOf(t, sub, 1), []string{"once"})
+	sub.ExpectNone(500 * time.Millisecond)
+	cl.l.mu.Lock()
+	n := len(cl.l.msgs)
+	cl.l.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the log holds %d copies, want 1", n)
+	}
+}

@@ -36,10 +36,12 @@ func clusterMain(args []string, environ []string, stdout, stderr io.Writer) int 
 }
 
 // clusterStartWait bounds how long petrel serve waits for its cluster
-// node before serving clients: the embedded server's start, and the
-// replicated assets when enough nodes are up (else they are made in the
-// background, and CONNECTs are refused until they exist).
-const clusterStartWait = 15 * time.Second
+// node before serving clients: the embedded server's start (its
+// JetStream restores the node's copy of the message log first), and the
+// replicated assets for a few seconds when enough nodes are up (else
+// they are made in the background, and CONNECTs are refused until they
+// exist).
+const clusterStartWait = 5 * time.Minute
 
 // startCluster starts this node's member of the cluster: nil without a
 // cluster: section (no NATS at all). connections reports the broker's

@@ -38,8 +38,12 @@ const (
 	// dropped (counted in Counters.InboxDropped). Config.InboxBytes bounds
 	// their bytes.
 	inboxLen = 32768
-	// readyWait bounds how long Start waits for the embedded server.
-	readyWait = 10 * time.Second
+	// readyWait bounds how long Start waits for the embedded server
+	// (within Start's context): its JetStream restores the node's copy
+	// of every stream first, which for a large message log takes time
+	// (and under load: 10 s was seen to be too short with the race
+	// detector on two busy CPUs).
+	readyWait = 5 * time.Minute
 	// assetsWait bounds how long Start waits for the JetStream assets
 	// (a meta leader must exist); after it they are retried in the
 	// background.
