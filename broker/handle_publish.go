@@ -40,15 +40,23 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 				err: fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL", o.ReceiveMaximum)}
 		}
 		if !c.sess.ReceiveQoS2(p.PacketID) {
-			if resend = c.sess.InboundWrite(p.PacketID); resend == 0 || c.b.flog == nil {
+			if !p.Dup {
+				// DUP 0 is never a resend [MQTT-3.3.1-1]: the client reuses
+				// an id only once PUBCOMP freed it [MQTT-2.3.1-3], so the
+				// id on record is one whose release the store lost in a
+				// crash (PUBREL releases it lazily). A new message: taken
+				// for a duplicate, it would be lost.
+				c.sess.Pubrel(p.PacketID)
+				c.sess.ReceiveQoS2(p.PacketID)
+			} else if resend = c.sess.InboundWrite(p.PacketID); resend == 0 || c.b.flog == nil {
 				// A resent QoS 2 PUBLISH whose PUBREL is pending was routed
 				// once already: acknowledge again, do not deliver again
 				// [MQTT-4.3.3-2].
 				c.reply(newAck(packet.PUBREC, p.PacketID))
 				return nil
 			}
-			// In a cluster, the log write of its first copy may not have
-			// happened (fabric_log.go, inboundWriteID): written again
+			// In a cluster, the log write of a resend's first copy may not
+			// have happened (fabric_log.go, inboundWriteID): written again
 			// under the same id below, routed only if the log had none.
 		}
 	}

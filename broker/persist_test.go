@@ -394,3 +394,41 @@ func TestLazyRemovalReachesTheStoreOnItsOwn(t *testing.T) {
 	sub.Connect(&packet.Connect{ClientID: "keeper", KeepAlive: 60})
 	sub.ExpectNone(300 * time.Millisecond)
 }
+
+// TestStaleInboundIDIsANewMessageWithoutDup: the store holds an inbound
+// QoS 2 packet id whose PUBREL release it lost in a crash (released
+// lazily), while the client, which had PUBCOMP, reuses the id. Its
+// PUBLISH with DUP 0 is a new message [MQTT-3.3.1-1] [MQTT-2.3.1-3],
+// routed; a PUBLISH with DUP 1 under an id on record is a resend,
+// acknowledged and not routed [MQTT-4.3.3-2].
+func TestStaleInboundIDIsANewMessageWithoutDup(t *testing.T) {
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			st := memstore.New()
+			rec := &broker.StoredSession{Version: v, ExpiryInterval: broker.NoExpiry}
+			if err := st.Commit(&broker.Batch{Ops: []broker.Op{
+				{Kind: broker.OpPutSession, ClientID: "pub", Session: rec},
+				{Kind: broker.OpPutInbound, ClientID: "pub", PacketID: 5},
+				{Kind: broker.OpPutInbound, ClientID: "pub", PacketID: 6},
+			}}, true); err != nil {
+				t.Fatal(err)
+			}
+			_, addr := mqtttest.StartBroker(t, broker.Options{Store: st})
+			sub := connect(t, addr, "sub", true)
+			subscribe(t, sub, 1, "reuse/#", 2)
+			pub := mqtttest.Dial(t, addr, v)
+			cp := persistentConnect(v)
+			cp.ClientID, cp.KeepAlive = "pub", 60
+			if ack := pub.Connect(&cp); !ack.SessionPresent {
+				t.Fatal("stored session not present")
+			}
+			publish(t, pub, "reuse/a", 2, false, "new", 5) // DUP 0
+			receive(t, sub, "reuse/a", "new", 2)
+			pub.Send(&packet.Publish{Topic: "reuse/a", QoS: 2, PacketID: 6, Dup: true, Payload: []byte("resent")})
+			if r := expect[*packet.Pubrec](t, pub); r.PacketID != 6 {
+				t.Fatalf("PUBREC %d, want 6", r.PacketID)
+			}
+			sub.ExpectNone(300 * time.Millisecond)
+		})
+	}
+}
