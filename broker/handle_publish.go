@@ -114,16 +114,16 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		job := durableJob{p: p, msg: msg, extra: extra}
 		switch {
 		case resend != 0:
-			// Written again under its first write's id; routed once the
-			// log answers, if its copy is this one (finishDurable).
-			lw, err := c.logPublish(msg, inboundWriteID(c.key, p.PacketID, resend))
-			if err != nil {
-				return err // the id stays on record with its write id
-			}
-			// Nothing to journal: the id is on record, and the retained
-			// message is stored only if this copy is the log's.
+			// Written again under its first write's id, after the
+			// commits of what the connection sent before it, as a first
+			// copy is (logAfter: the connection's writes keep its
+			// order); routed once the log answers, if its copy is this
+			// one (finishDurable). The journal has the id already (the
+			// commit writes it again, unchanged); the retained message
+			// is stored only if this copy is the log's.
 			job.extra = Batch{}
-			job.lw, job.write, job.resend = lw, resend, true
+			job.extra.Add(Op{Kind: OpPutInbound, ClientID: c.key, PacketID: p.PacketID, Seq: resend})
+			job.logAfter, job.write, job.resend = true, resend, true
 			job.rt = routingPool.Get().(*routing)
 			c.submitDurable(job)
 			return nil
