@@ -187,15 +187,27 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	srv.SetLoggerV2(serverLogger{log.With("component", "nats")}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{l: log.With("component", "nats"), fatal: fatal}, false, false, false)
 	srv.Start()
 	wait := readyWait
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d))
 	}
-	if !srv.ReadyForConnections(wait) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("cluster: embedded NATS server on %s not ready after %s", c.Listen, wait)
+	// Ready once its listeners are up, which comes after JetStream
+	// restored the node's streams; a listener that cannot bind (the
+	// route address taken) ends the wait at once.
+	for end := time.Now().Add(wait); !srv.ReadyForConnections(100 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("cluster: embedded NATS server on %s: %s", c.Listen, msg)
+		default:
+		}
+		if time.Now().After(end) {
+			srv.Shutdown()
+			return nil, fmt.Errorf("cluster: embedded NATS server on %s not ready after %s", c.Listen, wait)
+		}
 	}
 	var inc [8]byte
 	if _, err := rand.Read(inc[:]); err != nil {
@@ -461,8 +473,12 @@ func shorten(s string) string {
 	return s
 }
 
-// serverLogger passes the embedded server's log lines to slog.
-type serverLogger struct{ l *slog.Logger }
+// serverLogger passes the embedded server's log lines to slog, and its
+// first fatal one (a listener that cannot bind) to fatal.
+type serverLogger struct {
+	l     *slog.Logger
+	fatal chan string
+}
 
 func (s serverLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Warnf(format string, v ...any) {
@@ -474,7 +490,14 @@ func (s serverLogger) Warnf(format string, v ...any) {
 	}
 	s.l.Warn(fmt.Sprintf(format, v...))
 }
-func (s serverLogger) Fatalf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	s.l.Error(msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
 func (s serverLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Tracef(format string, v ...any) {}
