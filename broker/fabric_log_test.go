@@ -623,3 +623,47 @@ func TestQoS2NotLoggedAfterATakeover(t *testing.T) {
 		t.Fatalf("the log holds %d copies, want 1", n)
 	}
 }
+
+// TestQoS2FailedWriteKeepsItsIDFor3x: a 3.1.1 persistent session's QoS 2
+// publish whose log write was reported failed although the log stored it
+// (an acknowledgement that timed out across an election) closes the
+// connection, and the packet id stays on record with its write id: the
+// client's resend (DUP) on its next connection is written again under it
+// and the message is stored and delivered once [MQTT-4.3.3-2].
+func TestQoS2FailedWriteKeepsItsIDFor3x(t *testing.T) {
+	v := packet.V311
+	cl := newLogCluster(t)
+	o := broker.Options{Authenticator: tenantAuth{}}
+	_, _, addrA := cl.start(t, "A", o)
+	nb, _, addrB := cl.start(t, "B", o)
+	sub, _ := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
+	subscribe(t, sub, 1, "f/#", 2)
+	waitWatching(t, nb.fakeNode, "f/#", "")
+
+	pub, _ := connectTenant(t, addrA, v, "t1", "pub", persistentConnect(v))
+	cl.l.holdAnswers()
+	p := &packet.Publish{Topic: "f/1", QoS: 2, PacketID: 3, Payload: []byte("once")}
+	pub.Send(p)
+	sameList(t, "subscriber, first write", payloadsOf(t, sub, 1), []string{"once"})
+	cl.l.answerHeld(errNoQuorum) // stored, but reported failed
+	expectClosedSilently(t, pub)
+
+	re, ack := connectTenant(t, addrA, v, "t1", "pub", persistentConnect(v))
+	if !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	p.Dup = true
+	re.Send(p)
+	if r := expect[*packet.Pubrec](t, re); r.PacketID != 3 {
+		t.Fatalf("PUBREC %d, want 3", r.PacketID)
+	}
+	re.Send(&packet.Pubrel{PacketID: 3})
+	expect[*packet.Pubcomp](t, re)
+	sub.ExpectNone(300 * time.Millisecond)
+	cl.l.mu.Lock()
+	n := len(cl.l.msgs)
+	cl.l.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the log holds %d copies, want 1", n)
+	}
+}

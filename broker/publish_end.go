@@ -62,6 +62,13 @@ func (c *conn) storeFailed(p *packet.Publish, err error, send func(*conn, packet
 		c.ackPublishWith(p, packet.UnspecifiedError, send)
 		return nil
 	}
+	if p.QoS == 2 && c.b.flog != nil && c.sess.InboundWrite(p.PacketID) != 0 {
+		// In a cluster, a persistent session's QoS 2 id stays on record
+		// with its write id: the client's resend (DUP) is written again
+		// under it and stored once, whether or not this write reached
+		// the log (a timed-out one may have) [MQTT-4.3.3-2].
+		return &closeError{code: packet.UnspecifiedError, reason: reasonNetwork, err: err}
+	}
 	if p.QoS == 2 && c.sess.Pubrel(p.PacketID) && c.b.store != nil && c.sess.Persistent() {
 		// Not routed: the client's resend after it reconnects is routed
 		// then, not taken for a duplicate [MQTT-4.3.3-2] (the id may be
