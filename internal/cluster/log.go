@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,11 @@ const (
 	// the stream is still storing (nats-server's
 	// JSStreamDuplicateMessageConflict, 10158; nats.go names no constant).
 	errCodeDuplicateInProgress jetstream.ErrorCode = 10158
+	// logNoLeaderFor bounds how long a write that found no leader ("no
+	// responders": an election runs, or too few nodes are up) is
+	// written again: an election after a crash (4 to 9 s) is waited
+	// for, a minority refuses within it.
+	logNoLeaderFor = 10 * time.Second
 	// logRetryPause spaces those writes.
 	logRetryPause = 100 * time.Millisecond
 	// logPendingMsgs and logPendingBytes bound the messages written to
@@ -85,11 +92,14 @@ type logEntry struct {
 	// answer may be its own first copy (not reported as dup).
 	dup, rewritten bool
 	// until: a write whose acknowledgement timed out is written again,
-	// under the same Nats-Msg-Id, until then (logRetryFor).
-	until time.Time
-	size  int64
-	seq   uint64
-	err   error
+	// under the same Nats-Msg-Id, until then (logRetryFor); noLeader: one
+	// that found no leader, until then (logNoLeaderFor).
+	until, noLeader time.Time
+	m               *nats.Msg // what is written
+	order           uint64    // its Log call's place in call order
+	size            int64
+	seq             uint64
+	err             error
 	// settled: seq or err is final (set under logWriter.mu).
 	settled bool
 }
@@ -106,6 +116,12 @@ type logWriter struct {
 		sync.Mutex
 		queue   []*logEntry // written, in call order, oldest first
 		refused []*logEntry // refused, to report
+		// held: writes to send again (a timeout, no leader) once
+		// logRetryPause passed, in call order; while holding, new writes
+		// join them there instead of going out before them.
+		held    []*logEntry
+		holding bool
+		order   uint64 // the last call's order
 		byMsg   map[*nats.Msg]*logEntry
 		pending int   // written and not yet settled
 		bytes   int64 // their sizes
@@ -116,6 +132,9 @@ type logWriter struct {
 	maxBytes int64
 	// ids numbers the writes of this life of the node (their Nats-Msg-Id).
 	ids atomic.Uint64
+	// sendMu orders what goes to the server: a write sent at once and a
+	// round of held writes sent again never interleave.
+	sendMu sync.Mutex
 	// retryFor is how long a write whose acknowledgement timed out is
 	// written again (logRetryFor; tests lower it).
 	retryFor time.Duration
@@ -177,12 +196,19 @@ func logSubject(topic string) (string, error) {
 // will, an admin publish), to the message log, asynchronously, and calls
 // done once: with the log's sequence of the message once a quorum of
 // the log's replicas stored it, or with an error that says why not
-// (errors.Is: ErrLogNoQuorum within logAckWait, ErrClosed, ErrNotReady,
-// ErrLogFull, ErrLogTooLarge, ErrLogRefused). Log never waits for
-// another node. Messages logged by one goroutine are stored in call
-// order [MQTT-4.6.0-2], [MQTT-4.6.0-3], and their done calls come in
-// that order too; a refusal (an error known when Log is called) is
-// reported at once, ahead of messages still waiting for their quorum.
+// (errors.Is: ErrLogNoQuorum, ErrClosed, ErrNotReady, ErrLogFull,
+// ErrLogTooLarge, ErrLogRefused). Log never waits for another node.
+// Messages logged by one goroutine are stored in call order
+// [MQTT-4.6.0-2], [MQTT-4.6.0-3], and their done calls come in that
+// order too, with one exception: across a change of the log's leader,
+// a write the old leader took as it went is known lost only when its
+// acknowledgement times out (logAckWait), and is then stored after the
+// writes that followed it. A write that found no leader, or timed out,
+// is held and written again with the writes made meanwhile, in call
+// order (holdLocked), for up to logNoLeaderFor or logRetryFor; past
+// that it fails with ErrLogNoQuorum. A refusal (an error known when Log
+// is called) is reported at once, ahead of messages still waiting for
+// their quorum.
 //
 // done runs on a goroutine of the node's, never the caller's, except
 // when more than 65,536 refusals already wait to be reported or the
@@ -227,7 +253,9 @@ func (n *Node) LogOnce(msg *session.Message, id string, done func(seq uint64, du
 		return
 	}
 	e.size = int64(len(body))
-	e.until = time.Now().Add(n.lw.retryFor)
+	now := time.Now()
+	e.until = now.Add(n.lw.retryFor)
+	e.noLeader = now.Add(min(logNoLeaderFor, n.lw.retryFor))
 	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	// The id makes a write again after a timed-out acknowledgement
 	// harmless: the stream keeps one copy (its duplicate window).
@@ -253,11 +281,23 @@ func (n *Node) LogOnce(msg *session.Message, id string, done func(seq uint64, du
 	w.mu.byMsg[m] = e
 	w.mu.pending++
 	w.mu.bytes += e.size
+	w.mu.order++
+	e.m, e.order = m, w.mu.order
 	n.count.logPending.Store(int64(w.mu.pending))
+	if w.mu.holding {
+		// Writes are being held for a round (holdLocked): this one
+		// goes out after them, in call order.
+		w.mu.held = append(w.mu.held, e)
+		w.mu.Unlock()
+		return
+	}
 	w.mu.Unlock()
-	// No retry after "no responders": a retried message would be stored
-	// after later ones, out of call order.
-	if _, err := n.logJS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond)); err != nil {
+	// nats.go's own retry after "no responders" is off: its retried
+	// message would go out after later ones; settleLog holds it instead.
+	w.sendMu.Lock()
+	_, err = n.logJS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond))
+	w.sendMu.Unlock()
+	if err != nil {
 		n.settleLog(m, 0, err)
 	}
 }
@@ -330,6 +370,8 @@ func (n *Node) settleLogDup(m *nats.Msg, seq uint64, dup bool, err error) {
 	var apiErr *jetstream.APIError
 	timedOut := err != nil && (errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProgress)
+	// Not stored: no server had the stream's leader (an election).
+	noLeader := err != nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders))
 	switch {
 	case timedOut:
 		err = fmt.Errorf("%w: %w", ErrLogNoQuorum, err)
@@ -343,17 +385,11 @@ func (n *Node) settleLogDup(m *nats.Msg, seq uint64, dup bool, err error) {
 		w.mu.Unlock() // settled already (the node closed)
 		return
 	}
-	if timedOut && !w.mu.closed && time.Now().Before(e.until) {
+	if now := time.Now(); !w.mu.closed && (timedOut && now.Before(e.until) || noLeader && now.Before(e.noLeader)) {
 		e.rewritten = true
+		n.holdLocked(e)
 		w.mu.Unlock()
 		n.count.logRetried.Add(1)
-		go func() { // not from nats.go's callback, which holds its lock
-			if sleepCtx(n.ctx, logRetryPause) {
-				n.rewriteLog(m)
-			} else {
-				n.settleLog(m, 0, ErrClosed)
-			}
-		}()
 		return
 	}
 	delete(w.mu.byMsg, m)
@@ -371,10 +407,43 @@ func (n *Node) settleLogDup(m *nats.Msg, seq uint64, dup bool, err error) {
 	}
 }
 
-// rewriteLog writes m again (settleLog).
-func (n *Node) rewriteLog(m *nats.Msg) {
-	if _, err := n.logJS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond)); err != nil {
-		n.settleLog(m, 0, err)
+// holdLocked puts e among the writes to send again, in call order, and
+// starts a round unless one is due. w.mu is held.
+func (n *Node) holdLocked(e *logEntry) {
+	w := n.lw
+	i, _ := slices.BinarySearchFunc(w.mu.held, e.order, func(x *logEntry, o uint64) int { return cmp.Compare(x.order, o) })
+	w.mu.held = slices.Insert(w.mu.held, i, e)
+	if !w.mu.holding {
+		w.mu.holding = true
+		go n.resendHeld() // not from nats.go's callback, which holds its lock
+	}
+}
+
+// resendHeld sends the held writes again after logRetryPause, in call
+// order, with the writes made meanwhile: a write that failed is never
+// overtaken by a later one sent after it failed. Those that fail again
+// are held for the next round. Past the node's end, closeLog settles
+// them.
+func (n *Node) resendHeld() {
+	if !sleepCtx(n.ctx, logRetryPause) {
+		return
+	}
+	w := n.lw
+	w.sendMu.Lock()
+	w.mu.Lock()
+	batch := w.mu.held
+	w.mu.held, w.mu.holding = nil, false
+	w.mu.Unlock()
+	var failed []*nats.Msg
+	var errs []error
+	for _, e := range batch {
+		if _, err := n.logJS.PublishMsgAsync(e.m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(time.Millisecond)); err != nil {
+			failed, errs = append(failed, e.m), append(errs, err)
+		}
+	}
+	w.sendMu.Unlock()
+	for i, m := range failed {
+		n.settleLog(m, 0, errs[i])
 	}
 }
 

@@ -78,7 +78,7 @@ type Counters struct {
 	PurgeDropped    uint64 // tombstones not queued for their purge: too many waiting
 	Logged          uint64 // messages written to the message log (stored by a quorum)
 	LogNoQuorum     uint64 // not logged: no quorum stored them within 5 s
-	LogRetried      uint64 // writes sent again after an acknowledgement timed out (deduplicated by the stream)
+	LogRetried      uint64 // writes sent again after an acknowledgement timed out (deduplicated by the stream) or no leader answered
 	LogFull         uint64 // not logged: too many messages waiting for their quorum
 	LogNotReady     uint64 // not logged: JetStream not ready
 	LogClosed       uint64 // not logged: the node was closing

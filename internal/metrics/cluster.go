@@ -107,7 +107,7 @@ var (
 	dClusterPurgeFailed   = clusterCounterDesc("purge_failed_total", "Purges of tombstones that failed.")
 	dClusterPurgeDropped  = clusterCounterDesc("purge_dropped_total", "Tombstones not queued for their purge: too many waiting.")
 	dClusterLogged        = clusterCounterDesc("logged_total", "Messages this node wrote to the message log (stored by a quorum of its replicas).")
-	dClusterLogRetried    = clusterCounterDesc("log_retried_total", "Message log writes sent again, under the same message id, after their acknowledgement timed out (the stream keeps one copy).")
+	dClusterLogRetried    = clusterCounterDesc("log_retried_total", "Message log writes sent again, under the same message id and in call order, after their acknowledgement timed out (the stream keeps one copy) or no leader answered.")
 	dClusterLogFailed     = clusterCounterDesc("log_failed_total", "Messages not written to the message log, by reason: no_quorum (not stored by a quorum within 5 s), full (too many waiting for their quorum), not_ready, closed, too_large, refused (JetStream refused the write).", "reason")
 	dClusterLogPending    = newDesc(prometheus.GaugeValue, "petrel_cluster_log_pending", "Messages written to the message log and waiting for a quorum of its replicas.")
 	dClusterLogFollowed   = clusterCounterDesc("log_followed_total", "Messages of the message log handed to this node's broker.")

@@ -170,7 +170,7 @@ type ClusterCounters struct {
 	PurgeDropped    uint64 `json:"purge_dropped"`    // tombstones not queued for their purge: too many waiting
 	Logged          uint64 `json:"logged"`           // messages written to the message log
 	LogNoQuorum     uint64 `json:"log_no_quorum"`    // not logged: no quorum in time
-	LogRetried      uint64 `json:"log_retried"`      // written again after an acknowledgement timed out
+	LogRetried      uint64 `json:"log_retried"`      // written again after an acknowledgement timed out or no leader answered
 	LogFull         uint64 `json:"log_full"`         // not logged: too many waiting for their quorum
 	LogNotReady     uint64 `json:"log_not_ready"`    // not logged: JetStream not ready
 	LogClosed       uint64 `json:"log_closed"`       // not logged: the node was closing
