@@ -97,6 +97,7 @@ type logEntry struct {
 	until, noLeader time.Time
 	m               *nats.Msg // what is written
 	order           uint64    // its Log call's place in call order
+	held            bool      // among logWriter's held writes (under its mu)
 	size            int64
 	seq             uint64
 	err             error
@@ -411,6 +412,10 @@ func (n *Node) settleLogDup(m *nats.Msg, seq uint64, dup bool, err error) {
 // starts a round unless one is due. w.mu is held.
 func (n *Node) holdLocked(e *logEntry) {
 	w := n.lw
+	if e.held {
+		return // a second failure of one write (sent again meanwhile)
+	}
+	e.held = true
 	i, _ := slices.BinarySearchFunc(w.mu.held, e.order, func(x *logEntry, o uint64) int { return cmp.Compare(x.order, o) })
 	w.mu.held = slices.Insert(w.mu.held, i, e)
 	if !w.mu.holding {
@@ -421,9 +426,13 @@ func (n *Node) holdLocked(e *logEntry) {
 
 // resendHeld sends the held writes again after logRetryPause, in call
 // order, with the writes made meanwhile: a write that failed is never
-// overtaken by a later one sent after it failed. Those that fail again
-// are held for the next round. Past the node's end, closeLog settles
-// them.
+// overtaken by a later one sent after it failed. The writes sent before
+// the newest held one and still unanswered go again too, first: the
+// leader that went may have taken them without storing them, which
+// only their acknowledgement's timeout would tell, after the held ones
+// were stored (the stream keeps one copy of what it has). Those that
+// fail again are held for the next round. Past the node's end,
+// closeLog settles them.
 func (n *Node) resendHeld() {
 	if !sleepCtx(n.ctx, logRetryPause) {
 		return
@@ -431,8 +440,25 @@ func (n *Node) resendHeld() {
 	w := n.lw
 	w.sendMu.Lock()
 	w.mu.Lock()
-	batch := w.mu.held
+	held := w.mu.held
 	w.mu.held, w.mu.holding = nil, false
+	var batch []*logEntry
+	if len(held) > 0 {
+		newest := held[len(held)-1].order
+		for _, e := range w.mu.queue { // call order
+			if e.order > newest {
+				break
+			}
+			// An unanswered one goes again once (rewritten); after that,
+			// only when its own answer fails (held).
+			if !e.settled && w.mu.byMsg[e.m] == e && (e.held || !e.rewritten) {
+				// A duplicate answer may now be this write's own first
+				// copy: not reported as another writer's (dup).
+				e.held, e.rewritten = false, true
+				batch = append(batch, e)
+			}
+		}
+	}
 	w.mu.Unlock()
 	var failed []*nats.Msg
 	var errs []error

@@ -414,9 +414,12 @@ func TestLogWaitsForANewLeader(t *testing.T) {
 		}
 	}()
 	time.Sleep(100 * time.Millisecond)
+	closed := time.Now()
 	ms[1].Close() // the leader's node goes: an election
+	t.Logf("the leader's node closed in %v", time.Since(closed).Round(time.Millisecond))
 	<-stop
 	res := r.wait(t, 60*time.Second, "every write answered")
+	t.Logf("every write answered %v after the close began", time.Since(closed).Round(time.Millisecond))
 	late := 0
 	for i, x := range res {
 		if x.err != nil {
