@@ -202,12 +202,13 @@ func logSubject(topic string) (string, error) {
 // Messages logged by one goroutine are stored in call order
 // [MQTT-4.6.0-2], [MQTT-4.6.0-3], and their done calls come in that
 // order too, with one exception: across a change of the log's leader,
-// a write the old leader took as it went is known lost only when its
-// acknowledgement times out (logAckWait), and is then stored after the
-// writes that followed it. A write that found no leader, or timed out,
-// is held and written again with the writes made meanwhile, in call
-// order (holdLocked), for up to logNoLeaderFor or logRetryFor; past
-// that it fails with ErrLogNoQuorum. A refusal (an error known when Log
+// a write the old leader took as it went, followed by writes that went
+// straight to the new one, is known lost only when its acknowledgement
+// times out (logAckWait), and is then stored after them. A write that
+// found no leader, or timed out, is held and written again with the
+// writes made meanwhile and the older ones still unanswered, in call
+// order (holdLocked, resendHeld), for up to logNoLeaderFor or
+// logRetryFor; past that it fails with ErrLogNoQuorum. A refusal (an error known when Log
 // is called) is reported at once, ahead of messages still waiting for
 // their quorum.
 //
