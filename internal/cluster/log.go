@@ -98,6 +98,7 @@ type logEntry struct {
 	m               *nats.Msg // what is written
 	order           uint64    // its Log call's place in call order
 	held            bool      // among logWriter's held writes (under its mu)
+	sent            bool      // published at least once (under its mu)
 	size            int64
 	seq             uint64
 	err             error
@@ -208,9 +209,9 @@ func logSubject(topic string) (string, error) {
 // found no leader, or timed out, is held and written again with the
 // writes made meanwhile and the older ones still unanswered, in call
 // order (holdLocked, resendHeld), for up to logNoLeaderFor or
-// logRetryFor; past that it fails with ErrLogNoQuorum. A refusal (an error known when Log
-// is called) is reported at once, ahead of messages still waiting for
-// their quorum.
+// logRetryFor; past that it fails with ErrLogNoQuorum. A refusal (an
+// error known when Log is called) is reported at once, ahead of
+// messages still waiting for their quorum.
 //
 // done runs on a goroutine of the node's, never the caller's, except
 // when more than 65,536 refusals already wait to be reported or the
@@ -289,10 +290,12 @@ func (n *Node) LogOnce(msg *session.Message, id string, done func(seq uint64, du
 	if w.mu.holding {
 		// Writes are being held for a round (holdLocked): this one
 		// goes out after them, in call order.
+		e.held = true
 		w.mu.held = append(w.mu.held, e)
 		w.mu.Unlock()
 		return
 	}
+	e.sent = true
 	w.mu.Unlock()
 	// nats.go's own retry after "no responders" is off: its retried
 	// message would go out after later ones; settleLog holds it instead.
@@ -453,9 +456,10 @@ func (n *Node) resendHeld() {
 			// An unanswered one goes again once (rewritten); after that,
 			// only when its own answer fails (held).
 			if !e.settled && w.mu.byMsg[e.m] == e && (e.held || !e.rewritten) {
-				// A duplicate answer may now be this write's own first
-				// copy: not reported as another writer's (dup).
-				e.held, e.rewritten = false, true
+				// Sent before, a duplicate answer may now be this write's
+				// own first copy: not reported as another writer's (dup).
+				e.rewritten = e.rewritten || e.sent
+				e.held, e.sent = false, true
 				batch = append(batch, e)
 			}
 		}

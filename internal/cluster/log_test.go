@@ -386,6 +386,24 @@ func TestLogOnceStoresAWriteIDOnce(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{"first", "other", "plain", "plain"}) {
 		t.Fatalf("n3's follower got %q", got)
 	}
+	// A write made while a round of held writes is due goes out with that
+	// round, for the first time: a duplicate answer is still another
+	// writer's copy (only a write sent before may meet its own).
+	w := ms[1].Node.lw
+	w.mu.Lock()
+	w.mu.holding = true
+	w.mu.Unlock()
+	ch := make(chan answer, 1)
+	ms[1].Node.LogOnce(qos1("once/t", "held"), "k.7.x", func(seq uint64, dup bool, err error) { ch <- answer{seq, dup, err} })
+	go ms[1].Node.resendHeld()
+	select {
+	case a := <-ch:
+		if a.err != nil || !a.dup || a.seq != first.seq {
+			t.Fatalf("held write %+v: want a duplicate of %+v", a, first)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer to the held write")
+	}
 }
 
 // TestLogWaitsForANewLeader: writes made while the log has no leader
