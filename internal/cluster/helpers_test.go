@@ -226,18 +226,12 @@ func startAll(t testing.TB, cfgs []Config) []member {
 	return ms
 }
 
-// waitReady waits until every node's JetStream assets exist.
+// waitReady waits until every node is ready: its JetStream assets exist
+// and it follows the message log.
 func waitReady(t testing.TB, ms []member) {
 	t.Helper()
 	for _, m := range ms {
-		mqtttest.Eventually(t, 45*time.Second, func() bool {
-			select {
-			case <-m.assets:
-				return true
-			default:
-				return false
-			}
-		}, m.cfg.Node+"'s JetStream assets")
+		mqtttest.Eventually(t, 45*time.Second, m.ready, m.cfg.Node+" ready (JetStream assets, the log followed)")
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 // server's state in memory: no request leaves the node, so it is cheap
 // enough for every metrics scrape (Status asks the other nodes).
 type Local struct {
-	// Ready reports that the JetStream assets exist (Claim works).
+	// Ready reports that the JetStream assets exist and the node follows
+	// the message log (Claim works).
 	Ready bool
 	// MetaLeader reports that this node is the JetStream meta leader;
 	// a single node (JetStream standalone) always is.
@@ -40,11 +41,7 @@ var assetNames = []string{retainedStream, logStream, sessionsStream, "KV_" + own
 // no Petrel lock; the embedded server takes its own, briefly.
 func (n *Node) Local() Local {
 	var l Local
-	select {
-	case <-n.assets:
-		l.Ready = true
-	default:
-	}
+	l.Ready = n.ready()
 	if rz, err := n.srv.Routez(&server.RoutezOptions{}); err == nil {
 		var peers []string
 		for _, r := range rz.Routes {

@@ -57,6 +57,7 @@ func (n *Node) followLog() {
 	h := n.logHost()
 	if h == nil {
 		n.log.Warn("cluster: the broker does not take messages from the message log (no LogHost): not following it")
+		n.markFollowing() // nothing to wait for
 		return
 	}
 	f := logFollower{n: n, h: h}
@@ -123,6 +124,7 @@ func (f *logFollower) run() error {
 	if err != nil {
 		return err
 	}
+	n.markFollowing()
 	stop := context.AfterFunc(n.ctx, it.Stop)
 	defer stop()
 	defer it.Stop()

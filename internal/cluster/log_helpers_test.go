@@ -156,10 +156,12 @@ func startLogged(t testing.TB, cfgs []Config) []logMember {
 	return ms
 }
 
-// waitFollowing waits until m's follower called LogFrom.
+// waitFollowing waits until m's follower called LogFrom and has its
+// consumer (m ready).
 func waitFollowing(t testing.TB, m logMember) {
 	t.Helper()
 	mqtttest.Eventually(t, 60*time.Second, func() bool { return len(m.host.froms()) > 0 }, m.cfg.Node+"'s follower starts (LogFrom)")
+	mqtttest.Eventually(t, 60*time.Second, m.ready, m.cfg.Node+" ready (its follower has its consumer)")
 }
 
 // logResult is what one Log's done got, and in which order done ran.

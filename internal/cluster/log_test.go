@@ -452,3 +452,43 @@ func TestLogWaitsForANewLeader(t *testing.T) {
 		t.Fatal("no write was held: the election was not seen (the test tested nothing)")
 	}
 }
+
+// TestNotReadyUntilFollowingTheLog: a node whose JetStream assets exist
+// but whose follower of the message log has no consumer yet refuses
+// claims (the broker then refuses CONNECTs with 0x88) and reports not
+// ready: a client accepted then could miss the QoS 1/2 messages logged
+// before the consumer started. Here the follower waits for the broker's
+// Bind.
+func TestNotReadyUntilFollowingTheLog(t *testing.T) {
+	cfg := configs(t, 1, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	select {
+	case <-n.assets:
+	case <-ctx.Done():
+		t.Fatal("the assets were not created")
+	}
+	if err := n.Claim(ctx, "t\x00early"); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("claim before the node follows the log: %v, want ErrNotReady", err)
+	}
+	if l := n.Local(); l.Ready {
+		t.Fatal("local view ready before the node follows the log")
+	}
+	if st, _ := n.Status(ctx); st.Ready {
+		t.Fatal("status ready before the node follows the log")
+	}
+	h := &logHost{}
+	if err := n.Bind(h); err != nil {
+		t.Fatal(err)
+	}
+	waitFollowing(t, logMember{n, h})
+	mqtttest.Eventually(t, 20*time.Second, func() bool { return n.Local().Ready }, "ready once following the log")
+	if err := n.Claim(ctx, "t\x00early"); err != nil {
+		t.Fatalf("claim once following the log: %v", err)
+	}
+}

@@ -66,7 +66,8 @@ const (
 )
 
 // ErrNotReady is returned by Claim while the node's JetStream assets do
-// not exist yet (no JetStream meta leader: too few nodes are up).
+// not exist yet (no JetStream meta leader: too few nodes are up), or
+// while it does not follow the message log yet (ready).
 var ErrNotReady = errors.New("cluster: JetStream not ready (no quorum yet)")
 
 // ErrClosed is returned once the node was closed.
@@ -109,7 +110,12 @@ type Node struct {
 
 	// assets is closed once the JetStream assets exist; kv is set before.
 	assets chan struct{}
-	kv     jetstream.KeyValue
+	// following is closed once the message log's follower has its
+	// consumer (or the bound broker takes no logged messages): from then
+	// on a message logged reaches this node's sessions (ready).
+	following  chan struct{}
+	followOnce sync.Once
+	kv         jetstream.KeyValue
 
 	// shares maps a queue subscription to its share key; read by the
 	// share dispatcher for every message.
@@ -164,7 +170,8 @@ func (n *Node) host() broker.FabricHost {
 // (retained stream, owners bucket) need a JetStream meta leader, hence
 // enough nodes up: Start waits for them a few seconds, then goes on
 // creating them in the background (logged) while the node already
-// routes live messages; Claim returns ErrNotReady until they exist.
+// routes live messages; Claim returns ErrNotReady until they exist and
+// the node follows the message log (ready).
 func Start(ctx context.Context, c Config) (*Node, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -226,6 +233,7 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 		plainIn:     newInbox(inboxLen, c.inboxBytes()),
 		shareIn:     newInbox(inboxLen, c.inboxBytes()),
 		assets:      make(chan struct{}),
+		following:   make(chan struct{}),
 		bound:       make(chan struct{}),
 		releases:    make(chan release, releaseQueue),
 		purges:      make(chan purge, purgeQueue),
@@ -501,3 +509,24 @@ func (s serverLogger) Fatalf(format string, v ...any) {
 func (s serverLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Tracef(format string, v ...any) {}
+
+// ready reports that the node serves clients: its JetStream assets exist
+// and it follows the message log, so that a QoS 1/2 message logged once
+// a client of this node subscribed reaches it (a CONNECT accepted
+// earlier could miss what was logged before the follower's consumer
+// started, or get it seconds late).
+func (n *Node) ready() bool {
+	for _, c := range []chan struct{}{n.assets, n.following} {
+		select {
+		case <-c:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// markFollowing records that the node follows the message log (ready).
+func (n *Node) markFollowing() {
+	n.followOnce.Do(func() { close(n.following) })
+}

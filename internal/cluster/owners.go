@@ -63,13 +63,11 @@ func decodeKick(b []byte) (key string, epoch uint64, ok bool) {
 // claim, then asks the previous owner, if another node, to close its
 // connection [MQTT-3.1.4-2] and waits for its answer; "no responders"
 // means that node is gone, which is fine. It returns ErrNotReady before
-// the JetStream assets exist, and an error when JetStream does not
+// the JetStream assets exist and the node follows the message log, and an error when JetStream does not
 // answer within ctx (at most claimTimeout): no quorum, the broker refuses
 // the CONNECT (server unavailable).
 func (n *Node) Claim(ctx context.Context, key string) error {
-	select {
-	case <-n.assets:
-	default:
+	if !n.ready() {
 		return ErrNotReady
 	}
 	ctx, cancel := context.WithTimeout(ctx, claimTimeout)

@@ -16,7 +16,8 @@ import (
 type Status struct {
 	Name string // cluster name
 	Node string // this node
-	// Ready reports that the JetStream assets exist (Claim works).
+	// Ready reports that the JetStream assets exist and the node follows
+	// the message log (Claim works).
 	Ready bool
 	// MetaLeader is the JetStream meta leader's node, "" when none.
 	MetaLeader string
@@ -162,11 +163,7 @@ func (n *Node) Counters() Counters {
 // parallel, within ctx).
 func (n *Node) Status(ctx context.Context) (Status, error) {
 	st := Status{Name: n.cfg.Name, Node: n.cfg.Node, Counters: n.Counters()}
-	select {
-	case <-n.assets:
-		st.Ready = true
-	default:
-	}
+	st.Ready = n.ready()
 	nodes := map[string]*NodeStatus{}
 	get := func(name string) *NodeStatus {
 		if ns := nodes[name]; ns != nil {

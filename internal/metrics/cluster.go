@@ -55,7 +55,7 @@ type ClusterCounters struct {
 
 // ClusterView is the node's own view of the cluster (cluster.Local).
 type ClusterView struct {
-	Ready      bool // the replicated assets exist
+	Ready      bool // the replicated assets exist and the node follows the message log
 	MetaLeader bool // this node is the JetStream meta leader
 	Routes     int  // other nodes with a route up
 	Assets     []ClusterAsset
@@ -113,7 +113,7 @@ var (
 	dClusterLogFollowed   = clusterCounterDesc("log_followed_total", "Messages of the message log handed to this node's broker.")
 	dClusterLogResets     = clusterCounterDesc("log_follower_resets_total", "Times this node's follower of the message log started over after a gap (messages discarded before it read them).")
 
-	dClusterReady       = newDesc(prometheus.GaugeValue, "petrel_cluster_ready", "1 when the cluster's replicated assets exist on this node's view (sessions can be claimed), else 0.")
+	dClusterReady       = newDesc(prometheus.GaugeValue, "petrel_cluster_ready", "1 when the cluster's replicated assets exist and this node follows the message log (sessions can be claimed), else 0.")
 	dClusterMetaLeader  = newDesc(prometheus.GaugeValue, "petrel_cluster_meta_leader", "1 when this node is the JetStream meta leader, else 0.")
 	dClusterRoutes      = newDesc(prometheus.GaugeValue, "petrel_cluster_routes", "Other nodes this node has a route to.")
 	dClusterAssetLeader = newDesc(prometheus.GaugeValue, "petrel_cluster_asset_leader", "1 when this node leads the asset's replication, 0 when it follows; only for the assets it holds a replica of.", "asset")

@@ -131,8 +131,8 @@ type Stats struct {
 type Cluster struct {
 	Name string `json:"name"` // the cluster's name
 	Node string `json:"node"` // the node that answered
-	// Ready: the node's replicated assets exist, so sessions can be
-	// claimed (CONNECTs accepted).
+	// Ready: the node's replicated assets exist and it follows the
+	// message log, so sessions can be claimed (CONNECTs accepted).
 	Ready bool `json:"ready"`
 	// MetaLeader is the node leading the replicated metadata; "" when
 	// none (no quorum).
