@@ -12,6 +12,16 @@ var errStore = fmt.Errorf("broker: store write failed")
 // commit writes batch to the store, if there is one, after the lazy
 // operations waiting (they were made before batch, so they go first).
 func (b *Broker) commit(batch *Batch, durable bool) error {
+	return b.commitAs(batch, durable, false)
+}
+
+// commitRiding is commit(batch, true) through the store's CommitRiding,
+// when it has one (RidingStore).
+func (b *Broker) commitRiding(batch *Batch) error {
+	return b.commitAs(batch, true, true)
+}
+
+func (b *Broker) commitAs(batch *Batch, durable, ride bool) error {
 	if b.store == nil {
 		return nil
 	}
@@ -23,7 +33,13 @@ func (b *Broker) commit(batch *Batch, durable bool) error {
 		return nil
 	}
 	defer b.observeCommit(time.Now(), batch.Len())
-	if err := b.store.Commit(batch, durable); err != nil {
+	var err error
+	if rs, ok := b.store.(RidingStore); ok && ride {
+		err = rs.CommitRiding(batch)
+	} else {
+		err = b.store.Commit(batch, durable)
+	}
+	if err != nil {
 		b.stats.storeErrors.Add(1)
 		if log, since := b.storeLog.allow(time.Now()); log {
 			b.log.Error("store write failed", "err", err, "ops", batch.Len(), "durable", durable, "failed_since_last_line", since)

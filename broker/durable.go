@@ -200,10 +200,14 @@ func (c *conn) durableLoop() {
 			continue
 		}
 		batch.Reset()
+		outbound := true // PUBRELs and removals only: nobody publishing waits on them
 		for i := range jobs {
 			switch j := &jobs[i]; j.kind {
 			case jobPublish:
+				outbound = false
 				j.rt.appendWrites(&batch, &j.extra)
+			case jobAck:
+				outbound = false
 			case jobPubrel:
 				if j.seq != 0 {
 					// After a restart the broker sends PUBREL, never the
@@ -215,7 +219,15 @@ func (c *conn) durableLoop() {
 				batch.Add(Op{Kind: OpDequeue, ClientID: c.key, Seq: j.seq})
 			}
 		}
-		err := c.b.commit(&batch, true)
+		var err error
+		if outbound {
+			// Their records ride the next sync the publishers' writes
+			// ask for (RidingStore): a second fsync per round would
+			// hold those writes up.
+			err = c.b.commitRiding(&batch)
+		} else {
+			err = c.b.commit(&batch, true)
+		}
 		if err == nil && c.remotelyTakenOver(jobs) {
 			// The journal may have taken the packet ids after the new
 			// owner read the session (its marker fences them out): the

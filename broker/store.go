@@ -46,6 +46,17 @@ type Store interface {
 	Close() error
 }
 
+// RidingStore is a Store that can make a batch durable with the next
+// sync other writes ask for, instead of one of its own: CommitRiding
+// returns once b is on disk as Commit(b, true) would, after a sync that
+// may come later than Commit's (a few milliseconds) but is shared. The
+// broker commits this way what only it waits on: the records of
+// outbound QoS 2 deliveries before their PUBRELs.
+type RidingStore interface {
+	Store
+	CommitRiding(b *Batch) error
+}
+
 // Restorer receives a Store's content from Load, one record at a time, on
 // the goroutine that called Load. The record a method is passed (the
 // pointer) is valid only during the call and may be reused by the store

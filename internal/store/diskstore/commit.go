@@ -21,6 +21,7 @@ type request struct {
 	b       *pebble.Batch
 	ep      *epoch // whose engine b is for
 	durable bool
+	ride    bool   // durable, completed by the next sync (ride.go)
 	lastCid uint64 // highest cid the batch allocated, 0 for none
 	gen     uint64 // the cid map's generation undo applies to
 	undo    []undo
@@ -105,6 +106,11 @@ func (e *encoded) encodeValues(b *broker.Batch) error {
 // While the store is unavailable (a full disk) it fails at once with the
 // reason, an error wrapping ErrDiskFull or ErrFailed.
 func (s *Store) Commit(b *broker.Batch, durable bool) error {
+	return s.commit(b, durable, false)
+}
+
+// commit is Commit, and CommitRiding with ride.
+func (s *Store) commit(b *broker.Batch, durable, ride bool) error {
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
@@ -126,7 +132,7 @@ func (s *Store) Commit(b *broker.Batch, durable bool) error {
 	}
 	pb := ep.db.NewBatchWithSize(len(e.buf) + 32*len(b.Ops))
 	r := requestPool.Get().(*request)
-	r.b, r.ep, r.durable, r.lastCid, r.undo = pb, ep, durable, 0, r.undo[:0]
+	r.b, r.ep, r.durable, r.ride, r.lastCid, r.undo = pb, ep, durable, ride, 0, r.undo[:0]
 
 	s.mu.Lock()
 	if s.mu.closed {
@@ -256,23 +262,29 @@ func (s *Store) run() {
 		group []*request
 		dirty bool // written without fsync since the last sync
 		cur   committerEpoch
+		rd    riders
 	)
+	defer rd.stop()
 	for {
 		var first *request
 		select {
 		case r, ok := <-s.reqs:
 			if !ok {
 				if dirty {
-					s.syncWAL()
+					rd.complete(s.syncWAL())
 				}
 				return
 			}
 			first = r
 		case <-tick:
 			if dirty {
-				s.syncWAL()
+				rd.complete(s.syncWAL())
 				dirty = false
 			}
+			continue
+		case <-rd.due():
+			rd.complete(s.syncWAL())
+			dirty = false
 			continue
 		}
 		group = append(group[:0], first)
@@ -290,7 +302,7 @@ func (s *Store) run() {
 				break drain
 			}
 		}
-		synced := s.commitGroup(group, size, &cur)
+		synced := s.commitGroup(group, size, &cur, &rd)
 		dirty = !synced
 		clear(group)
 	}
@@ -305,15 +317,17 @@ type committerEpoch struct {
 
 // commitGroup commits the requests of group made for the current, healthy
 // epoch as one batch, after checking the reserve for its size bytes, and
-// completes every waiter; the others fail with their epoch's failure. It
+// completes every waiter, but riding ones written without a sync (rd
+// holds them until one); the others fail with their epoch's failure. It
 // reports whether the commit was synced.
-func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (synced bool) {
+func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch, rd *riders) (synced bool) {
 	if ep := s.ep.Load(); ep.failure() != nil {
 		// Failed: no need for the engine, which a recovery may hold
 		// while it waits for room.
 		for _, r := range group {
 			r.done <- ep.err
 		}
+		rd.complete(ep.err)
 		return false
 	}
 	s.eng.RLock()
@@ -347,13 +361,14 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (sy
 		return false
 	}
 	big := live[0].b
-	durable, lastCid := live[0].durable, live[0].lastCid
+	hold := s.mode == modeAlways && rd.holding(time.Now(), s.rideRecent())
+	durable, lastCid := live[0].durable && !(live[0].ride && hold), live[0].lastCid
 	for _, r := range live[1:] {
 		if err := big.Apply(r.b, nil); err != nil {
 			panic(fmt.Sprintf("diskstore: merge batches: %v", err)) // our own batches: cannot be invalid
 		}
 		_ = r.b.Close() // Apply copied it
-		durable = durable || r.durable
+		durable = durable || r.durable && !(r.ride && hold)
 		lastCid = max(lastCid, r.lastCid)
 	}
 	if lastCid > cur.persisted {
@@ -369,6 +384,10 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (sy
 	if wo == pebble.Sync {
 		s.stats.syncs.Add(1)
 	}
+	asked := false // a write that is durable and not riding
+	for _, r := range live {
+		asked = asked || r.durable && !r.ride
+	}
 	if ferr := ep.failure(); ferr != nil {
 		err = ferr // Pebble reports a failed WAL write through Logger.Fatalf
 	}
@@ -378,10 +397,21 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch) (sy
 		cur.persisted = max(cur.persisted, lastCid)
 		_ = big.Close() // recycles the batch; committed batches close cleanly
 	}
+	synced = err == nil && wo == pebble.Sync
+	if synced && asked {
+		rd.synced(time.Now()) // durable writes flow: riders wait for the next sync
+	}
+	if err != nil || synced {
+		rd.complete(err) // written before this commit: durable with it, or not known to be
+	}
 	for _, r := range live {
+		if r.ride && err == nil && !synced {
+			rd.add(r, s.rideWait())
+			continue
+		}
 		r.done <- err
 	}
-	return err == nil && wo == pebble.Sync
+	return synced
 }
 
 // revert undoes the map changes of a failed commit (see revertLocked).
@@ -410,16 +440,22 @@ func (s *Store) revertLocked(u []undo, gen uint64) {
 	}
 }
 
-// syncWAL makes everything committed so far durable.
-func (s *Store) syncWAL() {
+// syncWAL makes everything committed so far durable; it returns why it
+// could not.
+func (s *Store) syncWAL() error {
 	s.eng.RLock()
 	defer s.eng.RUnlock()
 	ep := s.ep.Load()
-	if ep.failure() != nil {
-		return
+	if err := ep.failure(); err != nil {
+		return err
 	}
 	s.stats.syncs.Add(1)
 	if err := ep.db.LogData(nil, pebble.Sync); err != nil {
 		s.log.Error("diskstore: sync WAL", "err", err)
+		return fmt.Errorf("diskstore: sync WAL: %w", err)
 	}
+	if err := ep.failure(); err != nil {
+		return err // Pebble reports a failed WAL write through Logger.Fatalf
+	}
+	return nil
 }

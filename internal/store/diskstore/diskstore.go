@@ -157,6 +157,9 @@ type Options struct {
 	MinFreeSpace int64
 
 	fs vfs.FS // tests: a file system that injects errors (default vfs.Default)
+	// tests: how long riding writes wait for a sync, and how recent one
+	// must be for them to wait (ride.go; 0: the defaults)
+	rideWait, rideRecent time.Duration
 }
 
 type syncMode uint8
