@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,6 +243,28 @@ func TestClusterKillUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("published for %v across %d kills (%d acknowledged); drained in %v", published.Round(time.Millisecond), kills, total, drained.Round(time.Millisecond))
+	logFailures(t, nodes)
+}
+
+// failureRE matches Petrel's warnings and errors about writes it could
+// not make (a publish refused, a write not stored), with the reason.
+var failureRE = regexp.MustCompile(`level=(?:WARN|ERROR) msg="((?:cluster: |store )[^"]*(?:not written|not stored|write failed|refused|not logged)[^"]*)"(?:.*? err="([^"]{0,80}))?`)
+
+// logFailures reports, per node, how often each kind of write failure
+// was logged (lines are rate-limited: a count of lines, not of
+// failures), so that a run's refusals can be traced to their cause.
+func logFailures(t *testing.T, nodes []*clusterNode) {
+	for _, n := range nodes {
+		counts := map[string]int{}
+		for _, l := range n.history {
+			for _, m := range failureRE.FindAllStringSubmatch(l.String(), -1) {
+				counts[m[1]+": "+m[2]]++
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(counts)) {
+			t.Logf("%s logged %d time(s): %s", n.name, counts[k], k)
+		}
+	}
 }
 
 // TestClusterMinorityRefusesPersistentWrites: with two of the three nodes

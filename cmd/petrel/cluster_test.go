@@ -30,7 +30,8 @@ type clusterNode struct {
 	bin, cfg    string
 	cmd         *exec.Cmd
 	logs        *cmdOutput
-	mqtt, admin string // the running (or last) process's addresses
+	history     []*cmdOutput // every start's log, in order
+	mqtt, admin string       // the running (or last) process's addresses
 	starts      int
 	up          atomic.Value // string: mqtt while the node runs and accepts CONNECTs, "" otherwise
 }
@@ -115,6 +116,7 @@ func (n *clusterNode) launch(t *testing.T) {
 	n.cmd = exec.Command(n.bin, "serve", "--config", n.cfg)
 	logs := startServe(t, n.cmd)
 	n.logs = logs
+	n.history = append(n.history, logs)
 	name, start := n.name, n.starts
 	t.Cleanup(func() {
 		if t.Failed() {
