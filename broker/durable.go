@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/packet"
@@ -219,15 +220,7 @@ func (c *conn) durableLoop() {
 				batch.Add(Op{Kind: OpDequeue, ClientID: c.key, Seq: j.seq})
 			}
 		}
-		var err error
-		if outbound {
-			// Their records ride the next sync the publishers' writes
-			// ask for (RidingStore): a second fsync per round would
-			// hold those writes up.
-			err = c.b.commitRiding(&batch)
-		} else {
-			err = c.b.commit(&batch, true)
-		}
+		err := c.commitDurable(&batch, outbound)
 		if err == nil && c.remotelyTakenOver(jobs) {
 			// The journal may have taken the packet ids after the new
 			// owner read the session (its marker fences them out): the
@@ -259,6 +252,42 @@ func (c *conn) durableLoop() {
 			jobs[i] = durableJob{}
 		}
 		c.flushDurable()
+	}
+}
+
+// storeRetryFor and storeRetryPause: how long, and how often, the durable
+// pipeline writes a batch again that no quorum acknowledged.
+const (
+	storeRetryFor   = 10 * time.Second
+	storeRetryPause = 100 * time.Millisecond
+)
+
+// commitDurable commits the pipeline's batch. With outbound (PUBRECs'
+// records and removals only) it rides the next sync the publishers'
+// writes ask for (RidingStore): a second fsync per round would hold those
+// writes up. A write no quorum acknowledged (ErrStoreNoQuorum: the
+// cluster's journal while it elects a leader) is written again every
+// storeRetryPause for up to storeRetryFor while the connection lasts,
+// so that its client waits for its PUBACK, PUBREC or PUBREL instead of
+// being refused. A second copy is harmless: each record the pipeline
+// writes (an inbound QoS 2 id, a delivery, its AwaitPubcomp state, its
+// removal) is set again to the same value, and no other write changes it
+// before this one is answered (the packet that would, a PUBREL, PUBCOMP
+// or PUBACK, waits for that answer).
+func (c *conn) commitDurable(batch *Batch, outbound bool) error {
+	deadline := time.Now().Add(storeRetryFor)
+	for {
+		var err error
+		if outbound {
+			err = c.b.commitRiding(batch)
+		} else {
+			err = c.b.commit(batch, true)
+		}
+		if err == nil || !errors.Is(err, ErrStoreNoQuorum) || c.isClosing() || !time.Now().Add(storeRetryPause).Before(deadline) {
+			return err
+		}
+		c.b.stats.storeRetried.Add(1)
+		time.Sleep(storeRetryPause)
 	}
 }
 

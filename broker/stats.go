@@ -7,6 +7,7 @@ type counters struct {
 	connections     atomic.Uint64
 	messagesDropped atomic.Uint64
 	storeErrors     atomic.Uint64
+	storeRetried    atomic.Uint64 // durable writes written again (commitDurable)
 	revocations     atomic.Uint64 // subscriptions revoked or narrowed (reauthorize)
 	revokedMessages atomic.Uint64 // owed messages removed (reauthorize)
 	parks           atomic.Uint64
@@ -80,6 +81,9 @@ type Stats struct {
 	MessagesDropped  uint64 // messages dropped, for every reason (Figures.Drops)
 	BytesSent        uint64
 	StoreErrors      uint64 // failed store writes
+	// StoreRetried counts durable writes written again because no quorum
+	// acknowledged them (a cluster's journal electing a leader).
+	StoreRetried uint64
 	// Revocations counts subscriptions removed or narrowed (QoS lowered,
 	// topics denied) because the identity holding the session may no
 	// longer have them: after Reauthorize, a resume by another identity or
@@ -144,6 +148,7 @@ func (b *Broker) Stats() Stats {
 		MessagesDropped:  b.stats.messagesDropped.Load(),
 		BytesSent:        b.stats.sum(func(s *stripe) *atomic.Uint64 { return &s.bytesSent }),
 		StoreErrors:      b.stats.storeErrors.Load(),
+		StoreRetried:     b.stats.storeRetried.Load(),
 		Revocations:      b.stats.revocations.Load(),
 		RevokedMessages:  b.stats.revokedMessages.Load(),
 		Parks:            b.stats.parks.Load(),

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,12 @@ type Store interface {
 	// Close flushes and releases the store; Commit fails afterwards.
 	Close() error
 }
+
+// ErrStoreNoQuorum is wrapped by a replicated Store's error for a write
+// that no quorum acknowledged in time (its leader died; another is being
+// elected). It may be stored or not: the broker writes the same batch
+// again, for a while, where doing so is harmless (retryNoQuorum).
+var ErrStoreNoQuorum = errors.New("store: no quorum acknowledged the write")
 
 // RidingStore is a Store that can make a batch durable with the next
 // sync other writes ask for, instead of one of its own: CommitRiding

@@ -331,7 +331,7 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 			if durable {
 				j.count.commitFailed.Add(1)
 			}
-			return err
+			return noQuorum(err)
 		}
 	}
 	var lerr error
@@ -341,10 +341,22 @@ func (j *Journal) Commit(b *broker.Batch, durable bool) error {
 	if durable && len(futs) > 0 {
 		if err := j.awaitAcks(futs); err != nil {
 			j.count.commitFailed.Add(1)
-			return fmt.Errorf("cluster: session journal: not stored: %w", err)
+			return fmt.Errorf("cluster: session journal: not stored: %w", noQuorum(err))
 		}
 	}
 	return lerr
+}
+
+// noQuorum marks err with broker.ErrStoreNoQuorum when JetStream did not
+// acknowledge a write for want of a stream leader (an election) or in
+// time, or too many writes still wait for theirs: the broker may write
+// the batch again.
+func noQuorum(err error) error {
+	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, errJournalBusy) {
+		return fmt.Errorf("%w: %w", broker.ErrStoreNoQuorum, err)
+	}
+	return err
 }
 
 // complete reports whether a session operation carries the record its

@@ -61,6 +61,7 @@ var (
 	dHeld             = newDesc(prometheus.GaugeValue, "petrel_refusals_held", "Refused connections whose CONNACK is held (auth.password_checks.refusal_delay).")
 	dHeldTotal        = newDesc(prometheus.CounterValue, "petrel_refusals_held_total", "Refusals by the failure limits, by outcome: held, answered at once (bounds full), connection closed at accept (its address's share full).", "outcome")
 	dStoreErrors      = newDesc(prometheus.CounterValue, "petrel_store_errors_total", "Failed store writes.")
+	dStoreRetried     = newDesc(prometheus.CounterValue, "petrel_store_retried_total", "Durable store writes written again because no quorum acknowledged them (a cluster's session journal electing a leader).")
 	dStoreSize        = newDesc(prometheus.GaugeValue, "petrel_store_size_bytes", "Disk usage of the store's data directory.")
 	dCommitSeconds    = newDesc(prometheus.UntypedValue, "petrel_store_commit_duration_seconds", "Time of a store commit as the broker waits for it (group commit and fsync included).")
 	dCommitOps        = newDesc(prometheus.UntypedValue, "petrel_store_commit_operations", "Operations in one store commit.")
@@ -80,7 +81,7 @@ var (
 var brokerDescs = []desc{
 	dConnections, dAccepted, dConnects, dDisconnects, dRefused, dAuthFailures, dMsgIn, dMsgOut, dPubBytesIn, dPubBytesOut,
 	dBytesIn, dBytesOut, dDropped, dRetained, dRetainedBytes, dSessions, dSubscriptions, dQueued, dQueuedBytes, dInflight,
-	dParked, dHeld, dHeldTotal, dStoreErrors, dStoreSize, dCommitSeconds, dCommitOps, dDelivery,
+	dParked, dHeld, dHeldTotal, dStoreErrors, dStoreRetried, dStoreSize, dCommitSeconds, dCommitOps, dDelivery,
 }
 
 var handshakeDescs = []desc{dHandshakes, dHandshakeDropped}
@@ -175,6 +176,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(dHeldTotal, float64(f.Held.Overflow), "overflow")
 	emit(dHeldTotal, float64(f.Held.AtAccept), "closed_at_accept")
 	emit(dStoreErrors, float64(f.StoreErrors))
+	emit(dStoreRetried, float64(f.StoreRetried))
 	if f.StoreBytes >= 0 {
 		emit(dStoreSize, float64(f.StoreBytes))
 	}
