@@ -65,16 +65,18 @@ func (j *Journal) LoadSession(ctx context.Context, key string, r broker.Restorer
 	epoch, held := j.n.fence(key)
 	var upTo uint64
 	var err error
-	if held {
-		// Retried until ctx ends: right after a node's death the stream
-		// may have no leader for a few seconds (an election).
-		for {
-			if upTo, err = j.mark(ctx, subj, key, epoch); err == nil || errors.Is(err, ErrJournalClosed) || !sleepCtx(ctx, 250*time.Millisecond) {
-				break
-			}
+	// Retried until ctx ends: right after a node's death the stream may
+	// have no leader for a few seconds (an election), and JetStream
+	// answers 503 while its meta leader moves.
+	for {
+		if held {
+			upTo, err = j.mark(ctx, subj, key, epoch)
+		} else {
+			upTo, err = j.lastSeq(ctx, sessionsStream, subj)
 		}
-	} else {
-		upTo, err = j.lastSeq(ctx, sessionsStream, subj)
+		if err == nil || errors.Is(err, ErrJournalClosed) || !sleepCtx(ctx, 250*time.Millisecond) {
+			break
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("cluster: adopting session %q: %w", key, err)

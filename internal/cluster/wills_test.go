@@ -108,7 +108,8 @@ func startWillNode(c Config) (willMember, error) {
 	return willMember{n, h}, nil
 }
 
-// waitWills waits until m's will registry is open.
+// waitWills waits until m's will registry is open and m is ready
+// (claims work).
 func waitWills(t *testing.T, m willMember) {
 	t.Helper()
 	mqtttest.Eventually(t, 45*time.Second, func() bool {
@@ -119,6 +120,7 @@ func waitWills(t *testing.T, m willMember) {
 			return false
 		}
 	}, m.cfg.Node+"'s wills bucket")
+	mqtttest.Eventually(t, 45*time.Second, m.ready, m.cfg.Node+" ready")
 }
 
 // testWill is a 5.0 will with everything a will carries.
