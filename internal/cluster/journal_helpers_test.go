@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/internal/session"
 	"github.com/petrel-mqtt/petrel/internal/store/memstore"
 )
@@ -193,4 +194,23 @@ func subjectMsgs(t *testing.T, m member, subject string) uint64 {
 		t.Fatal(err)
 	}
 	return info.State.Subjects[subject]
+}
+
+// compactionsDone waits until no session of j is being compacted. A
+// load by another node that did not claim the session races with the
+// purge that follows a snapshot (the fold may find the older records
+// purged and the snapshot past its end); an adoption claims first, and
+// the claim's Forget stops the old owner's compactions.
+func compactionsDone(t *testing.T, j *Journal) {
+	t.Helper()
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		for _, sh := range j.mu.shadows {
+			if sh.compacting {
+				return false
+			}
+		}
+		return true
+	}, "the journal's compactions finished")
 }

@@ -469,6 +469,7 @@ func TestJournalConcurrentCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	compactionsDone(t, js[0])
 	for w, key := range keys {
 		a := load(t, js[1], key)
 		if !a.found || len(a.s.Queue) != 1 || a.s.Queue[0].Seq != seqs[rounds-1] || !slices.Equal(a.s.InboundQoS2, []uint16{uint16(w + 1)}) {
