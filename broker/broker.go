@@ -206,7 +206,8 @@ type Options struct {
 type Broker struct {
 	cur     atomic.Pointer[Options] // replaced whole by SetLimits
 	log     *slog.Logger
-	store   Store // nil: memory only
+	store   Store       // nil: memory only
+	riding  RidingStore // store, when it can ride the next sync (commitRiding); else nil
 	lazyOps lazyOps
 	// storeLog limits the log lines of failed store writes (commit.go).
 	storeLog storeErrLog
@@ -412,6 +413,7 @@ func New(o Options) (*Broker, error) {
 		done:     make(chan struct{}),
 	}
 	b.cur.Store(&o)
+	b.riding, _ = o.Store.(RidingStore)
 	b.metrics.init(time.Now())
 	b.refusals, b.audit = newEventLogs(o.Logger)
 	b.parker = transport.NewParker(b.log)

@@ -34,8 +34,8 @@ func (b *Broker) commitAs(batch *Batch, durable, ride bool) error {
 	}
 	defer b.observeCommit(time.Now(), batch.Len())
 	var err error
-	if rs, ok := b.store.(RidingStore); ok && ride {
-		err = rs.CommitRiding(batch)
+	if ride && b.riding != nil {
+		err = b.riding.CommitRiding(batch)
 	} else {
 		err = b.store.Commit(batch, durable)
 	}

@@ -60,6 +60,13 @@ func (l *fakeLog) answerHeld(err error) {
 	}
 }
 
+// stored returns how many messages the log holds.
+func (l *fakeLog) stored() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.msgs)
+}
+
 // logCalls returns how many messages were handed to Log.
 func (l *fakeLog) logCalls() int {
 	l.mu.Lock()

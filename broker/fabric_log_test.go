@@ -74,10 +74,7 @@ func TestLogDeliversPersistentSessionsOnce(t *testing.T) {
 			pub, _ := connectTenant(t, addrB, v, "t1", "pub", packet.Connect{CleanStart: true})
 			for i := 0; i < 20; i++ {
 				publish(t, pub, "d/x", byte(1+i%2), false, fmt.Sprintf("m%d", i), uint16(i+1))
-				cl.l.mu.Lock()
-				logged := len(cl.l.msgs)
-				cl.l.mu.Unlock()
-				if logged != i+1 { // the ack came after the log's
+				if logged := cl.l.stored(); logged != i+1 { // the ack came after the log's
 					t.Fatalf("after %d acknowledged publishes the log holds %d", i+1, logged)
 				}
 			}
@@ -289,11 +286,7 @@ func TestAdoptionWhilePublishing(t *testing.T) {
 		}
 	}()
 	// Resume on B while the publisher runs.
-	mqtttest.Eventually(t, mqtttest.Timeout, func() bool {
-		cl.l.mu.Lock()
-		defer cl.l.mu.Unlock()
-		return len(cl.l.msgs) > n/2
-	}, "half the messages logged")
+	mqtttest.Eventually(t, mqtttest.Timeout, func() bool { return cl.l.stored() > n/2 }, "half the messages logged")
 	stopBroker(t, ba)
 	re, ack := connectTenant(t, addrB, v, "t1", "sub", persistentConnect(v))
 	if !ack.SessionPresent {
@@ -551,10 +544,7 @@ func TestQoS2ResendAfterANodesDeathIsStoredOnce(t *testing.T) {
 				}
 				psub.ExpectNone(300 * time.Millisecond)
 				csub.ExpectNone(100 * time.Millisecond)
-				cl.l.mu.Lock()
-				n := len(cl.l.msgs)
-				cl.l.mu.Unlock()
-				if n != 1 {
+				if n := cl.l.stored(); n != 1 {
 					t.Fatalf("the log holds %d copies, want 1", n)
 				}
 			})
@@ -616,10 +606,7 @@ func TestQoS2NotLoggedAfterATakeover(t *testing.T) {
 	}
 	sameList(t, "subscriber", payloadsOf(t, sub, 1), []string{"once"})
 	sub.ExpectNone(500 * time.Millisecond)
-	cl.l.mu.Lock()
-	n := len(cl.l.msgs)
-	cl.l.mu.Unlock()
-	if n != 1 {
+	if n := cl.l.stored(); n != 1 {
 		t.Fatalf("the log holds %d copies, want 1", n)
 	}
 }
@@ -660,10 +647,7 @@ func TestQoS2FailedWriteKeepsItsIDFor3x(t *testing.T) {
 	re.Send(&packet.Pubrel{PacketID: 3})
 	expect[*packet.Pubcomp](t, re)
 	sub.ExpectNone(300 * time.Millisecond)
-	cl.l.mu.Lock()
-	n := len(cl.l.msgs)
-	cl.l.mu.Unlock()
-	if n != 1 {
+	if n := cl.l.stored(); n != 1 {
 		t.Fatalf("the log holds %d copies, want 1", n)
 	}
 }

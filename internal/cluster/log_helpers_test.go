@@ -269,3 +269,14 @@ func leadLog(t testing.TB, n *Node) {
 		return false
 	}, n.cfg.Node+" leads the message log")
 }
+
+// logWarm logs one message on n with every node up and fails t unless
+// it is stored: the log has its leader.
+func logWarm(t *testing.T, n *Node, topic string) {
+	t.Helper()
+	var warm logRecorder
+	warm.log(n, qos1(topic, "x"))
+	if res := warm.wait(t, 30*time.Second, "a message logged with every node up"); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+}

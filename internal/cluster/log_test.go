@@ -142,11 +142,7 @@ func checkExpiry(t testing.TB, got, want time.Time) {
 func TestLogNoQuorum(t *testing.T) {
 	ms := startLogged(t, configs(t, 3, 3))
 	n1 := ms[0]
-	var warm logRecorder
-	warm.log(n1.Node, qos1("nq/warm", "x"))
-	if res := warm.wait(t, 30*time.Second, "a message logged with every node up"); res[0].err != nil {
-		t.Fatal(res[0].err)
-	}
+	logWarm(t, n1.Node, "nq/warm")
 	// n1 leads the log, then loses its followers: it stays leader for
 	// about 10 s (nats-server's lost-quorum interval) and its writes wait
 	// for a quorum that will not come. (Had another node led, the writes
@@ -415,11 +411,7 @@ func TestLogOnceStoresAWriteIDOnce(t *testing.T) {
 func TestLogWaitsForANewLeader(t *testing.T) {
 	ms := startLogged(t, configs(t, 3, 3))
 	n1 := ms[0]
-	var warm logRecorder
-	warm.log(n1.Node, qos1("nl/warm", "x"))
-	if res := warm.wait(t, 30*time.Second, "a message logged with every node up"); res[0].err != nil {
-		t.Fatal(res[0].err)
-	}
+	logWarm(t, n1.Node, "nl/warm")
 	leadLog(t, ms[1].Node)
 	retried := n1.Counters().LogRetried
 	var r logRecorder

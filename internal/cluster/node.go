@@ -516,14 +516,17 @@ func (s serverLogger) Tracef(format string, v ...any) {}
 // earlier could miss what was logged before the follower's consumer
 // started, or get it seconds late).
 func (n *Node) ready() bool {
-	for _, c := range []chan struct{}{n.assets, n.following} {
-		select {
-		case <-c:
-		default:
-			return false
-		}
+	select {
+	case <-n.assets:
+	default:
+		return false
 	}
-	return true
+	select {
+	case <-n.following:
+		return true
+	default:
+		return false
+	}
 }
 
 // markFollowing records that the node follows the message log (ready).

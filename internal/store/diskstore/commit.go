@@ -362,13 +362,19 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch, rd 
 	}
 	big := live[0].b
 	hold := s.mode == modeAlways && rd.holding(time.Now(), s.rideRecent())
-	durable, lastCid := live[0].durable && !(live[0].ride && hold), live[0].lastCid
-	for _, r := range live[1:] {
-		if err := big.Apply(r.b, nil); err != nil {
-			panic(fmt.Sprintf("diskstore: merge batches: %v", err)) // our own batches: cannot be invalid
+	// durable: the commit is synced; asked: a write that is durable and
+	// not riding asked for it.
+	var durable, asked bool
+	var lastCid uint64
+	for i, r := range live {
+		if i > 0 {
+			if err := big.Apply(r.b, nil); err != nil {
+				panic(fmt.Sprintf("diskstore: merge batches: %v", err)) // our own batches: cannot be invalid
+			}
+			_ = r.b.Close() // Apply copied it
 		}
-		_ = r.b.Close() // Apply copied it
 		durable = durable || r.durable && !(r.ride && hold)
+		asked = asked || r.durable && !r.ride
 		lastCid = max(lastCid, r.lastCid)
 	}
 	if lastCid > cur.persisted {
@@ -383,10 +389,6 @@ func (s *Store) commitGroup(group []*request, size int, cur *committerEpoch, rd 
 	s.stats.commits.Add(uint64(len(live)))
 	if wo == pebble.Sync {
 		s.stats.syncs.Add(1)
-	}
-	asked := false // a write that is durable and not riding
-	for _, r := range live {
-		asked = asked || r.durable && !r.ride
 	}
 	if ferr := ep.failure(); ferr != nil {
 		err = ferr // Pebble reports a failed WAL write through Logger.Fatalf

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/petrel-mqtt/petrel/broker"
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 )
 
 func retainedBatch(topic string) *broker.Batch {
@@ -35,7 +36,7 @@ func TestCommitRidingSharesTheNextSync(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.CommitRiding(retainedBatch("rider")) }()
 	// It is written at once, then waits: rideWait is an hour here.
-	waitFor(t, func() bool { return s.Stats().Commits >= 3 })
+	mqtttest.Eventually(t, 10*time.Second, func() bool { return s.Stats().Commits >= 3 }, "the riding write committed")
 	select {
 	case err := <-done:
 		t.Fatalf("the riding write returned (%v) before any sync covered it", err)
@@ -118,15 +119,4 @@ func (c retainedCollector) RestoreInbound(string, uint16, uint64) error         
 func (c retainedCollector) RestoreRetained(m *broker.StoredMessage) error {
 	c[m.Topic] = true
 	return nil
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
