@@ -15,16 +15,16 @@
 //     carries a small binary envelope (envelope.go) with its QoS, retain
 //     flag, 5.0 properties, remaining expiry and origin;
 //   - retained messages, in the JetStream stream PETREL_RETAINED (one
-//     message per topic, replicated): each node follows it with one
+//     message per topic, replicated): each node follows it with an
 //     ordered consumer and applies other nodes' changes to its local
 //     retained index, so SUBSCRIBE stays local; a clear is a tombstone,
 //     which the node that wrote it purges after Config.TombstoneTTL
 //     (purge.go);
 //   - QoS 1 and 2 messages, in the message log PETREL_MSGS (log*.go):
 //     the publishing node writes each before its publisher is
-//     acknowledged (Log), every node follows the log with one ordered
-//     consumer and hands each message to its broker in order (LogHost),
-//     and a session resumed elsewhere reads what it missed by sequence
+//     acknowledged (Log), every node follows the log with one
+//     consumer at a time and hands each message to its broker in order
+//     (LogHost), and a session resumed elsewhere reads what it missed by sequence
 //     (ReadLog, direct gets, no consumer);
 //   - session ownership, in the JetStream KV bucket PETREL_OWNERS: a
 //     CONNECT claims its session key with a compare-and-set and asks the

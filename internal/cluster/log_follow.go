@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,7 +44,7 @@ func (n *Node) logStreamConfig(r int) jetstream.StreamConfig {
 	}
 }
 
-// followLog runs the node's one ordered consumer on the message log,
+// followLog runs the node's one consumer on the message log at a time,
 // once the broker is bound (and is a LogHost): it starts after the
 // log's last sequence at that time and hands every later message to
 // the broker, in sequence order, from this goroutine only.
@@ -71,7 +72,7 @@ func (n *Node) followLog() {
 		if !sleepCtx(n.ctx, backoff) {
 			return
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, time.Second) // the node's persistent sessions wait meanwhile
 	}
 }
 
@@ -81,6 +82,39 @@ type logFollower struct {
 	h       LogHost
 	started bool   // LogFrom was called
 	next    uint64 // the sequence the broker expects next
+	runs    int    // consumers made so far (each run's names are its own)
+}
+
+// The follower's consumer. JetStream places an R1 consumer on any of the
+// stream's peers, often another node. When that node dies the consumer
+// goes with it and sends nothing more, not even an error: the follower
+// learns it only from the missing idle heartbeats. nats.go's ordered
+// consumer (a 5 s heartbeat, a reset after two missed, a 10 s wait for
+// the new consumer, then a backoff growing to 10 s) left a node's
+// persistent sessions without new messages for 20 s and more after
+// another node's death. The follower manages its consumer itself: it
+// notices the silence after two followHeartbeat, asks for a new
+// consumer for at most followCreate, and tries again within a second
+// (followLog) until the cluster has a meta leader to make it.
+const (
+	followHeartbeat = time.Second
+	followExpiry    = 10 * time.Second // a pull request's life: at least twice the heartbeat
+	followCreate    = 3 * time.Second
+	// followInactive: JetStream deletes a consumer nobody pulled from
+	// for this long (one a follower left on a node it lost sight of).
+	followInactive = 2 * time.Minute
+)
+
+// errFollowGap ends a consumer that skipped a delivery (its sequence of
+// deliveries has a hole): the follower goes on from a new consumer.
+var errFollowGap = errors.New("cluster: the message log's consumer skipped a delivery")
+
+// followerName is the name of a follower's consumer: the stream's
+// consumer list then says whose follower each consumer is, and a new
+// consumer never takes an earlier one's name (which may outlive it, with
+// other settings, until followInactive).
+func (n *Node) followerName(what string, run int) string {
+	return fmt.Sprintf("petrel_%s_%s_%x_%d", what, n.cfg.Node, n.incarnation, run)
 }
 
 // from tells the broker that its next message follows seq.
@@ -111,16 +145,26 @@ func (f *logFollower) run() error {
 		// The log is behind what was handed over: it was recreated.
 		f.from(last)
 	}
-	cons, err := n.logJS.OrderedConsumer(n.ctx, logStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{logRoot + ".>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    f.next,
+	f.runs++
+	name := n.followerName("log", f.runs)
+	ctx, cancel = context.WithTimeout(n.ctx, followCreate)
+	cons, err := n.logJS.CreateConsumer(ctx, logStream, jetstream.ConsumerConfig{
+		Name:              name,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       f.next,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: followInactive,
+		Replicas:          1,
+		MemoryStorage:     true,
 	})
+	cancel()
 	if err != nil {
 		return err
 	}
+	defer f.drop(name)
 	// Bounded in bytes, not in messages (each up to 64 MiB).
-	it, err := cons.Messages(jetstream.PullMaxBytes(followBytes))
+	it, err := cons.Messages(jetstream.PullMaxBytes(followBytes), jetstream.PullHeartbeat(followHeartbeat),
+		jetstream.PullExpiry(followExpiry), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		return err
 	}
@@ -128,13 +172,31 @@ func (f *logFollower) run() error {
 	stop := context.AfterFunc(n.ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	var delivered uint64 // the consumer's delivery sequence so far
 	for {
 		m, err := it.Next()
 		if err != nil {
 			return err
 		}
+		if md, err := m.Metadata(); err == nil {
+			if md.Sequence.Consumer != delivered+1 {
+				return errFollowGap
+			}
+			delivered = md.Sequence.Consumer
+		}
 		f.deliver(m)
 	}
+}
+
+// drop deletes a consumer the follower left, unless the node stops (the
+// consumer then goes after followInactive, or with its node).
+func (f *logFollower) drop(name string) {
+	n := f.n
+	go func() {
+		ctx, cancel := context.WithTimeout(n.ctx, followCreate)
+		defer cancel()
+		_ = n.logJS.DeleteConsumer(ctx, logStream, name)
+	}()
 }
 
 // deliver hands one message of the log to the broker: a copy from

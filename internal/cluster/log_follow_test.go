@@ -1,11 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 )
 
 // fakeLogMsg is a message of the log as the ordered consumer delivers
@@ -115,4 +119,92 @@ func FuzzDecodeLogMessage(f *testing.F) {
 			t.Fatalf("expiry %v before the stored time %v", msg.Expiry, stored)
 		}
 	})
+}
+
+// TestFollowerOutlivesItsConsumersNode: JetStream puts a follower's
+// consumer on any of the log's peers. When that node dies, the follower
+// (on a node that lives) notices the consumer's silence within two
+// heartbeats (followHeartbeat) and goes on from a consumer on a
+// survivor: a message logged after the death reaches it within
+// seconds. With JetStream's default heartbeat (5 s) nothing reached it
+// for 10 s and more, while the node's persistent sessions waited.
+func TestFollowerOutlivesItsConsumersNode(t *testing.T) {
+	ms := startLogged(t, configs(t, 3, 3))
+	logWarm(t, ms[0].Node, "fo/warm")
+	a, b := placedElsewhere(t, ms)
+	t.Logf("%s's follower reads from a consumer on %s", a.cfg.Node, b.cfg.Node)
+	leadLog(t, a.Node) // the log keeps its leader: no election in the way
+	var c logMember
+	for _, m := range ms {
+		if m.cfg.Node != a.cfg.Node && m.cfg.Node != b.cfg.Node {
+			c = m
+		}
+	}
+	killed := time.Now()
+	b.srv.Shutdown() // abrupt: the consumer goes, its pull request unanswered
+	seq := logOK(t, c.Node, "fo/after")
+	logged := time.Since(killed)
+	mqtttest.Eventually(t, 30*time.Second, func() bool {
+		for _, e := range a.host.delivered() {
+			if e.seq == seq {
+				return true
+			}
+		}
+		return false
+	}, a.cfg.Node+"'s follower hands over a message logged after "+b.cfg.Node+" died")
+	took := time.Since(killed)
+	t.Logf("logged %v after the death; handed over after %v", logged.Round(time.Millisecond), took.Round(time.Millisecond))
+	if bound := 7 * time.Second; took > bound {
+		t.Fatalf("%s's follower took %v after its consumer's node died, over %v: it did not notice the silence in two heartbeats", a.cfg.Node, took.Round(time.Millisecond), bound)
+	}
+}
+
+// placedElsewhere returns a node whose log follower's consumer lives on
+// another node, b, that does not lead the JetStream meta group (whose
+// death would hold the new consumer up for an election). While there is
+// none, it deletes the followers' consumers: each follower makes a new
+// one, placed at random again.
+func placedElsewhere(t *testing.T, ms []logMember) (a, b logMember) {
+	t.Helper()
+	byNode := map[string]logMember{}
+	for _, m := range ms {
+		byNode[m.cfg.Node] = m
+	}
+	for range 20 {
+		hosts := map[string]string{} // follower's node -> its consumer's node
+		names := map[string]string{}
+		mqtttest.Eventually(t, 30*time.Second, func() bool {
+			clear(hosts)
+			clear(names)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, err := ms[0].js.Stream(ctx, logStream)
+			if err != nil {
+				return false
+			}
+			l := st.ListConsumers(ctx)
+			n := 0
+			for ci := range l.Info() {
+				for _, m := range ms {
+					if strings.HasPrefix(ci.Name, "petrel_log_"+m.cfg.Node+"_") && ci.Cluster != nil && ci.Cluster.Leader != "" {
+						hosts[m.cfg.Node], names[m.cfg.Node] = ci.Cluster.Leader, ci.Name
+						n++
+					}
+				}
+			}
+			return l.Err() == nil && n == len(ms) && len(hosts) == len(ms) // one consumer each
+		}, "each follower's one consumer listed")
+		for _, m := range ms {
+			if h := hosts[m.cfg.Node]; h != m.cfg.Node && !byNode[h].srv.JetStreamIsLeader() {
+				return m, byNode[h]
+			}
+		}
+		for _, name := range names {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = ms[0].js.DeleteConsumer(ctx, logStream, name)
+			cancel()
+		}
+	}
+	t.Fatal("no follower's consumer placed on another node than its own and the meta leader in 20 placements")
+	return
 }

@@ -111,16 +111,18 @@ func (n *Node) followRetained() {
 		return
 	}
 	backoff := 250 * time.Millisecond
-	for {
+	for run := 1; ; run++ {
 		cons, err := n.js.OrderedConsumer(n.ctx, retainedStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{rootRetained + ".>"},
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+			NamePrefix:     n.followerName("retained", run),
 		})
 		if err == nil {
 			var cc jetstream.ConsumeContext
 			// Bounded in bytes, not in messages (500 by default, each up
-			// to 64 MiB).
-			cc, err = cons.Consume(n.applyRetained, jetstream.PullMaxBytes(followBytes))
+			// to 64 MiB); the heartbeat as the log's follower's.
+			cc, err = cons.Consume(n.applyRetained, jetstream.PullMaxBytes(followBytes),
+				jetstream.PullHeartbeat(followHeartbeat), jetstream.PullExpiry(followExpiry))
 			if err == nil {
 				<-n.ctx.Done()
 				cc.Stop()
