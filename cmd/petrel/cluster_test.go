@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -37,19 +36,11 @@ type clusterNode struct {
 }
 
 // freePorts returns n TCP ports free on 127.0.0.1 a moment ago (the route
-// ports every node's peers list must name before the nodes start).
+// ports every node's peers list must name before the nodes start), in
+// this package's range (mqtttest.FreePorts).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
+	return mqtttest.FreePorts(t, n, mqtttest.CmdPorts)
 }
 
 // startCluster3 starts three petrel serve processes joined by a cluster:

@@ -123,23 +123,11 @@ func (h *fakeHost) kicks() []string {
 	return append([]string(nil), h.kicked...)
 }
 
-// freePorts returns n ports free on 127.0.0.1 right now.
+// freePorts returns n ports free on 127.0.0.1 right now, in this
+// package's range (mqtttest.FreePorts).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
+	return mqtttest.FreePorts(t, n, mqtttest.ClusterPorts)
 }
 
 // testLogger logs the nodes' warnings to the test log.
