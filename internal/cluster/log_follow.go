@@ -89,10 +89,13 @@ type logFollower struct {
 // stream's peers, often another node. When that node dies the consumer
 // goes with it and sends nothing more, not even an error: the follower
 // learns it only from the missing idle heartbeats. nats.go's ordered
-// consumer (a 5 s heartbeat, a reset after two missed, a 10 s wait for
-// the new consumer, then a backoff growing to 10 s) left a node's
-// persistent sessions without new messages for 20 s and more after
-// another node's death. The follower manages its consumer itself: it
+// consumer (a 5 s heartbeat, a reset after two missed, up to 10 s for
+// each request for a new consumer, then a backoff growing to 10 s) left
+// a node's persistent sessions without new messages for 10 s after
+// another node's death, and longer when the meta leader died too. The
+// heartbeat is checked only while the follower waits for a message, so
+// a broker slow to take one does not end the consumer. The follower
+// manages its consumer itself: it
 // notices the silence after two followHeartbeat, asks for a new
 // consumer for at most followCreate, and tries again within a second
 // (followLog) until the cluster has a meta leader to make it.
