@@ -55,7 +55,7 @@ func startCluster(cfg *config.Config, logger *slog.Logger, connections func() in
 	if err != nil {
 		return nil, err
 	}
-	cc := cluster.Config{Name: cl.Name, Node: cl.Node, Listen: cl.Listen, Peers: cl.Peers, Replicas: cl.Replicas,
+	cc := cluster.Config{Name: cl.Name, Node: cl.Node, Listen: cl.Listen, Advertise: cl.Advertise, Peers: cl.Peers, Replicas: cl.Replicas,
 		DataDir: cfg.ClusterDataDir(), TLS: tc, Logger: logger, Connections: connections,
 		InboxBytes: int(cl.InboxBytes), TombstoneTTL: cl.TombstoneTTL,
 		MessageRetention: cl.MessageRetention, MessageBytes: clusterMessageBytes(cl.MessageBytes),
@@ -134,6 +134,7 @@ func apiCluster(st cluster.Status) *api.Cluster {
 		RetainApplied:   k.RetainApplied,
 		KicksSent:       k.KicksSent,
 		KicksReceived:   k.KicksReceived,
+		KicksMissed:     k.KicksMissed,
 		ReleaseDropped:  k.ReleaseDropped,
 		WatchFailed:     k.WatchFailed,
 		PurgesScheduled: k.PurgesScheduled,

@@ -22,9 +22,13 @@ type Config struct {
 	// Listen is the route address this node accepts other nodes on
 	// (host:port).
 	Listen string
+	// Advertise is the route address the other nodes are told to reach
+	// this node on (host:port) when it is not Listen: a proxy or a NAT
+	// between the nodes. "": Listen.
+	Advertise string
 	// Peers are the route addresses of the other nodes (host:port, or
 	// nats-route://host:port, tls://host:port). A peer equal to Listen
-	// is ignored.
+	// or Advertise is ignored.
 	Peers []string
 	// Replicas is the replication factor of the cluster's JetStream
 	// assets; it is capped by the number of configured nodes
@@ -150,6 +154,11 @@ func (c Config) Validate() error {
 	if _, _, err := hostPort(c.Listen); err != nil {
 		return fmt.Errorf("cluster: listen %q: %w", c.Listen, err)
 	}
+	if c.Advertise != "" {
+		if _, _, err := hostPort(c.Advertise); err != nil {
+			return fmt.Errorf("cluster: advertise %q: %w", c.Advertise, err)
+		}
+	}
 	for i, p := range c.Peers {
 		if _, err := peerURL(p); err != nil {
 			return fmt.Errorf("cluster: peers[%d] %q: %w", i, p, err)
@@ -230,7 +239,7 @@ func (c Config) routes() []*url.URL {
 	var out []*url.URL
 	for _, p := range c.Peers {
 		u, err := peerURL(p)
-		if err != nil || u.Host == c.Listen {
+		if err != nil || u.Host == c.Listen || u.Host == c.Advertise {
 			continue
 		}
 		out = append(out, u)

@@ -262,9 +262,10 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	go n.purgeLoop()
 	n.wg.Add(1)
 	go n.ensureAssets()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.willWriter()
 	go n.willReaper()
+	go n.watchOwners()
 	select {
 	case <-n.assets:
 	case <-time.After(assetsWait):
@@ -311,7 +312,10 @@ func serverOptions(c Config, token string) (*server.Options, error) {
 		// A route to a lost machine drops after 10 to 15 s (nats-server's
 		// default: 30 s pings, 2 unanswered) so that the node is taken for
 		// dead, and its clients' wills published, WillAfter later (wills_reap.go).
-		PingInterval: routePing, MaxPingsOut: routePingsOut}
+		PingInterval: routePing, MaxPingsOut: routePingsOut,
+		// What the other nodes dial, also when they learn of this node
+		// from a third (route gossip).
+		Advertise: c.Advertise}
 	opts.Routes = routes
 	if c.TLS != nil {
 		t := c.TLS.Clone()

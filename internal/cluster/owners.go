@@ -247,23 +247,29 @@ func (n *Node) onKick(m *nats.Msg) {
 		// The connection ends first, its pending writes made while this
 		// node still holds the session (under its fencing token): the new
 		// owner adopts the session only after the answer, so it reads
-		// them. Then, still before the answer, the node lets the session
-		// go: its journal never writes or compacts it again.
-		if h := n.host(); h != nil {
-			h.KickRemote(key)
-		}
-		n.mu.Lock()
-		if cur, ok := n.mu.held[key]; ok && cur <= epoch {
-			delete(n.mu.held, key)
-			delete(n.mu.revs, key)
-		}
-		n.mu.Unlock()
-		if j := n.journal.Load(); j != nil {
-			j.Forget(key)
-		}
+		// them.
+		n.lose(key, epoch)
 	}
 	if err := m.Respond(nil); err != nil {
 		n.log.Debug("cluster: kick answer", "err", err)
+	}
+}
+
+// lose ends this node's connection of session key, which another node
+// claimed with epoch, then lets the session go: the journal never writes
+// or compacts it again.
+func (n *Node) lose(key string, epoch uint64) {
+	if h := n.host(); h != nil {
+		h.KickRemote(key)
+	}
+	n.mu.Lock()
+	if cur, ok := n.mu.held[key]; ok && cur <= epoch {
+		delete(n.mu.held, key)
+		delete(n.mu.revs, key)
+	}
+	n.mu.Unlock()
+	if j := n.journal.Load(); j != nil {
+		j.Forget(key)
 	}
 }
 

@@ -71,6 +71,7 @@ type Counters struct {
 	RetainApplied   uint64 // retained changes from other nodes applied
 	KicksSent       uint64
 	KicksReceived   uint64
+	KicksMissed     uint64 // sessions another node claimed without its kick arriving here (a partition): closed once the claim was seen
 	ReleaseDropped  uint64 // releases not written: too many waiting
 	WatchFailed     uint64
 	PurgesScheduled uint64 // tombstones this node wrote, queued for their purge
@@ -97,6 +98,7 @@ type counters struct {
 	malformed, unbound                                 atomic.Uint64
 	retained, retainFailed, retainApplied              atomic.Uint64
 	kicksSent, kicksReceived, releaseDropped           atomic.Uint64
+	kicksMissed                                        atomic.Uint64
 	watchFailed                                        atomic.Uint64
 	purged, purgeFailed, purgeDropped, purgesScheduled atomic.Uint64
 	logged, logNoQuorum, logFull, logNotReady          atomic.Uint64
@@ -134,7 +136,7 @@ func (n *Node) Counters() Counters {
 		SlowConsumer: c.slowConsumer.Load(), InboxDropped: c.inboxDropped.Load(),
 		Malformed: c.malformed.Load(), Unbound: c.unbound.Load(),
 		Retained: c.retained.Load(), RetainFailed: c.retainFailed.Load(), RetainApplied: c.retainApplied.Load(),
-		KicksSent: c.kicksSent.Load(), KicksReceived: c.kicksReceived.Load(),
+		KicksSent: c.kicksSent.Load(), KicksReceived: c.kicksReceived.Load(), KicksMissed: c.kicksMissed.Load(),
 		ReleaseDropped: c.releaseDropped.Load(), WatchFailed: c.watchFailed.Load(),
 		PurgesScheduled: c.purgesScheduled.Load(), Purged: c.purged.Load(), PurgeFailed: c.purgeFailed.Load(), PurgeDropped: c.purgeDropped.Load(),
 		Logged: c.logged.Load(), LogNoQuorum: c.logNoQuorum.Load(), LogRetried: c.logRetried.Load(), LogFull: c.logFull.Load(), LogNotReady: c.logNotReady.Load(),

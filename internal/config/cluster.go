@@ -25,6 +25,10 @@ type Cluster struct {
 	Node string `yaml:"node"`
 	// Listen is the host:port other nodes' routes connect to (required).
 	Listen string `yaml:"listen"`
+	// Advertise is the host:port the other nodes are told to reach this
+	// node's routes on, when it is not listen: a proxy, a NAT or a
+	// container's published port in between; default: listen.
+	Advertise string `yaml:"advertise"`
 	// Peers are the other nodes' route URLs (nats://host:port, or
 	// host:port); this node's own address may be listed too, so that
 	// every node can have the same list.
@@ -128,7 +132,7 @@ func (c *Config) ClusterSize() int {
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Cluster.Peers {
-		if hp, err := peerHostPort(p); err == nil && hp != c.Cluster.Listen {
+		if hp, err := peerHostPort(p); err == nil && hp != c.Cluster.Listen && hp != c.Cluster.Advertise {
 			seen[hp] = true
 		}
 	}
@@ -157,6 +161,14 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 		bad("cluster.listen", "%q: %v", cl.Listen, err)
 	} else {
 		listenOK = true
+	}
+	advertiseOK := false
+	if cl.Advertise != "" {
+		if err := checkHostPort(cl.Advertise); err != nil {
+			bad("cluster.advertise", "%q: %v", cl.Advertise, err)
+		} else {
+			advertiseOK = true
+		}
 	}
 	seen := map[string]int{}
 	for i, p := range cl.Peers {
@@ -194,6 +206,9 @@ func (c *Config) validateCluster(bad func(path, format string, args ...any)) {
 	}
 	if listenOK && t == (ClusterTLS{}) && !cl.AllowPlainRoutes && !IsLoopback(cl.Listen) {
 		bad("cluster.listen", "%q is not a loopback address and cluster.tls is not set: every tenant's messages and takeovers cross the routes; configure cluster.tls, or set cluster.allow_plain_routes: true on a network you trust", cl.Listen)
+	}
+	if advertiseOK && t == (ClusterTLS{}) && !cl.AllowPlainRoutes && !IsLoopback(cl.Advertise) {
+		bad("cluster.advertise", "%q is not a loopback address and cluster.tls is not set: every tenant's messages and takeovers cross the routes; configure cluster.tls, or set cluster.allow_plain_routes: true on a network you trust", cl.Advertise)
 	}
 	if c.Store.Type == "memory" {
 		bad("cluster", "not with store.type memory (petrel serve --ephemeral): a node keeps its cluster state on disk (cluster.data_dir), and one that forgot it would rejoin under the same cluster.node as a stranger")

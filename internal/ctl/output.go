@@ -232,9 +232,9 @@ func (o Output) Cluster(c api.Cluster) error {
 		return err
 	}
 	k := c.Counters
-	_, err := fmt.Fprintf(o.W, "\nforwarded %d, received %d, duplicates %d, inbox dropped %d (slow consumer %d), forward failed %d, malformed %d; retained %d (failed %d, applied %d); kicks sent %d, received %d\n",
+	_, err := fmt.Fprintf(o.W, "\nforwarded %d, received %d, duplicates %d, inbox dropped %d (slow consumer %d), forward failed %d, malformed %d; retained %d (failed %d, applied %d); kicks sent %d, received %d, missed %d\n",
 		k.Forwarded, k.Received, k.Duplicates, k.InboxDropped, k.SlowConsumer, k.ForwardFailed, k.Malformed,
-		k.Retained, k.RetainFailed, k.RetainApplied, k.KicksSent, k.KicksReceived)
+		k.Retained, k.RetainFailed, k.RetainApplied, k.KicksSent, k.KicksReceived, k.KicksMissed)
 	return err
 }
 

@@ -34,6 +34,7 @@ type ClusterCounters struct {
 	RetainApplied   uint64
 	KicksSent       uint64
 	KicksReceived   uint64
+	KicksMissed     uint64
 	ReleaseDropped  uint64
 	WatchFailed     uint64
 	PurgesScheduled uint64
@@ -100,6 +101,7 @@ var (
 	dClusterRetainApplied = clusterCounterDesc("retain_applied_total", "Retained changes from other nodes applied to this node's broker.")
 	dClusterKicksSent     = clusterCounterDesc("kicks_sent_total", "Kicks sent to the node holding a session taken over here.")
 	dClusterKicksReceived = clusterCounterDesc("kicks_received_total", "Kicks received from other nodes.")
+	dClusterKicksMissed   = clusterCounterDesc("kicks_missed_total", "Sessions held here that another node took over without its kick arriving (a partition): their connections closed once the claim was seen.")
 	dClusterReleaseDrop   = clusterCounterDesc("release_dropped_total", "Session releases not written: too many waiting.")
 	dClusterWatchFailed   = clusterCounterDesc("watch_failed_total", "Subscriptions this node could not open on the cluster.")
 	dClusterPurgesQueued  = clusterCounterDesc("purges_scheduled_total", "Tombstones of cleared retained topics this node wrote, queued for their purge.")
@@ -136,6 +138,7 @@ var clusterCounters = []clusterCounter{
 	{dClusterRetainApplied, "", func(c *ClusterCounters) uint64 { return c.RetainApplied }},
 	{dClusterKicksSent, "", func(c *ClusterCounters) uint64 { return c.KicksSent }},
 	{dClusterKicksReceived, "", func(c *ClusterCounters) uint64 { return c.KicksReceived }},
+	{dClusterKicksMissed, "", func(c *ClusterCounters) uint64 { return c.KicksMissed }},
 	{dClusterReleaseDrop, "", func(c *ClusterCounters) uint64 { return c.ReleaseDropped }},
 	{dClusterWatchFailed, "", func(c *ClusterCounters) uint64 { return c.WatchFailed }},
 	{dClusterPurgesQueued, "", func(c *ClusterCounters) uint64 { return c.PurgesScheduled }},

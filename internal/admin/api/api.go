@@ -162,6 +162,7 @@ type ClusterCounters struct {
 	RetainApplied   uint64 `json:"retain_applied"`   // retained changes from other nodes applied
 	KicksSent       uint64 `json:"kicks_sent"`       // takeover kicks sent to other nodes
 	KicksReceived   uint64 `json:"kicks_received"`   // takeover kicks received
+	KicksMissed     uint64 `json:"kicks_missed"`     // takeovers whose kick did not arrive (a partition), applied when the claim was seen
 	ReleaseDropped  uint64 `json:"release_dropped"`  // session releases not written: too many waiting
 	WatchFailed     uint64 `json:"watch_failed"`     // subscriptions the fabric could not make
 	PurgesScheduled uint64 `json:"purges_scheduled"` // tombstones written, queued for their purge
