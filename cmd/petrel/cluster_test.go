@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrel-mqtt/petrel/internal/admin/api"
 	"github.com/petrel-mqtt/petrel/internal/auth"
+	"github.com/petrel-mqtt/petrel/internal/clustertest"
 	"github.com/petrel-mqtt/petrel/internal/mqtttest"
 	"github.com/petrel-mqtt/petrel/packet"
 )
@@ -50,6 +51,20 @@ func freePorts(t *testing.T, n int) []int {
 // cluster has formed: claims need its replicated assets).
 func startCluster3(t *testing.T) []*clusterNode {
 	t.Helper()
+	nodes, _ := startCluster3Routed(t, false)
+	return nodes
+}
+
+// startCluster3Split is startCluster3 with every route through a proxy of
+// the test (each node advertises its proxy, cluster.advertise), which can
+// split the nodes (clustertest).
+func startCluster3Split(t *testing.T) ([]*clusterNode, *clustertest.Partition) {
+	t.Helper()
+	return startCluster3Routed(t, true)
+}
+
+func startCluster3Routed(t *testing.T, split bool) ([]*clusterNode, *clustertest.Partition) {
+	t.Helper()
 	dir, bin := buildPetrel(t)
 	h, err := auth.HashBcrypt([]byte(ctlPassword), 4)
 	if err != nil {
@@ -61,13 +76,24 @@ func startCluster3(t *testing.T) []*clusterNode {
   - {username: u2, password: '%[1]s', tenant: t2, roles: [ALL]}
 `, h))
 	ports := freePorts(t, 3)
-	var peers []string
-	for _, p := range ports {
-		peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	names := []string{"n1", "n2", "n3"}
+	advertise := make([]string, 3) // what each node's peers dial
+	listen := make([]string, 3)
+	for i, p := range ports {
+		listen[i] = fmt.Sprintf("127.0.0.1:%d", p)
+		advertise[i] = listen[i]
+	}
+	var part *clustertest.Partition
+	if split {
+		advertise, part = clustertest.New(t, names, listen, freePorts(t, 3))
 	}
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
-		name := fmt.Sprintf("n%d", i+1)
+		name := names[i]
+		var peers []string
+		for _, a := range advertise {
+			peers = append(peers, "nats://"+a)
+		}
 		cfg := filepath.Join(dir, name+".yaml")
 		write(t, cfg, fmt.Sprintf(`
 log: {level: info}
@@ -81,10 +107,11 @@ auth:
     - {name: ALL, activity: both, max_qos: 2, retain: true, topics: ["#"]}
 cluster:
   node: %s
-  listen: 127.0.0.1:%d
+  listen: %s
+  advertise: %s
   peers: [%s]
   will_after: 5s
-`, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, ports[i], strings.Join(peers, ", ")))
+`, filepath.Join(dir, name, "data"), filepath.Join(dir, "users.yaml"), name, listen[i], advertise[i], strings.Join(peers, ", ")))
 		nodes[i] = &clusterNode{name: name, bin: bin, cfg: cfg}
 		nodes[i].up.Store("")
 		nodes[i].launch(t)
@@ -97,7 +124,7 @@ cluster:
 	for _, n := range nodes {
 		n.waitAccepting(t)
 	}
-	return nodes
+	return nodes, part
 }
 
 // launch starts the node's process; its log is shown if the test fails.

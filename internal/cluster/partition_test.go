@@ -32,7 +32,6 @@ func TestPartitionMinorityAcknowledgesNothing(t *testing.T) {
 	cfgs := configs(t, 3, 3)
 	pn := partitionable(t, cfgs)
 	ms := startLogged(t, cfgs)
-	pn.know(ms)
 	n1, n2 := ms[0], ms[1]
 	logWarm(t, n1.Node, "pt/warm")
 	leadLog(t, n1.Node)
@@ -45,7 +44,7 @@ func TestPartitionMinorityAcknowledgesNothing(t *testing.T) {
 	commit(t, j1, session)
 	n1.lw.retryFor = 3 * time.Second // a write no quorum answers is held that long, then refused
 
-	pn.partition(n1.cfg.Node)
+	pn.Split(n1.cfg.Node)
 	cut := time.Now()
 	var r logRecorder
 	for i := range 5 {
@@ -71,7 +70,7 @@ func TestPartitionMinorityAcknowledgesNothing(t *testing.T) {
 		}
 	}
 
-	pn.heal()
+	pn.Heal()
 	healed := time.Now()
 	mqtttest.Eventually(t, 60*time.Second, func() bool {
 		for _, e := range n1.host.delivered() {
@@ -100,9 +99,7 @@ func TestPartitionMinorityAcknowledgesNothing(t *testing.T) {
 	if m, err := s.GetLastMsgForSubject(ctx, subj); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("a write n1 reported failed is in the log (seq %v, err %v)", m, err)
 	}
-	pn.mu.Lock()
-	defer pn.mu.Unlock()
-	if pn.unnamed > 0 {
-		t.Fatalf("%d route connections went through without a CONNECT naming their node: the partition may not have cut them", pn.unnamed)
+	if n := pn.Unnamed(); n > 0 {
+		t.Fatalf("%d route connections went through without an INFO naming their node: the partition may not have cut them", n)
 	}
 }
