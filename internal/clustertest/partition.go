@@ -74,7 +74,6 @@ func New(t testing.TB, names, listen []string, ports []int) ([]string, *Partitio
 	return addrs, p
 }
 
-
 // Split puts the nodes named in minority on one side and the others on
 // the other: the routes across are closed at once, and new ones refused.
 func (p *Partition) Split(minority ...string) {
