@@ -72,6 +72,8 @@ var layers = []layer{
 		why: "the configuration turns a file into the broker's, the listeners' and auth's settings"},
 	{pkg: "internal/mqtttest/...", allow: []string{"broker", "packet", "internal/listener/..."},
 		why: "test helpers start the broker on real listeners and speak packet"},
+	{pkg: "internal/clustertest", stdOnly: true, allow: []string{},
+		why: "splitting a cluster's routes is a TCP proxy of the test: it knows nothing of the broker"},
 	{pkg: "internal/archtest", stdOnly: true, allow: []string{}, why: "the layering check is a test of go list's output"},
 	{pkg: "interop", stdOnly: true, allow: []string{}, why: "interop is tests only: its code lives in _test.go files"},
 	{pkg: "bench/...", allow: []string{"packet"}, why: "the benchmark tools drive a broker over the wire"},
@@ -85,9 +87,11 @@ var layers = []layer{
 
 // Rules for every package, test files included.
 const (
-	cmdPattern      = "cmd/..."               // nothing imports a command
-	testOnlyPattern = "internal/mqtttest/..." // imported by test files only
+	cmdPattern = "cmd/..." // nothing imports a command
 )
+
+// testOnly are the test helpers: imported by test files only.
+var testOnly = []string{"internal/mqtttest/...", "internal/clustertest"}
 
 // pkgInfo is what go list -json reports of a package, as far as used here.
 type pkgInfo struct {
@@ -137,7 +141,7 @@ func check(pkgs []pkgInfo) []string {
 				bad = append(bad, fmt.Sprintf("%s imports %s: nothing imports a command (cmd/ is flags and subcommands only)", rel, irel))
 				continue
 			}
-			if iinternal && matches(testOnlyPattern, irel) && !matches(testOnlyPattern, rel) {
+			if iinternal && matchesAny(testOnly, irel) && !matchesAny(testOnly, rel) {
 				bad = append(bad, fmt.Sprintf("%s imports %s outside test files: it is a test helper", rel, irel))
 				continue
 			}
@@ -256,6 +260,8 @@ func TestCheckCatchesWrongEdges(t *testing.T) {
 		{"test imports cmd", pkgInfo{ImportPath: m("internal/config"), TestImports: []string{m("cmd/petrel")}}, true},
 		{"mqtttest in non-test code", pkgInfo{ImportPath: m("internal/auth"), Imports: []string{m("internal/mqtttest")}}, true},
 		{"mqtttest in tests", pkgInfo{ImportPath: m("broker"), XTestImports: []string{m("internal/mqtttest")}}, false},
+		{"clustertest in non-test code", pkgInfo{ImportPath: m("internal/cluster"), Imports: []string{m("internal/clustertest")}}, true},
+		{"clustertest in tests", pkgInfo{ImportPath: m("internal/cluster"), TestImports: []string{m("internal/clustertest")}}, false},
 		{"listener imports packet", pkgInfo{ImportPath: m("internal/listener"), Imports: []string{m("packet")}}, true},
 		{"listener third party", pkgInfo{ImportPath: m("internal/listener"), Imports: []string{"github.com/gorilla/websocket"}}, false},
 		{"heapfloor imports packet", pkgInfo{ImportPath: m("internal/heapfloor"), Imports: []string{m("packet")}}, true},
