@@ -120,8 +120,11 @@ func (w *willState) init() {
 // that no client can make two sessions share a record.
 func willKey(node, key string) string {
 	h := sha256.Sum256([]byte(key))
-	return "w." + node + "." + hex.EncodeToString(h[:16])
+	return willKeyPrefix(node) + hex.EncodeToString(h[:16])
 }
+
+// willKeyPrefix starts the keys of node's will records.
+func willKeyPrefix(node string) string { return "w." + node + "." }
 
 func lifeKey(node string) string { return "life." + node }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -41,8 +43,8 @@ const (
 	// reapTimeout bounds one bucket request of the reaper.
 	reapTimeout = 5 * time.Second
 	// reapListTimeout bounds the listing of a node's records (one key per
-	// connection with a will it had).
-	reapListTimeout = time.Minute
+	// session with a will it had; the stream's subjects, in pages).
+	reapListTimeout = 15 * time.Second
 )
 
 // peerState is what the reaper knows of another node.
@@ -234,20 +236,31 @@ func (r *reaper) lifeOf(ctx context.Context, node string) (uint64, error) {
 	return binary.BigEndian.Uint64(e.Value()), nil
 }
 
-// keysOf lists node's will records.
+// keysOf lists node's will records, deleted ones included (reapOne
+// skips them): the subjects of the bucket's stream, read from the
+// stream's leader without a consumer. A consumer (a KV key listing) would
+// be created by the meta leader, which may be the node that just died:
+// its creation would wait out the election, and a listing stuck there
+// held the reaping for up to a minute. This one fails within
+// reapListTimeout, and the next round tries again.
 func (r *reaper) keysOf(ctx context.Context, node string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, reapListTimeout)
 	defer cancel()
-	kl, err := r.n.wills.kv.ListKeysFiltered(ctx, "w."+node+".*")
+	s, err := r.n.js.Stream(ctx, "KV_"+willsBucket)
 	if err != nil {
 		return nil, err
 	}
-	defer kl.Stop() //nolint:errcheck // a lister's Stop fails only when already stopped
-	var keys []string
-	for k := range kl.Keys() {
-		keys = append(keys, k)
+	prefix := "$KV." + willsBucket + "."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+willKeyPrefix(node)+"*"))
+	if err != nil {
+		return nil, err
 	}
-	return keys, ctx.Err()
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, prefix))
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // reapOne reads the record k of node and reaps it (reapEntry); a record
