@@ -102,7 +102,9 @@ type logFollower struct {
 const (
 	followHeartbeat = time.Second
 	followExpiry    = 10 * time.Second // a pull request's life: at least twice the heartbeat
-	followCreate    = 3 * time.Second
+	// followCreate bounds a request for a consumer: nats.go's default
+	// API timeout (a loaded machine's meta leader may take seconds).
+	followCreate = 5 * time.Second
 	// followInactive: JetStream deletes a consumer nobody pulled from
 	// for this long (one a follower left on a node it lost sight of).
 	followInactive = 2 * time.Minute
