@@ -101,12 +101,13 @@ func (n *Node) holdsBefore(key string, epoch uint64) bool {
 	return ok && held < epoch
 }
 
-// sessionOfOwnerKey is ownerKey's inverse.
+// sessionOfOwnerKey is ownerKey's inverse; strict, so that one session
+// has one bucket key.
 func sessionOfOwnerKey(k string) (string, bool) {
 	rest, ok := strings.CutPrefix(k, "s")
-	if !ok {
+	if !ok || strings.ContainsAny(rest, "\r\n") { // which the decoder skips
 		return "", false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(rest)
 	return string(b), err == nil
 }
