@@ -20,9 +20,10 @@ import (
 // owner's fencing marker refuses them). So every node also watches the
 // owners bucket: a claim by another node of a session this node holds
 // under an older epoch ends this node's connection as the kick would
-// have, when no kick did within kickGrace (counted in KicksMissed). The watch sees every claim in the
-// cluster once per node, as the kick does only the old owner's: each is
-// one small message per CONNECT that claims a persistent session.
+// have, when no kick did within kickGrace (counted in KicksMissed). The
+// watch carries every claim in the cluster to every node (a kick goes to
+// the old owner only): one small message per node for each CONNECT that
+// claims a persistent session.
 
 // watchOwners runs the owners watch once the assets exist and the broker
 // is bound, from the bucket's next update on.
@@ -49,7 +50,7 @@ func (n *Node) watchOwners() {
 		if n.ctx.Err() != nil {
 			return
 		}
-		n.log.Warn("cluster: cannot watch the session owners; retrying", "err", err)
+		n.log.Warn("cluster: the watch of the session owners ended; starting it again", "err", err)
 		if !sleepCtx(n.ctx, backoff) {
 			return
 		}
