@@ -176,8 +176,11 @@ func decodeToken(b *strings.Builder, tok string) error {
 			return ErrBadSubject
 		}
 		v := byte(hi<<4 | lo)
-		if plain(v) {
-			return ErrBadSubject // not canonical
+		if plain(v) || v == '/' {
+			// Not canonical: a plain byte stands for itself, and '/'
+			// separates levels (it never reaches a token): two subjects
+			// would give one topic.
+			return ErrBadSubject
 		}
 		b.WriteByte(v)
 		i += 2

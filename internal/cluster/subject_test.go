@@ -190,7 +190,7 @@ func FuzzSubjectRoundTrip(f *testing.F) {
 }
 
 func FuzzSubjectDecode(f *testing.F) {
-	for _, s := range []string{"m.a", "m.=.=", "d.=24x", "m.=C3=BC", "m.=2", "r.x"} {
+	for _, s := range []string{"m.a", "m.=.=", "d.=24x", "m.=C3=BC", "m.=2", "r.x", "m.=2F", "m.a=2Fb"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
