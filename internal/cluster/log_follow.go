@@ -62,18 +62,8 @@ func (n *Node) followLog() {
 		return
 	}
 	f := logFollower{n: n, h: h}
-	backoff := 250 * time.Millisecond
-	for {
-		err := f.run()
-		if n.ctx.Err() != nil {
-			return
-		}
-		n.log.Warn("cluster: cannot follow the message log; retrying", "err", err)
-		if !sleepCtx(n.ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, time.Second) // the node's persistent sessions wait meanwhile
-	}
+	// At most a second apart: the node's persistent sessions wait meanwhile.
+	n.rerun("cannot follow the message log", time.Second, f.run)
 }
 
 // logFollower is followLog's state: the next sequence the broker expects.

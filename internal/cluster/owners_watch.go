@@ -36,26 +36,19 @@ func (n *Node) watchOwners() {
 			return
 		}
 	}
-	backoff := 250 * time.Millisecond
-	for {
+	n.rerun("the watch of the session owners ended", 5*time.Second, func() error {
 		w, err := n.kv.WatchAll(n.ctx, jetstream.UpdatesOnly())
-		if err == nil {
-			for e := range w.Updates() {
-				if e != nil {
-					n.ownerChanged(e)
-				}
+		if err != nil {
+			return err
+		}
+		defer w.Stop() //nolint:errcheck // a watcher's Stop fails only when already stopped
+		for e := range w.Updates() {
+			if e != nil {
+				n.ownerChanged(e)
 			}
-			_ = w.Stop()
 		}
-		if n.ctx.Err() != nil {
-			return
-		}
-		n.log.Warn("cluster: the watch of the session owners ended; starting it again", "err", err)
-		if !sleepCtx(n.ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		return nil
+	})
 }
 
 // ownerChanged applies one update of the owners bucket: another node's

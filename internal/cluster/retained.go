@@ -88,6 +88,23 @@ func (n *Node) createAssets(ctx context.Context, r int) (jetstream.KeyValue, err
 	})
 }
 
+// rerun calls run until the node stops. Each time run returns, it logs
+// why (what, err) and pauses: 250 ms, doubling up to most.
+func (n *Node) rerun(what string, most time.Duration, run func() error) {
+	backoff := 250 * time.Millisecond
+	for {
+		err := run()
+		if n.ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("cluster: "+what+"; retrying", "err", err)
+		if !sleepCtx(n.ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, most)
+	}
+}
+
 // sleepCtx waits for d or ctx; it reports whether d passed.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -110,34 +127,28 @@ func (n *Node) followRetained() {
 	case <-n.ctx.Done():
 		return
 	}
-	backoff := 250 * time.Millisecond
-	for run := 1; ; run++ {
+	run := 0
+	n.rerun("cannot follow the retained stream", 5*time.Second, func() error {
+		run++
 		cons, err := n.js.OrderedConsumer(n.ctx, retainedStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{rootRetained + ".>"},
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 			NamePrefix:     n.followerName("retained", run),
 		})
-		if err == nil {
-			var cc jetstream.ConsumeContext
-			// Bounded in bytes, not in messages (500 by default, each up
-			// to 64 MiB); the heartbeat as the log's follower's.
-			cc, err = cons.Consume(n.applyRetained, jetstream.PullMaxBytes(followBytes),
-				jetstream.PullHeartbeat(followHeartbeat), jetstream.PullExpiry(followExpiry))
-			if err == nil {
-				<-n.ctx.Done()
-				cc.Stop()
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if n.ctx.Err() != nil {
-			return
+		// Bounded in bytes, not in messages (500 by default, each up to
+		// 64 MiB); the heartbeat as the log's follower's.
+		cc, err := cons.Consume(n.applyRetained, jetstream.PullMaxBytes(followBytes),
+			jetstream.PullHeartbeat(followHeartbeat), jetstream.PullExpiry(followExpiry))
+		if err != nil {
+			return err
 		}
-		n.log.Warn("cluster: cannot follow the retained stream; retrying", "err", err)
-		if !sleepCtx(n.ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		<-n.ctx.Done()
+		cc.Stop()
+		return nil
+	})
 }
 
 // followBytes bounds the retained messages the follower's consumer
